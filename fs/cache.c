@@ -1,0 +1,417 @@
+/* Cache engine: template registry, generations, start-up and shutdown.
+ * The read path is in read.c. */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "ic-block.h"
+#include "ic-cache.h"
+#include "ic-conf.h"
+#include "ic-index.h"
+#include "ic-log.h"
+#include "ic-store.h"
+#include "ic-util.h"
+#include "ic-writer.h"
+
+uint32_t cache_tick(struct cache *c)
+{
+    return (uint32_t)__atomic_add_fetch(&c->clock, 1, __ATOMIC_RELAXED);
+}
+
+/* ---------------------------------------------------------- generations */
+
+static struct gen *gen_new(struct tmpl *t, uint64_t number,
+                           const struct origin_info *info)
+{
+    struct gen *g = calloc(1, sizeof *g);
+    if (g == NULL)
+        return NULL;
+    g->t = t;
+    g->number = number;
+    g->info = *info;
+    g->bs = t->bs;
+    g->refs = 1;
+    int fd = store_open(t->c->conf->cache_dir, t->name, number, info->size,
+                        t->c->conf->data_direct_io);
+    if (fd < 0 || blockmap_init(&g->bm, block_count(info->size, g->bs)) < 0) {
+        if (fd >= 0)
+            close(fd);
+        free(g);
+        return NULL;
+    }
+    g->fd = fd;
+    pthread_mutex_init(&g->lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&g->filled, &ca);
+    pthread_condattr_destroy(&ca);
+    return g;
+}
+
+static void gen_destroy(struct gen *g)
+{
+    struct tmpl *t = g->t;
+    close(g->fd);
+    /* A superseded generation's bytes are of no further use. */
+    if (t->cur != g && t->c->w != NULL)
+        store_unlink(t->c->conf->cache_dir, t->name, g->number);
+    blockmap_free(&g->bm);
+    pthread_mutex_destroy(&g->lock);
+    pthread_cond_destroy(&g->filled);
+    free(g);
+}
+
+void cache_gen_put(struct gen *g)
+{
+    pthread_mutex_lock(&g->lock);
+    int last = --g->refs == 0;
+    pthread_mutex_unlock(&g->lock);
+    if (last)
+        gen_destroy(g);
+}
+
+static void gen_get(struct gen *g)
+{
+    pthread_mutex_lock(&g->lock);
+    g->refs++;
+    pthread_mutex_unlock(&g->lock);
+}
+
+static void tmpl_row(const struct tmpl *t, const struct gen *g,
+                     struct index_tmpl *row)
+{
+    memset(row, 0, sizeof *row);
+    row->id = t->tid;
+    snprintf(row->name, sizeof row->name, "%s", t->name);
+    snprintf(row->origin, sizeof row->origin, "%s", t->location);
+    row->size = g->info.size;
+    row->mtime_ns = g->info.mtime_ns;
+    snprintf(row->validator, sizeof row->validator, "%s", g->info.validator);
+    row->generation = g->number;
+    row->block_size = t->bs;
+    row->quota = t->quota;
+}
+
+/* ------------------------------------------------------------ start-up */
+
+struct load_ctx {
+    struct gen *g;
+    uint64_t loaded, bad;
+};
+
+static int load_block(void *arg, const struct index_rec *rec)
+{
+    struct load_ctx *lc = arg;
+    struct gen *g = lc->g;
+    uint32_t len = block_len(rec->blk, g->info.size, g->bs);
+    if (len == 0) {
+        lc->bad++;
+        return 0;
+    }
+    uint8_t flags = (rec->flags & INDEX_BLK_ZERO) ? BLK_ZERO : 0;
+    blockmap_set_present(&g->bm, rec->blk, rec->csum, flags, len);
+    lc->loaded++;
+    return 0;
+}
+
+static int origin_known(const struct index_tmpl *row, const struct tmpl *t)
+{
+    return strcmp(row->origin, t->location) == 0 && row->block_size == t->bs;
+}
+
+/* Choose the generation at start: the index's one when the origin still
+ * matches it (or cannot be reached), else a new one. */
+static int tmpl_pick_gen(struct tmpl *t, struct index *ix)
+{
+    struct origin_info info;
+    struct index_tmpl row;
+    uint64_t deadline = mono_ms() + t->origin->connect_timeout_ms;
+    int sr = origin_stat(t->origin, &info, deadline);
+    int have = index_tmpl_get(ix, t->name, &row) == 0;
+    int known = have && origin_known(&row, t);
+    uint64_t number;
+
+    if (sr < 0 && !known) {
+        log_warn("template %s: origin %s unavailable (%s) and nothing cached; "
+                 "leaving it out", t->name, t->origin->display, strerror(-sr));
+        return sr;
+    }
+    if (sr < 0) {
+        log_warn("template %s: origin %s unavailable (%s); serving cached "
+                 "blocks of generation %llu", t->name, t->origin->display,
+                 strerror(-sr), (unsigned long long)row.generation);
+        info.size = row.size;
+        info.mtime_ns = row.mtime_ns;
+        snprintf(info.validator, sizeof info.validator, "%s", row.validator);
+        number = row.generation;
+    } else if (known && strcmp(row.validator, info.validator) == 0) {
+        number = row.generation;
+        t->last_check_ms = mono_ms();
+    } else {
+        number = have ? row.generation + 1 : 1;
+        t->last_check_ms = mono_ms();
+        if (have)
+            log_info("template %s: origin changed; new generation %llu",
+                     t->name, (unsigned long long)number);
+    }
+    if (have)
+        t->tid = row.id;
+    t->cur = gen_new(t, number, &info);
+    if (t->cur == NULL)
+        return -EIO;
+    tmpl_row(t, t->cur, &row);
+    if (index_tmpl_put(ix, &row) < 0)
+        return -EIO;
+    t->tid = row.id;
+    t->ino = (uint64_t)row.id + 1;
+    return 0;
+}
+
+static int tmpl_load(struct tmpl *t, struct index *ix)
+{
+    struct gen *g = t->cur;
+    struct load_ctx lc = {.g = g};
+
+    index_drop_other_gens(ix, t->tid, g->number);
+    store_unlink_others(t->c->conf->cache_dir, t->name, g->number);
+    if (index_blocks_load(ix, t->tid, g->number, load_block, &lc) < 0)
+        log_warn("template %s: cannot load cached block list; starting "
+                 "empty", t->name);
+    log_debug("template %s: generation %llu, %llu cached blocks", t->name,
+              (unsigned long long)g->number, (unsigned long long)lc.loaded);
+    return 0;
+}
+
+static struct tmpl *tmpl_new(struct cache *c, const struct conf_source *src,
+                             const char *name, const char *location)
+{
+    char err[256];
+    struct tmpl *t = calloc(1, sizeof *t);
+    if (t == NULL)
+        return NULL;
+    t->c = c;
+    t->src = src;
+    t->name = strdup(name);
+    t->location = strdup(location);
+    t->quota = src->quota;
+    t->bs = src->block_size;
+    t->timeout_ms = src->net.origin_timeout_ms;
+    t->origin = origin_new(location, &src->net, err, sizeof err);
+    if (t->name == NULL || t->location == NULL || t->origin == NULL) {
+        if (t->origin == NULL)
+            log_err("template %s: %s", name, err);
+        free(t->name);
+        free(t->location);
+        free(t);
+        return NULL;
+    }
+    /* A local/NFS stat costs microseconds: check the file at every open. */
+    t->revalidate_ms = conf_origin_is_http(location) ? src->net.revalidate_ms
+                                                     : 0;
+    pthread_mutex_init(&t->lock, NULL);
+    return t;
+}
+
+static void tmpl_free(struct tmpl *t)
+{
+    if (t->cur)
+        cache_gen_put(t->cur);
+    origin_free(t->origin);
+    pthread_mutex_destroy(&t->lock);
+    free(t->name);
+    free(t->location);
+    free(t);
+}
+
+static int cache_add(struct cache *c, const struct conf_source *src,
+                     const char *name, const char *location)
+{
+    if (cache_find(c, name) != NULL) {
+        log_warn("%s: template %s already defined; ignoring the one from "
+                 "[%s %s]", c->conf->path, name,
+                 src->kind == CONF_DIRECTORY ? "directory" : "template",
+                 src->name);
+        return 0;
+    }
+    struct tmpl *t = tmpl_new(c, src, name, location);
+    if (t == NULL)
+        return 0;
+    if (tmpl_pick_gen(t, c->ix) < 0) {
+        tmpl_free(t);
+        return 0;
+    }
+    tmpl_load(t, c->ix);
+    struct tmpl **v = realloc(c->t, (c->nt + 1) * sizeof *v);
+    if (v == NULL) {
+        tmpl_free(t);
+        return -ENOMEM;
+    }
+    c->t = v;
+    c->t[c->nt++] = t;
+    return 0;
+}
+
+static int cache_add_dir(struct cache *c, const struct conf_source *src)
+{
+    char **names;
+    int n = origin_list_dir(src->origin, &src->net, &names);
+    if (n < 0) {
+        log_warn("directory %s: cannot list %s: %s", src->name, src->origin,
+                 strerror(-n));
+        return 0;
+    }
+    int r = 0;
+    for (int i = 0; i < n; i++) {
+        char *loc = origin_join(src->origin, names[i]);
+        if (r == 0 && loc != NULL)
+            r = cache_add(c, src, names[i], loc);
+        free(loc);
+        free(names[i]);
+    }
+    free(names);
+    return r;
+}
+
+static int cache_dir_check(const char *dir)
+{
+    int r = store_init(dir);
+    if (r < 0) {
+        log_err("cannot create cache directory %s: %s", dir, strerror(-r));
+        return r;
+    }
+    return 0;
+}
+
+int cache_open(struct conf *conf, struct cache **out)
+{
+    struct cache *c = calloc(1, sizeof *c);
+    int r;
+    if (c == NULL)
+        return -ENOMEM;
+    c->conf = conf;
+    r = cache_dir_check(conf->cache_dir);
+    if (r == 0)
+        r = index_open(conf->cache_dir, &c->ix);
+    for (size_t i = 0; r == 0 && i < conf->nsrc; i++) {
+        const struct conf_source *s = &conf->src[i];
+        r = s->kind == CONF_DIRECTORY ? cache_add_dir(c, s)
+                                      : cache_add(c, s, s->name, s->origin);
+    }
+    if (r == 0)
+        r = writer_start(c->ix, &c->w);
+    if (r < 0) {
+        cache_close(c);
+        return r;
+    }
+    *out = c;
+    return 0;
+}
+
+void cache_close(struct cache *c)
+{
+    if (c == NULL)
+        return;
+    if (c->w != NULL)
+        writer_stop(c->w);
+    c->w = NULL;
+    for (size_t i = 0; i < c->nt; i++)
+        tmpl_free(c->t[i]);
+    free(c->t);
+    if (c->ix)
+        index_close(c->ix);
+    free(c);
+}
+
+struct tmpl *cache_find(struct cache *c, const char *name)
+{
+    for (size_t i = 0; i < c->nt; i++)
+        if (strcmp(c->t[i]->name, name) == 0)
+            return c->t[i];
+    return NULL;
+}
+
+struct tmpl *cache_find_ino(struct cache *c, uint64_t ino)
+{
+    for (size_t i = 0; i < c->nt; i++)
+        if (c->t[i]->ino == ino)
+            return c->t[i];
+    return NULL;
+}
+
+void cache_tmpl_attr(struct tmpl *t, uint64_t *size, int64_t *mtime_ns)
+{
+    pthread_mutex_lock(&t->lock);
+    *size = t->cur->info.size;
+    *mtime_ns = t->cur->info.mtime_ns;
+    pthread_mutex_unlock(&t->lock);
+}
+
+/* ---------------------------------------------------------- revalidate */
+
+/* Switch the template to a new generation for changed origin content
+ * (t->lock held). */
+static void tmpl_new_gen(struct tmpl *t, const struct origin_info *info)
+{
+    struct gen *old = t->cur;
+    struct gen *g = gen_new(t, old->number + 1, info);
+    if (g == NULL) {
+        log_err("template %s: cannot start a new generation; old content "
+                "kept but no longer filled", t->name);
+        return;
+    }
+    log_info("template %s: origin changed; new generation %llu", t->name,
+             (unsigned long long)g->number);
+    pthread_mutex_lock(&old->lock);
+    old->stale = 1;
+    pthread_mutex_unlock(&old->lock);
+    t->cur = g;
+    struct index_tmpl row;
+    tmpl_row(t, g, &row);
+    writer_tmpl(t->c->w, &row);
+    writer_drop_gens(t->c->w, t->tid, g->number);
+    writer_event(t->c->w, t->tid, "generation", 0, 0, NULL);
+    cache_gen_put(old);
+}
+
+static void tmpl_revalidate(struct tmpl *t)
+{
+    struct origin_info info;
+    uint64_t now = mono_ms();
+    uint64_t deadline = now + t->origin->connect_timeout_ms;
+
+    int r = origin_stat(t->origin, &info, deadline);
+    pthread_mutex_lock(&t->lock);
+    if (r == 0) {
+        t->last_check_ms = now;
+        if (strcmp(info.validator, t->cur->info.validator) != 0)
+            tmpl_new_gen(t, &info);
+    } else {
+        log_debug("template %s: cannot revalidate origin: %s", t->name,
+                  strerror(-r));
+    }
+    pthread_mutex_unlock(&t->lock);
+}
+
+int cache_gen_open(struct tmpl *t, struct gen **out, int *keep_cache)
+{
+    pthread_mutex_lock(&t->lock);
+    int due = t->revalidate_ms == 0 || t->cur->stale ||
+              mono_ms() - t->last_check_ms >= t->revalidate_ms;
+    pthread_mutex_unlock(&t->lock);
+    if (due)
+        tmpl_revalidate(t);
+    pthread_mutex_lock(&t->lock);
+    struct gen *g = t->cur;
+    gen_get(g);
+    *keep_cache = t->kc_gen == g->number;
+    t->kc_gen = g->number;
+    pthread_mutex_unlock(&t->lock);
+    *out = g;
+    return 0;
+}

@@ -1,0 +1,357 @@
+/* FUSE low-level operations: a flat, read-only directory of templates.
+ * Every operation ends in exactly one fuse_reply_*. */
+#define FUSE_USE_VERSION 312
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <fuse_lowlevel.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "ic-cache.h"
+#include "ic-fuse-ops.h"
+#include "ic-log.h"
+
+/* Attributes may change with a new generation: keep the kernel's copy
+ * short-lived so a new size shows within a second. */
+#define ATTR_TIMEOUT 1.0
+#define XATTR_PREFIX "user.imgcache."
+
+static struct ic_fs *fs_of(fuse_req_t req) { return fuse_req_userdata(req); }
+
+static void fill_root_attr(struct stat *st)
+{
+    memset(st, 0, sizeof *st);
+    st->st_ino = FUSE_ROOT_ID;
+    st->st_mode = S_IFDIR | 0555;
+    st->st_nlink = 2;
+}
+
+static void fill_attr(struct ic_fs *fs, struct tmpl *t, struct stat *st)
+{
+    uint64_t size;
+    int64_t mtime_ns;
+    cache_tmpl_attr(t, &size, &mtime_ns);
+    memset(st, 0, sizeof *st);
+    st->st_ino = t->ino;
+    st->st_mode = S_IFREG | fs->mode;
+    st->st_nlink = 1;
+    st->st_uid = fs->uid;
+    st->st_gid = fs->gid;
+    st->st_size = (off_t)size;
+    st->st_blksize = t->bs;
+    st->st_blocks = (blkcnt_t)((size + 511) / 512);
+    st->st_mtim.tv_sec = mtime_ns / 1000000000;
+    st->st_mtim.tv_nsec = mtime_ns % 1000000000;
+    st->st_ctim = st->st_mtim;
+    st->st_atim = st->st_mtim;
+}
+
+static void ic_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+    struct ic_fs *fs = fs_of(req);
+    struct fuse_entry_param e;
+    struct tmpl *t;
+
+    if (parent != FUSE_ROOT_ID || (t = cache_find(fs->c, name)) == NULL) {
+        fuse_reply_err(req, ENOENT);
+        return;
+    }
+    memset(&e, 0, sizeof e);
+    e.ino = t->ino;
+    e.attr_timeout = ATTR_TIMEOUT;
+    e.entry_timeout = ATTR_TIMEOUT;
+    fill_attr(fs, t, &e.attr);
+    fuse_reply_entry(req, &e);
+}
+
+static void ic_getattr(fuse_req_t req, fuse_ino_t ino,
+                       struct fuse_file_info *fi)
+{
+    struct ic_fs *fs = fs_of(req);
+    struct stat st;
+    struct tmpl *t;
+
+    if (ino == FUSE_ROOT_ID) {
+        fill_root_attr(&st);
+        fuse_reply_attr(req, &st, ATTR_TIMEOUT);
+        return;
+    }
+    if ((t = cache_find_ino(fs->c, ino)) == NULL) {
+        fuse_reply_err(req, ENOENT);
+        return;
+    }
+    fill_attr(fs, t, &st);
+    fuse_reply_attr(req, &st, ATTR_TIMEOUT);
+}
+
+static void ic_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
+                       int to_set, struct fuse_file_info *fi)
+{
+    fuse_reply_err(req, EROFS);
+}
+
+/* Add one entry; returns 0 when the buffer is full. */
+static size_t add_entry(fuse_req_t req, char *buf, size_t size, size_t pos,
+                        const char *name, fuse_ino_t ino, mode_t mode,
+                        off_t next)
+{
+    struct stat st = {.st_ino = ino, .st_mode = mode};
+    size_t need = fuse_add_direntry(req, NULL, 0, name, NULL, 0);
+    if (pos + need > size)
+        return 0;
+    fuse_add_direntry(req, buf + pos, size - pos, name, &st, next);
+    return need;
+}
+
+static void ic_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                       struct fuse_file_info *fi)
+{
+    struct ic_fs *fs = fs_of(req);
+    char *buf;
+    size_t pos = 0, n;
+
+    if (ino != FUSE_ROOT_ID) {
+        fuse_reply_err(req, ENOTDIR);
+        return;
+    }
+    buf = malloc(size);
+    if (buf == NULL) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    /* Offsets: 0 ".", 1 "..", 2+i template i. */
+    for (off_t i = off; i < (off_t)fs->c->nt + 2; i++) {
+        const char *name = i == 0 ? "." : i == 1 ? ".." : fs->c->t[i - 2]->name;
+        fuse_ino_t e_ino = i < 2 ? FUSE_ROOT_ID : fs->c->t[i - 2]->ino;
+        mode_t mode = i < 2 ? S_IFDIR : S_IFREG;
+        n = add_entry(req, buf, size, pos, name, e_ino, mode, i + 1);
+        if (n == 0)
+            break;
+        pos += n;
+    }
+    fuse_reply_buf(req, buf, pos);
+    free(buf);
+}
+
+static void ic_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    struct ic_fs *fs = fs_of(req);
+    struct tmpl *t = cache_find_ino(fs->c, ino);
+    struct gen *g;
+    int keep;
+
+    if (t == NULL) {
+        fuse_reply_err(req, ENOENT);
+        return;
+    }
+    if ((fi->flags & O_ACCMODE) != O_RDONLY ||
+        (fi->flags & (O_TRUNC | O_APPEND))) {
+        fuse_reply_err(req, EROFS);
+        return;
+    }
+    int r = cache_gen_open(t, &g, &keep);
+    if (r < 0) {
+        fuse_reply_err(req, -r);
+        return;
+    }
+    fi->fh = (uintptr_t)g;
+    /* O_DIRECT (QEMU cache=none) must reach us on every read. */
+    fi->direct_io = fs->force_direct_io || (fi->flags & O_DIRECT);
+    fi->keep_cache = !fi->direct_io && keep;
+    if (fuse_reply_open(req, fi) != 0)
+        cache_gen_put(g); /* the open was interrupted: no release follows */
+}
+
+static void ic_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                    struct fuse_file_info *fi)
+{
+    struct gen *g = (struct gen *)(uintptr_t)fi->fh;
+    char *buf = malloc(size ? size : 1);
+
+    if (buf == NULL) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    ssize_t n = off < 0 ? -EINVAL : cache_read(g, buf, (uint64_t)off, size);
+    if (n < 0)
+        fuse_reply_err(req, (int)-n);
+    else
+        fuse_reply_buf(req, buf, (size_t)n);
+    free(buf);
+}
+
+static void ic_release(fuse_req_t req, fuse_ino_t ino,
+                       struct fuse_file_info *fi)
+{
+    cache_gen_put((struct gen *)(uintptr_t)fi->fh);
+    fuse_reply_err(req, 0);
+}
+
+static void ic_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+    struct ic_fs *fs = fs_of(req);
+    struct statvfs sv;
+    uint64_t total = 0;
+
+    for (size_t i = 0; i < fs->c->nt; i++) {
+        uint64_t size;
+        int64_t mtime;
+        cache_tmpl_attr(fs->c->t[i], &size, &mtime);
+        total += size;
+    }
+    memset(&sv, 0, sizeof sv);
+    sv.f_bsize = 4096;
+    sv.f_frsize = 4096;
+    sv.f_blocks = (fsblkcnt_t)((total + 4095) / 4096);
+    sv.f_files = fs->c->nt + 1;
+    sv.f_namemax = 255;
+    fuse_reply_statfs(req, &sv);
+}
+
+/* ----------------------------------------------------------- xattrs */
+
+static const char *const xattr_names[] = {
+    "origin", "generation", "cached_bytes", "pinned_bytes", "quota",
+    "hits", "misses", "origin_bytes",
+};
+#define N_XATTRS (sizeof xattr_names / sizeof xattr_names[0])
+
+static uint64_t load(const uint64_t *p)
+{
+    return __atomic_load_n(p, __ATOMIC_RELAXED);
+}
+
+static int xattr_value(struct tmpl *t, const char *key, char *out, size_t len)
+{
+    struct gen *g;
+    int keep;
+    if (strcmp(key, "origin") == 0)
+        return snprintf(out, len, "%s", t->origin->display);
+    if (strcmp(key, "quota") == 0)
+        return snprintf(out, len, "%" PRIu64, t->quota);
+    if (strcmp(key, "hits") == 0)
+        return snprintf(out, len, "%" PRIu64, load(&t->st.hits));
+    if (strcmp(key, "misses") == 0)
+        return snprintf(out, len, "%" PRIu64, load(&t->st.misses));
+    if (strcmp(key, "origin_bytes") == 0)
+        return snprintf(out, len, "%" PRIu64, load(&t->st.origin_bytes));
+    if (strcmp(key, "pinned_bytes") == 0)
+        return snprintf(out, len, "0");
+    (void)keep;
+    pthread_mutex_lock(&t->lock);
+    g = t->cur;
+    uint64_t gen = g->number;
+    pthread_mutex_lock(&g->lock);
+    uint64_t cached = g->bm.present_bytes;
+    pthread_mutex_unlock(&g->lock);
+    pthread_mutex_unlock(&t->lock);
+    if (strcmp(key, "generation") == 0)
+        return snprintf(out, len, "%" PRIu64, gen);
+    if (strcmp(key, "cached_bytes") == 0)
+        return snprintf(out, len, "%" PRIu64, cached);
+    return -1;
+}
+
+static void ic_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+                        size_t size)
+{
+    struct tmpl *t = cache_find_ino(fs_of(req)->c, ino);
+    char val[1100];
+    int n = -1;
+
+    if (t != NULL && strncmp(name, XATTR_PREFIX, strlen(XATTR_PREFIX)) == 0)
+        n = xattr_value(t, name + strlen(XATTR_PREFIX), val, sizeof val);
+    if (n < 0)
+        fuse_reply_err(req, ENODATA);
+    else if (size == 0)
+        fuse_reply_xattr(req, (size_t)n);
+    else if (size < (size_t)n)
+        fuse_reply_err(req, ERANGE);
+    else
+        fuse_reply_buf(req, val, (size_t)n);
+}
+
+static void ic_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+    char buf[512];
+    size_t pos = 0;
+
+    if (cache_find_ino(fs_of(req)->c, ino) == NULL) {
+        fuse_reply_xattr(req, 0);
+        return;
+    }
+    for (size_t i = 0; i < N_XATTRS; i++)
+        pos += (size_t)snprintf(buf + pos, sizeof buf - pos, "%s%s",
+                                XATTR_PREFIX, xattr_names[i]) + 1;
+    if (size == 0)
+        fuse_reply_xattr(req, pos);
+    else if (size < pos)
+        fuse_reply_err(req, ERANGE);
+    else
+        fuse_reply_buf(req, buf, pos);
+}
+
+/* ------------------------------------------------- read-only refusals */
+
+static void ic_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+                        const char *value, size_t size, int flags)
+{
+    fuse_reply_err(req, EROFS);
+}
+
+static void ic_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+    fuse_reply_err(req, EROFS);
+}
+
+static void ic_create(fuse_req_t req, fuse_ino_t parent, const char *name,
+                      mode_t mode, struct fuse_file_info *fi)
+{
+    fuse_reply_err(req, EROFS);
+}
+
+static void ic_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
+                     mode_t mode, dev_t rdev)
+{
+    fuse_reply_err(req, EROFS);
+}
+
+static void ic_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
+                     size_t size, off_t off, struct fuse_file_info *fi)
+{
+    fuse_reply_err(req, EROFS);
+}
+
+static void ic_init(void *userdata, struct fuse_conn_info *conn)
+{
+    /* Reads of one file may overlap: the engine is thread-safe. */
+    if (conn->capable & FUSE_CAP_ASYNC_READ)
+        conn->want |= FUSE_CAP_ASYNC_READ;
+    /* Let the kernel drop cached pages when mtime/size change. */
+    if (conn->capable & FUSE_CAP_AUTO_INVAL_DATA)
+        conn->want |= FUSE_CAP_AUTO_INVAL_DATA;
+}
+
+const struct fuse_lowlevel_ops ic_fuse_ops = {
+    .init = ic_init,
+    .lookup = ic_lookup,
+    .getattr = ic_getattr,
+    .setattr = ic_setattr,
+    .readdir = ic_readdir,
+    .open = ic_open,
+    .read = ic_read,
+    .release = ic_release,
+    .statfs = ic_statfs,
+    .getxattr = ic_getxattr,
+    .listxattr = ic_listxattr,
+    .setxattr = ic_setxattr,
+    .removexattr = ic_removexattr,
+    .create = ic_create,
+    .mknod = ic_mknod,
+    .write = ic_write,
+};

@@ -1,0 +1,246 @@
+/* imgcache: argv + config -> FUSE session.
+ *
+ * Start-up order matters: the config is checked before anything else (exit
+ * 2 on error), then we fork (unless -f) *before* any thread exists, and the
+ * parent waits for the child to report that the mount is up, so every
+ * start-up error still reaches the terminal and the exit status. */
+#define FUSE_USE_VERSION 312
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <fuse_lowlevel.h>
+#include <grp.h>
+#include <pwd.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "ic-cache.h"
+#include "ic-conf.h"
+#include "ic-fuse-ops.h"
+#include "ic-log.h"
+
+struct opts {
+    int foreground, debug, help, version, direct_io;
+    char *config, *mountpoint;
+    int nonopt;
+};
+
+enum { KEY_HELP, KEY_VERSION, KEY_FG, KEY_DEBUG };
+
+static const struct fuse_opt opt_spec[] = {
+    FUSE_OPT_KEY("-h", KEY_HELP),
+    FUSE_OPT_KEY("--help", KEY_HELP),
+    FUSE_OPT_KEY("-V", KEY_VERSION),
+    FUSE_OPT_KEY("--version", KEY_VERSION),
+    FUSE_OPT_KEY("-f", KEY_FG),
+    FUSE_OPT_KEY("-d", KEY_DEBUG),
+    {"direct_io", offsetof(struct opts, direct_io), 1},
+    FUSE_OPT_END,
+};
+
+static int opt_proc(void *data, const char *arg, int key,
+                    struct fuse_args *outargs)
+{
+    struct opts *o = data;
+    switch (key) {
+    case KEY_HELP: o->help = 1; return 0;
+    case KEY_VERSION: o->version = 1; return 0;
+    case KEY_FG: o->foreground = 1; return 0;
+    case KEY_DEBUG: o->debug = 1; return 0;
+    case FUSE_OPT_KEY_NONOPT:
+        if (o->nonopt == 0)
+            o->config = strdup(arg);
+        else if (o->nonopt == 1)
+            o->mountpoint = strdup(arg);
+        else {
+            fprintf(stderr, "imgcache: unexpected argument '%s'\n", arg);
+            return -1;
+        }
+        o->nonopt++;
+        return 0;
+    default:
+        return 1; /* keep it for FUSE (e.g. -o allow_other) */
+    }
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: imgcache [-f] [-d] [-o OPTS] CONFIG MOUNTPOINT\n"
+            "\n"
+            "Mount VM image templates through a persistent block cache.\n"
+            "\n"
+            "  -f              stay in the foreground, log to stderr\n"
+            "  -d              log debug messages\n"
+            "  -o direct_io    bypass the kernel page cache on every open\n"
+            "  -o allow_other  let other users (e.g. qemu) use the mount\n"
+            "  -o OPT          other FUSE mount options\n"
+            "  -h, --help      this help\n"
+            "  -V, --version   print the version\n"
+            "\nSee imgcache(8) and imgcache.conf(5).\n");
+}
+
+static int resolve_owner(const struct conf *c, struct ic_fs *fs)
+{
+    fs->uid = 0;
+    fs->gid = 0;
+    fs->mode = c->file_mode ? c->file_mode : 0444;
+    if (c->owner) {
+        struct passwd *pw = getpwnam(c->owner);
+        char *end;
+        unsigned long v = strtoul(c->owner, &end, 10);
+        if (pw == NULL && *end != '\0') {
+            fprintf(stderr, "imgcache: %s: unknown owner '%s'\n", c->path,
+                    c->owner);
+            return -1;
+        }
+        fs->uid = pw ? pw->pw_uid : (uid_t)v;
+    }
+    if (c->group) {
+        struct group *gr = getgrnam(c->group);
+        char *end;
+        unsigned long v = strtoul(c->group, &end, 10);
+        if (gr == NULL && *end != '\0') {
+            fprintf(stderr, "imgcache: %s: unknown group '%s'\n", c->path,
+                    c->group);
+            return -1;
+        }
+        fs->gid = gr ? gr->gr_gid : (gid_t)v;
+    }
+    return 0;
+}
+
+/* Fork; the parent exits with the status the child reports on the pipe. */
+static int daemon_fork(int *report_fd)
+{
+    int p[2];
+    if (pipe(p) < 0)
+        return -1;
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid > 0) {
+        unsigned char st = 1;
+        close(p[1]);
+        if (read(p[0], &st, 1) != 1)
+            st = 1;
+        _exit(st);
+    }
+    close(p[0]);
+    setsid();
+    *report_fd = p[1];
+    return 0;
+}
+
+static void daemon_ready(int report_fd, unsigned char status)
+{
+    if (report_fd < 0)
+        return;
+    if (status == 0) {
+        int null = open("/dev/null", O_RDWR);
+        if (null >= 0) {
+            dup2(null, 0);
+            dup2(null, 1);
+            dup2(null, 2);
+            if (null > 2)
+                close(null);
+        }
+        log_use_syslog(1);
+        if (chdir("/") < 0)
+            log_warn("chdir /: %s", strerror(errno));
+    }
+    if (write(report_fd, &status, 1) != 1)
+        log_warn("cannot report start-up status");
+    close(report_fd);
+}
+
+static int run_session(struct fuse_args *args, struct ic_fs *fs,
+                       const char *mnt, int report_fd)
+{
+    struct fuse_session *se;
+    int r = 1;
+
+    se = fuse_session_new(args, &ic_fuse_ops, sizeof ic_fuse_ops, fs);
+    if (se == NULL)
+        return 1;
+    if (fuse_set_signal_handlers(se) != 0)
+        goto out_destroy;
+    if (fuse_session_mount(se, mnt) != 0)
+        goto out_signals;
+    log_info("mounted %s with %zu templates", mnt, fs->c->nt);
+    daemon_ready(report_fd, 0);
+    struct fuse_loop_config *lc = fuse_loop_cfg_create();
+    fuse_loop_cfg_set_max_threads(lc, 64);
+    r = fuse_session_loop_mt(se, lc) != 0;
+    fuse_loop_cfg_destroy(lc);
+    fuse_session_unmount(se);
+    log_info("unmounted %s", mnt);
+out_signals:
+    fuse_remove_signal_handlers(se);
+out_destroy:
+    fuse_session_destroy(se);
+    return r;
+}
+
+static int start(struct opts *o, struct conf *conf, struct fuse_args *args)
+{
+    struct ic_fs fs = {.force_direct_io = o->direct_io};
+    int report_fd = -1;
+
+    if (resolve_owner(conf, &fs) < 0)
+        return 2;
+    if (!o->foreground && daemon_fork(&report_fd) < 0) {
+        fprintf(stderr, "imgcache: cannot fork: %s\n", strerror(errno));
+        return 1;
+    }
+    if (cache_open(conf, &fs.c) < 0) {
+        daemon_ready(report_fd, 1);
+        return 1;
+    }
+    /* Read-only, and the kernel enforces the files' modes for us. */
+    fuse_opt_add_arg(args, "-oro,default_permissions,fsname=imgcache,"
+                           "subtype=imgcache");
+    int r = run_session(args, &fs, o->mountpoint, report_fd);
+    if (r != 0)
+        daemon_ready(report_fd, 1);
+    cache_close(fs.c);
+    return r;
+}
+
+int main(int argc, char **argv)
+{
+    struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+    struct opts o = {0};
+    struct conf *conf;
+    char err[1024];
+
+    if (fuse_opt_parse(&args, &o, opt_spec, opt_proc) != 0)
+        return 2;
+    if (o.help || o.version) {
+        if (o.help)
+            usage(stdout);
+        else
+            printf("imgcache %s\n", PACKAGE_VERSION);
+        return 0;
+    }
+    if (o.config == NULL || o.mountpoint == NULL) {
+        usage(stderr);
+        return 2;
+    }
+    log_init("imgcache", o.debug);
+    if (conf_load(o.config, &conf, err, sizeof err) < 0) {
+        fprintf(stderr, "imgcache: %s\n", err);
+        return 2;
+    }
+    int r = start(&o, conf, &args);
+    conf_free(conf);
+    fuse_opt_free_args(&args);
+    free(o.config);
+    free(o.mountpoint);
+    return r;
+}

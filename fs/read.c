@@ -1,0 +1,373 @@
+/* The read path: split a read into blocks; serve present blocks from the
+ * data file; fill missing ones from the origin, single-flight, a run of
+ * adjacent missing blocks in one origin read.
+ *
+ * A reader claims MISSING blocks by setting them FILLING (under gen.lock),
+ * fetches them with no lock held, writes them to the data file, then marks
+ * them PRESENT and wakes the waiters.  Readers that find a block FILLING wait
+ * for it, bounded by the read's deadline. */
+#include "config.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "ic-block.h"
+#include "ic-cache.h"
+#include "ic-checksum.h"
+#include "ic-index.h"
+#include "ic-log.h"
+#include "ic-store.h"
+#include "ic-util.h"
+#include "ic-writer.h"
+
+/* Largest single origin read: large enough to stream, small enough that a
+ * slow origin still delivers within the deadline. */
+#define FILL_MAX_BYTES (4u << 20)
+
+struct rq {
+    struct gen *g;
+    char *buf;
+    uint64_t off, len;      /* the request, clamped to the file size */
+    uint64_t first, last;   /* its block range */
+    uint8_t *done;          /* per block of the range: bytes copied */
+    uint64_t ndone;
+    uint64_t deadline;
+};
+
+struct run {
+    uint64_t start, n;
+};
+
+/* Copy the part of block-aligned data at data_off that the request wants. */
+static void rq_copy(struct rq *rq, const char *data, uint64_t data_off,
+                    uint64_t data_len)
+{
+    uint64_t s = rq->off > data_off ? rq->off : data_off;
+    uint64_t e1 = rq->off + rq->len, e2 = data_off + data_len;
+    uint64_t e = e1 < e2 ? e1 : e2;
+    if (s < e)
+        memcpy(rq->buf + (s - rq->off), data + (s - data_off), e - s);
+}
+
+static void rq_mark_done(struct rq *rq, uint64_t blk)
+{
+    if (!rq->done[blk - rq->first]) {
+        rq->done[blk - rq->first] = 1;
+        rq->ndone++;
+    }
+}
+
+static void stat_add(uint64_t *counter, uint64_t v)
+{
+    __atomic_add_fetch(counter, v, __ATOMIC_RELAXED);
+}
+
+/* ------------------------------------------------------------ claiming */
+
+/* Claim runs of MISSING blocks not yet done (gen.lock held).  Returns the
+ * number of runs stored in runs[] (at most max). */
+static size_t claim_runs(struct rq *rq, struct run *runs, size_t max)
+{
+    struct gen *g = rq->g;
+    uint64_t max_blocks = FILL_MAX_BYTES / g->bs ? FILL_MAX_BYTES / g->bs : 1;
+    size_t nr = 0;
+
+    if (g->stale)
+        return 0;
+    for (uint64_t b = rq->first; b <= rq->last && nr < max; b++) {
+        if (rq->done[b - rq->first] || g->bm.v[b].state != BLK_MISSING)
+            continue;
+        uint64_t lim = rq->last - b + 1;
+        uint64_t n = blockmap_missing_run(&g->bm, b, lim < max_blocks
+                                                         ? lim : max_blocks);
+        for (uint64_t i = 0; i < n; i++)
+            g->bm.v[b + i].state = BLK_FILLING;
+        runs[nr++] = (struct run){b, n};
+        b += n - 1;
+    }
+    return nr;
+}
+
+static void release_runs(struct gen *g, const struct run *runs, size_t n)
+{
+    pthread_mutex_lock(&g->lock);
+    for (size_t r = 0; r < n; r++)
+        for (uint64_t i = 0; i < runs[r].n; i++)
+            if (g->bm.v[runs[r].start + i].state == BLK_FILLING)
+                blockmap_set_missing(&g->bm, runs[r].start + i,
+                                     block_len(runs[r].start + i,
+                                               g->info.size, g->bs));
+    pthread_cond_broadcast(&g->filled);
+    pthread_mutex_unlock(&g->lock);
+}
+
+/* ------------------------------------------------------------- filling */
+
+/* Store one fetched block in the data file.  Returns the BLK_ flags to
+ * record, or -1 when it could not be stored (the reader is still served
+ * from memory: serve-through). */
+static int store_block(struct gen *g, const char *data, uint64_t blk,
+                       uint32_t len)
+{
+    uint64_t off = block_start(blk, g->bs);
+    if (buf_is_zero(data, len)) {
+        /* A hole costs no disk; the data file reads zeros there. */
+        if (store_punch(g->fd, off, len) == 0)
+            return BLK_ZERO;
+    }
+    ssize_t w = pwrite_full(g->fd, data, len, off);
+    if (w < 0) {
+        log_warn("template %s: cannot write block %llu to the cache: %s; "
+                 "serving it uncached", g->t->name, (unsigned long long)blk,
+                 strerror((int)-w));
+        return -1;
+    }
+    return 0;
+}
+
+static void publish_block(struct gen *g, uint64_t blk, const char *data,
+                          uint32_t len, int flags)
+{
+    uint64_t csum = checksum_block(data, len);
+    struct cache *c = g->t->c;
+    uint32_t atime = 0;
+
+    pthread_mutex_lock(&g->lock);
+    if (flags < 0) {
+        blockmap_set_missing(&g->bm, blk, len);
+    } else {
+        blockmap_set_present(&g->bm, blk, csum, (uint8_t)(flags | BLK_VERIFIED),
+                             len);
+        atime = g->bm.v[blk].atime = cache_tick(c);
+    }
+    pthread_mutex_unlock(&g->lock);
+    if (flags < 0)
+        return;
+    struct index_rec rec = {
+        .op = INDEX_ADD, .tid = g->t->tid, .gen = g->number, .blk = blk,
+        .csum = csum, .atime = atime,
+        .flags = (flags & BLK_ZERO) ? INDEX_BLK_ZERO : 0,
+    };
+    writer_add(c->w, &rec, g->fd);
+}
+
+static int fill_failed(struct rq *rq, const struct run *run, int err)
+{
+    struct gen *g = rq->g;
+    stat_add(&g->t->st.fill_errors, 1);
+    if (err == -ESTALE) {
+        pthread_mutex_lock(&g->lock);
+        g->stale = 1;
+        pthread_mutex_unlock(&g->lock);
+        log_warn("template %s: origin content changed during a read of "
+                 "generation %llu; failing reads of that generation",
+                 g->t->name, (unsigned long long)g->number);
+    } else {
+        log_warn("template %s: origin read of %llu bytes at %llu failed: %s",
+                 g->t->name,
+                 (unsigned long long)run->n * g->bs,
+                 (unsigned long long)block_start(run->start, g->bs),
+                 strerror(-err));
+    }
+    return -EIO;
+}
+
+static int fill_run(struct rq *rq, const struct run *run)
+{
+    struct gen *g = rq->g;
+    uint64_t off = block_start(run->start, g->bs);
+    uint64_t end = block_start(run->start + run->n, g->bs);
+    if (end > g->info.size)
+        end = g->info.size;
+    uint64_t len = end - off;
+    char *data = malloc(len);
+    if (data == NULL)
+        return -ENOMEM;
+    stat_add(&g->t->st.origin_reads, 1);
+    int r = origin_read(g->t->origin, data, off, len, &g->info, rq->deadline);
+    if (r < 0) {
+        free(data);
+        return fill_failed(rq, run, r);
+    }
+    stat_add(&g->t->st.origin_bytes, len);
+    stat_add(&g->t->st.misses, run->n);
+    for (uint64_t i = 0; i < run->n; i++) {
+        uint64_t blk = run->start + i;
+        uint32_t blen = block_len(blk, g->info.size, g->bs);
+        const char *p = data + (blk - run->start) * g->bs;
+        publish_block(g, blk, p, blen, store_block(g, p, blk, blen));
+        rq_copy(rq, p, block_start(blk, g->bs), blen);
+        rq_mark_done(rq, blk);
+    }
+    free(data);
+    pthread_mutex_lock(&g->lock);
+    pthread_cond_broadcast(&g->filled);
+    pthread_mutex_unlock(&g->lock);
+    return 0;
+}
+
+static int fill_claimed(struct rq *rq, struct run *runs, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        int r = fill_run(rq, &runs[i]);
+        if (r < 0) {
+            /* Nothing of run i was published: give back it and the rest. */
+            release_runs(rq->g, runs + i, n - i);
+            return r;
+        }
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------- copying */
+
+/* Discard a present block whose bytes do not match its checksum. */
+static void discard_block(struct gen *g, uint64_t blk, const char *why)
+{
+    log_warn("template %s: cached block %llu of generation %llu %s; "
+             "discarding and refetching", g->t->name,
+             (unsigned long long)blk, (unsigned long long)g->number, why);
+    blockmap_set_missing(&g->bm, blk, block_len(blk, g->info.size, g->bs));
+    struct index_rec rec = {.op = INDEX_DEL, .tid = g->t->tid,
+                            .gen = g->number, .blk = blk};
+    writer_add(g->t->c->w, &rec, -1);
+}
+
+/* Read present block blk into tmp (whole block), verifying its checksum
+ * when it has not been verified since start.  0, or -1 if not usable. */
+static int read_block(struct gen *g, uint64_t blk, char *tmp,
+                      struct blk snap, int *verified_now)
+{
+    uint32_t len = block_len(blk, g->info.size, g->bs);
+    *verified_now = 0;
+    if (snap.flags & BLK_ZERO) {
+        memset(tmp, 0, len);
+    } else {
+        ssize_t n = pread_full(g->fd, tmp, len, block_start(blk, g->bs));
+        if (n != (ssize_t)len)
+            return -1;
+    }
+    if (snap.flags & BLK_VERIFIED)
+        return 0;
+    if (checksum_block(tmp, len) != snap.csum)
+        return -1;
+    *verified_now = 1;
+    return 0;
+}
+
+/* Serve one present block; returns 1 if served, 0 if it must be refilled
+ * or re-examined. */
+static int copy_block(struct rq *rq, uint64_t blk, char *tmp)
+{
+    struct gen *g = rq->g;
+    pthread_mutex_lock(&g->lock);
+    struct blk snap = g->bm.v[blk];
+    pthread_mutex_unlock(&g->lock);
+    if (snap.state != BLK_PRESENT)
+        return 0;
+
+    int verified_now;
+    int r = read_block(g, blk, tmp, snap, &verified_now);
+
+    pthread_mutex_lock(&g->lock);
+    struct blk *b = &g->bm.v[blk];
+    int same = b->state == BLK_PRESENT && b->seq == snap.seq;
+    if (same && r < 0)
+        discard_block(g, blk, "failed its checksum or could not be read");
+    else if (same) {
+        if (verified_now)
+            b->flags |= BLK_VERIFIED;
+        b->atime = cache_tick(g->t->c);
+    }
+    pthread_mutex_unlock(&g->lock);
+    if (!same || r < 0)
+        return 0;
+    rq_copy(rq, tmp, block_start(blk, g->bs),
+            block_len(blk, g->info.size, g->bs));
+    rq_mark_done(rq, blk);
+    stat_add(&g->t->st.hits, 1);
+    return 1;
+}
+
+static int copy_present(struct rq *rq)
+{
+    char *tmp = malloc(rq->g->bs);
+    if (tmp == NULL)
+        return -ENOMEM;
+    for (uint64_t b = rq->first; b <= rq->last; b++)
+        if (!rq->done[b - rq->first])
+            copy_block(rq, b, tmp);
+    free(tmp);
+    return 0;
+}
+
+/* ------------------------------------------------------------- waiting */
+
+static int any_filling(struct rq *rq)
+{
+    for (uint64_t b = rq->first; b <= rq->last; b++)
+        if (!rq->done[b - rq->first] && rq->g->bm.v[b].state == BLK_FILLING)
+            return 1;
+    return 0;
+}
+
+/* Wait until no block we still need is being filled by someone else. */
+static int wait_fills(struct rq *rq)
+{
+    struct gen *g = rq->g;
+    struct timespec ts = {.tv_sec = (time_t)(rq->deadline / 1000),
+                          .tv_nsec = (long)(rq->deadline % 1000) * 1000000};
+    int r = 0;
+    pthread_mutex_lock(&g->lock);
+    while (r == 0 && any_filling(rq))
+        if (pthread_cond_timedwait(&g->filled, &g->lock, &ts) == ETIMEDOUT)
+            r = any_filling(rq) ? -EIO : 0;
+    pthread_mutex_unlock(&g->lock);
+    return r;
+}
+
+/* ---------------------------------------------------------------- read */
+
+static int read_round(struct rq *rq)
+{
+    struct run runs[16];
+    struct gen *g = rq->g;
+
+    pthread_mutex_lock(&g->lock);
+    size_t nr = claim_runs(rq, runs, 16);
+    int stale = g->stale;
+    pthread_mutex_unlock(&g->lock);
+    int r = fill_claimed(rq, runs, nr);
+    if (r < 0)
+        return r;
+    r = copy_present(rq);
+    if (r < 0 || rq->ndone == rq->last - rq->first + 1)
+        return r;
+    if (nr == 0 && stale)
+        return -EIO; /* the origin moved on: this generation cannot fill */
+    if (mono_ms() >= rq->deadline)
+        return -EIO;
+    return wait_fills(rq);
+}
+
+ssize_t cache_read(struct gen *g, char *buf, uint64_t off, size_t size)
+{
+    struct rq rq = {.g = g, .buf = buf, .off = off};
+
+    rq.len = block_clamp(off, size, g->info.size);
+    if (rq.len == 0)
+        return 0;
+    rq.first = block_of(off, g->bs);
+    rq.last = block_of(off + rq.len - 1, g->bs);
+    rq.deadline = mono_ms() + g->t->timeout_ms;
+    rq.done = calloc(rq.last - rq.first + 1, 1);
+    if (rq.done == NULL)
+        return -ENOMEM;
+    int r = 0;
+    while (r == 0 && rq.ndone < rq.last - rq.first + 1)
+        r = read_round(&rq);
+    free(rq.done);
+    return r < 0 ? r : (ssize_t)rq.len;
+}

@@ -1,0 +1,124 @@
+/* Data files: creation, removal, hole punching. */
+#include "config.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "ic-log.h"
+#include "ic-store.h"
+
+int store_init(const char *cache_dir)
+{
+    char path[PATH_MAX];
+
+    if (mkdir(cache_dir, 0700) < 0 && errno != EEXIST)
+        return -errno;
+    snprintf(path, sizeof path, "%s/data", cache_dir);
+    if (mkdir(path, 0700) < 0 && errno != EEXIST)
+        return -errno;
+    return 0;
+}
+
+static void data_path(char *out, size_t len, const char *cache_dir,
+                      const char *name, uint64_t gen)
+{
+    snprintf(out, len, "%s/data/%s.%llu", cache_dir, name,
+             (unsigned long long)gen);
+}
+
+int store_open(const char *cache_dir, const char *name, uint64_t gen,
+               uint64_t size, int o_direct)
+{
+    char path[PATH_MAX];
+    int flags = O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC;
+
+    if (o_direct)
+        flags |= O_DIRECT;
+    data_path(path, sizeof path, cache_dir, name, gen);
+    int fd = open(path, flags, 0600);
+    if (fd < 0) {
+        int e = errno;
+        log_err("cannot open data file %s: %s", path, strerror(e));
+        return -e;
+    }
+    struct stat st;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        log_err("data file %s is not a regular file", path);
+        close(fd);
+        return -EINVAL;
+    }
+    if ((uint64_t)st.st_size != size && ftruncate(fd, (off_t)size) < 0) {
+        int e = errno;
+        log_err("cannot size data file %s: %s", path, strerror(e));
+        close(fd);
+        return -e;
+    }
+    return fd;
+}
+
+int store_unlink(const char *cache_dir, const char *name, uint64_t gen)
+{
+    char path[PATH_MAX];
+
+    data_path(path, sizeof path, cache_dir, name, gen);
+    if (unlink(path) < 0 && errno != ENOENT)
+        return -errno;
+    return 0;
+}
+
+/* Whether d_name is "<name>.<digits>" and, if so, which generation. */
+static int parse_data_name(const char *d_name, const char *name,
+                           uint64_t *gen)
+{
+    size_t n = strlen(name);
+    if (strncmp(d_name, name, n) != 0 || d_name[n] != '.' ||
+        d_name[n + 1] == '\0')
+        return 0;
+    char *end;
+    unsigned long long g = strtoull(d_name + n + 1, &end, 10);
+    if (*end != '\0')
+        return 0;
+    *gen = g;
+    return 1;
+}
+
+void store_unlink_others(const char *cache_dir, const char *name,
+                         uint64_t keep_gen)
+{
+    char path[PATH_MAX];
+    uint64_t gen;
+
+    snprintf(path, sizeof path, "%s/data", cache_dir);
+    DIR *d = opendir(path);
+    if (d == NULL)
+        return;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        if (parse_data_name(de->d_name, name, &gen) && gen != keep_gen)
+            store_unlink(cache_dir, name, gen);
+    }
+    closedir(d);
+}
+
+int store_punch(int fd, uint64_t off, uint64_t len)
+{
+    if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
+                  (off_t)len) < 0)
+        return -errno;
+    return 0;
+}
+
+int64_t store_allocated(int fd)
+{
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        return -errno;
+    return (int64_t)st.st_blocks * 512;
+}

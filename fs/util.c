@@ -1,0 +1,158 @@
+/* Size/duration parsing, monotonic time and full-length I/O. */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ic-util.h"
+
+static int suffix_shift(const char *s, unsigned *shift)
+{
+    static const char units[] = "KMGTPE";
+    if (*s == '\0') {
+        *shift = 0;
+        return 0;
+    }
+    const char *u = strchr(units, toupper((unsigned char)*s));
+    if (u == NULL)
+        return -1;
+    *shift = 10 * (unsigned)(u - units + 1);
+    s++;
+    /* Accept "K", "KB", "KiB" alike: all mean 1024. */
+    if (strcasecmp(s, "") == 0 || strcasecmp(s, "b") == 0 ||
+        strcasecmp(s, "ib") == 0)
+        return 0;
+    return -1;
+}
+
+int parse_size(const char *s, uint64_t *out)
+{
+    char *end;
+    unsigned shift;
+
+    if (s == NULL || !isdigit((unsigned char)*s)) {
+        errno = EINVAL;
+        return -1;
+    }
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno == ERANGE)
+        return -1;
+    if (*end == 'b' || *end == 'B') {
+        if (end[1] != '\0')
+            goto bad;
+        shift = 0;
+    } else if (suffix_shift(end, &shift) != 0) {
+        goto bad;
+    }
+    if (shift && v > (UINT64_MAX >> shift)) {
+        errno = ERANGE;
+        return -1;
+    }
+    *out = (uint64_t)v << shift;
+    return 0;
+bad:
+    errno = EINVAL;
+    return -1;
+}
+
+int parse_duration_ms(const char *s, uint64_t *out_ms)
+{
+    char *end;
+    uint64_t mult;
+
+    if (s == NULL || !isdigit((unsigned char)*s)) {
+        errno = EINVAL;
+        return -1;
+    }
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno == ERANGE)
+        return -1;
+    if (*end == '\0' || strcmp(end, "s") == 0)
+        mult = 1000;
+    else if (strcmp(end, "ms") == 0)
+        mult = 1;
+    else if (strcmp(end, "m") == 0 || strcmp(end, "min") == 0)
+        mult = 60000;
+    else if (strcmp(end, "h") == 0)
+        mult = 3600000;
+    else {
+        errno = EINVAL;
+        return -1;
+    }
+    if (v > UINT64_MAX / mult) {
+        errno = ERANGE;
+        return -1;
+    }
+    *out_ms = v * mult;
+    return 0;
+}
+
+int parse_bool(const char *s)
+{
+    static const char *yes[] = {"yes", "true", "on", "1"};
+    static const char *no[] = {"no", "false", "off", "0"};
+    for (size_t i = 0; i < 4; i++) {
+        if (strcasecmp(s, yes[i]) == 0)
+            return 1;
+        if (strcasecmp(s, no[i]) == 0)
+            return 0;
+    }
+    return -1;
+}
+
+uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+ssize_t pread_full(int fd, void *buf, size_t len, uint64_t off)
+{
+    size_t done = 0;
+    while (done < len) {
+        ssize_t n = pread(fd, (char *)buf + done, len - done,
+                          (off_t)(off + done));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        if (n == 0)
+            break;
+        done += (size_t)n;
+    }
+    return (ssize_t)done;
+}
+
+ssize_t pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
+{
+    size_t done = 0;
+    while (done < len) {
+        ssize_t n = pwrite(fd, (const char *)buf + done, len - done,
+                           (off_t)(off + done));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        if (n == 0)
+            return -EIO;
+        done += (size_t)n;
+    }
+    return (ssize_t)done;
+}
+
+int buf_is_zero(const void *buf, size_t len)
+{
+    const unsigned char *p = buf;
+    if (len == 0)
+        return 1;
+    /* Compare the buffer with itself shifted by one: fast memcmp path. */
+    return p[0] == 0 && memcmp(p, p + 1, len - 1) == 0;
+}

@@ -1,0 +1,54 @@
+/* The in-memory block table of one template generation: authoritative at
+ * run time.  A flat array, one 16-byte entry per block.
+ *
+ * Locking: the owner (struct gen in cache.c) holds its mutex around every
+ * access to entries; blockmap functions take no locks themselves.
+ *
+ * State of a block:
+ *   MISSING  -> FILLING   a reader claimed it and is fetching it (only the
+ *                         claimer changes it next)
+ *   FILLING  -> PRESENT   bytes written to the data file (or a zero block)
+ *   FILLING  -> MISSING   the fill failed; waiters retry or give up
+ *   PRESENT  -> MISSING   checksum mismatch, eviction (seq is bumped so a
+ *                         reader that copied the bytes meanwhile retries)
+ */
+#ifndef IC_BLOCKMAP_H
+#define IC_BLOCKMAP_H
+
+#include <stdint.h>
+
+enum blk_state { BLK_MISSING = 0, BLK_FILLING = 1, BLK_PRESENT = 2 };
+
+#define BLK_VERIFIED 0x1 /* checksum checked (or filled) during this run */
+#define BLK_ZERO 0x2     /* all-zero block, stored as a hole */
+#define BLK_PINNED 0x4   /* never evicted */
+
+struct blk {
+    uint64_t csum;  /* XXH3-64 of the block's bytes (PRESENT only) */
+    uint32_t atime; /* access counter value at last use (LRU order) */
+    uint8_t state;  /* enum blk_state */
+    uint8_t flags;  /* BLK_* */
+    uint16_t seq;   /* bumped whenever a PRESENT block is taken away */
+};
+
+struct blockmap {
+    uint64_t nblocks;
+    uint64_t present;       /* blocks in PRESENT state */
+    uint64_t present_bytes; /* their bytes, zero blocks excluded */
+    struct blk *v;
+};
+
+/* Allocate a table of n MISSING blocks.  0 or -ENOMEM. */
+int blockmap_init(struct blockmap *bm, uint64_t n);
+void blockmap_free(struct blockmap *bm);
+
+/* Transitions that keep the counters right; `len` is the block's length. */
+void blockmap_set_present(struct blockmap *bm, uint64_t i, uint64_t csum,
+                          uint8_t flags, uint32_t len);
+void blockmap_set_missing(struct blockmap *bm, uint64_t i, uint32_t len);
+
+/* Length of the run of MISSING blocks starting at i, at most max. */
+uint64_t blockmap_missing_run(const struct blockmap *bm, uint64_t i,
+                              uint64_t max);
+
+#endif

@@ -1,0 +1,108 @@
+/* The cache engine: templates, their generations, and the read path.
+ *
+ * Objects:
+ *   struct cache  one per daemon: config, index writer, templates.
+ *   struct tmpl   one per template name; stable for the daemon's life
+ *                 (inode number = index row id + 1).
+ *   struct gen    one generation of a template's content: origin validator,
+ *                 data file and block table.  Reference counted: each open
+ *                 file handle holds one, the template holds one on its
+ *                 current generation.  A superseded generation is deleted
+ *                 (data file unlinked) when its last reference goes.
+ *
+ * Locking order: tmpl.lock before gen.lock.  No lock is held across origin
+ * I/O or data-file I/O. */
+#ifndef IC_CACHE_H
+#define IC_CACHE_H
+
+#include <pthread.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "ic-blockmap.h"
+#include "ic-origin.h"
+
+struct conf;
+struct conf_source;
+struct index;
+struct writer;
+
+struct tmpl_stats { /* updated with __atomic builtins, no lock */
+    uint64_t hits;         /* blocks served from the cache */
+    uint64_t misses;       /* blocks fetched from the origin */
+    uint64_t origin_bytes; /* bytes fetched from the origin */
+    uint64_t origin_reads; /* origin read requests */
+    uint64_t fill_errors;  /* failed fills */
+};
+
+struct gen {
+    struct tmpl *t;
+    uint64_t number;
+    struct origin_info info;
+    uint32_t bs;
+    int fd;                  /* data file */
+    pthread_mutex_t lock;    /* protects bm, refs, stale */
+    pthread_cond_t filled;   /* broadcast when a fill ends (either way) */
+    struct blockmap bm;
+    int refs;
+    int stale;               /* origin changed under it: no more fills */
+};
+
+struct tmpl {
+    struct cache *c;
+    char *name;
+    char *location;          /* origin path or URL (may hold secrets) */
+    const struct conf_source *src;
+    struct origin *origin;
+    int64_t tid;             /* index row id */
+    uint64_t ino;
+    uint64_t quota;
+    uint32_t bs;
+    uint64_t timeout_ms;     /* origin_timeout */
+    uint64_t revalidate_ms;  /* 0: check the origin at every open */
+    pthread_mutex_t lock;    /* protects cur, last_check_ms, kc_gen */
+    struct gen *cur;
+    uint64_t last_check_ms;
+    uint64_t kc_gen;         /* generation last opened with keep_cache */
+    struct tmpl_stats st;
+};
+
+struct cache {
+    struct conf *conf;
+    struct index *ix;
+    struct writer *w;
+    struct tmpl **t;
+    size_t nt;
+    uint64_t clock;          /* access counter for LRU (atomic) */
+};
+
+/* Start the engine: create cache_dir, open the index, stat every origin,
+ * pick each template's generation and load its present blocks, start the
+ * index writer.  Templates whose origin is unreachable and unknown to the
+ * index are left out with a warning.  0 or -errno (logged). */
+int cache_open(struct conf *conf, struct cache **out);
+/* Commit the index and free everything. */
+void cache_close(struct cache *c);
+
+struct tmpl *cache_find(struct cache *c, const char *name);
+struct tmpl *cache_find_ino(struct cache *c, uint64_t ino);
+
+/* Size and mtime of the template's current generation. */
+void cache_tmpl_attr(struct tmpl *t, uint64_t *size, int64_t *mtime_ns);
+
+/* Open the template for reading: revalidate the origin if due (a changed
+ * validator starts a new generation) and return a reference to the current
+ * generation.  *keep_cache says whether the kernel's page cache from an
+ * earlier open is still valid.  0 or -errno. */
+int cache_gen_open(struct tmpl *t, struct gen **out, int *keep_cache);
+void cache_gen_put(struct gen *g);
+
+/* Read len bytes at off of generation g into buf.  Returns bytes read
+ * (short only at end of file) or -errno (-EIO when the origin cannot supply
+ * a missing block within origin_timeout). */
+ssize_t cache_read(struct gen *g, char *buf, uint64_t off, size_t len);
+
+/* Internal, shared by cache.c and read.c. */
+uint32_t cache_tick(struct cache *c);
+
+#endif

@@ -1,0 +1,75 @@
+/* Configuration file (imgcache.conf(5)): parse and validate.
+ *
+ * Syntax: INI.  Sections "[global]", "[template NAME]", "[directory NAME]".
+ * "key = value" lines; '#' starts a comment anywhere outside a value's
+ * quotes (there are no quotes: '#' always starts a comment); blank lines
+ * ignored; keys and section kinds are case-sensitive, lower case.
+ * A value may be a comma separated list where documented (pin).
+ *
+ * Every error is reported as "FILE:LINE: message" in the caller's buffer. */
+#ifndef IC_CONF_H
+#define IC_CONF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define CONF_DEFAULT_PATH "/etc/imgcache/imgcache.conf"
+#define CONF_DEFAULT_CACHE_DIR "/var/cache/imgcache"
+
+enum conf_kind { CONF_TEMPLATE, CONF_DIRECTORY };
+
+/* Origin access settings; [global] sets defaults, sections override. */
+struct conf_net {
+    char **mirrors;              /* "mirror", repeatable, tried in order */
+    size_t nmirrors;
+    char *proxy;                 /* "proxy" URL or NULL (curl env then) */
+    char *ca_file;               /* "ca_file" */
+    char *netrc;                 /* "netrc" path */
+    uint64_t origin_timeout_ms;  /* "origin_timeout", default 30s */
+    uint64_t connect_timeout_ms; /* "connect_timeout", default 5s */
+    uint64_t revalidate_ms;      /* "revalidate", default 60s */
+    unsigned max_connections;    /* "max_connections", default 4 */
+};
+
+struct conf_source {
+    enum conf_kind kind;
+    char *name;          /* template name or directory section name */
+    char *origin;        /* path or http(s) URL (required) */
+    uint64_t quota;      /* "quota" bytes, 0 = unlimited (per file for dirs) */
+    uint32_t block_size; /* "block_size", defaults to global */
+    char *pin;           /* "pin" raw value (comma list), NULL if none */
+    struct conf_net net; /* merged: section values over global ones */
+    int line;            /* line of the section header */
+};
+
+struct conf {
+    char *path;
+    char *cache_dir;     /* "cache_dir", default /var/cache/imgcache */
+    uint64_t cache_max;  /* "cache_max" bytes, 0 = unlimited */
+    uint64_t min_free;   /* "min_free": bytes, or percent if min_free_pct */
+    int min_free_pct;    /* 1 when min_free was given with '%' (0..100) */
+    uint32_t block_size; /* "block_size", default 64K */
+    int data_direct_io;  /* "data_direct_io" yes/no: open data files O_DIRECT */
+    char *owner;         /* "owner" user name or uid of mount files, NULL=0 */
+    char *group;         /* "group" group name or gid, NULL=0 */
+    unsigned file_mode;  /* "mode" octal, default 0444; write bits refused */
+    struct conf_net net; /* global defaults */
+    struct conf_source *src;
+    size_t nsrc;
+};
+
+/* Parse a file.  Returns 0, or -1 with "FILE:LINE: message" (or
+ * "FILE: message" for an unreadable file) in err. */
+int conf_load(const char *path, struct conf **out, char *err, size_t errlen);
+/* Same for text in memory; `name` is used as FILE in messages. */
+int conf_parse_string(const char *text, const char *name, struct conf **out,
+                      char *err, size_t errlen);
+void conf_free(struct conf *c);
+
+/* A template name: non-empty, <= 255 bytes, no '/', not "." or "..",
+ * no control characters (bytes < 0x20 and 0x7f).  Returns 1 if valid. */
+int conf_name_valid(const char *name);
+/* Whether an origin string is an http:// or https:// URL. */
+int conf_origin_is_http(const char *origin);
+
+#endif

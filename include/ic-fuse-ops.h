@@ -1,0 +1,21 @@
+/* FUSE low-level operations (fuse-ops.c is the only file that includes
+ * fuse_lowlevel.h besides main.c). */
+#ifndef IC_FUSE_OPS_H
+#define IC_FUSE_OPS_H
+
+#include <sys/types.h>
+
+struct cache;
+
+struct ic_fs {
+    struct cache *c;
+    int force_direct_io; /* -o direct_io: every open bypasses the page cache */
+    uid_t uid;           /* owner of the files in the mount */
+    gid_t gid;
+    unsigned mode;       /* permission bits of the files, e.g. 0444 */
+};
+
+struct fuse_lowlevel_ops;
+extern const struct fuse_lowlevel_ops ic_fuse_ops;
+
+#endif

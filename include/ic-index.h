@@ -1,0 +1,96 @@
+/* The durable index: cache_dir/index.db (SQLite, WAL).  The only module that
+ * includes sqlite3.h.
+ *
+ * The index is derived data: at run time the in-memory block tables are
+ * authoritative; the index is written in batches by the writer thread
+ * (data fdatasync'd first, then the rows committed), so it never claims a
+ * block whose bytes are not durable.  A corrupt or unreadable index is moved
+ * aside (index.db.bad-<unix time>, with -wal/-shm) and a fresh one created.
+ *
+ * Schema (version 1, meta.schema_version):
+ *   meta(key TEXT PRIMARY KEY, value TEXT)
+ *   templates(id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, origin TEXT,
+ *             size INTEGER, mtime_ns INTEGER, validator TEXT,
+ *             generation INTEGER, block_size INTEGER, quota INTEGER)
+ *   blocks(tid INTEGER, gen INTEGER, blk INTEGER, csum INTEGER,
+ *          atime INTEGER, flags INTEGER, PRIMARY KEY(tid, gen, blk))
+ *          WITHOUT ROWID                      -- present blocks
+ *   pins(tid INTEGER, start INTEGER, len INTEGER, source TEXT)
+ *   events(id INTEGER PRIMARY KEY, ts INTEGER, tid INTEGER, kind TEXT,
+ *          blocks INTEGER, bytes INTEGER, detail TEXT)
+ *
+ * Thread safety: one struct index is used by one thread at a time (the
+ * caller serialises); the writer thread owns the daemon's handle. */
+#ifndef IC_INDEX_H
+#define IC_INDEX_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define INDEX_SCHEMA_VERSION 1
+#define INDEX_FILE "index.db"
+
+struct index;
+
+struct index_tmpl {
+    int64_t id;           /* assigned by index_tmpl_put on insert */
+    char name[256];
+    char origin[1024];
+    uint64_t size;
+    int64_t mtime_ns;
+    char validator[256];
+    uint64_t generation;
+    uint32_t block_size;
+    uint64_t quota;
+};
+
+/* Block flags stored in blocks.flags. */
+#define INDEX_BLK_ZERO 0x1   /* all-zero block, kept as a hole */
+#define INDEX_BLK_PINNED 0x2
+
+enum index_op { INDEX_ADD = 1, INDEX_DEL = 2 };
+
+struct index_rec {
+    enum index_op op;
+    int64_t tid;
+    uint64_t gen;
+    uint64_t blk;
+    uint64_t csum;
+    uint64_t atime;
+    uint32_t flags;
+};
+
+/* Open (creating cache_dir/index.db if needed) read-write.  A file that is
+ * not a database, fails integrity/quick check, or has an unknown schema
+ * version is renamed aside with one log_err line and a fresh index created.
+ * Returns 0 or -errno (only when even a fresh index cannot be made). */
+int index_open(const char *cache_dir, struct index **out);
+/* Open an existing index read-only (tools); never moves anything aside.
+ * Returns 0 or -errno (-ENOENT if missing, -EIO if unreadable). */
+int index_open_ro(const char *cache_dir, struct index **out);
+void index_close(struct index *ix);
+/* Path of the file the last index_open() moved aside, or NULL. */
+const char *index_moved_aside(const struct index *ix);
+
+/* Template rows, keyed by name.  get: 0 or -ENOENT/-EIO. */
+int index_tmpl_get(struct index *ix, const char *name, struct index_tmpl *out);
+/* Insert or update by name; fills t->id.  0 or -EIO. */
+int index_tmpl_put(struct index *ix, struct index_tmpl *t);
+/* Delete every block row of template tid whose gen != keep_gen. */
+int index_drop_other_gens(struct index *ix, int64_t tid, uint64_t keep_gen);
+
+/* Call cb for every present block of (tid, gen).  A non-zero return from cb
+ * stops the walk and is returned.  Otherwise 0 or -EIO. */
+typedef int (*index_block_cb)(void *ctx, const struct index_rec *rec);
+int index_blocks_load(struct index *ix, int64_t tid, uint64_t gen,
+                      index_block_cb cb, void *ctx);
+
+/* Apply add/delete records in one transaction (all or nothing).
+ * ADD replaces an existing row.  0 or -EIO. */
+int index_apply(struct index *ix, const struct index_rec *recs, size_t n);
+
+/* Append an event row (kind: "fill", "evict", "error", "generation"). */
+int index_event(struct index *ix, int64_t tid, const char *kind,
+                uint64_t blocks, uint64_t bytes, const char *detail);
+
+#endif

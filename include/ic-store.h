@@ -1,0 +1,25 @@
+/* Data files: cache_dir/data/<template>.<generation>, sparse, block N at
+ * offset N * block_size.  Mechanism only: no policy, no locking. */
+#ifndef IC_STORE_H
+#define IC_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Create cache_dir (0700) and cache_dir/data if missing.  0 or -errno. */
+int store_init(const char *cache_dir);
+/* Open (creating) the data file of a template generation, sized to `size`.
+ * O_NOFOLLOW: a symlink planted in data/ is refused.  fd or -errno. */
+int store_open(const char *cache_dir, const char *name, uint64_t gen,
+               uint64_t size, int o_direct);
+/* Remove a generation's data file (missing is not an error). */
+int store_unlink(const char *cache_dir, const char *name, uint64_t gen);
+/* Remove every data file of `name` except generation keep_gen. */
+void store_unlink_others(const char *cache_dir, const char *name,
+                         uint64_t keep_gen);
+/* Free a block's disk space, keeping the file size (evictions, zeros). */
+int store_punch(int fd, uint64_t off, uint64_t len);
+/* Bytes of disk the file occupies (st_blocks * 512). */
+int64_t store_allocated(int fd);
+
+#endif

@@ -1,0 +1,28 @@
+/* Small pure helpers: size and duration parsing, time, full-length I/O. */
+#ifndef IC_UTIL_H
+#define IC_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* "64K", "2G", "1048576", "4T": binary multiples (K = 1024).
+ * Returns 0, or -1 with errno EINVAL (syntax) / ERANGE (overflow). */
+int parse_size(const char *s, uint64_t *out);
+/* "30s", "500ms", "5m", "1h", plain number = seconds.  -1/EINVAL on error. */
+int parse_duration_ms(const char *s, uint64_t *out_ms);
+/* "yes/no/true/false/on/off/1/0" -> 1/0; -1 if none of those. */
+int parse_bool(const char *s);
+
+/* Monotonic clock in milliseconds (for deadlines). */
+uint64_t mono_ms(void);
+
+/* pread/pwrite that loop over short transfers and EINTR.
+ * Return bytes transferred (short only at EOF for pread) or -errno. */
+ssize_t pread_full(int fd, void *buf, size_t len, uint64_t off);
+ssize_t pwrite_full(int fd, const void *buf, size_t len, uint64_t off);
+
+/* Whether all len bytes are zero. */
+int buf_is_zero(const void *buf, size_t len);
+
+#endif

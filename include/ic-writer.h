@@ -1,0 +1,32 @@
+/* The index writer: a thread that makes fills durable in batches (group
+ * commit).  Order per batch: fdatasync every data file touched, then commit
+ * the rows in one transaction -- so the index never claims a block whose
+ * bytes are not on disk.  Nothing on the read path waits for it.
+ *
+ * All functions are thread-safe. */
+#ifndef IC_WRITER_H
+#define IC_WRITER_H
+
+#include "ic-index.h"
+
+struct writer;
+
+/* Takes over use of ix (the caller must not use it while the writer runs). */
+int writer_start(struct index *ix, struct writer **out);
+/* Flush everything queued, stop the thread.  ix stays open (caller closes). */
+void writer_stop(struct writer *w);
+
+/* Queue a block record; data_fd is the data file holding its bytes (ADD):
+ * the writer dup()s it, so the caller may close its own fd at any time. */
+void writer_add(struct writer *w, const struct index_rec *rec, int data_fd);
+/* Queue a template row update (new generation, size...). */
+void writer_tmpl(struct writer *w, const struct index_tmpl *t);
+/* Queue removal of every block row of tid not in keep_gen. */
+void writer_drop_gens(struct writer *w, int64_t tid, uint64_t keep_gen);
+/* Queue an event row. */
+void writer_event(struct writer *w, int64_t tid, const char *kind,
+                  uint64_t blocks, uint64_t bytes, const char *detail);
+/* Block until everything queued before the call is committed. */
+void writer_flush(struct writer *w);
+
+#endif
