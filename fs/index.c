@@ -1,0 +1,738 @@
+/* The durable index in cache_dir/index.db; see ic-index.h for the contract.
+ *
+ * The only file that includes sqlite3.h.  Every statement the daemon runs is
+ * prepared once at open and kept in the struct: index_apply() runs on the
+ * writer thread's group-commit path, and re-preparing per record would cost
+ * more than the insert itself.
+ *
+ * Errors: every SQLite failure is logged once here (with sqlite3_errmsg) and
+ * reported to the caller as -EIO. */
+#include "config.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "ic-index.h"
+#include "ic-log.h"
+
+/* Tools (imgcache-report, imgcache-pin) read beside the running daemon; a
+ * checkpoint or a writer's commit may hold a lock briefly. */
+#define INDEX_BUSY_MS 5000
+
+/* open_rw() result meaning "the file is not a usable index: move it aside".
+ * Positive so it never collides with a -errno. */
+#define IX_UNUSABLE 1
+
+#define IX_STR_(x) #x
+#define IX_STR(x) IX_STR_(x)
+/* meta.schema_version as stored (TEXT). */
+#define IX_VERSION IX_STR(INDEX_SCHEMA_VERSION)
+
+enum stmt_id {
+    ST_BEGIN,
+    ST_COMMIT,
+    ST_ROLLBACK,
+    ST_TMPL_GET,
+    ST_TMPL_PUT,
+    ST_TMPL_ID,
+    ST_DROP_GENS,
+    ST_LOAD,
+    ST_ADD,
+    ST_DEL,
+    ST_EVENT,
+    ST_COUNT
+};
+
+static const char *const stmt_sql[ST_COUNT] = {
+    [ST_BEGIN] = "BEGIN IMMEDIATE",
+    [ST_COMMIT] = "COMMIT",
+    [ST_ROLLBACK] = "ROLLBACK",
+    [ST_TMPL_GET] = "SELECT id, name, origin, size, mtime_ns, validator, "
+                    "generation, block_size, quota FROM templates "
+                    "WHERE name = ?1",
+    /* Upsert (SQLite >= 3.24) keeps the row's id stable across updates. */
+    [ST_TMPL_PUT] = "INSERT INTO templates (name, origin, size, mtime_ns, "
+                    "validator, generation, block_size, quota) "
+                    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) "
+                    "ON CONFLICT(name) DO UPDATE SET "
+                    "origin = excluded.origin, size = excluded.size, "
+                    "mtime_ns = excluded.mtime_ns, "
+                    "validator = excluded.validator, "
+                    "generation = excluded.generation, "
+                    "block_size = excluded.block_size, "
+                    "quota = excluded.quota",
+    [ST_TMPL_ID] = "SELECT id FROM templates WHERE name = ?1",
+    [ST_DROP_GENS] = "DELETE FROM blocks WHERE tid = ?1 AND gen <> ?2",
+    [ST_LOAD] = "SELECT blk, csum, atime, flags FROM blocks "
+                "WHERE tid = ?1 AND gen = ?2 ORDER BY blk",
+    [ST_ADD] = "INSERT OR REPLACE INTO blocks (tid, gen, blk, csum, atime, "
+               "flags) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [ST_DEL] = "DELETE FROM blocks WHERE tid = ?1 AND gen = ?2 AND blk = ?3",
+    [ST_EVENT] = "INSERT INTO events (ts, tid, kind, blocks, bytes, detail) "
+                 "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+};
+
+/* Created in one transaction so a crash never leaves half a schema (which
+ * would later look like a foreign database). */
+static const char schema_sql[] =
+    "BEGIN IMMEDIATE;"
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);"
+    "CREATE TABLE IF NOT EXISTS templates (id INTEGER PRIMARY KEY,"
+    " name TEXT UNIQUE NOT NULL, origin TEXT, size INTEGER,"
+    " mtime_ns INTEGER, validator TEXT, generation INTEGER,"
+    " block_size INTEGER, quota INTEGER);"
+    "CREATE TABLE IF NOT EXISTS blocks (tid INTEGER, gen INTEGER,"
+    " blk INTEGER, csum INTEGER, atime INTEGER, flags INTEGER,"
+    " PRIMARY KEY (tid, gen, blk)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS pins (tid INTEGER, start INTEGER,"
+    " len INTEGER, source TEXT);"
+    "CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY, ts INTEGER,"
+    " tid INTEGER, kind TEXT, blocks INTEGER, bytes INTEGER, detail TEXT);"
+    "CREATE INDEX IF NOT EXISTS events_ts ON events (ts);"
+    "CREATE INDEX IF NOT EXISTS pins_tid ON pins (tid);"
+    /* OR IGNORE: a second process initialising the same empty file at the
+     * same moment (serialised by BEGIN IMMEDIATE) finds the row there. */
+    "INSERT OR IGNORE INTO meta (key, value)"
+    " VALUES ('schema_version', '" IX_VERSION "');"
+    "COMMIT;";
+
+/* One handle is used by one thread at a time (see ic-index.h); the SQLite
+ * connection is still opened FULLMUTEX, which is cheap insurance. */
+struct index {
+    sqlite3 *db;
+    sqlite3_stmt *st[ST_COUNT];
+    char *moved_aside; /* path of the file index_open() moved aside */
+};
+
+/* ------------------------------------------------------------ helpers */
+
+static int db_fail(struct index *ix, const char *what)
+{
+    log_err("index: %s: %s", what, sqlite3_errmsg(ix->db));
+    return -EIO;
+}
+
+/* Leave a statement reusable and free of borrowed pointers: bindings use
+ * SQLITE_STATIC, so they must not outlive the caller's strings. */
+static void st_done(sqlite3_stmt *st)
+{
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+}
+
+/* SQLite integers are signed 64-bit; uint64 values (checksums can exceed
+ * INT64_MAX) are stored as their bit pattern and cast back on load. */
+static int bind_u64(sqlite3_stmt *st, int i, uint64_t v)
+{
+    return sqlite3_bind_int64(st, i, (sqlite3_int64)v);
+}
+
+static int bind_i64(sqlite3_stmt *st, int i, int64_t v)
+{
+    return sqlite3_bind_int64(st, i, (sqlite3_int64)v);
+}
+
+/* Bounded: the fixed arrays of struct index_tmpl need not be terminated. */
+static int bind_str(sqlite3_stmt *st, int i, const char *s, size_t max)
+{
+    if (s == NULL)
+        return sqlite3_bind_null(st, i);
+    return sqlite3_bind_text(st, i, s, (int)strnlen(s, max), SQLITE_STATIC);
+}
+
+/* A caller's NUL-terminated string, whatever its length. */
+static int bind_cstr(sqlite3_stmt *st, int i, const char *s)
+{
+    if (s == NULL)
+        return sqlite3_bind_null(st, i);
+    return sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC);
+}
+
+static uint64_t col_u64(sqlite3_stmt *st, int i)
+{
+    return (uint64_t)sqlite3_column_int64(st, i);
+}
+
+static void col_str(sqlite3_stmt *st, int i, char *out, size_t len)
+{
+    const unsigned char *s = sqlite3_column_text(st, i);
+
+    snprintf(out, len, "%s", s ? (const char *)s : "");
+}
+
+/* Step a statement that returns no rows, then make it reusable. */
+static int step_done(struct index *ix, enum stmt_id id, const char *what)
+{
+    int rc = sqlite3_step(ix->st[id]);
+    int ret = rc == SQLITE_DONE ? 0 : db_fail(ix, what);
+
+    st_done(ix->st[id]);
+    return ret;
+}
+
+/* Undo an open transaction.  SQLite rolls some errors back by itself
+ * (SQLITE_FULL, SQLITE_IOERR, ...), hence the autocommit test. */
+static void rollback(struct index *ix)
+{
+    if (!sqlite3_get_autocommit(ix->db))
+        step_done(ix, ST_ROLLBACK, "rollback");
+}
+
+static void close_db(struct index *ix)
+{
+    for (int i = 0; i < ST_COUNT; i++) {
+        sqlite3_finalize(ix->st[i]);
+        ix->st[i] = NULL;
+    }
+    /* With every statement finalized, close cannot return SQLITE_BUSY; the
+     * last connection of a WAL database checkpoints and removes -wal here. */
+    if (ix->db && sqlite3_close(ix->db) != SQLITE_OK)
+        log_err("index: close: %s", sqlite3_errmsg(ix->db));
+    ix->db = NULL;
+}
+
+/* Run one statement of fixed SQL that yields at most one text value.  Used
+ * only while opening.  Returns the sqlite result code of the failing call
+ * or SQLITE_OK; *out is "" when there was no row. */
+static int query_text(sqlite3 *db, const char *sql, char *out, size_t len)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+
+    out[0] = '\0';
+    if (rc != SQLITE_OK)
+        return rc;
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        col_str(st, 0, out, len);
+        rc = SQLITE_OK;
+    } else if (rc == SQLITE_DONE) {
+        rc = SQLITE_OK;
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* Whether an error code means the bytes on disk are not a database we can
+ * use, as opposed to a transient or environmental failure (busy, I/O, out of
+ * memory) where moving the file aside would destroy a good index. */
+static int is_damage(int rc)
+{
+    rc &= 0xff;
+    return rc == SQLITE_CORRUPT || rc == SQLITE_NOTADB;
+}
+
+/* Classify a failure during open: damage -> IX_UNUSABLE with a reason for
+ * the move-aside log line; anything else is logged and -EIO. */
+static int open_fail(struct index *ix, int rc, const char *what, char *why,
+                     size_t whylen)
+{
+    if (is_damage(rc)) {
+        snprintf(why, whylen, "%s: %s", what, sqlite3_errmsg(ix->db));
+        return IX_UNUSABLE;
+    }
+    return db_fail(ix, what);
+}
+
+/* ------------------------------------------------------------ opening */
+
+/* quick_check walks every b-tree page (without integrity_check's costly
+ * index cross-checks: ~0.1 s for a million blocks), so a truncated or
+ * scribbled file is caught here rather than by a failing query hours
+ * later. */
+static int check_pages(struct index *ix, char *why, size_t whylen)
+{
+    char res[256];
+    int rc = query_text(ix->db, "PRAGMA quick_check", res, sizeof res);
+
+    if (rc != SQLITE_OK)
+        return open_fail(ix, rc, "quick_check", why, whylen);
+    if (strcmp(res, "ok") != 0) {
+        snprintf(why, whylen, "quick_check: %s", res);
+        return IX_UNUSABLE;
+    }
+    return 0;
+}
+
+/* 0 with *empty set for a database without tables (new, or zero-length),
+ * 0 for our schema version, IX_UNUSABLE for anything else. */
+static int check_schema(struct index *ix, int *empty, char *why,
+                        size_t whylen)
+{
+    char res[64];
+    int rc = query_text(ix->db, "SELECT count(*) FROM sqlite_master", res,
+                        sizeof res);
+
+    if (rc != SQLITE_OK)
+        return open_fail(ix, rc, "reading schema", why, whylen);
+    *empty = strcmp(res, "0") == 0;
+    if (*empty)
+        return 0;
+    rc = query_text(ix->db,
+                    "SELECT value FROM meta WHERE key = 'schema_version'",
+                    res, sizeof res);
+    /* "no such table: meta" is SQLITE_ERROR: a database, but not ours. */
+    if ((rc & 0xff) == SQLITE_ERROR || (rc == SQLITE_OK && res[0] == '\0')) {
+        snprintf(why, whylen, "no schema version: not an imgcache index");
+        return IX_UNUSABLE;
+    }
+    if (rc != SQLITE_OK)
+        return open_fail(ix, rc, "reading schema version", why, whylen);
+    if (strcmp(res, IX_VERSION) != 0) {
+        snprintf(why, whylen, "unknown schema version %s", res);
+        return IX_UNUSABLE;
+    }
+    return 0;
+}
+
+/* WAL lets the tools read while the writer commits.  synchronous=NORMAL
+ * does not sync the WAL at each commit, so a power loss may drop the last
+ * commits; it never makes the index claim a block whose data is not durable,
+ * because the writer fdatasyncs the data files before committing the rows.
+ * A lost commit only means those blocks are fetched again.  Without WAL
+ * (a filesystem lacking shared memory for -shm), NORMAL can in rare cases
+ * corrupt a rollback-journal database on power loss, so FULL is used. */
+static int set_journal(struct index *ix)
+{
+    char mode[32];
+    int rc = query_text(ix->db, "PRAGMA journal_mode=WAL", mode, sizeof mode);
+
+    if (rc != SQLITE_OK)
+        return db_fail(ix, "journal_mode=WAL");
+    int wal = strcmp(mode, "wal") == 0;
+    if (!wal)
+        log_warn("index: WAL unavailable (journal mode %s); using "
+                 "synchronous=FULL", mode);
+    const char *sync = wal ? "PRAGMA synchronous=NORMAL"
+                           : "PRAGMA synchronous=FULL";
+    if (sqlite3_exec(ix->db, sync, NULL, NULL, NULL) != SQLITE_OK)
+        return db_fail(ix, "synchronous");
+    return 0;
+}
+
+/* Runs before prepare_all(), so the cached ROLLBACK is not there yet. */
+static int create_schema(struct index *ix)
+{
+    if (sqlite3_exec(ix->db, schema_sql, NULL, NULL, NULL) == SQLITE_OK)
+        return 0;
+    int ret = db_fail(ix, "creating schema");
+    if (!sqlite3_get_autocommit(ix->db))
+        sqlite3_exec(ix->db, "ROLLBACK", NULL, NULL, NULL);
+    return ret;
+}
+
+/* A statement that does not compile against a database carrying our
+ * schema version means the schema was tampered with (SQLITE_ERROR: no such
+ * table/column): unusable.  Other failures are environmental. */
+static int prepare_all(struct index *ix, char *why, size_t whylen)
+{
+    for (int i = 0; i < ST_COUNT; i++) {
+        int rc = sqlite3_prepare_v3(ix->db, stmt_sql[i], -1,
+                                    SQLITE_PREPARE_PERSISTENT, &ix->st[i],
+                                    NULL);
+        if (rc == SQLITE_OK)
+            continue;
+        if ((rc & 0xff) == SQLITE_ERROR) {
+            snprintf(why, whylen, "schema: %s", sqlite3_errmsg(ix->db));
+            return IX_UNUSABLE;
+        }
+        return open_fail(ix, rc, "prepare", why, whylen);
+    }
+    return 0;
+}
+
+/* sqlite3_open_v2 reports the OS error of a failed open; pass it up when
+ * there is one (e.g. ENOENT for a missing cache_dir). */
+static int open_errno(struct index *ix, const char *path)
+{
+    int e = ix->db ? sqlite3_system_errno(ix->db) : 0;
+
+    log_err("index: cannot open %s: %s", path,
+            ix->db ? sqlite3_errmsg(ix->db) : "out of memory");
+    return e > 0 ? -e : -EIO;
+}
+
+/* Open read-write and validate.  0, -errno, or IX_UNUSABLE with why set. */
+static int open_rw(struct index *ix, const char *path, char *why,
+                   size_t whylen)
+{
+    struct stat sb;
+    int existed = lstat(path, &sb) == 0;
+    int rc = sqlite3_open_v2(path, &ix->db,
+                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+                                 SQLITE_OPEN_FULLMUTEX,
+                             NULL);
+
+    if (rc != SQLITE_OK) {
+        /* A file we cannot even open (a directory, unreadable) is moved
+         * aside like a corrupt one; a failure to create one is not. */
+        if (!existed)
+            return open_errno(ix, path);
+        snprintf(why, whylen, "open: %s",
+                 ix->db ? sqlite3_errmsg(ix->db) : "out of memory");
+        return IX_UNUSABLE;
+    }
+    sqlite3_busy_timeout(ix->db, INDEX_BUSY_MS);
+    int empty = 0;
+    int ret = check_pages(ix, why, whylen);
+    if (ret == 0)
+        ret = check_schema(ix, &empty, why, whylen);
+    if (ret == 0)
+        ret = set_journal(ix);
+    if (ret == 0 && empty)
+        ret = create_schema(ix);
+    if (ret == 0)
+        ret = prepare_all(ix, why, whylen);
+    return ret;
+}
+
+/* Rename one file aside, or remove it if it cannot be renamed.
+ * 0 if it is gone from its place (1 if it had to be unlinked), -errno. */
+static int aside_one(const char *from, const char *to)
+{
+    if (rename(from, to) == 0 || errno == ENOENT)
+        return 0;
+    if (unlink(from) == 0 || errno == ENOENT)
+        return 1;
+    return -errno;
+}
+
+/* Move index.db and its -wal/-shm to index.db.bad-<unix time>.  The -wal
+ * goes first: a stale WAL left beside a fresh database would be replayed
+ * into it.  Logs the one line that explains the empty cache. */
+static int move_aside(struct index *ix, const char *path, const char *why)
+{
+    static const char *const side[] = {"-wal", "-shm"};
+    /* Room for a suffix on any path that fits PATH_MAX. */
+    char bad[PATH_MAX + 32], from[PATH_MAX + 8], to[sizeof bad + 8];
+    long long now = (long long)time(NULL);
+
+    if ((size_t)snprintf(bad, sizeof bad, "%s.bad-%lld", path, now) >=
+        sizeof bad)
+        return -ENAMETOOLONG;
+    for (size_t i = 0; i < sizeof side / sizeof side[0]; i++) {
+        snprintf(from, sizeof from, "%s%s", path, side[i]);
+        snprintf(to, sizeof to, "%s%s", bad, side[i]);
+        int rc = aside_one(from, to);
+        if (rc < 0) {
+            log_err("index: %s is unreadable (%s); cannot remove %s: %s",
+                    path, why, from, strerror(-rc));
+            return rc;
+        }
+    }
+    int rc = aside_one(path, bad);
+    if (rc < 0) {
+        log_err("index: %s is unreadable (%s); cannot move it aside: %s",
+                path, why, strerror(-rc));
+        return rc;
+    }
+    if (rc == 1) {
+        log_err("index: %s is unreadable (%s); could not move it aside, "
+                "removed it, starting with an empty cache", path, why);
+        return 0;
+    }
+    log_err("index: %s is unreadable (%s); moved aside to %s, starting "
+            "with an empty cache", path, why, bad);
+    ix->moved_aside = strdup(bad);
+    return ix->moved_aside ? 0 : -ENOMEM;
+}
+
+static int index_path(char *out, size_t len, const char *cache_dir)
+{
+    if ((size_t)snprintf(out, len, "%s/%s", cache_dir, INDEX_FILE) >= len)
+        return -ENAMETOOLONG;
+    return 0;
+}
+
+int index_open(const char *cache_dir, struct index **out)
+{
+    char path[PATH_MAX], why[512];
+    int rc = index_path(path, sizeof path, cache_dir);
+
+    if (rc < 0)
+        return rc;
+    struct index *ix = calloc(1, sizeof *ix);
+    if (ix == NULL)
+        return -ENOMEM;
+    rc = open_rw(ix, path, why, sizeof why);
+    if (rc == IX_UNUSABLE) {
+        /* Close first: closing later would delete the fresh index's -wal
+         * by name.  No checkpoint on this close, so the -wal is moved
+         * aside as found rather than folded into (or deleted beside) a
+         * damaged file. */
+        if (ix->db)
+            sqlite3_db_config(ix->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1,
+                              NULL);
+        close_db(ix);
+        rc = move_aside(ix, path, why);
+        if (rc == 0)
+            rc = open_rw(ix, path, why, sizeof why);
+        if (rc == IX_UNUSABLE) {
+            log_err("index: fresh %s is unusable (%s)", path, why);
+            rc = -EIO;
+        }
+    }
+    if (rc < 0) {
+        index_close(ix);
+        return rc;
+    }
+    *out = ix;
+    return 0;
+}
+
+int index_open_ro(const char *cache_dir, struct index **out)
+{
+    char path[PATH_MAX], why[512];
+    struct stat sb;
+    int rc = index_path(path, sizeof path, cache_dir);
+
+    if (rc < 0)
+        return rc;
+    /* SQLITE_OPEN_READONLY without CREATE reports a missing file only as
+     * SQLITE_CANTOPEN; the tools want to tell "no cache yet" apart. */
+    if (stat(path, &sb) < 0)
+        return -errno;
+    struct index *ix = calloc(1, sizeof *ix);
+    if (ix == NULL)
+        return -ENOMEM;
+    /* No journal_mode pragma: it would need a write.  A WAL database is
+     * read as WAL regardless. */
+    rc = sqlite3_open_v2(path, &ix->db,
+                         SQLITE_OPEN_READONLY | SQLITE_OPEN_FULLMUTEX, NULL);
+    if (rc != SQLITE_OK) {
+        rc = open_errno(ix, path);
+        index_close(ix);
+        return rc;
+    }
+    sqlite3_busy_timeout(ix->db, INDEX_BUSY_MS);
+    int empty = 0;
+    rc = check_schema(ix, &empty, why, sizeof why);
+    if (rc == 0 && empty) {
+        snprintf(why, sizeof why, "no tables");
+        rc = IX_UNUSABLE;
+    }
+    if (rc == 0)
+        rc = prepare_all(ix, why, sizeof why);
+    if (rc == IX_UNUSABLE) {
+        log_err("index: %s is unreadable (%s)", path, why);
+        rc = -EIO;
+    }
+    if (rc < 0) {
+        index_close(ix);
+        return rc;
+    }
+    *out = ix;
+    return 0;
+}
+
+void index_close(struct index *ix)
+{
+    if (ix == NULL)
+        return;
+    close_db(ix);
+    free(ix->moved_aside);
+    free(ix);
+}
+
+const char *index_moved_aside(const struct index *ix)
+{
+    return ix->moved_aside;
+}
+
+/* ------------------------------------------------------------ templates */
+
+static void tmpl_from_row(sqlite3_stmt *st, struct index_tmpl *t)
+{
+    t->id = sqlite3_column_int64(st, 0);
+    col_str(st, 1, t->name, sizeof t->name);
+    col_str(st, 2, t->origin, sizeof t->origin);
+    t->size = col_u64(st, 3);
+    t->mtime_ns = sqlite3_column_int64(st, 4);
+    col_str(st, 5, t->validator, sizeof t->validator);
+    t->generation = col_u64(st, 6);
+    t->block_size = (uint32_t)sqlite3_column_int64(st, 7);
+    t->quota = col_u64(st, 8);
+}
+
+int index_tmpl_get(struct index *ix, const char *name, struct index_tmpl *out)
+{
+    sqlite3_stmt *st = ix->st[ST_TMPL_GET];
+    int ret;
+
+    if (bind_str(st, 1, name, sizeof out->name) != SQLITE_OK) {
+        ret = db_fail(ix, "tmpl_get bind");
+        goto out;
+    }
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        tmpl_from_row(st, out);
+        ret = 0;
+    } else {
+        ret = rc == SQLITE_DONE ? -ENOENT : db_fail(ix, "tmpl_get");
+    }
+out:
+    st_done(st);
+    return ret;
+}
+
+static int tmpl_bind(sqlite3_stmt *st, const struct index_tmpl *t)
+{
+    return bind_str(st, 1, t->name, sizeof t->name) ||
+           bind_str(st, 2, t->origin, sizeof t->origin) ||
+           bind_u64(st, 3, t->size) || bind_i64(st, 4, t->mtime_ns) ||
+           bind_str(st, 5, t->validator, sizeof t->validator) ||
+           bind_u64(st, 6, t->generation) ||
+           bind_u64(st, 7, t->block_size) || bind_u64(st, 8, t->quota);
+}
+
+/* Read back the id: an upsert that updated reports no usable rowid. */
+static int tmpl_read_id(struct index *ix, struct index_tmpl *t)
+{
+    sqlite3_stmt *st = ix->st[ST_TMPL_ID];
+    int ret = -EIO;
+
+    if (bind_str(st, 1, t->name, sizeof t->name) != SQLITE_OK) {
+        ret = db_fail(ix, "tmpl_put id bind");
+    } else if (sqlite3_step(st) == SQLITE_ROW) {
+        t->id = sqlite3_column_int64(st, 0);
+        ret = 0;
+    } else {
+        ret = db_fail(ix, "tmpl_put id");
+    }
+    st_done(st);
+    return ret;
+}
+
+/* Upsert and id read-back in one transaction, so the id returned is the one
+ * of the row just written. */
+int index_tmpl_put(struct index *ix, struct index_tmpl *t)
+{
+    sqlite3_stmt *st = ix->st[ST_TMPL_PUT];
+    int ret = step_done(ix, ST_BEGIN, "tmpl_put begin");
+
+    if (ret < 0)
+        return ret;
+    if (tmpl_bind(st, t) != SQLITE_OK)
+        ret = db_fail(ix, "tmpl_put bind");
+    else if (sqlite3_step(st) != SQLITE_DONE)
+        ret = db_fail(ix, "tmpl_put");
+    st_done(st);
+    if (ret == 0)
+        ret = tmpl_read_id(ix, t);
+    if (ret == 0)
+        ret = step_done(ix, ST_COMMIT, "tmpl_put commit");
+    if (ret < 0)
+        rollback(ix);
+    return ret;
+}
+
+/* ------------------------------------------------------------ blocks */
+
+int index_drop_other_gens(struct index *ix, int64_t tid, uint64_t keep_gen)
+{
+    sqlite3_stmt *st = ix->st[ST_DROP_GENS];
+
+    if (bind_i64(st, 1, tid) || bind_u64(st, 2, keep_gen)) {
+        int ret = db_fail(ix, "drop_other_gens bind");
+        st_done(st);
+        return ret;
+    }
+    return step_done(ix, ST_DROP_GENS, "drop_other_gens");
+}
+
+/* The statement stays active while cb runs: cb must not use this handle. */
+int index_blocks_load(struct index *ix, int64_t tid, uint64_t gen,
+                      index_block_cb cb, void *ctx)
+{
+    sqlite3_stmt *st = ix->st[ST_LOAD];
+    struct index_rec rec = {.op = INDEX_ADD, .tid = tid, .gen = gen};
+    int ret = 0, rc;
+
+    if (bind_i64(st, 1, tid) || bind_u64(st, 2, gen)) {
+        ret = db_fail(ix, "blocks_load bind");
+        goto out;
+    }
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        rec.blk = col_u64(st, 0);
+        rec.csum = col_u64(st, 1);
+        rec.atime = col_u64(st, 2);
+        rec.flags = (uint32_t)sqlite3_column_int64(st, 3);
+        ret = cb(ctx, &rec);
+        if (ret != 0)
+            goto out;
+    }
+    if (rc != SQLITE_DONE)
+        ret = db_fail(ix, "blocks_load");
+out:
+    /* Reset ends the read transaction, so checkpoints are not held back. */
+    st_done(st);
+    return ret;
+}
+
+static int apply_one(struct index *ix, const struct index_rec *r)
+{
+    sqlite3_stmt *st;
+    int bad;
+
+    if (r->op == INDEX_ADD) {
+        st = ix->st[ST_ADD];
+        bad = bind_i64(st, 1, r->tid) || bind_u64(st, 2, r->gen) ||
+              bind_u64(st, 3, r->blk) || bind_u64(st, 4, r->csum) ||
+              bind_u64(st, 5, r->atime) || bind_u64(st, 6, r->flags);
+    } else if (r->op == INDEX_DEL) {
+        st = ix->st[ST_DEL];
+        bad = bind_i64(st, 1, r->tid) || bind_u64(st, 2, r->gen) ||
+              bind_u64(st, 3, r->blk);
+    } else {
+        log_err("index: apply: unknown record op %d", (int)r->op);
+        return -EIO;
+    }
+    int ret = 0;
+    if (bad || sqlite3_step(st) != SQLITE_DONE)
+        ret = db_fail(ix, r->op == INDEX_ADD ? "apply add" : "apply del");
+    st_done(st);
+    return ret;
+}
+
+/* IMMEDIATE takes the write lock up front, so a concurrent writer makes us
+ * wait (busy timeout) at BEGIN rather than fail halfway through. */
+int index_apply(struct index *ix, const struct index_rec *recs, size_t n)
+{
+    if (n == 0)
+        return 0;
+    int ret = step_done(ix, ST_BEGIN, "apply begin");
+    if (ret < 0)
+        return ret;
+    for (size_t i = 0; i < n && ret == 0; i++)
+        ret = apply_one(ix, &recs[i]);
+    if (ret == 0)
+        ret = step_done(ix, ST_COMMIT, "apply commit");
+    if (ret < 0)
+        rollback(ix);
+    return ret;
+}
+
+/* ------------------------------------------------------------ events */
+
+int index_event(struct index *ix, int64_t tid, const char *kind,
+                uint64_t blocks, uint64_t bytes, const char *detail)
+{
+    sqlite3_stmt *st = ix->st[ST_EVENT];
+
+    if (bind_i64(st, 1, (int64_t)time(NULL)) || bind_i64(st, 2, tid) ||
+        bind_cstr(st, 3, kind) || bind_u64(st, 4, blocks) ||
+        bind_u64(st, 5, bytes) || bind_cstr(st, 6, detail)) {
+        int ret = db_fail(ix, "event bind");
+        st_done(st);
+        return ret;
+    }
+    return step_done(ix, ST_EVENT, "event");
+}
