@@ -16,6 +16,7 @@
 #include "ic-block.h"
 #include "ic-cache.h"
 #include "ic-checksum.h"
+#include "ic-evict.h"
 #include "ic-index.h"
 #include "ic-log.h"
 #include "ic-store.h"
@@ -105,11 +106,39 @@ static void release_runs(struct gen *g, const struct run *runs, size_t n)
 
 /* ------------------------------------------------------------- filling */
 
+/* Log serve-through at most once per template per minute. */
+static void note_uncached(struct gen *g, const char *why)
+{
+    struct tmpl *t = g->t;
+    uint64_t now = mono_ms();
+    uint64_t last = __atomic_load_n(&t->uncached_log_ms, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&t->st.uncached, 1, __ATOMIC_RELAXED);
+    if (last != 0 && now - last < 60000)
+        return;
+    if (__atomic_compare_exchange_n(&t->uncached_log_ms, &last, now, 0,
+                                    __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+        log_warn("template %s: %s; serving blocks from the origin without "
+                 "caching them", t->name, why);
+}
+
+static ssize_t write_block(struct gen *g, const char *data, uint32_t len,
+                           uint64_t off)
+{
+    ssize_t w = pwrite_full(g->fd, data, len, off);
+    if (w == -ENOSPC || w == -EDQUOT) {
+        /* The disk filled under us: free some of ours and retry once. */
+        evict_from_gen(g, 16u * g->bs);
+        w = pwrite_full(g->fd, data, len, off);
+    }
+    return w;
+}
+
 /* Store one fetched block in the data file.  Returns the BLK_ flags to
  * record, or -1 when it could not be stored (the reader is still served
- * from memory: serve-through). */
+ * from memory: serve-through).  A block is never recorded present unless
+ * its write succeeded. */
 static int store_block(struct gen *g, const char *data, uint64_t blk,
-                       uint32_t len)
+                       uint32_t len, int room)
 {
     uint64_t off = block_start(blk, g->bs);
     if (buf_is_zero(data, len)) {
@@ -117,14 +146,28 @@ static int store_block(struct gen *g, const char *data, uint64_t blk,
         if (store_punch(g->fd, off, len) == 0)
             return BLK_ZERO;
     }
-    ssize_t w = pwrite_full(g->fd, data, len, off);
+    if (room < 0) {
+        note_uncached(g, "no room under quota, cache_max or min_free");
+        return -1;
+    }
+    ssize_t w = write_block(g, data, len, off);
     if (w < 0) {
-        log_warn("template %s: cannot write block %llu to the cache: %s; "
-                 "serving it uncached", g->t->name, (unsigned long long)blk,
-                 strerror((int)-w));
+        note_uncached(g, strerror((int)-w));
         return -1;
     }
     return 0;
+}
+
+/* Bytes of a fetched run that will cost disk (zero blocks are holes). */
+static uint64_t run_cost(struct gen *g, const char *data, const struct run *run)
+{
+    uint64_t cost = 0;
+    for (uint64_t i = 0; i < run->n; i++) {
+        uint32_t blen = block_len(run->start + i, g->info.size, g->bs);
+        if (!buf_is_zero(data + i * g->bs, blen))
+            cost += blen;
+    }
+    return cost;
 }
 
 static void publish_block(struct gen *g, uint64_t blk, const char *data,
@@ -193,11 +236,13 @@ static int fill_run(struct rq *rq, const struct run *run)
     }
     stat_add(&g->t->st.origin_bytes, len);
     stat_add(&g->t->st.misses, run->n);
+    uint64_t cost = run_cost(g, data, run);
+    int room = cost ? evict_make_room(g, cost) : 0;
     for (uint64_t i = 0; i < run->n; i++) {
         uint64_t blk = run->start + i;
         uint32_t blen = block_len(blk, g->info.size, g->bs);
         const char *p = data + (blk - run->start) * g->bs;
-        publish_block(g, blk, p, blen, store_block(g, p, blk, blen));
+        publish_block(g, blk, p, blen, store_block(g, p, blk, blen, room));
         rq_copy(rq, p, block_start(blk, g->bs), blen);
         rq_mark_done(rq, blk);
     }

@@ -33,6 +33,9 @@ struct tmpl_stats { /* updated with __atomic builtins, no lock */
     uint64_t origin_bytes; /* bytes fetched from the origin */
     uint64_t origin_reads; /* origin read requests */
     uint64_t fill_errors;  /* failed fills */
+    uint64_t evictions;    /* blocks evicted */
+    uint64_t evicted_bytes;
+    uint64_t uncached;     /* blocks served without caching (no room) */
 };
 
 struct gen {
@@ -64,6 +67,7 @@ struct tmpl {
     struct gen *cur;
     uint64_t last_check_ms;
     uint64_t kc_gen;         /* generation last opened with keep_cache */
+    uint64_t uncached_log_ms; /* last serve-through log line (atomic) */
     struct tmpl_stats st;
 };
 

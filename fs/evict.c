@@ -1,0 +1,258 @@
+/* Quotas, cache_max and min_free: victim selection and hole punching. */
+#include "config.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/statvfs.h>
+
+#include "ic-block.h"
+#include "ic-cache.h"
+#include "ic-conf.h"
+#include "ic-evict.h"
+#include "ic-index.h"
+#include "ic-log.h"
+#include "ic-store.h"
+#include "ic-writer.h"
+
+/* Evict a little more than asked so the next fills do not each pay for a
+ * scan of the block table (hysteresis, as nbdkit's reclaim does). */
+#define EVICT_SLACK_DIV 32
+
+struct victim {
+    uint64_t blk;
+    uint32_t atime;
+};
+
+/* Max-heap on atime of the k oldest candidates seen so far. */
+struct heap {
+    struct victim *v;
+    size_t n, k;
+};
+
+static void heap_sift_down(struct heap *h, size_t i)
+{
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < h->n && h->v[l].atime > h->v[m].atime)
+            m = l;
+        if (r < h->n && h->v[r].atime > h->v[m].atime)
+            m = r;
+        if (m == i)
+            return;
+        struct victim t = h->v[i];
+        h->v[i] = h->v[m];
+        h->v[m] = t;
+        i = m;
+    }
+}
+
+static void heap_offer(struct heap *h, uint64_t blk, uint32_t atime)
+{
+    if (h->n < h->k) {
+        size_t i = h->n++;
+        h->v[i] = (struct victim){blk, atime};
+        while (i > 0 && h->v[(i - 1) / 2].atime < h->v[i].atime) {
+            struct victim t = h->v[i];
+            h->v[i] = h->v[(i - 1) / 2];
+            h->v[(i - 1) / 2] = t;
+            i = (i - 1) / 2;
+        }
+        return;
+    }
+    if (atime >= h->v[0].atime)
+        return;
+    h->v[0] = (struct victim){blk, atime};
+    heap_sift_down(h, 0);
+}
+
+static int evictable(const struct blk *b)
+{
+    return b->state == BLK_PRESENT && !(b->flags & (BLK_PINNED | BLK_ZERO));
+}
+
+/* Collect the k least recently used evictable blocks (gen.lock held). */
+static void collect(struct gen *g, struct heap *h)
+{
+    for (uint64_t i = 0; i < g->bm.nblocks; i++)
+        if (evictable(&g->bm.v[i]))
+            heap_offer(h, i, g->bm.v[i].atime);
+}
+
+/* Evict one block if it is still the block we chose; returns its bytes. */
+static uint64_t evict_one(struct gen *g, const struct victim *v)
+{
+    uint32_t len = block_len(v->blk, g->info.size, g->bs);
+    struct blk *b = &g->bm.v[v->blk];
+
+    pthread_mutex_lock(&g->lock);
+    if (!evictable(b) || b->atime != v->atime) {
+        pthread_mutex_unlock(&g->lock);
+        return 0; /* used again since we chose it: keep it */
+    }
+    blockmap_set_missing(&g->bm, v->blk, len);
+    b->state = BLK_FILLING; /* ours until the hole is punched */
+    pthread_mutex_unlock(&g->lock);
+
+    int r = store_punch(g->fd, block_start(v->blk, g->bs), len);
+    struct index_rec rec = {.op = INDEX_DEL, .tid = g->t->tid,
+                            .gen = g->number, .blk = v->blk};
+    writer_add(g->t->c->w, &rec, -1);
+
+    pthread_mutex_lock(&g->lock);
+    b->state = BLK_MISSING;
+    pthread_cond_broadcast(&g->filled);
+    pthread_mutex_unlock(&g->lock);
+    if (r < 0)
+        log_warn("template %s: cannot punch block %llu: %s", g->t->name,
+                 (unsigned long long)v->blk, strerror(-r));
+    return len;
+}
+
+static int victim_cmp(const void *a, const void *b)
+{
+    const struct victim *x = a, *y = b;
+    return x->atime < y->atime ? -1 : x->atime > y->atime;
+}
+
+uint64_t evict_from_gen(struct gen *g, uint64_t bytes)
+{
+    struct heap h = {.k = bytes / g->bs + 1};
+    uint64_t freed = 0, nblk = 0;
+
+    if (h.k > g->bm.nblocks)
+        h.k = g->bm.nblocks ? g->bm.nblocks : 1;
+    h.v = malloc(h.k * sizeof *h.v);
+    if (h.v == NULL)
+        return 0;
+    pthread_mutex_lock(&g->lock);
+    collect(g, &h);
+    pthread_mutex_unlock(&g->lock);
+    qsort(h.v, h.n, sizeof *h.v, victim_cmp);
+    for (size_t i = 0; i < h.n && freed < bytes; i++) {
+        uint64_t n = evict_one(g, &h.v[i]);
+        freed += n;
+        nblk += n != 0;
+    }
+    free(h.v);
+    if (nblk) {
+        __atomic_add_fetch(&g->t->st.evictions, nblk, __ATOMIC_RELAXED);
+        __atomic_add_fetch(&g->t->st.evicted_bytes, freed, __ATOMIC_RELAXED);
+        writer_event(g->t->c->w, g->t->tid, "evict", nblk, freed, NULL);
+    }
+    return freed;
+}
+
+static uint64_t gen_used(struct gen *g)
+{
+    pthread_mutex_lock(&g->lock);
+    uint64_t u = g->bm.present_bytes;
+    pthread_mutex_unlock(&g->lock);
+    return u;
+}
+
+uint64_t evict_cache_used(struct cache *c)
+{
+    uint64_t total = 0;
+    for (size_t i = 0; i < c->nt; i++) {
+        struct tmpl *t = c->t[i];
+        pthread_mutex_lock(&t->lock);
+        struct gen *g = t->cur;
+        pthread_mutex_unlock(&t->lock);
+        total += gen_used(g);
+    }
+    return total;
+}
+
+/* Oldest evictable block's atime of a generation, UINT32_MAX if none. */
+static uint32_t oldest_atime(struct gen *g)
+{
+    uint32_t best = UINT32_MAX;
+    pthread_mutex_lock(&g->lock);
+    for (uint64_t i = 0; i < g->bm.nblocks; i++)
+        if (evictable(&g->bm.v[i]) && g->bm.v[i].atime < best)
+            best = g->bm.v[i].atime;
+    pthread_mutex_unlock(&g->lock);
+    return best;
+}
+
+/* Free `bytes` across templates: repeatedly from the template holding the
+ * least recently used block, in chunks, approximating a global LRU. */
+static uint64_t evict_global(struct cache *c, uint64_t bytes)
+{
+    uint64_t freed = 0;
+    while (freed < bytes) {
+        struct gen *best = NULL;
+        uint32_t best_at = UINT32_MAX;
+        for (size_t i = 0; i < c->nt; i++) {
+            struct gen *g = c->t[i]->cur;
+            uint32_t at = oldest_atime(g);
+            if (at < best_at) {
+                best_at = at;
+                best = g;
+            }
+        }
+        if (best == NULL)
+            break;
+        uint64_t chunk = bytes - freed;
+        if (chunk > 64u * best->bs)
+            chunk = 64u * best->bs;
+        uint64_t n = evict_from_gen(best, chunk);
+        if (n == 0)
+            break;
+        freed += n;
+    }
+    return freed;
+}
+
+static uint64_t fs_free_shortfall(struct cache *c, uint64_t need)
+{
+    const struct conf *cf = c->conf;
+    struct statvfs sv;
+    if (cf->min_free == 0 || statvfs(cf->cache_dir, &sv) < 0)
+        return 0;
+    uint64_t total = (uint64_t)sv.f_blocks * sv.f_frsize;
+    uint64_t avail = (uint64_t)sv.f_bavail * sv.f_frsize;
+    uint64_t want = cf->min_free_pct ? total / 100 * cf->min_free : cf->min_free;
+    return avail >= want + need ? 0 : want + need - avail;
+}
+
+static int room_in_quota(struct gen *g, uint64_t need)
+{
+    uint64_t quota = g->t->quota;
+    if (quota == 0)
+        return 0;
+    uint64_t used = gen_used(g);
+    if (used + need <= quota)
+        return 0;
+    uint64_t want = used + need - quota + quota / EVICT_SLACK_DIV;
+    evict_from_gen(g, want);
+    return gen_used(g) + need <= quota ? 0 : -ENOSPC;
+}
+
+static int room_in_cache(struct cache *c, uint64_t need)
+{
+    uint64_t max = c->conf->cache_max;
+    if (max != 0) {
+        uint64_t used = evict_cache_used(c);
+        if (used + need > max)
+            evict_global(c, used + need - max + max / EVICT_SLACK_DIV);
+        if (evict_cache_used(c) + need > max)
+            return -ENOSPC;
+    }
+    uint64_t short_by = fs_free_shortfall(c, need);
+    if (short_by) {
+        evict_global(c, short_by);
+        if (fs_free_shortfall(c, need))
+            return -ENOSPC;
+    }
+    return 0;
+}
+
+int evict_make_room(struct gen *g, uint64_t need)
+{
+    int r = room_in_quota(g, need);
+    if (r == 0)
+        r = room_in_cache(g->t->c, need);
+    return r;
+}

@@ -1,0 +1,32 @@
+/* Eviction: keep each template under its quota, the whole cache under
+ * cache_max and the cache filesystem above min_free.
+ *
+ * Victims are present, unpinned, non-zero blocks, least recently used first
+ * (the global access counter in struct blk.atime, as CVMFS orders by a
+ * counter rather than wall-clock time).  A victim is claimed like a fill
+ * (FILLING) while its hole is punched, so no reader can refill it and lose
+ * the new bytes to the punch; readers that copied its bytes meanwhile see
+ * its seq change and retry.
+ *
+ * Called with no locks held. */
+#ifndef IC_EVICT_H
+#define IC_EVICT_H
+
+#include <stdint.h>
+
+struct gen;
+struct cache;
+
+/* Make room for `need` more bytes in g's template before a fill.  Returns
+ * 0 when the fill may be stored, -ENOSPC when it may not (pinned blocks
+ * fill the quota): the caller then serves the bytes without caching them. */
+int evict_make_room(struct gen *g, uint64_t need);
+
+/* Evict up to `bytes` bytes from template generation g (LRU first).
+ * Returns the bytes freed. */
+uint64_t evict_from_gen(struct gen *g, uint64_t bytes);
+
+/* Bytes of cached data over all templates' current generations. */
+uint64_t evict_cache_used(struct cache *c);
+
+#endif
