@@ -176,7 +176,12 @@ static int run_session(struct fuse_args *args, struct ic_fs *fs,
     daemon_ready(report_fd, 0);
     struct fuse_loop_config *lc = fuse_loop_cfg_create();
     fuse_loop_cfg_set_max_threads(lc, 64);
-    r = fuse_session_loop_mt(se, lc) != 0;
+    /* A positive result is the signal (SIGTERM/SIGINT) that ended the
+     * loop: a requested, clean shutdown. */
+    int lr = fuse_session_loop_mt(se, lc);
+    r = lr < 0;
+    if (lr > 0)
+        log_info("signal %d: unmounting", lr);
     fuse_loop_cfg_destroy(lc);
     fuse_session_unmount(se);
     log_info("unmounted %s", mnt);
