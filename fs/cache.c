@@ -188,6 +188,37 @@ static int tmpl_load(struct tmpl *t, struct index *ix)
     return 0;
 }
 
+/* A [directory] section's mirrors are directories too: a template's
+ * mirror is the mirror directory joined with its file name. */
+static int tmpl_net(struct tmpl *t, const struct conf_source *src,
+                    const char *name)
+{
+    t->net = src->net;
+    t->net.mirrors = NULL;
+    t->net.nmirrors = 0;
+    if (src->net.nmirrors == 0)
+        return 0;
+    t->net.mirrors = calloc(src->net.nmirrors, sizeof *t->net.mirrors);
+    if (t->net.mirrors == NULL)
+        return -ENOMEM;
+    for (size_t i = 0; i < src->net.nmirrors; i++) {
+        const char *m = src->net.mirrors[i];
+        t->net.mirrors[i] = src->kind == CONF_DIRECTORY ? origin_join(m, name)
+                                                        : strdup(m);
+        if (t->net.mirrors[i] == NULL)
+            return -ENOMEM;
+        t->net.nmirrors++;
+    }
+    return 0;
+}
+
+static void tmpl_net_free(struct tmpl *t)
+{
+    for (size_t i = 0; i < t->net.nmirrors; i++)
+        free(t->net.mirrors[i]);
+    free(t->net.mirrors);
+}
+
 static struct tmpl *tmpl_new(struct cache *c, const struct conf_source *src,
                              const char *name, const char *location)
 {
@@ -195,6 +226,11 @@ static struct tmpl *tmpl_new(struct cache *c, const struct conf_source *src,
     struct tmpl *t = calloc(1, sizeof *t);
     if (t == NULL)
         return NULL;
+    if (tmpl_net(t, src, name) < 0) {
+        tmpl_net_free(t);
+        free(t);
+        return NULL;
+    }
     t->c = c;
     t->src = src;
     t->name = strdup(name);
@@ -202,10 +238,12 @@ static struct tmpl *tmpl_new(struct cache *c, const struct conf_source *src,
     t->quota = src->quota;
     t->bs = src->block_size;
     t->timeout_ms = src->net.origin_timeout_ms;
-    t->origin = origin_new(location, &src->net, err, sizeof err);
+    t->origin = origin_new(location, &t->net, err, sizeof err);
     if (t->name == NULL || t->location == NULL || t->origin == NULL) {
         if (t->origin == NULL)
             log_err("template %s: %s", name, err);
+        origin_free(t->origin);
+        tmpl_net_free(t);
         free(t->name);
         free(t->location);
         free(t);
@@ -223,6 +261,7 @@ static void tmpl_free(struct tmpl *t)
     if (t->cur)
         cache_gen_put(t->cur);
     origin_free(t->origin);
+    tmpl_net_free(t);
     pthread_mutex_destroy(&t->lock);
     free(t->name);
     free(t->location);

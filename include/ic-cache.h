@@ -20,6 +20,7 @@
 #include <sys/types.h>
 
 #include "ic-blockmap.h"
+#include "ic-conf.h"
 #include "ic-origin.h"
 
 struct conf;
@@ -56,6 +57,7 @@ struct tmpl {
     char *name;
     char *location;          /* origin path or URL (may hold secrets) */
     const struct conf_source *src;
+    struct conf_net net;     /* src's settings, mirrors resolved for us */
     struct origin *origin;
     int64_t tid;             /* index row id */
     uint64_t ino;
