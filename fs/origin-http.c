@@ -1,0 +1,1453 @@
+/* HTTP(S) origin (libcurl): HEAD for the validator, Range GETs for blocks.
+ *
+ * The origin is not trusted.  A read succeeds only on a 206 whose
+ * Content-Range is exactly the range asked, whose total is the size we know,
+ * without content coding, carrying no other validator, with exactly the
+ * bytes asked: a server that ignores Range, sends an endless or short body,
+ * lies about lengths or compresses is an error, never wrong bytes.  The
+ * write callback stops a transfer as soon as it would exceed the buffer.
+ *
+ * One call (stat, read, list) is a series of attempts: the primary URL,
+ * then each mirror, in rounds separated by exponential backoff with full
+ * jitter, until success, an error that retrying cannot fix, or the deadline.
+ * Each attempt is bounded by the time left (CURLOPT_TIMEOUT_MS), its
+ * connect phase by connect_timeout, and a stalled transfer by a low-speed
+ * limit so that a mirror still gets its turn.
+ *
+ * Mirrors must serve the same bytes.  They receive the same conditional
+ * headers as the primary, so they must also share its validator (an rsync
+ * that keeps mtimes behind nginx or Apache does).  A mirror that answers
+ * "changed" (412, other ETag) or "gone" is skipped for the rest of the call:
+ * only the primary decides that the template changed or went away.
+ *
+ * Connections: each origin keeps idle curl handles (which keep their
+ * connections alive); a process-wide table of hosts caps the transfers in
+ * flight per scheme://host:port at max_connections (the smallest value
+ * configured for that host), waited for with the call's deadline.
+ *
+ * Secrets: URLs may carry user:password@ and ?token=; only masked URLs
+ * (origin_mask_url) are logged, and header values are never logged.
+ *
+ * Locking: hosts_lock protects the host table and every http_host field
+ * marked so; http_origin.lock protects the idle pool and the warned flag.
+ * A curl easy handle is used by one thread at a time. */
+#include "config.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "ic-conf.h"
+#include "ic-log.h"
+#include "ic-origin.h"
+#include "ic-util.h"
+
+#define HTTP_MAX_URLS 16          /* primary + mirrors */
+#define HTTP_MAX_SIZE (1ULL << 50) /* a larger Content-Length is a lie */
+#define HTTP_LIST_MAX (1u << 20)  /* manifest size limit */
+#define HTTP_MAX_REDIRS 5L
+#define HTTP_BACKOFF_FIRST_MS 100
+#define HTTP_BACKOFF_MAX_MS 2000
+/* Below 1 KiB/s for 5 s is a stall: give the next URL its turn. */
+#define HTTP_LOW_SPEED_LIMIT 1024L
+#define HTTP_LOW_SPEED_TIME 5L
+#define HTTP_DEFAULT_CONNS 4u
+#define HTTP_DEFAULT_TIMEOUT_MS 30000u
+#define HTTP_DEFAULT_CONNECT_MS 5000u
+#define HTTP_ETAG_MAX 200         /* longer ETags are not used */
+#define HTTP_HDR_MAX 128          /* other header values we keep */
+#define HTTP_LINE_MAX 1024
+#define HTTP_DISPLAY_MAX 1024
+
+/* ------------------------------------------------------------ hosts */
+
+struct http_host {
+    struct http_host *next;   /* protected by hosts_lock */
+    char *key;                /* "scheme://host:port": no credentials */
+    unsigned refs;            /* protected by hosts_lock */
+    unsigned limit;           /* protected by hosts_lock */
+    unsigned active;          /* protected by hosts_lock */
+    pthread_cond_t freed;     /* signalled when active drops */
+};
+
+static pthread_mutex_t hosts_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct http_host *hosts; /* protected by hosts_lock */
+
+static struct http_host *host_new(const char *key, unsigned limit)
+{
+    struct http_host *hh = calloc(1, sizeof *hh);
+    if (hh == NULL)
+        return NULL;
+    hh->key = strdup(key);
+    if (hh->key == NULL) {
+        free(hh);
+        return NULL;
+    }
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&hh->freed, &ca);
+    pthread_condattr_destroy(&ca);
+    hh->limit = limit;
+    return hh;
+}
+
+/* Find or create the entry of a host; the smallest limit wins, since
+ * max_connections is a politeness bound towards a shared server. */
+static struct http_host *host_get(const char *key, unsigned limit)
+{
+    struct http_host *hh;
+    pthread_mutex_lock(&hosts_lock);
+    for (hh = hosts; hh != NULL; hh = hh->next)
+        if (strcmp(hh->key, key) == 0)
+            break;
+    if (hh == NULL) {
+        hh = host_new(key, limit);
+        if (hh != NULL) {
+            hh->next = hosts;
+            hosts = hh;
+        }
+    }
+    if (hh != NULL) {
+        hh->refs++;
+        if (limit < hh->limit)
+            hh->limit = limit;
+    }
+    pthread_mutex_unlock(&hosts_lock);
+    return hh;
+}
+
+static void host_put(struct http_host *hh)
+{
+    if (hh == NULL)
+        return;
+    pthread_mutex_lock(&hosts_lock);
+    int last = --hh->refs == 0;
+    if (last) {
+        struct http_host **pp = &hosts;
+        while (*pp != hh)
+            pp = &(*pp)->next;
+        *pp = hh->next;
+    }
+    pthread_mutex_unlock(&hosts_lock);
+    if (last) {
+        pthread_cond_destroy(&hh->freed);
+        free(hh->key);
+        free(hh);
+    }
+}
+
+/* The absolute CLOCK_MONOTONIC time of a mono_ms() deadline. */
+static void deadline_timespec(uint64_t deadline, struct timespec *ts)
+{
+    uint64_t now = mono_ms();
+    uint64_t left = deadline > now ? deadline - now : 0;
+    clock_gettime(CLOCK_MONOTONIC, ts);
+    ts->tv_sec += (time_t)(left / 1000);
+    ts->tv_nsec += (long)(left % 1000) * 1000000L;
+    if (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000L;
+    }
+}
+
+/* Take one of the host's transfer slots, waiting at most until deadline. */
+static int host_acquire(struct http_host *hh, uint64_t deadline)
+{
+    struct timespec ts;
+    deadline_timespec(deadline, &ts);
+    pthread_mutex_lock(&hosts_lock);
+    while (hh->active >= hh->limit) {
+        if (pthread_cond_timedwait(&hh->freed, &hosts_lock, &ts) == ETIMEDOUT &&
+            hh->active >= hh->limit) {
+            pthread_mutex_unlock(&hosts_lock);
+            return -ETIMEDOUT;
+        }
+    }
+    hh->active++;
+    pthread_mutex_unlock(&hosts_lock);
+    return 0;
+}
+
+static void host_release(struct http_host *hh)
+{
+    pthread_mutex_lock(&hosts_lock);
+    hh->active--;
+    pthread_cond_signal(&hh->freed);
+    pthread_mutex_unlock(&hosts_lock);
+}
+
+/* ------------------------------------------------------------ origin */
+
+struct http_url {
+    char *url;                /* as configured: may hold credentials */
+    char *display;            /* masked: the only form that is logged */
+    int https;                /* https URL: redirects may not leave TLS */
+    struct http_host *host;
+};
+
+struct http_origin {
+    struct http_url urls[HTTP_MAX_URLS]; /* [0] primary, then mirrors */
+    size_t nurls;
+    char *proxy;              /* NULL: libcurl reads the proxy environment */
+    char *ca_file;
+    char *netrc;
+    pthread_mutex_t lock;     /* protects the fields below */
+    CURL **idle;              /* idle handles, each with its connections */
+    size_t nidle, idle_max;
+    int warned_weak;          /* "changes undetectable" said once */
+};
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static CURLcode curl_init_rc;
+
+static void curl_init_once(void)
+{
+    curl_init_rc = curl_global_init(CURL_GLOBAL_ALL);
+}
+
+static CURL *pool_get(struct http_origin *h)
+{
+    CURL *c = NULL;
+    pthread_mutex_lock(&h->lock);
+    if (h->nidle > 0)
+        c = h->idle[--h->nidle];
+    pthread_mutex_unlock(&h->lock);
+    return c != NULL ? c : curl_easy_init();
+}
+
+static void pool_put(struct http_origin *h, CURL *c)
+{
+    pthread_mutex_lock(&h->lock);
+    if (h->nidle < h->idle_max) {
+        h->idle[h->nidle++] = c;
+        c = NULL;
+    }
+    pthread_mutex_unlock(&h->lock);
+    if (c != NULL)
+        curl_easy_cleanup(c);
+}
+
+/* ------------------------------------------------------------ errors */
+
+/* The one place a CURLcode becomes an errno; *retry says whether another
+ * attempt (this URL later, or a mirror) may succeed. */
+static int curl_errno(CURLcode rc, int *retry)
+{
+    *retry = 0;
+    switch (rc) {
+    case CURLE_OK:
+        return 0;
+    case CURLE_OPERATION_TIMEDOUT: /* also the low-speed limit */
+        *retry = 1;
+        return -ETIMEDOUT;
+    case CURLE_COULDNT_RESOLVE_PROXY:
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_SEND_ERROR:
+    case CURLE_RECV_ERROR:
+    case CURLE_PARTIAL_FILE: /* short body */
+    case CURLE_GOT_NOTHING:
+    case CURLE_HTTP2:
+    case CURLE_HTTP2_STREAM:
+    case CURLE_SSL_CONNECT_ERROR: /* handshakes also fail on resets */
+    case CURLE_OUT_OF_MEMORY:
+        *retry = 1;
+        return -EIO;
+    case CURLE_TOO_MANY_REDIRECTS:
+    case CURLE_UNSUPPORTED_PROTOCOL: /* includes a refused redirect */
+    case CURLE_URL_MALFORMAT:
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_LOGIN_DENIED:
+    case CURLE_FILESIZE_EXCEEDED:
+    case CURLE_BAD_CONTENT_ENCODING:
+    case CURLE_WRITE_ERROR:
+    default:
+        return -EIO;
+    }
+}
+
+/* The one place an HTTP status becomes an errno (success statuses are
+ * judged by the caller, which knows what it asked for). */
+static int http_status_errno(long status, int *retry)
+{
+    *retry = 0;
+    switch (status) {
+    case 404:
+    case 410:
+        return -ENOENT;
+    case 412: /* If-Match failed */
+    case 416: /* our range, inside the known size, no longer exists */
+        return -ESTALE;
+    case 408:
+    case 429:
+        *retry = 1;
+        return -EIO;
+    case 501: /* not implemented, HTTP version: not transient */
+    case 505:
+        return -EIO;
+    default:
+        *retry = status >= 500 && status <= 599;
+        return -EIO;
+    }
+}
+
+/* ------------------------------------------------------------ transfers */
+
+enum xfer_kind {
+    XFER_HEAD,   /* stat */
+    XFER_PROBE,  /* stat fallback: GET bytes=0-0 */
+    XFER_RANGE,  /* read: GET bytes=off-(off+len-1) into buf */
+    XFER_WHOLE,  /* list: GET of a body of at most len bytes */
+};
+
+/* Returned by a header check: the headers say all we need, drop the body. */
+#define XFER_STOP 1
+
+struct xfer {
+    enum xfer_kind kind;
+    const char *display;       /* masked URL of this attempt */
+    uint64_t off;
+    size_t len;                /* bytes wanted (RANGE/PROBE) or limit */
+    char *buf;                 /* RANGE/PROBE: caller's; WHOLE: grown */
+    size_t cap;                /* WHOLE: allocated size of buf */
+    size_t got;                /* body bytes stored */
+    const struct origin_info *expect; /* RANGE */
+    char if_range[HTTP_HDR_MAX]; /* RANGE: the If-Range date sent, or "" */
+
+    /* Response headers; reset at every status line (redirects, 1xx). */
+    long status;
+    char etag[HTTP_ETAG_MAX];
+    char last_modified[HTTP_HDR_MAX];
+    char content_range[HTTP_HDR_MAX];
+    char content_encoding[HTTP_HDR_MAX];
+    int etag_too_long;
+    int lm_too_long;
+    int have_length;
+    int length_bad;
+    uint64_t length;
+    long retry_after;          /* seconds, -1 when absent or a date */
+    int64_t filetime;          /* from CURLINFO_FILETIME_T, -1 unknown */
+
+    /* Set by the first body byte or, without a body, after the transfer. */
+    int checked;
+    int verdict;               /* 0, XFER_STOP or -errno */
+    int retry;
+    char errbuf[CURL_ERROR_SIZE];
+};
+
+static void xfer_reset_response(struct xfer *x)
+{
+    x->status = 0;
+    x->etag[0] = x->last_modified[0] = '\0';
+    x->content_range[0] = x->content_encoding[0] = '\0';
+    x->etag_too_long = x->lm_too_long = 0;
+    x->have_length = x->length_bad = 0;
+    x->length = 0;
+    x->retry_after = -1;
+}
+
+/* Strict unsigned decimal: digits only, no sign, no overflow. */
+static int parse_u64(const char *s, const char **end, uint64_t *out)
+{
+    uint64_t v = 0;
+    const char *p = s;
+    for (; *p >= '0' && *p <= '9'; p++) {
+        if (v > (UINT64_MAX - (uint64_t)(*p - '0')) / 10)
+            return -1;
+        v = v * 10 + (uint64_t)(*p - '0');
+    }
+    if (p == s)
+        return -1;
+    *end = p;
+    *out = v;
+    return 0;
+}
+
+static int parse_u64_all(const char *s, uint64_t *out)
+{
+    const char *end;
+    return parse_u64(s, &end, out) == 0 && *end == '\0' ? 0 : -1;
+}
+
+/* Copy a header value; report values that do not fit. */
+static void keep_value(char *dst, size_t dstlen, const char *v, int *too_long)
+{
+    size_t n = strlen(v);
+    if (n >= dstlen) {
+        if (too_long != NULL)
+            *too_long = 1;
+        n = dstlen - 1;
+    }
+    memcpy(dst, v, n);
+    dst[n] = '\0';
+}
+
+static void store_header(struct xfer *x, const char *name, const char *v)
+{
+    uint64_t n;
+    if (strcasecmp(name, "etag") == 0) {
+        keep_value(x->etag, sizeof x->etag, v, &x->etag_too_long);
+    } else if (strcasecmp(name, "last-modified") == 0) {
+        keep_value(x->last_modified, sizeof x->last_modified, v,
+                   &x->lm_too_long);
+    } else if (strcasecmp(name, "content-range") == 0) {
+        keep_value(x->content_range, sizeof x->content_range, v, NULL);
+    } else if (strcasecmp(name, "content-encoding") == 0) {
+        keep_value(x->content_encoding, sizeof x->content_encoding, v, NULL);
+    } else if (strcasecmp(name, "content-length") == 0) {
+        x->have_length = 1;
+        x->length_bad = parse_u64_all(v, &x->length) != 0;
+    } else if (strcasecmp(name, "retry-after") == 0) {
+        /* Only delta-seconds; a date falls back to our own backoff. */
+        x->retry_after = parse_u64_all(v, &n) == 0 && n < 86400 ? (long)n : -1;
+    }
+}
+
+static size_t on_header(char *data, size_t size, size_t nitems, void *arg)
+{
+    struct xfer *x = arg;
+    size_t total = size * nitems;
+    char line[HTTP_LINE_MAX];
+    size_t n = total < sizeof line ? total : sizeof line - 1;
+
+    memcpy(line, data, n);
+    line[n] = '\0';
+    while (n > 0 && (line[n - 1] == '\r' || line[n - 1] == '\n' ||
+                     line[n - 1] == ' ' || line[n - 1] == '\t'))
+        line[--n] = '\0';
+    if (strncmp(line, "HTTP/", 5) == 0) {
+        const char *sp = strchr(line, ' ');
+        xfer_reset_response(x);
+        x->status = sp != NULL ? strtol(sp + 1, NULL, 10) : 0;
+        return total;
+    }
+    char *colon = strchr(line, ':');
+    if (colon == NULL)
+        return total;
+    *colon = '\0';
+    const char *v = colon + 1;
+    while (*v == ' ' || *v == '\t')
+        v++;
+    store_header(x, line, v);
+    return total;
+}
+
+static int is_identity(const char *coding)
+{
+    return coding[0] == '\0' || strcasecmp(coding, "identity") == 0;
+}
+
+/* "bytes FIRST-LAST/TOTAL" or, with first < 0 reported, "bytes *\/TOTAL".
+ * TOTAL "*" (unknown) is refused: we must know the size. */
+static int parse_content_range(const char *s, int64_t *first, uint64_t *last,
+                               uint64_t *total)
+{
+    const char *p;
+    uint64_t a;
+    if (strncasecmp(s, "bytes ", 6) != 0)
+        return -1;
+    s += 6;
+    if (s[0] == '*' && s[1] == '/') {
+        *first = -1;
+        *last = 0;
+        return parse_u64_all(s + 2, total);
+    }
+    if (parse_u64(s, &p, &a) != 0 || *p != '-' || a > INT64_MAX)
+        return -1;
+    if (parse_u64(p + 1, &p, last) != 0 || *p != '/' || *last < a)
+        return -1;
+    *first = (int64_t)a;
+    return parse_u64_all(p + 1, total);
+}
+
+/* Weak comparison (RFC 9110 8.8.3.2): opaque tags equal, W/ ignored. */
+static int etag_weak_equal(const char *a, const char *b)
+{
+    if (strncmp(a, "W/", 2) == 0)
+        a += 2;
+    if (strncmp(b, "W/", 2) == 0)
+        b += 2;
+    return strcmp(a, b) == 0;
+}
+
+/* Whether the response carries a validator other than the expected one. */
+static int validator_differs(const struct xfer *x)
+{
+    const char *v = x->expect->validator;
+    if (strncmp(v, "etag:", 5) == 0) {
+        if (x->etag_too_long)
+            return 1;
+        return x->etag[0] != '\0' && !etag_weak_equal(v + 5, x->etag);
+    }
+    if (strncmp(v, "lm:", 3) == 0)
+        return x->last_modified[0] != '\0' &&
+               strcmp(v + 3, x->last_modified) != 0;
+    return 0;
+}
+
+static int check_206(const struct xfer *x, int *retry)
+{
+    int64_t first;
+    uint64_t last, total;
+
+    *retry = 0;
+    if (!is_identity(x->content_encoding)) {
+        log_warn("%s: server sent a Content-Encoding for a Range request",
+                 x->display);
+        return -EIO;
+    }
+    if (validator_differs(x))
+        return -ESTALE;
+    if (parse_content_range(x->content_range, &first, &last, &total) != 0 ||
+        first < 0) {
+        log_warn("%s: 206 without a valid Content-Range", x->display);
+        return -EIO;
+    }
+    if (total != x->expect->size)
+        return -ESTALE; /* the size changed: so did the content */
+    if ((uint64_t)first != x->off || last != x->off + x->len - 1) {
+        log_warn("%s: asked bytes %" PRIu64 "-%" PRIu64 ", got %" PRId64
+                 "-%" PRIu64, x->display, x->off, x->off + x->len - 1,
+                 first, last);
+        return -EIO;
+    }
+    if (x->have_length && (x->length_bad || x->length != x->len)) {
+        log_warn("%s: Content-Length disagrees with Content-Range",
+                 x->display);
+        return -EIO;
+    }
+    return 0;
+}
+
+/* A 200 to a Range request.  With If-Range it means "changed" unless the
+ * server simply ignores Range (same validator in the response): telling
+ * the two apart avoids a new generation at every read from such a server. */
+static int check_range_ignored(const struct xfer *x)
+{
+    const char *v = x->expect->validator;
+    int same = 0;
+
+    if (x->if_range[0] != '\0') {
+        if (strncmp(v, "etag:", 5) == 0)
+            same = x->etag[0] != '\0' && !x->etag_too_long &&
+                   etag_weak_equal(v + 5, x->etag);
+        else
+            same = strcmp(x->if_range, x->last_modified) == 0;
+        if (!same)
+            return -ESTALE;
+    }
+    log_warn("%s: server ignores Range requests", x->display);
+    return -EIO;
+}
+
+static int check_head(const struct xfer *x, int *retry)
+{
+    *retry = 0;
+    if (x->status != 200)
+        return http_status_errno(x->status, retry);
+    if (!is_identity(x->content_encoding)) {
+        log_warn("%s: server declares a Content-Encoding", x->display);
+        return -EIO;
+    }
+    return 0;
+}
+
+static int check_probe(const struct xfer *x, int *retry)
+{
+    int64_t first;
+    uint64_t last, total;
+
+    *retry = 0;
+    if (x->status == 200 && is_identity(x->content_encoding))
+        return x->have_length && !x->length_bad ? XFER_STOP : -EIO;
+    if (x->status == 416) /* empty file: "bytes *\/0" */
+        return parse_content_range(x->content_range, &first, &last,
+                                   &total) == 0 && first < 0 ? XFER_STOP
+                                                             : -EIO;
+    if (x->status != 206)
+        return http_status_errno(x->status, retry);
+    if (!is_identity(x->content_encoding) ||
+        parse_content_range(x->content_range, &first, &last, &total) != 0 ||
+        first != 0 || last != 0) {
+        log_warn("%s: bad answer to a 1-byte Range request", x->display);
+        return -EIO;
+    }
+    return 0;
+}
+
+static int check_whole(const struct xfer *x, int *retry)
+{
+    *retry = 0;
+    if (x->status != 200)
+        return http_status_errno(x->status, retry);
+    if (!is_identity(x->content_encoding)) {
+        log_warn("%s: server sent a Content-Encoding", x->display);
+        return -EIO;
+    }
+    if (x->have_length && (x->length_bad || x->length > x->len)) {
+        log_warn("%s: larger than %zu bytes", x->display, x->len);
+        return -EIO;
+    }
+    return 0;
+}
+
+/* Judge the response headers: 0 (take the body), XFER_STOP or -errno. */
+static int check_headers(const struct xfer *x, int *retry)
+{
+    switch (x->kind) {
+    case XFER_HEAD:
+        return check_head(x, retry);
+    case XFER_PROBE:
+        return check_probe(x, retry);
+    case XFER_WHOLE:
+        return check_whole(x, retry);
+    case XFER_RANGE:
+        break;
+    }
+    *retry = 0;
+    if (x->status == 206)
+        return check_206(x, retry);
+    if (x->status == 200)
+        return check_range_ignored(x);
+    return http_status_errno(x->status, retry);
+}
+
+/* Grow the list buffer; the limit is checked by the caller. */
+static int whole_reserve(struct xfer *x, size_t need)
+{
+    if (need <= x->cap)
+        return 0;
+    size_t cap = x->cap ? x->cap : 16384;
+    while (cap < need)
+        cap *= 2;
+    char *p = realloc(x->buf, cap);
+    if (p == NULL)
+        return -1;
+    x->buf = p;
+    x->cap = cap;
+    return 0;
+}
+
+/* Body bytes go straight to their destination; one byte more than asked
+ * stops the transfer (returning less than given makes curl abort). */
+static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
+{
+    struct xfer *x = arg;
+    size_t n = size * nmemb;
+
+    if (!x->checked) {
+        x->checked = 1;
+        x->verdict = check_headers(x, &x->retry);
+    }
+    if (x->verdict != 0)
+        return 0;
+    if (n > x->len - x->got) {
+        log_warn("%s: more bytes than asked for, transfer stopped",
+                 x->display);
+        x->verdict = -EIO;
+        x->retry = 0;
+        return 0;
+    }
+    if (x->kind == XFER_WHOLE && whole_reserve(x, x->got + n + 1) != 0) {
+        x->verdict = -EIO;
+        x->retry = 1;
+        return 0;
+    }
+    memcpy(x->buf + x->got, data, n);
+    x->got += n;
+    return n;
+}
+
+/* curl's message, unless it might quote a URL (with its secrets). */
+static const char *safe_curl_msg(const struct xfer *x, CURLcode rc)
+{
+    const char *m = x->errbuf;
+    if (m[0] == '\0' || strpbrk(m, "@?") != NULL || strstr(m, "://") != NULL)
+        return curl_easy_strerror(rc);
+    return m;
+}
+
+/* The outcome of a finished transfer: 0 or -errno, *retry as curl_errno. */
+static int xfer_verdict(struct xfer *x, CURLcode rc, int *retry)
+{
+    *retry = 0;
+    if (x->checked && x->verdict != 0) {
+        *retry = x->retry;
+        return x->verdict == XFER_STOP ? 0 : x->verdict;
+    }
+    /* An error status explains a broken transfer better than curl does. */
+    if (x->status >= 400)
+        return http_status_errno(x->status, retry);
+    if (rc != CURLE_OK) {
+        int err = curl_errno(rc, retry);
+        if (*retry)
+            log_debug("%s: %s", x->display, safe_curl_msg(x, rc));
+        else
+            log_warn("%s: %s", x->display, safe_curl_msg(x, rc));
+        return err;
+    }
+    if (!x->checked) {
+        int v = check_headers(x, retry);
+        if (v != 0)
+            return v == XFER_STOP ? 0 : v;
+    }
+    if ((x->kind == XFER_RANGE || x->kind == XFER_PROBE) && x->got != x->len) {
+        log_debug("%s: short body (%zu of %zu bytes)", x->display, x->got,
+                  x->len);
+        *retry = 1;
+        return -EIO;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------ requests */
+
+#define SETOPT(c, opt, val)                                                    \
+    do {                                                                       \
+        CURLcode rc_ = curl_easy_setopt((c), (opt), (val));                    \
+        if (rc_ != CURLE_OK) {                                                 \
+            log_err("curl option " #opt ": %s", curl_easy_strerror(rc_));      \
+            return -EIO;                                                       \
+        }                                                                      \
+    } while (0)
+
+static int set_protocols(CURL *c, int https_only)
+{
+#if LIBCURL_VERSION_NUM >= 0x075500 /* 7.85: the _STR options */
+    SETOPT(c, CURLOPT_PROTOCOLS_STR, "http,https");
+    SETOPT(c, CURLOPT_REDIR_PROTOCOLS_STR, https_only ? "https" : "http,https");
+#else
+    SETOPT(c, CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+    SETOPT(c, CURLOPT_REDIR_PROTOCOLS,
+           https_only ? (long)CURLPROTO_HTTPS
+                      : (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+#endif
+    return 0;
+}
+
+/* What every request does: redirects, TLS, keep-alive, limits, settings. */
+static int set_common(CURL *c, const struct http_origin *h,
+                      const struct http_url *u)
+{
+    SETOPT(c, CURLOPT_URL, u->url);
+    SETOPT(c, CURLOPT_NOSIGNAL, 1L); /* threads: no SIGALRM for timeouts */
+    if (set_protocols(c, u->https) != 0)
+        return -EIO;
+    SETOPT(c, CURLOPT_FOLLOWLOCATION, 1L);
+    SETOPT(c, CURLOPT_MAXREDIRS, HTTP_MAX_REDIRS);
+    SETOPT(c, CURLOPT_UNRESTRICTED_AUTH, 0L);
+    SETOPT(c, CURLOPT_SSL_VERIFYPEER, 1L);
+    SETOPT(c, CURLOPT_SSL_VERIFYHOST, 2L);
+    SETOPT(c, CURLOPT_TCP_KEEPALIVE, 1L);
+    SETOPT(c, CURLOPT_TCP_KEEPIDLE, 30L);
+    SETOPT(c, CURLOPT_TCP_KEEPINTVL, 15L);
+    SETOPT(c, CURLOPT_LOW_SPEED_LIMIT, HTTP_LOW_SPEED_LIMIT);
+    SETOPT(c, CURLOPT_LOW_SPEED_TIME, HTTP_LOW_SPEED_TIME);
+    /* Never decode: a coded body is refused, not silently inflated. */
+    SETOPT(c, CURLOPT_HTTP_CONTENT_DECODING, 0L);
+    SETOPT(c, CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L);
+    SETOPT(c, CURLOPT_USERAGENT, "imgcache/" PACKAGE_VERSION);
+    if (h->proxy != NULL)
+        SETOPT(c, CURLOPT_PROXY, h->proxy);
+    /* CAINFO replaces the default CA bundle for this origin. */
+    if (h->ca_file != NULL)
+        SETOPT(c, CURLOPT_CAINFO, h->ca_file);
+    if (h->netrc != NULL) {
+        SETOPT(c, CURLOPT_NETRC, (long)CURL_NETRC_OPTIONAL);
+        SETOPT(c, CURLOPT_NETRC_FILE, h->netrc);
+    }
+    return 0;
+}
+
+/* Bound this attempt by what is left of the call's deadline. */
+static int set_timeouts(CURL *c, uint64_t connect_ms, uint64_t deadline)
+{
+    uint64_t now = mono_ms();
+    if (now >= deadline)
+        return -ETIMEDOUT;
+    uint64_t left = deadline - now;
+    if (connect_ms == 0 || connect_ms > left)
+        connect_ms = left;
+    SETOPT(c, CURLOPT_TIMEOUT_MS, (long)left);
+    SETOPT(c, CURLOPT_CONNECTTIMEOUT_MS, (long)connect_ms);
+    return 0;
+}
+
+static int slist_add(struct curl_slist **l, const char *s)
+{
+    struct curl_slist *n = curl_slist_append(*l, s);
+    if (n == NULL)
+        return -EIO;
+    *l = n;
+    return 0;
+}
+
+/* An HTTP-date from a time, independent of the locale. */
+static void http_date(int64_t mtime_ns, char *out, size_t outlen)
+{
+    static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed",
+                                    "Thu", "Fri", "Sat"};
+    static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr",
+                                       "May", "Jun", "Jul", "Aug",
+                                       "Sep", "Oct", "Nov", "Dec"};
+    time_t t = (time_t)(mtime_ns / 1000000000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    snprintf(out, outlen, "%s, %02d %s %04d %02d:%02d:%02d GMT",
+             days[tm.tm_wday], tm.tm_mday, months[tm.tm_mon],
+             tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+}
+
+/* The precondition that ties a range to the content we know: If-Match for
+ * a strong ETag; If-Range with the date otherwise (If-Range may not carry
+ * a weak ETag).  The response's validator is checked as well. */
+static int add_conditions(struct xfer *x, struct curl_slist **hdrs)
+{
+    const char *v = x->expect->validator;
+    char line[ORIGIN_VALIDATOR_MAX + 32];
+
+    x->if_range[0] = '\0';
+    if (strncmp(v, "etag:", 5) == 0 && strncmp(v + 5, "W/", 2) != 0) {
+        snprintf(line, sizeof line, "If-Match: %s", v + 5);
+        return slist_add(hdrs, line);
+    }
+    if (strncmp(v, "etag:", 5) == 0) {
+        if (x->expect->mtime_ns <= 0)
+            return 0; /* weak ETag, no date: the response ETag decides */
+        http_date(x->expect->mtime_ns, x->if_range, sizeof x->if_range);
+    } else if (strncmp(v, "lm:", 3) == 0) {
+        keep_value(x->if_range, sizeof x->if_range, v + 3, NULL);
+    } else {
+        return 0; /* "size:": nothing but the total to check */
+    }
+    snprintf(line, sizeof line, "If-Range: %s", x->if_range);
+    return slist_add(hdrs, line);
+}
+
+static int set_request(CURL *c, struct xfer *x, struct curl_slist **hdrs)
+{
+    char range[64];
+
+    SETOPT(c, CURLOPT_HEADERFUNCTION, on_header);
+    SETOPT(c, CURLOPT_HEADERDATA, x);
+    SETOPT(c, CURLOPT_WRITEFUNCTION, on_body);
+    SETOPT(c, CURLOPT_WRITEDATA, x);
+    SETOPT(c, CURLOPT_ERRORBUFFER, x->errbuf);
+    SETOPT(c, CURLOPT_FILETIME, 1L);
+    /* Explicit identity: a compressed body would not be the bytes asked. */
+    if (slist_add(hdrs, "Accept-Encoding: identity") != 0)
+        return -EIO;
+    if (x->kind == XFER_HEAD)
+        SETOPT(c, CURLOPT_NOBODY, 1L);
+    if (x->kind == XFER_RANGE || x->kind == XFER_PROBE) {
+        snprintf(range, sizeof range, "%" PRIu64 "-%" PRIu64, x->off,
+                 x->off + x->len - 1);
+        SETOPT(c, CURLOPT_RANGE, range);
+    }
+    if (x->kind == XFER_RANGE && add_conditions(x, hdrs) != 0)
+        return -EIO;
+    if (x->kind == XFER_WHOLE)
+        SETOPT(c, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)x->len);
+    SETOPT(c, CURLOPT_HTTPHEADER, *hdrs);
+    return 0;
+}
+
+/* One request to one URL.  *retry: whether trying again may help;
+ * *retry_after: the server's Retry-After in seconds, or -1. */
+static int http_perform(struct origin *o, size_t ui, struct xfer *x,
+                        uint64_t deadline, int *retry, long *retry_after)
+{
+    struct http_origin *h = o->priv;
+    struct http_url *u = &h->urls[ui];
+    struct curl_slist *hdrs = NULL;
+    int err;
+
+    *retry = 0;
+    *retry_after = -1;
+    x->display = u->display;
+    xfer_reset_response(x);
+    x->filetime = -1;
+    err = host_acquire(u->host, deadline);
+    if (err != 0)
+        return err;
+    CURL *c = pool_get(h);
+    if (c == NULL) {
+        host_release(u->host);
+        *retry = 1;
+        return -EIO;
+    }
+    curl_easy_reset(c); /* keeps the handle's live connections */
+    err = set_common(c, h, u);
+    if (err == 0)
+        err = set_timeouts(c, o->connect_timeout_ms, deadline);
+    if (err == 0)
+        err = set_request(c, x, &hdrs);
+    if (err == 0) {
+        CURLcode rc = curl_easy_perform(c);
+        curl_off_t ft = -1;
+        if (curl_easy_getinfo(c, CURLINFO_FILETIME_T, &ft) == CURLE_OK)
+            x->filetime = ft;
+        err = xfer_verdict(x, rc, retry);
+        *retry_after = x->retry_after;
+        log_debug("%s: %s -> HTTP %ld, %s", u->display,
+                  x->kind == XFER_HEAD ? "HEAD" : "GET", x->status,
+                  err ? strerror(-err) : "ok");
+    }
+    curl_slist_free_all(hdrs);
+    pool_put(h, c);
+    host_release(u->host);
+    return err;
+}
+
+/* ------------------------------------------------------------ retries */
+
+typedef int (*attempt_fn)(struct origin *o, size_t ui, void *arg,
+                          uint64_t deadline, int *retry, long *retry_after);
+
+struct url_state {
+    int err;                  /* permanent error of this URL, or 0 */
+    uint64_t not_before;      /* Retry-After: no attempt before this */
+};
+
+static uint64_t full_jitter(uint64_t max_ms)
+{
+    static __thread unsigned seed;
+    if (seed == 0)
+        seed = (unsigned)mono_ms() ^ (unsigned)(uintptr_t)&seed ^ 1u;
+    return 1 + (uint64_t)rand_r(&seed) % max_ms;
+}
+
+static void sleep_ms(uint64_t ms)
+{
+    struct timespec ts = {.tv_sec = (time_t)(ms / 1000),
+                          .tv_nsec = (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+/* Record a failed attempt; returns nonzero when the call must end now. */
+static int note_failure(struct url_state *st, size_t ui, int err, int retry,
+                        long retry_after, uint64_t deadline)
+{
+    if (err == -ESTALE || err == -ENOENT) {
+        st->err = err;
+        return ui == 0; /* only the primary's word is final */
+    }
+    if (!retry) {
+        st->err = err;
+        return 0;
+    }
+    if (retry_after >= 0) {
+        uint64_t at = mono_ms() + (uint64_t)retry_after * 1000;
+        if (at >= deadline)
+            st->err = -ETIMEDOUT; /* asked to wait past our deadline */
+        else
+            st->not_before = at;
+    }
+    return 0;
+}
+
+/* How long to wait before the next round, or UINT64_MAX if no URL is
+ * left.  Waits at least for the earliest Retry-After. */
+static uint64_t round_wait(const struct url_state *st, size_t n,
+                           uint64_t *backoff)
+{
+    uint64_t now = mono_ms(), earliest = UINT64_MAX;
+    for (size_t i = 0; i < n; i++)
+        if (st[i].err == 0 && st[i].not_before < earliest)
+            earliest = st[i].not_before;
+    if (earliest == UINT64_MAX)
+        return UINT64_MAX;
+    uint64_t wait = full_jitter(*backoff);
+    *backoff = *backoff * 2 > HTTP_BACKOFF_MAX_MS ? HTTP_BACKOFF_MAX_MS
+                                                  : *backoff * 2;
+    if (earliest > now && earliest - now > wait)
+        wait = earliest - now;
+    return wait;
+}
+
+/* Run attempts over the primary and mirrors until one succeeds, none is
+ * left, or the deadline comes.  Never sleeps past the deadline. */
+static int http_run(struct origin *o, const char *what, attempt_fn fn,
+                    void *arg, uint64_t deadline)
+{
+    struct http_origin *h = o->priv;
+    struct url_state st[HTTP_MAX_URLS] = {{0}};
+    uint64_t backoff = HTTP_BACKOFF_FIRST_MS;
+    unsigned attempts = 0;
+    int last = -ETIMEDOUT;
+
+    for (;;) {
+        for (size_t i = 0; i < h->nurls; i++) {
+            if (st[i].err != 0 || st[i].not_before > mono_ms())
+                continue;
+            if (mono_ms() >= deadline)
+                goto timeout;
+            int retry;
+            long ra;
+            int err = fn(o, i, arg, deadline, &retry, &ra);
+            if (err == 0)
+                return 0;
+            attempts++;
+            last = err;
+            if (note_failure(&st[i], i, err, retry, ra, deadline))
+                return err;
+        }
+        uint64_t wait = round_wait(st, h->nurls, &backoff);
+        if (wait == UINT64_MAX)
+            return st[0].err; /* every URL failed for good */
+        if (mono_ms() + wait >= deadline)
+            goto timeout;
+        sleep_ms(wait);
+    }
+timeout:
+    log_warn("%s: %s: giving up at the deadline after %u attempts (last: %s)",
+             o->display, what, attempts, strerror(-last));
+    return -ETIMEDOUT;
+}
+
+/* ------------------------------------------------------------ stat */
+
+static int info_from(struct origin *o, const struct xfer *x,
+                     struct origin_info *out)
+{
+    struct http_origin *h = o->priv;
+    int64_t first;
+    uint64_t last, size = x->length;
+
+    if (x->status == 206 || x->status == 416) {
+        if (parse_content_range(x->content_range, &first, &last, &size) != 0)
+            return -EIO;
+    }
+    if (size > HTTP_MAX_SIZE) {
+        log_warn("%s: absurd size %" PRIu64 " refused", x->display, size);
+        return -EIO;
+    }
+    memset(out, 0, sizeof *out);
+    out->size = size;
+    out->mtime_ns = x->filetime > 0 ? (int64_t)x->filetime * 1000000000 : 0;
+    if (x->etag[0] != '\0' && !x->etag_too_long) {
+        snprintf(out->validator, sizeof out->validator, "etag:%s", x->etag);
+    } else if (x->last_modified[0] != '\0' && !x->lm_too_long) {
+        snprintf(out->validator, sizeof out->validator, "lm:%s",
+                 x->last_modified);
+    } else {
+        snprintf(out->validator, sizeof out->validator, "size:%" PRIu64, size);
+        pthread_mutex_lock(&h->lock);
+        int warn = !h->warned_weak;
+        h->warned_weak = 1;
+        pthread_mutex_unlock(&h->lock);
+        if (warn)
+            log_warn("%s: no ETag or Last-Modified: a change that keeps the "
+                     "size will not be detected", x->display);
+    }
+    return 0;
+}
+
+static int stat_attempt(struct origin *o, size_t ui, void *arg,
+                        uint64_t deadline, int *retry, long *retry_after)
+{
+    struct origin_info *out = arg;
+    struct xfer x = {.kind = XFER_HEAD};
+    char byte;
+
+    int err = http_perform(o, ui, &x, deadline, retry, retry_after);
+    if (err == 0 && x.have_length && !x.length_bad)
+        return info_from(o, &x, out);
+    /* No HEAD, or no length in it: ask for one byte instead. */
+    if (err != 0 && x.status != 405 && x.status != 501)
+        return err;
+    struct xfer g = {.kind = XFER_PROBE, .off = 0, .len = 1, .buf = &byte};
+    err = http_perform(o, ui, &g, deadline, retry, retry_after);
+    return err != 0 ? err : info_from(o, &g, out);
+}
+
+static int http_stat(struct origin *o, struct origin_info *out,
+                     uint64_t deadline)
+{
+    return http_run(o, "stat", stat_attempt, out, deadline);
+}
+
+/* ------------------------------------------------------------ read */
+
+struct read_req {
+    void *buf;
+    uint64_t off;
+    size_t len;
+    const struct origin_info *expect;
+};
+
+static int read_attempt(struct origin *o, size_t ui, void *arg,
+                        uint64_t deadline, int *retry, long *retry_after)
+{
+    struct read_req *r = arg;
+    struct xfer x = {.kind = XFER_RANGE, .off = r->off, .len = r->len,
+                     .buf = r->buf, .expect = r->expect};
+    return http_perform(o, ui, &x, deadline, retry, retry_after);
+}
+
+/* Only validators that http_stat makes are sent; anything else (another
+ * backend's, a damaged index row) cannot prove the content: -ESTALE. */
+static int validator_usable(const char *v)
+{
+    if (strpbrk(v, "\r\n") != NULL)
+        return 0;
+    return strncmp(v, "etag:", 5) == 0 || strncmp(v, "lm:", 3) == 0 ||
+           strncmp(v, "size:", 5) == 0;
+}
+
+static int http_read(struct origin *o, void *buf, uint64_t off, size_t len,
+                     const struct origin_info *expect, uint64_t deadline)
+{
+    struct read_req r = {.buf = buf, .off = off, .len = len, .expect = expect};
+
+    if (!validator_usable(expect->validator))
+        return -ESTALE;
+    if (off > expect->size || len > expect->size - off)
+        return -EIO; /* the caller's bug; never ask the server */
+    if (len == 0)
+        return 0;
+    return http_run(o, "read", read_attempt, &r, deadline);
+}
+
+/* ------------------------------------------------------------ life */
+
+static void http_origin_free(struct http_origin *h)
+{
+    if (h == NULL)
+        return;
+    for (size_t i = 0; i < h->nurls; i++) {
+        free(h->urls[i].url);
+        free(h->urls[i].display);
+        host_put(h->urls[i].host);
+    }
+    for (size_t i = 0; i < h->nidle; i++)
+        curl_easy_cleanup(h->idle[i]);
+    free(h->idle);
+    free(h->proxy);
+    free(h->ca_file);
+    free(h->netrc);
+    pthread_mutex_destroy(&h->lock);
+    free(h);
+}
+
+static void http_destroy(struct origin *o)
+{
+    http_origin_free(o->priv);
+    free(o->location);
+    free(o->display);
+    free(o);
+}
+
+static const struct origin_ops http_ops = {
+    .kind = "http",
+    .stat = http_stat,
+    .read = http_read,
+    .destroy = http_destroy,
+};
+
+static char *masked(const char *url)
+{
+    char buf[HTTP_DISPLAY_MAX];
+    origin_mask_url(url, buf, sizeof buf);
+    return strdup(buf);
+}
+
+/* Check a URL and find its host key "scheme://host:port". */
+static int url_host_key(const char *url, char *key, size_t keylen, int *https)
+{
+    CURLU *cu = curl_url();
+    char *scheme = NULL, *host = NULL, *port = NULL;
+    int err = -EINVAL;
+
+    if (cu == NULL)
+        return -ENOMEM;
+    if (curl_url_set(cu, CURLUPART_URL, url, 0) != CURLUE_OK ||
+        curl_url_get(cu, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+        curl_url_get(cu, CURLUPART_HOST, &host, 0) != CURLUE_OK ||
+        curl_url_get(cu, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) !=
+            CURLUE_OK)
+        goto out;
+    if (strcasecmp(scheme, "http") != 0 && strcasecmp(scheme, "https") != 0)
+        goto out;
+    *https = strcasecmp(scheme, "https") == 0;
+    for (char *p = host; *p; p++)
+        if (*p >= 'A' && *p <= 'Z')
+            *p = (char)(*p - 'A' + 'a');
+    snprintf(key, keylen, "%s://%s:%s", *https ? "https" : "http", host, port);
+    err = 0;
+out:
+    curl_free(scheme);
+    curl_free(host);
+    curl_free(port);
+    curl_url_cleanup(cu);
+    return err;
+}
+
+static int add_url(struct http_origin *h, const char *url, unsigned limit,
+                   char *err, size_t errlen)
+{
+    struct http_url *u = &h->urls[h->nurls];
+    char key[512];
+
+    u->display = masked(url);
+    if (u->display == NULL)
+        goto nomem;
+    if (url_host_key(url, key, sizeof key, &u->https) != 0) {
+        snprintf(err, errlen, "%s: not a valid http(s) URL", u->display);
+        free(u->display);
+        return -1;
+    }
+    u->url = strdup(url);
+    u->host = host_get(key, limit);
+    h->nurls++; /* from here http_origin_free owns u */
+    if (u->url == NULL || u->host == NULL)
+        goto nomem;
+    return 0;
+nomem:
+    snprintf(err, errlen, "out of memory");
+    return -1;
+}
+
+static int dup_opt(char **dst, const char *src)
+{
+    *dst = NULL;
+    if (src == NULL)
+        return 0;
+    *dst = strdup(src);
+    return *dst == NULL ? -1 : 0;
+}
+
+static struct http_origin *http_origin_new(const char *url,
+                                           const struct conf_net *net,
+                                           char *err, size_t errlen)
+{
+    size_t nmirrors = net != NULL ? net->nmirrors : 0;
+    unsigned limit = net != NULL && net->max_connections > 0
+                         ? net->max_connections : HTTP_DEFAULT_CONNS;
+
+    if (nmirrors + 1 > HTTP_MAX_URLS) {
+        snprintf(err, errlen, "at most %d mirrors", HTTP_MAX_URLS - 1);
+        return NULL;
+    }
+    struct http_origin *h = calloc(1, sizeof *h);
+    if (h == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    pthread_mutex_init(&h->lock, NULL);
+    if (add_url(h, url, limit, err, errlen) != 0)
+        goto fail;
+    for (size_t i = 0; i < nmirrors; i++)
+        if (add_url(h, net->mirrors[i], limit, err, errlen) != 0)
+            goto fail;
+    h->idle_max = limit;
+    h->idle = calloc(h->idle_max, sizeof *h->idle);
+    if (h->idle == NULL ||
+        dup_opt(&h->proxy, net ? net->proxy : NULL) != 0 ||
+        dup_opt(&h->ca_file, net ? net->ca_file : NULL) != 0 ||
+        dup_opt(&h->netrc, net ? net->netrc : NULL) != 0) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    return h;
+fail:
+    http_origin_free(h);
+    return NULL;
+}
+
+struct origin *origin_http_new(const char *url, const struct conf_net *net,
+                               char *err, size_t errlen)
+{
+    pthread_once(&curl_once, curl_init_once);
+    if (curl_init_rc != CURLE_OK) {
+        snprintf(err, errlen, "libcurl initialisation failed: %s",
+                 curl_easy_strerror(curl_init_rc));
+        return NULL;
+    }
+    struct origin *o = calloc(1, sizeof *o);
+    if (o == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    o->ops = &http_ops;
+    o->location = strdup(url);
+    o->display = masked(url);
+    o->timeout_ms = net != NULL && net->origin_timeout_ms > 0
+                        ? net->origin_timeout_ms : HTTP_DEFAULT_TIMEOUT_MS;
+    o->connect_timeout_ms = net != NULL ? net->connect_timeout_ms
+                                        : HTTP_DEFAULT_CONNECT_MS;
+    if (o->location == NULL || o->display == NULL) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    o->priv = http_origin_new(url, net, err, errlen);
+    if (o->priv == NULL)
+        goto fail;
+    return o;
+fail:
+    free(o->location);
+    free(o->display);
+    free(o);
+    return NULL;
+}
+
+/* ------------------------------------------------------------ list */
+
+/* dir URL + "/manifest", keeping credentials and query in place. */
+static char *manifest_url(const char *dir)
+{
+    CURLU *cu = curl_url();
+    char *path = NULL, *out = NULL, *np = NULL;
+
+    if (cu == NULL)
+        return NULL;
+    if (curl_url_set(cu, CURLUPART_URL, dir, 0) != CURLUE_OK ||
+        curl_url_get(cu, CURLUPART_PATH, &path, 0) != CURLUE_OK)
+        goto out;
+    size_t n = strlen(path);
+    if (asprintf(&np, "%s%smanifest", path,
+                 n > 0 && path[n - 1] == '/' ? "" : "/") < 0) {
+        np = NULL;
+        goto out;
+    }
+    if (curl_url_set(cu, CURLUPART_PATH, np, 0) != CURLUE_OK ||
+        curl_url_get(cu, CURLUPART_URL, &out, 0) != CURLUE_OK)
+        out = NULL;
+out:
+    free(np);
+    curl_free(path);
+    curl_url_cleanup(cu);
+    return out;
+}
+
+struct list_req {
+    char *body;
+    size_t len;
+};
+
+static int list_attempt(struct origin *o, size_t ui, void *arg,
+                        uint64_t deadline, int *retry, long *retry_after)
+{
+    struct list_req *r = arg;
+    struct xfer x = {.kind = XFER_WHOLE, .len = HTTP_LIST_MAX};
+
+    int err = http_perform(o, ui, &x, deadline, retry, retry_after);
+    if (err != 0) {
+        free(x.buf);
+        return err;
+    }
+    if (x.buf == NULL && whole_reserve(&x, 1) != 0)
+        return -EIO;
+    x.buf[x.got] = '\0';
+    r->body = x.buf;
+    r->len = x.got;
+    return 0;
+}
+
+static int names_add(char ***names, size_t *n, const char *s, size_t len)
+{
+    char **v = realloc(*names, (*n + 1) * sizeof *v);
+    if (v == NULL)
+        return -ENOMEM;
+    *names = v;
+    v[*n] = strndup(s, len);
+    if (v[*n] == NULL)
+        return -ENOMEM;
+    (*n)++;
+    return 0;
+}
+
+/* One name per line; blank lines and '#' comments skipped, spaces around
+ * a name and a CR before the LF dropped; names that conf_name_valid()
+ * refuses are skipped with a warning (they would become file names). */
+static int parse_manifest(const char *display, const char *body, size_t len,
+                          char ***names)
+{
+    size_t n = 0;
+    const char *p = body, *end = body + len;
+
+    *names = NULL;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        const char *e = nl != NULL ? nl : end;
+        const char *s = p;
+        p = nl != NULL ? nl + 1 : end;
+        while (s < e && (*s == ' ' || *s == '\t'))
+            s++;
+        while (e > s && (e[-1] == '\r' || e[-1] == ' ' || e[-1] == '\t'))
+            e--;
+        if (s == e || *s == '#')
+            continue;
+        if (names_add(names, &n, s, (size_t)(e - s)) != 0)
+            goto nomem;
+        /* A NUL inside the line shortens the copy: refuse, don't truncate. */
+        if (strlen((*names)[n - 1]) != (size_t)(e - s) ||
+            !conf_name_valid((*names)[n - 1])) {
+            log_warn("%s: skipping an invalid template name", display);
+            free((*names)[--n]);
+        }
+    }
+    return (int)n;
+nomem:
+    for (size_t i = 0; i < n; i++)
+        free((*names)[i]);
+    free(*names);
+    *names = NULL;
+    return -ENOMEM;
+}
+
+/* An origin whose URLs are the manifests of the directory and mirrors. */
+static struct origin *manifest_origin(const char *url,
+                                      const struct conf_net *net)
+{
+    struct conf_net mn = {0};
+    char *murls[HTTP_MAX_URLS] = {0};
+    char *primary = manifest_url(url);
+    struct origin *o = NULL;
+    char err[256];
+
+    if (net != NULL)
+        mn = *net;
+    if (primary == NULL || mn.nmirrors + 1 > HTTP_MAX_URLS)
+        goto out;
+    for (size_t i = 0; i < mn.nmirrors; i++)
+        if ((murls[i] = manifest_url(net->mirrors[i])) == NULL)
+            goto out;
+    mn.mirrors = murls;
+    o = origin_http_new(primary, &mn, err, sizeof err);
+    if (o == NULL)
+        log_err("manifest: %s", err);
+out:
+    for (size_t i = 0; i < HTTP_MAX_URLS; i++)
+        curl_free(murls[i]);
+    curl_free(primary);
+    return o;
+}
+
+int origin_http_list(const char *url, const struct conf_net *net,
+                     char ***names)
+{
+    struct list_req r = {0};
+    struct origin *o = manifest_origin(url, net);
+
+    *names = NULL;
+    if (o == NULL)
+        return -EINVAL;
+    int err = http_run(o, "list", list_attempt, &r, mono_ms() + o->timeout_ms);
+    if (err == 0)
+        err = parse_manifest(o->display, r.body, r.len, names);
+    free(r.body);
+    http_destroy(o);
+    return err;
+}
