@@ -160,6 +160,10 @@ static void ic_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         return;
     }
     fi->fh = (uintptr_t)g;
+    /* A new generation may have a new size: drop the kernel's cached
+     * attributes and pages now, or reads would stop at the old size. */
+    if (!keep && fs->se != NULL)
+        fuse_lowlevel_notify_inval_inode(fs->se, ino, 0, 0);
     /* O_DIRECT (QEMU cache=none) must reach us on every read. */
     fi->direct_io = fs->force_direct_io || (fi->flags & O_DIRECT);
     fi->keep_cache = !fi->direct_io && keep;

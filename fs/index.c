@@ -415,9 +415,15 @@ static int move_aside(struct index *ix, const char *path, const char *why)
     char bad[PATH_MAX + 32], from[PATH_MAX + 8], to[sizeof bad + 8];
     long long now = (long long)time(NULL);
 
-    if ((size_t)snprintf(bad, sizeof bad, "%s.bad-%lld", path, now) >=
-        sizeof bad)
-        return -ENAMETOOLONG;
+    /* Never overwrite an earlier bad index: it may be the evidence. */
+    for (int n = 0;; n++) {
+        int len = n ? snprintf(bad, sizeof bad, "%s.bad-%lld.%d", path, now, n)
+                    : snprintf(bad, sizeof bad, "%s.bad-%lld", path, now);
+        if ((size_t)len >= sizeof bad)
+            return -ENAMETOOLONG;
+        if (access(bad, F_OK) != 0)
+            break;
+    }
     for (size_t i = 0; i < sizeof side / sizeof side[0]; i++) {
         snprintf(from, sizeof from, "%s%s", path, side[i]);
         snprintf(to, sizeof to, "%s%s", bad, side[i]);

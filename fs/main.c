@@ -168,6 +168,7 @@ static int run_session(struct fuse_args *args, struct ic_fs *fs,
     se = fuse_session_new(args, &ic_fuse_ops, sizeof ic_fuse_ops, fs);
     if (se == NULL)
         return 1;
+    fs->se = se;
     if (fuse_set_signal_handlers(se) != 0)
         goto out_destroy;
     if (fuse_session_mount(se, mnt) != 0)

@@ -242,7 +242,10 @@ static int file_read(struct origin *o, void *buf, uint64_t off, size_t len,
     struct file_job *j = calloc(1, sizeof *j);
     if (j == NULL)
         return -ENOMEM;
-    j->buf = malloc(len ? len : 1);
+    /* Page-aligned: an origin on FUSE/NFS with direct I/O then gets one
+     * request per read instead of a split one. */
+    if (posix_memalign((void **)&j->buf, 4096, len ? len : 1) != 0)
+        j->buf = NULL;
     if (j->buf == NULL) {
         free(j);
         return -ENOMEM;

@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 struct cache;
+struct fuse_session;
 
 struct ic_fs {
     struct cache *c;
@@ -13,6 +14,7 @@ struct ic_fs {
     uid_t uid;           /* owner of the files in the mount */
     gid_t gid;
     unsigned mode;       /* permission bits of the files, e.g. 0444 */
+    struct fuse_session *se; /* for invalidation notices */
 };
 
 struct fuse_lowlevel_ops;
