@@ -18,7 +18,11 @@
  * headers as the primary, so they must also share its validator (an rsync
  * that keeps mtimes behind nginx or Apache does).  A mirror that answers
  * "changed" (412, other ETag) or "gone" is skipped for the rest of the call:
- * only the primary decides that the template changed or went away.
+ * only the primary decides that the template changed or went away.  (A
+ * validator that a stat took from a mirror while the primary was down is
+ * then "changed" for the primary once it is back: one new generation.)
+ * Retry-After (429, 503) is honoured when it ends before the deadline;
+ * otherwise that URL is given up with -ETIMEDOUT.
  *
  * Connections: each origin keeps idle curl handles (which keep their
  * connections alive); a process-wide table of hosts caps the transfers in
@@ -487,7 +491,12 @@ static int validator_differs(const struct xfer *x)
     if (strncmp(v, "etag:", 5) == 0) {
         if (x->etag_too_long)
             return 1;
-        return x->etag[0] != '\0' && !etag_weak_equal(v + 5, x->etag);
+        if (x->etag[0] == '\0')
+            return 0;
+        /* A strong ETag promises these very bytes: compare it strongly. */
+        if (strncmp(v + 5, "W/", 2) != 0)
+            return strcmp(v + 5, x->etag) != 0;
+        return !etag_weak_equal(v + 5, x->etag);
     }
     if (strncmp(v, "lm:", 3) == 0)
         return x->last_modified[0] != '\0' &&
@@ -759,7 +768,9 @@ static int set_common(CURL *c, const struct http_origin *h,
     SETOPT(c, CURLOPT_USERAGENT, "imgcache/" PACKAGE_VERSION);
     if (h->proxy != NULL)
         SETOPT(c, CURLOPT_PROXY, h->proxy);
-    /* CAINFO replaces the default CA bundle for this origin. */
+    /* CAINFO replaces libcurl's default CA bundle file; a default CA
+     * directory (Debian: CAPATH /etc/ssl/certs) stays trusted, so there
+     * ca_file adds a CA.  Builds without a CA path trust only ca_file. */
     if (h->ca_file != NULL)
         SETOPT(c, CURLOPT_CAINFO, h->ca_file);
     if (h->netrc != NULL) {
@@ -1131,7 +1142,7 @@ static void http_origin_free(struct http_origin *h)
         free(h->urls[i].display);
         host_put(h->urls[i].host);
     }
-    for (size_t i = 0; i < h->nidle; i++)
+    for (size_t i = 0; h->idle != NULL && i < h->nidle; i++)
         curl_easy_cleanup(h->idle[i]);
     free(h->idle);
     free(h->proxy);

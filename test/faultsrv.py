@@ -46,7 +46,6 @@ import hashlib
 import http.server
 import os
 import signal
-import socket
 import ssl
 import sys
 import threading
@@ -199,7 +198,6 @@ class Handler(http.server.BaseHTTPRequestHandler):
     # -- behaviours
 
     def dispatch(self, head):
-        st = self.server.state
         path = self.path.split("?", 1)[0]
         if path.startswith("http://"):
             # A proxy request (absolute form): serve it as if we were the
