@@ -35,7 +35,7 @@ void blockmap_set_present(struct blockmap *bm, uint64_t i, uint64_t csum,
     }
     b->state = BLK_PRESENT;
     b->csum = csum;
-    b->flags = flags;
+    b->flags = (uint8_t)(flags | (b->flags & BLK_PINNED)); /* pins stay */
 }
 
 void blockmap_set_missing(struct blockmap *bm, uint64_t i, uint32_t len)

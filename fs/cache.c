@@ -14,6 +14,7 @@
 #include "ic-conf.h"
 #include "ic-index.h"
 #include "ic-log.h"
+#include "ic-pin.h"
 #include "ic-store.h"
 #include "ic-util.h"
 #include "ic-writer.h"
@@ -137,6 +138,8 @@ static int tmpl_pick_gen(struct tmpl *t, struct index *ix)
     int known = have && origin_known(&row, t);
     uint64_t number;
 
+    if (sr == -ENOENT && conf_origin_is_http(t->location))
+        t->gone = 1;
     if (sr < 0 && !known) {
         log_warn("template %s: origin %s unavailable (%s) and nothing cached; "
                  "leaving it out", t->name, t->origin->display, strerror(-sr));
@@ -173,6 +176,43 @@ static int tmpl_pick_gen(struct tmpl *t, struct index *ix)
     return 0;
 }
 
+/* tmpl_stats and index_counters hold the same figures. */
+static void stats_to_counters(struct tmpl *t, struct index_counters *c)
+{
+    const struct tmpl_stats *st = &t->st;
+    c->hits = __atomic_load_n(&st->hits, __ATOMIC_RELAXED);
+    c->misses = __atomic_load_n(&st->misses, __ATOMIC_RELAXED);
+    c->origin_bytes = __atomic_load_n(&st->origin_bytes, __ATOMIC_RELAXED);
+    c->origin_reads = __atomic_load_n(&st->origin_reads, __ATOMIC_RELAXED);
+    c->fill_errors = __atomic_load_n(&st->fill_errors, __ATOMIC_RELAXED);
+    c->evictions = __atomic_load_n(&st->evictions, __ATOMIC_RELAXED);
+    c->evicted_bytes = __atomic_load_n(&st->evicted_bytes, __ATOMIC_RELAXED);
+    c->uncached = __atomic_load_n(&st->uncached, __ATOMIC_RELAXED);
+}
+
+/* The counters are cumulative across restarts: start from the index's. */
+static void counters_load(struct tmpl *t, struct index *ix)
+{
+    struct index_counters c;
+    if (index_counters_get(ix, t->tid, &c) < 0)
+        return;
+    t->st = (struct tmpl_stats){c.hits, c.misses, c.origin_bytes,
+                                c.origin_reads, c.fill_errors, c.evictions,
+                                c.evicted_bytes, c.uncached};
+    t->saved = c;
+}
+
+/* Queue a save of the counters if they moved since the last one. */
+static void counters_save(struct tmpl *t)
+{
+    struct index_counters c;
+    stats_to_counters(t, &c);
+    if (memcmp(&c, &t->saved, sizeof c) == 0)
+        return;
+    t->saved = c;
+    writer_counters(t->c->w, t->tid, &c);
+}
+
 static int tmpl_load(struct tmpl *t, struct index *ix)
 {
     struct gen *g = t->cur;
@@ -185,6 +225,8 @@ static int tmpl_load(struct tmpl *t, struct index *ix)
                  "empty", t->name);
     log_debug("template %s: generation %llu, %llu cached blocks", t->name,
               (unsigned long long)g->number, (unsigned long long)lc.loaded);
+    counters_load(t, ix);
+    pin_load(t, ix);
     return 0;
 }
 
@@ -253,6 +295,7 @@ static struct tmpl *tmpl_new(struct cache *c, const struct conf_source *src,
     t->revalidate_ms = conf_origin_is_http(location) ? src->net.revalidate_ms
                                                      : 0;
     pthread_mutex_init(&t->lock, NULL);
+    pthread_mutex_init(&t->rec_lock, NULL);
     return t;
 }
 
@@ -262,7 +305,10 @@ static void tmpl_free(struct tmpl *t)
         cache_gen_put(t->cur);
     origin_free(t->origin);
     tmpl_net_free(t);
+    free(t->pins);
+    free(t->rec);
     pthread_mutex_destroy(&t->lock);
+    pthread_mutex_destroy(&t->rec_lock);
     free(t->name);
     free(t->location);
     free(t);
@@ -352,10 +398,62 @@ int cache_open(struct conf *conf, struct cache **out)
     return 0;
 }
 
+#define HK_INTERVAL_S 2
+
+static void *housekeeping(void *arg)
+{
+    struct cache *c = arg;
+    for (size_t i = 0; i < c->nt; i++)
+        pin_config(c->t[i]);
+    pthread_mutex_lock(&c->hk_lock);
+    while (!c->hk_stop) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_sec += HK_INTERVAL_S;
+        pthread_cond_timedwait(&c->hk_wake, &c->hk_lock, &ts);
+        pthread_mutex_unlock(&c->hk_lock);
+        for (size_t i = 0; i < c->nt; i++)
+            counters_save(c->t[i]);
+        pthread_mutex_lock(&c->hk_lock);
+    }
+    pthread_mutex_unlock(&c->hk_lock);
+    return NULL;
+}
+
+int cache_start_housekeeping(struct cache *c)
+{
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&c->hk_wake, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_mutex_init(&c->hk_lock, NULL);
+    int e = pthread_create(&c->hk, NULL, housekeeping, c);
+    if (e != 0)
+        return -e;
+    c->hk_running = 1;
+    return 0;
+}
+
+static void stop_housekeeping(struct cache *c)
+{
+    if (!c->hk_running)
+        return;
+    pthread_mutex_lock(&c->hk_lock);
+    c->hk_stop = 1;
+    pthread_cond_signal(&c->hk_wake);
+    pthread_mutex_unlock(&c->hk_lock);
+    pthread_join(c->hk, NULL);
+    c->hk_running = 0;
+}
+
 void cache_close(struct cache *c)
 {
     if (c == NULL)
         return;
+    stop_housekeeping(c);
+    for (size_t i = 0; c->w != NULL && i < c->nt; i++)
+        counters_save(c->t[i]);
     if (c->w != NULL)
         writer_stop(c->w);
     c->w = NULL;
@@ -406,6 +504,7 @@ static void tmpl_new_gen(struct tmpl *t, const struct origin_info *info)
     }
     log_info("template %s: origin changed; new generation %llu", t->name,
              (unsigned long long)g->number);
+    pin_mark_gen(t, g);
     pthread_mutex_lock(&old->lock);
     old->stale = 1;
     pthread_mutex_unlock(&old->lock);
@@ -416,6 +515,7 @@ static void tmpl_new_gen(struct tmpl *t, const struct origin_info *info)
     writer_drop_gens(t->c->w, t->tid, g->number);
     writer_event(t->c->w, t->tid, "generation", 0, 0, NULL);
     cache_gen_put(old);
+    pin_retarget(t);
 }
 
 static void tmpl_revalidate(struct tmpl *t)
@@ -425,6 +525,15 @@ static void tmpl_revalidate(struct tmpl *t)
     uint64_t deadline = now + t->origin->connect_timeout_ms;
 
     int r = origin_stat(t->origin, &info, deadline);
+    /* A web server's 404/410 is a template withdrawn on purpose; a file
+     * origin that vanished is more likely an unmounted share: keep
+     * serving what is cached there. */
+    if (conf_origin_is_http(t->location) && (r == 0 || r == -ENOENT)) {
+        if (r == -ENOENT && !t->gone)
+            log_warn("template %s: origin %s is gone (404/410); hiding it",
+                     t->name, t->origin->display);
+        __atomic_store_n(&t->gone, r == -ENOENT, __ATOMIC_RELAXED);
+    }
     pthread_mutex_lock(&t->lock);
     if (r == 0) {
         t->last_check_ms = now;
@@ -435,6 +544,18 @@ static void tmpl_revalidate(struct tmpl *t)
                   strerror(-r));
     }
     pthread_mutex_unlock(&t->lock);
+}
+
+int cache_tmpl_visible(struct tmpl *t)
+{
+    if (!__atomic_load_n(&t->gone, __ATOMIC_RELAXED))
+        return 1;
+    pthread_mutex_lock(&t->lock);
+    int due = mono_ms() - t->last_check_ms >= t->revalidate_ms;
+    pthread_mutex_unlock(&t->lock);
+    if (due)
+        tmpl_revalidate(t); /* it may be back */
+    return !__atomic_load_n(&t->gone, __ATOMIC_RELAXED);
 }
 
 int cache_gen_open(struct tmpl *t, struct gen **out, int *keep_cache)

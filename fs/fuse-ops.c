@@ -15,6 +15,7 @@
 #include "ic-cache.h"
 #include "ic-fuse-ops.h"
 #include "ic-log.h"
+#include "ic-pin.h"
 
 /* Attributes may change with a new generation: keep the kernel's copy
  * short-lived so a new size shows within a second. */
@@ -57,7 +58,8 @@ static void ic_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
     struct fuse_entry_param e;
     struct tmpl *t;
 
-    if (parent != FUSE_ROOT_ID || (t = cache_find(fs->c, name)) == NULL) {
+    if (parent != FUSE_ROOT_ID || (t = cache_find(fs->c, name)) == NULL ||
+        !cache_tmpl_visible(t)) {
         fuse_reply_err(req, ENOENT);
         return;
     }
@@ -129,6 +131,9 @@ static void ic_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
         const char *name = i == 0 ? "." : i == 1 ? ".." : fs->c->t[i - 2]->name;
         fuse_ino_t e_ino = i < 2 ? FUSE_ROOT_ID : fs->c->t[i - 2]->ino;
         mode_t mode = i < 2 ? S_IFDIR : S_IFREG;
+        if (i >= 2 && __atomic_load_n(&fs->c->t[i - 2]->gone,
+                                      __ATOMIC_RELAXED))
+            continue;
         n = add_entry(req, buf, size, pos, name, e_ino, mode, i + 1);
         if (n == 0)
             break;
@@ -245,7 +250,7 @@ static int xattr_value(struct tmpl *t, const char *key, char *out, size_t len)
     if (strcmp(key, "origin_bytes") == 0)
         return snprintf(out, len, "%" PRIu64, load(&t->st.origin_bytes));
     if (strcmp(key, "pinned_bytes") == 0)
-        return snprintf(out, len, "0");
+        return snprintf(out, len, "%" PRIu64, pin_bytes(t));
     (void)keep;
     pthread_mutex_lock(&t->lock);
     g = t->cur;

@@ -96,6 +96,10 @@ static const char schema_sql[] =
     " len INTEGER, source TEXT);"
     "CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY, ts INTEGER,"
     " tid INTEGER, kind TEXT, blocks INTEGER, bytes INTEGER, detail TEXT);"
+    "CREATE TABLE IF NOT EXISTS counters (tid INTEGER PRIMARY KEY,"
+    " hits INTEGER, misses INTEGER, origin_bytes INTEGER,"
+    " origin_reads INTEGER, fill_errors INTEGER, evictions INTEGER,"
+    " evicted_bytes INTEGER, uncached INTEGER);"
     "CREATE INDEX IF NOT EXISTS events_ts ON events (ts);"
     "CREATE INDEX IF NOT EXISTS pins_tid ON pins (tid);"
     /* OR IGNORE: a second process initialising the same empty file at the
@@ -741,4 +745,152 @@ int index_event(struct index *ix, int64_t tid, const char *kind,
         return ret;
     }
     return step_done(ix, ST_EVENT, "event");
+}
+
+/* ------------------------------------------------- counters and pins
+ * Rare operations (once per flush or per pin change): statements are
+ * prepared per call. */
+
+#define N_COUNTERS 8
+
+static const char counters_get_sql[] =
+    "SELECT hits, misses, origin_bytes, origin_reads, fill_errors,"
+    " evictions, evicted_bytes, uncached FROM counters WHERE tid = ?1";
+static const char counters_put_sql[] =
+    "INSERT OR REPLACE INTO counters (tid, hits, misses, origin_bytes,"
+    " origin_reads, fill_errors, evictions, evicted_bytes, uncached)"
+    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+
+static uint64_t *counter_field(struct index_counters *c, int i)
+{
+    uint64_t *f[N_COUNTERS] = {&c->hits, &c->misses, &c->origin_bytes,
+                               &c->origin_reads, &c->fill_errors,
+                               &c->evictions, &c->evicted_bytes,
+                               &c->uncached};
+    return f[i];
+}
+
+int index_counters_get(struct index *ix, int64_t tid,
+                       struct index_counters *out)
+{
+    sqlite3_stmt *st = NULL;
+    memset(out, 0, sizeof *out);
+    if (sqlite3_prepare_v2(ix->db, counters_get_sql, -1, &st, NULL) !=
+            SQLITE_OK ||
+        bind_i64(st, 1, tid)) {
+        int ret = db_fail(ix, "counters_get");
+        sqlite3_finalize(st);
+        return ret;
+    }
+    int rc = sqlite3_step(st);
+    for (int i = 0; rc == SQLITE_ROW && i < N_COUNTERS; i++)
+        *counter_field(out, i) = col_u64(st, i);
+    int ret = rc == SQLITE_ROW || rc == SQLITE_DONE
+                  ? 0 : db_fail(ix, "counters_get step");
+    sqlite3_finalize(st);
+    return ret;
+}
+
+int index_counters_put(struct index *ix, int64_t tid,
+                       const struct index_counters *in)
+{
+    struct index_counters c = *in;
+    sqlite3_stmt *st = NULL;
+    int bad = sqlite3_prepare_v2(ix->db, counters_put_sql, -1, &st, NULL) !=
+                  SQLITE_OK || bind_i64(st, 1, tid);
+    for (int i = 0; !bad && i < N_COUNTERS; i++)
+        bad = bind_u64(st, i + 2, *counter_field(&c, i));
+    int ret = 0;
+    if (bad || sqlite3_step(st) != SQLITE_DONE)
+        ret = db_fail(ix, "counters_put");
+    sqlite3_finalize(st);
+    return ret;
+}
+
+static int exec_tid(struct index *ix, const char *sql, int64_t tid)
+{
+    sqlite3_stmt *st = NULL;
+    int ret = 0;
+    if (sqlite3_prepare_v2(ix->db, sql, -1, &st, NULL) != SQLITE_OK ||
+        bind_i64(st, 1, tid) || sqlite3_step(st) != SQLITE_DONE)
+        ret = db_fail(ix, sql);
+    sqlite3_finalize(st);
+    return ret;
+}
+
+static int pins_insert(struct index *ix, int64_t tid,
+                       const struct byte_range *r, size_t n)
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(ix->db,
+                           "INSERT INTO pins (tid, start, len, source)"
+                           " VALUES (?1, ?2, ?3, '')",
+                           -1, &st, NULL) != SQLITE_OK)
+        return db_fail(ix, "pins insert");
+    int ret = 0;
+    for (size_t i = 0; i < n && ret == 0; i++) {
+        if (bind_i64(st, 1, tid) || bind_u64(st, 2, r[i].off) ||
+            bind_u64(st, 3, r[i].len) || sqlite3_step(st) != SQLITE_DONE)
+            ret = db_fail(ix, "pins insert");
+        sqlite3_reset(st);
+    }
+    sqlite3_finalize(st);
+    return ret;
+}
+
+int index_pins_replace(struct index *ix, int64_t tid,
+                       const struct byte_range *r, size_t n)
+{
+    int ret = step_done(ix, ST_BEGIN, "pins begin");
+    if (ret < 0)
+        return ret;
+    ret = exec_tid(ix, "DELETE FROM pins WHERE tid = ?1", tid);
+    if (ret == 0)
+        ret = pins_insert(ix, tid, r, n);
+    if (ret == 0)
+        ret = step_done(ix, ST_COMMIT, "pins commit");
+    if (ret < 0)
+        rollback(ix);
+    return ret;
+}
+
+int index_pins_load(struct index *ix, int64_t tid, struct byte_range **out,
+                    size_t *n)
+{
+    sqlite3_stmt *st = NULL;
+    struct byte_range *v = NULL;
+    size_t cnt = 0, cap = 0;
+    int rc;
+
+    *out = NULL;
+    *n = 0;
+    if (sqlite3_prepare_v2(ix->db,
+                           "SELECT start, len FROM pins WHERE tid = ?1"
+                           " ORDER BY start",
+                           -1, &st, NULL) != SQLITE_OK ||
+        bind_i64(st, 1, tid)) {
+        sqlite3_finalize(st);
+        return db_fail(ix, "pins load");
+    }
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (cnt == cap) {
+            cap = cap ? cap * 2 : 16;
+            struct byte_range *nv = realloc(v, cap * sizeof *v);
+            if (nv == NULL) {
+                rc = SQLITE_NOMEM;
+                break;
+            }
+            v = nv;
+        }
+        v[cnt].off = col_u64(st, 0);
+        v[cnt++].len = col_u64(st, 1);
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) {
+        free(v);
+        return rc == SQLITE_NOMEM ? -ENOMEM : db_fail(ix, "pins load");
+    }
+    *out = v;
+    *n = cnt;
+    return 0;
 }

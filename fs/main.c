@@ -174,6 +174,8 @@ static int run_session(struct fuse_args *args, struct ic_fs *fs,
     if (fuse_session_mount(se, mnt) != 0)
         goto out_signals;
     log_info("mounted %s with %zu templates", mnt, fs->c->nt);
+    if (cache_start_housekeeping(fs->c) < 0)
+        log_warn("cannot start housekeeping: counters are saved at exit only");
     daemon_ready(report_fd, 0);
     struct fuse_loop_config *lc = fuse_loop_cfg_create();
     fuse_loop_cfg_set_max_threads(lc, 64);

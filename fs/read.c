@@ -9,6 +9,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -16,9 +17,11 @@
 #include "ic-block.h"
 #include "ic-cache.h"
 #include "ic-checksum.h"
+#include "ic-conf.h"
 #include "ic-evict.h"
 #include "ic-index.h"
 #include "ic-log.h"
+#include "ic-pin.h"
 #include "ic-store.h"
 #include "ic-util.h"
 #include "ic-writer.h"
@@ -200,6 +203,12 @@ static int fill_failed(struct rq *rq, const struct run *run, int err)
 {
     struct gen *g = rq->g;
     stat_add(&g->t->st.fill_errors, 1);
+    char what[96];
+    snprintf(what, sizeof what, "origin read failed: %s", strerror(-err));
+    writer_event(g->t->c->w, g->t->tid, "error", run->n,
+                 run->n * (uint64_t)g->bs, what);
+    if (err == -ENOENT && conf_origin_is_http(g->t->location))
+        __atomic_store_n(&g->t->gone, 1, __ATOMIC_RELAXED);
     if (err == -ESTALE) {
         pthread_mutex_lock(&g->lock);
         g->stale = 1;
@@ -404,6 +413,7 @@ ssize_t cache_read(struct gen *g, char *buf, uint64_t off, size_t size)
     rq.len = block_clamp(off, size, g->info.size);
     if (rq.len == 0)
         return 0;
+    pin_record_note(g->t, off, rq.len);
     rq.first = block_of(off, g->bs);
     rq.last = block_of(off + rq.len - 1, g->bs);
     rq.deadline = mono_ms() + g->t->timeout_ms;

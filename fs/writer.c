@@ -16,7 +16,7 @@
 #define FLUSH_INTERVAL_MS 1000
 #define FLUSH_THRESHOLD 4096
 
-enum job_kind { J_REC, J_TMPL, J_DROP, J_EVENT };
+enum job_kind { J_REC, J_TMPL, J_DROP, J_EVENT, J_COUNTERS, J_PINS };
 
 struct job {
     enum job_kind kind;
@@ -25,6 +25,9 @@ struct job {
     struct index_tmpl *tmpl;
     char *detail;           /* J_EVENT */
     char ev_kind[16];
+    struct index_counters *cnt;   /* J_COUNTERS */
+    struct byte_range *ranges;    /* J_PINS */
+    size_t nranges;
 };
 
 struct file_ref {
@@ -99,6 +102,8 @@ static void queue_job(struct writer *w, struct job *j)
         log_err("index writer: out of memory, dropping a record");
         free(j->tmpl);
         free(j->detail);
+        free(j->cnt);
+        free(j->ranges);
         return;
     }
     w->pending.jobs[w->pending.njobs++] = *j;
@@ -160,6 +165,36 @@ void writer_event(struct writer *w, int64_t tid, const char *kind,
     pthread_mutex_unlock(&w->lock);
 }
 
+void writer_counters(struct writer *w, int64_t tid,
+                     const struct index_counters *c)
+{
+    struct job j = {.kind = J_COUNTERS, .file = -1};
+    j.rec.tid = tid;
+    j.cnt = malloc(sizeof *j.cnt);
+    if (j.cnt == NULL)
+        return;
+    *j.cnt = *c;
+    pthread_mutex_lock(&w->lock);
+    queue_job(w, &j);
+    pthread_mutex_unlock(&w->lock);
+}
+
+int writer_pins(struct writer *w, int64_t tid, const struct byte_range *r,
+                size_t n)
+{
+    struct job j = {.kind = J_PINS, .file = -1, .nranges = n};
+    j.rec.tid = tid;
+    j.ranges = malloc((n ? n : 1) * sizeof *r);
+    if (j.ranges == NULL)
+        return -ENOMEM;
+    if (n)
+        memcpy(j.ranges, r, n * sizeof *r);
+    pthread_mutex_lock(&w->lock);
+    queue_job(w, &j);
+    pthread_mutex_unlock(&w->lock);
+    return 0;
+}
+
 static void sync_files(struct batch *b)
 {
     for (size_t i = 0; i < b->nfiles; i++) {
@@ -207,8 +242,15 @@ static void process_batch(struct writer *w, struct batch *b)
         if (j->kind == J_EVENT)
             index_event(w->ix, j->rec.tid, j->ev_kind, j->rec.blk,
                         j->rec.atime, j->detail);
+        if (j->kind == J_COUNTERS)
+            index_counters_put(w->ix, j->rec.tid, j->cnt);
+        if (j->kind == J_PINS &&
+            index_pins_replace(w->ix, j->rec.tid, j->ranges, j->nranges) < 0)
+            log_err("index writer: cannot record pins");
         free(j->tmpl);
         free(j->detail);
+        free(j->cnt);
+        free(j->ranges);
         i++;
     }
     free(buf);

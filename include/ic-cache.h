@@ -21,7 +21,9 @@
 
 #include "ic-blockmap.h"
 #include "ic-conf.h"
+#include "ic-index.h"
 #include "ic-origin.h"
+#include "ic-pinspec.h"
 
 struct conf;
 struct conf_source;
@@ -70,7 +72,16 @@ struct tmpl {
     uint64_t last_check_ms;
     uint64_t kc_gen;         /* generation last opened with keep_cache */
     uint64_t uncached_log_ms; /* last serve-through log line (atomic) */
+    struct byte_range *pins; /* pin set, normalized (tmpl.lock) */
+    size_t npins;
+    uint64_t pinned_bytes;   /* bytes of the blocks pins cover (tmpl.lock) */
+    pthread_mutex_t rec_lock; /* protects rec, nrec, rec_cap */
+    int recording;           /* atomic: readers note their ranges */
+    struct byte_range *rec;
+    size_t nrec, rec_cap;
+    int gone;                /* atomic: origin says the template is gone */
     struct tmpl_stats st;
+    struct index_counters saved; /* figures last queued for the index */
 };
 
 struct cache {
@@ -80,6 +91,10 @@ struct cache {
     struct tmpl **t;
     size_t nt;
     uint64_t clock;          /* access counter for LRU (atomic) */
+    pthread_t hk;            /* housekeeping thread */
+    pthread_mutex_t hk_lock; /* protects hk_stop */
+    pthread_cond_t hk_wake;
+    int hk_stop, hk_running;
 };
 
 /* Start the engine: create cache_dir, open the index, stat every origin,
@@ -87,11 +102,18 @@ struct cache {
  * index writer.  Templates whose origin is unreachable and unknown to the
  * index are left out with a warning.  0 or -errno (logged). */
 int cache_open(struct conf *conf, struct cache **out);
+/* Start background work once the mount is up: config pins, periodic
+ * saving of counters.  0 or -errno. */
+int cache_start_housekeeping(struct cache *c);
 /* Commit the index and free everything. */
 void cache_close(struct cache *c);
 
 struct tmpl *cache_find(struct cache *c, const char *name);
 struct tmpl *cache_find_ino(struct cache *c, uint64_t ino);
+
+/* 0 while an http origin answers 404/410 for the template (rechecked at
+ * most every `revalidate`), else 1. */
+int cache_tmpl_visible(struct tmpl *t);
 
 /* Size and mtime of the template's current generation. */
 void cache_tmpl_attr(struct tmpl *t, uint64_t *size, int64_t *mtime_ns);

@@ -18,6 +18,9 @@
  *   pins(tid INTEGER, start INTEGER, len INTEGER, source TEXT)
  *   events(id INTEGER PRIMARY KEY, ts INTEGER, tid INTEGER, kind TEXT,
  *          blocks INTEGER, bytes INTEGER, detail TEXT)
+ *   counters(tid INTEGER PRIMARY KEY, hits, misses, origin_bytes,
+ *          origin_reads, fill_errors, evictions, evicted_bytes, uncached)
+ *          -- cumulative per template, saved by the daemon at each flush
  *
  * Thread safety: one struct index is used by one thread at a time (the
  * caller serialises); the writer thread owns the daemon's handle. */
@@ -26,6 +29,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "ic-pinspec.h"
 
 #define INDEX_SCHEMA_VERSION 1
 #define INDEX_FILE "index.db"
@@ -92,5 +97,23 @@ int index_apply(struct index *ix, const struct index_rec *recs, size_t n);
 /* Append an event row (kind: "fill", "evict", "error", "generation"). */
 int index_event(struct index *ix, int64_t tid, const char *kind,
                 uint64_t blocks, uint64_t bytes, const char *detail);
+
+/* Cumulative per-template figures (the daemon adds to them at run time). */
+struct index_counters {
+    uint64_t hits, misses, origin_bytes, origin_reads, fill_errors;
+    uint64_t evictions, evicted_bytes, uncached;
+};
+/* Zeros when the template has no row yet.  0 or -EIO. */
+int index_counters_get(struct index *ix, int64_t tid,
+                       struct index_counters *out);
+int index_counters_put(struct index *ix, int64_t tid,
+                       const struct index_counters *c);
+
+/* Pinned byte ranges of a template (a normalized set). */
+int index_pins_replace(struct index *ix, int64_t tid,
+                       const struct byte_range *r, size_t n);
+/* *out malloc'd (NULL when none).  0, -ENOMEM or -EIO. */
+int index_pins_load(struct index *ix, int64_t tid, struct byte_range **out,
+                    size_t *n);
 
 #endif

@@ -26,6 +26,12 @@ void writer_drop_gens(struct writer *w, int64_t tid, uint64_t keep_gen);
 /* Queue an event row. */
 void writer_event(struct writer *w, int64_t tid, const char *kind,
                   uint64_t blocks, uint64_t bytes, const char *detail);
+/* Queue a save of a template's cumulative counters. */
+void writer_counters(struct writer *w, int64_t tid,
+                     const struct index_counters *c);
+/* Queue replacing a template's pinned ranges.  0 or -ENOMEM. */
+int writer_pins(struct writer *w, int64_t tid, const struct byte_range *r,
+                size_t n);
 /* Block until everything queued before the call is committed. */
 void writer_flush(struct writer *w);
 

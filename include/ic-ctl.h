@@ -1,0 +1,68 @@
+/* Control socket: how imgcache-pin talks to the running daemon.
+ *
+ * A Unix stream socket at cache_dir/ctl.sock, mode 0600 (and cache_dir is
+ * 0700).  Each connection's peer credentials (SO_PEERCRED) are checked:
+ * only uid 0 and the owner of cache_dir are served.  At most CTL_MAX_CONN
+ * connections at a time, one detached worker thread each.
+ *
+ * Protocol: text lines ending in '\n', fields separated by TAB (template
+ * names cannot contain control characters).  A client sends one request
+ * line at a time (several in sequence on one connection are fine); the
+ * answer is zero or more informational lines, then exactly one final line
+ * "ok[\tFIELD...]" or "error\tMESSAGE".  Requests:
+ *
+ *   pin\tT\tSPEC        SPEC: comma list of START-END, START+LENGTH,
+ *                       qcow2-metadata (profile:PATH is refused: the tool
+ *                       reads profiles itself, so the daemon never opens a
+ *                       file on a client's behalf)
+ *                       -> ok\tpinned\tPINNED_BYTES
+ *   unpin\tT\tSPEC      -> ok\tunpinned\tPINNED_BYTES (what remains)
+ *   warm\tT\tPARALLEL   fill every missing pinned block, PARALLEL (1..16)
+ *                       fetches at a time
+ *                       -> progress\tDONE\tTOTAL ... (at most 5 a second,
+ *                          and at least every CTL_HEARTBEAT_MS)
+ *                       -> ok\twarm\tTOTAL
+ *                        | error\tN bytes of pinned blocks could not be
+ *                          fetched
+ *   list[\tT]           -> pin\tT\tOFF\tLEN\tBYTES\tPRESENT ... -> ok
+ *   record\tT\tSECONDS  note the ranges readers of T read for SECONDS
+ *                       (1..3600) -> range\tOFF\tLEN ... -> ok
+ *
+ * Numbers are decimal.  Errors: "error\tno template 'T'", "error\tpermission
+ * denied", "error\ttoo many connections", "error\tunknown request 'X'", and
+ * the engine's messages (e.g. a pin refused over quota).
+ *
+ * Limits, so a misbehaving client cannot hang or bloat the daemon: a
+ * request line is at most CTL_LINE_MAX bytes, a client has CTL_IO_TIMEOUT_S
+ * to send a request line (once connected, and between requests) and to
+ * take each answer line. */
+#ifndef IC_CTL_H
+#define IC_CTL_H
+
+#define CTL_SOCK_NAME "ctl.sock"
+/* Large enough for a boot profile of ~40000 merged ranges sent inline. */
+#define CTL_LINE_MAX (1u << 20)
+#define CTL_MAX_CONN 16
+#define CTL_IO_TIMEOUT_S 10
+#define CTL_HEARTBEAT_MS 5000
+#define CTL_RECORD_MAX_S 3600
+#define CTL_PARALLEL_MAX 16
+
+struct cache;
+struct ctl;
+
+/* Create cache_dir/ctl.sock (replacing a stale one) and start serving it.
+ * 0, or -errno (logged). */
+int ctl_start(struct cache *c, const char *cache_dir, struct ctl **out);
+
+/* Stop accepting, unlink the socket, and end the running requests: their
+ * sockets are shut down, a recording stops at once.  Waits up to
+ * CTL_STOP_WAIT_MS for the workers; a worker still running then (inside
+ * pin_warm, which has no cancel path, or a pin that reads qcow2 metadata
+ * from a slow origin) is abandoned: it keeps the ctl alive by its
+ * reference, but it still uses the cache's templates, so call this before
+ * cache_close() and exit soon after.  NULL is ignored. */
+#define CTL_STOP_WAIT_MS 5000
+void ctl_stop(struct ctl *ctl);
+
+#endif
