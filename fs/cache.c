@@ -84,6 +84,15 @@ static void gen_get(struct gen *g)
     pthread_mutex_unlock(&g->lock);
 }
 
+struct gen *cache_cur_gen(struct tmpl *t)
+{
+    pthread_mutex_lock(&t->lock);
+    struct gen *g = t->cur;
+    gen_get(g);
+    pthread_mutex_unlock(&t->lock);
+    return g;
+}
+
 static void tmpl_row(const struct tmpl *t, const struct gen *g,
                      struct index_tmpl *row)
 {
@@ -314,35 +323,91 @@ static void tmpl_free(struct tmpl *t)
     free(t);
 }
 
-static int cache_add(struct cache *c, const struct conf_source *src,
-                     const char *name, const char *location)
+size_t cache_snapshot(struct cache *c, struct tmpl ***arr)
 {
-    if (cache_find(c, name) != NULL) {
+    /* nt is published after t (release), so an array read after nt has at
+     * least nt entries; old arrays are never freed while we run. */
+    size_t n = __atomic_load_n(&c->nt, __ATOMIC_ACQUIRE);
+    *arr = __atomic_load_n(&c->t, __ATOMIC_ACQUIRE);
+    return n;
+}
+
+static struct tmpl *find_any(struct cache *c, const char *name)
+{
+    struct tmpl **v;
+    size_t n = cache_snapshot(c, &v);
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(v[i]->name, name) == 0)
+            return v[i];
+    return NULL;
+}
+
+/* Append a template; readers never lock (see cache_snapshot). */
+static int publish(struct cache *c, struct tmpl *t)
+{
+    struct tmpl **v = malloc((c->nt + 1) * sizeof *v);
+    if (v == NULL)
+        return -ENOMEM;
+    if (c->nt)
+        memcpy(v, c->t, c->nt * sizeof *v);
+    v[c->nt] = t;
+    if (c->t != NULL && c->old_arrays_n < CACHE_OLD_ARRAYS)
+        c->old_arrays[c->old_arrays_n++] = c->t;
+    __atomic_store_n(&c->t, v, __ATOMIC_RELEASE);
+    __atomic_store_n(&c->nt, c->nt + 1, __ATOMIC_RELEASE);
+    return 0;
+}
+
+/* A template named again by a reloaded config: take its new settings. */
+static void tmpl_update(struct tmpl *t, const struct conf_source *src,
+                        const char *location)
+{
+    if (strcmp(location, t->location) != 0 || src->block_size != t->bs)
+        log_warn("template %s: a new origin or block_size takes effect at "
+                 "the next restart", t->name);
+    if (__atomic_load_n(&t->removed, __ATOMIC_RELAXED))
+        log_info("template %s: back in the configuration", t->name);
+    t->src = src;
+    __atomic_store_n(&t->quota, src->quota, __ATOMIC_RELAXED);
+    t->timeout_ms = src->net.origin_timeout_ms;
+    __atomic_store_n(&t->removed, 0, __ATOMIC_RELAXED);
+}
+
+static int cache_add(struct cache *c, struct index *ix,
+                     const struct conf_source *src, const char *name,
+                     const char *location)
+{
+    struct tmpl *t = find_any(c, name);
+    if (t != NULL && t->epoch == c->epoch) {
         log_warn("%s: template %s already defined; ignoring the one from "
                  "[%s %s]", c->conf->path, name,
                  src->kind == CONF_DIRECTORY ? "directory" : "template",
                  src->name);
         return 0;
     }
-    struct tmpl *t = tmpl_new(c, src, name, location);
+    if (t != NULL) {
+        tmpl_update(t, src, location);
+        t->epoch = c->epoch;
+        return 0;
+    }
+    t = tmpl_new(c, src, name, location);
     if (t == NULL)
         return 0;
-    if (tmpl_pick_gen(t, c->ix) < 0) {
+    if (tmpl_pick_gen(t, ix) < 0) {
         tmpl_free(t);
         return 0;
     }
-    tmpl_load(t, c->ix);
-    struct tmpl **v = realloc(c->t, (c->nt + 1) * sizeof *v);
-    if (v == NULL) {
+    tmpl_load(t, ix);
+    t->epoch = c->epoch;
+    if (publish(c, t) < 0) {
         tmpl_free(t);
         return -ENOMEM;
     }
-    c->t = v;
-    c->t[c->nt++] = t;
     return 0;
 }
 
-static int cache_add_dir(struct cache *c, const struct conf_source *src)
+static int cache_add_dir(struct cache *c, struct index *ix,
+                         const struct conf_source *src)
 {
     char **names;
     int n = origin_list_dir(src->origin, &src->net, &names);
@@ -355,11 +420,24 @@ static int cache_add_dir(struct cache *c, const struct conf_source *src)
     for (int i = 0; i < n; i++) {
         char *loc = origin_join(src->origin, names[i]);
         if (r == 0 && loc != NULL)
-            r = cache_add(c, src, names[i], loc);
+            r = cache_add(c, ix, src, names[i], loc);
         free(loc);
         free(names[i]);
     }
     free(names);
+    return r;
+}
+
+static int add_sources(struct cache *c, struct index *ix,
+                       const struct conf *conf)
+{
+    int r = 0;
+    for (size_t i = 0; r == 0 && i < conf->nsrc; i++) {
+        const struct conf_source *s = &conf->src[i];
+        r = s->kind == CONF_DIRECTORY ? cache_add_dir(c, ix, s)
+                                      : cache_add(c, ix, s, s->name,
+                                                  s->origin);
+    }
     return r;
 }
 
@@ -383,11 +461,9 @@ int cache_open(struct conf *conf, struct cache **out)
     r = cache_dir_check(conf->cache_dir);
     if (r == 0)
         r = index_open(conf->cache_dir, &c->ix);
-    for (size_t i = 0; r == 0 && i < conf->nsrc; i++) {
-        const struct conf_source *s = &conf->src[i];
-        r = s->kind == CONF_DIRECTORY ? cache_add_dir(c, s)
-                                      : cache_add(c, s, s->name, s->origin);
-    }
+    c->epoch = 1;
+    if (r == 0)
+        r = add_sources(c, c->ix, conf);
     if (r == 0)
         r = writer_start(c->ix, &c->w);
     if (r < 0) {
@@ -403,8 +479,10 @@ int cache_open(struct conf *conf, struct cache **out)
 static void *housekeeping(void *arg)
 {
     struct cache *c = arg;
-    for (size_t i = 0; i < c->nt; i++)
-        pin_config(c->t[i]);
+    struct tmpl **v;
+    size_t n = cache_snapshot(c, &v);
+    for (size_t i = 0; i < n; i++)
+        pin_config(v[i]);
     pthread_mutex_lock(&c->hk_lock);
     while (!c->hk_stop) {
         struct timespec ts;
@@ -412,8 +490,9 @@ static void *housekeeping(void *arg)
         ts.tv_sec += HK_INTERVAL_S;
         pthread_cond_timedwait(&c->hk_wake, &c->hk_lock, &ts);
         pthread_mutex_unlock(&c->hk_lock);
-        for (size_t i = 0; i < c->nt; i++)
-            counters_save(c->t[i]);
+        n = cache_snapshot(c, &v);
+        for (size_t i = 0; i < n; i++)
+            counters_save(v[i]);
         pthread_mutex_lock(&c->hk_lock);
     }
     pthread_mutex_unlock(&c->hk_lock);
@@ -460,6 +539,13 @@ void cache_close(struct cache *c)
     for (size_t i = 0; i < c->nt; i++)
         tmpl_free(c->t[i]);
     free(c->t);
+    for (size_t i = 0; i < c->old_arrays_n; i++)
+        free(c->old_arrays[i]);
+    /* The first config belongs to the caller; reloaded ones are ours. */
+    for (size_t i = 1; i < c->old_confs_n; i++)
+        conf_free(c->old_confs[i]);
+    if (c->old_confs_n > 0)
+        conf_free(c->conf);
     if (c->ix)
         index_close(c->ix);
     free(c);
@@ -467,17 +553,19 @@ void cache_close(struct cache *c)
 
 struct tmpl *cache_find(struct cache *c, const char *name)
 {
-    for (size_t i = 0; i < c->nt; i++)
-        if (strcmp(c->t[i]->name, name) == 0)
-            return c->t[i];
-    return NULL;
+    struct tmpl *t = find_any(c, name);
+    return t && !__atomic_load_n(&t->removed, __ATOMIC_RELAXED) ? t : NULL;
 }
 
+/* Removed templates are still found by inode: handles opened before the
+ * removal keep working (the kernel revalidates their attributes). */
 struct tmpl *cache_find_ino(struct cache *c, uint64_t ino)
 {
-    for (size_t i = 0; i < c->nt; i++)
-        if (c->t[i]->ino == ino)
-            return c->t[i];
+    struct tmpl **v;
+    size_t n = cache_snapshot(c, &v);
+    for (size_t i = 0; i < n; i++)
+        if (v[i]->ino == ino)
+            return v[i];
     return NULL;
 }
 
@@ -574,4 +662,57 @@ int cache_gen_open(struct tmpl *t, struct gen **out, int *keep_cache)
     pthread_mutex_unlock(&t->lock);
     *out = g;
     return 0;
+}
+
+/* ------------------------------------------------------------ reload */
+
+static void mark_removed(struct cache *c)
+{
+    struct tmpl **v;
+    size_t n = cache_snapshot(c, &v);
+    for (size_t i = 0; i < n; i++) {
+        if (v[i]->epoch == c->epoch ||
+            __atomic_load_n(&v[i]->removed, __ATOMIC_RELAXED))
+            continue;
+        /* Kept in memory: open handles still read through it. */
+        __atomic_store_n(&v[i]->removed, 1, __ATOMIC_RELAXED);
+        log_info("template %s: removed from the configuration", v[i]->name);
+    }
+}
+
+int cache_reload(struct cache *c, const char *path)
+{
+    struct conf *nc;
+    struct index *ix;
+    char err[1024];
+
+    if (conf_load(path, &nc, err, sizeof err) < 0) {
+        log_err("reload: %s; keeping the running configuration", err);
+        return -1;
+    }
+    if (strcmp(nc->cache_dir, c->conf->cache_dir) != 0)
+        log_warn("reload: cache_dir changes take effect at the next restart");
+    if (c->old_confs_n == CACHE_OLD_CONFS ||
+        index_open(c->conf->cache_dir, &ix) < 0) {
+        log_err("reload: cannot apply %s now; keeping the running "
+                "configuration", path);
+        conf_free(nc);
+        return -1;
+    }
+    free(nc->cache_dir);
+    nc->cache_dir = strdup(c->conf->cache_dir);
+    c->epoch++;
+    int r = add_sources(c, ix, nc);
+    index_close(ix);
+    mark_removed(c);
+    /* Templates keep pointers into the old config: keep it until exit. */
+    c->old_confs[c->old_confs_n++] = c->conf;
+    __atomic_store_n(&c->conf, nc, __ATOMIC_RELEASE);
+    struct tmpl **v;
+    size_t n = cache_snapshot(c, &v);
+    for (size_t i = 0; i < n; i++)
+        if (!__atomic_load_n(&v[i]->removed, __ATOMIC_RELAXED))
+            pin_config(v[i]);
+    log_info("reloaded %s: %zu templates", path, n);
+    return r;
 }

@@ -154,12 +154,12 @@ static uint64_t gen_used(struct gen *g)
 uint64_t evict_cache_used(struct cache *c)
 {
     uint64_t total = 0;
-    for (size_t i = 0; i < c->nt; i++) {
-        struct tmpl *t = c->t[i];
-        pthread_mutex_lock(&t->lock);
-        struct gen *g = t->cur;
-        pthread_mutex_unlock(&t->lock);
+    struct tmpl **v;
+    size_t nt = cache_snapshot(c, &v);
+    for (size_t i = 0; i < nt; i++) {
+        struct gen *g = cache_cur_gen(v[i]);
         total += gen_used(g);
+        cache_gen_put(g);
     }
     return total;
 }
@@ -184,12 +184,18 @@ static uint64_t evict_global(struct cache *c, uint64_t bytes)
     while (freed < bytes) {
         struct gen *best = NULL;
         uint32_t best_at = UINT32_MAX;
-        for (size_t i = 0; i < c->nt; i++) {
-            struct gen *g = c->t[i]->cur;
+        struct tmpl **v;
+        size_t nt = cache_snapshot(c, &v);
+        for (size_t i = 0; i < nt; i++) {
+            struct gen *g = cache_cur_gen(v[i]);
             uint32_t at = oldest_atime(g);
             if (at < best_at) {
+                if (best)
+                    cache_gen_put(best);
                 best_at = at;
                 best = g;
+            } else {
+                cache_gen_put(g);
             }
         }
         if (best == NULL)
@@ -198,6 +204,7 @@ static uint64_t evict_global(struct cache *c, uint64_t bytes)
         if (chunk > 64u * best->bs)
             chunk = 64u * best->bs;
         uint64_t n = evict_from_gen(best, chunk);
+        cache_gen_put(best);
         if (n == 0)
             break;
         freed += n;

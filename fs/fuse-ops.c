@@ -126,15 +126,18 @@ static void ic_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
         fuse_reply_err(req, ENOMEM);
         return;
     }
-    /* Offsets: 0 ".", 1 "..", 2+i template i. */
-    for (off_t i = off; i < (off_t)fs->c->nt + 2; i++) {
-        const char *name = i == 0 ? "." : i == 1 ? ".." : fs->c->t[i - 2]->name;
-        fuse_ino_t e_ino = i < 2 ? FUSE_ROOT_ID : fs->c->t[i - 2]->ino;
-        mode_t mode = i < 2 ? S_IFDIR : S_IFREG;
-        if (i >= 2 && __atomic_load_n(&fs->c->t[i - 2]->gone,
-                                      __ATOMIC_RELAXED))
+    /* Offsets: 0 ".", 1 "..", 2+i template i (the array only grows). */
+    struct tmpl **v;
+    size_t nt = cache_snapshot(fs->c, &v);
+    for (off_t i = off; i < (off_t)nt + 2; i++) {
+        struct tmpl *t = i >= 2 ? v[i - 2] : NULL;
+        if (t && (__atomic_load_n(&t->gone, __ATOMIC_RELAXED) ||
+                  __atomic_load_n(&t->removed, __ATOMIC_RELAXED)))
             continue;
-        n = add_entry(req, buf, size, pos, name, e_ino, mode, i + 1);
+        const char *name = i == 0 ? "." : i == 1 ? ".." : t->name;
+        fuse_ino_t e_ino = t ? t->ino : FUSE_ROOT_ID;
+        n = add_entry(req, buf, size, pos, name, e_ino,
+                      t ? S_IFREG : S_IFDIR, i + 1);
         if (n == 0)
             break;
         pos += n;
@@ -150,7 +153,7 @@ static void ic_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     struct gen *g;
     int keep;
 
-    if (t == NULL) {
+    if (t == NULL || __atomic_load_n(&t->removed, __ATOMIC_RELAXED)) {
         fuse_reply_err(req, ENOENT);
         return;
     }
@@ -207,17 +210,19 @@ static void ic_statfs(fuse_req_t req, fuse_ino_t ino)
     struct statvfs sv;
     uint64_t total = 0;
 
-    for (size_t i = 0; i < fs->c->nt; i++) {
+    struct tmpl **v;
+    size_t nt = cache_snapshot(fs->c, &v);
+    for (size_t i = 0; i < nt; i++) {
         uint64_t size;
         int64_t mtime;
-        cache_tmpl_attr(fs->c->t[i], &size, &mtime);
+        cache_tmpl_attr(v[i], &size, &mtime);
         total += size;
     }
     memset(&sv, 0, sizeof sv);
     sv.f_bsize = 4096;
     sv.f_frsize = 4096;
     sv.f_blocks = (fsblkcnt_t)((total + 4095) / 4096);
-    sv.f_files = fs->c->nt + 1;
+    sv.f_files = nt + 1;
     sv.f_namemax = 255;
     fuse_reply_statfs(req, &sv);
 }

@@ -11,6 +11,8 @@
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
 #include <grp.h>
+#include <pthread.h>
+#include <signal.h>
 #include <pwd.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -159,10 +161,71 @@ static void daemon_ready(int report_fd, unsigned char status)
     close(report_fd);
 }
 
+/* SIGHUP: the handler only writes a byte to a pipe; a thread does the
+ * reload, outside signal context. */
+static int hup_pipe[2] = {-1, -1};
+
+static void on_hup(int sig)
+{
+    char b = (char)sig;
+    int saved = errno;
+    if (write(hup_pipe[1], &b, 1) < 0) {
+        /* pipe full: a reload is already pending */
+    }
+    errno = saved;
+}
+
+struct reloader {
+    struct cache *c;
+    const char *config;
+    pthread_t th;
+    int running;
+};
+
+static void *reload_main(void *arg)
+{
+    struct reloader *r = arg;
+    char b;
+    while (read(hup_pipe[0], &b, 1) == 1 && b != 0) {
+        log_info("SIGHUP: reloading %s", r->config);
+        cache_reload(r->c, r->config);
+    }
+    return NULL;
+}
+
+static void reloader_start(struct reloader *r)
+{
+    struct sigaction sa = {.sa_handler = on_hup};
+    if (pipe2(hup_pipe, O_CLOEXEC) < 0 ||
+        pthread_create(&r->th, NULL, reload_main, r) != 0) {
+        log_warn("SIGHUP reload unavailable: %s", strerror(errno));
+        return;
+    }
+    r->running = 1;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    /* Replaces libfuse's handler, which would unmount on SIGHUP. */
+    sigaction(SIGHUP, &sa, NULL);
+}
+
+static void reloader_stop(struct reloader *r)
+{
+    char zero = 0;
+    if (!r->running)
+        return;
+    signal(SIGHUP, SIG_IGN);
+    if (write(hup_pipe[1], &zero, 1) == 1)
+        pthread_join(r->th, NULL);
+    close(hup_pipe[0]);
+    close(hup_pipe[1]);
+    r->running = 0;
+}
+
 static int run_session(struct fuse_args *args, struct ic_fs *fs,
-                       const char *mnt, int report_fd)
+                       const char *mnt, const char *config, int report_fd)
 {
     struct fuse_session *se;
+    struct reloader rl = {.c = fs->c, .config = config};
     int r = 1;
 
     se = fuse_session_new(args, &ic_fuse_ops, sizeof ic_fuse_ops, fs);
@@ -176,6 +239,7 @@ static int run_session(struct fuse_args *args, struct ic_fs *fs,
     log_info("mounted %s with %zu templates", mnt, fs->c->nt);
     if (cache_start_housekeeping(fs->c) < 0)
         log_warn("cannot start housekeeping: counters are saved at exit only");
+    reloader_start(&rl);
     daemon_ready(report_fd, 0);
     struct fuse_loop_config *lc = fuse_loop_cfg_create();
     fuse_loop_cfg_set_max_threads(lc, 64);
@@ -186,6 +250,7 @@ static int run_session(struct fuse_args *args, struct ic_fs *fs,
     if (lr > 0)
         log_info("signal %d: unmounting", lr);
     fuse_loop_cfg_destroy(lc);
+    reloader_stop(&rl);
     fuse_session_unmount(se);
     log_info("unmounted %s", mnt);
 out_signals:
@@ -213,7 +278,7 @@ static int start(struct opts *o, struct conf *conf, struct fuse_args *args)
     /* Read-only, and the kernel enforces the files' modes for us. */
     fuse_opt_add_arg(args, "-oro,default_permissions,fsname=imgcache,"
                            "subtype=imgcache");
-    int r = run_session(args, &fs, o->mountpoint, report_fd);
+    int r = run_session(args, &fs, o->mountpoint, o->config, report_fd);
     if (r != 0)
         daemon_ready(report_fd, 1);
     cache_close(fs.c);
@@ -244,6 +309,12 @@ int main(int argc, char **argv)
     if (conf_load(o.config, &conf, err, sizeof err) < 0) {
         fprintf(stderr, "imgcache: %s\n", err);
         return 2;
+    }
+    /* The daemon chdirs to /: keep an absolute path for SIGHUP reloads. */
+    char *abs = realpath(o.config, NULL);
+    if (abs != NULL) {
+        free(o.config);
+        o.config = abs;
     }
     int r = start(&o, conf, &args);
     conf_free(conf);

@@ -80,16 +80,26 @@ struct tmpl {
     struct byte_range *rec;
     size_t nrec, rec_cap;
     int gone;                /* atomic: origin says the template is gone */
+    int removed;             /* atomic: no longer in the configuration */
+    uint64_t epoch;          /* config load that last named it */
     struct tmpl_stats st;
     struct index_counters saved; /* figures last queued for the index */
 };
 
+#define CACHE_OLD_ARRAYS 1024
+#define CACHE_OLD_CONFS 1024
+
 struct cache {
-    struct conf *conf;
+    struct conf *conf;       /* current config (replaced on reload) */
     struct index *ix;
     struct writer *w;
-    struct tmpl **t;
+    struct tmpl **t;         /* append-only; read via cache_snapshot */
     size_t nt;
+    uint64_t epoch;          /* config loads so far */
+    struct tmpl **old_arrays[CACHE_OLD_ARRAYS]; /* freed at exit */
+    size_t old_arrays_n;
+    struct conf *old_confs[CACHE_OLD_CONFS];    /* freed at exit */
+    size_t old_confs_n;
     uint64_t clock;          /* access counter for LRU (atomic) */
     pthread_t hk;            /* housekeeping thread */
     pthread_mutex_t hk_lock; /* protects hk_stop */
@@ -108,6 +118,14 @@ int cache_start_housekeeping(struct cache *c);
 /* Commit the index and free everything. */
 void cache_close(struct cache *c);
 
+/* Re-read the config (SIGHUP): add new templates, hide removed ones
+ * (open handles keep working), apply new quotas and pins.  An invalid
+ * config is logged with FILE:LINE and the running one kept.  Called from
+ * one thread at a time.  0 or -1. */
+int cache_reload(struct cache *c, const char *path);
+
+/* The templates (including removed ones); lock-free, see cache.c. */
+size_t cache_snapshot(struct cache *c, struct tmpl ***arr);
 struct tmpl *cache_find(struct cache *c, const char *name);
 struct tmpl *cache_find_ino(struct cache *c, uint64_t ino);
 
@@ -124,6 +142,8 @@ void cache_tmpl_attr(struct tmpl *t, uint64_t *size, int64_t *mtime_ns);
  * earlier open is still valid.  0 or -errno. */
 int cache_gen_open(struct tmpl *t, struct gen **out, int *keep_cache);
 void cache_gen_put(struct gen *g);
+/* A reference to the template's current generation (no revalidation). */
+struct gen *cache_cur_gen(struct tmpl *t);
 
 /* Read len bytes at off of generation g into buf.  Returns bytes read
  * (short only at end of file) or -errno (-EIO when the origin cannot supply
