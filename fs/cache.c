@@ -3,6 +3,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -441,14 +442,43 @@ static int add_sources(struct cache *c, struct index *ix,
     return r;
 }
 
+/* Another user who can write into the cache could plant blocks that we
+ * would serve to VMs: refuse such a directory rather than trust it. */
+static int dir_safe(const char *dir)
+{
+    struct stat st;
+    if (lstat(dir, &st) < 0) {
+        log_err("cache directory %s: %s", dir, strerror(errno));
+        return -errno;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        log_err("cache directory %s is not a directory", dir);
+        return -ENOTDIR;
+    }
+    if (st.st_uid != geteuid()) {
+        log_err("cache directory %s is owned by uid %u, not by us (uid %u); "
+                "refusing it", dir, (unsigned)st.st_uid, (unsigned)geteuid());
+        return -EPERM;
+    }
+    if (st.st_mode & 022) {
+        log_err("cache directory %s is group/world-writable (mode %04o); "
+                "run chmod go-w on it", dir, (unsigned)(st.st_mode & 07777));
+        return -EPERM;
+    }
+    return 0;
+}
+
 static int cache_dir_check(const char *dir)
 {
+    char data[PATH_MAX];
     int r = store_init(dir);
     if (r < 0) {
         log_err("cannot create cache directory %s: %s", dir, strerror(-r));
         return r;
     }
-    return 0;
+    snprintf(data, sizeof data, "%s/data", dir);
+    r = dir_safe(dir);
+    return r < 0 ? r : dir_safe(data);
 }
 
 int cache_open(struct conf *conf, struct cache **out)
