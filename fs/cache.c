@@ -16,6 +16,7 @@
 #include "ic-index.h"
 #include "ic-log.h"
 #include "ic-pin.h"
+#include "ic-readahead.h"
 #include "ic-store.h"
 #include "ic-util.h"
 #include "ic-writer.h"
@@ -53,6 +54,7 @@ static struct gen *gen_new(struct tmpl *t, uint64_t number,
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&g->filled, &ca);
     pthread_condattr_destroy(&ca);
+    pthread_rwlock_init(&g->evict_rw, NULL);
     return g;
 }
 
@@ -66,6 +68,7 @@ static void gen_destroy(struct gen *g)
     blockmap_free(&g->bm);
     pthread_mutex_destroy(&g->lock);
     pthread_cond_destroy(&g->filled);
+    pthread_rwlock_destroy(&g->evict_rw);
     free(g);
 }
 
@@ -84,6 +87,8 @@ static void gen_get(struct gen *g)
     g->refs++;
     pthread_mutex_unlock(&g->lock);
 }
+
+void cache_gen_ref(struct gen *g) { gen_get(g); }
 
 struct gen *cache_cur_gen(struct tmpl *t)
 {
@@ -496,6 +501,8 @@ int cache_open(struct conf *conf, struct cache **out)
         r = add_sources(c, c->ix, conf);
     if (r == 0)
         r = writer_start(c->ix, &c->w);
+    if (r == 0)
+        r = ra_start(4, &c->ra);
     if (r < 0) {
         cache_close(c);
         return r;
@@ -561,6 +568,8 @@ void cache_close(struct cache *c)
     if (c == NULL)
         return;
     stop_housekeeping(c);
+    ra_stop(c->ra);
+    c->ra = NULL;
     for (size_t i = 0; c->w != NULL && i < c->nt; i++)
         counters_save(c->t[i]);
     if (c->w != NULL)

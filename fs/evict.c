@@ -94,7 +94,9 @@ static uint64_t evict_one(struct gen *g, const struct victim *v)
     b->state = BLK_FILLING; /* ours until the hole is punched */
     pthread_mutex_unlock(&g->lock);
 
+    pthread_rwlock_wrlock(&g->evict_rw);
     int r = store_punch(g->fd, block_start(v->blk, g->bs), len);
+    pthread_rwlock_unlock(&g->evict_rw);
     struct index_rec rec = {.op = INDEX_DEL, .tid = g->t->tid,
                             .gen = g->number, .blk = v->blk};
     writer_add(g->t->c->w, &rec, -1);

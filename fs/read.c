@@ -48,6 +48,8 @@ struct run {
 static void rq_copy(struct rq *rq, const char *data, uint64_t data_off,
                     uint64_t data_len)
 {
+    if (rq->buf == NULL)
+        return; /* a prefetch: nobody to copy to */
     uint64_t s = rq->off > data_off ? rq->off : data_off;
     uint64_t e1 = rq->off + rq->len, e2 = data_off + data_len;
     uint64_t e = e1 < e2 ? e1 : e2;
@@ -426,3 +428,61 @@ ssize_t cache_read(struct gen *g, char *buf, uint64_t off, size_t size)
     free(rq.done);
     return r < 0 ? r : (ssize_t)rq.len;
 }
+
+/* ------------------------------------------------------------ prefetch */
+
+void cache_prefetch(struct gen *g, uint64_t off, uint64_t len)
+{
+    struct rq rq = {.g = g, .off = off};
+    struct run runs[16];
+
+    rq.len = block_clamp(off, len, g->info.size);
+    if (rq.len == 0)
+        return;
+    rq.first = block_of(off, g->bs);
+    rq.last = block_of(off + rq.len - 1, g->bs);
+    rq.deadline = mono_ms() + g->t->timeout_ms;
+    rq.done = calloc(rq.last - rq.first + 1, 1);
+    if (rq.done == NULL)
+        return;
+    /* Claim only what nobody is fetching; never wait for others. */
+    pthread_mutex_lock(&g->lock);
+    size_t nr = claim_runs(&rq, runs, 16);
+    pthread_mutex_unlock(&g->lock);
+    fill_claimed(&rq, runs, nr);
+    free(rq.done);
+}
+
+/* ------------------------------------------------------ zero-copy path */
+
+int cache_read_fd_begin(struct gen *g, uint64_t off, size_t size,
+                        size_t *len)
+{
+    uint64_t n = block_clamp(off, size, g->info.size);
+    if (n == 0 || g->t->c->conf->data_direct_io)
+        return 0;
+    uint64_t first = block_of(off, g->bs), last = block_of(off + n - 1, g->bs);
+    pthread_rwlock_rdlock(&g->evict_rw);
+    pthread_mutex_lock(&g->lock);
+    int ok = 1;
+    for (uint64_t b = first; ok && b <= last; b++) {
+        const struct blk *k = &g->bm.v[b];
+        ok = k->state == BLK_PRESENT && (k->flags & BLK_VERIFIED);
+    }
+    if (ok) {
+        uint32_t now = cache_tick(g->t->c);
+        for (uint64_t b = first; b <= last; b++)
+            g->bm.v[b].atime = now;
+    }
+    pthread_mutex_unlock(&g->lock);
+    if (!ok) {
+        pthread_rwlock_unlock(&g->evict_rw);
+        return 0;
+    }
+    stat_add(&g->t->st.hits, last - first + 1);
+    pin_record_note(g->t, off, n);
+    *len = (size_t)n;
+    return 1;
+}
+
+void cache_read_fd_end(struct gen *g) { pthread_rwlock_unlock(&g->evict_rw); }

@@ -52,6 +52,10 @@ struct gen {
     struct blockmap bm;
     int refs;
     int stale;               /* origin changed under it: no more fills */
+    /* Held shared while bytes are handed to the kernel straight from the
+     * data file, exclusively while a hole is punched: an eviction cannot
+     * zero bytes in the middle of a zero-copy reply. */
+    pthread_rwlock_t evict_rw;
 };
 
 struct tmpl {
@@ -105,6 +109,7 @@ struct cache {
     pthread_mutex_t hk_lock; /* protects hk_stop */
     pthread_cond_t hk_wake;
     int hk_stop, hk_running;
+    struct readahead *ra;    /* sequential readahead fetchers */
 };
 
 /* Start the engine: create cache_dir, open the index, stat every origin,
@@ -149,6 +154,19 @@ struct gen *cache_cur_gen(struct tmpl *t);
  * (short only at end of file) or -errno (-EIO when the origin cannot supply
  * a missing block within origin_timeout). */
 ssize_t cache_read(struct gen *g, char *buf, uint64_t off, size_t len);
+
+/* Zero-copy reads: if every block of the read is present and verified,
+ * returns 1 with *len set (clamped to the file) and eviction held off
+ * until cache_read_fd_end(); the caller replies from g->fd.  0 otherwise
+ * (use cache_read). */
+int cache_read_fd_begin(struct gen *g, uint64_t off, size_t size,
+                        size_t *len);
+void cache_read_fd_end(struct gen *g);
+
+/* Fetch the missing blocks of a range that nobody is fetching yet, for
+ * readahead; no copy, no waiting on other fills. */
+void cache_prefetch(struct gen *g, uint64_t off, uint64_t len);
+void cache_gen_ref(struct gen *g);
 
 /* Internal, shared by cache.c and read.c. */
 uint32_t cache_tick(struct cache *c);

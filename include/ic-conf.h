@@ -15,6 +15,7 @@
 
 #define CONF_DEFAULT_PATH "/etc/imgcache/imgcache.conf"
 #define CONF_DEFAULT_CACHE_DIR "/var/cache/imgcache"
+#define CONF_DEFAULT_READAHEAD (16u << 20)
 
 enum conf_kind { CONF_TEMPLATE, CONF_DIRECTORY };
 
@@ -56,6 +57,7 @@ struct conf {
     struct conf_net net; /* global defaults */
     struct conf_source *src;
     size_t nsrc;
+    uint64_t readahead;  /* "readahead": max sequential window, 0 = off */
 };
 
 /* Parse a file.  Returns 0, or -1 with "FILE:LINE: message" (or

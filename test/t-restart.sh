@@ -18,6 +18,8 @@ OLOG=$T/origin.log
 start_originfs "$T/src" "$OLOG" "$T/omnt"
 
 global_section >"$T/conf"
+# Exact cached ranges matter below: no readahead past what the test reads.
+echo "readahead = 0" >>"$T/conf"
 printf '\n[template disk.img]\norigin = %s\n' "$T/omnt/disk.img" >>"$T/conf"
 MNT=$T/mnt
 F=$MNT/disk.img

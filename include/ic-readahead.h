@@ -1,0 +1,35 @@
+/* Asynchronous sequential readahead.
+ *
+ * Each open handle carries a small detector: two reads in a row that
+ * continue where the previous one ended make the stream sequential, and the
+ * blocks ahead of it are fetched in the background, in runs large enough to
+ * keep the origin busy (several Range GETs in flight for HTTP), the window
+ * doubling from RA_MIN to the config's readahead.  Readahead only fills missing blocks; it
+ * never evicts pinned ones (eviction never does). */
+#ifndef IC_READAHEAD_H
+#define IC_READAHEAD_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+struct gen;
+struct readahead;
+
+struct ra_state {
+    pthread_mutex_t lock; /* reads of one handle may run concurrently */
+    uint64_t next_off;    /* where a sequential read would start */
+    uint64_t ra_end;      /* readahead issued up to here */
+    uint64_t window;      /* current window, 0 = not sequential */
+};
+
+int ra_start(unsigned threads, struct readahead **out);
+/* Drop queued jobs, wait for running ones, free. */
+void ra_stop(struct readahead *ra);
+
+void ra_state_init(struct ra_state *s);
+void ra_state_destroy(struct ra_state *s);
+/* Note a read of [off, off+len) on a handle of g; may queue prefetches. */
+void ra_note(struct readahead *ra, struct ra_state *s, struct gen *g,
+             uint64_t off, uint64_t len);
+
+#endif
