@@ -147,8 +147,15 @@ static int tmpl_pick_gen(struct tmpl *t, struct index *ix)
 {
     struct origin_info info;
     struct index_tmpl row;
-    uint64_t deadline = mono_ms() + t->origin->connect_timeout_ms;
-    int sr = origin_stat(t->origin, &info, deadline);
+    int sr;
+    if (t->start_done) {
+        sr = t->start_rc;
+        info = t->start_info;
+        t->start_done = 0;
+    } else {
+        uint64_t deadline = mono_ms() + t->origin->connect_timeout_ms;
+        sr = origin_stat(t->origin, &info, deadline);
+    }
     int have = index_tmpl_get(ix, t->name, &row) == 0;
     int known = have && origin_known(&row, t);
     uint64_t number;
@@ -156,8 +163,10 @@ static int tmpl_pick_gen(struct tmpl *t, struct index *ix)
     if (sr == -ENOENT && conf_origin_is_http(t->location))
         t->gone = 1;
     if (sr < 0 && !known) {
-        log_warn("template %s: origin %s unavailable (%s) and nothing cached; "
-                 "leaving it out", t->name, t->origin->display, strerror(-sr));
+        if (!t->quiet)
+            log_warn("template %s: origin %s unavailable (%s) and nothing "
+                     "cached; leaving it out until it answers", t->name,
+                     t->origin->display, strerror(-sr));
         return sr;
     }
     if (sr < 0) {
@@ -379,12 +388,37 @@ static void tmpl_update(struct tmpl *t, const struct conf_source *src,
     __atomic_store_n(&t->removed, 0, __ATOMIC_RELAXED);
 }
 
-static int cache_add(struct cache *c, struct index *ix,
+/* Templates created by one config load, checked against their origins in
+ * parallel before any is published. */
+struct batch {
+    struct tmpl **v;
+    size_t n;
+};
+
+static struct tmpl *batch_find(const struct batch *b, const char *name)
+{
+    for (size_t i = 0; i < b->n; i++)
+        if (strcmp(b->v[i]->name, name) == 0)
+            return b->v[i];
+    return NULL;
+}
+
+static int batch_add(struct batch *b, struct tmpl *t)
+{
+    struct tmpl **v = realloc(b->v, (b->n + 1) * sizeof *v);
+    if (v == NULL)
+        return -ENOMEM;
+    b->v = v;
+    b->v[b->n++] = t;
+    return 0;
+}
+
+static int cache_add(struct cache *c, struct batch *b,
                      const struct conf_source *src, const char *name,
                      const char *location)
 {
     struct tmpl *t = find_any(c, name);
-    if (t != NULL && t->epoch == c->epoch) {
+    if ((t != NULL && t->epoch == c->epoch) || batch_find(b, name)) {
         log_warn("%s: template %s already defined; ignoring the one from "
                  "[%s %s]", c->conf->path, name,
                  src->kind == CONF_DIRECTORY ? "directory" : "template",
@@ -399,34 +433,47 @@ static int cache_add(struct cache *c, struct index *ix,
     t = tmpl_new(c, src, name, location);
     if (t == NULL)
         return 0;
-    if (tmpl_pick_gen(t, ix) < 0) {
-        tmpl_free(t);
-        return 0;
-    }
-    tmpl_load(t, ix);
-    t->epoch = c->epoch;
-    if (publish(c, t) < 0) {
+    if (batch_add(b, t) < 0) {
         tmpl_free(t);
         return -ENOMEM;
     }
     return 0;
 }
 
-static int cache_add_dir(struct cache *c, struct index *ix,
-                         const struct conf_source *src)
+/* Keep what could not be known yet (a template whose origin did not
+ * answer and that nothing is cached for, or an unlistable directory) to
+ * retry it in the background. */
+static void pending_add(struct cache *c, struct tmpl *t,
+                        const struct conf_source *dir)
+{
+    pthread_mutex_lock(&c->pend_lock);
+    struct pending *p = realloc(c->pend, (c->npend + 1) * sizeof *p);
+    if (p != NULL) {
+        c->pend = p;
+        c->pend[c->npend++] = (struct pending){t, dir};
+        t = NULL;
+    }
+    pthread_mutex_unlock(&c->pend_lock);
+    if (t != NULL)
+        tmpl_free(t);
+}
+
+static int cache_add_dir(struct cache *c, struct batch *b,
+                         const struct conf_source *src, int quiet)
 {
     char **names;
     int n = origin_list_dir(src->origin, &src->net, &names);
     if (n < 0) {
-        log_warn("directory %s: cannot list %s: %s", src->name, src->origin,
-                 strerror(-n));
-        return 0;
+        if (!quiet)
+            log_warn("directory %s: cannot list %s: %s; retrying in the "
+                     "background", src->name, src->origin, strerror(-n));
+        return n;
     }
     int r = 0;
     for (int i = 0; i < n; i++) {
         char *loc = origin_join(src->origin, names[i]);
         if (r == 0 && loc != NULL)
-            r = cache_add(c, ix, src, names[i], loc);
+            r = cache_add(c, b, src, names[i], loc);
         free(loc);
         free(names[i]);
     }
@@ -434,17 +481,162 @@ static int cache_add_dir(struct cache *c, struct index *ix,
     return r;
 }
 
+/* ---------------------------------------------- parallel origin checks */
+
+#define CHECK_THREADS 16
+
+struct checker {
+    struct batch *b;
+    size_t next;
+    pthread_mutex_t lock;
+};
+
+static void *check_main(void *arg)
+{
+    struct checker *ck = arg;
+    for (;;) {
+        pthread_mutex_lock(&ck->lock);
+        size_t i = ck->next++;
+        pthread_mutex_unlock(&ck->lock);
+        if (i >= ck->b->n)
+            return NULL;
+        struct tmpl *t = ck->b->v[i];
+        uint64_t deadline = mono_ms() + t->origin->connect_timeout_ms;
+        t->start_rc = origin_stat(t->origin, &t->start_info, deadline);
+        t->start_done = 1;
+    }
+}
+
+/* Stat every new template's origin, up to CHECK_THREADS at a time: with
+ * unreachable origins, a mount of many templates still starts within
+ * about one connect_timeout. */
+static void check_all(struct batch *b)
+{
+    struct checker ck = {.b = b};
+    pthread_t th[CHECK_THREADS];
+    size_t nt = 0;
+    pthread_mutex_init(&ck.lock, NULL);
+    for (; nt < CHECK_THREADS && nt < b->n; nt++)
+        if (pthread_create(&th[nt], NULL, check_main, &ck) != 0)
+            break;
+    if (nt == 0)
+        check_main(&ck);
+    for (size_t i = 0; i < nt; i++)
+        pthread_join(th[i], NULL);
+    pthread_mutex_destroy(&ck.lock);
+}
+
+/* Pick generations, load and publish a batch; templates whose origin did
+ * not answer and that nothing is cached for wait in the pending list. */
+static int batch_commit(struct cache *c, struct index *ix, struct batch *b)
+{
+    int r = 0;
+    check_all(b);
+    for (size_t i = 0; i < b->n; i++) {
+        struct tmpl *t = b->v[i];
+        if (r < 0) {
+            tmpl_free(t);
+            continue;
+        }
+        if (tmpl_pick_gen(t, ix) < 0) {
+            pending_add(c, t, NULL);
+            continue;
+        }
+        tmpl_load(t, ix);
+        t->epoch = c->epoch;
+        if (publish(c, t) < 0) {
+            tmpl_free(t);
+            r = -ENOMEM;
+        }
+    }
+    free(b->v);
+    b->v = NULL;
+    b->n = 0;
+    return r;
+}
+
 static int add_sources(struct cache *c, struct index *ix,
                        const struct conf *conf)
 {
+    struct batch b = {0};
     int r = 0;
     for (size_t i = 0; r == 0 && i < conf->nsrc; i++) {
         const struct conf_source *s = &conf->src[i];
-        r = s->kind == CONF_DIRECTORY ? cache_add_dir(c, ix, s)
-                                      : cache_add(c, ix, s, s->name,
-                                                  s->origin);
+        if (s->kind != CONF_DIRECTORY)
+            r = cache_add(c, &b, s, s->name, s->origin);
+        else if (cache_add_dir(c, &b, s, 0) < 0)
+            pending_add(c, NULL, s);
     }
-    return r;
+    if (r < 0) {
+        for (size_t i = 0; i < b.n; i++)
+            tmpl_free(b.v[i]);
+        free(b.v);
+        return r;
+    }
+    return batch_commit(c, ix, &b);
+}
+
+/* ------------------------------------------------------------ retries */
+
+#define RETRY_EVERY_S 30
+
+/* Take the pending list (to retry it without holding the lock). */
+static size_t pending_take(struct cache *c, struct pending **out)
+{
+    pthread_mutex_lock(&c->pend_lock);
+    *out = c->pend;
+    size_t n = c->npend;
+    c->pend = NULL;
+    c->npend = 0;
+    pthread_mutex_unlock(&c->pend_lock);
+    return n;
+}
+
+static void pending_free_all(struct cache *c)
+{
+    struct pending *p;
+    size_t n = pending_take(c, &p);
+    for (size_t i = 0; i < n; i++)
+        if (p[i].t)
+            tmpl_free(p[i].t);
+    free(p);
+}
+
+/* Retry what was left out (called from housekeeping and never at the same
+ * time as a reload: both hold c->cfg_lock). */
+static void retry_pending(struct cache *c)
+{
+    struct pending *p;
+    struct batch b = {0};
+    struct index *ix;
+    size_t n = pending_take(c, &p);
+    if (n == 0)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        if (p[i].t) {
+            p[i].t->quiet = 1;
+            if (batch_add(&b, p[i].t) < 0)
+                tmpl_free(p[i].t);
+        } else if (cache_add_dir(c, &b, p[i].dir, 1) < 0) {
+            pending_add(c, NULL, p[i].dir);
+        }
+    }
+    free(p);
+    if (index_open(c->conf->cache_dir, &ix) < 0) {
+        for (size_t i = 0; i < b.n; i++)
+            pending_add(c, b.v[i], NULL);
+        free(b.v);
+        return;
+    }
+    size_t before = c->nt;
+    batch_commit(c, ix, &b);
+    index_close(ix);
+    struct tmpl **v;
+    size_t now = cache_snapshot(c, &v);
+    for (size_t i = before; i < now; i++) {
+        log_info("template %s: origin answered; now served", v[i]->name);
+        pin_config(v[i]);
+    }
 }
 
 /* Another user who can write into the cache could plant blocks that we
@@ -493,6 +685,8 @@ int cache_open(struct conf *conf, struct cache **out)
     if (c == NULL)
         return -ENOMEM;
     c->conf = conf;
+    pthread_mutex_init(&c->cfg_lock, NULL);
+    pthread_mutex_init(&c->pend_lock, NULL);
     r = cache_dir_check(conf->cache_dir);
     if (r == 0)
         r = index_open(conf->cache_dir, &c->ix);
@@ -520,6 +714,7 @@ static void *housekeeping(void *arg)
     size_t n = cache_snapshot(c, &v);
     for (size_t i = 0; i < n; i++)
         pin_config(v[i]);
+    unsigned ticks = 0;
     pthread_mutex_lock(&c->hk_lock);
     while (!c->hk_stop) {
         struct timespec ts;
@@ -530,6 +725,11 @@ static void *housekeeping(void *arg)
         n = cache_snapshot(c, &v);
         for (size_t i = 0; i < n; i++)
             counters_save(v[i]);
+        if (++ticks % (RETRY_EVERY_S / HK_INTERVAL_S) == 0) {
+            pthread_mutex_lock(&c->cfg_lock);
+            retry_pending(c);
+            pthread_mutex_unlock(&c->cfg_lock);
+        }
         pthread_mutex_lock(&c->hk_lock);
     }
     pthread_mutex_unlock(&c->hk_lock);
@@ -563,11 +763,23 @@ static void stop_housekeeping(struct cache *c)
     c->hk_running = 0;
 }
 
+void cache_flush_and_exit(struct cache *c, int status)
+{
+    stop_housekeeping(c);
+    struct tmpl **v;
+    size_t n = cache_snapshot(c, &v);
+    for (size_t i = 0; i < n; i++)
+        counters_save(v[i]);
+    writer_flush(c->w);
+    _exit(status);
+}
+
 void cache_close(struct cache *c)
 {
     if (c == NULL)
         return;
     stop_housekeeping(c);
+    pending_free_all(c);
     ra_stop(c->ra);
     c->ra = NULL;
     for (size_t i = 0; c->w != NULL && i < c->nt; i++)
@@ -662,6 +874,8 @@ static void tmpl_revalidate(struct tmpl *t)
         __atomic_store_n(&t->gone, r == -ENOENT, __ATOMIC_RELAXED);
     }
     pthread_mutex_lock(&t->lock);
+    if (r == -ENOENT)
+        t->last_check_ms = now; /* gone: ask again only per revalidate */
     if (r == 0) {
         t->last_check_ms = now;
         if (strcmp(info.validator, t->cur->info.validator) != 0)
@@ -719,7 +933,17 @@ static void mark_removed(struct cache *c)
     }
 }
 
+static int reload_locked(struct cache *c, const char *path);
+
 int cache_reload(struct cache *c, const char *path)
+{
+    pthread_mutex_lock(&c->cfg_lock);
+    int r = reload_locked(c, path);
+    pthread_mutex_unlock(&c->cfg_lock);
+    return r;
+}
+
+static int reload_locked(struct cache *c, const char *path)
 {
     struct conf *nc;
     struct index *ix;
@@ -740,6 +964,7 @@ int cache_reload(struct cache *c, const char *path)
     }
     free(nc->cache_dir);
     nc->cache_dir = strdup(c->conf->cache_dir);
+    pending_free_all(c); /* re-added below if still configured */
     c->epoch++;
     int r = add_sources(c, ix, nc);
     index_close(ix);

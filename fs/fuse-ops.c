@@ -144,8 +144,10 @@ static void ic_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
     size_t nt = cache_snapshot(fs->c, &v);
     for (off_t i = off; i < (off_t)nt + 2; i++) {
         struct tmpl *t = i >= 2 ? v[i - 2] : NULL;
-        if (t && (__atomic_load_n(&t->gone, __ATOMIC_RELAXED) ||
-                  __atomic_load_n(&t->removed, __ATOMIC_RELAXED)))
+        /* A gone template is rechecked (at most once per revalidate),
+         * so a listing alone shows it again once it is back. */
+        if (t && (__atomic_load_n(&t->removed, __ATOMIC_RELAXED) ||
+                  !cache_tmpl_visible(t)))
             continue;
         const char *name = i == 0 ? "." : i == 1 ? ".." : t->name;
         fuse_ino_t e_ino = t ? t->ino : FUSE_ROOT_ID;
@@ -166,7 +168,8 @@ static void ic_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     struct gen *g;
     int keep;
 
-    if (t == NULL || __atomic_load_n(&t->removed, __ATOMIC_RELAXED)) {
+    if (t == NULL || __atomic_load_n(&t->removed, __ATOMIC_RELAXED) ||
+        !cache_tmpl_visible(t)) {
         fuse_reply_err(req, ENOENT);
         return;
     }

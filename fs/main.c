@@ -23,6 +23,7 @@
 
 #include "ic-cache.h"
 #include "ic-conf.h"
+#include "ic-ctl.h"
 #include "ic-fuse-ops.h"
 #include "ic-log.h"
 
@@ -240,6 +241,9 @@ static int run_session(struct fuse_args *args, struct ic_fs *fs,
     if (cache_start_housekeeping(fs->c) < 0)
         log_warn("cannot start housekeeping: counters are saved at exit only");
     reloader_start(&rl);
+    struct ctl *ctl = NULL;
+    if (ctl_start(fs->c, fs->c->conf->cache_dir, &ctl) < 0)
+        log_warn("no control socket: imgcache-pin will not work");
     daemon_ready(report_fd, 0);
     struct fuse_loop_config *lc = fuse_loop_cfg_create();
     fuse_loop_cfg_set_max_threads(lc, 64);
@@ -250,6 +254,10 @@ static int run_session(struct fuse_args *args, struct ic_fs *fs,
     if (lr > 0)
         log_info("signal %d: unmounting", lr);
     fuse_loop_cfg_destroy(lc);
+    /* A pre-warm still running after the grace period keeps using the
+     * templates: then exit without freeing them (the index is committed
+     * by the writer either way). */
+    fs->busy = ctl_stop(ctl);
     reloader_stop(&rl);
     fuse_session_unmount(se);
     log_info("unmounted %s", mnt);
@@ -281,6 +289,11 @@ static int start(struct opts *o, struct conf *conf, struct fuse_args *args)
     int r = run_session(args, &fs, o->mountpoint, o->config, report_fd);
     if (r != 0)
         daemon_ready(report_fd, 1);
+    if (fs.busy > 0) {
+        log_warn("%d control requests still running; exiting without "
+                 "waiting for them", fs.busy);
+        cache_flush_and_exit(fs.c, r);
+    }
     cache_close(fs.c);
     return r;
 }

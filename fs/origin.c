@@ -38,12 +38,16 @@ void origin_free(struct origin *o)
         o->ops->destroy(o);
 }
 
+/* For a URL the name goes before any query string: the query often
+ * carries a token that must stay at the end (…/dir/NAME?tok=x). */
 char *origin_join(const char *dir, const char *name)
 {
-    size_t n = strlen(dir);
+    const char *q = conf_origin_is_http(dir) ? strchr(dir, '?') : NULL;
+    size_t n = q ? (size_t)(q - dir) : strlen(dir);
     char *s;
     int sep = n > 0 && dir[n - 1] == '/';
-    if (asprintf(&s, "%s%s%s", dir, sep ? "" : "/", name) < 0)
+    if (asprintf(&s, "%.*s%s%s%s", (int)n, dir, sep ? "" : "/", name,
+                 q ? q : "") < 0)
         return NULL;
     return s;
 }

@@ -29,6 +29,8 @@
 /* Largest single origin read: large enough to stream, small enough that a
  * slow origin still delivers within the deadline. */
 #define FILL_MAX_BYTES (4u << 20)
+/* How long a failed fill is remembered (see struct gen). */
+#define FAIL_MEMORY_MS 500
 
 struct rq {
     struct gen *g;
@@ -206,6 +208,11 @@ static int fill_failed(struct rq *rq, const struct run *run, int err)
     struct gen *g = rq->g;
     stat_add(&g->t->st.fill_errors, 1);
     char what[96];
+    pthread_mutex_lock(&g->lock);
+    g->fail_first = run->start;
+    g->fail_last = run->start + run->n - 1;
+    g->fail_until_ms = mono_ms() + FAIL_MEMORY_MS;
+    pthread_mutex_unlock(&g->lock);
     snprintf(what, sizeof what, "origin read failed: %s", strerror(-err));
     writer_event(g->t->c->w, g->t->tid, "error", run->n,
                  run->n * (uint64_t)g->bs, what);
@@ -386,12 +393,31 @@ static int wait_fills(struct rq *rq)
 
 /* ---------------------------------------------------------------- read */
 
+/* Whether a block the request still needs failed to fill just now, and is
+ * still missing (gen.lock held). */
+static int recently_failed(const struct rq *rq)
+{
+    const struct gen *g = rq->g;
+    if (g->fail_until_ms == 0 || mono_ms() >= g->fail_until_ms)
+        return 0;
+    uint64_t a = rq->first > g->fail_first ? rq->first : g->fail_first;
+    uint64_t b = rq->last < g->fail_last ? rq->last : g->fail_last;
+    for (; a <= b; a++)
+        if (!rq->done[a - rq->first] && g->bm.v[a].state == BLK_MISSING)
+            return 1;
+    return 0;
+}
+
 static int read_round(struct rq *rq)
 {
     struct run runs[16];
     struct gen *g = rq->g;
 
     pthread_mutex_lock(&g->lock);
+    if (recently_failed(rq)) {
+        pthread_mutex_unlock(&g->lock);
+        return -EIO;
+    }
     size_t nr = claim_runs(rq, runs, 16);
     int stale = g->stale;
     pthread_mutex_unlock(&g->lock);
@@ -447,7 +473,7 @@ void cache_prefetch(struct gen *g, uint64_t off, uint64_t len)
         return;
     /* Claim only what nobody is fetching; never wait for others. */
     pthread_mutex_lock(&g->lock);
-    size_t nr = claim_runs(&rq, runs, 16);
+    size_t nr = recently_failed(&rq) ? 0 : claim_runs(&rq, runs, 16);
     pthread_mutex_unlock(&g->lock);
     fill_claimed(&rq, runs, nr);
     free(rq.done);

@@ -52,6 +52,10 @@ struct gen {
     struct blockmap bm;
     int refs;
     int stale;               /* origin changed under it: no more fills */
+    /* The last failed fill (blocks fail_first..fail_last): a read of them
+     * within FAIL_MEMORY_MS fails at once instead of waiting a second full
+     * origin_timeout (the kernel retries a failed readahead page). */
+    uint64_t fail_first, fail_last, fail_until_ms;
     /* Held shared while bytes are handed to the kernel straight from the
      * data file, exclusively while a hole is punched: an eviction cannot
      * zero bytes in the middle of a zero-copy reply. */
@@ -85,9 +89,18 @@ struct tmpl {
     size_t nrec, rec_cap;
     int gone;                /* atomic: origin says the template is gone */
     int removed;             /* atomic: no longer in the configuration */
+    int start_rc, start_done, quiet; /* origin check before publishing */
+    struct origin_info start_info;
     uint64_t epoch;          /* config load that last named it */
     struct tmpl_stats st;
     struct index_counters saved; /* figures last queued for the index */
+};
+
+/* Something a config load could not resolve yet: a template whose origin
+ * did not answer (t), or a [directory] that could not be listed (dir). */
+struct pending {
+    struct tmpl *t;
+    const struct conf_source *dir;
 };
 
 #define CACHE_OLD_ARRAYS 1024
@@ -110,6 +123,10 @@ struct cache {
     pthread_cond_t hk_wake;
     int hk_stop, hk_running;
     struct readahead *ra;    /* sequential readahead fetchers */
+    pthread_mutex_t cfg_lock; /* serialises reloads and pending retries */
+    pthread_mutex_t pend_lock; /* protects pend, npend */
+    struct pending *pend;
+    size_t npend;
 };
 
 /* Start the engine: create cache_dir, open the index, stat every origin,
@@ -120,6 +137,10 @@ int cache_open(struct conf *conf, struct cache **out);
 /* Start background work once the mount is up: config pins, periodic
  * saving of counters.  0 or -errno. */
 int cache_start_housekeeping(struct cache *c);
+/* Commit what is queued for the index and _exit(status) without freeing
+ * (threads that cannot be stopped still use the templates). */
+void cache_flush_and_exit(struct cache *c, int status)
+    __attribute__((noreturn));
 /* Commit the index and free everything. */
 void cache_close(struct cache *c);
 

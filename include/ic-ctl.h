@@ -56,13 +56,14 @@ struct ctl;
 int ctl_start(struct cache *c, const char *cache_dir, struct ctl **out);
 
 /* Stop accepting, unlink the socket, and end the running requests: their
- * sockets are shut down, a recording stops at once.  Waits up to
- * CTL_STOP_WAIT_MS for the workers; a worker still running then (inside
- * pin_warm, which has no cancel path, or a pin that reads qcow2 metadata
- * from a slow origin) is abandoned: it keeps the ctl alive by its
- * reference, but it still uses the cache's templates, so call this before
- * cache_close() and exit soon after.  NULL is ignored. */
+ * sockets are shut down, so a request waiting for input or a recording
+ * ends at once.  Waits up to CTL_STOP_WAIT_MS for the workers and returns
+ * how many are still running then (0 normally).  Such a worker is inside
+ * pin_warm() (which has no cancel path) or a pin reading qcow2 metadata
+ * from a slow origin; it keeps the struct ctl alive by its reference, but
+ * it still uses the cache's templates: with a non-zero result, do not
+ * free the cache (cache_close()) under it, just exit.  NULL is ignored. */
 #define CTL_STOP_WAIT_MS 5000
-void ctl_stop(struct ctl *ctl);
+int ctl_stop(struct ctl *ctl);
 
 #endif

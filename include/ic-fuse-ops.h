@@ -15,6 +15,7 @@ struct ic_fs {
     gid_t gid;
     unsigned mode;       /* permission bits of the files, e.g. 0444 */
     struct fuse_session *se; /* for invalidation notices */
+    int busy;            /* control requests still running at exit */
 };
 
 struct fuse_lowlevel_ops;

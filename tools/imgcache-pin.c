@@ -1,0 +1,870 @@
+/* imgcache-pin: pin, unpin, pre-warm, list and record boot profiles
+ * through the running daemon's control socket (protocol in ic-ctl.h).
+ *
+ * Exit status: 0 done, 1 the operation failed (daemon error, pin refused
+ * over quota, blocks that could not be fetched, no daemon), 2 usage or bad
+ * input (a bad item, a malformed profile). */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "ic-conf.h"
+#include "ic-ctl.h"
+#include "ic-pinspec.h"
+#include "ic-util.h"
+
+#define EXIT_FAIL 1
+#define EXIT_USAGE 2
+/* Answers of pin/unpin/list come fast, except that a qcow2-metadata pin
+ * may wait for origin reads (origin_timeout each). */
+#define REQUEST_TIMEOUT_S 120
+/* Warm: longest silence between two lines (the daemon sends a heartbeat
+ * every CTL_HEARTBEAT_MS). */
+#define WARM_IDLE_S 60
+/* Record: the daemon answers SECONDS after the request, plus this. */
+#define RECORD_SLACK_S 30
+#define ANSWER_LINE_MAX 4096
+#define DEFAULT_PARALLEL 4
+
+struct opts {
+    const char *cache_dir, *config, *output;
+    int no_fetch, unpin, wait, list, help, version;
+    unsigned parallel, record;
+    char **args; /* positional: TEMPLATE [ITEM...] */
+    int nargs;
+};
+
+struct client {
+    int fd;
+    int timeout_s;            /* longest wait for one answer line */
+    int quiet;                /* no messages from client_line() */
+    char buf[ANSWER_LINE_MAX];
+    size_t len, off;          /* buf[off, len): received, not consumed */
+};
+
+/* Called with each informational line's fields; non-zero stops. */
+typedef int (*line_fn)(void *ctx, char **f, int nf);
+
+__attribute__((format(printf, 1, 2))) static void say(const char *fmt, ...)
+{
+    va_list ap;
+
+    fputs("imgcache-pin: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+static int usage_error(const char *msg)
+{
+    say("%s", msg);
+    fputs("Try 'imgcache-pin --help'.\n", stderr);
+    return EXIT_USAGE;
+}
+
+static void help(void)
+{
+    printf(
+        "usage: imgcache-pin [OPTIONS] TEMPLATE [ITEM...]\n"
+        "       imgcache-pin [--cache-dir DIR] --list [TEMPLATE]\n"
+        "       imgcache-pin [--cache-dir DIR] --record SECONDS "
+        "--output FILE TEMPLATE\n"
+        "\n"
+        "Pin byte ranges of a template served by imgcache (never evicted)\n"
+        "and fetch them now.  ITEM: START-END, START+LENGTH, profile:FILE\n"
+        "or qcow2-metadata (sizes take K, M, G, T).  Without ITEMs, fetch\n"
+        "the blocks already pinned.\n"
+        "\n"
+        "  -d, --cache-dir DIR   the daemon's cache_dir (default: from the\n"
+        "                        config, else " CONF_DEFAULT_CACHE_DIR ")\n"
+        "  -c, --config FILE     read cache_dir from FILE (default "
+        CONF_DEFAULT_PATH ")\n"
+        "  -n, --no-fetch        pin without fetching\n"
+        "  -u, --unpin           remove the ranges from the pins\n"
+        "  -w, --wait            return when every pinned block is present\n"
+        "                        (the default; exit 1 if some cannot be)\n"
+        "  -j, --parallel N      fetches at a time, 1..16 (default 4)\n"
+        "  -l, --list            show pins and how much of each is present\n"
+        "  -r, --record SECONDS  note the ranges read during SECONDS\n"
+        "  -o, --output FILE     write the recorded boot profile to FILE\n"
+        "  -h, --help            this help\n"
+        "  -V, --version         print the version\n"
+        "\n"
+        "Exit status: 0 done, 1 failed, 2 usage or bad input.\n"
+        "See imgcache-pin(8).\n");
+}
+
+/* ------------------------------------------------------------ options */
+
+static int parse_count(const char *s, unsigned lo, unsigned hi,
+                       unsigned *out)
+{
+    char *end;
+
+    if (*s < '0' || *s > '9')
+        return -1;
+    errno = 0;
+    unsigned long v = strtoul(s, &end, 10);
+    if (errno != 0 || *end != '\0' || v < lo || v > hi)
+        return -1;
+    *out = (unsigned)v;
+    return 0;
+}
+
+static int parse_opt(struct opts *o, int c, const char *arg)
+{
+    switch (c) {
+    case 'd': o->cache_dir = arg; return 0;
+    case 'c': o->config = arg; return 0;
+    case 'n': o->no_fetch = 1; return 0;
+    case 'u': o->unpin = 1; return 0;
+    case 'w': o->wait = 1; return 0;
+    case 'l': o->list = 1; return 0;
+    case 'o': o->output = arg; return 0;
+    case 'h': o->help = 1; return 0;
+    case 'V': o->version = 1; return 0;
+    case 'j':
+        if (parse_count(arg, 1, CTL_PARALLEL_MAX, &o->parallel) == 0)
+            return 0;
+        return usage_error("--parallel takes a number from 1 to 16");
+    case 'r':
+        if (parse_count(arg, 1, CTL_RECORD_MAX_S, &o->record) == 0)
+            return 0;
+        return usage_error("--record takes a number of seconds from 1 to "
+                           "3600");
+    default: return usage_error("bad option");
+    }
+}
+
+/* Combinations that make no sense are refused rather than guessed. */
+static int check_modes(const struct opts *o)
+{
+    int pinning = o->no_fetch || o->unpin || o->wait;
+
+    if (o->cache_dir && o->config)
+        return usage_error("--cache-dir and --config exclude each other");
+    if (o->list && (pinning || o->record || o->output))
+        return usage_error("--list takes no other action options");
+    if (o->list)
+        return o->nargs <= 1 ? 0 : usage_error("--list takes at most one "
+                                               "TEMPLATE");
+    if (o->record || o->output) {
+        if (!o->record || !o->output)
+            return usage_error("--record and --output go together");
+        if (pinning || o->nargs != 1)
+            return usage_error("--record takes exactly one TEMPLATE and no "
+                               "pin options");
+        return 0;
+    }
+    if (o->nargs < 1)
+        return usage_error("no TEMPLATE given");
+    if (o->no_fetch && o->wait)
+        return usage_error("--no-fetch and --wait exclude each other");
+    if (o->unpin && o->nargs < 2)
+        return usage_error("--unpin needs at least one ITEM");
+    if (o->no_fetch && !o->unpin && o->nargs < 2)
+        return usage_error("--no-fetch without ITEMs does nothing");
+    return 0;
+}
+
+static int parse_args(int argc, char **argv, struct opts *o)
+{
+    static const struct option lo[] = {
+        {"cache-dir", required_argument, NULL, 'd'},
+        {"config", required_argument, NULL, 'c'},
+        {"no-fetch", no_argument, NULL, 'n'},
+        {"unpin", no_argument, NULL, 'u'},
+        {"wait", no_argument, NULL, 'w'},
+        {"parallel", required_argument, NULL, 'j'},
+        {"list", no_argument, NULL, 'l'},
+        {"record", required_argument, NULL, 'r'},
+        {"output", required_argument, NULL, 'o'},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0},
+    };
+    int c;
+
+    o->parallel = DEFAULT_PARALLEL;
+    opterr = 0; /* our own one-line messages */
+    while ((c = getopt_long(argc, argv, "d:c:nuwj:lr:o:hV", lo, NULL)) != -1) {
+        if (c == '?' || c == ':') {
+            say("bad or incomplete option '%s'", argv[optind - 1]);
+            fputs("Try 'imgcache-pin --help'.\n", stderr);
+            return EXIT_USAGE;
+        }
+        int rc = parse_opt(o, c, optarg);
+        if (rc != 0)
+            return rc;
+    }
+    o->args = argv + optind;
+    o->nargs = argc - optind;
+    if (o->help || o->version)
+        return 0;
+    if (o->nargs > 0 && !conf_name_valid(o->args[0])) {
+        say("bad template name '%s'", o->args[0]);
+        return EXIT_USAGE;
+    }
+    return check_modes(o);
+}
+
+/* --cache-dir, else the config's cache_dir (--config, or the default
+ * config when it exists), else the default directory.  *dir malloc'd. */
+static int cache_dir_of(const struct opts *o, char **dir)
+{
+    const char *path = o->config;
+    struct conf *conf;
+    char err[1024];
+
+    if (o->cache_dir)
+        return (*dir = strdup(o->cache_dir)) ? 0 : EXIT_FAIL;
+    if (path == NULL && access(CONF_DEFAULT_PATH, F_OK) == 0)
+        path = CONF_DEFAULT_PATH;
+    if (path == NULL)
+        return (*dir = strdup(CONF_DEFAULT_CACHE_DIR)) ? 0 : EXIT_FAIL;
+    if (conf_load(path, &conf, err, sizeof err) != 0) {
+        say("%s", err);
+        return EXIT_USAGE;
+    }
+    *dir = strdup(conf->cache_dir);
+    conf_free(conf);
+    return *dir ? 0 : EXIT_FAIL;
+}
+
+/* ------------------------------------------------------------ client */
+
+static int client_connect(struct client *cl, const char *dir)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    int n = snprintf(sa.sun_path, sizeof sa.sun_path, "%s/%s", dir,
+                     CTL_SOCK_NAME);
+
+    memset(cl, 0, sizeof *cl);
+    if (n < 0 || (size_t)n >= sizeof sa.sun_path) {
+        say("cannot connect to %s/%s: path too long", dir, CTL_SOCK_NAME);
+        return EXIT_FAIL;
+    }
+    cl->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (cl->fd >= 0 &&
+        connect(cl->fd, (struct sockaddr *)&sa, sizeof sa) == 0)
+        return 0;
+    int e = errno;
+    if (e == EACCES || e == EPERM)
+        say("cannot connect to %s: %s (only root and the owner of %s may)",
+            sa.sun_path, strerror(e), dir);
+    else
+        say("cannot connect to %s: %s (is imgcache running?)", sa.sun_path,
+            strerror(e));
+    if (cl->fd >= 0)
+        close(cl->fd);
+    cl->fd = -1;
+    return EXIT_FAIL;
+}
+
+/* 0 or an errno value. */
+static int client_send(struct client *cl, const char *line)
+{
+    size_t n = strlen(line);
+
+    while (n > 0) {
+        ssize_t w = send(cl->fd, line, n, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            return errno;
+        line += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* Wait (at most cl->timeout_s) and read more bytes.  -1 with a message. */
+static int client_fill(struct client *cl)
+{
+    struct pollfd p = {.fd = cl->fd, .events = POLLIN};
+    int r;
+
+    do
+        r = poll(&p, 1, cl->timeout_s * 1000);
+    while (r < 0 && errno == EINTR);
+    if (r == 0) {
+        if (!cl->quiet)
+            say("no answer from the daemon for %d s", cl->timeout_s);
+        return -1;
+    }
+    ssize_t got = r < 0 ? -1 : recv(cl->fd, cl->buf + cl->len,
+                                    sizeof cl->buf - cl->len, 0);
+    if (got <= 0) {
+        if (!cl->quiet)
+            say("the daemon closed the connection%s%s", got < 0 ? ": " : "",
+            got < 0 ? strerror(errno) : "");
+        return -1;
+    }
+    cl->len += (size_t)got;
+    return 0;
+}
+
+/* Next answer line (NUL-terminated, in cl->buf), or NULL with a message. */
+static char *client_line(struct client *cl)
+{
+    for (;;) {
+        char *start = cl->buf + cl->off;
+        char *nl = memchr(start, '\n', cl->len - cl->off);
+        if (nl != NULL) {
+            *nl = '\0';
+            cl->off = (size_t)(nl - cl->buf) + 1;
+            return start;
+        }
+        memmove(cl->buf, start, cl->len - cl->off);
+        cl->len -= cl->off;
+        cl->off = 0;
+        if (cl->len == sizeof cl->buf) {
+            if (!cl->quiet)
+                say("answer line from the daemon too long");
+            return NULL;
+        }
+        if (client_fill(cl) != 0)
+            return NULL;
+    }
+}
+
+static int split(char *line, char **f, int max)
+{
+    int n = 0;
+
+    f[n++] = line;
+    while (n < max) {
+        char *tab = strchr(f[n - 1], '\t');
+        if (tab == NULL)
+            break;
+        *tab = '\0';
+        f[n++] = tab + 1;
+    }
+    return n;
+}
+
+#define MAX_FIELDS 8
+
+/* Send one request line and read its answer: informational lines go to
+ * fn, the final "ok" line's fields to ok[] (up to nok, may be NULL).
+ * 0 ok; EXIT_FAIL on "error" (its message printed) or a broken exchange. */
+static int request(struct client *cl, const char *req, line_fn fn, void *ctx,
+                   char **ok, int nok)
+{
+    char *f[MAX_FIELDS];
+
+    /* A daemon that refuses us (permission, too many connections) answers
+     * and hangs up, maybe before our request is sent: read its answer. */
+    int send_err = client_send(cl, req);
+    cl->quiet = send_err != 0;
+    for (;;) {
+        char *line = client_line(cl);
+        if (line == NULL) {
+            if (send_err != 0)
+                say("cannot send to the daemon: %s", strerror(send_err));
+            return EXIT_FAIL;
+        }
+        int nf = split(line, f, MAX_FIELDS);
+        if (strcmp(f[0], "ok") == 0 && send_err == 0) {
+            for (int i = 0; i < nok; i++)
+                ok[i] = i + 1 < nf ? f[i + 1] : NULL;
+            return 0;
+        }
+        if (strcmp(f[0], "error") == 0) {
+            say("%s", nf > 1 ? f[1] : "the daemon reported an error");
+            return EXIT_FAIL;
+        }
+        if (send_err == 0 && fn != NULL && fn(ctx, f, nf) != 0)
+            return EXIT_FAIL;
+    }
+}
+
+static uint64_t to_u64(const char *s)
+{
+    return s ? strtoull(s, NULL, 10) : 0;
+}
+
+/* ------------------------------------------------------------ sizes */
+
+static const char *human(uint64_t v, char *buf, size_t len)
+{
+    static const char *const unit[] = {"B", "KiB", "MiB", "GiB", "TiB",
+                                       "PiB"};
+    double d = (double)v;
+    int u = 0;
+
+    while (d >= 1024 && u < 5) {
+        d /= 1024;
+        u++;
+    }
+    if (u == 0)
+        snprintf(buf, len, "%" PRIu64 " B", v);
+    else
+        snprintf(buf, len, "%.1f %s", d, unit[u]);
+    return buf;
+}
+
+/* ------------------------------------------------------------ progress */
+
+struct progress {
+    int tty;
+    uint64_t t0;              /* when the warm was asked for */
+    uint64_t done, total;
+    int drawn;
+};
+
+static void progress_draw(struct progress *p)
+{
+    char a[32], b[32], r[32], eta[32] = "--:--";
+    uint64_t ms = mono_ms() - p->t0;
+    double rate = ms ? (double)p->done * 1000.0 / (double)ms : 0;
+    unsigned pct = p->total ? (unsigned)(p->done * 100 / p->total) : 100;
+
+    if (rate > 0 && p->total >= p->done) {
+        uint64_t s = (uint64_t)((double)(p->total - p->done) / rate);
+        snprintf(eta, sizeof eta, "%" PRIu64 ":%02" PRIu64, s / 60, s % 60);
+    }
+    /* "\033[K": erase what a longer previous line left. */
+    fprintf(stderr, "\r%s / %s  %3u%%  %s/s  ETA %s\033[K",
+            human(p->done, a, sizeof a), human(p->total, b, sizeof b), pct,
+            human((uint64_t)rate, r, sizeof r), eta);
+    fflush(stderr);
+    p->drawn = 1;
+}
+
+static int on_progress(void *ctx, char **f, int nf)
+{
+    struct progress *p = ctx;
+
+    if (nf != 3 || strcmp(f[0], "progress") != 0)
+        return 0; /* lines we do not know: newer daemon, ignore */
+    p->done = to_u64(f[1]);
+    p->total = to_u64(f[2]);
+    if (p->tty)
+        progress_draw(p);
+    return 0;
+}
+
+static int warm(struct client *cl, const char *name, unsigned parallel)
+{
+    struct progress p = {.tty = isatty(STDERR_FILENO), .t0 = mono_ms()};
+    char req[512], *ok[2];
+    char a[32];
+
+    snprintf(req, sizeof req, "warm\t%s\t%u\n", name, parallel);
+    cl->timeout_s = WARM_IDLE_S;
+    int rc = request(cl, req, on_progress, &p, ok, 2);
+    if (p.drawn)
+        fputc('\n', stderr);
+    if (rc == 0 && p.tty)
+        say("%s: %s of pinned blocks present", name,
+            human(to_u64(ok[1]), a, sizeof a));
+    return rc;
+}
+
+/* ------------------------------------------------------------ pin */
+
+/* A growing string. */
+struct sbuf {
+    char *s;
+    size_t len, cap;
+};
+
+static int sbuf_add(struct sbuf *b, const char *s)
+{
+    size_t n = strlen(s);
+
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        char *ns = realloc(b->s, cap);
+        if (ns == NULL)
+            return -1;
+        b->s = ns;
+        b->cap = cap;
+    }
+    memcpy(b->s + b->len, s, n + 1);
+    b->len += n;
+    return 0;
+}
+
+/* The ranges and qcow2 flag of all ITEMs. */
+struct pinset {
+    struct byte_range *r;
+    size_t n, cap;
+    int qcow2;
+};
+
+static int pinset_add(struct pinset *ps, const struct byte_range *r,
+                      size_t n)
+{
+    if (ps->n + n > ps->cap) {
+        size_t cap = ps->cap ? ps->cap : 64;
+        while (cap < ps->n + n)
+            cap *= 2;
+        struct byte_range *v = reallocarray(ps->r, cap, sizeof *v);
+        if (v == NULL)
+            return -1;
+        ps->r = v;
+        ps->cap = cap;
+    }
+    memcpy(ps->r + ps->n, r, n * sizeof *r);
+    ps->n += n;
+    return 0;
+}
+
+/* Profiles are read here, by the user, and sent as ranges: the daemon
+ * (maybe root) never opens a file a client names. */
+static int add_item(struct pinset *ps, const struct pin_item *it)
+{
+    struct byte_range one = {it->off, it->len}, *r;
+    size_t n;
+    char err[1024];
+
+    switch (it->kind) {
+    case PIN_QCOW2: ps->qcow2 = 1; return 0;
+    case PIN_RANGE: return pinset_add(ps, &one, 1) ? EXIT_FAIL : 0;
+    case PIN_PROFILE: break;
+    }
+    if (profile_load(it->path, &r, &n, err, sizeof err) != 0) {
+        say("%s", err);
+        return EXIT_USAGE;
+    }
+    int rc = pinset_add(ps, r, n) ? EXIT_FAIL : 0;
+    free(r);
+    return rc;
+}
+
+static int collect_items(char **args, int nargs, struct pinset *ps)
+{
+    char err[1024];
+
+    for (int i = 0; i < nargs; i++) {
+        struct pin_item *items;
+        size_t n;
+        int rc = 0;
+
+        if (pinspec_parse(args[i], &items, &n, err, sizeof err) != 0) {
+            say("%s", err);
+            return EXIT_USAGE;
+        }
+        for (size_t j = 0; j < n && rc == 0; j++)
+            rc = add_item(ps, &items[j]);
+        pinspec_free(items, n);
+        if (rc != 0)
+            return rc;
+    }
+    ranges_normalize(ps->r, &ps->n);
+    return 0;
+}
+
+/* "VERB\tTEMPLATE\tSPEC\n" with the ranges as START+LENGTH items. */
+static int build_request(const char *verb, const char *name,
+                         const struct pinset *ps, struct sbuf *b)
+{
+    char item[64];
+    int first = 1;
+
+    if (sbuf_add(b, verb) || sbuf_add(b, "\t") || sbuf_add(b, name) ||
+        sbuf_add(b, "\t"))
+        return -1;
+    if (ps->qcow2) {
+        if (sbuf_add(b, "qcow2-metadata"))
+            return -1;
+        first = 0;
+    }
+    for (size_t i = 0; i < ps->n; i++, first = 0) {
+        snprintf(item, sizeof item, "%s%" PRIu64 "+%" PRIu64,
+                 first ? "" : ",", ps->r[i].off, ps->r[i].len);
+        if (sbuf_add(b, item))
+            return -1;
+    }
+    return sbuf_add(b, "\n");
+}
+
+/* Send the pin or unpin request for the collected ITEMs. */
+static int change(struct client *cl, const struct opts *o,
+                  const struct pinset *ps)
+{
+    struct sbuf b = {0};
+    char *ok[2], a[32];
+    const char *name = o->args[0];
+    int rc = 0;
+
+    if (build_request(o->unpin ? "unpin" : "pin", name, ps, &b) != 0) {
+        say("out of memory");
+        rc = EXIT_FAIL;
+    } else if (b.len > CTL_LINE_MAX) {
+        say("%s: %zu ranges after merging are more than one request can "
+            "carry (%u bytes)", name, ps->n, CTL_LINE_MAX);
+        rc = EXIT_USAGE;
+    } else {
+        cl->timeout_s = REQUEST_TIMEOUT_S;
+        rc = request(cl, b.s, NULL, NULL, ok, 2);
+    }
+    if (rc == 0 && isatty(STDERR_FILENO))
+        say("%s: %s pinned in all", name, human(to_u64(ok[1]), a, sizeof a));
+    free(b.s);
+    return rc;
+}
+
+static int do_pin(const struct opts *o, const char *dir)
+{
+    struct pinset ps = {0};
+    struct client cl;
+
+    /* Every ITEM is checked (and profiles read) before we talk to the
+     * daemon: bad input is exit 2 whether or not the daemon runs. */
+    int rc = collect_items(o->args + 1, o->nargs - 1, &ps);
+    int have = ps.n > 0 || ps.qcow2;
+    if (rc == 0 && o->nargs > 1 && !have)
+        say("%s: nothing to %s (empty profile)", o->args[0],
+            o->unpin ? "unpin" : "pin");
+    if (rc == 0)
+        rc = client_connect(&cl, dir);
+    if (rc != 0) {
+        free(ps.r);
+        return rc;
+    }
+    if (have)
+        rc = change(&cl, o, &ps);
+    if (rc == 0 && !o->unpin && !o->no_fetch)
+        rc = warm(&cl, o->args[0], o->parallel);
+    close(cl.fd);
+    free(ps.r);
+    return rc;
+}
+
+/* ------------------------------------------------------------ list */
+
+struct row {
+    char *name;
+    uint64_t off, len, bytes, present;
+};
+
+struct table {
+    struct row *v;
+    size_t n, cap;
+};
+
+static int on_pin_row(void *ctx, char **f, int nf)
+{
+    struct table *t = ctx;
+
+    if (nf != 6 || strcmp(f[0], "pin") != 0)
+        return 0;
+    if (t->n == t->cap) {
+        size_t cap = t->cap ? t->cap * 2 : 32;
+        struct row *v = reallocarray(t->v, cap, sizeof *v);
+        if (v == NULL)
+            return -1;
+        t->v = v;
+        t->cap = cap;
+    }
+    struct row *r = &t->v[t->n];
+    r->name = strdup(f[1]);
+    if (r->name == NULL)
+        return -1;
+    r->off = to_u64(f[2]);
+    r->len = to_u64(f[3]);
+    r->bytes = to_u64(f[4]);
+    r->present = to_u64(f[5]);
+    t->n++;
+    return 0;
+}
+
+static void print_row(const struct row *r, int wname)
+{
+    char range[48], size[32], pres[32], pct[8] = "-";
+
+    snprintf(range, sizeof range, "%" PRIu64 "-%" PRIu64, r->off,
+             r->off + r->len);
+    if (r->bytes > 0)
+        snprintf(pct, sizeof pct, "%u%%",
+                 (unsigned)(r->present * 100 / r->bytes));
+    printf("%-*s  %-27s  %10s  %10s  %4s\n", wname, r->name, range,
+           human(r->bytes, size, sizeof size),
+           human(r->present, pres, sizeof pres), pct);
+}
+
+static void print_table(const struct table *t)
+{
+    int w = (int)strlen("TEMPLATE");
+
+    if (t->n == 0) {
+        printf("no pinned ranges\n");
+        return;
+    }
+    for (size_t i = 0; i < t->n; i++)
+        if ((int)strlen(t->v[i].name) > w)
+            w = (int)strlen(t->v[i].name);
+    printf("%-*s  %-27s  %10s  %10s  %4s\n", w, "TEMPLATE", "RANGE",
+           "PINNED", "PRESENT", "%");
+    for (size_t i = 0; i < t->n; i++)
+        print_row(&t->v[i], w);
+}
+
+static int do_list(const struct opts *o, const char *dir)
+{
+    struct client cl;
+    struct table t = {0};
+    char req[512];
+
+    int rc = client_connect(&cl, dir);
+    if (rc != 0)
+        return rc;
+    if (o->nargs == 1)
+        snprintf(req, sizeof req, "list\t%s\n", o->args[0]);
+    else
+        snprintf(req, sizeof req, "list\n");
+    cl.timeout_s = REQUEST_TIMEOUT_S;
+    rc = request(&cl, req, on_pin_row, &t, NULL, 0);
+    close(cl.fd);
+    if (rc == 0)
+        print_table(&t);
+    for (size_t i = 0; i < t.n; i++)
+        free(t.v[i].name);
+    free(t.v);
+    return rc;
+}
+
+/* ------------------------------------------------------------ record */
+
+static int on_range(void *ctx, char **f, int nf)
+{
+    struct pinset *ps = ctx;
+    struct byte_range r;
+
+    if (nf != 3 || strcmp(f[0], "range") != 0)
+        return 0;
+    r.off = to_u64(f[1]);
+    r.len = to_u64(f[2]);
+    return pinset_add(ps, &r, 1);
+}
+
+/* Write the profile to tmp (already open as fd), then rename it over
+ * path: a reader never sees half a profile. */
+static int write_profile(int fd, const char *tmp, const char *path,
+                         const struct pinset *ps)
+{
+    FILE *f = fdopen(fd, "w");
+    int rc = f ? profile_write(f, ps->r, ps->n) : -errno;
+
+    if (f != NULL) {
+        if (rc == 0 && (fflush(f) != 0 || fsync(fileno(f)) != 0))
+            rc = -errno;
+        if (fclose(f) != 0 && rc == 0)
+            rc = -errno;
+    } else {
+        close(fd);
+    }
+    if (rc == 0 && rename(tmp, path) != 0)
+        rc = -errno;
+    if (rc != 0) {
+        say("cannot write %s: %s", path, strerror(-rc));
+        unlink(tmp);
+        return EXIT_FAIL;
+    }
+    return 0;
+}
+
+static int record_to(struct client *cl, const struct opts *o, int fd,
+                     const char *tmp)
+{
+    struct pinset ps = {0};
+    char req[512], a[32];
+    uint64_t sum = 0;
+
+    snprintf(req, sizeof req, "record\t%s\t%u\n", o->args[0], o->record);
+    cl->timeout_s = (int)o->record + RECORD_SLACK_S;
+    if (isatty(STDERR_FILENO))
+        say("%s: recording reads for %u s", o->args[0], o->record);
+    int rc = request(cl, req, on_range, &ps, NULL, 0);
+    if (rc != 0) {
+        close(fd);
+        unlink(tmp);
+        free(ps.r);
+        return rc;
+    }
+    if (ps.n == 0)
+        say("warning: no reads of %s were seen; the profile is empty",
+            o->args[0]);
+    rc = write_profile(fd, tmp, o->output, &ps);
+    for (size_t i = 0; i < ps.n; i++)
+        sum += ps.r[i].len;
+    if (rc == 0 && isatty(STDERR_FILENO))
+        say("%s: %zu ranges, %s, written to %s", o->args[0], ps.n,
+            human(sum, a, sizeof a), o->output);
+    free(ps.r);
+    return rc;
+}
+
+static int do_record(const struct opts *o, const char *dir)
+{
+    struct client cl;
+    char *tmp;
+
+    if (asprintf(&tmp, "%s.tmp", o->output) < 0)
+        return EXIT_FAIL;
+    /* Opened first: a bad output path fails before the recording, not
+     * after the user booted a VM for it. */
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        say("cannot create %s: %s", tmp, strerror(errno));
+        free(tmp);
+        return EXIT_FAIL;
+    }
+    int rc = client_connect(&cl, dir);
+    if (rc == 0) {
+        rc = record_to(&cl, o, fd, tmp);
+        close(cl.fd);
+    } else {
+        close(fd);
+        unlink(tmp);
+    }
+    free(tmp);
+    return rc;
+}
+
+/* ------------------------------------------------------------ main */
+
+int main(int argc, char **argv)
+{
+    struct opts o = {0};
+    char *dir = NULL;
+
+    int rc = parse_args(argc, argv, &o);
+    if (rc != 0)
+        return rc;
+    if (o.help || o.version) {
+        if (o.help)
+            help();
+        else
+            printf("imgcache-pin %s\n", PACKAGE_VERSION);
+        return 0;
+    }
+    rc = cache_dir_of(&o, &dir);
+    if (rc != 0)
+        return rc;
+    if (o.list)
+        rc = do_list(&o, dir);
+    else if (o.record)
+        rc = do_record(&o, dir);
+    else
+        rc = do_pin(&o, dir);
+    free(dir);
+    return rc;
+}
