@@ -229,12 +229,46 @@ static void counters_load(struct tmpl *t, struct index *ix)
 /* Queue a save of the counters if they moved since the last one. */
 static void counters_save(struct tmpl *t)
 {
+    /* Evictions are recorded as one event per interval, not per batch:
+     * under a tight quota batches come by the thousand per second. */
+    uint64_t nb = __atomic_exchange_n(&t->ev_evict_blocks, 0, __ATOMIC_RELAXED);
+    uint64_t by = __atomic_exchange_n(&t->ev_evict_bytes, 0, __ATOMIC_RELAXED);
+    if (nb)
+        writer_event(t->c->w, t->tid, "evict", nb, by, NULL);
     struct index_counters c;
     stats_to_counters(t, &c);
     if (memcmp(&c, &t->saved, sizeof c) == 0)
         return;
     t->saved = c;
     writer_counters(t->c->w, t->tid, &c);
+}
+
+/* A data file can hold blocks the index does not claim: the index was lost
+ * or rebuilt, or a fill's row never committed before a crash.  Nothing
+ * serves them, but they would count against the quota: free them. */
+static void punch_unclaimed(struct gen *g)
+{
+    uint64_t punched = 0;
+    off_t off = 0;
+    while ((uint64_t)off < g->info.size) {
+        off_t d = lseek(g->fd, off, SEEK_DATA);
+        off_t e = d < 0 ? d : lseek(g->fd, d, SEEK_HOLE);
+        if (e < 0)
+            break; /* ENXIO: no data after off */
+        for (uint64_t b = (uint64_t)d / g->bs;
+             b < g->bm.nblocks && block_start(b, g->bs) < (uint64_t)e; b++) {
+            const struct blk *k = &g->bm.v[b];
+            if (k->state == BLK_PRESENT && !(k->flags & BLK_ZERO))
+                continue;
+            uint32_t len = block_len(b, g->info.size, g->bs);
+            if (store_punch(g->fd, block_start(b, g->bs), len) == 0)
+                punched += len;
+        }
+        off = e;
+    }
+    if (punched)
+        log_info("template %s: freed %llu bytes of blocks the index does "
+                 "not list", g->t->name, (unsigned long long)punched);
 }
 
 static int tmpl_load(struct tmpl *t, struct index *ix)
@@ -249,6 +283,7 @@ static int tmpl_load(struct tmpl *t, struct index *ix)
                  "empty", t->name);
     log_debug("template %s: generation %llu, %llu cached blocks", t->name,
               (unsigned long long)g->number, (unsigned long long)lc.loaded);
+    punch_unclaimed(g);
     counters_load(t, ix);
     pin_load(t, ix);
     return 0;
@@ -262,6 +297,14 @@ static int tmpl_net(struct tmpl *t, const struct conf_source *src,
     t->net = src->net;
     t->net.mirrors = NULL;
     t->net.nmirrors = 0;
+    /* Our own copies: the config they come from is freed after reloads. */
+    t->net.proxy = src->net.proxy ? strdup(src->net.proxy) : NULL;
+    t->net.ca_file = src->net.ca_file ? strdup(src->net.ca_file) : NULL;
+    t->net.netrc = src->net.netrc ? strdup(src->net.netrc) : NULL;
+    if ((src->net.proxy && !t->net.proxy) ||
+        (src->net.ca_file && !t->net.ca_file) ||
+        (src->net.netrc && !t->net.netrc))
+        return -ENOMEM;
     if (src->net.nmirrors == 0)
         return 0;
     t->net.mirrors = calloc(src->net.nmirrors, sizeof *t->net.mirrors);
@@ -283,6 +326,9 @@ static void tmpl_net_free(struct tmpl *t)
     for (size_t i = 0; i < t->net.nmirrors; i++)
         free(t->net.mirrors[i]);
     free(t->net.mirrors);
+    free(t->net.proxy);
+    free(t->net.ca_file);
+    free(t->net.netrc);
 }
 
 static struct tmpl *tmpl_new(struct cache *c, const struct conf_source *src,
@@ -298,18 +344,20 @@ static struct tmpl *tmpl_new(struct cache *c, const struct conf_source *src,
         return NULL;
     }
     t->c = c;
-    t->src = src;
+    t->pin_spec = src->pin ? strdup(src->pin) : NULL;
     t->name = strdup(name);
     t->location = strdup(location);
     t->quota = src->quota;
     t->bs = src->block_size;
     t->timeout_ms = src->net.origin_timeout_ms;
     t->origin = origin_new(location, &t->net, err, sizeof err);
-    if (t->name == NULL || t->location == NULL || t->origin == NULL) {
+    if (t->name == NULL || t->location == NULL || t->origin == NULL ||
+        (src->pin && !t->pin_spec)) {
         if (t->origin == NULL)
             log_err("template %s: %s", name, err);
         origin_free(t->origin);
         tmpl_net_free(t);
+        free(t->pin_spec);
         free(t->name);
         free(t->location);
         free(t);
@@ -331,6 +379,7 @@ static void tmpl_free(struct tmpl *t)
     tmpl_net_free(t);
     free(t->pins);
     free(t->rec);
+    free(t->pin_spec);
     pthread_mutex_destroy(&t->lock);
     pthread_mutex_destroy(&t->rec_lock);
     free(t->name);
@@ -382,7 +431,14 @@ static void tmpl_update(struct tmpl *t, const struct conf_source *src,
                  "the next restart", t->name);
     if (__atomic_load_n(&t->removed, __ATOMIC_RELAXED))
         log_info("template %s: back in the configuration", t->name);
-    t->src = src;
+    char *pin = src->pin ? strdup(src->pin) : NULL;
+    if (src->pin && !pin)
+        log_err("template %s: out of memory; keeping its old pin list",
+                t->name);
+    else {
+        free(t->pin_spec);
+        t->pin_spec = pin;
+    }
     __atomic_store_n(&t->quota, src->quota, __ATOMIC_RELAXED);
     t->timeout_ms = src->net.origin_timeout_ms;
     __atomic_store_n(&t->removed, 0, __ATOMIC_RELAXED);
@@ -665,17 +721,25 @@ static int dir_safe(const char *dir)
     return 0;
 }
 
+/* Check cache_dir before creating anything inside it: data/ made through
+ * a planted symlink would already be in another user's hands. */
 static int cache_dir_check(const char *dir)
 {
     char data[PATH_MAX];
-    int r = store_init(dir);
+    if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+        log_err("cannot create cache directory %s: %s", dir, strerror(errno));
+        return -errno;
+    }
+    int r = dir_safe(dir);
+    if (r < 0)
+        return r;
+    r = store_init(dir);
     if (r < 0) {
-        log_err("cannot create cache directory %s: %s", dir, strerror(-r));
+        log_err("cannot create %s/data: %s", dir, strerror(-r));
         return r;
     }
     snprintf(data, sizeof data, "%s/data", dir);
-    r = dir_safe(dir);
-    return r < 0 ? r : dir_safe(data);
+    return dir_safe(data);
 }
 
 int cache_open(struct conf *conf, struct cache **out)
@@ -685,6 +749,7 @@ int cache_open(struct conf *conf, struct cache **out)
     if (c == NULL)
         return -ENOMEM;
     c->conf = conf;
+    c->first_conf = conf;
     pthread_mutex_init(&c->cfg_lock, NULL);
     pthread_mutex_init(&c->pend_lock, NULL);
     r = cache_dir_check(conf->cache_dir);
@@ -793,9 +858,11 @@ void cache_close(struct cache *c)
     for (size_t i = 0; i < c->old_arrays_n; i++)
         free(c->old_arrays[i]);
     /* The first config belongs to the caller; reloaded ones are ours. */
-    for (size_t i = 1; i < c->old_confs_n; i++)
-        conf_free(c->old_confs[i]);
-    if (c->old_confs_n > 0)
+    for (size_t i = 0; i < c->old_confs_n; i++)
+        if (c->old_confs[i].conf != c->first_conf)
+            conf_free(c->old_confs[i].conf);
+    free(c->old_confs);
+    if (c->conf != c->first_conf)
         conf_free(c->conf);
     if (c->ix)
         index_close(c->ix);
@@ -935,6 +1002,37 @@ static void mark_removed(struct cache *c)
 
 static int reload_locked(struct cache *c, const char *path);
 
+/* Threads read c->conf without a reference (a few scalars, at once): a
+ * replaced config is freed only after a grace period far longer than any
+ * such use.  Templates hold copies of what they need from it. */
+#define CONF_GRACE_MS (10 * 60 * 1000)
+
+static void retire_conf(struct cache *c, struct conf *old)
+{
+    uint64_t now = mono_ms();
+    size_t k = 0;
+    for (size_t i = 0; i < c->old_confs_n; i++) {
+        struct old_conf *o = &c->old_confs[i];
+        if (o->conf != c->first_conf && now - o->retired_ms > CONF_GRACE_MS)
+            conf_free(o->conf);
+        else
+            c->old_confs[k++] = *o;
+    }
+    c->old_confs_n = k;
+    struct old_conf *v = c->old_confs;
+    if (k == c->old_confs_cap) {
+        size_t cap = k ? 2 * k : 8;
+        v = realloc(c->old_confs, cap * sizeof *v);
+        if (v == NULL) {
+            log_warn("reload: out of memory; the old configuration leaks");
+            return;
+        }
+        c->old_confs = v;
+        c->old_confs_cap = cap;
+    }
+    v[c->old_confs_n++] = (struct old_conf){old, now};
+}
+
 int cache_reload(struct cache *c, const char *path)
 {
     pthread_mutex_lock(&c->cfg_lock);
@@ -955,8 +1053,7 @@ static int reload_locked(struct cache *c, const char *path)
     }
     if (strcmp(nc->cache_dir, c->conf->cache_dir) != 0)
         log_warn("reload: cache_dir changes take effect at the next restart");
-    if (c->old_confs_n == CACHE_OLD_CONFS ||
-        index_open(c->conf->cache_dir, &ix) < 0) {
+    if (index_open(c->conf->cache_dir, &ix) < 0) {
         log_err("reload: cannot apply %s now; keeping the running "
                 "configuration", path);
         conf_free(nc);
@@ -969,8 +1066,7 @@ static int reload_locked(struct cache *c, const char *path)
     int r = add_sources(c, ix, nc);
     index_close(ix);
     mark_removed(c);
-    /* Templates keep pointers into the old config: keep it until exit. */
-    c->old_confs[c->old_confs_n++] = c->conf;
+    retire_conf(c, c->conf);
     __atomic_store_n(&c->conf, nc, __ATOMIC_RELEASE);
     struct tmpl **v;
     size_t n = cache_snapshot(c, &v);

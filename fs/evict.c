@@ -22,6 +22,8 @@
 struct victim {
     uint64_t blk;
     uint32_t atime;
+    uint8_t flags;  /* saved by evict_mark to put the block back */
+    uint64_t csum;
 };
 
 /* Max-heap on atime of the k oldest candidates seen so far. */
@@ -51,7 +53,7 @@ static void heap_offer(struct heap *h, uint64_t blk, uint32_t atime)
 {
     if (h->n < h->k) {
         size_t i = h->n++;
-        h->v[i] = (struct victim){blk, atime};
+        h->v[i] = (struct victim){.blk = blk, .atime = atime};
         while (i > 0 && h->v[(i - 1) / 2].atime < h->v[i].atime) {
             struct victim t = h->v[i];
             h->v[i] = h->v[(i - 1) / 2];
@@ -62,7 +64,7 @@ static void heap_offer(struct heap *h, uint64_t blk, uint32_t atime)
     }
     if (atime >= h->v[0].atime)
         return;
-    h->v[0] = (struct victim){blk, atime};
+    h->v[0] = (struct victim){.blk = blk, .atime = atime};
     heap_sift_down(h, 0);
 }
 
@@ -79,8 +81,10 @@ static void collect(struct gen *g, struct heap *h)
             heap_offer(h, i, g->bm.v[i].atime);
 }
 
-/* Evict one block if it is still the block we chose; returns its bytes. */
-static uint64_t evict_one(struct gen *g, const struct victim *v)
+/* Take a chosen block out of service if it is still the block we chose:
+ * missing in the table, FILLING so no fill races the punch.  Its bytes, or
+ * 0 when it was used again since (then v->blk is set to UINT64_MAX). */
+static uint32_t evict_mark(struct gen *g, struct victim *v)
 {
     uint32_t len = block_len(v->blk, g->info.size, g->bs);
     struct blk *b = &g->bm.v[v->blk];
@@ -88,27 +92,48 @@ static uint64_t evict_one(struct gen *g, const struct victim *v)
     pthread_mutex_lock(&g->lock);
     if (!evictable(b) || b->atime != v->atime) {
         pthread_mutex_unlock(&g->lock);
-        return 0; /* used again since we chose it: keep it */
+        v->blk = UINT64_MAX;
+        return 0;
     }
     blockmap_set_missing(&g->bm, v->blk, len);
     b->state = BLK_FILLING; /* ours until the hole is punched */
+    v->csum = b->csum;
+    v->flags = b->flags;
     pthread_mutex_unlock(&g->lock);
+    return len;
+}
 
-    pthread_rwlock_wrlock(&g->evict_rw);
-    int r = store_punch(g->fd, block_start(v->blk, g->bs), len);
-    pthread_rwlock_unlock(&g->evict_rw);
-    struct index_rec rec = {.op = INDEX_DEL, .tid = g->t->tid,
-                            .gen = g->number, .blk = v->blk};
-    writer_add(g->t->c->w, &rec, -1);
-
+/* Punch the marked blocks (or, when their removal could not be made
+ * durable, put them back: the index still claims them) and release them. */
+static void evict_finish(struct gen *g, struct victim *v, size_t n, int keep)
+{
+    if (!keep) {
+        pthread_rwlock_wrlock(&g->evict_rw);
+        for (size_t i = 0; i < n; i++) {
+            if (v[i].blk == UINT64_MAX)
+                continue;
+            uint32_t len = block_len(v[i].blk, g->info.size, g->bs);
+            int r = store_punch(g->fd, block_start(v[i].blk, g->bs), len);
+            if (r < 0)
+                log_warn("template %s: cannot punch block %llu: %s",
+                         g->t->name, (unsigned long long)v[i].blk,
+                         strerror(-r));
+        }
+        pthread_rwlock_unlock(&g->evict_rw);
+    }
     pthread_mutex_lock(&g->lock);
-    b->state = BLK_MISSING;
+    for (size_t i = 0; i < n; i++) {
+        if (v[i].blk == UINT64_MAX)
+            continue;
+        uint32_t len = block_len(v[i].blk, g->info.size, g->bs);
+        if (keep)
+            blockmap_set_present(&g->bm, v[i].blk, v[i].csum, v[i].flags,
+                                 len);
+        else
+            g->bm.v[v[i].blk].state = BLK_MISSING;
+    }
     pthread_cond_broadcast(&g->filled);
     pthread_mutex_unlock(&g->lock);
-    if (r < 0)
-        log_warn("template %s: cannot punch block %llu: %s", g->t->name,
-                 (unsigned long long)v->blk, strerror(-r));
-    return len;
 }
 
 static int victim_cmp(const void *a, const void *b)
@@ -117,10 +142,39 @@ static int victim_cmp(const void *a, const void *b)
     return x->atime < y->atime ? -1 : x->atime > y->atime;
 }
 
+/* Order matters for power cuts: the removals are committed durably before
+ * any hole is punched, so the index never claims a punched block. */
+static uint64_t evict_victims(struct gen *g, struct victim *v, size_t n,
+                              uint64_t bytes, uint64_t *nblk)
+{
+    uint64_t freed = 0;
+    size_t used = 0;
+    for (; used < n && freed < bytes; used++) {
+        uint32_t len = evict_mark(g, &v[used]);
+        if (len == 0)
+            continue;
+        freed += len;
+        (*nblk)++;
+        struct index_rec rec = {.op = INDEX_DEL, .tid = g->t->tid,
+                                .gen = g->number, .blk = v[used].blk};
+        writer_add(g->t->c->w, &rec, -1);
+    }
+    if (*nblk == 0)
+        return 0;
+    int keep = writer_flush(g->t->c->w) < 0;
+    if (keep)
+        log_warn("template %s: could not record %llu evictions; keeping "
+                 "those blocks", g->t->name, (unsigned long long)*nblk);
+    evict_finish(g, v, used, keep);
+    if (keep)
+        *nblk = 0;
+    return keep ? 0 : freed;
+}
+
 uint64_t evict_from_gen(struct gen *g, uint64_t bytes)
 {
     struct heap h = {.k = bytes / g->bs + 1};
-    uint64_t freed = 0, nblk = 0;
+    uint64_t freed, nblk = 0;
 
     if (h.k > g->bm.nblocks)
         h.k = g->bm.nblocks ? g->bm.nblocks : 1;
@@ -131,16 +185,13 @@ uint64_t evict_from_gen(struct gen *g, uint64_t bytes)
     collect(g, &h);
     pthread_mutex_unlock(&g->lock);
     qsort(h.v, h.n, sizeof *h.v, victim_cmp);
-    for (size_t i = 0; i < h.n && freed < bytes; i++) {
-        uint64_t n = evict_one(g, &h.v[i]);
-        freed += n;
-        nblk += n != 0;
-    }
+    freed = evict_victims(g, h.v, h.n, bytes, &nblk);
     free(h.v);
     if (nblk) {
         __atomic_add_fetch(&g->t->st.evictions, nblk, __ATOMIC_RELAXED);
         __atomic_add_fetch(&g->t->st.evicted_bytes, freed, __ATOMIC_RELAXED);
-        writer_event(g->t->c->w, g->t->tid, "evict", nblk, freed, NULL);
+        __atomic_add_fetch(&g->t->ev_evict_blocks, nblk, __ATOMIC_RELAXED);
+        __atomic_add_fetch(&g->t->ev_evict_bytes, freed, __ATOMIC_RELAXED);
     }
     return freed;
 }
@@ -231,11 +282,16 @@ static int room_in_quota(struct gen *g, uint64_t need)
     uint64_t quota = g->t->quota;
     if (quota == 0)
         return 0;
-    uint64_t used = gen_used(g);
-    if (used + need <= quota)
-        return 0;
-    uint64_t want = used + need - quota + quota / EVICT_SLACK_DIV;
-    evict_from_gen(g, want);
+    /* Concurrent fills may take the room we free, and victims used again
+     * since they were chosen are kept: try again while eviction helps. */
+    for (int tries = 0; tries < 4; tries++) {
+        uint64_t used = gen_used(g);
+        if (used + need <= quota)
+            return 0;
+        uint64_t want = used + need - quota + quota / EVICT_SLACK_DIV;
+        if (evict_from_gen(g, want) == 0)
+            break;
+    }
     return gen_used(g) + need <= quota ? 0 : -ENOSPC;
 }
 

@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
 #include <grp.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <pwd.h>
@@ -186,8 +187,13 @@ struct reloader {
 static void *reload_main(void *arg)
 {
     struct reloader *r = arg;
-    char b;
-    while (read(hup_pipe[0], &b, 1) == 1 && b != 0) {
+    char b[64];
+    ssize_t n;
+    /* Signals that queued up during a reload need one more reload, not one
+     * each; a 0 byte (stop) among them ends at once. */
+    while ((n = read(hup_pipe[0], b, sizeof b)) > 0) {
+        if (memchr(b, 0, (size_t)n) != NULL)
+            break;
         log_info("SIGHUP: reloading %s", r->config);
         cache_reload(r->c, r->config);
     }
@@ -246,7 +252,11 @@ static int run_session(struct fuse_args *args, struct ic_fs *fs,
         log_warn("no control socket: imgcache-pin will not work");
     daemon_ready(report_fd, 0);
     struct fuse_loop_config *lc = fuse_loop_cfg_create();
+    /* Threads blocked on a hung origin must not starve the other
+     * templates, hence many; but each costs about a megabyte of buffers,
+     * so those beyond a few idle ones exit after a burst. */
     fuse_loop_cfg_set_max_threads(lc, 64);
+    fuse_loop_cfg_set_idle_threads(lc, 8);
     /* A positive result is the signal (SIGTERM/SIGINT) that ended the
      * loop: a requested, clean shutdown. */
     int lr = fuse_session_loop_mt(se, lc);
@@ -279,6 +289,13 @@ static int start(struct opts *o, struct conf *conf, struct fuse_args *args)
         fprintf(stderr, "imgcache: cannot fork: %s\n", strerror(errno));
         return 1;
     }
+    /* Everything we create is private: index.db holds origin URLs, which
+     * may carry credentials.  Set before any thread exists. */
+    umask(077);
+    /* Read replies are up to a megabyte each, from 64 threads: a fixed
+     * threshold keeps them in mmap, given back at free, instead of letting
+     * glibc raise it and keep one arena of them per thread. */
+    mallopt(M_MMAP_THRESHOLD, 128 * 1024);
     if (cache_open(conf, &fs.c) < 0) {
         daemon_ready(report_fd, 1);
         return 1;

@@ -303,9 +303,9 @@ void pin_config(struct tmpl *t)
     struct byte_range *r;
     size_t n;
     char err[512];
-    if (t->src->pin == NULL)
+    if (t->pin_spec == NULL)
         return;
-    if (pin_resolve(t, t->src->pin, &r, &n, err, sizeof err) < 0 ||
+    if (pin_resolve(t, t->pin_spec, &r, &n, err, sizeof err) < 0 ||
         pin_change(t, r, n, 0, err, sizeof err) < 0) {
         log_err("%s: [%s] pin: %s", t->c->conf->path, t->name, err);
         if (n == 0)

@@ -109,6 +109,10 @@ void store_unlink_others(const char *cache_dir, const char *name,
 
 int store_punch(int fd, uint64_t off, uint64_t len)
 {
+    /* A short last block ends inside a filesystem block, which a punch up
+     * to EOF only zeroes: punch past EOF (blocks are 4K-aligned) to free
+     * it. */
+    len = (len + 4095) & ~(uint64_t)4095;
     if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
                   (off_t)len) < 0)
         return -errno;

@@ -55,6 +55,7 @@ struct writer {
     uint64_t committed_seq; /* jobs processed so far */
     int stop;
     int flush_now;
+    uint64_t failures; /* record commits that failed so far */
 };
 
 static int batch_grow(struct batch *b)
@@ -213,15 +214,25 @@ static size_t commit_recs(struct writer *w, struct batch *b, size_t from,
                           struct index_rec *buf)
 {
     size_t n = 0, i = from;
+    int dels = 0;
     for (; i < b->njobs && b->jobs[i].kind == J_REC; i++) {
         struct job *j = &b->jobs[i];
         if (j->rec.op == INDEX_ADD && b->files[j->file].bad)
             continue;
+        dels |= j->rec.op == INDEX_DEL;
         buf[n++] = j->rec;
     }
-    if (n && index_apply(w->ix, buf, n) < 0)
+    if (n == 0)
+        return i;
+    int r = dels ? index_apply_durable(w->ix, buf, n)
+                 : index_apply(w->ix, buf, n);
+    if (r < 0) {
         log_err("index writer: commit of %zu records failed; those blocks "
                 "will be refetched after a restart", n);
+        pthread_mutex_lock(&w->lock);
+        w->failures++;
+        pthread_mutex_unlock(&w->lock);
+    }
     return i;
 }
 
@@ -313,15 +324,17 @@ int writer_start(struct index *ix, struct writer **out)
     return 0;
 }
 
-void writer_flush(struct writer *w)
+int writer_flush(struct writer *w)
 {
     pthread_mutex_lock(&w->lock);
-    uint64_t want = w->queued_seq;
+    uint64_t want = w->queued_seq, failed = w->failures;
     w->flush_now = 1;
     pthread_cond_signal(&w->wake);
     while (w->committed_seq < want)
         pthread_cond_wait(&w->done, &w->lock);
+    int ret = w->failures != failed ? -EIO : 0;
     pthread_mutex_unlock(&w->lock);
+    return ret;
 }
 
 void writer_stop(struct writer *w)

@@ -66,7 +66,7 @@ struct tmpl {
     struct cache *c;
     char *name;
     char *location;          /* origin path or URL (may hold secrets) */
-    const struct conf_source *src;
+    char *pin_spec;          /* the config's "pin =" value (cfg_lock) */
     struct conf_net net;     /* src's settings, mirrors resolved for us */
     struct origin *origin;
     int64_t tid;             /* index row id */
@@ -94,6 +94,7 @@ struct tmpl {
     uint64_t epoch;          /* config load that last named it */
     struct tmpl_stats st;
     struct index_counters saved; /* figures last queued for the index */
+    uint64_t ev_evict_blocks, ev_evict_bytes; /* not yet in an event (atomic) */
 };
 
 /* Something a config load could not resolve yet: a template whose origin
@@ -104,7 +105,12 @@ struct pending {
 };
 
 #define CACHE_OLD_ARRAYS 1024
-#define CACHE_OLD_CONFS 1024
+
+/* A config replaced by a reload, freed after a grace period. */
+struct old_conf {
+    struct conf *conf;
+    uint64_t retired_ms;
+};
 
 struct cache {
     struct conf *conf;       /* current config (replaced on reload) */
@@ -115,8 +121,9 @@ struct cache {
     uint64_t epoch;          /* config loads so far */
     struct tmpl **old_arrays[CACHE_OLD_ARRAYS]; /* freed at exit */
     size_t old_arrays_n;
-    struct conf *old_confs[CACHE_OLD_CONFS];    /* freed at exit */
-    size_t old_confs_n;
+    struct conf *first_conf;     /* the caller's: never freed by us */
+    struct old_conf *old_confs;  /* replaced configs (cfg_lock) */
+    size_t old_confs_n, old_confs_cap;
     uint64_t clock;          /* access counter for LRU (atomic) */
     pthread_t hk;            /* housekeeping thread */
     pthread_mutex_t hk_lock; /* protects hk_stop */

@@ -32,7 +32,9 @@ void writer_counters(struct writer *w, int64_t tid,
 /* Queue replacing a template's pinned ranges.  0 or -ENOMEM. */
 int writer_pins(struct writer *w, int64_t tid, const struct byte_range *r,
                 size_t n);
-/* Block until everything queued before the call is committed. */
-void writer_flush(struct writer *w);
+/* Block until everything queued before the call is committed.  -EIO when a
+ * commit of block records failed meanwhile (the caller's among them,
+ * perhaps), else 0.  Removals (INDEX_DEL) are synced to disk at commit. */
+int writer_flush(struct writer *w);
 
 #endif
