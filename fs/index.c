@@ -113,6 +113,7 @@ static const char schema_sql[] =
 struct index {
     sqlite3 *db;
     sqlite3_stmt *st[ST_COUNT];
+    int wal; /* journal_mode=WAL (then synchronous is NORMAL by default) */
     char *moved_aside; /* path of the file index_open() moved aside */
 };
 
@@ -312,6 +313,7 @@ static int set_journal(struct index *ix)
     if (rc != SQLITE_OK)
         return db_fail(ix, "journal_mode=WAL");
     int wal = strcmp(mode, "wal") == 0;
+    ix->wal = wal;
     if (!wal)
         log_warn("index: WAL unavailable (journal mode %s); using "
                  "synchronous=FULL", mode);
@@ -364,15 +366,34 @@ static int open_errno(struct index *ix, const char *path)
     return e > 0 ? -e : -EIO;
 }
 
+/* SQLITE_OPEN_NOFOLLOW covers index.db only; SQLite would follow a
+ * symlink planted as its -wal or -shm and write through it. */
+static int side_files_plain(const char *path, char *why, size_t whylen)
+{
+    static const char *const side[] = {"-wal", "-shm"};
+    char p[PATH_MAX];
+    struct stat sb;
+    for (size_t i = 0; i < 2; i++) {
+        snprintf(p, sizeof p, "%s%s", path, side[i]);
+        if (lstat(p, &sb) == 0 && !S_ISREG(sb.st_mode)) {
+            snprintf(why, whylen, "%s is not a regular file", p);
+            return -ELOOP;
+        }
+    }
+    return 0;
+}
+
 /* Open read-write and validate.  0, -errno, or IX_UNUSABLE with why set. */
 static int open_rw(struct index *ix, const char *path, char *why,
                    size_t whylen)
 {
     struct stat sb;
     int existed = lstat(path, &sb) == 0;
+    if (side_files_plain(path, why, whylen) < 0)
+        return IX_UNUSABLE;
     int rc = sqlite3_open_v2(path, &ix->db,
                              SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-                                 SQLITE_OPEN_FULLMUTEX,
+                                 SQLITE_OPEN_FULLMUTEX | SQLITE_OPEN_NOFOLLOW,
                              NULL);
 
     if (rc != SQLITE_OK) {
@@ -510,13 +531,19 @@ int index_open_ro(const char *cache_dir, struct index **out)
      * SQLITE_CANTOPEN; the tools want to tell "no cache yet" apart. */
     if (stat(path, &sb) < 0)
         return -errno;
+    if (side_files_plain(path, why, sizeof why) < 0) {
+        log_err("index: %s", why);
+        return -ELOOP;
+    }
     struct index *ix = calloc(1, sizeof *ix);
     if (ix == NULL)
         return -ENOMEM;
     /* No journal_mode pragma: it would need a write.  A WAL database is
      * read as WAL regardless. */
     rc = sqlite3_open_v2(path, &ix->db,
-                         SQLITE_OPEN_READONLY | SQLITE_OPEN_FULLMUTEX, NULL);
+                         SQLITE_OPEN_READONLY | SQLITE_OPEN_FULLMUTEX |
+                             SQLITE_OPEN_NOFOLLOW,
+                         NULL);
     if (rc != SQLITE_OK) {
         rc = open_errno(ix, path);
         index_close(ix);
@@ -727,6 +754,25 @@ int index_apply(struct index *ix, const struct index_rec *recs, size_t n)
         ret = step_done(ix, ST_COMMIT, "apply commit");
     if (ret < 0)
         rollback(ix);
+    return ret;
+}
+
+/* A removal must reach the disk before the hole is punched: were it lost
+ * in a power cut (synchronous=NORMAL does not sync the WAL at commit), the
+ * index would claim a block whose bytes are gone.  FULL for this one
+ * transaction syncs the WAL at its commit. */
+int index_apply_durable(struct index *ix, const struct index_rec *recs,
+                        size_t n)
+{
+    if (!ix->wal)
+        return index_apply(ix, recs, n); /* FULL already */
+    if (sqlite3_exec(ix->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL) !=
+        SQLITE_OK)
+        return db_fail(ix, "synchronous=FULL");
+    int ret = index_apply(ix, recs, n);
+    if (sqlite3_exec(ix->db, "PRAGMA synchronous=NORMAL", NULL, NULL,
+                     NULL) != SQLITE_OK)
+        db_fail(ix, "synchronous=NORMAL");
     return ret;
 }
 
@@ -1302,8 +1348,14 @@ int index_report_advance(const char *cache_dir, int64_t id, int64_t now,
      * stat first to tell the caller ENOENT. */
     if (stat(path, &sb) < 0)
         return -errno;
+    char why[PATH_MAX + 64];
+    if (side_files_plain(path, why, sizeof why) < 0) {
+        log_err("index: %s", why);
+        return -ELOOP;
+    }
     if (sqlite3_open_v2(path, &ix.db,
-                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX |
+                            SQLITE_OPEN_NOFOLLOW,
                         NULL) != SQLITE_OK) {
         rc = open_errno(&ix, path);
         close_db(&ix);
@@ -1316,6 +1368,36 @@ int index_report_advance(const char *cache_dir, int64_t id, int64_t now,
         if (!sqlite3_get_autocommit(ix.db))
             sqlite3_exec(ix.db, "ROLLBACK", NULL, NULL, NULL);
     }
+    close_db(&ix);
+    return rc;
+}
+
+/* ------------------------------------------------------------ scrub */
+
+int index_is_empty(const char *cache_dir)
+{
+    char path[PATH_MAX], res[32];
+    struct stat sb;
+    struct index ix = {0};
+    int rc = index_path(path, sizeof path, cache_dir);
+
+    if (rc < 0)
+        return rc;
+    if (stat(path, &sb) < 0)
+        return -errno;
+    if (sb.st_size == 0)
+        return 1;
+    rc = sqlite3_open_v2(path, &ix.db,
+                         SQLITE_OPEN_READONLY | SQLITE_OPEN_FULLMUTEX |
+                             SQLITE_OPEN_NOFOLLOW,
+                         NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_busy_timeout(ix.db, INDEX_BUSY_MS);
+        rc = query_text(ix.db, "SELECT count(*) FROM sqlite_master", res,
+                        sizeof res);
+    }
+    /* Not logged: the caller's index_open_ro() says what is wrong. */
+    rc = rc == SQLITE_OK ? strcmp(res, "0") == 0 : -EIO;
     close_db(&ix);
     return rc;
 }

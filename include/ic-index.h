@@ -93,6 +93,10 @@ int index_blocks_load(struct index *ix, int64_t tid, uint64_t gen,
 /* Apply add/delete records in one transaction (all or nothing).
  * ADD replaces an existing row.  0 or -EIO. */
 int index_apply(struct index *ix, const struct index_rec *recs, size_t n);
+/* The same, with the commit synced to disk before it returns (for removals
+ * that precede a hole punch). */
+int index_apply_durable(struct index *ix, const struct index_rec *recs,
+                        size_t n);
 
 /* Append an event row (kind: "fill", "evict", "error", "generation"). */
 int index_event(struct index *ix, int64_t tid, const char *kind,
@@ -170,5 +174,13 @@ int index_report_cursor(struct index *ix, int64_t *id, int64_t *ts);
  * -ENOENT when there is no index. */
 int index_report_advance(const char *cache_dir, int64_t id, int64_t now,
                          int64_t prune_before);
+
+/* ------------------------------------------------------------ scrub */
+
+/* Whether cache_dir/index.db holds no tables: an empty file, or a
+ * database whose schema never reached the disk (a power cut right after it
+ * was created).  The daemon creates the schema in it at its next start.
+ * 1 empty, 0 not, -ENOENT missing, -EIO unreadable (not logged). */
+int index_is_empty(const char *cache_dir);
 
 #endif
