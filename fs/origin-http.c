@@ -32,6 +32,9 @@
  * Secrets: URLs may carry user:password@ and ?token=; only masked URLs
  * (origin_mask_url) are logged, and header values are never logged.
  *
+ * What a response must look like is decided in http-check.c (pure, unit
+ * tested and fuzzed); this file moves the bytes and logs the verdicts.
+ *
  * Locking: hosts_lock protects the host table and every http_host field
  * marked so; http_origin.lock protects the idle pool and the warned flag.
  * A curl easy handle is used by one thread at a time. */
@@ -49,12 +52,12 @@
 #include <time.h>
 
 #include "ic-conf.h"
+#include "ic-http-check.h"
 #include "ic-log.h"
 #include "ic-origin.h"
 #include "ic-util.h"
 
 #define HTTP_MAX_URLS 16          /* primary + mirrors */
-#define HTTP_MAX_SIZE (1ULL << 50) /* a larger Content-Length is a lie */
 #define HTTP_LIST_MAX (1u << 20)  /* manifest size limit */
 #define HTTP_MAX_REDIRS 5L
 #define HTTP_BACKOFF_FIRST_MS 100
@@ -65,9 +68,6 @@
 #define HTTP_DEFAULT_CONNS 4u
 #define HTTP_DEFAULT_TIMEOUT_MS 30000u
 #define HTTP_DEFAULT_CONNECT_MS 5000u
-#define HTTP_ETAG_MAX 200         /* longer ETags are not used */
-#define HTTP_HDR_MAX 128          /* other header values we keep */
-#define HTTP_LINE_MAX 1024
 #define HTTP_DISPLAY_MAX 1024
 
 /* ------------------------------------------------------------ hosts */
@@ -280,355 +280,43 @@ static int curl_errno(CURLcode rc, int *retry)
     }
 }
 
-/* The one place an HTTP status becomes an errno (success statuses are
- * judged by the caller, which knows what it asked for). */
-static int http_status_errno(long status, int *retry)
-{
-    *retry = 0;
-    switch (status) {
-    case 404:
-    case 410:
-        return -ENOENT;
-    case 412: /* If-Match failed */
-    case 416: /* our range, inside the known size, no longer exists */
-        return -ESTALE;
-    case 408:
-    case 429:
-        *retry = 1;
-        return -EIO;
-    case 501: /* not implemented, HTTP version: not transient */
-    case 505:
-        return -EIO;
-    default:
-        *retry = status >= 500 && status <= 599;
-        return -EIO;
-    }
-}
-
 /* ------------------------------------------------------------ transfers */
 
-enum xfer_kind {
-    XFER_HEAD,   /* stat */
-    XFER_PROBE,  /* stat fallback: GET bytes=0-0 */
-    XFER_RANGE,  /* read: GET bytes=off-(off+len-1) into buf */
-    XFER_WHOLE,  /* list: GET of a body of at most len bytes */
-};
-
-/* Returned by a header check: the headers say all we need, drop the body. */
-#define XFER_STOP 1
-
 struct xfer {
-    enum xfer_kind kind;
+    struct http_expect want;   /* what this transfer asks for */
     const char *display;       /* masked URL of this attempt */
-    uint64_t off;
-    size_t len;                /* bytes wanted (RANGE/PROBE) or limit */
     char *buf;                 /* RANGE/PROBE: caller's; WHOLE: grown */
     size_t cap;                /* WHOLE: allocated size of buf */
     size_t got;                /* body bytes stored */
-    const struct origin_info *expect; /* RANGE */
-    char if_range[HTTP_HDR_MAX]; /* RANGE: the If-Range date sent, or "" */
-
-    /* Response headers; reset at every status line (redirects, 1xx). */
-    long status;
-    char etag[HTTP_ETAG_MAX];
-    char last_modified[HTTP_HDR_MAX];
-    char content_range[HTTP_HDR_MAX];
-    char content_encoding[HTTP_HDR_MAX];
-    int etag_too_long;
-    int lm_too_long;
-    int have_length;
-    int length_bad;
-    uint64_t length;
-    long retry_after;          /* seconds, -1 when absent or a date */
+    struct http_resp resp;     /* reset at every status line (redirects, 1xx) */
     int64_t filetime;          /* from CURLINFO_FILETIME_T, -1 unknown */
 
     /* Set by the first body byte or, without a body, after the transfer. */
     int checked;
-    int verdict;               /* 0, XFER_STOP or -errno */
+    int verdict;               /* 0, HTTPC_STOP or -errno */
     int retry;
     char errbuf[CURL_ERROR_SIZE];
 };
-
-static void xfer_reset_response(struct xfer *x)
-{
-    x->status = 0;
-    x->etag[0] = x->last_modified[0] = '\0';
-    x->content_range[0] = x->content_encoding[0] = '\0';
-    x->etag_too_long = x->lm_too_long = 0;
-    x->have_length = x->length_bad = 0;
-    x->length = 0;
-    x->retry_after = -1;
-}
-
-/* Strict unsigned decimal: digits only, no sign, no overflow. */
-static int parse_u64(const char *s, const char **end, uint64_t *out)
-{
-    uint64_t v = 0;
-    const char *p = s;
-    for (; *p >= '0' && *p <= '9'; p++) {
-        if (v > (UINT64_MAX - (uint64_t)(*p - '0')) / 10)
-            return -1;
-        v = v * 10 + (uint64_t)(*p - '0');
-    }
-    if (p == s)
-        return -1;
-    *end = p;
-    *out = v;
-    return 0;
-}
-
-static int parse_u64_all(const char *s, uint64_t *out)
-{
-    const char *end;
-    return parse_u64(s, &end, out) == 0 && *end == '\0' ? 0 : -1;
-}
-
-/* Copy a header value; report values that do not fit. */
-static void keep_value(char *dst, size_t dstlen, const char *v, int *too_long)
-{
-    size_t n = strlen(v);
-    if (n >= dstlen) {
-        if (too_long != NULL)
-            *too_long = 1;
-        n = dstlen - 1;
-    }
-    memcpy(dst, v, n);
-    dst[n] = '\0';
-}
-
-static void store_header(struct xfer *x, const char *name, const char *v)
-{
-    uint64_t n;
-    if (strcasecmp(name, "etag") == 0) {
-        keep_value(x->etag, sizeof x->etag, v, &x->etag_too_long);
-    } else if (strcasecmp(name, "last-modified") == 0) {
-        keep_value(x->last_modified, sizeof x->last_modified, v,
-                   &x->lm_too_long);
-    } else if (strcasecmp(name, "content-range") == 0) {
-        keep_value(x->content_range, sizeof x->content_range, v, NULL);
-    } else if (strcasecmp(name, "content-encoding") == 0) {
-        keep_value(x->content_encoding, sizeof x->content_encoding, v, NULL);
-    } else if (strcasecmp(name, "content-length") == 0) {
-        x->have_length = 1;
-        x->length_bad = parse_u64_all(v, &x->length) != 0;
-    } else if (strcasecmp(name, "retry-after") == 0) {
-        /* Only delta-seconds; a date falls back to our own backoff. */
-        x->retry_after = parse_u64_all(v, &n) == 0 && n < 86400 ? (long)n : -1;
-    }
-}
 
 static size_t on_header(char *data, size_t size, size_t nitems, void *arg)
 {
     struct xfer *x = arg;
     size_t total = size * nitems;
-    char line[HTTP_LINE_MAX];
-    size_t n = total < sizeof line ? total : sizeof line - 1;
 
-    memcpy(line, data, n);
-    line[n] = '\0';
-    while (n > 0 && (line[n - 1] == '\r' || line[n - 1] == '\n' ||
-                     line[n - 1] == ' ' || line[n - 1] == '\t'))
-        line[--n] = '\0';
-    if (strncmp(line, "HTTP/", 5) == 0) {
-        const char *sp = strchr(line, ' ');
-        xfer_reset_response(x);
-        x->status = sp != NULL ? strtol(sp + 1, NULL, 10) : 0;
-        return total;
-    }
-    char *colon = strchr(line, ':');
-    if (colon == NULL)
-        return total;
-    *colon = '\0';
-    const char *v = colon + 1;
-    while (*v == ' ' || *v == '\t')
-        v++;
-    store_header(x, line, v);
+    httpc_resp_line(&x->resp, data, total);
     return total;
 }
 
-static int is_identity(const char *coding)
-{
-    return coding[0] == '\0' || strcasecmp(coding, "identity") == 0;
-}
-
-/* "bytes FIRST-LAST/TOTAL" or, with first < 0 reported, "bytes *\/TOTAL".
- * TOTAL "*" (unknown) is refused: we must know the size. */
-static int parse_content_range(const char *s, int64_t *first, uint64_t *last,
-                               uint64_t *total)
-{
-    const char *p;
-    uint64_t a;
-    if (strncasecmp(s, "bytes ", 6) != 0)
-        return -1;
-    s += 6;
-    if (s[0] == '*' && s[1] == '/') {
-        *first = -1;
-        *last = 0;
-        return parse_u64_all(s + 2, total);
-    }
-    if (parse_u64(s, &p, &a) != 0 || *p != '-' || a > INT64_MAX)
-        return -1;
-    if (parse_u64(p + 1, &p, last) != 0 || *p != '/' || *last < a)
-        return -1;
-    *first = (int64_t)a;
-    return parse_u64_all(p + 1, total);
-}
-
-/* Weak comparison (RFC 9110 8.8.3.2): opaque tags equal, W/ ignored. */
-static int etag_weak_equal(const char *a, const char *b)
-{
-    if (strncmp(a, "W/", 2) == 0)
-        a += 2;
-    if (strncmp(b, "W/", 2) == 0)
-        b += 2;
-    return strcmp(a, b) == 0;
-}
-
-/* Whether the response carries a validator other than the expected one. */
-static int validator_differs(const struct xfer *x)
-{
-    const char *v = x->expect->validator;
-    if (strncmp(v, "etag:", 5) == 0) {
-        if (x->etag_too_long)
-            return 1;
-        if (x->etag[0] == '\0')
-            return 0;
-        /* A strong ETag promises these very bytes: compare it strongly. */
-        if (strncmp(v + 5, "W/", 2) != 0)
-            return strcmp(v + 5, x->etag) != 0;
-        return !etag_weak_equal(v + 5, x->etag);
-    }
-    if (strncmp(v, "lm:", 3) == 0)
-        return x->last_modified[0] != '\0' &&
-               strcmp(v + 3, x->last_modified) != 0;
-    return 0;
-}
-
-static int check_206(const struct xfer *x, int *retry)
-{
-    int64_t first;
-    uint64_t last, total;
-
-    *retry = 0;
-    if (!is_identity(x->content_encoding)) {
-        log_warn("%s: server sent a Content-Encoding for a Range request",
-                 x->display);
-        return -EIO;
-    }
-    if (validator_differs(x))
-        return -ESTALE;
-    if (parse_content_range(x->content_range, &first, &last, &total) != 0 ||
-        first < 0) {
-        log_warn("%s: 206 without a valid Content-Range", x->display);
-        return -EIO;
-    }
-    if (total != x->expect->size)
-        return -ESTALE; /* the size changed: so did the content */
-    if ((uint64_t)first != x->off || last != x->off + x->len - 1) {
-        log_warn("%s: asked bytes %" PRIu64 "-%" PRIu64 ", got %" PRId64
-                 "-%" PRIu64, x->display, x->off, x->off + x->len - 1,
-                 first, last);
-        return -EIO;
-    }
-    if (x->have_length && (x->length_bad || x->length != x->len)) {
-        log_warn("%s: Content-Length disagrees with Content-Range",
-                 x->display);
-        return -EIO;
-    }
-    return 0;
-}
-
-/* A 200 to a Range request.  With If-Range it means "changed" unless the
- * server simply ignores Range (same validator in the response): telling
- * the two apart avoids a new generation at every read from such a server. */
-static int check_range_ignored(const struct xfer *x)
-{
-    const char *v = x->expect->validator;
-    int same = 0;
-
-    if (x->if_range[0] != '\0') {
-        if (strncmp(v, "etag:", 5) == 0)
-            same = x->etag[0] != '\0' && !x->etag_too_long &&
-                   etag_weak_equal(v + 5, x->etag);
-        else
-            same = strcmp(x->if_range, x->last_modified) == 0;
-        if (!same)
-            return -ESTALE;
-    }
-    log_warn("%s: server ignores Range requests", x->display);
-    return -EIO;
-}
-
-static int check_head(const struct xfer *x, int *retry)
-{
-    *retry = 0;
-    if (x->status != 200)
-        return http_status_errno(x->status, retry);
-    if (!is_identity(x->content_encoding)) {
-        log_warn("%s: server declares a Content-Encoding", x->display);
-        return -EIO;
-    }
-    return 0;
-}
-
-static int check_probe(const struct xfer *x, int *retry)
-{
-    int64_t first;
-    uint64_t last, total;
-
-    *retry = 0;
-    if (x->status == 200 && is_identity(x->content_encoding))
-        return x->have_length && !x->length_bad ? XFER_STOP : -EIO;
-    if (x->status == 416) /* empty file: "bytes *\/0" */
-        return parse_content_range(x->content_range, &first, &last,
-                                   &total) == 0 && first < 0 ? XFER_STOP
-                                                             : -EIO;
-    if (x->status != 206)
-        return http_status_errno(x->status, retry);
-    if (!is_identity(x->content_encoding) ||
-        parse_content_range(x->content_range, &first, &last, &total) != 0 ||
-        first != 0 || last != 0) {
-        log_warn("%s: bad answer to a 1-byte Range request", x->display);
-        return -EIO;
-    }
-    return 0;
-}
-
-static int check_whole(const struct xfer *x, int *retry)
-{
-    *retry = 0;
-    if (x->status != 200)
-        return http_status_errno(x->status, retry);
-    if (!is_identity(x->content_encoding)) {
-        log_warn("%s: server sent a Content-Encoding", x->display);
-        return -EIO;
-    }
-    if (x->have_length && (x->length_bad || x->length > x->len)) {
-        log_warn("%s: larger than %zu bytes", x->display, x->len);
-        return -EIO;
-    }
-    return 0;
-}
-
-/* Judge the response headers: 0 (take the body), XFER_STOP or -errno. */
+/* Judge the response headers: 0 (take the body), HTTPC_STOP or -errno;
+ * the reason of a refusal is logged here, with the (masked) URL. */
 static int check_headers(const struct xfer *x, int *retry)
 {
-    switch (x->kind) {
-    case XFER_HEAD:
-        return check_head(x, retry);
-    case XFER_PROBE:
-        return check_probe(x, retry);
-    case XFER_WHOLE:
-        return check_whole(x, retry);
-    case XFER_RANGE:
-        break;
-    }
-    *retry = 0;
-    if (x->status == 206)
-        return check_206(x, retry);
-    if (x->status == 200)
-        return check_range_ignored(x);
-    return http_status_errno(x->status, retry);
+    char why[256];
+    int v = httpc_check_headers(&x->resp, &x->want, retry, why, sizeof why);
+
+    if (why[0] != '\0')
+        log_warn("%s: %s", x->display, why);
+    return v;
 }
 
 /* Grow the list buffer; the limit is checked by the caller. */
@@ -660,14 +348,15 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
     }
     if (x->verdict != 0)
         return 0;
-    if (n > x->len - x->got) {
+    if (!httpc_body_fits(&x->want, x->got, n)) {
         log_warn("%s: more bytes than asked for, transfer stopped",
                  x->display);
         x->verdict = -EIO;
         x->retry = 0;
         return 0;
     }
-    if (x->kind == XFER_WHOLE && whole_reserve(x, x->got + n + 1) != 0) {
+    if (x->want.kind == HTTPC_WHOLE &&
+        whole_reserve(x, x->got + n + 1) != 0) {
         x->verdict = -EIO;
         x->retry = 1;
         return 0;
@@ -692,11 +381,11 @@ static int xfer_verdict(struct xfer *x, CURLcode rc, int *retry)
     *retry = 0;
     if (x->checked && x->verdict != 0) {
         *retry = x->retry;
-        return x->verdict == XFER_STOP ? 0 : x->verdict;
+        return x->verdict == HTTPC_STOP ? 0 : x->verdict;
     }
     /* An error status explains a broken transfer better than curl does. */
-    if (x->status >= 400)
-        return http_status_errno(x->status, retry);
+    if (x->resp.status >= 400)
+        return httpc_status_errno(x->resp.status, retry);
     if (rc != CURLE_OK) {
         int err = curl_errno(rc, retry);
         if (*retry)
@@ -708,11 +397,11 @@ static int xfer_verdict(struct xfer *x, CURLcode rc, int *retry)
     if (!x->checked) {
         int v = check_headers(x, retry);
         if (v != 0)
-            return v == XFER_STOP ? 0 : v;
+            return v == HTTPC_STOP ? 0 : v;
     }
-    if ((x->kind == XFER_RANGE || x->kind == XFER_PROBE) && x->got != x->len) {
+    if (!httpc_body_complete(&x->want, x->got)) {
         log_debug("%s: short body (%zu of %zu bytes)", x->display, x->got,
-                  x->len);
+                  x->want.len);
         *retry = 1;
         return -EIO;
     }
@@ -803,50 +492,18 @@ static int slist_add(struct curl_slist **l, const char *s)
     return 0;
 }
 
-/* An HTTP-date from a time, independent of the locale. */
-static void http_date(int64_t mtime_ns, char *out, size_t outlen)
-{
-    static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed",
-                                    "Thu", "Fri", "Sat"};
-    static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr",
-                                       "May", "Jun", "Jul", "Aug",
-                                       "Sep", "Oct", "Nov", "Dec"};
-    time_t t = (time_t)(mtime_ns / 1000000000);
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    snprintf(out, outlen, "%s, %02d %s %04d %02d:%02d:%02d GMT",
-             days[tm.tm_wday], tm.tm_mday, months[tm.tm_mon],
-             tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
-}
-
-/* The precondition that ties a range to the content we know: If-Match for
- * a strong ETag; If-Range with the date otherwise (If-Range may not carry
- * a weak ETag).  The response's validator is checked as well. */
+/* If-Match or If-Range: see httpc_conditions(). */
 static int add_conditions(struct xfer *x, struct curl_slist **hdrs)
 {
-    const char *v = x->expect->validator;
     char line[ORIGIN_VALIDATOR_MAX + 32];
 
-    x->if_range[0] = '\0';
-    if (strncmp(v, "etag:", 5) == 0 && strncmp(v + 5, "W/", 2) != 0) {
-        snprintf(line, sizeof line, "If-Match: %s", v + 5);
-        return slist_add(hdrs, line);
-    }
-    if (strncmp(v, "etag:", 5) == 0) {
-        if (x->expect->mtime_ns <= 0)
-            return 0; /* weak ETag, no date: the response ETag decides */
-        http_date(x->expect->mtime_ns, x->if_range, sizeof x->if_range);
-    } else if (strncmp(v, "lm:", 3) == 0) {
-        keep_value(x->if_range, sizeof x->if_range, v + 3, NULL);
-    } else {
-        return 0; /* "size:": nothing but the total to check */
-    }
-    snprintf(line, sizeof line, "If-Range: %s", x->if_range);
-    return slist_add(hdrs, line);
+    httpc_conditions(&x->want, line, sizeof line);
+    return line[0] != '\0' ? slist_add(hdrs, line) : 0;
 }
 
 static int set_request(CURL *c, struct xfer *x, struct curl_slist **hdrs)
 {
+    const struct http_expect *w = &x->want;
     char range[64];
 
     SETOPT(c, CURLOPT_HEADERFUNCTION, on_header);
@@ -858,17 +515,17 @@ static int set_request(CURL *c, struct xfer *x, struct curl_slist **hdrs)
     /* Explicit identity: a compressed body would not be the bytes asked. */
     if (slist_add(hdrs, "Accept-Encoding: identity") != 0)
         return -EIO;
-    if (x->kind == XFER_HEAD)
+    if (w->kind == HTTPC_HEAD)
         SETOPT(c, CURLOPT_NOBODY, 1L);
-    if (x->kind == XFER_RANGE || x->kind == XFER_PROBE) {
-        snprintf(range, sizeof range, "%" PRIu64 "-%" PRIu64, x->off,
-                 x->off + x->len - 1);
+    if (w->kind == HTTPC_RANGE || w->kind == HTTPC_PROBE) {
+        snprintf(range, sizeof range, "%" PRIu64 "-%" PRIu64, w->off,
+                 w->off + w->len - 1);
         SETOPT(c, CURLOPT_RANGE, range);
     }
-    if (x->kind == XFER_RANGE && add_conditions(x, hdrs) != 0)
+    if (w->kind == HTTPC_RANGE && add_conditions(x, hdrs) != 0)
         return -EIO;
-    if (x->kind == XFER_WHOLE)
-        SETOPT(c, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)x->len);
+    if (w->kind == HTTPC_WHOLE)
+        SETOPT(c, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)w->len);
     SETOPT(c, CURLOPT_HTTPHEADER, *hdrs);
     return 0;
 }
@@ -886,7 +543,7 @@ static int http_perform(struct origin *o, size_t ui, struct xfer *x,
     *retry = 0;
     *retry_after = -1;
     x->display = u->display;
-    xfer_reset_response(x);
+    httpc_resp_reset(&x->resp);
     x->filetime = -1;
     err = host_acquire(u->host, deadline);
     if (err != 0)
@@ -909,9 +566,10 @@ static int http_perform(struct origin *o, size_t ui, struct xfer *x,
         if (curl_easy_getinfo(c, CURLINFO_FILETIME_T, &ft) == CURLE_OK)
             x->filetime = ft;
         err = xfer_verdict(x, rc, retry);
-        *retry_after = x->retry_after;
+        *retry_after = x->resp.retry_after;
         log_debug("%s: %s -> HTTP %ld, %s", u->display,
-                  x->kind == XFER_HEAD ? "HEAD" : "GET", x->status,
+                  x->want.kind == HTTPC_HEAD ? "HEAD" : "GET",
+                  x->resp.status,
                   err ? strerror(-err) : "ok");
     }
     curl_slist_free_all(hdrs);
@@ -1029,39 +687,28 @@ timeout:
 
 /* ------------------------------------------------------------ stat */
 
+/* Size and validator of a HEAD or probe response; a weak validator is
+ * worth one warning per origin. */
 static int info_from(struct origin *o, const struct xfer *x,
                      struct origin_info *out)
 {
     struct http_origin *h = o->priv;
-    int64_t first;
-    uint64_t last, size = x->length;
+    char why[256];
 
-    if (x->status == 206 || x->status == 416) {
-        if (parse_content_range(x->content_range, &first, &last, &size) != 0)
-            return -EIO;
-    }
-    if (size > HTTP_MAX_SIZE) {
-        log_warn("%s: absurd size %" PRIu64 " refused", x->display, size);
+    if (httpc_info(&x->resp, x->filetime, out, why, sizeof why) != 0) {
+        if (why[0] != '\0')
+            log_warn("%s: %s", x->display, why);
         return -EIO;
     }
-    memset(out, 0, sizeof *out);
-    out->size = size;
-    out->mtime_ns = x->filetime > 0 ? (int64_t)x->filetime * 1000000000 : 0;
-    if (x->etag[0] != '\0' && !x->etag_too_long) {
-        snprintf(out->validator, sizeof out->validator, "etag:%s", x->etag);
-    } else if (x->last_modified[0] != '\0' && !x->lm_too_long) {
-        snprintf(out->validator, sizeof out->validator, "lm:%s",
-                 x->last_modified);
-    } else {
-        snprintf(out->validator, sizeof out->validator, "size:%" PRIu64, size);
-        pthread_mutex_lock(&h->lock);
-        int warn = !h->warned_weak;
-        h->warned_weak = 1;
-        pthread_mutex_unlock(&h->lock);
-        if (warn)
-            log_warn("%s: no ETag or Last-Modified: a change that keeps the "
-                     "size will not be detected", x->display);
-    }
+    if (strncmp(out->validator, "size:", 5) != 0)
+        return 0;
+    pthread_mutex_lock(&h->lock);
+    int warn = !h->warned_weak;
+    h->warned_weak = 1;
+    pthread_mutex_unlock(&h->lock);
+    if (warn)
+        log_warn("%s: no ETag or Last-Modified: a change that keeps the "
+                 "size will not be detected", x->display);
     return 0;
 }
 
@@ -1069,16 +716,17 @@ static int stat_attempt(struct origin *o, size_t ui, void *arg,
                         uint64_t deadline, int *retry, long *retry_after)
 {
     struct origin_info *out = arg;
-    struct xfer x = {.kind = XFER_HEAD};
+    struct xfer x = {.want = {.kind = HTTPC_HEAD}};
     char byte;
 
     int err = http_perform(o, ui, &x, deadline, retry, retry_after);
-    if (err == 0 && x.have_length && !x.length_bad)
+    if (err == 0 && x.resp.have_length && !x.resp.length_bad)
         return info_from(o, &x, out);
     /* No HEAD, or no length in it: ask for one byte instead. */
-    if (err != 0 && x.status != 405 && x.status != 501)
+    if (err != 0 && x.resp.status != 405 && x.resp.status != 501)
         return err;
-    struct xfer g = {.kind = XFER_PROBE, .off = 0, .len = 1, .buf = &byte};
+    struct xfer g = {.want = {.kind = HTTPC_PROBE, .off = 0, .len = 1},
+                     .buf = &byte};
     err = http_perform(o, ui, &g, deadline, retry, retry_after);
     return err != 0 ? err : info_from(o, &g, out);
 }
@@ -1102,19 +750,10 @@ static int read_attempt(struct origin *o, size_t ui, void *arg,
                         uint64_t deadline, int *retry, long *retry_after)
 {
     struct read_req *r = arg;
-    struct xfer x = {.kind = XFER_RANGE, .off = r->off, .len = r->len,
-                     .buf = r->buf, .expect = r->expect};
+    struct xfer x = {.want = {.kind = HTTPC_RANGE, .off = r->off,
+                              .len = r->len, .info = r->expect},
+                     .buf = r->buf};
     return http_perform(o, ui, &x, deadline, retry, retry_after);
-}
-
-/* Only validators that http_stat makes are sent; anything else (another
- * backend's, a damaged index row) cannot prove the content: -ESTALE. */
-static int validator_usable(const char *v)
-{
-    if (strpbrk(v, "\r\n") != NULL)
-        return 0;
-    return strncmp(v, "etag:", 5) == 0 || strncmp(v, "lm:", 3) == 0 ||
-           strncmp(v, "size:", 5) == 0;
 }
 
 static int http_read(struct origin *o, void *buf, uint64_t off, size_t len,
@@ -1122,7 +761,8 @@ static int http_read(struct origin *o, void *buf, uint64_t off, size_t len,
 {
     struct read_req r = {.buf = buf, .off = off, .len = len, .expect = expect};
 
-    if (!validator_usable(expect->validator))
+    /* Only validators that http_stat makes are sent. */
+    if (!httpc_validator_usable(expect->validator))
         return -ESTALE;
     if (off > expect->size || len > expect->size - off)
         return -EIO; /* the caller's bug; never ask the server */
@@ -1351,7 +991,7 @@ static int list_attempt(struct origin *o, size_t ui, void *arg,
                         uint64_t deadline, int *retry, long *retry_after)
 {
     struct list_req *r = arg;
-    struct xfer x = {.kind = XFER_WHOLE, .len = HTTP_LIST_MAX};
+    struct xfer x = {.want = {.kind = HTTPC_WHOLE, .len = HTTP_LIST_MAX}};
 
     int err = http_perform(o, ui, &x, deadline, retry, retry_after);
     if (err != 0) {
@@ -1366,56 +1006,18 @@ static int list_attempt(struct origin *o, size_t ui, void *arg,
     return 0;
 }
 
-static int names_add(char ***names, size_t *n, const char *s, size_t len)
-{
-    char **v = realloc(*names, (*n + 1) * sizeof *v);
-    if (v == NULL)
-        return -ENOMEM;
-    *names = v;
-    v[*n] = strndup(s, len);
-    if (v[*n] == NULL)
-        return -ENOMEM;
-    (*n)++;
-    return 0;
-}
-
-/* One name per line; blank lines and '#' comments skipped, spaces around
- * a name and a CR before the LF dropped; names that conf_name_valid()
- * refuses are skipped with a warning (they would become file names). */
+/* Names that would not be valid file names are skipped, with a warning. */
 static int parse_manifest(const char *display, const char *body, size_t len,
                           char ***names)
 {
-    size_t n = 0;
-    const char *p = body, *end = body + len;
+    size_t skipped;
+    int n = httpc_manifest_parse(body, len, names, &skipped);
 
-    *names = NULL;
-    while (p < end) {
-        const char *nl = memchr(p, '\n', (size_t)(end - p));
-        const char *e = nl != NULL ? nl : end;
-        const char *s = p;
-        p = nl != NULL ? nl + 1 : end;
-        while (s < e && (*s == ' ' || *s == '\t'))
-            s++;
-        while (e > s && (e[-1] == '\r' || e[-1] == ' ' || e[-1] == '\t'))
-            e--;
-        if (s == e || *s == '#')
-            continue;
-        if (names_add(names, &n, s, (size_t)(e - s)) != 0)
-            goto nomem;
-        /* A NUL inside the line shortens the copy: refuse, don't truncate. */
-        if (strlen((*names)[n - 1]) != (size_t)(e - s) ||
-            !conf_name_valid((*names)[n - 1])) {
-            log_warn("%s: skipping an invalid template name", display);
-            free((*names)[--n]);
-        }
-    }
-    return (int)n;
-nomem:
-    for (size_t i = 0; i < n; i++)
-        free((*names)[i]);
-    free(*names);
-    *names = NULL;
-    return -ENOMEM;
+    if (skipped == 1)
+        log_warn("%s: skipping an invalid template name", display);
+    else if (skipped > 1)
+        log_warn("%s: skipping %zu invalid template names", display, skipped);
+    return n;
 }
 
 /* An origin whose URLs are the manifests of the directory and mirrors. */

@@ -1,0 +1,992 @@
+#!/bin/bash
+# shellcheck disable=SC2317 # functions are called indirectly (meas, trap)
+# bench.sh BUILD_DIR — `make bench`: imgcache measured side by side with its
+# references in one run, each figure with its ratio to its reference.
+#
+# References: a local read of the template file (cold after dropping the
+# page cache, and warm), curl's download of the same URL from a local nginx,
+# one block-sized Range GET, and libfuse's passthrough_ll example (compiled
+# here from /usr/share/doc/libfuse3-dev/examples) over the same file,
+# buffered and direct_io: the FUSE ceiling.  Then imgcache (HTTP and file
+# origins), and the peers httpdirfs and rclone when installed.
+#
+# It builds nothing of the project (make bench builds it first), starts its
+# own nginx and FUSE mounts under a private temporary directory, and stops
+# and unmounts them on exit, by pid and by mount point.
+#
+# Environment:
+#   BENCH_SIZE=1G         template size (bytes, or with K/M/G suffix)
+#   BENCH_DIR=/var/tmp    parent of the temporary directory
+#   BENCH_FIO_SECONDS=10  run time of each fio job
+#   BENCH_SPARSE_SIZE=100G  size of the sparse file-origin template that is
+#                         mounted alongside (RSS with a large template); 0: none
+#   BENCH_MD=PATH         also write the table as markdown to PATH
+#   BENCH_PEERS=1         apt-get install httpdirfs and rclone when missing;
+#                         0: skip the peers (default: measure those installed)
+#   BENCH_TIMEOUT=300     limit for any one command reading through a mount
+#   BENCH_KEEP=1          keep the temporary directory (logs, configs)
+#
+# Output: a header naming the machine, then one aligned table on stdout
+# (figure, value, unit, reference, ratio, target), then the figures that
+# could not be taken and why.  Progress goes to stderr.  Exits 0 when the
+# table was printed (rows that could not be measured say why), 1 when the
+# bench could not run at all.
+set -u -o pipefail
+export LC_ALL=C
+unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY \
+	no_proxy NO_PROXY
+
+B=$(cd "${1:-.}" && pwd)
+IMGCACHE=$B/fs/imgcache
+LAT=$B/test/bench/lat
+EXAMPLES=${BENCH_FUSE_EXAMPLES:-/usr/share/doc/libfuse3-dev/examples}
+FIO_SECONDS=${BENCH_FIO_SECONDS:-10}
+TLIMIT=${BENCH_TIMEOUT:-300}
+BS=65536
+
+log() { echo "bench: $*" >&2; }
+
+# size_bytes SPEC: 16M -> 16777216
+size_bytes() {
+	local n=${1%[KkMmGgTt]} m=1
+	case $1 in
+	*[Kk]) m=1024 ;;
+	*[Mm]) m=1048576 ;;
+	*[Gg]) m=1073741824 ;;
+	*[Tt]) m=1099511627776 ;;
+	esac
+	case $n in
+	'' | *[!0-9]*) return 1 ;;
+	esac
+	echo $((n * m))
+}
+
+SIZE_SPEC=${BENCH_SIZE:-1G}
+SIZE=$(size_bytes "$SIZE_SPEC") || {
+	echo "bench: bad BENCH_SIZE '$SIZE_SPEC'" >&2
+	exit 1
+}
+SPARSE=$(size_bytes "${BENCH_SPARSE_SIZE:-100G}") || {
+	echo "bench: bad BENCH_SPARSE_SIZE '${BENCH_SPARSE_SIZE:-}'" >&2
+	exit 1
+}
+if [ "$SIZE" -lt $((4 * 1048576)) ]; then
+	echo "bench: BENCH_SIZE must be at least 4M" >&2
+	exit 1
+fi
+case $FIO_SECONDS in '' | *[!0-9]* | 0)
+	echo "bench: bad BENCH_FIO_SECONDS '$FIO_SECONDS'" >&2
+	exit 1
+	;;
+esac
+for x in "$IMGCACHE" "$LAT"; do
+	[ -x "$x" ] || {
+		echo "bench: $x is not built (run make bench)" >&2
+		exit 1
+	}
+done
+
+W=$(mktemp -d "${BENCH_DIR:-/var/tmp}/imgcache-bench.XXXXXX") || exit 1
+W=$(cd "$W" && pwd -P) # canonical, as /proc/self/mountinfo shows it
+ROWS=$W/rows.tsv       # figure, value, unit, reference, ratio, target
+NOTES=$W/notes         # "figure: why it was not measured"
+: >"$ROWS"
+: >"$NOTES"
+MOUNTS=() # mount points we mounted, in order
+PIDS=()   # processes we started
+
+# ------------------------------------------------------------ processes
+
+is_mounted() {
+	awk -v m="$1" '$5 == m { f = 1 } END { exit !f }' /proc/self/mountinfo
+}
+
+pid_alive() {
+	[ -d "/proc/$1" ] && ! grep -qs '^State:[[:space:]]*Z' "/proc/$1/status"
+}
+
+# wait_exit PID SECONDS
+wait_exit() {
+	local n=$(($2 * 20))
+	while pid_alive "$1"; do
+		n=$((n - 1))
+		[ "$n" -gt 0 ] || return 1
+		sleep 0.05
+	done
+	return 0
+}
+
+stop_pid() {
+	pid_alive "$1" || return 0
+	kill -TERM "$1" 2>/dev/null
+	wait_exit "$1" 5 || kill -KILL "$1" 2>/dev/null
+	wait_exit "$1" 2 || true
+}
+
+unmount() {
+	is_mounted "$1" || return 0
+	fusermount3 -u "$1" 2>/dev/null || fusermount3 -uz "$1" 2>/dev/null ||
+		umount -l "$1" 2>/dev/null
+}
+
+cleanup() {
+	local rc=$? i
+	set +e
+	trap - EXIT INT TERM HUP
+	for ((i = ${#MOUNTS[@]} - 1; i >= 0; i--)); do
+		unmount "${MOUNTS[i]}"
+	done
+	for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
+		# FUSE daemons exit by themselves once unmounted.
+		wait_exit "${PIDS[i]}" 5 || stop_pid "${PIDS[i]}"
+	done
+	if awk -v t="$W/" 'index($5, t) == 1 { f = 1 } END { exit !f }' \
+		/proc/self/mountinfo; then
+		log "mounts left under $W; not removing it"
+	elif [ -n "${BENCH_KEEP:-}" ]; then
+		log "work directory kept: $W"
+	else
+		rm -rf --one-file-system "$W"
+	fi
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap 'exit 129' HUP
+
+# bounded CMD...: CMD with the per-command time limit.
+bounded() { timeout -k 5 "$TLIMIT" "$@"; }
+
+# log_why LOG: the line of LOG that best says why a daemon failed.
+log_why() {
+	grep -m 1 -iE 'error|fatal|fail|cannot|denied' "$1" 2>/dev/null ||
+		tail -n 1 "$1" 2>/dev/null
+}
+
+# start_fs NAME MNT LOG CMD...: run a FUSE daemon in the foreground (in the
+# background of this shell), wait up to 15 s for MNT to answer.  Sets
+# FS_PID.  Returns 1 (WHY set) when it exits or does not mount.
+start_fs() {
+	local name=$1 mnt=$2 logf=$3 n=300
+	shift 3
+	mkdir -p "$mnt"
+	"$@" >"$logf" 2>&1 &
+	FS_PID=$!
+	PIDS+=("$FS_PID")
+	MOUNTS+=("$mnt")
+	while :; do
+		if is_mounted "$mnt" && timeout -k 2 10 mountpoint -q "$mnt"; then
+			return 0
+		fi
+		if ! pid_alive "$FS_PID"; then
+			WHY="$name exited before mounting: $(log_why "$logf")"
+			return 1
+		fi
+		n=$((n - 1))
+		if [ "$n" -le 0 ]; then
+			WHY="$name did not mount within 15 s: $(log_why "$logf")"
+			stop_pid "$FS_PID"
+			unmount "$mnt"
+			return 1
+		fi
+		sleep 0.05
+	done
+}
+
+# stop_fs MNT PID: unmount and wait (bounded) for the daemon to exit.
+stop_fs() {
+	unmount "$1"
+	wait_exit "$2" 10 || stop_pid "$2"
+}
+
+# ------------------------------------------------------------ results
+
+# fmt FLOAT DECIMALS
+fmt() { awk -v v="$1" -v d="$2" 'BEGIN { printf "%.*f", d, v }'; }
+
+isnum() { [[ $1 =~ ^[0-9]+(\.[0-9]+)?$ ]]; }
+
+# row FIGURE VALUE UNIT REF_NAME REF_VALUE TARGET
+# TARGET is ">=X" or "<=X" on the ratio, or "-".  REF_VALUE "-": no
+# reference; "n/a": the reference could not be measured.
+row() {
+	local fig=$1 val=$2 unit=$3 rname=$4 rval=$5 tgt=$6 ref ratio=- t=-
+	if [ "$rname" = - ]; then
+		ref=-
+	else
+		ref="$rname ($rval)"
+	fi
+	if isnum "$val" && isnum "$rval" && awk -v r="$rval" 'BEGIN { exit !(r > 0) }'; then
+		ratio=$(awk -v a="$val" -v b="$rval" 'BEGIN { printf "%.2f", a / b }')
+	fi
+	if [ "$tgt" != - ]; then
+		t=$tgt
+		if [ "$ratio" != - ]; then
+			if awk -v r="$ratio" -v op="${tgt:0:2}" -v x="${tgt:2}" \
+				'BEGIN { exit !(op == ">=" ? r >= x : r <= x) }'; then
+				t="$tgt met"
+			else
+				t="$tgt MISSED"
+			fi
+		fi
+	fi
+	printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$fig" "$val" "$unit" "$ref" \
+		"$ratio" "$t" >>"$ROWS"
+}
+
+# na FIGURE UNIT REF_NAME REF_VALUE TARGET WHY: a figure not measured.
+na() {
+	row "$1" n/a "$2" "$3" "$4" "$5"
+	printf '%s: %s\n' "$1" "$6" >>"$NOTES"
+}
+
+# val_or_na FIGURE UNIT REF_NAME REF_VALUE TARGET: after a measurement
+# command: its $RESULT as a row if it succeeded ($? = 0), else n/a with $WHY.
+val_or_na() {
+	if [ "$MEAS_RC" = 0 ]; then
+		row "$1" "$RESULT" "$2" "$3" "$4" "$5"
+	else
+		na "$1" "$2" "$3" "$4" "$5" "$WHY"
+	fi
+}
+
+# meas CMD...: run a measurement (sets RESULT or WHY, and MEAS_RC).
+meas() {
+	RESULT=n/a
+	WHY="failed"
+	MEAS_RC=0
+	"$@" || MEAS_RC=$?
+	[ "$MEAS_RC" = 0 ] || RESULT=n/a
+}
+
+print_table() {
+	echo "imgcache bench: $(date -u '+%Y-%m-%d %H:%M UTC')"
+	echo "machine: $(nproc) CPUs, $CPU_MODEL, $MEM_GIB GiB RAM, kernel $(uname -r)"
+	echo "SIZE: $SIZE_SPEC ($SIZE bytes, incompressible), block_size 64K, temp dir on $FS_DESC"
+	echo "fio: ${FIO_ENGINE:-n/a}, 4 KiB random reads, $FIO_SECONDS s per job"
+	echo "load average: $LOAD0 at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end (other work on the machine skews the figures)"
+	echo "MiB/s and IOPS: higher is better; us, MiB, s: lower is better; ratio = value / reference"
+	echo
+	{
+		printf 'figure\tvalue\tunit\treference\tratio\ttarget\n'
+		cat "$ROWS"
+	} | awk -F'\t' '
+		{ for (i = 1; i <= NF; i++) { c[NR, i] = $i; if (length($i) > w[i]) w[i] = length($i) } n = NR }
+		END {
+			for (r = 1; r <= n; r++) {
+				line = ""
+				for (i = 1; i <= 6; i++) {
+					f = (i == 2 || i == 5) ? "%" w[i] "s" : "%-" w[i] "s"
+					line = line (i > 1 ? "  " : "") sprintf(f, c[r, i])
+				}
+				sub(/ +$/, "", line)
+				print line
+				if (r == 1) {
+					sep = ""
+					for (i = 1; i <= 6; i++) sep = sep (i > 1 ? "  " : "") sprintf("%" w[i] "s", "")
+					gsub(/ /, "-", sep)
+					print sep
+				}
+			}
+		}'
+	if [ -s "$NOTES" ]; then
+		echo
+		echo "not measured:"
+		sed 's/^/  /' "$NOTES"
+	fi
+	if [ -s "$W/remarks" ]; then
+		echo
+		echo "notes:"
+		sed 's/^/  /' "$W/remarks"
+	fi
+}
+
+write_md() {
+	{
+		echo "imgcache bench, $(date -u '+%Y-%m-%d'): $(nproc) CPUs ($CPU_MODEL), $MEM_GIB GiB RAM, kernel $(uname -r); SIZE $SIZE_SPEC; fio ${FIO_ENGINE:-n/a}, $FIO_SECONDS s per job; load average $LOAD0 at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end."
+		echo
+		echo "| figure | value | unit | reference | ratio | target |"
+		echo "|---|---:|---|---|---:|---|"
+		awk -F'\t' '{ printf "| %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5, $6 }' "$ROWS"
+		if [ -s "$NOTES" ]; then
+			echo
+			echo "Not measured:"
+			echo
+			sed 's/^/- /' "$NOTES"
+		fi
+		if [ -s "$W/remarks" ]; then
+			echo
+			sed 's/^/- /' "$W/remarks"
+		fi
+	} >"$1"
+}
+
+remark() { echo "$*" >>"$W/remarks"; }
+
+# ------------------------------------------------------------ machine
+
+LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
+CPU_MODEL=$(awk -F': *' '/^model name/ { print $2; exit }' /proc/cpuinfo)
+: "${CPU_MODEL:=unknown CPU}"
+MEM_GIB=$(awk '/^MemTotal:/ { printf "%.1f", $2 / 1048576 }' /proc/meminfo)
+FS_DESC=$(df -PT "$W" | awk 'NR == 2 { print $2 " (" $1 ")" }')
+
+CAN_DROP=
+if [ -w /proc/sys/vm/drop_caches ] && sync &&
+	echo 3 2>/dev/null >/proc/sys/vm/drop_caches; then
+	CAN_DROP=1
+fi
+drop_caches() {
+	sync
+	echo 3 >/proc/sys/vm/drop_caches
+}
+NO_DROP_WHY="cannot drop the page cache (needs root: /proc/sys/vm/drop_caches)"
+
+# warm FILE: read FILE into the page cache.
+warm() { bounded cat "$1" >/dev/null; }
+
+# ------------------------------------------------------------ measurements
+
+# mibps BYTES T0 T1 (EPOCHREALTIME stamps)
+mibps() {
+	awk -v b="$1" -v a="$2" -v z="$3" 'BEGIN { t = z - a; if (t <= 0) t = 1e-6
+		printf "%.1f", b / 1048576 / t }'
+}
+
+# seq_read FILE [IFLAG]: sequential read with dd bs=1M; RESULT = MiB/s.
+seq_read() {
+	local f=$1 t0 t1 out rc=0 bytes
+	t0=$EPOCHREALTIME
+	out=$(bounded dd if="$f" of=/dev/null bs=1M ${2:+iflag=$2} 2>&1) || rc=$?
+	t1=$EPOCHREALTIME
+	if [ "$rc" != 0 ]; then
+		if [ "$rc" = 124 ]; then
+			WHY="dd timed out after $TLIMIT s"
+		else
+			WHY="dd failed: $(tail -n 1 <<<"$out")"
+		fi
+		return 1
+	fi
+	bytes=$(sed -n 's/^\([0-9][0-9]*\) bytes.*/\1/p' <<<"$out" | tail -n 1)
+	if [ "$bytes" != "$SIZE" ]; then
+		WHY="dd read ${bytes:-?} of $SIZE bytes"
+		return 1
+	fi
+	RESULT=$(mibps "$bytes" "$t0" "$t1")
+}
+
+# cold_read FILE [IFLAG]: seq_read after dropping the page cache.
+cold_read() {
+	if [ -z "$CAN_DROP" ]; then
+		WHY=$NO_DROP_WHY
+		return 1
+	fi
+	drop_caches
+	seq_read "$@"
+}
+
+# warm_read FILE [IFLAG]: read FILE once, then measure a second read.
+warm_read() {
+	seq_read "$@" || return 1
+	seq_read "$@"
+}
+
+FIO_ENGINE=
+fio_probe() {
+	local e
+	if ! command -v fio >/dev/null 2>&1; then
+		if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+			log "installing fio (apt-get)"
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -q fio \
+				>"$W/apt-fio.log" 2>&1 || true
+		fi
+	fi
+	if ! command -v fio >/dev/null 2>&1; then
+		FIO_WHY="fio not installed (apt-get install fio; the bench installs it when run as root)"
+		return 1
+	fi
+	for e in io_uring libaio; do
+		if fio --name=probe --filename="$W/www/t.img" --readonly \
+			--rw=randread --bs=4k --ioengine=$e --iodepth=4 --direct=1 \
+			--io_size=1m --output-format=terse >/dev/null 2>&1; then
+			FIO_ENGINE=$e
+			return 0
+		fi
+	done
+	FIO_WHY="fio cannot use io_uring or libaio here"
+	return 1
+}
+
+# fio_iops FILE QD DIRECT: 4 KiB random reads for FIO_SECONDS; RESULT = IOPS.
+fio_iops() {
+	local out rc=0 iops
+	if [ -z "$FIO_ENGINE" ]; then
+		WHY=$FIO_WHY
+		return 1
+	fi
+	out=$(bounded fio --name=rand --filename="$1" --readonly --rw=randread \
+		--bs=4k --ioengine="$FIO_ENGINE" --iodepth="$2" --direct="$3" \
+		--time_based --runtime="$FIO_SECONDS" --invalidate=0 \
+		--norandommap --randrepeat=0 --output-format=terse \
+		--terse-version=3 2>&1) || rc=$?
+	if [ "$rc" != 0 ]; then
+		WHY="fio failed (status $rc): $(grep -v '^3;' <<<"$out" | tail -n 1)"
+		return 1
+	fi
+	# terse v3: field 5 is the error, field 8 the read IOPS.
+	iops=$(awk -F';' '$1 == 3 { if ($5 != 0) print "err"; else print $8 }' <<<"$out")
+	if ! isnum "${iops:-x}"; then
+		WHY="fio reported no IOPS: $(tail -n 1 <<<"$out")"
+		return 1
+	fi
+	RESULT=$iops
+}
+
+# lat_ft FILE: first-touch latency of 64 random 4 KiB O_DIRECT reads;
+# sets FT_MEDIAN and FT_P99 (us).
+lat_ft() {
+	local out
+	if ! out=$(bounded "$LAT" -n 64 -s 7 "$1" 2>&1); then
+		WHY="lat failed: $(tail -n 1 <<<"$out")"
+		return 1
+	fi
+	FT_MEDIAN=$(sed -n 's/.*median_us=\([0-9]*\).*/\1/p' <<<"$out")
+	FT_P99=$(sed -n 's/.*p99_us=\([0-9]*\).*/\1/p' <<<"$out")
+	RESULT=$FT_MEDIAN
+}
+
+# median of numbers on stdin
+median() {
+	sort -n | awk '{ v[NR] = $1 } END { if (NR == 0) exit 1
+		if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+# proc_cpu PID: utime + stime in seconds.
+proc_cpu() {
+	local hz
+	hz=$(getconf CLK_TCK)
+	sed 's/^.*) //' "/proc/$1/stat" |
+		awk -v hz="$hz" '{ printf "%.2f", ($12 + $13) / hz }'
+}
+
+# proc_hwm PID: VmHWM in MiB.
+proc_hwm() { awk '/^VmHWM:/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
+
+# mem_mark PHASE: note the daemon's VmHWM after PHASE (for the remarks).
+MEM_MARKS=
+mem_mark() {
+	pid_alive "$IC_PID" &&
+		MEM_MARKS="${MEM_MARKS:+$MEM_MARKS, }$1 $(proc_hwm "$IC_PID")"
+}
+
+# ------------------------------------------------------------ prerequisites
+
+if ! [ -c /dev/fuse ] || ! command -v fusermount3 >/dev/null 2>&1; then
+	echo "bench: needs /dev/fuse and fusermount3 (package fuse3)" >&2
+	exit 1
+fi
+
+log "work directory $W; SIZE $SIZE_SPEC"
+mkdir -p "$W/www" "$W/nginx/tmp"
+log "generating $SIZE_SPEC of incompressible data"
+if command -v openssl >/dev/null 2>&1; then
+	openssl enc -aes-128-ctr -nosalt -pbkdf2 -pass pass:imgcache-bench \
+		-in /dev/zero 2>/dev/null | head -c "$SIZE" >"$W/www/t.img"
+else
+	head -c "$SIZE" /dev/urandom >"$W/www/t.img"
+fi
+if [ "$(stat -c %s "$W/www/t.img")" != "$SIZE" ]; then
+	echo "bench: cannot write $SIZE bytes to $W/www/t.img" >&2
+	exit 1
+fi
+# Same bytes under other names, each its own template with an empty cache.
+ln "$W/www/t.img" "$W/www/ft.img"
+ln "$W/www/t.img" "$W/www/cc.img"
+if [ "$SPARSE" -gt 0 ]; then
+	truncate -s "$SPARSE" "$W/sparse.img"
+fi
+fio_probe || log "$FIO_WHY"
+
+# ------------------------------------------------------------ nginx
+
+NGINX=$(command -v nginx 2>/dev/null || echo /usr/sbin/nginx)
+HTTP_WHY=
+NGINX_PID=
+URL=
+if ! [ -x "$NGINX" ]; then
+	HTTP_WHY="nginx not installed (apt-get install nginx-light)"
+elif ! command -v curl >/dev/null 2>&1; then
+	HTTP_WHY="curl not installed"
+else
+	if command -v python3 >/dev/null 2>&1; then
+		PORT=$(python3 -c 'import socket; s = socket.socket()
+s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+	else
+		PORT=$((20000 + RANDOM % 20000))
+	fi
+	cat >"$W/nginx/nginx.conf" <<NGINXCONF
+daemon off;
+master_process off;
+worker_processes 1;
+error_log $W/nginx/error.log;
+pid $W/nginx/nginx.pid;
+events { worker_connections 1024; }
+http {
+    log_format t '\$request|\$status|\$body_bytes_sent|\$http_range';
+    access_log $W/nginx/access.log t;
+    sendfile on;
+    client_body_temp_path $W/nginx/tmp;
+    proxy_temp_path $W/nginx/tmp;
+    fastcgi_temp_path $W/nginx/tmp;
+    uwsgi_temp_path $W/nginx/tmp;
+    scgi_temp_path $W/nginx/tmp;
+    server { listen 127.0.0.1:$PORT; root $W/www; autoindex on; }
+}
+NGINXCONF
+	"$NGINX" -p "$W/nginx/" -c "$W/nginx/nginx.conf" >"$W/nginx/stderr" 2>&1 &
+	NGINX_PID=$!
+	PIDS+=("$NGINX_PID")
+	URL=http://127.0.0.1:$PORT
+	n=200
+	until curl -sf -r 0-0 -o /dev/null "$URL/t.img"; do
+		n=$((n - 1))
+		if [ "$n" -le 0 ] || ! pid_alive "$NGINX_PID"; then
+			HTTP_WHY="nginx did not start: $(tail -n 1 "$W/nginx/error.log" 2>/dev/null)"
+			stop_pid "$NGINX_PID"
+			URL=
+			break
+		fi
+		sleep 0.05
+	done
+fi
+[ -z "$HTTP_WHY" ] || log "$HTTP_WHY"
+
+# served FROM_LINE PATH: body bytes nginx sent for GET PATH since FROM_LINE.
+served() {
+	awk -F'|' -v from="$1" -v p="GET $2 " 'NR >= from && index($1, p) == 1 { s += $3 }
+		END { printf "%d\n", s }' "$W/nginx/access.log"
+}
+loglines() { wc -l <"$W/nginx/access.log"; }
+
+# ------------------------------------------------------------ references
+
+log "references: local reads"
+meas cold_read "$W/www/t.img"
+REF_LOCAL_COLD=$RESULT
+val_or_na "local read, cold (after drop_caches)" MiB/s - - -
+meas warm_read "$W/www/t.img"
+REF_LOCAL_WARM=$RESULT
+val_or_na "local read, warm (page cache)" MiB/s - - -
+
+# new_write: write SIZE bytes to a new file (page cache, no fsync), as a
+# cold fill writes every byte to a data file; RESULT = MiB/s.
+new_write() {
+	local t0 t1 rc=0
+	t0=$EPOCHREALTIME
+	bounded dd if=/dev/zero of="$W/write.test" bs=1M count=$((SIZE / 1048576)) \
+		status=none 2>"$W/write.err" || rc=$?
+	t1=$EPOCHREALTIME
+	rm -f "$W/write.test"
+	if [ "$rc" != 0 ]; then
+		WHY="dd failed: $(tail -n 1 "$W/write.err")"
+		return 1
+	fi
+	RESULT=$(mibps $((SIZE / 1048576 * 1048576)) "$t0" "$t1")
+}
+meas new_write
+val_or_na "local write to a new file (page cache)" MiB/s - - -
+
+# curl_get: download the template; RESULT = MiB/s.
+curl_get() {
+	local out b t
+	if ! out=$(bounded curl -sS -o /dev/null -w '%{size_download} %{time_total}' \
+		"$URL/t.img" 2>&1); then
+		WHY="curl failed: $out"
+		return 1
+	fi
+	read -r b t <<<"$out"
+	if [ "$b" != "$SIZE" ]; then
+		WHY="curl got $b of $SIZE bytes"
+		return 1
+	fi
+	RESULT=$(awk -v b="$b" -v t="$t" 'BEGIN { printf "%.1f", b / 1048576 / t }')
+}
+
+# range_get: median latency (us) of 9 single 64 KiB Range GETs.
+range_get() {
+	local i off t
+	for i in 1 2 3 4 5 6 7 8 9; do
+		off=$(((RANDOM * 32768 + RANDOM) % (SIZE / BS) * BS))
+		t=$(curl -sS -o /dev/null -r "$off-$((off + BS - 1))" \
+			-w '%{time_total}' "$URL/t.img") || {
+			WHY="curl range GET failed"
+			return 1
+		}
+		awk -v t="$t" 'BEGIN { printf "%.0f\n", t * 1e6 }'
+	done >"$W/range.us"
+	RESULT=$(median <"$W/range.us")
+}
+
+REF_CURL=n/a
+REF_RANGE=n/a
+if [ -n "$URL" ]; then
+	log "references: curl"
+	warm "$W/www/t.img"
+	meas curl_get # first run warms nginx and the socket path
+	meas curl_get
+	REF_CURL=$RESULT
+	val_or_na "curl download from nginx (origin in page cache)" MiB/s - - -
+	meas range_get
+	REF_RANGE=$RESULT
+	val_or_na "curl one 64 KiB Range GET, median of 9" us - - -
+else
+	na "curl download from nginx (origin in page cache)" MiB/s - - - "$HTTP_WHY"
+	na "curl one 64 KiB Range GET, median of 9" us - - - "$HTTP_WHY"
+fi
+
+# --- libfuse passthrough_ll: the FUSE ceiling
+PT=
+PT_WHY=
+pt_src=$EXAMPLES/passthrough_ll.c
+if [ ! -e "$pt_src" ] && [ -e "$pt_src.gz" ]; then
+	mkdir -p "$W/pt-src"
+	cp "$EXAMPLES"/passthrough_helpers.h* "$W/pt-src/" 2>/dev/null
+	gunzip -f "$W/pt-src/"*.gz 2>/dev/null
+	zcat "$pt_src.gz" >"$W/pt-src/passthrough_ll.c"
+	pt_src=$W/pt-src/passthrough_ll.c
+fi
+if [ ! -e "$pt_src" ]; then
+	PT_WHY="$EXAMPLES/passthrough_ll.c not found (package libfuse3-dev)"
+elif ! command -v gcc >/dev/null 2>&1 || ! pkg-config --exists fuse3 2>/dev/null; then
+	PT_WHY="gcc or pkg-config fuse3 missing: cannot build passthrough_ll"
+else
+	log "references: building passthrough_ll from $pt_src"
+	# shellcheck disable=SC2046 # word splitting of pkg-config is wanted
+	if gcc -O2 -Wall -I"$(dirname "$pt_src")" -o "$W/passthrough_ll" "$pt_src" \
+		$(pkg-config --cflags --libs fuse3) >"$W/pt-build.log" 2>&1; then
+		PT=$W/passthrough_ll
+	else
+		PT_WHY="passthrough_ll did not compile: $(head -n 1 "$W/pt-build.log")"
+	fi
+fi
+
+PT_MNT=$W/mnt-pt
+pt_rows_na() {
+	local f
+	for f in "passthrough_ll buffered seq, cold" \
+		"passthrough_ll buffered seq, source in page cache" \
+		"passthrough_ll direct_io seq, cold"; do
+		na "$f" MiB/s - - - "$1"
+	done
+	na "passthrough_ll direct_io rand 4K QD1" IOPS - - - "$1"
+	na "passthrough_ll direct_io rand 4K QD16" IOPS - - - "$1"
+}
+REF_PT_BUF_COLD=n/a REF_PT_BUF_WARM=n/a REF_PT_DIO_COLD=n/a
+REF_PT_QD1=n/a REF_PT_QD16=n/a
+if [ -n "$PT" ]; then
+	log "references: passthrough_ll buffered (cache=auto)"
+	if start_fs passthrough_ll "$PT_MNT" "$W/pt.log" \
+		"$PT" -f -o "source=$W/www,cache=auto" "$PT_MNT"; then
+		meas cold_read "$PT_MNT/t.img"
+		REF_PT_BUF_COLD=$RESULT
+		val_or_na "passthrough_ll buffered seq, cold" MiB/s "local cold" "$REF_LOCAL_COLD" -
+		# cache=auto does not keep the FUSE page cache across opens: a
+		# second open reads through FUSE, the source from the page cache.
+		warm "$W/www/t.img"
+		meas seq_read "$PT_MNT/t.img"
+		REF_PT_BUF_WARM=$RESULT
+		val_or_na "passthrough_ll buffered seq, source in page cache" MiB/s \
+			"local warm" "$REF_LOCAL_WARM" -
+		stop_fs "$PT_MNT" "$FS_PID"
+		log "references: passthrough_ll direct_io (cache=never)"
+		if start_fs passthrough_ll "$PT_MNT" "$W/pt-direct.log" \
+			"$PT" -f -o "source=$W/www,cache=never" "$PT_MNT"; then
+			# Every open is direct_io; the reads are plain, so that
+			# passthrough_ll reads its source through the page cache, as
+			# imgcache reads its data files.
+			meas cold_read "$PT_MNT/t.img"
+			REF_PT_DIO_COLD=$RESULT
+			val_or_na "passthrough_ll direct_io seq, cold" MiB/s "local cold" "$REF_LOCAL_COLD" -
+			warm "$W/www/t.img"
+			log "references: fio on passthrough_ll (2 x $FIO_SECONDS s)"
+			meas fio_iops "$PT_MNT/t.img" 1 0
+			REF_PT_QD1=$RESULT
+			val_or_na "passthrough_ll direct_io rand 4K QD1" IOPS - - -
+			meas fio_iops "$PT_MNT/t.img" 16 0
+			REF_PT_QD16=$RESULT
+			val_or_na "passthrough_ll direct_io rand 4K QD16" IOPS - - -
+			stop_fs "$PT_MNT" "$FS_PID"
+		else
+			na "passthrough_ll direct_io seq, cold" MiB/s - - - "$WHY"
+			na "passthrough_ll direct_io rand 4K QD1" IOPS - - - "$WHY"
+			na "passthrough_ll direct_io rand 4K QD16" IOPS - - - "$WHY"
+		fi
+	else
+		pt_rows_na "$WHY"
+	fi
+else
+	pt_rows_na "$PT_WHY"
+fi
+
+# ------------------------------------------------------------ imgcache
+
+IC_MNT=$W/mnt
+CONF=$W/imgcache.conf
+{
+	printf '[global]\ncache_dir = %s\nblock_size = 64K\n' "$W/cache"
+	printf '\n[template file.img]\norigin = %s\n' "$W/www/t.img"
+	if [ -n "$URL" ]; then
+		printf '\n[template http.img]\norigin = %s/t.img\n' "$URL"
+		printf '\n[template ft.img]\norigin = %s/ft.img\n' "$URL"
+		printf '\n[template cc.img]\norigin = %s/cc.img\n' "$URL"
+	fi
+	if [ "$SPARSE" -gt 0 ]; then
+		printf '\n[template sparse.img]\norigin = %s\n' "$W/sparse.img"
+	fi
+} >"$CONF"
+
+F_HTTP_COLD="imgcache cold seq, HTTP origin"
+F_FILE_COLD="imgcache cold seq, file origin"
+F_WARM_BUF="imgcache warm seq, buffered"
+F_WARM_DIO="imgcache warm seq, O_DIRECT"
+F_QD1="imgcache warm rand 4K O_DIRECT QD1"
+F_QD16="imgcache warm rand 4K O_DIRECT QD16"
+F_FT_MED="imgcache first-touch rand 4K, median of 64"
+F_FT_P99="imgcache first-touch rand 4K, p99 of 64"
+F_CC_BYTES="imgcache 8 cold readers, origin bytes"
+F_CC_RATE="imgcache 8 cold readers, aggregate"
+F_RSS="imgcache daemon peak RSS (VmHWM)"
+F_CPU="imgcache daemon CPU (utime+stime), whole run"
+F_CPU_HTTP="imgcache daemon CPU during cold seq HTTP"
+F_START="imgcache start-up with a 1M-block index"
+F_HTTP_GETS="imgcache cold seq HTTP, mean Range GET size"
+CPU_HTTP=
+CPU_HTTP_WHY=
+
+log "imgcache: mounting $CONF"
+if ! start_fs imgcache "$IC_MNT" "$W/imgcache.log" "$IMGCACHE" -f "$CONF" "$IC_MNT"; then
+	echo "bench: $WHY" >&2
+	print_table
+	exit 1
+fi
+IC_PID=$FS_PID
+
+# imgcache cold seq over HTTP: origin in nginx's page cache, as for curl.
+if [ -n "$URL" ]; then
+	log "imgcache: cold sequential read, HTTP origin"
+	warm "$W/www/t.img"
+	from=$(($(loglines) + 1))
+	cpu0=$(proc_cpu "$IC_PID")
+	meas seq_read "$IC_MNT/http.img"
+	cpu1=$(proc_cpu "$IC_PID")
+	val_or_na "$F_HTTP_COLD" MiB/s curl "$REF_CURL" ">=0.9"
+	mem_mark "cold seq HTTP"
+	if [ "$MEAS_RC" = 0 ]; then
+		CPU_HTTP=$(fmt "$(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN { print b - a }')" 2)
+		# How the read reached the origin: GETs and their mean size.
+		awk -F'|' -v from="$from" 'NR >= from && index($1, "GET /t.img ") == 1 {
+			n++; s += $3 } END { printf "%d %.0f\n", n, n ? s / n / 1024 : 0 }' \
+			"$W/nginx/access.log" >"$W/http-gets"
+		read -r GETS_N GETS_KIB <"$W/http-gets"
+		row "$F_HTTP_GETS" "$GETS_KIB" KiB "block size" 64 -
+		remark "the cold sequential HTTP read made $GETS_N GET requests to nginx."
+	else
+		CPU_HTTP_WHY="the cold HTTP read failed"
+		na "$F_HTTP_GETS" KiB "block size" 64 - "$CPU_HTTP_WHY"
+	fi
+else
+	na "$F_HTTP_COLD" MiB/s curl n/a ">=0.9" "$HTTP_WHY"
+	CPU_HTTP_WHY=$HTTP_WHY
+	na "$F_HTTP_GETS" KiB "block size" 64 - "$HTTP_WHY"
+fi
+
+log "imgcache: cold sequential read, file origin"
+warm "$W/www/t.img"
+meas seq_read "$IC_MNT/file.img"
+val_or_na "$F_FILE_COLD" MiB/s "passthrough buffered, source cached" "$REF_PT_BUF_WARM" -
+mem_mark "cold seq file"
+
+# Warm rows: from imgcache's disk cache.  The file-origin template is fully
+# cached now; so is the HTTP one when there is one.
+WARM_F=$IC_MNT/file.img
+[ -n "$URL" ] && WARM_F=$IC_MNT/http.img
+log "imgcache: warm sequential reads (after drop_caches)"
+meas cold_read "$WARM_F"
+val_or_na "$F_WARM_BUF" MiB/s "passthrough buffered" "$REF_PT_BUF_COLD" ">=0.9"
+meas cold_read "$WARM_F" direct
+val_or_na "$F_WARM_DIO" MiB/s "passthrough direct_io" "$REF_PT_DIO_COLD" ">=0.9"
+mem_mark "warm seq"
+
+# Random reads: data files in the page cache, as passthrough's source was.
+log "imgcache: fio random reads (2 x $FIO_SECONDS s)"
+warm "$WARM_F" # through the mount: the data file lands in the page cache
+meas fio_iops "$WARM_F" 1 1
+val_or_na "$F_QD1" IOPS "passthrough direct_io" "$REF_PT_QD1" ">=0.9"
+meas fio_iops "$WARM_F" 16 1
+val_or_na "$F_QD16" IOPS "passthrough direct_io" "$REF_PT_QD16" -
+mem_mark "fio"
+
+if [ -n "$URL" ]; then
+	log "imgcache: first-touch latency (64 cold random 4 KiB O_DIRECT reads)"
+	meas lat_ft "$IC_MNT/ft.img"
+	val_or_na "$F_FT_MED" us "one Range GET" "$REF_RANGE" "<=3"
+	if [ "$MEAS_RC" = 0 ]; then
+		row "$F_FT_P99" "$FT_P99" us "one Range GET" "$REF_RANGE" -
+	else
+		na "$F_FT_P99" us "one Range GET" "$REF_RANGE" - "$WHY"
+	fi
+	mem_mark "first-touch"
+
+	log "imgcache: 8 concurrent cold readers (dd iflag=direct bs=1M)"
+	from=$(($(loglines) + 1))
+	pids=()
+	t0=$EPOCHREALTIME
+	for i in 0 1 2 3 4 5 6 7; do
+		bounded dd if="$IC_MNT/cc.img" of=/dev/null bs=1M iflag=direct \
+			2>"$W/cc.$i.err" &
+		pids+=("$!")
+	done
+	failed=0
+	for p in "${pids[@]}"; do wait "$p" || failed=$((failed + 1)); done
+	t1=$EPOCHREALTIME
+	short=0
+	for i in 0 1 2 3 4 5 6 7; do
+		grep -q "^$SIZE bytes" "$W/cc.$i.err" || short=$((short + 1))
+	done
+	if [ "$failed" = 0 ] && [ "$short" = 0 ]; then
+		got=$(served "$from" /cc.img)
+		row "$F_CC_BYTES" "$(fmt "$(awk -v b="$got" 'BEGIN { print b / 1048576 }')" 1)" \
+			MiB "file size" "$(fmt "$(awk -v b="$SIZE" 'BEGIN { print b / 1048576 }')" 1)" \
+			"<=1.01"
+		row "$F_CC_RATE" "$(mibps $((8 * SIZE)) "$t0" "$t1")" MiB/s "curl" "$REF_CURL" -
+	else
+		why="$failed readers failed, $short read short: $(head -n 1 "$W/cc.0.err")"
+		na "$F_CC_BYTES" MiB "file size" - "<=1.01" "$why"
+		na "$F_CC_RATE" MiB/s curl "$REF_CURL" - "$why"
+	fi
+	mem_mark "8 readers"
+else
+	na "$F_FT_MED" us "one Range GET" n/a "<=3" "$HTTP_WHY"
+	na "$F_FT_P99" us "one Range GET" n/a - "$HTTP_WHY"
+	na "$F_CC_BYTES" MiB "file size" - "<=1.01" "$HTTP_WHY"
+	na "$F_CC_RATE" MiB/s curl n/a - "$HTTP_WHY"
+fi
+
+if [ "$SPARSE" -gt 0 ]; then
+	log "imgcache: 256 first-touch reads of the $((SPARSE >> 30)) GiB sparse template"
+	if ! bounded "$LAT" -n 256 -s 3 "$IC_MNT/sparse.img" >"$W/sparse.lat" 2>&1; then
+		remark "reads of the sparse template failed: $(tail -n 1 "$W/sparse.lat")"
+	fi
+	mem_mark "sparse"
+fi
+
+if pid_alive "$IC_PID"; then
+	rss=$(proc_hwm "$IC_PID")
+	remark "daemon VmHWM (MiB) after each phase: $MEM_MARKS; at the end $(awk '
+		/^(VmRSS|RssAnon|RssFile|RssShmem|Threads):/ { sub(":", ""); v = $2
+			if ($3 == "kB") v = sprintf("%.1f MiB", $2 / 1024); o = o (o ? ", " : "") $1 " " v }
+		END { print o }' "/proc/$IC_PID/status")."
+	cpu=$(proc_cpu "$IC_PID")
+	row "$F_RSS" "$rss" MiB "target" 64 "<=1"
+	row "$F_CPU" "$cpu" s - - -
+	if [ -n "$CPU_HTTP" ]; then
+		row "$F_CPU_HTTP" "$CPU_HTTP" s - - -
+	else
+		na "$F_CPU_HTTP" s - - - "$CPU_HTTP_WHY"
+	fi
+else
+	na "$F_RSS" MiB target 64 "<=1" "the daemon died: $(tail -n 1 "$W/imgcache.log")"
+	na "$F_CPU" s - - - "the daemon died"
+	na "$F_CPU_HTTP" s - - - "the daemon died"
+fi
+na "$F_START" s - - - "needs an index of 1M cached blocks (64 GiB of fills at 64K): too long for one run"
+if [ "$SPARSE" -gt 0 ]; then
+	remark "imgcache mounted $(grep -c '^\[template' "$CONF") templates, one of them a $((SPARSE >> 30)) GiB sparse file origin (256 of its blocks read); RSS and CPU cover the daemon's whole run."
+fi
+stop_fs "$IC_MNT" "$IC_PID"
+
+# ------------------------------------------------------------ peers
+
+# peer_rows NAME MNT_FILE: the cold/warm/random rows for a mounted peer.
+peer_rows() {
+	local n=$1 f=$2
+	log "$n: cold sequential read"
+	warm "$W/www/t.img"
+	meas seq_read "$f"
+	val_or_na "$n cold seq, HTTP origin" MiB/s curl "$REF_CURL" -
+	log "$n: warm sequential reads"
+	meas cold_read "$f"
+	val_or_na "$n warm seq, buffered" MiB/s "passthrough buffered" "$REF_PT_BUF_COLD" -
+	meas cold_read "$f" direct
+	val_or_na "$n warm seq, O_DIRECT" MiB/s "passthrough direct_io" "$REF_PT_DIO_COLD" -
+	log "$n: fio random reads (2 x $FIO_SECONDS s)"
+	meas fio_iops "$f" 1 1
+	val_or_na "$n warm rand 4K O_DIRECT QD1" IOPS "passthrough direct_io" "$REF_PT_QD1" -
+	meas fio_iops "$f" 16 1
+	val_or_na "$n warm rand 4K O_DIRECT QD16" IOPS "passthrough direct_io" "$REF_PT_QD16" -
+}
+
+# peer_na NAME WHY: one row for all of a peer's figures.
+peer_na() {
+	na "$1 (cold seq, warm seq, warm rand rows)" - - - - "$2"
+}
+
+if [ "${BENCH_PEERS:-}" = 1 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+	for p in httpdirfs rclone; do
+		command -v "$p" >/dev/null 2>&1 && continue
+		log "installing $p (BENCH_PEERS=1)"
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$p" \
+			>"$W/apt-$p.log" 2>&1 || log "apt-get install $p failed"
+	done
+fi
+
+if [ "${BENCH_PEERS:-}" = 0 ]; then
+	peer_na httpdirfs "skipped (BENCH_PEERS=0)"
+elif [ -z "$URL" ]; then
+	peer_na httpdirfs "$HTTP_WHY"
+elif ! command -v httpdirfs >/dev/null 2>&1; then
+	peer_na httpdirfs "not installed (BENCH_PEERS=1 installs it)"
+else
+	m=$W/mnt-httpdirfs
+	mkdir -p "$W/httpdirfs-cache"
+	if start_fs httpdirfs "$m" "$W/httpdirfs.log" httpdirfs -f --cache \
+		--cache-location "$W/httpdirfs-cache" --no-range-check "$URL/" "$m"; then
+		peer_rows httpdirfs "$m/t.img"
+		stop_fs "$m" "$FS_PID"
+	else
+		peer_na httpdirfs "$WHY"
+	fi
+fi
+
+if [ "${BENCH_PEERS:-}" = 0 ]; then
+	peer_na rclone "skipped (BENCH_PEERS=0)"
+elif [ -z "$URL" ]; then
+	peer_na rclone "$HTTP_WHY"
+elif ! command -v rclone >/dev/null 2>&1; then
+	peer_na rclone "not installed (BENCH_PEERS=1 installs it)"
+else
+	m=$W/mnt-rclone
+	: >"$W/rclone.conf"
+	if start_fs rclone "$m" "$W/rclone.log" rclone mount --config "$W/rclone.conf" \
+		--http-url "$URL/" --vfs-cache-mode full --cache-dir "$W/rclone-cache" \
+		:http: "$m"; then
+		peer_rows rclone "$m/t.img"
+		stop_fs "$m" "$FS_PID"
+	else
+		peer_na rclone "$WHY"
+	fi
+fi
+
+if [ -n "$NGINX_PID" ]; then
+	stop_pid "$NGINX_PID"
+fi
+
+remark "cold = imgcache's cache empty, origin file in the page cache (nginx and the file origin serve from RAM); warm = from imgcache's disk cache after drop_caches."
+remark "passthrough_ll direct_io = -o cache=never, read without O_DIRECT so that it reads its source through the page cache, as imgcache reads its data files; fio on it runs with direct=0, on imgcache and peers with direct=1."
+print_table
+if [ -n "${BENCH_MD:-}" ]; then
+	write_md "$BENCH_MD"
+	log "markdown table written to $BENCH_MD"
+fi
+exit 0

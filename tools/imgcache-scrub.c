@@ -1,0 +1,535 @@
+/* imgcache-scrub: check every present block of the cache against its
+ * checksum, offline, and with --repair forget the bad ones so the daemon
+ * fetches them again.  See imgcache-scrub(8).
+ *
+ * For each template of the index (or those named), the blocks the index
+ * holds for its current generation are read from
+ * cache_dir/data/<name>.<generation> and their XXH3-64 compared with the
+ * index's.  All-zero blocks (kept as holes, never read by the daemon) must
+ * carry the checksum of zeros.  A bad block is reported as
+ *   NAME: block N at offset OFF (LEN bytes): REASON
+ * With --repair the index rows of the bad blocks are deleted (one
+ * transaction per chunk), the index is closed -- which checkpoints it, so
+ * the deletions are on disk -- and only then are the blocks' bytes punched
+ * out of the data file: the index never claims a block whose bytes were
+ * punched.
+ *
+ * The daemon must be stopped: its in-memory block table is authoritative
+ * and it rewrites the index behind a scrub's back.  A cache whose
+ * ctl.sock accepts a connection is refused.
+ *
+ * Exit status: 0 every block good, 1 bad blocks found (even if repaired),
+ * 2 usage error, the daemon runs, or something could not be read. */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "ic-checksum.h"
+#include "ic-conf.h"
+#include "ic-ctl.h"
+#include "ic-index.h"
+#include "ic-log.h"
+#include "ic-util.h"
+
+#define PROG "imgcache-scrub"
+#define EXIT_BAD 1
+#define EXIT_TROUBLE 2
+/* Rows deleted per transaction. */
+#define DEL_CHUNK 1024
+/* Block sizes the daemon accepts (imgcache.conf(5)). */
+#define BS_MIN 4096u
+#define BS_MAX (16u << 20)
+
+struct opts {
+    const char *config;    /* --config, or the default when it exists */
+    int config_given;
+    const char *cache_dir; /* --cache-dir, overrides the config's */
+    int repair;
+    char **names;          /* templates to check; all when nnames is 0 */
+    int nnames;
+};
+
+/* One template being checked. */
+struct tscan {
+    struct index_tmpl t;
+    char path[PATH_MAX];   /* its data file */
+    int fd;                /* -1 when the data file is missing */
+    char *buf;             /* one block */
+    char *zeros;           /* one block of zeros */
+    struct index_rec *bad; /* rows to delete (op INDEX_DEL) */
+    size_t nbad, cap;
+    uint64_t checked, zero;
+    int error;             /* a block could not be recorded */
+};
+
+struct totals {
+    uint64_t templates, checked, zero, bad, removed;
+    int trouble;
+};
+
+/* ------------------------------------------------------------- options */
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "Usage: " PROG " [OPTIONS] [TEMPLATE...]\n"
+            "Check every cached block against its checksum (imgcache must "
+            "be stopped).\n"
+            "Exit 0 all good, 1 bad blocks found, 2 error.\n\n"
+            "  -c, --config FILE     imgcache.conf (default %s if present)\n"
+            "  -C, --cache-dir DIR   cache directory (overrides the config)\n"
+            "  -r, --repair          remove bad blocks from the index and "
+            "punch them\n"
+            "                        out of the data file (refetched on "
+            "next read)\n"
+            "  -h, --help            this help\n"
+            "  -V, --version         print the version\n",
+            CONF_DEFAULT_PATH);
+}
+
+/* 0 to go on, 1 to exit 0 (help, version), -1 to exit 2. */
+static int parse_args(int argc, char **argv, struct opts *o)
+{
+    static const struct option lopts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"cache-dir", required_argument, NULL, 'C'},
+        {"repair", no_argument, NULL, 'r'},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0},
+    };
+    int c;
+
+    while ((c = getopt_long(argc, argv, "c:C:rhV", lopts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            o->config = optarg;
+            o->config_given = 1;
+            break;
+        case 'C':
+            o->cache_dir = optarg;
+            break;
+        case 'r':
+            o->repair = 1;
+            break;
+        case 'h':
+            usage(stdout);
+            return 1;
+        case 'V':
+            printf(PROG " %s\n", PACKAGE_VERSION);
+            return 1;
+        default:
+            usage(stderr);
+            return -1;
+        }
+    }
+    o->names = argv + optind;
+    o->nnames = argc - optind;
+    return 0;
+}
+
+/* cache_dir: --cache-dir, else the config's, else the default.  The
+ * config is read only for that.  0 or -1 (reported). */
+static int resolve_cache_dir(const struct opts *o, char *out, size_t len)
+{
+    const char *path = o->config;
+    struct conf *cf = NULL;
+    char err[512];
+
+    if (o->cache_dir == NULL && !o->config_given &&
+        access(CONF_DEFAULT_PATH, F_OK) == 0)
+        path = CONF_DEFAULT_PATH;
+    if (o->cache_dir == NULL && path != NULL &&
+        conf_load(path, &cf, err, sizeof err) < 0) {
+        fprintf(stderr, PROG ": %s\n", err);
+        return -1;
+    }
+    const char *dir = o->cache_dir ? o->cache_dir
+                      : cf         ? cf->cache_dir
+                                   : CONF_DEFAULT_CACHE_DIR;
+    int n = snprintf(out, len, "%s", dir);
+    conf_free(cf);
+    if (n < 0 || (size_t)n >= len) {
+        fprintf(stderr, PROG ": cache directory name too long\n");
+        return -1;
+    }
+    return 0;
+}
+
+/* -------------------------------------------------------------- daemon */
+
+/* Refuse to run beside a live daemon: 0 when cache_dir/ctl.sock is absent
+ * or refuses connections (a stale socket of a dead daemon), -1 otherwise
+ * (reported).  A daemon started after this check is not detected. */
+static int daemon_stopped(const char *cache_dir)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    int n = snprintf(sa.sun_path, sizeof sa.sun_path, "%s/%s", cache_dir,
+                     CTL_SOCK_NAME);
+
+    if (n < 0 || (size_t)n >= sizeof sa.sun_path) {
+        fprintf(stderr, PROG ": %s/%s: path too long to check whether "
+                "imgcache runs\n", cache_dir, CTL_SOCK_NAME);
+        return -1;
+    }
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        fprintf(stderr, PROG ": socket: %s\n", strerror(errno));
+        return -1;
+    }
+    int r = connect(fd, (struct sockaddr *)&sa, sizeof sa);
+    int e = errno;
+    close(fd);
+    if (r < 0 && (e == ENOENT || e == ECONNREFUSED))
+        return 0;
+    if (r == 0)
+        fprintf(stderr, PROG ": imgcache is running on %s (%s answers); "
+                "stop it first: the daemon's block table is authoritative "
+                "while it runs\n", cache_dir, sa.sun_path);
+    else
+        fprintf(stderr, PROG ": cannot tell whether imgcache runs on %s: "
+                "%s: %s\n", cache_dir, sa.sun_path, strerror(e));
+    return -1;
+}
+
+/* -------------------------------------------------------------- checks */
+
+static int add_bad(struct tscan *s, const struct index_rec *rec)
+{
+    if (s->nbad == s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 64;
+        struct index_rec *v = realloc(s->bad, cap * sizeof *v);
+        if (v == NULL)
+            return -ENOMEM;
+        s->bad = v;
+        s->cap = cap;
+    }
+    s->bad[s->nbad] = *rec;
+    s->bad[s->nbad].op = INDEX_DEL;
+    s->nbad++;
+    return 0;
+}
+
+/* Why block rec is bad, or NULL if it is good.  why is scratch space. */
+static const char *block_fault(struct tscan *s, const struct index_rec *rec,
+                               char *why, size_t whylen)
+{
+    uint64_t bs = s->t.block_size, off = rec->blk * bs;
+
+    if (rec->blk >= (s->t.size + bs - 1) / bs) {
+        snprintf(why, whylen, "past the end of the template (%" PRIu64
+                 " bytes)", s->t.size);
+        return why;
+    }
+    size_t len = (size_t)(s->t.size - off < bs ? s->t.size - off : bs);
+    if (rec->flags & INDEX_BLK_ZERO) {
+        s->zero++;
+        return checksum_block(s->zeros, len) == rec->csum
+                   ? NULL : "all-zero block with a wrong checksum";
+    }
+    if (s->fd < 0)
+        return "data file missing";
+    ssize_t n = pread_full(s->fd, s->buf, len, off);
+    if (n < 0) {
+        snprintf(why, whylen, "read error: %s", strerror((int)-n));
+        return why;
+    }
+    if ((size_t)n < len)
+        return "data file ends inside the block";
+    return checksum_block(s->buf, len) == rec->csum ? NULL
+                                                    : "checksum mismatch";
+}
+
+static int check_block(void *ctx, const struct index_rec *rec)
+{
+    struct tscan *s = ctx;
+    char why[160];
+    const char *fault = block_fault(s, rec, why, sizeof why);
+    uint64_t bs = s->t.block_size, off = rec->blk * bs;
+    uint64_t len = off < s->t.size ? s->t.size - off : 0;
+
+    s->checked++;
+    if (fault == NULL)
+        return 0;
+    printf("%s: block %" PRIu64 " at offset %" PRIu64 " (%" PRIu64
+           " bytes): %s\n", s->t.name, rec->blk, off, len < bs ? len : bs,
+           fault);
+    if (add_bad(s, rec) < 0) {
+        fprintf(stderr, PROG ": out of memory\n");
+        s->error = 1;
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+/* Open the template's data file (read-write for --repair).  0, or -1 when
+ * it exists but cannot be opened (reported). */
+static int open_data(struct tscan *s, const char *cache_dir, int repair)
+{
+    int n = snprintf(s->path, sizeof s->path, "%s/data/%s.%" PRIu64,
+                     cache_dir, s->t.name, s->t.generation);
+
+    if (n < 0 || (size_t)n >= sizeof s->path) {
+        fprintf(stderr, PROG ": %s: data file name too long\n", s->t.name);
+        return -1;
+    }
+    s->fd = open(s->path, (repair ? O_RDWR : O_RDONLY) | O_NOFOLLOW |
+                              O_CLOEXEC);
+    if (s->fd < 0 && errno != ENOENT) {
+        fprintf(stderr, PROG ": %s: %s\n", s->path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* Check one template.  0, or -1 on trouble (reported). */
+static int scan_template(struct index *ix, const char *cache_dir, int repair,
+                         struct tscan *s)
+{
+    uint32_t bs = s->t.block_size;
+
+    if (!conf_name_valid(s->t.name)) {
+        fprintf(stderr, PROG ": the index names a template '%s': not a valid "
+                "name; skipped\n", s->t.name);
+        return -1;
+    }
+    if (bs < BS_MIN || bs > BS_MAX || (bs & (bs - 1)) != 0) {
+        fprintf(stderr, PROG ": %s: block size %" PRIu32 " in the index is "
+                "not a power of two in 4K..16M; skipped\n", s->t.name, bs);
+        return -1;
+    }
+    if (open_data(s, cache_dir, repair) < 0)
+        return -1;
+    s->buf = malloc(bs);
+    s->zeros = calloc(1, bs);
+    if (s->buf == NULL || s->zeros == NULL) {
+        fprintf(stderr, PROG ": out of memory\n");
+        return -1;
+    }
+    if (index_blocks_load(ix, s->t.id, s->t.generation, check_block, s) < 0 ||
+        s->error) {
+        fprintf(stderr, PROG ": %s: cannot read the block list\n", s->t.name);
+        return -1;
+    }
+    printf("%s: generation %" PRIu64 ", %" PRIu64 " blocks checked (%" PRIu64
+           " all-zero), %zu bad%s\n", s->t.name, s->t.generation, s->checked,
+           s->zero, s->nbad, s->fd < 0 && s->checked > s->zero
+                                 ? " (data file missing)" : "");
+    return 0;
+}
+
+/* Delete the rows of the bad blocks.  0 or -1 (reported). */
+static int remove_rows(struct index *ix, const struct tscan *s)
+{
+    for (size_t i = 0; i < s->nbad; i += DEL_CHUNK) {
+        size_t n = s->nbad - i < DEL_CHUNK ? s->nbad - i : DEL_CHUNK;
+        if (index_apply(ix, s->bad + i, n) < 0) {
+            fprintf(stderr, PROG ": %s: cannot remove bad blocks from the "
+                    "index\n", s->t.name);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* After the rows are gone from the index on disk: free the bad blocks'
+ * space.  Only the disk space is at stake, so failures are warnings. */
+static void punch_bad(const struct tscan *s)
+{
+    uint64_t bs = s->t.block_size;
+
+    if (s->fd < 0 || s->nbad == 0)
+        return;
+    for (size_t i = 0; i < s->nbad; i++) {
+        const struct index_rec *r = &s->bad[i];
+        if ((r->flags & INDEX_BLK_ZERO) || r->blk * bs >= s->t.size)
+            continue;
+        if (fallocate(s->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                      (off_t)(r->blk * bs), (off_t)bs) < 0) {
+            fprintf(stderr, PROG ": warning: %s: cannot punch block %" PRIu64
+                    ": %s\n", s->path, r->blk, strerror(errno));
+            return;
+        }
+    }
+    if (fdatasync(s->fd) < 0)
+        fprintf(stderr, PROG ": warning: %s: fdatasync: %s\n", s->path,
+                strerror(errno));
+}
+
+static void tscan_free(struct tscan *s)
+{
+    if (s->fd >= 0)
+        close(s->fd);
+    free(s->buf);
+    free(s->zeros);
+    free(s->bad);
+}
+
+/* ------------------------------------------------------------ the run */
+
+/* The templates to check: all of the index, or the named ones (each must
+ * be there).  *out malloc'd.  0 or -1 (reported). */
+static int pick_templates(struct index *ix, const struct opts *o,
+                          struct tscan **out, size_t *n)
+{
+    struct index_tmpl *all = NULL;
+    size_t nall = 0, cnt = 0;
+    int ret = 0;
+
+    *out = NULL;
+    *n = 0;
+    if (index_tmpl_list(ix, &all, &nall) < 0) {
+        fprintf(stderr, PROG ": cannot list the templates of the index\n");
+        return -1;
+    }
+    for (int k = 0; k < o->nnames; k++) {
+        size_t i = 0;
+        while (i < nall && strcmp(all[i].name, o->names[k]) != 0)
+            i++;
+        if (i == nall) {
+            fprintf(stderr, PROG ": no template '%s' in the index\n",
+                    o->names[k]);
+            ret = -1;
+        }
+    }
+    struct tscan *v = calloc(nall ? nall : 1, sizeof *v);
+    if (v == NULL) {
+        fprintf(stderr, PROG ": out of memory\n");
+        ret = -1;
+    }
+    for (size_t i = 0; ret == 0 && i < nall; i++) {
+        int want = o->nnames == 0;
+        for (int k = 0; !want && k < o->nnames; k++)
+            want = strcmp(all[i].name, o->names[k]) == 0;
+        if (want) {
+            v[cnt].t = all[i];
+            v[cnt++].fd = -1;
+        }
+    }
+    free(all);
+    if (ret < 0) {
+        free(v);
+        return -1;
+    }
+    *out = v;
+    *n = cnt;
+    return 0;
+}
+
+/* Open the index: read-only to check; read-write for --repair, only once
+ * a read-only open found it sound (index_open would move a damaged index
+ * aside, as the daemon does at start). */
+static int open_index(const char *cache_dir, int repair, struct index **ix)
+{
+    int rc = index_open_ro(cache_dir, ix);
+
+    if (rc == -ENOENT) {
+        fprintf(stderr, PROG ": no cache index %s/%s (wrong cache_dir, or "
+                "imgcache never ran?)\n", cache_dir, INDEX_FILE);
+        return -1;
+    }
+    if (rc < 0) {
+        fprintf(stderr, PROG ": cannot read %s/%s: %s\n", cache_dir,
+                INDEX_FILE, strerror(-rc));
+        return -1;
+    }
+    if (!repair)
+        return 0;
+    index_close(*ix);
+    rc = index_open(cache_dir, ix);
+    if (rc < 0) {
+        fprintf(stderr, PROG ": cannot open %s/%s for writing: %s\n",
+                cache_dir, INDEX_FILE, strerror(-rc));
+        return -1;
+    }
+    if (index_moved_aside(*ix) != NULL) {
+        fprintf(stderr, PROG ": %s/%s was damaged and has been moved aside "
+                "to %s; the cache starts empty\n", cache_dir, INDEX_FILE,
+                index_moved_aside(*ix));
+        index_close(*ix);
+        *ix = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+static int run(const struct opts *o, const char *cache_dir, struct totals *tot)
+{
+    struct index *ix = NULL;
+    struct tscan *v = NULL;
+    size_t n = 0;
+
+    if (index_is_empty(cache_dir) == 1 && o->nnames == 0) {
+        printf("%s/%s is empty: nothing cached\n", cache_dir, INDEX_FILE);
+        return 0;
+    }
+    if (open_index(cache_dir, o->repair, &ix) < 0)
+        return -1;
+    if (pick_templates(ix, o, &v, &n) < 0) {
+        index_close(ix);
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (scan_template(ix, cache_dir, o->repair, &v[i]) < 0) {
+            tot->trouble = 1;
+            continue;
+        }
+        tot->templates++;
+        tot->checked += v[i].checked;
+        tot->zero += v[i].zero;
+        tot->bad += v[i].nbad;
+        if (o->repair && v[i].nbad > 0) {
+            if (remove_rows(ix, &v[i]) < 0)
+                tot->trouble = 1;
+            else
+                tot->removed += v[i].nbad;
+        }
+    }
+    /* The last connection's close checkpoints the WAL into index.db and
+     * syncs it: the deletions are durable before any byte is punched. */
+    index_close(ix);
+    for (size_t i = 0; i < n; i++) {
+        if (o->repair && tot->removed > 0)
+            punch_bad(&v[i]);
+        tscan_free(&v[i]);
+    }
+    free(v);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    struct opts o = {0};
+    struct totals tot = {0};
+    char cache_dir[PATH_MAX];
+    int rc;
+
+    log_init(PROG, 0);
+    rc = parse_args(argc, argv, &o);
+    if (rc != 0)
+        return rc > 0 ? 0 : EXIT_TROUBLE;
+    if (resolve_cache_dir(&o, cache_dir, sizeof cache_dir) < 0 ||
+        daemon_stopped(cache_dir) < 0 || run(&o, cache_dir, &tot) < 0)
+        return EXIT_TROUBLE;
+    printf(PROG ": %" PRIu64 " template%s, %" PRIu64 " blocks checked (%"
+           PRIu64 " all-zero), %" PRIu64 " bad", tot.templates,
+           tot.templates == 1 ? "" : "s", tot.checked, tot.zero, tot.bad);
+    if (o.repair)
+        printf(", %" PRIu64 " removed from the index", tot.removed);
+    printf("\n");
+    if (fflush(stdout) != 0)
+        return EXIT_TROUBLE;
+    if (tot.trouble)
+        return EXIT_TROUBLE;
+    return tot.bad > 0 ? EXIT_BAD : 0;
+}
