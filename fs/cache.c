@@ -380,6 +380,7 @@ static void tmpl_free(struct tmpl *t)
     free(t->pins);
     free(t->rec);
     free(t->pin_spec);
+    free(t->cfg_pins);
     pthread_mutex_destroy(&t->lock);
     pthread_mutex_destroy(&t->rec_lock);
     free(t->name);
@@ -776,9 +777,12 @@ static void *housekeeping(void *arg)
 {
     struct cache *c = arg;
     struct tmpl **v;
+    /* Config pins (qcow2-metadata reads through the cache) once mounted. */
+    pthread_mutex_lock(&c->cfg_lock);
     size_t n = cache_snapshot(c, &v);
     for (size_t i = 0; i < n; i++)
         pin_config(v[i]);
+    pthread_mutex_unlock(&c->cfg_lock);
     unsigned ticks = 0;
     pthread_mutex_lock(&c->hk_lock);
     while (!c->hk_stop) {

@@ -298,20 +298,29 @@ int pin_resolve(struct tmpl *t, const char *spec, struct byte_range **out,
     return r;
 }
 
+/* The config's pins are the config's: ranges it named before (in this
+ * run) and names no more are unpinned, so editing "pin =" and reloading
+ * does what it says.  Called with cfg_lock held. */
 void pin_config(struct tmpl *t)
 {
-    struct byte_range *r;
-    size_t n;
+    struct byte_range *r = NULL, *gone = NULL;
+    size_t n = 0, ngone = 0;
     char err[512];
-    if (t->pin_spec == NULL)
-        return;
-    if (pin_resolve(t, t->pin_spec, &r, &n, err, sizeof err) < 0 ||
-        pin_change(t, r, n, 0, err, sizeof err) < 0) {
+    if (t->pin_spec != NULL &&
+        pin_resolve(t, t->pin_spec, &r, &n, err, sizeof err) < 0) {
         log_err("%s: [%s] pin: %s", t->c->conf->path, t->name, err);
-        if (n == 0)
-            return;
+        return; /* keep the pins we have rather than guess */
     }
-    free(r);
+    if (t->cfg_pins != NULL &&
+        set_subtract(t->cfg_pins, t->ncfg_pins, r, n, &gone, &ngone) == 0 &&
+        ngone > 0 && pin_change(t, gone, ngone, 1, err, sizeof err) < 0)
+        log_err("[%s] unpinning ranges no longer in pin =: %s", t->name, err);
+    free(gone);
+    if (n > 0 && pin_change(t, r, n, 0, err, sizeof err) < 0)
+        log_err("%s: [%s] pin: %s", t->c->conf->path, t->name, err);
+    free(t->cfg_pins);
+    t->cfg_pins = r;
+    t->ncfg_pins = n;
 }
 
 /* ------------------------------------------------------ warming */

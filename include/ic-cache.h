@@ -67,6 +67,8 @@ struct tmpl {
     char *name;
     char *location;          /* origin path or URL (may hold secrets) */
     char *pin_spec;          /* the config's "pin =" value (cfg_lock) */
+    struct byte_range *cfg_pins; /* what pin_spec last resolved to (cfg_lock) */
+    size_t ncfg_pins;
     struct conf_net net;     /* src's settings, mirrors resolved for us */
     struct origin *origin;
     int64_t tid;             /* index row id */

@@ -340,3 +340,40 @@ boot_reads "$T/mnt2" "$T/replay"
 assert_eq "replaying the boot: zero origin reads" 0 \
 	"$(reads_overlapping "$OLOG" /boot.img 0 $((16 * MIB)) "$from")"
 stop_imgcache "$T/mnt2"
+
+# --- 10. config pins follow "pin =" across reloads: a range dropped from
+# the config is unpinned, one added is pinned, a tool pin is left alone.
+CACHE=$T/cache3
+write_conf3() { # PIN-VALUE
+	{
+		global_section
+		tmpl_section boot.img
+		[ -z "$1" ] || printf 'pin = %s\n' "$1"
+	} >"$T/conf3"
+}
+# n_reloaded: how many reloads the daemon has logged.
+n_reloaded() { grep -c 'reloaded' "$IMGCACHE_LOG" || true; }
+# reload_to PIN-VALUE: rewrite the config, SIGHUP, wait for the reload.
+reload_to() {
+	_before=$(n_reloaded)
+	write_conf3 "$1"
+	kill -HUP "$(_pid_of "$T/mnt3")"
+	wait_for 10 reloaded_after "$_before" ||
+		fail "no reload logged after SIGHUP"
+}
+write_conf3 0-1M
+start_daemon "$T/conf3" "$T/mnt3"
+reloaded_after() { [ "$(n_reloaded)" -gt "$1" ]; }
+ranges_are() { [ "$(ranges "$1")" = "$2" ]; }
+# Config pins are applied once the mount is up: wait for them.
+wait_for 10 ranges_are boot.img 0-1048576 || true
+assert_eq "config pin listed" 0-1048576 "$(ranges boot.img)"
+icpin --no-fetch boot.img 8M-9M
+assert_eq "tool pin beside the config pin exits 0" 0 "$rc"
+reload_to 2M-3M
+assert_eq "reload: the dropped config range is unpinned, the new one pinned, the tool pin kept" \
+	"2097152-3145728 8388608-9437184" "$(ranges boot.img | tr '\n' ' ' | sed 's/ $//')"
+reload_to ""
+assert_eq "reload with an empty pin list: only the tool pin is left" \
+	8388608-9437184 "$(ranges boot.img)"
+stop_imgcache "$T/mnt3"
