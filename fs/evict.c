@@ -22,8 +22,6 @@
 struct victim {
     uint64_t blk;
     uint32_t atime;
-    uint8_t flags;  /* saved by evict_mark to put the block back */
-    uint64_t csum;
 };
 
 /* Max-heap on atime of the k oldest candidates seen so far. */
@@ -95,10 +93,11 @@ static uint32_t evict_mark(struct gen *g, struct victim *v)
         v->blk = UINT64_MAX;
         return 0;
     }
-    blockmap_set_missing(&g->bm, v->blk, len);
-    b->state = BLK_FILLING; /* ours until the hole is punched */
-    v->csum = b->csum;
-    v->flags = b->flags;
+    /* Ours until the hole is punched; its bytes still count as used until
+     * then, so concurrent fills do not take room that is not free yet.
+     * seq moves so a reader of the data file rechecks the block. */
+    b->state = BLK_FILLING;
+    b->seq++;
     pthread_mutex_unlock(&g->lock);
     return len;
 }
@@ -125,12 +124,11 @@ static void evict_finish(struct gen *g, struct victim *v, size_t n, int keep)
     for (size_t i = 0; i < n; i++) {
         if (v[i].blk == UINT64_MAX)
             continue;
-        uint32_t len = block_len(v[i].blk, g->info.size, g->bs);
-        if (keep)
-            blockmap_set_present(&g->bm, v[i].blk, v[i].csum, v[i].flags,
-                                 len);
-        else
-            g->bm.v[v[i].blk].state = BLK_MISSING;
+        struct blk *b = &g->bm.v[v[i].blk];
+        b->state = BLK_PRESENT;
+        if (!keep)
+            blockmap_set_missing(&g->bm, v[i].blk,
+                                 block_len(v[i].blk, g->info.size, g->bs));
     }
     pthread_cond_broadcast(&g->filled);
     pthread_mutex_unlock(&g->lock);
