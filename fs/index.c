@@ -406,6 +406,9 @@ static int open_rw(struct index *ix, const char *path, char *why,
         return IX_UNUSABLE;
     }
     sqlite3_busy_timeout(ix->db, INDEX_BUSY_MS);
+    /* Start-up reads the whole index twice (quick_check, then the block
+     * list): through a map, not 4K preads. */
+    sqlite3_exec(ix->db, "PRAGMA mmap_size=268435456", NULL, NULL, NULL);
     int empty = 0;
     int ret = check_pages(ix, why, whylen);
     if (ret == 0)

@@ -56,8 +56,10 @@ static int set_union(const struct byte_range *a, size_t na,
     struct byte_range *v = malloc((na + nb + 1) * sizeof *v);
     if (v == NULL)
         return -ENOMEM;
-    memcpy(v, a, na * sizeof *v);
-    memcpy(v + na, b, nb * sizeof *v);
+    if (na) /* an empty set may be NULL: memcpy must not see it */
+        memcpy(v, a, na * sizeof *v);
+    if (nb)
+        memcpy(v + na, b, nb * sizeof *v);
     *n = na + nb;
     ranges_normalize(v, n);
     *out = v;

@@ -900,11 +900,45 @@ else
 	na "$F_CPU" s - - - "the daemon died"
 	na "$F_CPU_HTTP" s - - - "the daemon died"
 fi
-na "$F_START" s - - - "needs an index of 1M cached blocks (64 GiB of fills at 64K): too long for one run"
 if [ "$SPARSE" -gt 0 ]; then
 	remark "imgcache mounted $(grep -c '^\[template' "$CONF") templates, one of them a $((SPARSE >> 30)) GiB sparse file origin (256 of its blocks read); RSS and CPU cover the daemon's whole run."
 fi
 stop_fs "$IC_MNT" "$IC_PID"
+
+# Start-up with a 1M-block index: a 64 GiB sparse template whose index rows
+# are written with sqlite3 (filling 64 GiB would take too long).  The rows
+# claim blocks the data file does not hold; nothing reads them here.
+startup_figure() {
+	local sc=$W/startup sconf=$W/startup.conf smnt=$W/smnt t0 t1 n
+	mkdir -p "$sc"
+	truncate -s 64G "$W/big.img"
+	printf '[global]\ncache_dir = %s\nblock_size = 64K\n\n[template big.img]\norigin = %s\n' \
+		"$sc/cache" "$W/big.img" >"$sconf"
+	start_fs imgcache "$smnt" "$W/startup.log" "$IMGCACHE" -f "$sconf" "$smnt" ||
+		{ na "$F_START" s - - "<=1" "$WHY"; return; }
+	stop_fs "$smnt" "$FS_PID"
+	sqlite3 "$sc/cache/index.db" "INSERT INTO blocks
+		WITH RECURSIVE c(x) AS (SELECT 0 UNION ALL SELECT x + 1 FROM c
+			WHERE x < 1048575)
+		SELECT t.id, t.generation, c.x, abs(random()), c.x, 0
+		FROM c, templates t WHERE t.name = 'big.img';" ||
+		{ na "$F_START" s - - "<=1" "sqlite3 could not write the rows"; return; }
+	n=$(sqlite3 "$sc/cache/index.db" 'SELECT count(*) FROM blocks')
+	[ -z "$CAN_DROP" ] || drop_caches
+	t0=$(date +%s%N)
+	start_fs imgcache "$smnt" "$W/startup.log" "$IMGCACHE" -f "$sconf" "$smnt" ||
+		{ na "$F_START" s - - "<=1" "$WHY"; return; }
+	t1=$(date +%s%N)
+	stop_fs "$smnt" "$FS_PID"
+	row "$F_START" "$(fmt "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print (b - a) / 1e9 }')" 2)" s "target" 1 "<=1"
+	remark "start-up: from exec to a mount that answers, $n index rows, $([ -n "$CAN_DROP" ] && echo "page cache dropped first" || echo "index in the page cache")."
+}
+if command -v sqlite3 >/dev/null 2>&1; then
+	log "imgcache: start-up with a 1M-block index"
+	startup_figure
+else
+	na "$F_START" s - - "<=1" "sqlite3 (the CLI) is not installed"
+fi
 
 # ------------------------------------------------------------ peers
 
