@@ -194,10 +194,17 @@ uint64_t evict_from_gen(struct gen *g, uint64_t bytes)
     return freed;
 }
 
+/* Disk the generation's blocks take: a short last block still takes a
+ * whole 4K page. */
 static uint64_t gen_used(struct gen *g)
 {
     pthread_mutex_lock(&g->lock);
     uint64_t u = g->bm.present_bytes;
+    uint64_t nb = g->bm.nblocks;
+    uint32_t tail = nb ? block_len(nb - 1, g->info.size, g->bs) : 0;
+    const struct blk *t = nb ? &g->bm.v[nb - 1] : NULL;
+    if (t && tail % 4096 && t->state != BLK_MISSING && !(t->flags & BLK_ZERO))
+        u += 4096 - tail % 4096;
     pthread_mutex_unlock(&g->lock);
     return u;
 }

@@ -172,7 +172,7 @@ static uint64_t run_cost(struct gen *g, const char *data, const struct run *run)
     for (uint64_t i = 0; i < run->n; i++) {
         uint32_t blen = block_len(run->start + i, g->info.size, g->bs);
         if (!buf_is_zero(data + i * g->bs, blen))
-            cost += blen;
+            cost += (blen + 4095) & ~4095u; /* disk: whole 4K pages */
     }
     return cost;
 }

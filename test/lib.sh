@@ -339,6 +339,27 @@ global_section() {
 		"$CACHE"
 }
 
+# data_bytes FILE: bytes of FILE's data extents (SEEK_DATA/SEEK_HOLE):
+# what the cache stored, without the filesystem's own metadata (an ext4
+# extent tree block counts in st_blocks once a file has many extents).
+data_bytes() {
+	python3 - "$1" <<'PYEOF'
+import os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+end = os.fstat(fd).st_size
+off = total = 0
+while off < end:
+    try:
+        d = os.lseek(fd, off, os.SEEK_DATA)
+    except OSError:
+        break
+    h = os.lseek(fd, d, os.SEEK_HOLE)
+    total += h - d
+    off = h
+print(total)
+PYEOF
+}
+
 # ------------------------------------------------------------ origin log
 
 # count_reads LOG [PATH]: origin read requests (for PATH, e.g. /disk.img).

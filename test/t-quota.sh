@@ -42,8 +42,8 @@ note "$samples samples of the data file's allocation, max $max bytes"
 # In flight: up to 16 readers x (256 KiB + one block of misalignment).
 assert_le "allocation within quota + in-flight fills" "$max" \
 	$((QUOTA + 16 * (262144 + 65536)))
-a=$(($(stat -c %b "$DATA") * 512))
-assert_le "allocation at rest within quota" "$a" "$QUOTA"
+a=$(data_bytes "$DATA")
+assert_le "data at rest within quota" "$a" "$QUOTA"
 evicted=$(sqlite3 "$CACHE/index.db" \
 	"select coalesce(sum(blocks),0) from events where kind='evict'" 2>/dev/null ||
 	echo 0)

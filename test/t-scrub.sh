@@ -242,7 +242,7 @@ rebuilt_empty() {
 	stop_imgcache "$MNT"
 	claimed=$(sqlite3 -readonly "$DB" \
 		'SELECT count(*) FROM blocks WHERE flags & 1 = 0')
-	alloc=$(($(stat -c %b "$DATA") * 512))
+	alloc=$(data_bytes "$DATA")
 	assert_le "$1: data file allocation within what the new index holds" \
 		"$alloc" $((claimed * BS))
 }
