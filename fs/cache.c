@@ -679,7 +679,7 @@ static void retry_pending(struct cache *c)
         }
     }
     free(p);
-    if (index_open(c->conf->cache_dir, &ix) < 0) {
+    if (index_reopen(c->conf->cache_dir, &ix) < 0) {
         for (size_t i = 0; i < b.n; i++)
             pending_add(c, b.v[i], NULL);
         free(b.v);
@@ -704,6 +704,11 @@ static int dir_safe(const char *dir)
     if (lstat(dir, &st) < 0) {
         log_err("cache directory %s: %s", dir, strerror(errno));
         return -errno;
+    }
+    if (S_ISLNK(st.st_mode)) {
+        log_err("cache directory %s is a symbolic link; give the real path "
+                "(a link could be changed to point elsewhere)", dir);
+        return -ELOOP;
     }
     if (!S_ISDIR(st.st_mode)) {
         log_err("cache directory %s is not a directory", dir);
@@ -1057,7 +1062,7 @@ static int reload_locked(struct cache *c, const char *path)
     }
     if (strcmp(nc->cache_dir, c->conf->cache_dir) != 0)
         log_warn("reload: cache_dir changes take effect at the next restart");
-    if (index_open(c->conf->cache_dir, &ix) < 0) {
+    if (index_reopen(c->conf->cache_dir, &ix) < 0) {
         log_err("reload: cannot apply %s now; keeping the running "
                 "configuration", path);
         conf_free(nc);

@@ -383,8 +383,10 @@ static int side_files_plain(const char *path, char *why, size_t whylen)
     return 0;
 }
 
-/* Open read-write and validate.  0, -errno, or IX_UNUSABLE with why set. */
-static int open_rw(struct index *ix, const char *path, char *why,
+/* Open read-write and validate (with quick_check unless `again`: the
+ * daemon already holds the index open and checked it).  0, -errno, or
+ * IX_UNUSABLE with why set. */
+static int open_rw(struct index *ix, const char *path, int again, char *why,
                    size_t whylen)
 {
     struct stat sb;
@@ -410,7 +412,7 @@ static int open_rw(struct index *ix, const char *path, char *why,
      * list): through a map, not 4K preads. */
     sqlite3_exec(ix->db, "PRAGMA mmap_size=268435456", NULL, NULL, NULL);
     int empty = 0;
-    int ret = check_pages(ix, why, whylen);
+    int ret = again ? 0 : check_pages(ix, why, whylen);
     if (ret == 0)
         ret = check_schema(ix, &empty, why, whylen);
     if (ret == 0)
@@ -496,7 +498,7 @@ int index_open(const char *cache_dir, struct index **out)
     struct index *ix = calloc(1, sizeof *ix);
     if (ix == NULL)
         return -ENOMEM;
-    rc = open_rw(ix, path, why, sizeof why);
+    rc = open_rw(ix, path, 0, why, sizeof why);
     if (rc == IX_UNUSABLE) {
         /* Close first: closing later would delete the fresh index's -wal
          * by name.  No checkpoint on this close, so the -wal is moved
@@ -508,11 +510,34 @@ int index_open(const char *cache_dir, struct index **out)
         close_db(ix);
         rc = move_aside(ix, path, why);
         if (rc == 0)
-            rc = open_rw(ix, path, why, sizeof why);
+            rc = open_rw(ix, path, 0, why, sizeof why);
         if (rc == IX_UNUSABLE) {
             log_err("index: fresh %s is unusable (%s)", path, why);
             rc = -EIO;
         }
+    }
+    if (rc < 0) {
+        index_close(ix);
+        return rc;
+    }
+    *out = ix;
+    return 0;
+}
+
+int index_reopen(const char *cache_dir, struct index **out)
+{
+    char path[PATH_MAX], why[512];
+    int rc = index_path(path, sizeof path, cache_dir);
+
+    if (rc < 0)
+        return rc;
+    struct index *ix = calloc(1, sizeof *ix);
+    if (ix == NULL)
+        return -ENOMEM;
+    rc = open_rw(ix, path, 1, why, sizeof why);
+    if (rc == IX_UNUSABLE) {
+        log_err("index: cannot open %s again: %s", path, why);
+        rc = -EIO;
     }
     if (rc < 0) {
         index_close(ix);

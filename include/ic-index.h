@@ -70,6 +70,10 @@ struct index_rec {
  * version is renamed aside with one log_err line and a fresh index created.
  * Returns 0 or -errno (only when even a fresh index cannot be made). */
 int index_open(const char *cache_dir, struct index **out);
+/* A second read-write connection to the index the daemon already opened
+ * (reloads, retries): no quick_check, and never moves anything aside -- a
+ * failure is only an error.  0 or -errno. */
+int index_reopen(const char *cache_dir, struct index **out);
 /* Open an existing index read-only (tools); never moves anything aside.
  * Returns 0 or -errno (-ENOENT if missing, -EIO if unreadable). */
 int index_open_ro(const char *cache_dir, struct index **out);
