@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/statvfs.h>
+#include <time.h>
 
 #include "ic-block.h"
 #include "ic-cache.h"
@@ -13,6 +14,7 @@
 #include "ic-index.h"
 #include "ic-log.h"
 #include "ic-store.h"
+#include "ic-util.h"
 #include "ic-writer.h"
 
 /* Evict a little more than asked so the next fills do not each pay for a
@@ -98,6 +100,7 @@ static uint32_t evict_mark(struct gen *g, struct victim *v)
      * seq moves so a reader of the data file rechecks the block. */
     b->state = BLK_FILLING;
     b->seq++;
+    g->evicting += len;
     pthread_mutex_unlock(&g->lock);
     return len;
 }
@@ -126,6 +129,7 @@ static void evict_finish(struct gen *g, struct victim *v, size_t n, int keep)
             continue;
         struct blk *b = &g->bm.v[v[i].blk];
         b->state = BLK_PRESENT;
+        g->evicting -= block_len(v[i].blk, g->info.size, g->bs);
         if (!keep)
             blockmap_set_missing(&g->bm, v[i].blk,
                                  block_len(v[i].blk, g->info.size, g->bs));
@@ -282,19 +286,36 @@ static uint64_t fs_free_shortfall(struct cache *c, uint64_t need)
     return avail >= want + need ? 0 : want + need - avail;
 }
 
-static int room_in_quota(struct gen *g, uint64_t need)
+/* Wait (200 ms at most) for evictions in flight in other threads to punch
+ * their blocks: their bytes count as used until then.  Whether there were
+ * any. */
+static int wait_evictions(struct gen *g)
+{
+    uint64_t until = mono_ms() + 200;
+    struct timespec ts = {.tv_sec = (time_t)(until / 1000),
+                          .tv_nsec = (long)(until % 1000) * 1000000};
+    pthread_mutex_lock(&g->lock);
+    int had = g->evicting > 0;
+    while (g->evicting > 0)
+        if (pthread_cond_timedwait(&g->filled, &g->lock, &ts) == ETIMEDOUT)
+            break;
+    pthread_mutex_unlock(&g->lock);
+    return had;
+}
+
+static int room_in_quota(struct gen *g, uint64_t need, int pinned)
 {
     uint64_t quota = g->t->quota;
     if (quota == 0)
         return 0;
     /* Concurrent fills may take the room we free, and victims used again
      * since they were chosen are kept: try again while eviction helps. */
-    for (int tries = 0; tries < 4; tries++) {
+    for (int tries = 0; tries < (pinned ? 64 : 4); tries++) {
         uint64_t used = gen_used(g);
         if (used + need <= quota)
             return 0;
         uint64_t want = used + need - quota + quota / EVICT_SLACK_DIV;
-        if (evict_from_gen(g, want) == 0)
+        if (evict_from_gen(g, want) == 0 && !wait_evictions(g))
             break;
     }
     return gen_used(g) + need <= quota ? 0 : -ENOSPC;
@@ -319,9 +340,9 @@ static int room_in_cache(struct cache *c, uint64_t need)
     return 0;
 }
 
-int evict_make_room(struct gen *g, uint64_t need)
+int evict_make_room(struct gen *g, uint64_t need, int pinned)
 {
-    int r = room_in_quota(g, need);
+    int r = room_in_quota(g, need, pinned);
     if (r == 0)
         r = room_in_cache(g->t->c, need);
     return r;

@@ -235,6 +235,17 @@ static int fill_failed(struct rq *rq, const struct run *run, int err)
     return -EIO;
 }
 
+/* Whether a run holds a pinned block (a racy peek at the flags is enough:
+ * it only decides how hard to try for room). */
+static int run_pinned(struct gen *g, const struct run *run)
+{
+    for (uint64_t i = 0; i < run->n; i++)
+        if (__atomic_load_n(&g->bm.v[run->start + i].flags,
+                            __ATOMIC_RELAXED) & BLK_PINNED)
+            return 1;
+    return 0;
+}
+
 static int fill_run(struct rq *rq, const struct run *run)
 {
     struct gen *g = rq->g;
@@ -255,7 +266,7 @@ static int fill_run(struct rq *rq, const struct run *run)
     stat_add(&g->t->st.origin_bytes, len);
     stat_add(&g->t->st.misses, run->n);
     uint64_t cost = run_cost(g, data, run);
-    int room = cost ? evict_make_room(g, cost) : 0;
+    int room = cost ? evict_make_room(g, cost, run_pinned(g, run)) : 0;
     for (uint64_t i = 0; i < run->n; i++) {
         uint64_t blk = run->start + i;
         uint32_t blen = block_len(blk, g->info.size, g->bs);

@@ -60,6 +60,7 @@ struct gen {
      * data file, exclusively while a hole is punched: an eviction cannot
      * zero bytes in the middle of a zero-copy reply. */
     pthread_rwlock_t evict_rw;
+    uint64_t evicting; /* bytes marked for eviction, not yet punched (lock) */
 };
 
 struct tmpl {

@@ -19,8 +19,10 @@ struct cache;
 
 /* Make room for `need` more bytes in g's template before a fill.  Returns
  * 0 when the fill may be stored, -ENOSPC when it may not (pinned blocks
- * fill the quota): the caller then serves the bytes without caching them. */
-int evict_make_room(struct gen *g, uint64_t need);
+ * fill the quota): the caller then serves the bytes without caching them.
+ * A fill of pinned blocks (`pinned`) tries many more eviction rounds (64,
+ * against 4), so concurrent fills of unpinned blocks cannot starve it. */
+int evict_make_room(struct gen *g, uint64_t need, int pinned);
 
 /* Evict up to `bytes` bytes from template generation g (LRU first).
  * Returns the bytes freed. */

@@ -186,6 +186,7 @@ done
 # icpin ARGS...: imgcache-pin, bounded; a failure is noted in $T/pin.log
 # (allowed: a pin may not fit a quota just lowered, h.img's origin may be
 # down) and counted.
+: >"$T/pin.log"
 icpin() {
 	echo "$*" >>"$T/pin.calls"
 	_ip_rc=0
@@ -302,6 +303,13 @@ check "the HTTP template was read successfully ($(cnt ok h.img) runs)" \
 	test "$(cnt ok h.img)" -gt 0
 if [ -n "$CTL" ]; then
 	note "imgcache-pin: $(wc -l <"$T/pin.calls" 2>/dev/null || echo 0) calls, $(wc -l <"$T/pin.log" 2>/dev/null || echo 0) failed"
+	for _t in f1.img h.img; do
+		note "  failed on $_t: $(grep -c " $_t " "$T/pin.log" || true)"
+	done
+	# f1.img's origin never fails and its pins fit its quota: a pinned
+	# block must win room against the readers' fills (evicting them).
+	assert_eq "every pin-and-fetch of f1.img (file origin) completed" 0 \
+		"$(grep -c " f1.img " "$T/pin.log" || true)"
 	sort "$T/pin.log" 2>/dev/null | sed 's/^[^>]*> //' | sort | uniq -c |
 		sort -rn | head -n 3 | sed 's/^/#   /'
 	assert_eq "no imgcache-pin call hung (20 s)" 0 \
