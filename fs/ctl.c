@@ -382,6 +382,15 @@ static void warm_watch(struct conn *k, struct warm *w)
         reply(k, "progress\t%" PRIu64 "\t%" PRIu64, sent_done, sent_total);
         pthread_mutex_lock(&w->lock);
     }
+    /* The last figures, so a progress bar always ends complete (a short
+     * warm may end before the first PROGRESS_MS). */
+    if (w->done != sent_done || w->total != sent_total) {
+        sent_done = w->done;
+        sent_total = w->total;
+        pthread_mutex_unlock(&w->lock);
+        reply(k, "progress\t%" PRIu64 "\t%" PRIu64, sent_done, sent_total);
+        pthread_mutex_lock(&w->lock);
+    }
 }
 
 /* Run the warm (in a helper thread when one can be had); w->rc etc. set. */

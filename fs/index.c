@@ -488,43 +488,29 @@ static int index_path(char *out, size_t len, const char *cache_dir)
     return 0;
 }
 
-int index_open(const char *cache_dir, struct index **out)
+/* A damaged index: set it aside and start a fresh one in its place. */
+static int replace_unusable(struct index *ix, const char *path, char *why,
+                            size_t whylen)
 {
-    char path[PATH_MAX], why[512];
-    int rc = index_path(path, sizeof path, cache_dir);
-
-    if (rc < 0)
-        return rc;
-    struct index *ix = calloc(1, sizeof *ix);
-    if (ix == NULL)
-        return -ENOMEM;
-    rc = open_rw(ix, path, 0, why, sizeof why);
+    /* Close first: closing later would delete the fresh index's -wal by
+     * name.  No checkpoint on this close, so the -wal is moved aside as
+     * found rather than folded into (or deleted beside) a damaged file. */
+    if (ix->db)
+        sqlite3_db_config(ix->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
+    close_db(ix);
+    int rc = move_aside(ix, path, why);
+    if (rc == 0)
+        rc = open_rw(ix, path, 0, why, whylen);
     if (rc == IX_UNUSABLE) {
-        /* Close first: closing later would delete the fresh index's -wal
-         * by name.  No checkpoint on this close, so the -wal is moved
-         * aside as found rather than folded into (or deleted beside) a
-         * damaged file. */
-        if (ix->db)
-            sqlite3_db_config(ix->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1,
-                              NULL);
-        close_db(ix);
-        rc = move_aside(ix, path, why);
-        if (rc == 0)
-            rc = open_rw(ix, path, 0, why, sizeof why);
-        if (rc == IX_UNUSABLE) {
-            log_err("index: fresh %s is unusable (%s)", path, why);
-            rc = -EIO;
-        }
+        log_err("index: fresh %s is unusable (%s)", path, why);
+        rc = -EIO;
     }
-    if (rc < 0) {
-        index_close(ix);
-        return rc;
-    }
-    *out = ix;
-    return 0;
+    return rc;
 }
 
-int index_reopen(const char *cache_dir, struct index **out)
+/* The read-write opens: first at start (`again` 0: checked, a damaged
+ * index replaced) or again while the daemon runs (no check, no move). */
+static int open_index(const char *cache_dir, int again, struct index **out)
 {
     char path[PATH_MAX], why[512];
     int rc = index_path(path, sizeof path, cache_dir);
@@ -534,7 +520,9 @@ int index_reopen(const char *cache_dir, struct index **out)
     struct index *ix = calloc(1, sizeof *ix);
     if (ix == NULL)
         return -ENOMEM;
-    rc = open_rw(ix, path, 1, why, sizeof why);
+    rc = open_rw(ix, path, again, why, sizeof why);
+    if (rc == IX_UNUSABLE && !again)
+        rc = replace_unusable(ix, path, why, sizeof why);
     if (rc == IX_UNUSABLE) {
         log_err("index: cannot open %s again: %s", path, why);
         rc = -EIO;
@@ -545,6 +533,16 @@ int index_reopen(const char *cache_dir, struct index **out)
     }
     *out = ix;
     return 0;
+}
+
+int index_open(const char *cache_dir, struct index **out)
+{
+    return open_index(cache_dir, 0, out);
+}
+
+int index_reopen(const char *cache_dir, struct index **out)
+{
+    return open_index(cache_dir, 1, out);
 }
 
 int index_open_ro(const char *cache_dir, struct index **out)

@@ -360,6 +360,41 @@ print(total)
 PYEOF
 }
 
+# ------------------------------------------------------------ nginx
+
+# free_port: a TCP port free on 127.0.0.1 at this moment.
+free_port() {
+	python3 -c 'import socket; s = socket.socket()
+s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# nginx_config PORT LOG [SERVER]: write $T/nginx/nginx.conf for a foreground
+# nginx (started by the test, stopped by its pid) serving $T/www on
+# 127.0.0.1:PORT.  LOG: the log directives (e.g. "access_log off;"); SERVER:
+# more directives inside the server block.
+nginx_config() {
+	mkdir -p "$T/nginx/tmp"
+	cat >"$T/nginx/nginx.conf" <<NGINXCONF
+daemon off;
+master_process off;
+worker_processes 1;
+error_log $T/nginx/error.log;
+pid $T/nginx/nginx.pid;
+events { worker_connections 512; }
+http {
+    $2
+    client_body_temp_path $T/nginx/tmp;
+    proxy_temp_path $T/nginx/tmp;
+    fastcgi_temp_path $T/nginx/tmp;
+    uwsgi_temp_path $T/nginx/tmp;
+    scgi_temp_path $T/nginx/tmp;
+    default_type application/octet-stream;
+    keepalive_timeout 60s;
+    server { listen 127.0.0.1:$1; root $T/www; ${3:-} }
+}
+NGINXCONF
+}
+
 # ------------------------------------------------------------ origin log
 
 # count_reads LOG [PATH]: origin read requests (for PATH, e.g. /disk.img).

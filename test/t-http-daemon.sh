@@ -80,28 +80,10 @@ NGINX=$(command -v nginx 2>/dev/null || echo /usr/sbin/nginx)
 HAVE_NGINX=
 if [ -x "$NGINX" ] && command -v curl >/dev/null 2>&1; then
 	HAVE_NGINX=1
-	PN=$(python3 -c 'import socket; s = socket.socket()
-s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+	PN=$(free_port)
 	make_file "$T/www/gone.img" 1
 	cp "$T/www/gone.img" "$T/gone.orig"
-	mkdir -p "$T/nginx/tmp"
-	cat >"$T/nginx/nginx.conf" <<NGINXCONF
-daemon off;
-master_process off;
-worker_processes 1;
-error_log $T/nginx/error.log;
-pid $T/nginx/nginx.pid;
-events { worker_connections 256; }
-http {
-    access_log $T/nginx/access.log;
-    client_body_temp_path $T/nginx/tmp;
-    proxy_temp_path $T/nginx/tmp;
-    fastcgi_temp_path $T/nginx/tmp;
-    uwsgi_temp_path $T/nginx/tmp;
-    scgi_temp_path $T/nginx/tmp;
-    server { listen 127.0.0.1:$PN; root $T/www; }
-}
-NGINXCONF
+	nginx_config "$PN" "access_log $T/nginx/access.log;"
 	"$NGINX" -p "$T/nginx/" -c "$T/nginx/nginx.conf" \
 		>"$T/nginx/stderr" 2>&1 &
 	NGINX_PID=$!

@@ -20,24 +20,8 @@ cp "$T/www/t.img" "$T/t.orig"
 mkdir -p "$T/nginx/tmp"
 
 nginx_conf() {
-	cat >"$T/nginx/nginx.conf" <<NGINXCONF
-daemon off;
-master_process off;
-worker_processes 1;
-error_log $T/nginx/error.log;
-pid $T/nginx/nginx.pid;
-events { worker_connections 256; }
-http {
-    log_format t '\$request|\$status|\$body_bytes_sent|\$http_range';
-    access_log $T/nginx/access.log t;
-    client_body_temp_path $T/nginx/tmp;
-    proxy_temp_path $T/nginx/tmp;
-    fastcgi_temp_path $T/nginx/tmp;
-    uwsgi_temp_path $T/nginx/tmp;
-    scgi_temp_path $T/nginx/tmp;
-    server { listen 127.0.0.1:$PORT; root $T/www; }
-}
-NGINXCONF
+	nginx_config "$PORT" "log_format t '\$request|\$status|\$body_bytes_sent|\$http_range';
+    access_log $T/nginx/access.log t;"
 }
 answers() { curl -sf -r 0-0 -o /dev/null "http://127.0.0.1:$PORT/t.img"; }
 start_nginx() {

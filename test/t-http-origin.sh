@@ -26,41 +26,14 @@ cp "$T/www/t.img" "$T/www/noetag/t.img"
 printf '# templates of dir\n\na.img\r\n  b.img  \n../evil\nc/d\n#x.img\nlast.img' \
 	>"$T/www/dir/manifest"
 
-free_port() {
-	python3 -c 'import socket; s = socket.socket()
-s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
 # nginx's access log, fields split by '|': "connection request_number",
 # request line, status, body bytes, Range, If-Match, If-Range,
 # Accept-Encoding.
 write_nginx_conf() {
-	cat >"$T/nginx/nginx.conf" <<EOF
-daemon off;
-master_process off;
-worker_processes 1;
-error_log $T/nginx/error.log;
-pid $T/nginx/nginx.pid;
-events { worker_connections 256; }
-http {
-    log_format t escape=none '\$connection \$connection_requests|\$request|'
+	nginx_config "$PORT" "log_format t escape=none '\$connection \$connection_requests|\$request|'
                  '\$status|\$body_bytes_sent|\$http_range|\$http_if_match|'
                  '\$http_if_range|\$http_accept_encoding';
-    access_log $T/nginx/access.log t;
-    client_body_temp_path $T/nginx/tmp;
-    proxy_temp_path $T/nginx/tmp;
-    fastcgi_temp_path $T/nginx/tmp;
-    uwsgi_temp_path $T/nginx/tmp;
-    scgi_temp_path $T/nginx/tmp;
-    default_type application/octet-stream;
-    keepalive_timeout 60s;
-    server {
-        listen 127.0.0.1:$PORT;
-        root $T/www;
-        location /noetag/ { etag off; }
-    }
-}
-EOF
+    access_log $T/nginx/access.log t;" "location /noetag/ { etag off; }"
 }
 
 answers() {

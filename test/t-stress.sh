@@ -43,26 +43,8 @@ make_file "$T/www/h.img" 32
 cp "$T/www/h.img" "$T/h.orig"
 
 # ------------------------------------------------------------ nginx
-mkdir -p "$T/nginx/tmp"
-PORT=$(python3 -c 'import socket; s = socket.socket()
-s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-cat >"$T/nginx/nginx.conf" <<NGINXCONF
-daemon off;
-master_process off;
-worker_processes 1;
-error_log $T/nginx/error.log;
-pid $T/nginx/nginx.pid;
-events { worker_connections 512; }
-http {
-    access_log off;
-    client_body_temp_path $T/nginx/tmp;
-    proxy_temp_path $T/nginx/tmp;
-    fastcgi_temp_path $T/nginx/tmp;
-    uwsgi_temp_path $T/nginx/tmp;
-    scgi_temp_path $T/nginx/tmp;
-    server { listen 127.0.0.1:$PORT; root $T/www; }
-}
-NGINXCONF
+PORT=$(free_port)
+nginx_config "$PORT" "access_log off;"
 answers() { curl -sf -r 0-0 -o /dev/null "http://127.0.0.1:$PORT/h.img"; }
 # nginx is started and stopped by the flap loop too (a subshell), so its pid
 # lives in $T/nginx.pid, not in lib.sh's registry (one writer only: the
