@@ -11,6 +11,7 @@
 #include "ic-log.h"
 
 static int use_syslog;
+static int tee_stderr; /* also stderr: a daemon still starting */
 static int debug_on;
 static const char *log_ident = "imgcache";
 
@@ -27,6 +28,13 @@ void log_use_syslog(int on)
     if (on && !use_syslog)
         openlog(log_ident, LOG_PID, LOG_DAEMON);
     use_syslog = on;
+    tee_stderr = 0;
+}
+
+void log_daemon_starting(void)
+{
+    log_use_syslog(1);
+    tee_stderr = 1;
 }
 
 int log_debug_enabled(void) { return debug_on; }
@@ -51,7 +59,8 @@ void ic_log(int prio, const char *fmt, ...)
     va_end(ap);
     if (use_syslog) {
         syslog(prio, "%s", msg);
-        return;
+        if (!tee_stderr)
+            return;
     }
     /* One fprintf per line so concurrent threads never interleave a line. */
     struct timespec ts;

@@ -289,6 +289,8 @@ static int start(struct opts *o, struct conf *conf, struct fuse_args *args)
         fprintf(stderr, "imgcache: cannot fork: %s\n", strerror(errno));
         return 1;
     }
+    if (!o->foreground)
+        log_daemon_starting();
     /* Everything we create is private: index.db holds origin URLs, which
      * may carry credentials.  Set before any thread exists. */
     umask(077);

@@ -1,4 +1,4 @@
-/* Logging: stderr in the foreground, syslog (daemon facility) once daemonized.
+/* Logging: stderr in the foreground, syslog (daemon facility) when daemonized.
  * One line per event; callers must pass URLs through origin_mask_url() first. */
 #ifndef IC_LOG_H
 #define IC_LOG_H
@@ -6,8 +6,11 @@
 #include <syslog.h>
 
 void log_init(const char *ident, int debug);
-/* Switch to syslog (called after daemonizing). */
+/* Switch to syslog (called once the daemon is up). */
 void log_use_syslog(int on);
+/* A daemon still starting: syslog and stderr both, so start-up lines reach
+ * the terminal that started it and the system log (boot-time mounts). */
+void log_daemon_starting(void);
 int log_debug_enabled(void);
 void ic_log(int prio, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
