@@ -1360,34 +1360,43 @@ static int run_script(sqlite3 *db, const char *sql, const int64_t *args,
     return 0;
 }
 
-int index_report_advance(const char *cache_dir, int64_t id, int64_t now,
-                         int64_t prune_before)
+/* Open an existing index.db without creating it: the tools' side doors.
+ * 0; -ENOENT when missing (stat first: SQLite only says "cannot open");
+ * -ELOOP for a symlinked -wal/-shm; else -errno/-EIO.  *sb is filled. */
+static int open_existing(const char *cache_dir, int flags, struct index *ix,
+                         struct stat *sb)
 {
-    char path[PATH_MAX];
-    struct stat sb;
-    struct index ix = {0};
+    char path[PATH_MAX], why[PATH_MAX + 64];
     int rc = index_path(path, sizeof path, cache_dir);
 
     if (rc < 0)
         return rc;
-    /* Without SQLITE_OPEN_CREATE a missing file is only "cannot open";
-     * stat first to tell the caller ENOENT. */
-    if (stat(path, &sb) < 0)
+    if (stat(path, sb) < 0)
         return -errno;
-    char why[PATH_MAX + 64];
     if (side_files_plain(path, why, sizeof why) < 0) {
         log_err("index: %s", why);
         return -ELOOP;
     }
-    if (sqlite3_open_v2(path, &ix.db,
-                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX |
-                            SQLITE_OPEN_NOFOLLOW,
+    if (sqlite3_open_v2(path, &ix->db,
+                        flags | SQLITE_OPEN_FULLMUTEX | SQLITE_OPEN_NOFOLLOW,
                         NULL) != SQLITE_OK) {
-        rc = open_errno(&ix, path);
-        close_db(&ix);
+        rc = open_errno(ix, path);
+        close_db(ix);
         return rc;
     }
-    sqlite3_busy_timeout(ix.db, INDEX_BUSY_MS);
+    sqlite3_busy_timeout(ix->db, INDEX_BUSY_MS);
+    return 0;
+}
+
+int index_report_advance(const char *cache_dir, int64_t id, int64_t now,
+                         int64_t prune_before)
+{
+    struct stat sb;
+    struct index ix = {0};
+    int rc = open_existing(cache_dir, SQLITE_OPEN_READWRITE, &ix, &sb);
+
+    if (rc < 0)
+        return rc;
     int64_t args[3] = {id, now, prune_before};
     if (run_script(ix.db, advance_sql, args, 3) < 0) {
         rc = db_fail(&ix, "report cursor");
@@ -1402,26 +1411,19 @@ int index_report_advance(const char *cache_dir, int64_t id, int64_t now,
 
 int index_is_empty(const char *cache_dir)
 {
-    char path[PATH_MAX], res[32];
+    char res[32];
     struct stat sb;
     struct index ix = {0};
-    int rc = index_path(path, sizeof path, cache_dir);
+    int rc = open_existing(cache_dir, SQLITE_OPEN_READONLY, &ix, &sb);
 
     if (rc < 0)
         return rc;
-    if (stat(path, &sb) < 0)
-        return -errno;
-    if (sb.st_size == 0)
+    if (sb.st_size == 0) { /* a power cut before the schema reached disk */
+        close_db(&ix);
         return 1;
-    rc = sqlite3_open_v2(path, &ix.db,
-                         SQLITE_OPEN_READONLY | SQLITE_OPEN_FULLMUTEX |
-                             SQLITE_OPEN_NOFOLLOW,
-                         NULL);
-    if (rc == SQLITE_OK) {
-        sqlite3_busy_timeout(ix.db, INDEX_BUSY_MS);
-        rc = query_text(ix.db, "SELECT count(*) FROM sqlite_master", res,
-                        sizeof res);
     }
+    rc = query_text(ix.db, "SELECT count(*) FROM sqlite_master", res,
+                    sizeof res);
     /* Not logged: the caller's index_open_ro() says what is wrong. */
     rc = rc == SQLITE_OK ? strcmp(res, "0") == 0 : -EIO;
     close_db(&ix);
