@@ -2,24 +2,37 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 
 #include "ic-blockmap.h"
+
+/* Its own anonymous mapping, not calloc: the pages of a huge sparse
+ * template's table must stay unbacked until their blocks are used, and
+ * calloc may hand out (and clear) recycled heap memory instead. */
+static size_t map_len(uint64_t n)
+{
+    return (size_t)(n ? n : 1) * sizeof(struct blk);
+}
 
 int blockmap_init(struct blockmap *bm, uint64_t n)
 {
     bm->nblocks = n;
     bm->present = 0;
     bm->present_bytes = 0;
-    /* calloc: MISSING is 0, and untouched pages of a huge sparse template
-     * cost no memory until their blocks are used. */
-    bm->v = calloc(n ? n : 1, sizeof *bm->v);
+    if (n > SIZE_MAX / sizeof(struct blk))
+        return -ENOMEM;
+    void *p = mmap(NULL, map_len(n), PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    bm->v = p == MAP_FAILED ? NULL : p; /* zero-filled: MISSING is 0 */
     return bm->v ? 0 : -ENOMEM;
 }
 
 void blockmap_free(struct blockmap *bm)
 {
-    free(bm->v);
+    if (bm->v != NULL)
+        munmap(bm->v, map_len(bm->nblocks));
     bm->v = NULL;
     bm->nblocks = 0;
 }

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -799,6 +800,9 @@ static void *housekeeping(void *arg)
         n = cache_snapshot(c, &v);
         for (size_t i = 0; i < n; i++)
             counters_save(v[i]);
+        /* Bursts of reads leave freed buffers in malloc's arenas: give
+         * them back, so RSS follows the load rather than its peak. */
+        malloc_trim(0);
         if (++ticks % (RETRY_EVERY_S / HK_INTERVAL_S) == 0) {
             pthread_mutex_lock(&c->cfg_lock);
             retry_pending(c);

@@ -99,8 +99,12 @@ void pin_mark_gen(struct tmpl *t, struct gen *g)
 {
     uint64_t b0, b1;
     pthread_mutex_lock(&g->lock);
+    /* Read before writing: a store to every entry would make the whole
+     * table of a huge sparse template resident (its calloc'd pages cost
+     * nothing until written). */
     for (uint64_t i = 0; i < g->bm.nblocks; i++)
-        g->bm.v[i].flags &= (uint8_t)~BLK_PINNED;
+        if (g->bm.v[i].flags & BLK_PINNED)
+            g->bm.v[i].flags &= (uint8_t)~BLK_PINNED;
     for (size_t i = 0; i < t->npins; i++)
         if (range_blocks(&t->pins[i], g->info.size, g->bs, &b0, &b1))
             for (; b0 < b1; b0++)
