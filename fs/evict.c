@@ -151,6 +151,7 @@ static uint64_t evict_victims(struct gen *g, struct victim *v, size_t n,
 {
     uint64_t freed = 0;
     size_t used = 0;
+    uint64_t mark = writer_mark(g->t->c->w); /* before our DELs are queued */
     for (; used < n && freed < bytes; used++) {
         uint32_t len = evict_mark(g, &v[used]);
         if (len == 0)
@@ -163,7 +164,7 @@ static uint64_t evict_victims(struct gen *g, struct victim *v, size_t n,
     }
     if (*nblk == 0)
         return 0;
-    int keep = writer_flush(g->t->c->w) < 0;
+    int keep = writer_flush_since(g->t->c->w, mark) < 0;
     if (keep)
         log_warn("template %s: could not record %llu evictions; keeping "
                  "those blocks", g->t->name, (unsigned long long)*nblk);

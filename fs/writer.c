@@ -324,10 +324,23 @@ int writer_start(struct index *ix, struct writer **out)
     return 0;
 }
 
-int writer_flush(struct writer *w)
+uint64_t writer_mark(struct writer *w)
 {
     pthread_mutex_lock(&w->lock);
-    uint64_t want = w->queued_seq, failed = w->failures;
+    uint64_t f = w->failures;
+    pthread_mutex_unlock(&w->lock);
+    return f;
+}
+
+int writer_flush(struct writer *w)
+{
+    return writer_flush_since(w, writer_mark(w));
+}
+
+int writer_flush_since(struct writer *w, uint64_t mark)
+{
+    pthread_mutex_lock(&w->lock);
+    uint64_t want = w->queued_seq, failed = mark;
     w->flush_now = 1;
     pthread_cond_signal(&w->wake);
     while (w->committed_seq < want)

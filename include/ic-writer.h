@@ -36,5 +36,10 @@ int writer_pins(struct writer *w, int64_t tid, const struct byte_range *r,
  * commit of block records failed meanwhile (the caller's among them,
  * perhaps), else 0.  Removals (INDEX_DEL) are synced to disk at commit. */
 int writer_flush(struct writer *w);
+/* For a caller that must know whether *its* records were committed: take a
+ * mark before queueing them, then flush since the mark (a commit that
+ * failed between the queueing and the flush counts too).  -EIO or 0. */
+uint64_t writer_mark(struct writer *w);
+int writer_flush_since(struct writer *w, uint64_t mark);
 
 #endif
