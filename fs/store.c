@@ -26,11 +26,12 @@ int store_init(const char *cache_dir)
     return 0;
 }
 
-static void data_path(char *out, size_t len, const char *cache_dir,
-                      const char *name, uint64_t gen)
+int store_path(char *out, size_t len, const char *cache_dir,
+               const char *name, uint64_t gen)
 {
-    snprintf(out, len, "%s/data/%s.%llu", cache_dir, name,
-             (unsigned long long)gen);
+    int n = snprintf(out, len, "%s/data/%s.%llu", cache_dir, name,
+                     (unsigned long long)gen);
+    return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
 }
 
 int store_open(const char *cache_dir, const char *name, uint64_t gen,
@@ -41,7 +42,7 @@ int store_open(const char *cache_dir, const char *name, uint64_t gen,
 
     if (o_direct)
         flags |= O_DIRECT;
-    data_path(path, sizeof path, cache_dir, name, gen);
+    store_path(path, sizeof path, cache_dir, name, gen);
     int fd = open(path, flags, 0600);
     if (fd < 0) {
         int e = errno;
@@ -67,7 +68,7 @@ int store_unlink(const char *cache_dir, const char *name, uint64_t gen)
 {
     char path[PATH_MAX];
 
-    data_path(path, sizeof path, cache_dir, name, gen);
+    store_path(path, sizeof path, cache_dir, name, gen);
     if (unlink(path) < 0 && errno != ENOENT)
         return -errno;
     return 0;

@@ -8,6 +8,9 @@
 
 /* Create cache_dir (0700) and cache_dir/data if missing.  0 or -errno. */
 int store_init(const char *cache_dir);
+/* The data file's path: cache_dir/data/<name>.<gen>.  0 or -ENAMETOOLONG. */
+int store_path(char *out, size_t len, const char *cache_dir,
+               const char *name, uint64_t gen);
 /* Open (creating) the data file of a template generation, sized to `size`.
  * O_NOFOLLOW: a symlink planted in data/ is refused.  fd or -errno. */
 int store_open(const char *cache_dir, const char *name, uint64_t gen,

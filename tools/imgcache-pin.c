@@ -224,23 +224,15 @@ static int parse_args(int argc, char **argv, struct opts *o)
  * config when it exists), else the default directory.  *dir malloc'd. */
 static int cache_dir_of(const struct opts *o, char **dir)
 {
-    const char *path = o->config;
-    struct conf *conf;
     char err[1024];
 
     if (o->cache_dir)
         return (*dir = strdup(o->cache_dir)) ? 0 : EXIT_FAIL;
-    if (path == NULL && access(CONF_DEFAULT_PATH, F_OK) == 0)
-        path = CONF_DEFAULT_PATH;
-    if (path == NULL)
-        return (*dir = strdup(CONF_DEFAULT_CACHE_DIR)) ? 0 : EXIT_FAIL;
-    if (conf_load(path, &conf, err, sizeof err) != 0) {
+    if (conf_cache_dir(o->config, dir, err, sizeof err) < 0) {
         say("%s", err);
         return EXIT_USAGE;
     }
-    *dir = strdup(conf->cache_dir);
-    conf_free(conf);
-    return *dir ? 0 : EXIT_FAIL;
+    return 0;
 }
 
 /* ------------------------------------------------------------ client */

@@ -34,7 +34,9 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "ic-block.h"
 #include "ic-checksum.h"
+#include "ic-store.h"
 #include "ic-conf.h"
 #include "ic-ctl.h"
 #include "ic-index.h"
@@ -46,13 +48,9 @@
 #define EXIT_TROUBLE 2
 /* Rows deleted per transaction. */
 #define DEL_CHUNK 1024
-/* Block sizes the daemon accepts (imgcache.conf(5)). */
-#define BS_MIN 4096u
-#define BS_MAX (16u << 20)
 
 struct opts {
     const char *config;    /* --config, or the default when it exists */
-    int config_given;
     const char *cache_dir; /* --cache-dir, overrides the config's */
     int repair;
     char **names;          /* templates to check; all when nnames is 0 */
@@ -114,7 +112,6 @@ static int parse_args(int argc, char **argv, struct opts *o)
         switch (c) {
         case 'c':
             o->config = optarg;
-            o->config_given = 1;
             break;
         case 'C':
             o->cache_dir = optarg;
@@ -142,23 +139,15 @@ static int parse_args(int argc, char **argv, struct opts *o)
  * config is read only for that.  0 or -1 (reported). */
 static int resolve_cache_dir(const struct opts *o, char *out, size_t len)
 {
-    const char *path = o->config;
-    struct conf *cf = NULL;
-    char err[512];
+    char err[512], *dir = NULL;
 
-    if (o->cache_dir == NULL && !o->config_given &&
-        access(CONF_DEFAULT_PATH, F_OK) == 0)
-        path = CONF_DEFAULT_PATH;
-    if (o->cache_dir == NULL && path != NULL &&
-        conf_load(path, &cf, err, sizeof err) < 0) {
+    if (o->cache_dir == NULL &&
+        conf_cache_dir(o->config, &dir, err, sizeof err) < 0) {
         fprintf(stderr, PROG ": %s\n", err);
         return -1;
     }
-    const char *dir = o->cache_dir ? o->cache_dir
-                      : cf         ? cf->cache_dir
-                                   : CONF_DEFAULT_CACHE_DIR;
-    int n = snprintf(out, len, "%s", dir);
-    conf_free(cf);
+    int n = snprintf(out, len, "%s", o->cache_dir ? o->cache_dir : dir);
+    free(dir);
     if (n < 0 || (size_t)n >= len) {
         fprintf(stderr, PROG ": cache directory name too long\n");
         return -1;
@@ -224,14 +213,15 @@ static int add_bad(struct tscan *s, const struct index_rec *rec)
 static const char *block_fault(struct tscan *s, const struct index_rec *rec,
                                char *why, size_t whylen)
 {
-    uint64_t bs = s->t.block_size, off = rec->blk * bs;
+    uint32_t bs = s->t.block_size;
+    uint64_t off = block_start(rec->blk, bs);
+    size_t len = block_len(rec->blk, s->t.size, bs);
 
-    if (rec->blk >= (s->t.size + bs - 1) / bs) {
+    if (len == 0) {
         snprintf(why, whylen, "past the end of the template (%" PRIu64
                  " bytes)", s->t.size);
         return why;
     }
-    size_t len = (size_t)(s->t.size - off < bs ? s->t.size - off : bs);
     if (rec->flags & INDEX_BLK_ZERO) {
         s->zero++;
         return checksum_block(s->zeros, len) == rec->csum
@@ -255,15 +245,14 @@ static int check_block(void *ctx, const struct index_rec *rec)
     struct tscan *s = ctx;
     char why[160];
     const char *fault = block_fault(s, rec, why, sizeof why);
-    uint64_t bs = s->t.block_size, off = rec->blk * bs;
-    uint64_t len = off < s->t.size ? s->t.size - off : 0;
+    uint32_t bs = s->t.block_size;
 
     s->checked++;
     if (fault == NULL)
         return 0;
-    printf("%s: block %" PRIu64 " at offset %" PRIu64 " (%" PRIu64
-           " bytes): %s\n", s->t.name, rec->blk, off, len < bs ? len : bs,
-           fault);
+    printf("%s: block %" PRIu64 " at offset %" PRIu64 " (%" PRIu32
+           " bytes): %s\n", s->t.name, rec->blk, block_start(rec->blk, bs),
+           block_len(rec->blk, s->t.size, bs), fault);
     if (add_bad(s, rec) < 0) {
         fprintf(stderr, PROG ": out of memory\n");
         s->error = 1;
@@ -276,10 +265,8 @@ static int check_block(void *ctx, const struct index_rec *rec)
  * it exists but cannot be opened (reported). */
 static int open_data(struct tscan *s, const char *cache_dir, int repair)
 {
-    int n = snprintf(s->path, sizeof s->path, "%s/data/%s.%" PRIu64,
-                     cache_dir, s->t.name, s->t.generation);
-
-    if (n < 0 || (size_t)n >= sizeof s->path) {
+    if (store_path(s->path, sizeof s->path, cache_dir, s->t.name,
+                   s->t.generation) < 0) {
         fprintf(stderr, PROG ": %s: data file name too long\n", s->t.name);
         return -1;
     }
@@ -303,7 +290,7 @@ static int scan_template(struct index *ix, const char *cache_dir, int repair,
                 "name; skipped\n", s->t.name);
         return -1;
     }
-    if (bs < BS_MIN || bs > BS_MAX || (bs & (bs - 1)) != 0) {
+    if (!block_size_valid(bs)) {
         fprintf(stderr, PROG ": %s: block size %" PRIu32 " in the index is "
                 "not a power of two in 4K..16M; skipped\n", s->t.name, bs);
         return -1;
@@ -346,18 +333,19 @@ static int remove_rows(struct index *ix, const struct tscan *s)
  * space.  Only the disk space is at stake, so failures are warnings. */
 static void punch_bad(const struct tscan *s)
 {
-    uint64_t bs = s->t.block_size;
+    uint32_t bs = s->t.block_size;
 
     if (s->fd < 0 || s->nbad == 0)
         return;
     for (size_t i = 0; i < s->nbad; i++) {
         const struct index_rec *r = &s->bad[i];
-        if ((r->flags & INDEX_BLK_ZERO) || r->blk * bs >= s->t.size)
+        uint32_t len = block_len(r->blk, s->t.size, bs);
+        if ((r->flags & INDEX_BLK_ZERO) || len == 0)
             continue;
-        if (fallocate(s->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-                      (off_t)(r->blk * bs), (off_t)bs) < 0) {
+        int e = store_punch(s->fd, block_start(r->blk, bs), len);
+        if (e < 0) {
             fprintf(stderr, PROG ": warning: %s: cannot punch block %" PRIu64
-                    ": %s\n", s->path, r->blk, strerror(errno));
+                    ": %s\n", s->path, r->blk, strerror(-e));
             return;
         }
     }
