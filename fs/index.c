@@ -545,37 +545,50 @@ int index_reopen(const char *cache_dir, struct index **out)
     return open_index(cache_dir, 1, out);
 }
 
-int index_open_ro(const char *cache_dir, struct index **out)
+/* Open an existing index.db without creating it: the tools' side doors.
+ * 0; -ENOENT when missing (stat first: SQLite only says "cannot open");
+ * -ELOOP for a symlinked -wal/-shm; else -errno/-EIO.  *sb and path
+ * (the index's) are filled. */
+static int open_existing(const char *cache_dir, int flags, struct index *ix,
+                         struct stat *sb, char path[PATH_MAX])
 {
-    char path[PATH_MAX], why[512];
-    struct stat sb;
-    int rc = index_path(path, sizeof path, cache_dir);
+    char why[PATH_MAX + 64];
+    int rc = index_path(path, PATH_MAX, cache_dir);
 
     if (rc < 0)
         return rc;
-    /* SQLITE_OPEN_READONLY without CREATE reports a missing file only as
-     * SQLITE_CANTOPEN; the tools want to tell "no cache yet" apart. */
-    if (stat(path, &sb) < 0)
+    if (stat(path, sb) < 0)
         return -errno;
     if (side_files_plain(path, why, sizeof why) < 0) {
         log_err("index: %s", why);
         return -ELOOP;
     }
+    if (sqlite3_open_v2(path, &ix->db,
+                        flags | SQLITE_OPEN_FULLMUTEX | SQLITE_OPEN_NOFOLLOW,
+                        NULL) != SQLITE_OK) {
+        rc = open_errno(ix, path);
+        close_db(ix);
+        return rc;
+    }
+    sqlite3_busy_timeout(ix->db, INDEX_BUSY_MS);
+    return 0;
+}
+
+int index_open_ro(const char *cache_dir, struct index **out)
+{
+    char path[PATH_MAX], why[512];
+    struct stat sb;
     struct index *ix = calloc(1, sizeof *ix);
+
     if (ix == NULL)
         return -ENOMEM;
     /* No journal_mode pragma: it would need a write.  A WAL database is
      * read as WAL regardless. */
-    rc = sqlite3_open_v2(path, &ix->db,
-                         SQLITE_OPEN_READONLY | SQLITE_OPEN_FULLMUTEX |
-                             SQLITE_OPEN_NOFOLLOW,
-                         NULL);
-    if (rc != SQLITE_OK) {
-        rc = open_errno(ix, path);
+    int rc = open_existing(cache_dir, SQLITE_OPEN_READONLY, ix, &sb, path);
+    if (rc < 0) {
         index_close(ix);
         return rc;
     }
-    sqlite3_busy_timeout(ix->db, INDEX_BUSY_MS);
     int empty = 0;
     rc = check_schema(ix, &empty, why, sizeof why);
     if (rc == 0 && empty) {
@@ -1360,40 +1373,13 @@ static int run_script(sqlite3 *db, const char *sql, const int64_t *args,
     return 0;
 }
 
-/* Open an existing index.db without creating it: the tools' side doors.
- * 0; -ENOENT when missing (stat first: SQLite only says "cannot open");
- * -ELOOP for a symlinked -wal/-shm; else -errno/-EIO.  *sb is filled. */
-static int open_existing(const char *cache_dir, int flags, struct index *ix,
-                         struct stat *sb)
-{
-    char path[PATH_MAX], why[PATH_MAX + 64];
-    int rc = index_path(path, sizeof path, cache_dir);
-
-    if (rc < 0)
-        return rc;
-    if (stat(path, sb) < 0)
-        return -errno;
-    if (side_files_plain(path, why, sizeof why) < 0) {
-        log_err("index: %s", why);
-        return -ELOOP;
-    }
-    if (sqlite3_open_v2(path, &ix->db,
-                        flags | SQLITE_OPEN_FULLMUTEX | SQLITE_OPEN_NOFOLLOW,
-                        NULL) != SQLITE_OK) {
-        rc = open_errno(ix, path);
-        close_db(ix);
-        return rc;
-    }
-    sqlite3_busy_timeout(ix->db, INDEX_BUSY_MS);
-    return 0;
-}
-
 int index_report_advance(const char *cache_dir, int64_t id, int64_t now,
                          int64_t prune_before)
 {
+    char path[PATH_MAX];
     struct stat sb;
     struct index ix = {0};
-    int rc = open_existing(cache_dir, SQLITE_OPEN_READWRITE, &ix, &sb);
+    int rc = open_existing(cache_dir, SQLITE_OPEN_READWRITE, &ix, &sb, path);
 
     if (rc < 0)
         return rc;
@@ -1411,10 +1397,10 @@ int index_report_advance(const char *cache_dir, int64_t id, int64_t now,
 
 int index_is_empty(const char *cache_dir)
 {
-    char res[32];
+    char res[32], path[PATH_MAX];
     struct stat sb;
     struct index ix = {0};
-    int rc = open_existing(cache_dir, SQLITE_OPEN_READONLY, &ix, &sb);
+    int rc = open_existing(cache_dir, SQLITE_OPEN_READONLY, &ix, &sb, path);
 
     if (rc < 0)
         return rc;
