@@ -230,16 +230,16 @@ static void counters_load(struct tmpl *t, struct index *ix)
 /* Queue a save of the counters if they moved since the last one. */
 static void counters_save(struct tmpl *t)
 {
-    /* Evictions are recorded as one event per interval, not per batch:
-     * under a tight quota batches come by the thousand per second. */
-    uint64_t nb = __atomic_exchange_n(&t->ev_evict_blocks, 0, __ATOMIC_RELAXED);
-    uint64_t by = __atomic_exchange_n(&t->ev_evict_bytes, 0, __ATOMIC_RELAXED);
-    if (nb)
-        writer_event(t->c->w, t->tid, "evict", nb, by, NULL);
     struct index_counters c;
     stats_to_counters(t, &c);
     if (memcmp(&c, &t->saved, sizeof c) == 0)
         return;
+    /* Evictions since the last save make one event, not one per batch:
+     * under a tight quota batches come by the thousand per second. */
+    if (c.evictions > t->saved.evictions)
+        writer_event(t->c->w, t->tid, "evict",
+                     c.evictions - t->saved.evictions,
+                     c.evicted_bytes - t->saved.evicted_bytes, NULL);
     t->saved = c;
     writer_counters(t->c->w, t->tid, &c);
 }

@@ -358,9 +358,23 @@ static void deadline_in(struct timespec *ts, uint64_t ms)
     }
 }
 
+/* Send w's figures and note them as sent (w->lock held; the socket write
+ * happens without it). */
+static void send_progress(struct conn *k, struct warm *w, uint64_t *done,
+                          uint64_t *total)
+{
+    *done = w->done;
+    *total = w->total;
+    pthread_mutex_unlock(&w->lock);
+    reply(k, "progress\t%" PRIu64 "\t%" PRIu64, *done, *total);
+    pthread_mutex_lock(&w->lock);
+}
+
 /* Send progress lines until the warm ends: on change at most every
  * PROGRESS_MS, unchanged every CTL_HEARTBEAT_MS (the client's idle timeout
- * then only fires when the daemon is really stuck).  w->lock held. */
+ * then only fires when the daemon is really stuck); then the last figures,
+ * so a progress bar always ends complete (a short warm may end before the
+ * first PROGRESS_MS).  w->lock held. */
 static void warm_watch(struct conn *k, struct warm *w)
 {
     uint64_t sent_done = 0, sent_total = 0, last_ms = 0;
@@ -375,22 +389,11 @@ static void warm_watch(struct conn *k, struct warm *w)
         int changed = w->done != sent_done || w->total != sent_total;
         if (!changed && now - last_ms < CTL_HEARTBEAT_MS)
             continue;
-        sent_done = w->done;
-        sent_total = w->total;
         last_ms = now;
-        pthread_mutex_unlock(&w->lock);
-        reply(k, "progress\t%" PRIu64 "\t%" PRIu64, sent_done, sent_total);
-        pthread_mutex_lock(&w->lock);
+        send_progress(k, w, &sent_done, &sent_total);
     }
-    /* The last figures, so a progress bar always ends complete (a short
-     * warm may end before the first PROGRESS_MS). */
-    if (w->done != sent_done || w->total != sent_total) {
-        sent_done = w->done;
-        sent_total = w->total;
-        pthread_mutex_unlock(&w->lock);
-        reply(k, "progress\t%" PRIu64 "\t%" PRIu64, sent_done, sent_total);
-        pthread_mutex_lock(&w->lock);
-    }
+    if (w->done != sent_done || w->total != sent_total)
+        send_progress(k, w, &sent_done, &sent_total);
 }
 
 /* Run the warm (in a helper thread when one can be had); w->rc etc. set. */

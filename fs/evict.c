@@ -193,8 +193,6 @@ uint64_t evict_from_gen(struct gen *g, uint64_t bytes)
     if (nblk) {
         __atomic_add_fetch(&g->t->st.evictions, nblk, __ATOMIC_RELAXED);
         __atomic_add_fetch(&g->t->st.evicted_bytes, freed, __ATOMIC_RELAXED);
-        __atomic_add_fetch(&g->t->ev_evict_blocks, nblk, __ATOMIC_RELAXED);
-        __atomic_add_fetch(&g->t->ev_evict_bytes, freed, __ATOMIC_RELAXED);
     }
     return freed;
 }

@@ -97,7 +97,6 @@ struct tmpl {
     uint64_t epoch;          /* config load that last named it */
     struct tmpl_stats st;
     struct index_counters saved; /* figures last queued for the index */
-    uint64_t ev_evict_blocks, ev_evict_bytes; /* not yet in an event (atomic) */
 };
 
 /* Something a config load could not resolve yet: a template whose origin
