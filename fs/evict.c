@@ -290,9 +290,7 @@ static uint64_t fs_free_shortfall(struct cache *c, uint64_t need)
  * any. */
 static int wait_evictions(struct gen *g)
 {
-    uint64_t until = mono_ms() + 200;
-    struct timespec ts = {.tv_sec = (time_t)(until / 1000),
-                          .tv_nsec = (long)(until % 1000) * 1000000};
+    struct timespec ts = ms_timespec(mono_ms() + 200);
     pthread_mutex_lock(&g->lock);
     int had = g->evicting > 0;
     while (g->evicting > 0)

@@ -198,8 +198,7 @@ static void unqueue(struct file_origin *fo, struct file_job *j)
 static int run_bounded(struct file_origin *fo, struct file_job *j,
                        uint64_t deadline)
 {
-    struct timespec ts = {.tv_sec = (time_t)(deadline / 1000),
-                          .tv_nsec = (long)(deadline % 1000) * 1000000};
+    struct timespec ts = ms_timespec(deadline);
     pthread_mutex_lock(&fo->lock);
     submit(fo, j);
     while (!j->done) {

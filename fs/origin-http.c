@@ -598,8 +598,7 @@ static uint64_t full_jitter(uint64_t max_ms)
 
 static void sleep_ms(uint64_t ms)
 {
-    struct timespec ts = {.tv_sec = (time_t)(ms / 1000),
-                          .tv_nsec = (long)(ms % 1000) * 1000000L};
+    struct timespec ts = ms_timespec(ms);
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
         ;
 }

@@ -391,8 +391,7 @@ static int any_filling(struct rq *rq)
 static int wait_fills(struct rq *rq)
 {
     struct gen *g = rq->g;
-    struct timespec ts = {.tv_sec = (time_t)(rq->deadline / 1000),
-                          .tv_nsec = (long)(rq->deadline % 1000) * 1000000};
+    struct timespec ts = ms_timespec(rq->deadline);
     int r = 0;
     pthread_mutex_lock(&g->lock);
     while (r == 0 && any_filling(rq))

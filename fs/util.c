@@ -114,6 +114,12 @@ uint64_t mono_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+struct timespec ms_timespec(uint64_t ms)
+{
+    return (struct timespec){.tv_sec = (time_t)(ms / 1000),
+                             .tv_nsec = (long)(ms % 1000) * 1000000L};
+}
+
 ssize_t pread_full(int fd, void *buf, size_t len, uint64_t off)
 {
     size_t done = 0;

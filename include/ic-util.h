@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <time.h>
 
 /* "64K", "2G", "1048576", "4T": binary multiples (K = 1024).
  * Returns 0, or -1 with errno EINVAL (syntax) / ERANGE (overflow). */
@@ -16,6 +17,9 @@ int parse_bool(const char *s);
 
 /* Monotonic clock in milliseconds (for deadlines). */
 uint64_t mono_ms(void);
+/* Milliseconds as a timespec: a mono_ms() deadline for
+ * pthread_cond_timedwait on a CLOCK_MONOTONIC condition, or a duration. */
+struct timespec ms_timespec(uint64_t ms);
 
 /* pread/pwrite that loop over short transfers and EINTR.
  * Return bytes transferred (short only at EOF for pread) or -errno. */
