@@ -18,8 +18,6 @@ int store_init(const char *cache_dir)
 {
     char path[PATH_MAX];
 
-    if (mkdir(cache_dir, 0700) < 0 && errno != EEXIST)
-        return -errno;
     snprintf(path, sizeof path, "%s/data", cache_dir);
     if (mkdir(path, 0700) < 0 && errno != EEXIST)
         return -errno;

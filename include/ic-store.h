@@ -6,7 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Create cache_dir (0700) and cache_dir/data if missing.  0 or -errno. */
+/* Create cache_dir/data (0700) if missing; cache_dir must exist (the
+ * caller creates and checks it first).  0 or -errno. */
 int store_init(const char *cache_dir);
 /* The data file's path: cache_dir/data/<name>.<gen>.  0 or -ENAMETOOLONG. */
 int store_path(char *out, size_t len, const char *cache_dir,
