@@ -119,6 +119,10 @@ _cleanup() {
 			_wait_exit "$_pid" 5 || kill -KILL "$_pid" 2>/dev/null
 		fi
 	done
+	# tmpfs mounts of ours (mount_tmpfs), once nothing runs on them.
+	tac "$T/.tmpfs" 2>/dev/null | while read -r _mnt; do
+		umount -l "$_mnt" 2>/dev/null
+	done
 	if [ "$_failed" != 0 ] && [ "$_rc" = 0 ]; then
 		_rc=1
 	fi
@@ -358,6 +362,15 @@ while off < end:
     off = h
 print(total)
 PYEOF
+}
+
+# mount_tmpfs DIR SIZE: a small filesystem of our own (root only), e.g.
+# to fill it; detached by the EXIT trap.  1 when it cannot be mounted.
+mount_tmpfs() {
+	mkdir -p "$1"
+	mount -t tmpfs -o "size=$2,mode=0700" imgcache-test "$1" 2>/dev/null ||
+		return 1
+	echo "$1" >>"$T/.tmpfs"
 }
 
 # ------------------------------------------------------------ nginx

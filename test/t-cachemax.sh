@@ -68,9 +68,7 @@ else
 fi
 
 # --- min_free on a small tmpfs (root only).
-if [ "$(id -u)" = 0 ] && mkdir -p "$T/small" &&
-	mount -t tmpfs -o size=32m,mode=0700 imgcache-test "$T/small"; then
-	trap '_rc0=$?; umount -l "$T/small" 2>/dev/null; (exit $_rc0); _cleanup' EXIT
+if [ "$(id -u)" = 0 ] && mount_tmpfs "$T/small" 32m; then
 	CACHE=$T/small/cache
 	{
 		global_section

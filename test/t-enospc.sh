@@ -12,11 +12,7 @@ require_fuse
 command -v sqlite3 >/dev/null 2>&1 || skip "sqlite3 not installed"
 
 SMALL=$T/small
-mkdir -p "$SMALL"
-mount -t tmpfs -o size=24m,mode=0700 imgcache-test "$SMALL" ||
-	skip "cannot mount a tmpfs here"
-# lib.sh's trap unmounts FUSE mounts; this one is ours to detach first.
-trap '_rc0=$?; umount -l "$SMALL" 2>/dev/null; (exit $_rc0); _cleanup' EXIT
+mount_tmpfs "$SMALL" 24m || skip "cannot mount a tmpfs here"
 CACHE=$SMALL/cache
 
 MIB=1048576
