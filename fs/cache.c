@@ -14,10 +14,12 @@
 #include "ic-block.h"
 #include "ic-cache.h"
 #include "ic-conf.h"
+#include "ic-fillbuf.h"
 #include "ic-index.h"
 #include "ic-log.h"
 #include "ic-pin.h"
 #include "ic-readahead.h"
+#include "ic-stage.h"
 #include "ic-store.h"
 #include "ic-util.h"
 #include "ic-writer.h"
@@ -28,6 +30,33 @@ uint32_t cache_tick(struct cache *c)
 }
 
 /* ---------------------------------------------------------- generations */
+
+/* How long a staged fill waits for its reader. */
+#define STAGE_MAX_AGE_MS 2000
+
+static int fills_direct(const struct conf *conf)
+{
+    return conf->direct_fill || conf->data_direct_io;
+}
+
+/* Bytes the stage may hold: a readahead window and the fills in flight
+ * beyond it; none unless fills bypass the page cache (else the page cache
+ * serves the reader). */
+static uint64_t stage_cap(const struct conf *conf)
+{
+    return fills_direct(conf) ? conf->readahead + conf->readahead / 2 : 0;
+}
+
+/* The data file opened O_DIRECT, or -1: then all I/O goes through the page
+ * cache (a filesystem without O_DIRECT). */
+static int open_direct_fd(const struct tmpl *t, uint64_t number)
+{
+    const struct conf *conf = t->c->conf;
+    if (!fills_direct(conf))
+        return -1;
+    int fd = store_open_direct(conf->cache_dir, t->name, number);
+    return fd < 0 ? -1 : fd;
+}
 
 static struct gen *gen_new(struct tmpl *t, uint64_t number,
                            const struct origin_info *info)
@@ -40,8 +69,9 @@ static struct gen *gen_new(struct tmpl *t, uint64_t number,
     g->info = *info;
     g->bs = t->bs;
     g->refs = 1;
-    int fd = store_open(t->c->conf->cache_dir, t->name, number, info->size,
-                        t->c->conf->data_direct_io);
+    static uint64_t next_uid;
+    g->uid = __atomic_add_fetch(&next_uid, 1, __ATOMIC_RELAXED);
+    int fd = store_open(t->c->conf->cache_dir, t->name, number, info->size);
     if (fd < 0 || blockmap_init(&g->bm, block_count(info->size, g->bs)) < 0) {
         if (fd >= 0)
             close(fd);
@@ -49,6 +79,8 @@ static struct gen *gen_new(struct tmpl *t, uint64_t number,
         return NULL;
     }
     g->fd = fd;
+    g->dfd = open_direct_fd(t, number);
+    g->direct_reads = g->dfd >= 0 && t->c->conf->data_direct_io;
     pthread_mutex_init(&g->lock, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -62,7 +94,11 @@ static struct gen *gen_new(struct tmpl *t, uint64_t number,
 static void gen_destroy(struct gen *g)
 {
     struct tmpl *t = g->t;
+    if (t->c->stage)
+        stage_forget(t->c->stage, g->uid);
     close(g->fd);
+    if (g->dfd >= 0)
+        close(g->dfd);
     /* A superseded generation's bytes are of no further use. */
     if (t->cur != g && t->c->w != NULL)
         store_unlink(t->c->conf->cache_dir, t->name, g->number);
@@ -769,6 +805,8 @@ int cache_open(struct conf *conf, struct cache **out)
         r = writer_start(c->ix, &c->w);
     if (r == 0)
         r = ra_start(4, &c->ra);
+    if (r == 0 && (c->stage = stage_new(stage_cap(conf), fillbuf_put)) == NULL)
+        r = -ENOMEM;
     if (r < 0) {
         cache_close(c);
         return r;
@@ -802,6 +840,8 @@ static void *housekeeping(void *arg)
             counters_save(v[i]);
         /* Bursts of reads leave freed buffers in malloc's arenas: give
          * them back, so RSS follows the load rather than its peak. */
+        stage_age(c->stage, mono_ms(), STAGE_MAX_AGE_MS);
+        fillbuf_trim(mono_ms(), STAGE_MAX_AGE_MS);
         malloc_trim(0);
         if (++ticks % (RETRY_EVERY_S / HK_INTERVAL_S) == 0) {
             pthread_mutex_lock(&c->cfg_lock);
@@ -879,6 +919,7 @@ void cache_close(struct cache *c)
         conf_free(c->conf);
     if (c->ix)
         index_close(c->ix);
+    stage_free(c->stage);
     free(c);
 }
 
@@ -1081,6 +1122,7 @@ static int reload_locked(struct cache *c, const char *path)
     mark_removed(c);
     retire_conf(c, c->conf);
     __atomic_store_n(&c->conf, nc, __ATOMIC_RELEASE);
+    stage_set_cap(c->stage, stage_cap(nc));
     struct tmpl **v;
     size_t n = cache_snapshot(c, &v);
     for (size_t i = 0; i < n; i++)

@@ -39,7 +39,8 @@ enum { IN_GLOBAL = 1, IN_TEMPLATE = 2, IN_DIRECTORY = 4 };
 
 /* Key ids double as bit numbers in the per-section "seen" masks. */
 enum key_id {
-    K_CACHE_DIR, K_CACHE_MAX, K_MIN_FREE, K_DATA_DIRECT_IO, K_READAHEAD, K_OWNER,
+    K_CACHE_DIR, K_CACHE_MAX, K_MIN_FREE, K_DATA_DIRECT_IO, K_DIRECT_FILL,
+    K_READAHEAD, K_OWNER,
     K_GROUP, K_MODE, K_BLOCK_SIZE, K_ORIGIN, K_QUOTA, K_PIN, K_MIRROR,
     K_PROXY, K_CA_FILE, K_NETRC, K_ORIGIN_TIMEOUT, K_CONNECT_TIMEOUT,
     K_REVALIDATE, K_MAX_CONNECTIONS, K_COUNT
@@ -292,8 +293,8 @@ static int set_min_free(struct parser *p, const char *key, const char *val)
     return 0;
 }
 
-static int set_data_direct_io(struct parser *p, const char *key,
-                              const char *val)
+static int get_bool(struct parser *p, const char *key, const char *val,
+                    int *out)
 {
     char m[MASK_LEN];
     int b = parse_bool(val);
@@ -301,8 +302,19 @@ static int set_data_direct_io(struct parser *p, const char *key,
     if (b < 0)
         return fail(p, "bad boolean '%s' for key '%s' (use yes or no)",
                     mask(val, m, sizeof m), key);
-    p->c->data_direct_io = b;
+    *out = b;
     return 0;
+}
+
+static int set_data_direct_io(struct parser *p, const char *key,
+                              const char *val)
+{
+    return get_bool(p, key, val, &p->c->data_direct_io);
+}
+
+static int set_direct_fill(struct parser *p, const char *key, const char *val)
+{
+    return get_bool(p, key, val, &p->c->direct_fill);
 }
 
 static int set_readahead(struct parser *p, const char *key, const char *val)
@@ -452,6 +464,7 @@ static const struct key_def keys[K_COUNT] = {
     [K_CACHE_MAX] = {"cache_max", IN_GLOBAL, 0, 0, set_cache_max},
     [K_MIN_FREE] = {"min_free", IN_GLOBAL, 0, 0, set_min_free},
     [K_DATA_DIRECT_IO] = {"data_direct_io", IN_GLOBAL, 0, 0, set_data_direct_io},
+    [K_DIRECT_FILL] = {"direct_fill", IN_GLOBAL, 0, 0, set_direct_fill},
     [K_READAHEAD] = {"readahead", IN_GLOBAL, 0, 0, set_readahead},
     [K_OWNER] = {"owner", IN_GLOBAL, 0, 0, set_owner},
     [K_GROUP] = {"group", IN_GLOBAL, 0, 0, set_group},
@@ -742,6 +755,7 @@ static struct conf *conf_new(const char *name)
     }
     c->block_size = IC_BS_DEFAULT;
     c->readahead = CONF_DEFAULT_READAHEAD;
+    c->direct_fill = 1;
     c->file_mode = DEF_FILE_MODE;
     c->net.origin_timeout_ms = DEF_ORIGIN_TIMEOUT_MS;
     c->net.connect_timeout_ms = DEF_CONNECT_TIMEOUT_MS;

@@ -207,18 +207,27 @@ static void ic_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     }
 }
 
-/* Fast path for present, verified blocks: one pread of the whole range
- * into the reply buffer.  (fuse_reply_data with an fd buffer, with or
- * without splice, measured slower here: about 1 GB/s against 2 GB/s.) */
+/* Fast path for present, verified blocks: straight from a staged fill
+ * when one holds the whole range, else one pread of the range into the
+ * reply buffer.  (fuse_reply_data with an fd buffer, with or without
+ * splice, measured slower here: about 1 GB/s against 2 GB/s.) */
 static int read_direct(fuse_req_t req, struct gen *g, size_t size, off_t off)
 {
     size_t len;
     if (!cache_read_fd_begin(g, (uint64_t)off, size, &len))
         return 0;
+    const char *data;
+    void *ref;
+    if (cache_stage_peek(g, (uint64_t)off, len, &data, &ref)) {
+        cache_read_fd_end(g); /* staged bytes are immune to eviction */
+        fuse_reply_buf(req, data, len);
+        cache_stage_unref(g, ref);
+        return 1;
+    }
     char *buf = malloc(len ? len : 1);
-    ssize_t n = buf ? pread_full(g->fd, buf, len, (uint64_t)off) : -ENOMEM;
+    int r = buf ? cache_pread_present(g, buf, (uint64_t)off, len) : -ENOMEM;
     cache_read_fd_end(g);
-    if (n != (ssize_t)len) {
+    if (r < 0) {
         free(buf);
         return 0; /* let the checked path sort it out */
     }

@@ -19,9 +19,11 @@
 #include "ic-checksum.h"
 #include "ic-conf.h"
 #include "ic-evict.h"
+#include "ic-fillbuf.h"
 #include "ic-index.h"
 #include "ic-log.h"
 #include "ic-pin.h"
+#include "ic-stage.h"
 #include "ic-store.h"
 #include "ic-util.h"
 #include "ic-writer.h"
@@ -29,6 +31,8 @@
 /* Largest single origin read: large enough to stream, small enough that a
  * slow origin still delivers within the deadline. */
 #define FILL_MAX_BYTES (4u << 20)
+/* Fill buffers are page-aligned, for O_DIRECT writes. */
+#define FILL_ALIGN 4096u
 /* How long a failed fill is remembered (see struct gen). */
 #define FAIL_MEMORY_MS 500
 
@@ -128,53 +132,99 @@ static void note_uncached(struct gen *g, const char *why)
                  "caching them", t->name, why);
 }
 
-static ssize_t write_block(struct gen *g, const char *data, uint32_t len,
+/* Whole 4K pages go through the O_DIRECT descriptor when there is one:
+ * the kernel keeps the reader's copy in the FUSE file's page cache, a
+ * second one in the data file's would only cost memory and a copy.  The
+ * short end of a last block, or a filesystem refusing O_DIRECT, goes
+ * through the page cache. */
+static ssize_t pwrite_span(struct gen *g, const char *data, uint64_t len,
                            uint64_t off)
 {
-    ssize_t w = pwrite_full(g->fd, data, len, off);
+    uint64_t head = len & ~(uint64_t)(FILL_ALIGN - 1);
+    if (g->dfd >= 0 && head > 0 && (uintptr_t)data % FILL_ALIGN == 0) {
+        ssize_t w = pwrite_full(g->dfd, data, head, off);
+        if (w >= 0 && head == len)
+            return w;
+        if (w >= 0)
+            w = pwrite_full(g->fd, data + head, len - head, off + head);
+        if (w != -EINVAL)
+            return w < 0 ? w : (ssize_t)len;
+    }
+    return pwrite_full(g->fd, data, len, off);
+}
+
+static ssize_t write_span(struct gen *g, const char *data, uint64_t len,
+                          uint64_t off)
+{
+    ssize_t w = pwrite_span(g, data, len, off);
     if (w == -ENOSPC || w == -EDQUOT) {
         /* The disk filled under us: free some of ours and retry once. */
         evict_from_gen(g, 16u * g->bs);
-        w = pwrite_full(g->fd, data, len, off);
+        w = pwrite_span(g, data, len, off);
     }
     return w;
 }
 
-/* Store one fetched block in the data file.  Returns the BLK_ flags to
- * record, or -1 when it could not be stored (the reader is still served
- * from memory: serve-through).  A block is never recorded present unless
- * its write succeeded. */
-static int store_block(struct gen *g, const char *data, uint64_t blk,
-                       uint32_t len, int room)
-{
-    uint64_t off = block_start(blk, g->bs);
-    if (buf_is_zero(data, len)) {
-        /* A hole costs no disk; the data file reads zeros there. */
-        if (store_punch(g->fd, off, len) == 0)
-            return BLK_ZERO;
-    }
-    if (room < 0) {
-        note_uncached(g, "no room under quota, cache_max or min_free");
-        return -1;
-    }
-    ssize_t w = write_block(g, data, len, off);
-    if (w < 0) {
-        note_uncached(g, strerror((int)-w));
-        return -1;
-    }
-    return 0;
-}
-
-/* Bytes of a fetched run that will cost disk (zero blocks are holes). */
-static uint64_t run_cost(struct gen *g, const char *data, const struct run *run)
+/* Zero blocks of a fetched run become holes (they cost no disk; the data
+ * file reads zeros there): flags[i] = BLK_ZERO for those, else 0.
+ * Returns the disk bytes the other blocks will cost (whole 4K pages). */
+static uint64_t punch_zeros(struct gen *g, const struct run *run,
+                            const char *data, int *flags)
 {
     uint64_t cost = 0;
     for (uint64_t i = 0; i < run->n; i++) {
-        uint32_t blen = block_len(run->start + i, g->info.size, g->bs);
-        if (!buf_is_zero(data + i * g->bs, blen))
-            cost += (blen + 4095) & ~4095u; /* disk: whole 4K pages */
+        uint64_t blk = run->start + i;
+        uint32_t blen = block_len(blk, g->info.size, g->bs);
+        flags[i] = 0;
+        if (buf_is_zero(data + i * g->bs, blen) &&
+            store_punch(g->fd, block_start(blk, g->bs), blen) == 0)
+            flags[i] = BLK_ZERO;
+        else
+            cost += (blen + 4095) & ~4095u;
     }
     return cost;
+}
+
+/* Whether a run holds a pinned block (a racy peek at the flags is enough:
+ * it only decides how hard to try for room). */
+static int run_pinned(struct gen *g, const struct run *run)
+{
+    for (uint64_t i = 0; i < run->n; i++)
+        if (__atomic_load_n(&g->bm.v[run->start + i].flags,
+                            __ATOMIC_RELAXED) & BLK_PINNED)
+            return 1;
+    return 0;
+}
+
+/* Store a fetched run in the data file, each span of data blocks in one
+ * write.  flags[i] gets the BLK_ flags to record for block i, or -1 when
+ * it could not be stored (its readers are still served from memory:
+ * serve-through).  A block is never recorded present unless its write
+ * succeeded. */
+static void store_run(struct gen *g, const struct run *run, const char *data,
+                      int *flags)
+{
+    uint64_t cost = punch_zeros(g, run, data, flags);
+    int room = cost ? evict_make_room(g, cost, run_pinned(g, run)) : 0;
+    for (uint64_t i = 0, j; i < run->n; i = j) {
+        for (j = i; j < run->n && flags[j] == 0; j++)
+            ;
+        if (j == i) {
+            j++;
+            continue;
+        }
+        uint64_t off = block_start(run->start + i, g->bs);
+        uint64_t end = block_start(run->start + j, g->bs);
+        end = end < g->info.size ? end : g->info.size;
+        ssize_t w = room < 0 ? 0 : write_span(g, data + i * g->bs, end - off,
+                                               off);
+        if (room < 0 || w < 0)
+            note_uncached(g, room < 0 ? "no room under quota, cache_max or "
+                                        "min_free"
+                                      : strerror((int)-w));
+        for (uint64_t k = i; k < j && (room < 0 || w < 0); k++)
+            flags[k] = -1;
+    }
 }
 
 static void publish_block(struct gen *g, uint64_t blk, const char *data,
@@ -235,15 +285,20 @@ static int fill_failed(struct rq *rq, const struct run *run, int err)
     return -EIO;
 }
 
-/* Whether a run holds a pinned block (a racy peek at the flags is enough:
- * it only decides how hard to try for room). */
-static int run_pinned(struct gen *g, const struct run *run)
+/* Store and publish the blocks of a fetched run. */
+static void publish_run(struct rq *rq, const struct run *run, const char *data)
 {
-    for (uint64_t i = 0; i < run->n; i++)
-        if (__atomic_load_n(&g->bm.v[run->start + i].flags,
-                            __ATOMIC_RELAXED) & BLK_PINNED)
-            return 1;
-    return 0;
+    struct gen *g = rq->g;
+    int flags[FILL_MAX_BYTES / IC_BS_MIN];
+    store_run(g, run, data, flags);
+    for (uint64_t i = 0; i < run->n; i++) {
+        uint64_t blk = run->start + i;
+        uint32_t blen = block_len(blk, g->info.size, g->bs);
+        const char *p = data + i * g->bs;
+        publish_block(g, blk, p, blen, flags[i]);
+        rq_copy(rq, p, block_start(blk, g->bs), blen);
+        rq_mark_done(rq, blk);
+    }
 }
 
 static int fill_run(struct rq *rq, const struct run *run)
@@ -254,28 +309,27 @@ static int fill_run(struct rq *rq, const struct run *run)
     if (end > g->info.size)
         end = g->info.size;
     uint64_t len = end - off;
-    char *data = malloc(len);
+    char *data = fillbuf_get(len);
     if (data == NULL)
         return -ENOMEM;
     stat_add(&g->t->st.origin_reads, 1);
     int r = origin_read(g->t->origin, data, off, len, &g->info, rq->deadline);
     if (r < 0) {
-        free(data);
+        fillbuf_put(data);
         return fill_failed(rq, run, r);
     }
     stat_add(&g->t->st.origin_bytes, len);
     stat_add(&g->t->st.misses, run->n);
-    uint64_t cost = run_cost(g, data, run);
-    int room = cost ? evict_make_room(g, cost, run_pinned(g, run)) : 0;
-    for (uint64_t i = 0; i < run->n; i++) {
-        uint64_t blk = run->start + i;
-        uint32_t blen = block_len(blk, g->info.size, g->bs);
-        const char *p = data + (blk - run->start) * g->bs;
-        publish_block(g, blk, p, blen, store_block(g, p, blk, blen, room));
-        rq_copy(rq, p, block_start(blk, g->bs), blen);
-        rq_mark_done(rq, blk);
-    }
-    free(data);
+    /* Written with O_DIRECT, the bytes will be in no page cache: stage
+     * them, before any block is published, for the readers this fill was
+     * made for (readahead, or the others waiting on it). */
+    struct stage *st = g->t->c->stage;
+    void *ref = g->dfd >= 0 ? stage_put(st, g->uid, off, data, len) : NULL;
+    publish_run(rq, run, data);
+    if (ref)
+        stage_unref(st, ref);
+    else
+        fillbuf_put(data);
     pthread_mutex_lock(&g->lock);
     pthread_cond_broadcast(&g->filled);
     pthread_mutex_unlock(&g->lock);
@@ -316,13 +370,10 @@ static int read_block(struct gen *g, uint64_t blk, char *tmp,
 {
     uint32_t len = block_len(blk, g->info.size, g->bs);
     *verified_now = 0;
-    if (snap.flags & BLK_ZERO) {
+    if (snap.flags & BLK_ZERO)
         memset(tmp, 0, len);
-    } else {
-        ssize_t n = pread_full(g->fd, tmp, len, block_start(blk, g->bs));
-        if (n != (ssize_t)len)
-            return -1;
-    }
+    else if (cache_pread_present(g, tmp, block_start(blk, g->bs), len) < 0)
+        return -1;
     if (snap.flags & BLK_VERIFIED)
         return 0;
     if (checksum_block(tmp, len) != snap.csum)
@@ -367,13 +418,13 @@ static int copy_block(struct rq *rq, uint64_t blk, char *tmp)
 
 static int copy_present(struct rq *rq)
 {
-    char *tmp = malloc(rq->g->bs);
+    char *tmp = fillbuf_get(rq->g->bs); /* aligned, for data_direct_io */
     if (tmp == NULL)
         return -ENOMEM;
     for (uint64_t b = rq->first; b <= rq->last; b++)
         if (!rq->done[b - rq->first])
             copy_block(rq, b, tmp);
-    free(tmp);
+    fillbuf_put(tmp);
     return 0;
 }
 
@@ -495,8 +546,8 @@ int cache_read_fd_begin(struct gen *g, uint64_t off, size_t size,
                         size_t *len)
 {
     uint64_t n = block_clamp(off, size, g->info.size);
-    if (n == 0 || g->t->c->conf->data_direct_io)
-        return 0;
+    if (n == 0 || g->direct_reads)
+        return 0; /* unaligned requests cannot go O_DIRECT */
     uint64_t first = block_of(off, g->bs), last = block_of(off + n - 1, g->bs);
     pthread_rwlock_rdlock(&g->evict_rw);
     pthread_mutex_lock(&g->lock);
@@ -522,3 +573,40 @@ int cache_read_fd_begin(struct gen *g, uint64_t off, size_t size,
 }
 
 void cache_read_fd_end(struct gen *g) { pthread_rwlock_unlock(&g->evict_rw); }
+
+/* With data_direct_io, whole 4K pages are read O_DIRECT (blocks are
+ * aligned; so are their buffers, from fillbuf); the short end of a last
+ * block through the page cache. */
+static int pread_gap(void *arg, char *dst, uint64_t off, uint64_t len)
+{
+    struct gen *g = arg;
+    uint64_t head = 0;
+    if (g->direct_reads && off % FILL_ALIGN == 0 &&
+        (uintptr_t)dst % FILL_ALIGN == 0) {
+        head = len & ~(uint64_t)(FILL_ALIGN - 1);
+        if (head && pread_full(g->dfd, dst, head, off) != (ssize_t)head)
+            head = 0; /* try the page cache */
+    }
+    return pread_full(g->fd, dst + head, len - head, off + head) ==
+                   (ssize_t)(len - head)
+               ? 0
+               : -1;
+}
+
+int cache_pread_present(struct gen *g, char *buf, uint64_t off, size_t len)
+{
+    if (stage_read(g->t->c->stage, g->uid, buf, off, len, pread_gap, g) < 0)
+        return -EIO;
+    return 0;
+}
+
+int cache_stage_peek(struct gen *g, uint64_t off, size_t len,
+                     const char **data, void **ref)
+{
+    return stage_peek(g->t->c->stage, g->uid, off, len, data, ref);
+}
+
+void cache_stage_unref(struct gen *g, void *ref)
+{
+    stage_unref(g->t->c->stage, ref);
+}

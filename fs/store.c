@@ -33,13 +33,11 @@ int store_path(char *out, size_t len, const char *cache_dir,
 }
 
 int store_open(const char *cache_dir, const char *name, uint64_t gen,
-               uint64_t size, int o_direct)
+               uint64_t size)
 {
     char path[PATH_MAX];
     int flags = O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC;
 
-    if (o_direct)
-        flags |= O_DIRECT;
     store_path(path, sizeof path, cache_dir, name, gen);
     int fd = open(path, flags, 0600);
     if (fd < 0) {
@@ -60,6 +58,15 @@ int store_open(const char *cache_dir, const char *name, uint64_t gen,
         return -e;
     }
     return fd;
+}
+
+int store_open_direct(const char *cache_dir, const char *name, uint64_t gen)
+{
+    char path[PATH_MAX];
+
+    store_path(path, sizeof path, cache_dir, name, gen);
+    int fd = open(path, O_RDWR | O_DIRECT | O_NOFOLLOW | O_CLOEXEC);
+    return fd < 0 ? -errno : fd;
 }
 
 int store_unlink(const char *cache_dir, const char *name, uint64_t gen)

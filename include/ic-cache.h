@@ -45,8 +45,11 @@ struct gen {
     struct tmpl *t;
     uint64_t number;
     struct origin_info info;
+    uint64_t uid;            /* unique in this process: the stage's key */
     uint32_t bs;
     int fd;                  /* data file */
+    int dfd;                 /* the data file opened O_DIRECT, or -1 */
+    int direct_reads;        /* data_direct_io: reads use dfd too */
     pthread_mutex_t lock;    /* protects bm, refs, stale */
     pthread_cond_t filled;   /* broadcast when a fill ends (either way) */
     struct blockmap bm;
@@ -132,6 +135,7 @@ struct cache {
     pthread_cond_t hk_wake;
     int hk_stop, hk_running;
     struct readahead *ra;    /* sequential readahead fetchers */
+    struct stage *stage;     /* recent readahead fills (direct_fill) */
     pthread_mutex_t cfg_lock; /* serialises reloads and pending retries */
     pthread_mutex_t pend_lock; /* protects pend, npend */
     struct pending *pend;
@@ -192,6 +196,14 @@ ssize_t cache_read(struct gen *g, char *buf, uint64_t off, size_t len);
 int cache_read_fd_begin(struct gen *g, uint64_t off, size_t size,
                         size_t *len);
 void cache_read_fd_end(struct gen *g);
+/* Bytes of present blocks: from the stage (recent fills, see ic-stage.h)
+ * where it holds them, else from g->fd.  0 or -EIO. */
+int cache_pread_present(struct gen *g, char *buf, uint64_t off, size_t len);
+/* Whether one staged fill holds all of [off, off+len): then *data points
+ * at the bytes until cache_stage_unref(g, *ref). */
+int cache_stage_peek(struct gen *g, uint64_t off, size_t len,
+                     const char **data, void **ref);
+void cache_stage_unref(struct gen *g, void *ref);
 
 /* Fetch the missing blocks of a range that nobody is fetching yet, for
  * readahead; no copy, no waiting on other fills. */

@@ -51,6 +51,7 @@ struct conf {
     int min_free_pct;    /* 1 when min_free was given with '%' (0..100) */
     uint32_t block_size; /* "block_size", default 64K */
     int data_direct_io;  /* "data_direct_io" yes/no: open data files O_DIRECT */
+    int direct_fill;     /* "direct_fill" yes/no: fills write O_DIRECT */
     char *owner;         /* "owner" user name or uid of mount files, NULL=0 */
     char *group;         /* "group" group name or gid, NULL=0 */
     unsigned file_mode;  /* "mode" octal, default 0444; write bits refused */

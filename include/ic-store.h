@@ -15,7 +15,11 @@ int store_path(char *out, size_t len, const char *cache_dir,
 /* Open (creating) the data file of a template generation, sized to `size`.
  * O_NOFOLLOW: a symlink planted in data/ is refused.  fd or -errno. */
 int store_open(const char *cache_dir, const char *name, uint64_t gen,
-               uint64_t size, int o_direct);
+               uint64_t size);
+/* A second descriptor of an existing data file, O_DIRECT, for I/O that
+ * bypasses the page cache (whole 4K pages only).  fd or -errno (quietly:
+ * the caller falls back to the first descriptor). */
+int store_open_direct(const char *cache_dir, const char *name, uint64_t gen);
 /* Remove a generation's data file (missing is not an error). */
 int store_unlink(const char *cache_dir, const char *name, uint64_t gen);
 /* Remove every data file of `name` except generation keep_gen. */

@@ -53,6 +53,7 @@ static const char full_conf[] =
     "min_free = 5%\n"
     "block_size = 128K\n"
     "data_direct_io = yes\n"
+    "direct_fill = no\n"
     "owner = qemu\n"
     "group = kvm\n"
     "mode = 0440\n"
@@ -96,6 +97,7 @@ START_TEST(test_full)
     ck_assert_int_eq(c->min_free_pct, 1);
     ck_assert_uint_eq(c->block_size, 128 * KiB);
     ck_assert_int_eq(c->data_direct_io, 1);
+    ck_assert_int_eq(c->direct_fill, 0);
     ck_assert_str_eq(c->owner, "qemu");
     ck_assert_str_eq(c->group, "kvm");
     ck_assert_uint_eq(c->file_mode, 0440);
@@ -113,7 +115,7 @@ START_TEST(test_full)
     t = &c->src[0];
     ck_assert_int_eq(t->kind, CONF_TEMPLATE);
     ck_assert_str_eq(t->name, "ubuntu.qcow2");
-    ck_assert_int_eq(t->line, 20);
+    ck_assert_int_eq(t->line, 21);
     ck_assert_str_eq(t->origin, "https://images.example.org/ubuntu-24.04.qcow2");
     ck_assert_uint_eq(t->quota, 2 * GiB);
     ck_assert_uint_eq(t->block_size, MiB);
@@ -133,7 +135,7 @@ START_TEST(test_full)
     d = &c->src[1];
     ck_assert_int_eq(d->kind, CONF_DIRECTORY);
     ck_assert_str_eq(d->name, "nfs-templates");
-    ck_assert_int_eq(d->line, 34);
+    ck_assert_int_eq(d->line, 35);
     ck_assert_str_eq(d->origin, "/mnt/nfs/templates");
     ck_assert_uint_eq(d->quota, 4 * GiB);
     ck_assert_str_eq(d->pin, "0-1M");
@@ -165,6 +167,7 @@ START_TEST(test_defaults)
     ck_assert_int_eq(c->min_free_pct, 0);
     ck_assert_uint_eq(c->block_size, 64 * KiB);
     ck_assert_int_eq(c->data_direct_io, 0);
+    ck_assert_int_eq(c->direct_fill, 1);
     ck_assert_ptr_null(c->owner);
     ck_assert_ptr_null(c->group);
     ck_assert_uint_eq(c->file_mode, 0444);
@@ -526,6 +529,9 @@ START_TEST(test_err_values)
                "t.conf:2: cache_dir must be an absolute path");
     expect_err("[global]\ndata_direct_io = maybe\n",
                "t.conf:2: bad boolean 'maybe' for key 'data_direct_io' "
+               "(use yes or no)");
+    expect_err("[global]\ndirect_fill = 2\n",
+               "t.conf:2: bad boolean '2' for key 'direct_fill' "
                "(use yes or no)");
     expect_err("[global]\norigin_timeout = 0\n",
                "t.conf:2: origin_timeout must be greater than 0");

@@ -1,0 +1,61 @@
+/* The stage: buffers of recent fills, kept in memory a little while so that
+ * the reader a readahead fill was made for gets the bytes from memory.
+ *
+ * Why: fills write the data file with O_DIRECT (no second copy of every
+ * fetched byte in the host page cache, next to the one the kernel keeps for
+ * the FUSE file), so a reader arriving just after its readahead would
+ * otherwise read the block back from disk.  The stage holds what was fetched
+ * ahead of the reader; it is bounded in bytes (the oldest entries go first)
+ * and in age (stage_age), and it only ever holds bytes that were also
+ * written to the data file and published as present: serving from it is
+ * the same as serving from the data file.
+ *
+ * Entries are keyed by a generation's unique id (struct gen.uid), never by
+ * a pointer, so bytes of one generation cannot be served for another.
+ * Thread-safe: one mutex, never held while bytes are copied. */
+#ifndef IC_STAGE_H
+#define IC_STAGE_H
+
+#include <stdint.h>
+
+struct stage;
+
+/* A stage holding at most cap bytes (0: every put is refused); buffers
+ * it is done with go to release.  NULL on allocation failure. */
+struct stage *stage_new(uint64_t cap, void (*release)(char *buf));
+void stage_free(struct stage *s);
+/* Change the bound (a reload); entries over it are dropped. */
+void stage_set_cap(struct stage *s, uint64_t cap);
+
+/* Hand over buf, a buffer holding bytes [off, off+len) of
+ * generation key.  Returns a reference (buf stays valid until
+ * stage_unref), the stage then releases buf; or NULL when the stage cannot
+ * keep it, and buf is still the caller's. */
+void *stage_put(struct stage *s, uint64_t key, uint64_t off, char *buf,
+                uint64_t len);
+
+/* Bytes of [off, off+len) of key not held by the stage are read by
+ * gap(arg, dst, off, len), which returns 0 or -1. */
+typedef int (*stage_gap_fn)(void *arg, char *dst, uint64_t off,
+                            uint64_t len);
+
+/* Fill dst with [off, off+len) of key: what the stage holds is copied from
+ * it, the rest read by gap.  Returns the bytes copied from the stage, or
+ * -1 if gap failed. */
+int64_t stage_read(struct stage *s, uint64_t key, char *dst, uint64_t off,
+                   uint64_t len, stage_gap_fn gap, void *arg);
+
+/* Whether one entry holds all of [off, off+len) of key: then *data points
+ * at those bytes, valid until stage_unref(s, *ref). */
+int stage_peek(struct stage *s, uint64_t key, uint64_t off, uint64_t len,
+               const char **data, void **ref);
+void stage_unref(struct stage *s, void *ref);
+
+/* Drop every entry of key (its generation is going away). */
+void stage_forget(struct stage *s, uint64_t key);
+/* Drop entries staged more than max_age_ms before now_ms. */
+void stage_age(struct stage *s, uint64_t now_ms, uint64_t max_age_ms);
+/* Bytes held (for tests and the report). */
+uint64_t stage_bytes(struct stage *s);
+
+#endif
