@@ -39,12 +39,11 @@ static int fills_direct(const struct conf *conf)
     return conf->direct_fill || conf->data_direct_io;
 }
 
-/* Bytes the stage may hold: a readahead window and the fills in flight
- * beyond it; none unless fills bypass the page cache (else the page cache
- * serves the reader). */
+/* Bytes the stage may hold: a readahead window; none unless fills bypass
+ * the page cache (else the page cache serves the reader). */
 static uint64_t stage_cap(const struct conf *conf)
 {
-    return fills_direct(conf) ? conf->readahead + conf->readahead / 2 : 0;
+    return fills_direct(conf) ? conf->readahead : 0;
 }
 
 /* The data file opened O_DIRECT, or -1: then all I/O goes through the page

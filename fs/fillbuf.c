@@ -8,9 +8,10 @@
 #include "ic-fillbuf.h"
 #include "ic-util.h"
 
-/* Enough for every fill in flight at once: the readahead fetchers' and a
- * few readers'; more than that are unmapped when given back. */
-#define POOL_MAX 16
+/* Enough for the readahead fetchers' fills and a few replies in flight;
+ * more than that are unmapped when given back (an idle buffer costs the
+ * RSS of what it last held, up to FILLBUF_SIZE). */
+#define POOL_MAX 4
 #define HDR 4096u /* one page before the buffer: its header */
 
 struct hdr {

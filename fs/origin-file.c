@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ic-fillbuf.h"
 #include "ic-log.h"
 #include "ic-origin.h"
 #include "ic-util.h"
@@ -112,7 +113,7 @@ static void run_job(struct file_origin *fo, struct file_job *j)
 
 static void job_free(struct file_job *j)
 {
-    free(j->buf);
+    fillbuf_put(j->buf);
     free(j);
 }
 
@@ -241,10 +242,11 @@ static int file_read(struct origin *o, void *buf, uint64_t off, size_t len,
     struct file_job *j = calloc(1, sizeof *j);
     if (j == NULL)
         return -ENOMEM;
-    /* Page-aligned: an origin on FUSE/NFS with direct I/O then gets one
-     * request per read instead of a split one. */
-    if (posix_memalign((void **)&j->buf, 4096, len ? len : 1) != 0)
-        j->buf = NULL;
+    /* The job's own buffer: a worker stuck past the deadline must not
+     * write into the caller's.  Page-aligned (an origin on FUSE/NFS with
+     * direct I/O then gets one request per read, not a split one) and
+     * recycled (fresh pages cost more than the copy out of it). */
+    j->buf = fillbuf_get(len ? len : 1);
     if (j->buf == NULL) {
         free(j);
         return -ENOMEM;

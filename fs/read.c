@@ -320,11 +320,13 @@ static int fill_run(struct rq *rq, const struct run *run)
     }
     stat_add(&g->t->st.origin_bytes, len);
     stat_add(&g->t->st.misses, run->n);
-    /* Written with O_DIRECT, the bytes will be in no page cache: stage
-     * them, before any block is published, for the readers this fill was
-     * made for (readahead, or the others waiting on it). */
+    /* Written with O_DIRECT, the bytes will be in no page cache: a
+     * readahead fill's are staged, before any block is published, for the
+     * reader it runs ahead of.  (A reader's own fill has served it.) */
     struct stage *st = g->t->c->stage;
-    void *ref = g->dfd >= 0 ? stage_put(st, g->uid, off, data, len) : NULL;
+    void *ref = g->dfd >= 0 && rq->buf == NULL
+                    ? stage_put(st, g->uid, off, data, len)
+                    : NULL;
     publish_run(rq, run, data);
     if (ref)
         stage_unref(st, ref);

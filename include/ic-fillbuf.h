@@ -1,10 +1,11 @@
-/* Fill buffers: page-aligned (for O_DIRECT writes) and recycled.
+/* Fill buffers: page-aligned (for O_DIRECT) and recycled; fills and FUSE
+ * replies use them.
  *
- * Why recycle: a fill touches every byte of a fresh buffer, and a fresh
+ * Why recycle: a fill or a reply touches every byte of a fresh buffer, and a fresh
  * anonymous page costs a fault and its clearing -- on a VM whose guest
  * memory the host backs lazily, several times the cost of the copy itself.
  * Buffers of up to FILLBUF_SIZE come from a small pool of mappings of that
- * size; larger ones (block sizes over 4M) are mapped and unmapped each
+ * size; larger ones (a block size over 4M) are mapped and unmapped each
  * time.  Idle pool buffers are returned to the system by fillbuf_trim, so
  * the daemon's RSS follows its load.  Thread-safe. */
 #ifndef IC_FILLBUF_H
@@ -12,7 +13,7 @@
 
 #include <stdint.h>
 
-#define FILLBUF_SIZE (4u << 20)
+#define FILLBUF_SIZE (4u << 20) /* the largest fill (FILL_MAX_BYTES) */
 
 /* A buffer of at least len bytes, 4096-aligned; NULL when out of memory. */
 char *fillbuf_get(uint64_t len);
