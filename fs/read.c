@@ -218,11 +218,13 @@ static void store_run(struct gen *g, const struct run *run, const char *data,
         end = end < g->info.size ? end : g->info.size;
         ssize_t w = room < 0 ? 0 : write_span(g, data + i * g->bs, end - off,
                                                off);
-        if (room < 0 || w < 0)
-            note_uncached(g, room < 0 ? "no room under quota, cache_max or "
-                                        "min_free"
-                                      : strerror((int)-w));
-        for (uint64_t k = i; k < j && (room < 0 || w < 0); k++)
+        if (w < 0) /* what a failed write left allocated is unclaimed */
+            store_punch(g->fd, off, end - off);
+        if (room >= 0 && w >= 0)
+            continue;
+        note_uncached(g, room < 0 ? "no room under quota, cache_max or min_free"
+                                  : strerror((int)-w));
+        for (uint64_t k = i; k < j; k++)
             flags[k] = -1;
     }
 }
