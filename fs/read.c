@@ -196,6 +196,31 @@ static int run_pinned(struct gen *g, const struct run *run)
     return 0;
 }
 
+/* Write blocks i..j-1 of a fetched run in one write; when the disk is
+ * full, block by block, so that what fits is kept.  Blocks not stored get
+ * flags[k] = -1.  0, or the last error. */
+static int store_span(struct gen *g, const struct run *run, const char *data,
+                      uint64_t i, uint64_t j, int *flags)
+{
+    uint64_t off = block_start(run->start + i, g->bs);
+    uint64_t end = block_start(run->start + j, g->bs);
+    end = end < g->info.size ? end : g->info.size;
+    ssize_t w = write_span(g, data + i * g->bs, end - off, off);
+    if (w >= 0)
+        return 0;
+    store_punch(g->fd, off, end - off); /* what it left allocated */
+    if (j - i > 1 && (w == -ENOSPC || w == -EDQUOT)) {
+        int err = 0;
+        for (uint64_t k = i; k < j; k++)
+            if (store_span(g, run, data, k, k + 1, flags) < 0)
+                err = (int)w;
+        return err;
+    }
+    for (uint64_t k = i; k < j; k++)
+        flags[k] = -1;
+    return (int)w;
+}
+
 /* Store a fetched run in the data file, each span of data blocks in one
  * write.  flags[i] gets the BLK_ flags to record for block i, or -1 when
  * it could not be stored (its readers are still served from memory:
@@ -213,17 +238,13 @@ static void store_run(struct gen *g, const struct run *run, const char *data,
             j++;
             continue;
         }
-        uint64_t off = block_start(run->start + i, g->bs);
-        uint64_t end = block_start(run->start + j, g->bs);
-        end = end < g->info.size ? end : g->info.size;
-        ssize_t w = room < 0 ? 0 : write_span(g, data + i * g->bs, end - off,
-                                               off);
-        if (w < 0) /* what a failed write left allocated is unclaimed */
-            store_punch(g->fd, off, end - off);
-        if (room >= 0 && w >= 0)
+        if (room >= 0) {
+            int e = store_span(g, run, data, i, j, flags);
+            if (e < 0)
+                note_uncached(g, strerror(-e));
             continue;
-        note_uncached(g, room < 0 ? "no room under quota, cache_max or min_free"
-                                  : strerror((int)-w));
+        }
+        note_uncached(g, "no room under quota, cache_max or min_free");
         for (uint64_t k = i; k < j; k++)
             flags[k] = -1;
     }
