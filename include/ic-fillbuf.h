@@ -6,7 +6,7 @@
  * memory the host backs lazily, several times the cost of the copy itself.
  * Buffers of up to FILLBUF_SIZE come from a small pool of mappings of that
  * size; larger ones (a block size over 4M) are mapped and unmapped each
- * time.  Idle pool buffers are returned to the system by fillbuf_trim, so
+ * time, small ones (up to FILLBUF_SMALL) come from malloc's heap.  Idle pool buffers are returned to the system by fillbuf_trim, so
  * the daemon's RSS follows its load.  Thread-safe. */
 #ifndef IC_FILLBUF_H
 #define IC_FILLBUF_H
@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #define FILLBUF_SIZE (4u << 20) /* the largest fill (FILL_MAX_BYTES) */
+#define FILLBUF_SMALL (128u << 10) /* up to this, from malloc's heap */
 
 /* A buffer of at least len bytes, 4096-aligned; NULL when out of memory. */
 char *fillbuf_get(uint64_t len);

@@ -199,13 +199,19 @@ START_TEST(fillbuf_aligned_and_recycled)
 {
     fillbuf_trim(UINT64_MAX, 0);
     ck_assert_uint_eq(fillbuf_idle(), 0);
-    char *a = fillbuf_get(65536);
+    char *small = fillbuf_get(4096); /* from the heap, never pooled */
+    ck_assert_ptr_nonnull(small);
+    ck_assert_uint_eq((uintptr_t)small % 4096, 0);
+    memset(small, 3, 4096);
+    fillbuf_put(small);
+    ck_assert_uint_eq(fillbuf_idle(), 0);
+    char *a = fillbuf_get(FILLBUF_SMALL + 1);
     ck_assert_ptr_nonnull(a);
     ck_assert_uint_eq((uintptr_t)a % 4096, 0);
     memset(a, 1, FILLBUF_SIZE); /* the whole class size is usable */
     fillbuf_put(a);
     ck_assert_uint_eq(fillbuf_idle(), 1);
-    char *b = fillbuf_get(4096);
+    char *b = fillbuf_get(FILLBUF_SIZE);
     ck_assert_ptr_eq(a, b); /* the warm buffer comes back */
     ck_assert_uint_eq(fillbuf_idle(), 0);
     char *big = fillbuf_get(FILLBUF_SIZE + 1);
