@@ -54,6 +54,10 @@ static int open_direct_fd(const struct tmpl *t, uint64_t number)
     if (!fills_direct(conf))
         return -1;
     int fd = store_open_direct(conf->cache_dir, t->name, number);
+    if (fd < 0)
+        log_info("template %s: the cache's filesystem refuses O_DIRECT (%s): "
+                 "its data file goes through the page cache", t->name,
+                 strerror(-fd));
     return fd < 0 ? -1 : fd;
 }
 

@@ -211,9 +211,10 @@ static int store_span(struct gen *g, const struct run *run, const char *data,
     store_punch(g->fd, off, end - off); /* what it left allocated */
     if (j - i > 1 && (w == -ENOSPC || w == -EDQUOT)) {
         int err = 0;
-        for (uint64_t k = i; k < j; k++)
-            if (store_span(g, run, data, k, k + 1, flags) < 0)
-                err = (int)w;
+        for (uint64_t k = i; k < j; k++) {
+            int e = store_span(g, run, data, k, k + 1, flags);
+            err = e < 0 ? e : err;
+        }
         return err;
     }
     for (uint64_t k = i; k < j; k++)

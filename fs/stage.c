@@ -20,7 +20,9 @@ struct entry {
 struct stage {
     pthread_mutex_t lock;
     struct entry *head, *tail; /* oldest first */
-    uint64_t bytes;            /* of every entry not yet freed */
+    unsigned listed;           /* entries in the list (atomic stores) */
+    struct entry *dead;        /* dropped, released once unlocked */
+    uint64_t bytes;            /* of every entry not yet released */
     uint64_t cap;
     void (*release)(char *buf);
 };
@@ -36,7 +38,8 @@ struct stage *stage_new(uint64_t cap, void (*release)(char *buf))
     return s;
 }
 
-/* Free e now, or mark it for its last reader (lock held). */
+/* Release e at the next unlock_release, or mark it for its last reader
+ * (lock held). */
 static void drop(struct stage *s, struct entry *e)
 {
     if (e->refs > 0) {
@@ -44,8 +47,23 @@ static void drop(struct stage *s, struct entry *e)
         return;
     }
     s->bytes -= e->len;
-    s->release(e->buf);
-    free(e);
+    e->next = s->dead;
+    s->dead = e;
+}
+
+/* Unlock, then release what was dropped: a release may unmap 4 MiB (a TLB
+ * shootdown), which must not stall every reader waiting on the lock. */
+static void unlock_release(struct stage *s)
+{
+    struct entry *dead = s->dead;
+    s->dead = NULL;
+    pthread_mutex_unlock(&s->lock);
+    while (dead) {
+        struct entry *next = dead->next;
+        s->release(dead->buf);
+        free(dead);
+        dead = next;
+    }
 }
 
 /* Unlink e, whose predecessor is prev (NULL: the head), and drop it. */
@@ -57,6 +75,7 @@ static void unlink_drop(struct stage *s, struct entry *prev, struct entry *e)
         s->head = e->next;
     if (s->tail == e)
         s->tail = prev;
+    __atomic_store_n(&s->listed, s->listed - 1, __ATOMIC_RELAXED);
     drop(s, e);
 }
 
@@ -97,7 +116,7 @@ void stage_free(struct stage *s)
     pthread_mutex_lock(&s->lock);
     while (s->head)
         unlink_drop(s, NULL, s->head);
-    pthread_mutex_unlock(&s->lock);
+    unlock_release(s);
     pthread_mutex_destroy(&s->lock);
     free(s);
 }
@@ -107,7 +126,7 @@ void stage_set_cap(struct stage *s, uint64_t cap)
     pthread_mutex_lock(&s->lock);
     s->cap = cap;
     shrink(s);
-    pthread_mutex_unlock(&s->lock);
+    unlock_release(s);
 }
 
 void *stage_put(struct stage *s, uint64_t key, uint64_t off, char *buf,
@@ -116,7 +135,7 @@ void *stage_put(struct stage *s, uint64_t key, uint64_t off, char *buf,
     struct entry *e = malloc(sizeof *e);
     pthread_mutex_lock(&s->lock);
     if (e == NULL || len == 0 || make_room(s, len) < 0) {
-        pthread_mutex_unlock(&s->lock);
+        unlock_release(s);
         free(e);
         return NULL;
     }
@@ -128,7 +147,8 @@ void *stage_put(struct stage *s, uint64_t key, uint64_t off, char *buf,
         s->head = e;
     s->tail = e;
     s->bytes += len;
-    pthread_mutex_unlock(&s->lock);
+    __atomic_store_n(&s->listed, s->listed + 1, __ATOMIC_RELAXED);
+    unlock_release(s);
     return e;
 }
 
@@ -155,7 +175,7 @@ void stage_unref(struct stage *s, void *ref)
     pthread_mutex_lock(&s->lock);
     if (--e->refs == 0 && e->detached)
         drop(s, e);
-    pthread_mutex_unlock(&s->lock);
+    unlock_release(s);
 }
 
 int64_t stage_read(struct stage *s, uint64_t key, char *dst, uint64_t off,
@@ -163,6 +183,8 @@ int64_t stage_read(struct stage *s, uint64_t key, char *dst, uint64_t off,
 {
     uint64_t p = off, end = off + len, next;
     int64_t copied = 0;
+    if (__atomic_load_n(&s->listed, __ATOMIC_RELAXED) == 0)
+        return gap(arg, dst, off, len) < 0 ? -1 : 0; /* the common case */
     while (p < end) {
         pthread_mutex_lock(&s->lock);
         struct entry *e = find(s, key, p, end, &next);
@@ -188,6 +210,8 @@ int stage_peek(struct stage *s, uint64_t key, uint64_t off, uint64_t len,
                const char **data, void **ref)
 {
     uint64_t next;
+    if (__atomic_load_n(&s->listed, __ATOMIC_RELAXED) == 0)
+        return 0;
     pthread_mutex_lock(&s->lock);
     struct entry *e = find(s, key, off, off + len, &next);
     int whole = e != NULL && off + len <= e->off + e->len;
@@ -212,7 +236,7 @@ void stage_forget(struct stage *s, uint64_t key)
             prev = e;
         e = next;
     }
-    pthread_mutex_unlock(&s->lock);
+    unlock_release(s);
 }
 
 void stage_age(struct stage *s, uint64_t now_ms, uint64_t max_age_ms)
@@ -221,7 +245,7 @@ void stage_age(struct stage *s, uint64_t now_ms, uint64_t max_age_ms)
     while (s->head && now_ms > s->head->t_ms &&
            now_ms - s->head->t_ms > max_age_ms)
         unlink_drop(s, NULL, s->head);
-    pthread_mutex_unlock(&s->lock);
+    unlock_release(s);
 }
 
 uint64_t stage_bytes(struct stage *s)

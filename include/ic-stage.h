@@ -6,9 +6,10 @@
  * the FUSE file), so a reader arriving just after its readahead would
  * otherwise read the block back from disk.  The stage holds what was fetched
  * ahead of the reader; it is bounded in bytes (the oldest entries go first)
- * and in age (stage_age), and it only ever holds bytes that were also
- * written to the data file and published as present: serving from it is
- * the same as serving from the data file.
+ * and in age (stage_age).  A fill is staged before its blocks are
+ * published, and stays staged if storing some of them failed: callers
+ * consult it only for blocks they have seen present, whose bytes (those of
+ * one generation, which never change) are the staged ones.
  *
  * Entries are keyed by a generation's unique id (struct gen.uid), never by
  * a pointer, so bytes of one generation cannot be served for another.
@@ -23,6 +24,7 @@ struct stage;
 /* A stage holding at most cap bytes (0: every put is refused); buffers
  * it is done with go to release.  NULL on allocation failure. */
 struct stage *stage_new(uint64_t cap, void (*release)(char *buf));
+/* Only once no reference is held (every reader and filler is done). */
 void stage_free(struct stage *s);
 /* Change the bound (a reload); entries over it are dropped. */
 void stage_set_cap(struct stage *s, uint64_t cap);

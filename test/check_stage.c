@@ -191,6 +191,15 @@ START_TEST(age_and_gap_failure)
     stage_age(s, UINT64_MAX, 1000);
     ck_assert_uint_eq(stage_bytes(s), 0);
     ck_assert_uint_eq(released, 2);
+    /* Empty: one gap read of the whole range, no copy. */
+    gap_calls = gap_bytes = 0;
+    ck_assert_int_eq(stage_read(s, 5, dst, 0, 12288, gap_fill, NULL), 0);
+    ck_assert_uint_eq(gap_calls, 1);
+    ck_assert_uint_eq(gap_bytes, 12288);
+    ck_assert_int_eq(stage_read(s, 5, dst, 0, 12288, gap_fail, NULL), -1);
+    const char *data;
+    void *ref;
+    ck_assert(!stage_peek(s, 5, 0, 4096, &data, &ref));
     stage_free(s);
 }
 END_TEST
