@@ -197,19 +197,44 @@ uint64_t evict_from_gen(struct gen *g, uint64_t bytes)
     return freed;
 }
 
-/* Disk the generation's blocks take: a short last block still takes a
- * whole 4K page. */
-static uint64_t gen_used(struct gen *g)
+/* Disk the generation's blocks take, a short last block a whole 4K page,
+ * and the room reserved by fills not yet published (gen.lock held). */
+static uint64_t used_locked(struct gen *g)
 {
-    pthread_mutex_lock(&g->lock);
-    uint64_t u = g->bm.present_bytes;
+    uint64_t u = g->bm.present_bytes + g->reserved;
     uint64_t nb = g->bm.nblocks;
     uint32_t tail = nb ? block_len(nb - 1, g->info.size, g->bs) : 0;
     const struct blk *t = nb ? &g->bm.v[nb - 1] : NULL;
     if (t && tail % 4096 && t->state != BLK_MISSING && !(t->flags & BLK_ZERO))
         u += 4096 - tail % 4096;
+    return u;
+}
+
+static uint64_t gen_used(struct gen *g)
+{
+    pthread_mutex_lock(&g->lock);
+    uint64_t u = used_locked(g);
     pthread_mutex_unlock(&g->lock);
     return u;
+}
+
+/* Reserve `need` bytes if they fit under the quota, in one step with the
+ * check: fills running at once cannot all take the same room. */
+static int reserve_in_quota(struct gen *g, uint64_t need, uint64_t quota)
+{
+    pthread_mutex_lock(&g->lock);
+    int ok = quota == 0 || used_locked(g) + need <= quota;
+    if (ok)
+        g->reserved += need;
+    pthread_mutex_unlock(&g->lock);
+    return ok;
+}
+
+void evict_unreserve(struct gen *g, uint64_t need)
+{
+    pthread_mutex_lock(&g->lock);
+    g->reserved -= need;
+    pthread_mutex_unlock(&g->lock);
 }
 
 uint64_t evict_cache_used(struct cache *c)
@@ -300,32 +325,35 @@ static int wait_evictions(struct gen *g)
     return had;
 }
 
+/* Room under the quota, reserved (see evict_make_room). */
 static int room_in_quota(struct gen *g, uint64_t need, int pinned)
 {
     uint64_t quota = g->t->quota;
-    if (quota == 0)
-        return 0;
     /* Concurrent fills may take the room we free, and victims used again
      * since they were chosen are kept: try again while eviction helps. */
     for (int tries = 0; tries < (pinned ? 64 : 4); tries++) {
+        if (reserve_in_quota(g, need, quota))
+            return 0;
         uint64_t used = gen_used(g);
         if (used + need <= quota)
-            return 0;
+            continue; /* freed meanwhile */
         uint64_t want = used + need - quota + quota / EVICT_SLACK_DIV;
         if (evict_from_gen(g, want) == 0 && !wait_evictions(g))
             break;
     }
-    return gen_used(g) + need <= quota ? 0 : -ENOSPC;
+    return reserve_in_quota(g, need, quota) ? 0 : -ENOSPC;
 }
 
+/* cache_max and min_free; `need` bytes are already reserved by the caller,
+ * so they count in evict_cache_used once. */
 static int room_in_cache(struct cache *c, uint64_t need)
 {
     uint64_t max = c->conf->cache_max;
     if (max != 0) {
-        uint64_t used = evict_cache_used(c);
+        uint64_t used = evict_cache_used(c) - need;
         if (used + need > max)
             evict_global(c, used + need - max + max / EVICT_SLACK_DIV);
-        if (evict_cache_used(c) + need > max)
+        if (evict_cache_used(c) > max)
             return -ENOSPC;
     }
     uint64_t short_by = fs_free_shortfall(c, need);
@@ -340,7 +368,7 @@ static int room_in_cache(struct cache *c, uint64_t need)
 int evict_make_room(struct gen *g, uint64_t need, int pinned)
 {
     int r = room_in_quota(g, need, pinned);
-    if (r == 0)
-        r = room_in_cache(g->t->c, need);
+    if (r == 0 && (r = room_in_cache(g->t->c, need)) < 0)
+        evict_unreserve(g, need);
     return r;
 }

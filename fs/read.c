@@ -226,9 +226,10 @@ static int store_span(struct gen *g, const struct run *run, const char *data,
  * write.  flags[i] gets the BLK_ flags to record for block i, or -1 when
  * it could not be stored (its readers are still served from memory:
  * serve-through).  A block is never recorded present unless its write
- * succeeded. */
-static void store_run(struct gen *g, const struct run *run, const char *data,
-                      int *flags)
+ * succeeded.  Returns the room reserved for it, to give back once its
+ * blocks are published. */
+static uint64_t store_run(struct gen *g, const struct run *run,
+                          const char *data, int *flags)
 {
     uint64_t cost = punch_zeros(g, run, data, flags);
     int room = cost ? evict_make_room(g, cost, run_pinned(g, run)) : 0;
@@ -249,6 +250,7 @@ static void store_run(struct gen *g, const struct run *run, const char *data,
         for (uint64_t k = i; k < j; k++)
             flags[k] = -1;
     }
+    return room == 0 ? cost : 0;
 }
 
 static void publish_block(struct gen *g, uint64_t blk, const char *data,
@@ -314,7 +316,7 @@ static void publish_run(struct rq *rq, const struct run *run, const char *data)
 {
     struct gen *g = rq->g;
     int flags[FILL_MAX_BYTES / IC_BS_MIN];
-    store_run(g, run, data, flags);
+    uint64_t reserved = store_run(g, run, data, flags);
     for (uint64_t i = 0; i < run->n; i++) {
         uint64_t blk = run->start + i;
         uint32_t blen = block_len(blk, g->info.size, g->bs);
@@ -323,6 +325,8 @@ static void publish_run(struct rq *rq, const struct run *run, const char *data)
         rq_copy(rq, p, block_start(blk, g->bs), blen);
         rq_mark_done(rq, blk);
     }
+    if (reserved) /* now counted as present (or not stored) */
+        evict_unreserve(g, reserved);
 }
 
 static int fill_run(struct rq *rq, const struct run *run)

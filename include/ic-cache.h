@@ -64,6 +64,7 @@ struct gen {
      * zero bytes in the middle of a zero-copy reply. */
     pthread_rwlock_t evict_rw;
     uint64_t evicting; /* bytes marked for eviction, not yet punched (lock) */
+    uint64_t reserved; /* room taken by fills not yet published (lock) */
 };
 
 struct tmpl {
