@@ -211,8 +211,8 @@ static void ic_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 /* Fast path for present, verified blocks: straight from a staged fill
  * when one holds the whole range, else one pread of the range into the
  * reply buffer (a pooled one: a fresh 1 MiB buffer per request costs more
- * in page faults than the copy).  (fuse_reply_data with an fd buffer, with or without
- * splice, measured slower here: about 1 GB/s against 2 GB/s.) */
+ * in page faults than the copy).  fuse_reply_data with an fd buffer, with
+ * or without splice, measured slower here: about 1 GB/s against 2 GB/s. */
 static int read_direct(fuse_req_t req, struct gen *g, size_t size, off_t off)
 {
     size_t len;

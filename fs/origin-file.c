@@ -246,7 +246,7 @@ static int file_read(struct origin *o, void *buf, uint64_t off, size_t len,
      * write into the caller's.  Page-aligned (an origin on FUSE/NFS with
      * direct I/O then gets one request per read, not a split one) and
      * recycled (fresh pages cost more than the copy out of it). */
-    j->buf = fillbuf_get(len ? len : 1);
+    j->buf = fillbuf_get(len);
     if (j->buf == NULL) {
         free(j);
         return -ENOMEM;

@@ -132,25 +132,31 @@ static void note_uncached(struct gen *g, const char *why)
                  "caching them", t->name, why);
 }
 
-/* Whole 4K pages go through the O_DIRECT descriptor when there is one:
- * the kernel keeps the reader's copy in the FUSE file's page cache, a
- * second one in the data file's would only cost memory and a copy.  The
- * short end of a last block, or a filesystem refusing O_DIRECT, goes
- * through the page cache. */
+/* Bytes at the start of [off, off+len) that may go through the O_DIRECT
+ * descriptor: the whole 4K pages, when buffer and offset are aligned (the
+ * short end of a last block goes through the page cache); 0 for none. */
+static uint64_t direct_part(const struct gen *g, const void *buf,
+                            uint64_t off, uint64_t len)
+{
+    if (g->dfd < 0 || off % FILL_ALIGN || (uintptr_t)buf % FILL_ALIGN)
+        return 0;
+    return len & ~(uint64_t)(FILL_ALIGN - 1);
+}
+
+/* Fills go O_DIRECT where they can: the kernel keeps the reader's copy in
+ * the FUSE file's page cache, a second one in the data file's would only
+ * cost memory and a copy.  A filesystem refusing O_DIRECT (EINVAL) gets
+ * everything through the page cache. */
 static ssize_t pwrite_span(struct gen *g, const char *data, uint64_t len,
                            uint64_t off)
 {
-    uint64_t head = len & ~(uint64_t)(FILL_ALIGN - 1);
-    if (g->dfd >= 0 && head > 0 && (uintptr_t)data % FILL_ALIGN == 0) {
-        ssize_t w = pwrite_full(g->dfd, data, head, off);
-        if (w >= 0 && head == len)
-            return w;
-        if (w >= 0)
-            w = pwrite_full(g->fd, data + head, len - head, off + head);
-        if (w != -EINVAL)
-            return w < 0 ? w : (ssize_t)len;
-    }
-    return pwrite_full(g->fd, data, len, off);
+    uint64_t head = direct_part(g, data, off, len);
+    ssize_t w = head ? pwrite_full(g->dfd, data, head, off) : 0;
+    if (w == -EINVAL)
+        head = w = 0;
+    if (w >= 0 && head < len)
+        w = pwrite_full(g->fd, data + head, len - head, off + head);
+    return w < 0 ? w : (ssize_t)len;
 }
 
 static ssize_t write_span(struct gen *g, const char *data, uint64_t len,
@@ -604,19 +610,15 @@ int cache_read_fd_begin(struct gen *g, uint64_t off, size_t size,
 
 void cache_read_fd_end(struct gen *g) { pthread_rwlock_unlock(&g->evict_rw); }
 
-/* With data_direct_io, whole 4K pages are read O_DIRECT (blocks are
- * aligned; so are their buffers, from fillbuf); the short end of a last
- * block through the page cache. */
+/* With data_direct_io, reads go O_DIRECT where they can (blocks are
+ * aligned; so are their buffers, from fillbuf), the rest, or all of it
+ * after a failure, through the page cache. */
 static int pread_gap(void *arg, char *dst, uint64_t off, uint64_t len)
 {
     struct gen *g = arg;
-    uint64_t head = 0;
-    if (g->direct_reads && off % FILL_ALIGN == 0 &&
-        (uintptr_t)dst % FILL_ALIGN == 0) {
-        head = len & ~(uint64_t)(FILL_ALIGN - 1);
-        if (head && pread_full(g->dfd, dst, head, off) != (ssize_t)head)
-            head = 0; /* try the page cache */
-    }
+    uint64_t head = g->direct_reads ? direct_part(g, dst, off, len) : 0;
+    if (head && pread_full(g->dfd, dst, head, off) != (ssize_t)head)
+        head = 0;
     return pread_full(g->fd, dst + head, len - head, off + head) ==
                    (ssize_t)(len - head)
                ? 0

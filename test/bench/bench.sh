@@ -428,7 +428,8 @@ fio_probe() {
 	return 1
 }
 
-# fio_iops FILE QD DIRECT: 4 KiB random reads for FIO_SECONDS; RESULT = IOPS.
+# fio_iops FILE QD DIRECT [SECONDS]: 4 KiB random reads for SECONDS
+# (default FIO_SECONDS); RESULT = IOPS.
 fio_iops() {
 	local out rc=0 iops
 	if [ -z "$FIO_ENGINE" ]; then
@@ -437,7 +438,7 @@ fio_iops() {
 	fi
 	out=$(bounded fio --name=rand --filename="$1" --readonly --rw=randread \
 		--bs=4k --ioengine="$FIO_ENGINE" --iodepth="$2" --direct="$3" \
-		--time_based --runtime="$FIO_SECONDS" --invalidate=0 \
+		--time_based --runtime="${4:-$FIO_SECONDS}" --invalidate=0 \
 		--norandommap --randrepeat=0 --output-format=terse \
 		--terse-version=3 2>&1) || rc=$?
 	if [ "$rc" != 0 ]; then
@@ -844,18 +845,15 @@ mem_mark "warm seq"
 # FIO_SECONDS/3 each, so that this VM's drift from minute to minute hits
 # both alike; PAIR_PT and PAIR_IC = the medians.
 fio_pair() {
-	local qd=$1 r secs=$FIO_SECONDS rc=0
-	FIO_SECONDS=$((secs / 3 > 0 ? secs / 3 : 1))
+	local qd=$1 r secs=$((FIO_SECONDS / 3 > 0 ? FIO_SECONDS / 3 : 1))
 	: >"$W/pair.pt"
 	: >"$W/pair.ic"
 	for r in 1 2 3; do
-		fio_iops "$PT_MNT/t.img" "$qd" 0 || { rc=1; break; }
+		fio_iops "$PT_MNT/t.img" "$qd" 0 "$secs" || return 1
 		echo "$RESULT" >>"$W/pair.pt"
-		fio_iops "$WARM_F" "$qd" 1 || { rc=1; break; }
+		fio_iops "$WARM_F" "$qd" 1 "$secs" || return 1
 		echo "$RESULT" >>"$W/pair.ic"
 	done
-	FIO_SECONDS=$secs
-	[ "$rc" = 0 ] || return 1
 	PAIR_PT=$(median <"$W/pair.pt")
 	PAIR_IC=$(median <"$W/pair.ic")
 	remark "fio QD$qd rounds (IOPS), passthrough_ll / imgcache: $(paste -d/ "$W/pair.pt" "$W/pair.ic" | tr '\n' ' ')"
