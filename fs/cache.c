@@ -39,11 +39,15 @@ static int fills_direct(const struct conf *conf)
     return conf->direct_fill || conf->data_direct_io;
 }
 
-/* Bytes the stage may hold: a readahead window; none unless fills bypass
+/* Bytes the stage may hold: a readahead window and the runs in flight
+ * beyond it (with less, the oldest entries, the very next the reader
+ * needs, were dropped and read back from disk); none unless fills bypass
  * the page cache (else the page cache serves the reader). */
 static uint64_t stage_cap(const struct conf *conf)
 {
-    return fills_direct(conf) ? conf->readahead : 0;
+    if (!fills_direct(conf) || conf->readahead == 0)
+        return 0;
+    return conf->readahead + (uint64_t)RA_THREADS * RA_RUN_BYTES;
 }
 
 /* The data file opened O_DIRECT, or -1: then all I/O goes through the page
@@ -807,7 +811,7 @@ int cache_open(struct conf *conf, struct cache **out)
     if (r == 0)
         r = writer_start(c->ix, &c->w);
     if (r == 0)
-        r = ra_start(4, &c->ra);
+        r = ra_start(RA_THREADS, &c->ra);
     if (r == 0 && (c->stage = stage_new(stage_cap(conf), fillbuf_put)) == NULL)
         r = -ENOMEM;
     if (r < 0) {
@@ -841,8 +845,9 @@ static void *housekeeping(void *arg)
         n = cache_snapshot(c, &v);
         for (size_t i = 0; i < n; i++)
             counters_save(v[i]);
-        /* Bursts of reads leave freed buffers in malloc's arenas: give
-         * them back, so RSS follows the load rather than its peak. */
+        /* Bursts of reads leave staged fills, idle buffers and freed
+         * memory in malloc's arenas: give them back, so RSS follows the
+         * load rather than its peak. */
         stage_age(c->stage, mono_ms(), STAGE_MAX_AGE_MS);
         fillbuf_trim(mono_ms(), STAGE_MAX_AGE_MS);
         malloc_trim(0);

@@ -10,7 +10,6 @@
 #include "ic-readahead.h"
 
 #define RA_MIN (512u << 10)
-#define RA_RUN (2u << 20)  /* one job = one origin read at most this big */
 #define RA_QUEUE_MAX 64
 
 struct ra_job {
@@ -99,19 +98,20 @@ void ra_state_init(struct ra_state *s)
 
 void ra_state_destroy(struct ra_state *s) { pthread_mutex_destroy(&s->lock); }
 
-/* Queue [off, off+len) in RA_RUN pieces; a full queue drops the rest
+/* Queue [off, off+len) in RA_RUN_BYTES pieces; a full queue drops the rest
  * (readahead is only a hint). */
 static void ra_queue(struct readahead *ra, struct gen *g, uint64_t off,
                      uint64_t len)
 {
     pthread_mutex_lock(&ra->lock);
-    for (uint64_t o = off; o < off + len && !ra->stop; o += RA_RUN) {
+    for (uint64_t o = off; o < off + len && !ra->stop; o += RA_RUN_BYTES) {
         if (ra->queued >= RA_QUEUE_MAX)
             break;
         struct ra_job *j = malloc(sizeof *j);
         if (j == NULL)
             break;
-        uint64_t l = off + len - o < RA_RUN ? off + len - o : RA_RUN;
+        uint64_t l = off + len - o;
+        l = l < RA_RUN_BYTES ? l : RA_RUN_BYTES;
         *j = (struct ra_job){.g = g, .off = o, .len = l};
         cache_gen_ref(g);
         if (ra->tail)

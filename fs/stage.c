@@ -12,6 +12,7 @@ struct entry {
     uint64_t key, off, len;
     char *buf;
     uint64_t t_ms;
+    uint64_t served; /* bytes handed to readers */
     int refs;
     int detached; /* out of the list; freed by its last unref */
     struct entry *next;
@@ -169,12 +170,30 @@ static struct entry *find(struct stage *s, uint64_t key, uint64_t p,
     return NULL;
 }
 
-void stage_unref(struct stage *s, void *ref)
+/* Count n bytes of e handed to a reader; once all of it was, drop it: a
+ * stream reads each byte once, and what it has read only takes the room
+ * of what it reads next (lock held). */
+static void consume(struct stage *s, struct entry *e, uint64_t n)
 {
-    struct entry *e = ref;
-    pthread_mutex_lock(&s->lock);
+    e->served += n;
+    if (e->served < e->len || e->detached)
+        return;
+    struct entry *prev = NULL;
+    for (struct entry *x = s->head; x != e; x = x->next)
+        prev = x;
+    unlink_drop(s, prev, e);
+}
+
+static void unref_locked(struct stage *s, struct entry *e)
+{
     if (--e->refs == 0 && e->detached)
         drop(s, e);
+}
+
+void stage_unref(struct stage *s, void *ref)
+{
+    pthread_mutex_lock(&s->lock);
+    unref_locked(s, ref);
     unlock_release(s);
 }
 
@@ -199,7 +218,10 @@ int64_t stage_read(struct stage *s, uint64_t key, char *dst, uint64_t off,
         }
         uint64_t e_end = e->off + e->len, n = (e_end < end ? e_end : end) - p;
         memcpy(dst + (p - off), e->buf + (p - e->off), n);
-        stage_unref(s, e);
+        pthread_mutex_lock(&s->lock);
+        consume(s, e, n);
+        unref_locked(s, e);
+        unlock_release(s);
         copied += (int64_t)n;
         p += n;
     }
@@ -219,6 +241,7 @@ int stage_peek(struct stage *s, uint64_t key, uint64_t off, uint64_t len,
         e->refs++;
         *data = e->buf + (off - e->off);
         *ref = e;
+        consume(s, e, len); /* freed at the caller's unref */
     }
     pthread_mutex_unlock(&s->lock);
     return whole;

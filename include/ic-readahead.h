@@ -12,6 +12,10 @@
 #include <pthread.h>
 #include <stdint.h>
 
+/* One job = one origin read at most this big; jobs run on RA_THREADS. */
+#define RA_RUN_BYTES (2u << 20)
+#define RA_THREADS 4
+
 struct gen;
 struct readahead;
 

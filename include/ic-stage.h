@@ -5,7 +5,8 @@
  * fetched byte in the host page cache, next to the one the kernel keeps for
  * the FUSE file), so a reader arriving just after its readahead would
  * otherwise read the block back from disk.  The stage holds what was fetched
- * ahead of the reader; it is bounded in bytes (the oldest entries go first)
+ * ahead of the reader; an entry goes once all its bytes were handed to
+ * readers, and the stage is bounded in bytes (the oldest entries go first)
  * and in age (stage_age).  A fill is staged before its blocks are
  * published, and stays staged if storing some of them failed: callers
  * consult it only for blocks they have seen present, whose bytes (those of

@@ -69,11 +69,18 @@ START_TEST(read_spans_entries_and_gaps)
     ck_assert(put(s, 7, 0, 4096));
     ck_assert(put(s, 7, 8192, 4096));
     char dst[12288];
-    int64_t n = stage_read(s, 7, dst, 0, sizeof dst, gap_fill, NULL);
+    /* A read inside one entry, not at its start. */
+    int64_t n = stage_read(s, 7, dst, 8200, 100, gap_fill, NULL);
+    ck_assert_int_eq(n, 100);
+    char *want = bytes_of(7, 8192, 4096);
+    ck_assert(memcmp(dst, want + 8, 100) == 0);
+    free(want);
+    ck_assert_uint_eq(released, 0); /* partly read: kept */
+    n = stage_read(s, 7, dst, 0, sizeof dst, gap_fill, NULL);
     ck_assert_int_eq(n, 8192);
     ck_assert_uint_eq(gap_bytes, 4096);
     ck_assert_uint_eq(gap_calls, 1);
-    char *want = bytes_of(7, 0, 4096);
+    want = bytes_of(7, 0, 4096);
     ck_assert(memcmp(dst, want, 4096) == 0);
     free(want);
     for (int i = 4096; i < 8192; i++)
@@ -81,12 +88,9 @@ START_TEST(read_spans_entries_and_gaps)
     want = bytes_of(7, 8192, 4096);
     ck_assert(memcmp(dst + 8192, want, 4096) == 0);
     free(want);
-    /* A read inside one entry, not at its start. */
-    n = stage_read(s, 7, dst, 8200, 100, gap_fill, NULL);
-    ck_assert_int_eq(n, 100);
-    want = bytes_of(7, 8192, 4096);
-    ck_assert(memcmp(dst, want + 8, 100) == 0);
-    free(want);
+    /* Every byte of both entries was handed out: both are released. */
+    ck_assert_uint_eq(released, 2);
+    ck_assert_uint_eq(stage_bytes(s), 0);
     stage_free(s);
     ck_assert_uint_eq(released, 2);
 }
@@ -119,10 +123,12 @@ START_TEST(cap_drops_oldest_first)
     ck_assert(put(s, 1, 12288, 4096)); /* pushes out [0, 4096) */
     ck_assert_uint_eq(released, 1);
     ck_assert_uint_eq(stage_bytes(s), 3 * 4096);
-    char dst[16384];
-    ck_assert_int_eq(stage_read(s, 1, dst, 0, 16384, gap_fill, NULL),
-                     3 * 4096);
-    ck_assert_uint_eq(gap_bytes, 4096);
+    /* One byte of each (a partial read keeps an entry). */
+    char dst[1];
+    for (uint64_t o = 0; o < 16384; o += 4096)
+        ck_assert_int_eq(stage_read(s, 1, dst, o, 1, gap_fill, NULL),
+                         o == 0 ? 0 : 1);
+    ck_assert_uint_eq(gap_bytes, 1);
     /* Larger than the cap: refused, the buffer stays the caller's. */
     char *big = bytes_of(1, 0, 4 * 4096);
     ck_assert_ptr_null(stage_put(s, 1, 0, big, 4 * 4096));
@@ -185,7 +191,8 @@ START_TEST(age_and_gap_failure)
     ck_assert(put(s, 5, 0, 4096));
     ck_assert(put(s, 5, 8192, 4096));
     char dst[12288];
-    ck_assert_int_eq(stage_read(s, 5, dst, 0, 12288, gap_fail, NULL), -1);
+    /* The gap comes first: the read fails before it copies anything. */
+    ck_assert_int_eq(stage_read(s, 5, dst, 4096, 8192, gap_fail, NULL), -1);
     stage_age(s, 0, 1000); /* a clock behind the entries drops nothing */
     ck_assert_uint_eq(stage_bytes(s), 8192);
     stage_age(s, UINT64_MAX, 1000);
