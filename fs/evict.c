@@ -197,11 +197,11 @@ uint64_t evict_from_gen(struct gen *g, uint64_t bytes)
     return freed;
 }
 
-/* Disk the generation's blocks take, a short last block a whole 4K page,
- * and the room reserved by fills not yet published (gen.lock held). */
+/* Disk the generation's blocks take, a short last block a whole 4K page
+ * (gen.lock held). */
 static uint64_t used_locked(struct gen *g)
 {
-    uint64_t u = g->bm.present_bytes + g->reserved;
+    uint64_t u = g->bm.present_bytes;
     uint64_t nb = g->bm.nblocks;
     uint32_t tail = nb ? block_len(nb - 1, g->info.size, g->bs) : 0;
     const struct blk *t = nb ? &g->bm.v[nb - 1] : NULL;
@@ -210,10 +210,12 @@ static uint64_t used_locked(struct gen *g)
     return u;
 }
 
-static uint64_t gen_used(struct gen *g)
+/* The same, plus, with `reserved`, the room reserved by fills not yet
+ * published: what counts against the quota. */
+static uint64_t gen_used(struct gen *g, int reserved)
 {
     pthread_mutex_lock(&g->lock);
-    uint64_t u = used_locked(g);
+    uint64_t u = used_locked(g) + (reserved ? g->reserved : 0);
     pthread_mutex_unlock(&g->lock);
     return u;
 }
@@ -223,9 +225,11 @@ static uint64_t gen_used(struct gen *g)
 static int reserve_in_quota(struct gen *g, uint64_t need, uint64_t quota)
 {
     pthread_mutex_lock(&g->lock);
-    int ok = quota == 0 || used_locked(g) + need <= quota;
-    if (ok)
+    int ok = quota == 0 || used_locked(g) + g->reserved + need <= quota;
+    if (ok) {
         g->reserved += need;
+        __atomic_add_fetch(&g->t->c->reserved, need, __ATOMIC_RELAXED);
+    }
     pthread_mutex_unlock(&g->lock);
     return ok;
 }
@@ -234,6 +238,7 @@ void evict_unreserve(struct gen *g, uint64_t need)
 {
     pthread_mutex_lock(&g->lock);
     g->reserved -= need;
+    __atomic_sub_fetch(&g->t->c->reserved, need, __ATOMIC_RELAXED);
     pthread_mutex_unlock(&g->lock);
 }
 
@@ -244,10 +249,10 @@ uint64_t evict_cache_used(struct cache *c)
     size_t nt = cache_snapshot(c, &v);
     for (size_t i = 0; i < nt; i++) {
         struct gen *g = cache_cur_gen(v[i]);
-        total += gen_used(g);
+        total += gen_used(g, 0);
         cache_gen_put(g);
     }
-    return total;
+    return total + __atomic_load_n(&c->reserved, __ATOMIC_RELAXED);
 }
 
 /* Oldest evictable block's atime of a generation, UINT32_MAX if none. */
@@ -334,7 +339,7 @@ static int room_in_quota(struct gen *g, uint64_t need, int pinned)
     for (int tries = 0; tries < (pinned ? 64 : 4); tries++) {
         if (reserve_in_quota(g, need, quota))
             return 0;
-        uint64_t used = gen_used(g);
+        uint64_t used = gen_used(g, 1);
         if (used + need <= quota)
             continue; /* freed meanwhile */
         uint64_t want = used + need - quota + quota / EVICT_SLACK_DIV;
@@ -344,22 +349,24 @@ static int room_in_quota(struct gen *g, uint64_t need, int pinned)
     return reserve_in_quota(g, need, quota) ? 0 : -ENOSPC;
 }
 
-/* cache_max and min_free; `need` bytes are already reserved by the caller,
- * so they count in evict_cache_used once. */
-static int room_in_cache(struct cache *c, uint64_t need)
+/* cache_max and min_free.  The caller's room is reserved already: it
+ * counts in evict_cache_used, and every reservation not yet written must
+ * find its disk space above min_free. */
+static int room_in_cache(struct cache *c)
 {
     uint64_t max = c->conf->cache_max;
     if (max != 0) {
-        uint64_t used = evict_cache_used(c) - need;
-        if (used + need > max)
-            evict_global(c, used + need - max + max / EVICT_SLACK_DIV);
+        uint64_t used = evict_cache_used(c);
+        if (used > max)
+            evict_global(c, used - max + max / EVICT_SLACK_DIV);
         if (evict_cache_used(c) > max)
             return -ENOSPC;
     }
-    uint64_t short_by = fs_free_shortfall(c, need);
+    uint64_t pending = __atomic_load_n(&c->reserved, __ATOMIC_RELAXED);
+    uint64_t short_by = fs_free_shortfall(c, pending);
     if (short_by) {
         evict_global(c, short_by);
-        if (fs_free_shortfall(c, need))
+        if (fs_free_shortfall(c, pending))
             return -ENOSPC;
     }
     return 0;
@@ -368,7 +375,7 @@ static int room_in_cache(struct cache *c, uint64_t need)
 int evict_make_room(struct gen *g, uint64_t need, int pinned)
 {
     int r = room_in_quota(g, need, pinned);
-    if (r == 0 && (r = room_in_cache(g->t->c, need)) < 0)
+    if (r == 0 && (r = room_in_cache(g->t->c)) < 0)
         evict_unreserve(g, need);
     return r;
 }

@@ -137,6 +137,7 @@ struct cache {
     int hk_stop, hk_running;
     struct readahead *ra;    /* sequential readahead fetchers */
     struct stage *stage;     /* recent readahead fills (direct_fill) */
+    uint64_t reserved;       /* room reserved by fills, all gens (atomic) */
     pthread_mutex_t cfg_lock; /* serialises reloads and pending retries */
     pthread_mutex_t pend_lock; /* protects pend, npend */
     struct pending *pend;

@@ -20,9 +20,10 @@ struct cache;
 /* Make room for `need` more bytes in g's template before a fill.  Returns
  * 0 when the fill may be stored, -ENOSPC when it may not (pinned blocks
  * fill the quota): the caller then serves the bytes without caching them.
- * On 0 the room is reserved -- it counts as used, so fills running at once
- * cannot overshoot the quota together -- until the caller, its blocks
- * published (or given up), calls evict_unreserve(g, need).
+ * On 0 the room is reserved -- it counts as used under the quota and
+ * cache_max and is kept free above min_free, so fills running at once
+ * cannot overshoot together -- until the caller, its blocks published (or
+ * given up), calls evict_unreserve(g, need).
  * A fill of pinned blocks (`pinned`) tries many more eviction rounds (64,
  * against 4), so concurrent fills of unpinned blocks cannot starve it. */
 int evict_make_room(struct gen *g, uint64_t need, int pinned);
@@ -32,7 +33,8 @@ void evict_unreserve(struct gen *g, uint64_t need);
  * Returns the bytes freed. */
 uint64_t evict_from_gen(struct gen *g, uint64_t bytes);
 
-/* Bytes of cached data over all templates' current generations. */
+/* Bytes of cached data over all templates' current generations, and the
+ * room fills have reserved (any generation). */
 uint64_t evict_cache_used(struct cache *c);
 
 #endif
