@@ -63,7 +63,10 @@ while IFS='|' read -r blk flags; do
 		cmp -s "$T/b.cache" /dev/zero -n "$(stat -c %s "$T/b.orig")" ||
 			bad=$((bad + 1))
 	else
-		cmp -s "$T/b.cache" "$T/b.orig" || bad=$((bad + 1))
+		if ! cmp -s "$T/b.cache" "$T/b.orig"; then
+			bad=$((bad + 1))
+			note "block $blk differs: $(cmp "$T/b.cache" "$T/b.orig" 2>&1 | head -n 1)"
+		fi
 	fi
 done <"$T/claimed"
 note "blocks claimed present: $nclaimed of 256"
