@@ -29,6 +29,15 @@ Serves one data file at /MODE/NAME; MODE picks the behaviour, NAME is free
   etagflip/  as ok until --flip-after requests to etagflip/ were served,
              then another content (every byte inverted) and another ETag
   lmflip/    as etagflip/ with Last-Modified only
+  sw/        as ok, but the version served is chosen by --switch-file at
+             every request: "1" (or no file) the data, "2" every byte
+             inverted, with another strong ETag; the same size and the
+             same Last-Modified for both (a change only the ETag shows)
+  swlm/      as sw/ without ETag (a change no validator shows)
+  A ranged GET of sw/ or swlm/ while --fault-file exists consumes it
+  (the file is removed) and gets the one bad answer it names: "412",
+  "416", "total" (a 206 whose total size is one byte more), "etag" (a 206
+  carrying another ETag), "refuse" (the connection is closed unanswered)
 
 Each request is logged to --log as "METHOD PATH RANGE STATUS BYTES AUTH"
 (RANGE is "-" when absent, BYTES the body bytes sent, AUTH "auth" when the
@@ -69,6 +78,8 @@ class State:
         self.lock = threading.Lock()
         self.seen = set()  # (method, path, range) already failed once
         self.flip_count = {}  # per mode: etagflip/ and lmflip/ apart
+        self.switch_file = args.switch_file
+        self.fault_file = args.fault_file
         self.logf = open(args.log, "a", buffering=1) if args.log else None
 
     def first_time(self, key):
@@ -91,6 +102,40 @@ class State:
             return self.data, self.etag, self.lm
         etag = '"%s"' % hashlib.sha1(self.flipped).hexdigest()[:16]
         return self.flipped, etag, self.flip_lm
+
+    def inverted(self):
+        with self.lock:
+            if self.flipped is None:
+                table = bytes(range(255, -1, -1))
+                self.flipped = self.data.translate(table)
+        return self.flipped
+
+    def switch_version(self):
+        """(content, etag) of sw/ for this request."""
+        v = "1"
+        if self.switch_file:
+            try:
+                with open(self.switch_file) as f:
+                    v = f.read().strip() or "1"
+            except OSError:
+                pass
+        if v != "2":
+            return self.data, self.etag
+        data = self.inverted()
+        return data, '"%s"' % hashlib.sha1(data).hexdigest()[:16]
+
+    def take_fault(self):
+        """The one-shot fault of --fault-file, or None."""
+        if not self.fault_file:
+            return None
+        with self.lock:
+            try:
+                with open(self.fault_file) as f:
+                    fault = f.read().strip()
+                os.unlink(self.fault_file)
+            except OSError:
+                return None
+        return fault
 
     def log(self, line):
         if self.logf:
@@ -379,6 +424,41 @@ class Handler(http.server.BaseHTTPRequestHandler):
         data, etag, lm = self.server.state.flip_version("etagflip")
         self.serve(data, etag, lm, head)
 
+    def switched(self, head, with_etag):
+        st = self.server.state
+        data, etag = st.switch_version()
+        if not with_etag:
+            etag = None
+        rng = parse_range(self.headers.get("Range"), len(data))
+        fault = st.take_fault() if rng not in (None, "bad") and not head \
+            else None
+        if fault is None:
+            return self.serve(data, etag, st.lm, head)
+        size = len(data)
+        h = [("Last-Modified", st.lm)] + ([("ETag", etag)] if etag else [])
+        if fault == "412":
+            return self.send(412, h, head=head)
+        if fault == "416":
+            return self.send(416, h + [("Content-Range", "bytes */%d" % size)],
+                             head=head)
+        if fault == "refuse":
+            self.close_connection = True
+            self.finish_log(0, 0)
+            return None
+        a, b = rng
+        if fault == "total":
+            h.append(("Content-Range", "bytes %d-%d/%d" % (a, b, size + 1)))
+        else:  # "etag": one stale node behind a load balancer
+            h = [("ETag", '"other-node"'), ("Last-Modified", st.lm),
+                 ("Content-Range", "bytes %d-%d/%d" % (a, b, size))]
+        return self.send(206, h, data[a:b + 1], head)
+
+    def m_sw(self, head, name, key):
+        self.switched(head, True)
+
+    def m_swlm(self, head, name, key):
+        self.switched(head, False)
+
     def m_lmflip(self, head, name, key):
         data, _, lm = self.server.state.flip_version("lmflip")
         self.serve(data, None, lm, head)
@@ -402,6 +482,8 @@ def main():
     p.add_argument("--log", help="access log file")
     p.add_argument("--redirect-to", help="base URL for redirect/")
     p.add_argument("--flip-after", type=int, default=3)
+    p.add_argument("--switch-file", help="version of sw/: 1 or 2")
+    p.add_argument("--fault-file", help="one-shot fault for sw/, swlm/")
     p.add_argument("--tls-cert")
     p.add_argument("--tls-key")
     args = p.parse_args()

@@ -408,6 +408,36 @@ http {
 NGINXCONF
 }
 
+# ------------------------------------------------------------ faultsrv
+
+FAULTSRV=$top_srcdir/test/faultsrv.py
+
+# start_faultsrv NAME DATA [ARGS...]: start test/faultsrv.py serving DATA,
+# logging requests to $T/NAME.log; sets PORT and PID_NAME.
+start_faultsrv() {
+	_sf=$1
+	_sd=$2
+	shift 2
+	command -v python3 >/dev/null 2>&1 || skip "python3 not installed"
+	python3 "$FAULTSRV" --data "$_sd" --port-file "$T/$_sf.port" \
+		--log "$T/$_sf.log" "$@" >/dev/null 2>"$T/$_sf.err" &
+	_register $! -
+	eval "PID_$_sf=$!"
+	if ! wait_for 10 test -s "$T/$_sf.port"; then
+		show_log "$T/$_sf.err"
+		fail "faultsrv $_sf did not start"
+	fi
+	PORT=$(cat "$T/$_sf.port")
+}
+
+# stop_faultsrv NAME: stop the server start_faultsrv NAME started.
+stop_faultsrv() {
+	eval "_pid=\$PID_$1"
+	kill -TERM "$_pid" 2>/dev/null || true
+	_wait_exit "$_pid" 5 || kill -KILL "$_pid" 2>/dev/null
+	_unregister "$_pid"
+}
+
 # ------------------------------------------------------------ origin log
 
 # count_reads LOG [PATH]: origin read requests (for PATH, e.g. /disk.img).

@@ -15,7 +15,6 @@
 # shellcheck source=test/lib.sh
 . "${top_srcdir:-$(dirname "$0")/..}/test/lib.sh"
 require_fuse
-FAULTSRV=$top_srcdir/test/faultsrv.py
 command -v python3 >/dev/null 2>&1 || skip "python3 not installed"
 command -v sqlite3 >/dev/null 2>&1 || skip "sqlite3 not installed"
 # Everything here talks to 127.0.0.1: no proxy from the environment.
@@ -38,23 +37,6 @@ open(sys.argv[2], "wb").write(d.translate(bytes(range(255, -1, -1))))' \
 	"$T/flip" "$T/flip.new"
 
 # ------------------------------------------------------------ servers
-
-# start_faultsrv NAME DATA [ARGS...]: start a server, logging to
-# $T/NAME.log; sets PORT.
-start_faultsrv() {
-	_sf=$1
-	_sd=$2
-	shift 2
-	python3 "$FAULTSRV" --data "$_sd" --port-file "$T/$_sf.port" \
-		--log "$T/$_sf.log" "$@" >/dev/null 2>"$T/$_sf.err" &
-	_register $! -
-	eval "PID_$_sf=$!"
-	if ! wait_for 10 test -s "$T/$_sf.port"; then
-		show_log "$T/$_sf.err"
-		fail "faultsrv $_sf did not start"
-	fi
-	PORT=$(cat "$T/$_sf.port")
-}
 
 stop_pid() {
 	kill -TERM "$1" 2>/dev/null || true
