@@ -15,6 +15,7 @@
 #include "ic-cache.h"
 #include "ic-conf.h"
 #include "ic-fillbuf.h"
+#include "ic-http-check.h"
 #include "ic-index.h"
 #include "ic-log.h"
 #include "ic-pin.h"
@@ -98,16 +99,40 @@ static struct gen *gen_new(struct tmpl *t, uint64_t number,
     return g;
 }
 
+/* Make g the template's current generation, with its inode (tmpl.lock
+ * held, t->tid final). */
+static void gen_link(struct tmpl *t, struct gen *g)
+{
+    g->ino = cache_gen_ino(t->tid, g->number);
+    g->next_live = t->live;
+    t->live = g;
+    t->cur = g;
+}
+
+/* Take g off the live list; whether it was superseded (tmpl.lock held). */
+static int gen_unlink(struct tmpl *t, struct gen *g)
+{
+    for (struct gen **pp = &t->live; *pp != NULL; pp = &(*pp)->next_live)
+        if (*pp == g) {
+            *pp = g->next_live;
+            break;
+        }
+    return t->cur != g;
+}
+
 static void gen_destroy(struct gen *g)
 {
     struct tmpl *t = g->t;
+    pthread_mutex_lock(&t->lock);
+    int superseded = gen_unlink(t, g);
+    pthread_mutex_unlock(&t->lock);
     if (t->c->stage)
         stage_forget(t->c->stage, g->uid);
     close(g->fd);
     if (g->dfd >= 0)
         close(g->dfd);
     /* A superseded generation's bytes are of no further use. */
-    if (t->cur != g && t->c->w != NULL)
+    if (superseded && t->c->w != NULL)
         store_unlink(t->c->conf->cache_dir, t->name, g->number);
     blockmap_free(&g->bm);
     pthread_mutex_destroy(&g->lock);
@@ -116,6 +141,9 @@ static void gen_destroy(struct gen *g)
     free(g);
 }
 
+/* A generation whose count reached 0 stays on the live list until
+ * gen_destroy takes it off; cache_gen_get_ino skips it meanwhile, so it is
+ * never revived. */
 void cache_gen_put(struct gen *g)
 {
     pthread_mutex_lock(&g->lock);
@@ -133,6 +161,35 @@ static void gen_get(struct gen *g)
 }
 
 void cache_gen_ref(struct gen *g) { gen_get(g); }
+
+uint64_t cache_tmpl_ino(struct tmpl *t)
+{
+    pthread_mutex_lock(&t->lock);
+    uint64_t ino = t->cur->ino;
+    pthread_mutex_unlock(&t->lock);
+    return ino;
+}
+
+struct gen *cache_gen_get_ino(struct cache *c, uint64_t ino)
+{
+    struct tmpl *t = cache_find_ino(c, ino);
+    struct gen *found = NULL;
+    if (t == NULL)
+        return NULL;
+    pthread_mutex_lock(&t->lock);
+    for (struct gen *g = t->live; g != NULL && !found; g = g->next_live) {
+        if (g->ino != ino)
+            continue;
+        pthread_mutex_lock(&g->lock);
+        if (g->refs > 0) { /* else on its way out */
+            g->refs++;
+            found = g;
+        }
+        pthread_mutex_unlock(&g->lock);
+    }
+    pthread_mutex_unlock(&t->lock);
+    return found;
+}
 
 struct gen *cache_cur_gen(struct tmpl *t)
 {
@@ -185,6 +242,36 @@ static int origin_known(const struct index_tmpl *row, const struct tmpl *t)
     return strcmp(row->origin, t->location) == 0 && row->block_size == t->bs;
 }
 
+/* What an HTTP origin without a strong ETag cannot tell us: the warning
+ * (once per template) or, with require_strong_etag, the refusal.  File
+ * origins' validators (device, inode, size, mtime and ctime) always are
+ * strong enough.  1 when refused. */
+static int validator_refused(struct tmpl *t, const char *validator)
+{
+    if (!conf_origin_is_http(t->location) || httpc_validator_strong(validator))
+        return 0;
+    const char *what = strncmp(validator, "etag:", 5) == 0
+                           ? "only a weak ETag"
+                       : strncmp(validator, "lm:", 3) == 0
+                           ? "no ETag, only Last-Modified"
+                           : "neither ETag nor Last-Modified";
+    if (t->net.require_strong_etag) {
+        if (!t->quiet)
+            log_err("template %s: origin %s gives %s, and "
+                    "require_strong_etag = yes: refusing the template",
+                    t->name, t->origin->display, what);
+        return 1;
+    }
+    if (!t->weak_warned)
+        log_warn("template %s: origin %s gives no strong ETag (%s): a "
+                 "change that keeps the size and the Last-Modified date "
+                 "(second resolution) goes undetected, and reads could mix "
+                 "the two versions; see require_strong_etag in "
+                 "imgcache.conf(5)", t->name, t->origin->display, what);
+    t->weak_warned = 1;
+    return 0;
+}
+
 /* Choose the generation at start: the index's one when the origin still
  * matches it (or cannot be reached), else a new one. */
 static int tmpl_pick_gen(struct tmpl *t, struct index *ix)
@@ -214,6 +301,8 @@ static int tmpl_pick_gen(struct tmpl *t, struct index *ix)
         return sr;
     }
     if (sr < 0) {
+        if (validator_refused(t, row.validator))
+            return -EPERM;
         log_warn("template %s: origin %s unavailable (%s); serving cached "
                  "blocks of generation %llu", t->name, t->origin->display,
                  strerror(-sr), (unsigned long long)row.generation);
@@ -221,6 +310,8 @@ static int tmpl_pick_gen(struct tmpl *t, struct index *ix)
         info.mtime_ns = row.mtime_ns;
         snprintf(info.validator, sizeof info.validator, "%s", row.validator);
         number = row.generation;
+    } else if (validator_refused(t, info.validator)) {
+        return -EPERM;
     } else if (known && strcmp(row.validator, info.validator) == 0) {
         number = row.generation;
         t->last_check_ms = mono_ms();
@@ -233,14 +324,18 @@ static int tmpl_pick_gen(struct tmpl *t, struct index *ix)
     }
     if (have)
         t->tid = row.id;
-    t->cur = gen_new(t, number, &info);
-    if (t->cur == NULL)
+    struct gen *g = gen_new(t, number, &info);
+    if (g == NULL)
         return -EIO;
-    tmpl_row(t, t->cur, &row);
-    if (index_tmpl_put(ix, &row) < 0)
+    tmpl_row(t, g, &row);
+    if (index_tmpl_put(ix, &row) < 0) {
+        cache_gen_put(g);
         return -EIO;
+    }
     t->tid = row.id;
-    t->ino = (uint64_t)row.id + 1;
+    pthread_mutex_lock(&t->lock);
+    gen_link(t, g);
+    pthread_mutex_unlock(&t->lock);
     return 0;
 }
 
@@ -412,6 +507,11 @@ static struct tmpl *tmpl_new(struct cache *c, const struct conf_source *src,
                                                      : 0;
     pthread_mutex_init(&t->lock, NULL);
     pthread_mutex_init(&t->rec_lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&t->checked, &ca);
+    pthread_condattr_destroy(&ca);
     return t;
 }
 
@@ -427,6 +527,7 @@ static void tmpl_free(struct tmpl *t)
     free(t->cfg_pins);
     pthread_mutex_destroy(&t->lock);
     pthread_mutex_destroy(&t->rec_lock);
+    pthread_cond_destroy(&t->checked);
     free(t->name);
     free(t->location);
     free(t);
@@ -943,8 +1044,9 @@ struct tmpl *cache_find_ino(struct cache *c, uint64_t ino)
 {
     struct tmpl **v;
     size_t n = cache_snapshot(c, &v);
+    int64_t tid = (int64_t)(ino >> 32);
     for (size_t i = 0; i < n; i++)
-        if (v[i]->ino == ino)
+        if (v[i]->tid == tid)
             return v[i];
     return NULL;
 }
@@ -960,33 +1062,39 @@ void cache_tmpl_attr(struct tmpl *t, uint64_t *size, int64_t *mtime_ns)
 /* ---------------------------------------------------------- revalidate */
 
 /* Switch the template to a new generation for changed origin content
- * (t->lock held). */
-static void tmpl_new_gen(struct tmpl *t, const struct origin_info *info)
+ * (t->lock held).  Returns the template's reference on the old one, for
+ * the caller to put once t->lock is released (NULL if none). */
+static struct gen *tmpl_new_gen(struct tmpl *t, const struct origin_info *info)
 {
     struct gen *old = t->cur;
     struct gen *g = gen_new(t, old->number + 1, info);
+    /* Superseded either way: its validator no longer names the origin's
+     * content, so no fill of it can succeed. */
+    pthread_mutex_lock(&old->lock);
+    old->stale = 1;
+    pthread_cond_broadcast(&old->filled);
+    pthread_mutex_unlock(&old->lock);
     if (g == NULL) {
         log_err("template %s: cannot start a new generation; old content "
                 "kept but no longer filled", t->name);
-        return;
+        return NULL;
     }
     log_info("template %s: origin changed; new generation %llu", t->name,
              (unsigned long long)g->number);
     pin_mark_gen(t, g);
-    pthread_mutex_lock(&old->lock);
-    old->stale = 1;
-    pthread_mutex_unlock(&old->lock);
-    t->cur = g;
+    gen_link(t, g);
     struct index_tmpl row;
     tmpl_row(t, g, &row);
     writer_tmpl(t->c->w, &row);
     writer_drop_gens(t->c->w, t->tid, g->number);
     writer_event(t->c->w, t->tid, "generation", 0, 0, NULL);
-    cache_gen_put(old);
     pin_retarget(t);
+    return old;
 }
 
-static void tmpl_revalidate(struct tmpl *t)
+/* Ask the origin for the template's validator; a new one starts a new
+ * generation.  0 or the stat's -errno. */
+static int tmpl_revalidate(struct tmpl *t)
 {
     struct origin_info info;
     uint64_t now = mono_ms();
@@ -1002,18 +1110,22 @@ static void tmpl_revalidate(struct tmpl *t)
                      t->name, t->origin->display);
         __atomic_store_n(&t->gone, r == -ENOENT, __ATOMIC_RELAXED);
     }
+    struct gen *old = NULL;
     pthread_mutex_lock(&t->lock);
     if (r == -ENOENT)
         t->last_check_ms = now; /* gone: ask again only per revalidate */
     if (r == 0) {
         t->last_check_ms = now;
         if (strcmp(info.validator, t->cur->info.validator) != 0)
-            tmpl_new_gen(t, &info);
+            old = tmpl_new_gen(t, &info);
     } else {
         log_debug("template %s: cannot revalidate origin: %s", t->name,
                   strerror(-r));
     }
     pthread_mutex_unlock(&t->lock);
+    if (old != NULL)
+        cache_gen_put(old);
+    return r;
 }
 
 int cache_tmpl_visible(struct tmpl *t)
@@ -1028,9 +1140,10 @@ int cache_tmpl_visible(struct tmpl *t)
     return !__atomic_load_n(&t->gone, __ATOMIC_RELAXED);
 }
 
-int cache_gen_open(struct tmpl *t, struct gen **out, int *keep_cache)
+int cache_gen_open(struct tmpl *t, uint64_t ino, struct gen **out)
 {
     pthread_mutex_lock(&t->lock);
+    /* cur is stale only when its successor could not be made: retry. */
     int due = t->revalidate_ms == 0 || t->cur->stale ||
               mono_ms() - t->last_check_ms >= t->revalidate_ms;
     pthread_mutex_unlock(&t->lock);
@@ -1038,12 +1151,52 @@ int cache_gen_open(struct tmpl *t, struct gen **out, int *keep_cache)
         tmpl_revalidate(t);
     pthread_mutex_lock(&t->lock);
     struct gen *g = t->cur;
+    if (ino != 0 && g->ino != ino) {
+        /* A superseded generation's inode: never a new handle on it. */
+        pthread_mutex_unlock(&t->lock);
+        return -ESTALE;
+    }
     gen_get(g);
-    *keep_cache = t->kc_gen == g->number;
-    t->kc_gen = g->number;
     pthread_mutex_unlock(&t->lock);
     *out = g;
     return 0;
+}
+
+/* Rechecks of one template are at most this often: a burst of "changed"
+ * answers (every reader of a booting VM meets the same stale node) costs
+ * one request to the origin. */
+#define RECHECK_MIN_MS 1000
+
+int cache_gen_recheck(struct gen *g, uint64_t deadline)
+{
+    struct tmpl *t = g->t;
+    struct timespec ts = ms_timespec(deadline);
+    pthread_mutex_lock(&t->lock);
+    while (t->checking && !g->stale)
+        if (pthread_cond_timedwait(&t->checked, &t->lock, &ts) == ETIMEDOUT)
+            break;
+    uint64_t now = mono_ms();
+    int fresh = t->recheck_ms != 0 && now - t->recheck_ms < RECHECK_MIN_MS;
+    int ask = !g->stale && !t->checking && !fresh && t->cur == g;
+    if (ask)
+        t->checking = 1;
+    pthread_mutex_unlock(&t->lock);
+    int r = 0;
+    if (ask) {
+        r = tmpl_revalidate(t); /* bounded by connect_timeout */
+        pthread_mutex_lock(&t->lock);
+        t->checking = 0;
+        if (r == 0 && t->cur == g)
+            t->recheck_ms = mono_ms();
+        pthread_cond_broadcast(&t->checked);
+        pthread_mutex_unlock(&t->lock);
+    }
+    pthread_mutex_lock(&g->lock);
+    int stale = g->stale;
+    pthread_mutex_unlock(&g->lock);
+    if (stale)
+        return -ESTALE;
+    return r == -ENOENT ? -ENOENT : 0;
 }
 
 /* ------------------------------------------------------------ reload */

@@ -43,7 +43,7 @@ enum key_id {
     K_READAHEAD, K_OWNER,
     K_GROUP, K_MODE, K_BLOCK_SIZE, K_ORIGIN, K_QUOTA, K_PIN, K_MIRROR,
     K_PROXY, K_CA_FILE, K_NETRC, K_ORIGIN_TIMEOUT, K_CONNECT_TIMEOUT,
-    K_REVALIDATE, K_MAX_CONNECTIONS, K_COUNT
+    K_REVALIDATE, K_MAX_CONNECTIONS, K_REQUIRE_STRONG_ETAG, K_COUNT
 };
 #define KBIT(k) (1u << (k))
 _Static_assert(K_COUNT <= 32, "seen masks are 32-bit");
@@ -443,6 +443,12 @@ static int set_revalidate(struct parser *p, const char *key, const char *val)
     return get_duration(p, key, val, 1, &cur_net(p)->revalidate_ms);
 }
 
+static int set_require_strong_etag(struct parser *p, const char *key,
+                                   const char *val)
+{
+    return get_bool(p, key, val, &cur_net(p)->require_strong_etag);
+}
+
 static int set_max_connections(struct parser *p, const char *key,
                                const char *val)
 {
@@ -481,6 +487,8 @@ static const struct key_def keys[K_COUNT] = {
     [K_CONNECT_TIMEOUT] = {"connect_timeout", IN_ANY, 0, 0, set_connect_timeout},
     [K_REVALIDATE] = {"revalidate", IN_ANY, 0, 0, set_revalidate},
     [K_MAX_CONNECTIONS] = {"max_connections", IN_ANY, 0, 0, set_max_connections},
+    [K_REQUIRE_STRONG_ETAG] = {"require_strong_etag", IN_ANY, 0, 0,
+                               set_require_strong_etag},
 };
 
 static int find_key(const char *name)
@@ -711,6 +719,8 @@ static int merge_net(struct conf_net *dst, const struct conf_net *g,
         dst->revalidate_ms = g->revalidate_ms;
     if (!(seen & KBIT(K_MAX_CONNECTIONS)))
         dst->max_connections = g->max_connections;
+    if (!(seen & KBIT(K_REQUIRE_STRONG_ETAG)))
+        dst->require_strong_etag = g->require_strong_etag;
     if ((!(seen & KBIT(K_PROXY)) && copy_opt(&dst->proxy, g->proxy) < 0) ||
         (!(seen & KBIT(K_CA_FILE)) && copy_opt(&dst->ca_file, g->ca_file) < 0) ||
         (!(seen & KBIT(K_NETRC)) && copy_opt(&dst->netrc, g->netrc) < 0))

@@ -46,19 +46,19 @@ static void fill_root_attr(struct stat *st)
     st->st_nlink = 2;
 }
 
-static void fill_attr(struct ic_fs *fs, struct tmpl *t, struct stat *st)
+/* The attributes of one generation's inode (they never change). */
+static void fill_attr(struct ic_fs *fs, const struct gen *g, struct stat *st)
 {
-    uint64_t size;
-    int64_t mtime_ns;
-    cache_tmpl_attr(t, &size, &mtime_ns);
+    uint64_t size = g->info.size;
+    int64_t mtime_ns = g->info.mtime_ns;
     memset(st, 0, sizeof *st);
-    st->st_ino = t->ino;
+    st->st_ino = g->ino;
     st->st_mode = S_IFREG | fs->mode;
     st->st_nlink = 1;
     st->st_uid = fs->uid;
     st->st_gid = fs->gid;
     st->st_size = (off_t)size;
-    st->st_blksize = t->bs;
+    st->st_blksize = g->bs;
     st->st_blocks = (blkcnt_t)((size + 511) / 512);
     st->st_mtim.tv_sec = mtime_ns / 1000000000;
     st->st_mtim.tv_nsec = mtime_ns % 1000000000;
@@ -77,11 +77,13 @@ static void ic_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
         fuse_reply_err(req, ENOENT);
         return;
     }
+    struct gen *g = cache_cur_gen(t);
     memset(&e, 0, sizeof e);
-    e.ino = t->ino;
+    e.ino = g->ino;
     e.attr_timeout = ATTR_TIMEOUT;
     e.entry_timeout = ATTR_TIMEOUT;
-    fill_attr(fs, t, &e.attr);
+    fill_attr(fs, g, &e.attr);
+    cache_gen_put(g);
     fuse_reply_entry(req, &e);
 }
 
@@ -90,18 +92,22 @@ static void ic_getattr(fuse_req_t req, fuse_ino_t ino,
 {
     struct ic_fs *fs = fs_of(req);
     struct stat st;
-    struct tmpl *t;
 
     if (ino == FUSE_ROOT_ID) {
         fill_root_attr(&st);
         fuse_reply_attr(req, &st, ATTR_TIMEOUT);
         return;
     }
-    if ((t = cache_find_ino(fs->c, ino)) == NULL) {
-        fuse_reply_err(req, ENOENT);
+    struct gen *g = cache_gen_get_ino(fs->c, ino);
+    if (g == NULL) {
+        /* A superseded generation nothing holds open any more: ESTALE
+         * makes the kernel look the name up again (stat(2) retries with
+         * LOOKUP_REVAL), finding the current inode. */
+        fuse_reply_err(req, cache_find_ino(fs->c, ino) ? ESTALE : ENOENT);
         return;
     }
-    fill_attr(fs, t, &st);
+    fill_attr(fs, g, &st);
+    cache_gen_put(g);
     fuse_reply_attr(req, &st, ATTR_TIMEOUT);
 }
 
@@ -151,7 +157,7 @@ static void ic_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                   !cache_tmpl_visible(t)))
             continue;
         const char *name = i == 0 ? "." : i == 1 ? ".." : t->name;
-        fuse_ino_t e_ino = t ? t->ino : FUSE_ROOT_ID;
+        fuse_ino_t e_ino = t ? cache_tmpl_ino(t) : FUSE_ROOT_ID;
         n = add_entry(req, buf, size, pos, name, e_ino,
                       t ? S_IFREG : S_IFDIR, i + 1);
         if (n == 0)
@@ -167,7 +173,6 @@ static void ic_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     struct ic_fs *fs = fs_of(req);
     struct tmpl *t = cache_find_ino(fs->c, ino);
     struct gen *g;
-    int keep;
 
     if (t == NULL || __atomic_load_n(&t->removed, __ATOMIC_RELAXED) ||
         !cache_tmpl_visible(t)) {
@@ -184,7 +189,9 @@ static void ic_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         fuse_reply_err(req, ENOMEM);
         return;
     }
-    int r = cache_gen_open(t, &g, &keep);
+    /* -ESTALE for a superseded generation's inode: the kernel looks the
+     * name up again and opens the current one (see ic-cache.h). */
+    int r = cache_gen_open(t, ino, &g);
     if (r < 0) {
         free(h);
         fuse_reply_err(req, -r);
@@ -193,13 +200,10 @@ static void ic_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     h->g = g;
     ra_state_init(&h->ra);
     fi->fh = (uintptr_t)h;
-    /* A new generation may have a new size: drop the kernel's cached
-     * attributes and pages now, or reads would stop at the old size. */
-    if (!keep && fs->se != NULL)
-        fuse_lowlevel_notify_inval_inode(fs->se, ino, 0, 0);
     /* O_DIRECT (QEMU cache=none) must reach us on every read. */
     fi->direct_io = fs->force_direct_io || (fi->flags & O_DIRECT);
-    fi->keep_cache = !fi->direct_io && keep;
+    /* An inode's pages are its generation's, which never change. */
+    fi->keep_cache = !fi->direct_io;
     if (fuse_reply_open(req, fi) != 0) {
         /* The open was interrupted: no release follows. */
         ra_state_destroy(&h->ra);
@@ -307,10 +311,9 @@ static uint64_t load(const uint64_t *p)
     return __atomic_load_n(p, __ATOMIC_RELAXED);
 }
 
-static int xattr_value(struct tmpl *t, const char *key, char *out, size_t len)
+static int xattr_value(struct tmpl *t, struct gen *g, const char *key,
+                       char *out, size_t len)
 {
-    struct gen *g;
-    int keep;
     if (strcmp(key, "origin") == 0)
         return snprintf(out, len, "%s", t->origin->display);
     if (strcmp(key, "quota") == 0)
@@ -323,16 +326,12 @@ static int xattr_value(struct tmpl *t, const char *key, char *out, size_t len)
         return snprintf(out, len, "%" PRIu64, load(&t->st.origin_bytes));
     if (strcmp(key, "pinned_bytes") == 0)
         return snprintf(out, len, "%" PRIu64, pin_bytes(t));
-    (void)keep;
-    pthread_mutex_lock(&t->lock);
-    g = t->cur;
-    uint64_t gen = g->number;
+    /* Of the inode's own generation, like its size. */
     pthread_mutex_lock(&g->lock);
     uint64_t cached = g->bm.present_bytes;
     pthread_mutex_unlock(&g->lock);
-    pthread_mutex_unlock(&t->lock);
     if (strcmp(key, "generation") == 0)
-        return snprintf(out, len, "%" PRIu64, gen);
+        return snprintf(out, len, "%" PRIu64, g->number);
     if (strcmp(key, "cached_bytes") == 0)
         return snprintf(out, len, "%" PRIu64, cached);
     return -1;
@@ -341,12 +340,15 @@ static int xattr_value(struct tmpl *t, const char *key, char *out, size_t len)
 static void ic_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
                         size_t size)
 {
-    struct tmpl *t = cache_find_ino(fs_of(req)->c, ino);
+    struct gen *g = cache_gen_get_ino(fs_of(req)->c, ino);
     char val[1100];
     int n = -1;
 
-    if (t != NULL && strncmp(name, XATTR_PREFIX, strlen(XATTR_PREFIX)) == 0)
-        n = xattr_value(t, name + strlen(XATTR_PREFIX), val, sizeof val);
+    if (g != NULL && strncmp(name, XATTR_PREFIX, strlen(XATTR_PREFIX)) == 0)
+        n = xattr_value(g->t, g, name + strlen(XATTR_PREFIX), val,
+                        sizeof val);
+    if (g != NULL)
+        cache_gen_put(g);
     if (n < 0)
         fuse_reply_err(req, ENODATA);
     else if (size == 0)

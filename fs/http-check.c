@@ -435,6 +435,12 @@ int httpc_validator_usable(const char *v)
            strncmp(v, "size:", 5) == 0;
 }
 
+int httpc_validator_strong(const char *v)
+{
+    return strncmp(v, "etag:", 5) == 0 && strncmp(v + 5, "W/", 2) != 0 &&
+           v[5] != '\0';
+}
+
 void httpc_date(int64_t mtime_ns, char *out, size_t outlen)
 {
     static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed",

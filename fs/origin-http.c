@@ -36,7 +36,7 @@
  * tested and fuzzed); this file moves the bytes and logs the verdicts.
  *
  * Locking: hosts_lock protects the host table and every http_host field
- * marked so; http_origin.lock protects the idle pool and the warned flag.
+ * marked so; http_origin.lock protects the idle pool.
  * A curl easy handle is used by one thread at a time. */
 #include "config.h"
 
@@ -206,7 +206,6 @@ struct http_origin {
     pthread_mutex_t lock;     /* protects the fields below */
     CURL **idle;              /* idle handles, each with its connections */
     size_t nidle, idle_max;
-    int warned_weak;          /* "changes undetectable" said once */
 };
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -691,28 +690,20 @@ timeout:
 
 /* ------------------------------------------------------------ stat */
 
-/* Size and validator of a HEAD or probe response; a weak validator is
- * worth one warning per origin. */
+/* Size and validator of a HEAD or probe response.  (What a validator
+ * weaker than a strong ETag cannot see is the engine's to say, once per
+ * template: cache.c.) */
 static int info_from(struct origin *o, const struct xfer *x,
                      struct origin_info *out)
 {
-    struct http_origin *h = o->priv;
     char why[256];
 
+    (void)o;
     if (httpc_info(&x->resp, x->filetime, out, why, sizeof why) != 0) {
         if (why[0] != '\0')
             log_warn("%s: %s", x->display, why);
         return -EIO;
     }
-    if (strncmp(out->validator, "size:", 5) != 0)
-        return 0;
-    pthread_mutex_lock(&h->lock);
-    int warn = !h->warned_weak;
-    h->warned_weak = 1;
-    pthread_mutex_unlock(&h->lock);
-    if (warn)
-        log_warn("%s: no ETag or Last-Modified: a change that keeps the "
-                 "size will not be detected", x->display);
     return 0;
 }
 

@@ -242,8 +242,7 @@ static int resolve_qcow2(struct tmpl *t, struct byte_range **out, size_t *n,
                          char *err, size_t errlen)
 {
     struct gen *g;
-    int keep;
-    int r = cache_gen_open(t, &g, &keep);
+    int r = cache_gen_open(t, 0, &g);
     if (r < 0) {
         snprintf(err, errlen, "template %s: %s", t->name, strerror(-r));
         return r;
@@ -436,7 +435,7 @@ int pin_warm(struct tmpl *t, unsigned parallel, pin_progress_fn progress,
 {
     struct warm w = {.t = t, .progress = progress, .ctx = ctx};
     pthread_t th[16];
-    int keep, r = cache_gen_open(t, &w.g, &keep);
+    int r = cache_gen_open(t, 0, &w.g);
     if (r < 0)
         return r;
     pthread_mutex_init(&w.lock, NULL);

@@ -285,15 +285,21 @@ static void publish_block(struct gen *g, uint64_t blk, const char *data,
     writer_add(c->w, &rec, g->fd);
 }
 
+/* Returns -EIO, or -ESTALE when the origin answered as if the template
+ * had changed: that is a question for the origin (see heal()), not yet a
+ * verdict on the generation. */
 static int fill_failed(struct rq *rq, const struct run *run, int err)
 {
     struct gen *g = rq->g;
     stat_add(&g->t->st.fill_errors, 1);
     char what[96];
     pthread_mutex_lock(&g->lock);
-    g->fail_first = run->start;
-    g->fail_last = run->start + run->n - 1;
-    g->fail_until_ms = mono_ms() + FAIL_MEMORY_MS;
+    int first = g->heal_ms == 0;
+    if (err != -ESTALE) {
+        g->fail_first = run->start;
+        g->fail_last = run->start + run->n - 1;
+        g->fail_until_ms = mono_ms() + FAIL_MEMORY_MS;
+    }
     pthread_mutex_unlock(&g->lock);
     snprintf(what, sizeof what, "origin read failed: %s", strerror(-err));
     writer_event(g->t->c->w, g->t->tid, "error", run->n,
@@ -301,12 +307,11 @@ static int fill_failed(struct rq *rq, const struct run *run, int err)
     if (err == -ENOENT && conf_origin_is_http(g->t->location))
         __atomic_store_n(&g->t->gone, 1, __ATOMIC_RELAXED);
     if (err == -ESTALE) {
-        pthread_mutex_lock(&g->lock);
-        g->stale = 1;
-        pthread_mutex_unlock(&g->lock);
-        log_warn("template %s: origin content changed during a read of "
-                 "generation %llu; failing reads of that generation",
-                 g->t->name, (unsigned long long)g->number);
+        if (first) /* one line per series, not per reader */
+            log_warn("template %s: the origin answered a read of generation "
+                     "%llu as if the template had changed; asking it",
+                     g->t->name, (unsigned long long)g->number);
+        return -ESTALE;
     } else {
         log_warn("template %s: origin read of %llu bytes at %llu failed: %s",
                  g->t->name,
@@ -367,6 +372,7 @@ static int fill_run(struct rq *rq, const struct run *run)
     else
         fillbuf_put(data);
     pthread_mutex_lock(&g->lock);
+    g->heal_ms = 0; /* the origin answers as it should again */
     pthread_cond_broadcast(&g->filled);
     pthread_mutex_unlock(&g->lock);
     return 0;
@@ -383,6 +389,55 @@ static int fill_claimed(struct rq *rq, struct run *runs, size_t n)
         }
     }
     return 0;
+}
+
+/* ------------------------------------------------------------- healing */
+
+/* Backoff of fills after an answer "changed" that the origin then denied:
+ * from HEAL_FIRST_MS, doubling while it happens again, at most
+ * HEAL_MAX_MS (documented in imgcache.conf(5), origin_timeout). */
+#define HEAL_FIRST_MS 250
+#define HEAL_MAX_MS 4000
+
+/* After a fill got -ESTALE: ask the origin.  -EIO when g is superseded or
+ * the template is gone (g can never fill again); else 0, with g's fills
+ * held off for the backoff (a stale node behind a balancer, a proxy that
+ * had not caught up: the next answers may well be right). */
+static int heal(struct gen *g, uint64_t deadline)
+{
+    int r = cache_gen_recheck(g, deadline);
+    if (r == -ESTALE || r == -ENOENT)
+        return -EIO;
+    pthread_mutex_lock(&g->lock);
+    uint64_t now = mono_ms();
+    if (g->heal_until_ms <= now) { /* one step per series of failures */
+        g->heal_ms = g->heal_ms == 0 ? HEAL_FIRST_MS
+                     : g->heal_ms * 2 > HEAL_MAX_MS ? HEAL_MAX_MS
+                                                    : g->heal_ms * 2;
+        g->heal_until_ms = now + g->heal_ms;
+        log_info("template %s: the origin still has generation %llu; "
+                 "retrying its reads in %llu ms", g->t->name,
+                 (unsigned long long)g->number,
+                 (unsigned long long)g->heal_ms);
+    }
+    pthread_mutex_unlock(&g->lock);
+    return 0;
+}
+
+/* Wait out g's backoff, or until the deadline: 0, or -EIO at the deadline
+ * or if g was superseded meanwhile. */
+static int wait_heal(struct gen *g, uint64_t deadline)
+{
+    pthread_mutex_lock(&g->lock);
+    uint64_t until = g->heal_until_ms < deadline ? g->heal_until_ms
+                                                 : deadline;
+    struct timespec ts = ms_timespec(until);
+    while (!g->stale && mono_ms() < until)
+        if (pthread_cond_timedwait(&g->filled, &g->lock, &ts) == ETIMEDOUT)
+            break;
+    int r = g->stale || mono_ms() >= deadline ? -EIO : 0;
+    pthread_mutex_unlock(&g->lock);
+    return r;
 }
 
 /* ------------------------------------------------------------- copying */
@@ -515,10 +570,13 @@ static int read_round(struct rq *rq)
         pthread_mutex_unlock(&g->lock);
         return -EIO;
     }
-    size_t nr = claim_runs(rq, runs, 16);
+    int healing = g->heal_until_ms > mono_ms();
+    size_t nr = healing ? 0 : claim_runs(rq, runs, 16);
     int stale = g->stale;
     pthread_mutex_unlock(&g->lock);
     int r = fill_claimed(rq, runs, nr);
+    if (r == -ESTALE)
+        return heal(g, rq->deadline);
     if (r < 0)
         return r;
     r = copy_present(rq);
@@ -528,6 +586,8 @@ static int read_round(struct rq *rq)
         return -EIO; /* the origin moved on: this generation cannot fill */
     if (mono_ms() >= rq->deadline)
         return -EIO;
+    if (healing)
+        return wait_heal(g, rq->deadline);
     return wait_fills(rq);
 }
 
@@ -570,9 +630,11 @@ void cache_prefetch(struct gen *g, uint64_t off, uint64_t len)
         return;
     /* Claim only what nobody is fetching; never wait for others. */
     pthread_mutex_lock(&g->lock);
-    size_t nr = recently_failed(&rq) ? 0 : claim_runs(&rq, runs, 16);
+    int skip = recently_failed(&rq) || g->heal_until_ms > mono_ms();
+    size_t nr = skip ? 0 : claim_runs(&rq, runs, 16);
     pthread_mutex_unlock(&g->lock);
-    fill_claimed(&rq, runs, nr);
+    if (fill_claimed(&rq, runs, nr) == -ESTALE)
+        heal(g, rq.deadline); /* a change is best found ahead of readers */
     free(rq.done);
 }
 

@@ -2,16 +2,32 @@
  *
  * Objects:
  *   struct cache  one per daemon: config, index writer, templates.
- *   struct tmpl   one per template name; stable for the daemon's life
- *                 (inode number = index row id + 1).
+ *   struct tmpl   one per template name; stable for the daemon's life.
  *   struct gen    one generation of a template's content: origin validator,
  *                 data file and block table.  Reference counted: each open
  *                 file handle holds one, the template holds one on its
  *                 current generation.  A superseded generation is deleted
  *                 (data file unlinked) when its last reference goes.
  *
+ * One inode per generation.  The kernel keeps a page cache per FUSE inode,
+ * shared by every handle of that inode; so each generation is its own
+ * inode (gen.ino, see cache_gen_ino()), a handle of inode I reads only I's
+ * generation, and no page of one generation can ever be read through a
+ * handle of another: the pages of an inode are immutable.  A lookup names
+ * the current generation's inode; an open of a superseded one fails with
+ * ESTALE, which makes the kernel look the name up again (LOOKUP_REVAL) and
+ * open the new inode.
+ *
+ * A generation is superseded (stale) only when the origin's validator is
+ * seen to change.  A read that the origin answers as if it had changed
+ * (412, 416, another size or validator) makes the engine ask the origin
+ * (cache_gen_recheck): a new validator starts a new generation; the same
+ * one means the answer was a fluke (a stale node behind a balancer), and
+ * reads go on after a bounded backoff.
+ *
  * Locking order: tmpl.lock before gen.lock.  No lock is held across origin
- * I/O or data-file I/O. */
+ * I/O or data-file I/O.  cache_gen_put() may take tmpl.lock: never call it
+ * with tmpl.lock held. */
 #ifndef IC_CACHE_H
 #define IC_CACHE_H
 
@@ -50,11 +66,18 @@ struct gen {
     int fd;                  /* data file */
     int dfd;                 /* the data file opened O_DIRECT, or -1 */
     int direct_reads;        /* data_direct_io: reads use dfd too */
-    pthread_mutex_t lock;    /* protects bm, refs, stale */
+    uint64_t ino;            /* its inode number (cache_gen_ino) */
+    struct gen *next_live;   /* the template's live generations (tmpl.lock) */
+    pthread_mutex_t lock;    /* protects bm, refs, stale, heal_* */
     pthread_cond_t filled;   /* broadcast when a fill ends (either way) */
     struct blockmap bm;
     int refs;
-    int stale;               /* origin changed under it: no more fills */
+    int stale;               /* superseded: the origin changed; no fills
+                                (written under tmpl.lock and gen.lock) */
+    /* After an answer "changed" that a recheck found false: no fill starts
+     * before heal_until_ms; heal_ms is the backoff (doubles while it
+     * happens again, reset by a fill that works). */
+    uint64_t heal_until_ms, heal_ms;
     /* The last failed fill (blocks fail_first..fail_last): a read of them
      * within FAIL_MEMORY_MS fails at once instead of waiting a second full
      * origin_timeout (the kernel retries a failed readahead page). */
@@ -77,15 +100,19 @@ struct tmpl {
     struct conf_net net;     /* src's settings, mirrors resolved for us */
     struct origin *origin;
     int64_t tid;             /* index row id */
-    uint64_t ino;
     uint64_t quota;
     uint32_t bs;
     uint64_t timeout_ms;     /* origin_timeout */
     uint64_t revalidate_ms;  /* 0: check the origin at every open */
-    pthread_mutex_t lock;    /* protects cur, last_check_ms, kc_gen */
+    pthread_mutex_t lock;    /* protects cur, live, last_check_ms,
+                                checking, recheck_ms */
     struct gen *cur;
+    struct gen *live;        /* cur and every older one still referenced */
     uint64_t last_check_ms;
-    uint64_t kc_gen;         /* generation last opened with keep_cache */
+    int checking;            /* a recheck is asking the origin */
+    uint64_t recheck_ms;     /* when the last recheck found no change */
+    pthread_cond_t checked;  /* broadcast when a recheck ends */
+    int weak_warned;         /* "no strong ETag" said (tmpl.lock) */
     uint64_t uncached_log_ms; /* last serve-through log line (atomic) */
     struct byte_range *pins; /* pin set, normalized (tmpl.lock) */
     size_t npins;
@@ -168,7 +195,21 @@ int cache_reload(struct cache *c, const char *path);
 /* The templates (including removed ones); lock-free, see cache.c. */
 size_t cache_snapshot(struct cache *c, struct tmpl ***arr);
 struct tmpl *cache_find(struct cache *c, const char *name);
+/* The template of an inode (of any of its generations), or NULL. */
 struct tmpl *cache_find_ino(struct cache *c, uint64_t ino);
+
+/* Inode numbers: the template's index row id in the high 32 bits, the
+ * generation number's low 32 bits below (stable across restarts, readable
+ * with ls -i, never 1, the root's). */
+static inline uint64_t cache_gen_ino(int64_t tid, uint64_t number)
+{
+    return ((uint64_t)tid << 32) | (number & 0xffffffffu);
+}
+/* The inode a lookup of the template gives now: its current generation's. */
+uint64_t cache_tmpl_ino(struct tmpl *t);
+/* A reference to the live generation of inode ino, or NULL (none: it was
+ * superseded and its last handle closed). */
+struct gen *cache_gen_get_ino(struct cache *c, uint64_t ino);
 
 /* 0 while an http origin answers 404/410 for the template (rechecked at
  * most every `revalidate`), else 1. */
@@ -179,10 +220,18 @@ void cache_tmpl_attr(struct tmpl *t, uint64_t *size, int64_t *mtime_ns);
 
 /* Open the template for reading: revalidate the origin if due (a changed
  * validator starts a new generation) and return a reference to the current
- * generation.  *keep_cache says whether the kernel's page cache from an
- * earlier open is still valid.  0 or -errno. */
-int cache_gen_open(struct tmpl *t, struct gen **out, int *keep_cache);
+ * generation.  With ino nonzero, the open is of that inode: -ESTALE unless
+ * it is the current generation's (the kernel then looks the name up again).
+ * 0 or -errno. */
+int cache_gen_open(struct tmpl *t, uint64_t ino, struct gen **out);
 void cache_gen_put(struct gen *g);
+
+/* The origin answered a read of g as if the template had changed.  Ask it
+ * (single-flight per template, at most once per second): 0 when g is still
+ * current (the answer was a fluke; g's fills back off, see struct gen),
+ * -ESTALE when it was superseded (now or before), or the stat's -errno.
+ * Bounded by deadline. */
+int cache_gen_recheck(struct gen *g, uint64_t deadline);
 /* A reference to the template's current generation (no revalidation). */
 struct gen *cache_cur_gen(struct tmpl *t);
 

@@ -30,6 +30,7 @@ struct conf_net {
     uint64_t connect_timeout_ms; /* "connect_timeout", default 5s */
     uint64_t revalidate_ms;      /* "revalidate", default 60s */
     unsigned max_connections;    /* "max_connections", default 4 */
+    int require_strong_etag;     /* "require_strong_etag" yes/no, default no */
 };
 
 struct conf_source {

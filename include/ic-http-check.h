@@ -134,6 +134,9 @@ int httpc_info(const struct http_resp *r, int64_t filetime,
 /* Whether a validator is one httpc_info makes (anything else, e.g. another
  * backend's or a damaged index row, cannot prove the content). */
 int httpc_validator_usable(const char *v);
+/* Whether a validator names one exact content (a strong ETag): only then
+ * is every change of the bytes sure to change it. */
+int httpc_validator_strong(const char *v);
 /* The precondition that ties a range to the content we know, for a
  * HTTPC_RANGE expectation: fills e->if_range and puts the request header
  * line ("If-Match: ..." or "If-Range: ...") in hdr, or "" when there is

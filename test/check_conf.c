@@ -61,6 +61,7 @@ static const char full_conf[] =
     "connect_timeout = 500ms\n"
     "revalidate = 5m\n"
     "max_connections = 8\n"
+    "require_strong_etag = yes\n"
     "proxy = http://proxy.example:3128\n"
     "ca_file = /etc/ssl/ca.pem\n"
     "netrc = /etc/imgcache/netrc\n"
@@ -79,6 +80,7 @@ static const char full_conf[] =
     "connect_timeout = 2s\n"
     "revalidate = 0\n"
     "max_connections = 64\n"
+    "require_strong_etag = no\n"
     "\n"
     "[directory nfs-templates]\n"
     "origin = /mnt/nfs/templates\n"
@@ -105,6 +107,7 @@ START_TEST(test_full)
     ck_assert_uint_eq(c->net.connect_timeout_ms, 500);
     ck_assert_uint_eq(c->net.revalidate_ms, 300000);
     ck_assert_uint_eq(c->net.max_connections, 8);
+    ck_assert_int_eq(c->net.require_strong_etag, 1);
     ck_assert_str_eq(c->net.proxy, "http://proxy.example:3128");
     ck_assert_str_eq(c->net.ca_file, "/etc/ssl/ca.pem");
     ck_assert_str_eq(c->net.netrc, "/etc/imgcache/netrc");
@@ -115,7 +118,7 @@ START_TEST(test_full)
     t = &c->src[0];
     ck_assert_int_eq(t->kind, CONF_TEMPLATE);
     ck_assert_str_eq(t->name, "ubuntu.qcow2");
-    ck_assert_int_eq(t->line, 21);
+    ck_assert_int_eq(t->line, 22);
     ck_assert_str_eq(t->origin, "https://images.example.org/ubuntu-24.04.qcow2");
     ck_assert_uint_eq(t->quota, 2 * GiB);
     ck_assert_uint_eq(t->block_size, MiB);
@@ -131,11 +134,12 @@ START_TEST(test_full)
     ck_assert_uint_eq(t->net.connect_timeout_ms, 2000);
     ck_assert_uint_eq(t->net.revalidate_ms, 0);
     ck_assert_uint_eq(t->net.max_connections, 64);
+    ck_assert_int_eq(t->net.require_strong_etag, 0);
 
     d = &c->src[1];
     ck_assert_int_eq(d->kind, CONF_DIRECTORY);
     ck_assert_str_eq(d->name, "nfs-templates");
-    ck_assert_int_eq(d->line, 35);
+    ck_assert_int_eq(d->line, 37);
     ck_assert_str_eq(d->origin, "/mnt/nfs/templates");
     ck_assert_uint_eq(d->quota, 4 * GiB);
     ck_assert_str_eq(d->pin, "0-1M");
@@ -145,6 +149,7 @@ START_TEST(test_full)
     ck_assert_uint_eq(d->net.connect_timeout_ms, 500);
     ck_assert_uint_eq(d->net.revalidate_ms, 300000);
     ck_assert_uint_eq(d->net.max_connections, 8);
+    ck_assert_int_eq(d->net.require_strong_etag, 1);
     ck_assert_str_eq(d->net.proxy, "http://proxy.example:3128");
     ck_assert_str_eq(d->net.ca_file, "/etc/ssl/ca.pem");
     ck_assert_str_eq(d->net.netrc, "/etc/imgcache/netrc");

@@ -482,6 +482,17 @@ START_TEST(usable_validators)
 }
 END_TEST
 
+START_TEST(strong_validators)
+{
+    ck_assert(httpc_validator_strong("etag:\"a\""));
+    ck_assert(!httpc_validator_strong("etag:W/\"a\""));
+    ck_assert(!httpc_validator_strong("etag:"));
+    ck_assert(!httpc_validator_strong("lm:" LM));
+    ck_assert(!httpc_validator_strong("size:5"));
+    ck_assert(!httpc_validator_strong("1:2:3:4:5"));
+}
+END_TEST
+
 START_TEST(conditions)
 {
     char hdr[ORIGIN_VALIDATOR_MAX + 32];
@@ -571,6 +582,7 @@ int main(void)
     tc = tcase_create("stat");
     tcase_add_test(tc, stat_validators);
     tcase_add_test(tc, usable_validators);
+    tcase_add_test(tc, strong_validators);
     tcase_add_test(tc, conditions);
     tcase_add_test(tc, dates);
     tcase_add_test(tc, manifest);
