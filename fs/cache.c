@@ -312,7 +312,8 @@ static int tmpl_pick_gen(struct tmpl *t, struct index *ix)
         number = row.generation;
     } else if (validator_refused(t, info.validator)) {
         return -EPERM;
-    } else if (known && strcmp(row.validator, info.validator) == 0) {
+    } else if (known && strcmp(row.validator, info.validator) == 0 &&
+               row.size == info.size) {
         number = row.generation;
         t->last_check_ms = mono_ms();
     } else {
@@ -1116,7 +1117,10 @@ static int tmpl_revalidate(struct tmpl *t)
         t->last_check_ms = now; /* gone: ask again only per revalidate */
     if (r == 0) {
         t->last_check_ms = now;
-        if (strcmp(info.validator, t->cur->info.validator) != 0)
+        /* The size too: a server may keep an ETag across a change of
+         * length (the reads' Content-Range totals would all fail). */
+        if (strcmp(info.validator, t->cur->info.validator) != 0 ||
+            info.size != t->cur->info.size)
             old = tmpl_new_gen(t, &info);
     } else {
         log_debug("template %s: cannot revalidate origin: %s", t->name,
