@@ -45,13 +45,20 @@ gets() { grep -c '^GET /disk.img' "$T/nginx/access.log" || true; }
 	printf 'readahead = 0\nrevalidate = 0\n'
 	printf '\n[template disk.img]\norigin = http://127.0.0.1:%s/disk.img\n' \
 		"$PORT"
+	# Full after 1 MiB: more needs evictions, whose removals must commit.
+	printf '\n[template q.img]\norigin = http://127.0.0.1:%s/disk.img\n' \
+		"$PORT"
+	printf 'quota = 1M\n'
 } >"$T/conf"
 MNT=$T/mnt
 F=$MNT/disk.img
 
 q() { sqlite3 -cmd ".timeout 5000" "$CACHE/index.db" "$1"; }
-# rows FIRST LAST: block rows of blocks FIRST..LAST.
-rows() { q "SELECT count(*) FROM blocks WHERE blk BETWEEN $1 AND $2"; }
+# rows FIRST LAST [TEMPLATE]: block rows of blocks FIRST..LAST.
+rows() {
+	q "SELECT count(*) FROM blocks b JOIN templates t ON t.id = b.tid
+	   WHERE t.name = '${3:-disk.img}' AND blk BETWEEN $1 AND $2"
+}
 rows_are() { [ "$(rows "$1" "$2")" = "$3" ]; }
 
 start_imgcache "$T/conf" "$MNT"
@@ -74,6 +81,14 @@ extract "$T/disk.orig" $((4 * MIB)) $((4 * MIB)) "$T/b.orig"
 assert_same "4 MiB read during the lock equal the origin" "$T/b" "$T/b.orig"
 assert_le "the read during the lock is not held up (ms)" \
 	$(($(now_ms) - t0)) 4000
+# q.img: 1 MiB fills its quota; 2 MiB more need evictions, which cannot
+# commit their removals now: served (uncached), correct, in bounded time.
+t1=$(now_ms)
+bounded dd if="$MNT/q.img" of="$T/q" bs=1M count=3 iflag=direct status=none
+head -c $((3 * MIB)) "$T/disk.orig" >"$T/q.orig"
+assert_same "3 MiB of a template at its quota during the lock" "$T/q" \
+	"$T/q.orig"
+assert_le "... read within 20 s (ms)" $(($(now_ms) - t1)) 20000
 rc=0
 bounded "$PIN" --cache-dir "$CACHE" --no-fetch disk.img 12M-13M \
 	>"$T/pin.out" 2>&1 || rc=$?
@@ -105,8 +120,7 @@ grep -q 'keeping the running configuration' "$IMGCACHE_LOG" &&
 # Hold past the busy timeout (the fault is the duration; nothing to poll).
 left=$((HOLD_S * 1000 - ($(now_ms) - t0)))
 [ "$left" -le 0 ] || sleep "$((left / 1000)).$(printf %03d $((left % 1000)))"
-assert_eq "no block row of the 4 MiB while locked" 0 "$(q \
-	"SELECT count(*) FROM blocks WHERE blk BETWEEN 64 AND 127")"
+assert_eq "no block row of the 4 MiB while locked" 0 "$(rows 64 127)"
 printf 'ROLLBACK;\n' >&7
 exec 7>&-
 _wait_exit "$SQ_PID" 10 || not_ok "sqlite3 exits after ROLLBACK"
@@ -131,6 +145,8 @@ wait_for 10 pinned || not_ok "the pin made during the lock reaches the index"
 stop_imgcache "$MNT"
 assert_eq "after a clean stop: blocks 0..15 and 64..127 in the index" 80 \
 	"$(rows 0 127)"
+assert_le "q.img: the index claims no more than its quota (blocks)" \
+	"$(rows 0 255 q.img)" 16
 grep 'index writer\|index:' "$IMGCACHE_LOG" | sed 's/^/# log: /'
 
 # --- 3. restart: those blocks come from the cache
@@ -143,4 +159,13 @@ assert_same "first 1 MiB after restart equals the origin" "$T/a2" "$T/a.orig"
 assert_same "the 4 MiB read during the lock, after restart" "$T/b2" "$T/b.orig"
 assert_eq "after restart: no origin GET for blocks read during the lock" \
 	"$before" "$(gets)"
+# Every block the index claims for q.img holds its bytes: the first read
+# after a start verifies each one and would discard a punched one.
+bounded dd if="$MNT/q.img" of="$T/q2" bs=1M count=3 iflag=direct status=none
+assert_same "q.img after restart" "$T/q2" "$T/q.orig"
+if grep -q 'discarding' "$IMGCACHE_LOG"; then
+	not_ok "no claimed block lost its bytes: $(grep discarding "$IMGCACHE_LOG" | head -n 1)"
+else
+	ok "no claimed block lost its bytes"
+fi
 stop_imgcache "$MNT"
