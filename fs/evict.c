@@ -106,7 +106,9 @@ static uint32_t evict_mark(struct gen *g, struct victim *v)
 }
 
 /* Punch the marked blocks (or, when their removal could not be made
- * durable, put them back: the index still claims them) and release them. */
+ * durable, put them back) and release them.  A block put back is queued
+ * again: its DEL may still be waiting for a locked index and commit later,
+ * and the ADD after it keeps the index claiming a block we keep. */
 static void evict_finish(struct gen *g, struct victim *v, size_t n, int keep)
 {
     if (!keep) {
@@ -130,9 +132,15 @@ static void evict_finish(struct gen *g, struct victim *v, size_t n, int keep)
         struct blk *b = &g->bm.v[v[i].blk];
         b->state = BLK_PRESENT;
         g->evicting -= block_len(v[i].blk, g->info.size, g->bs);
-        if (!keep)
+        if (!keep) {
             blockmap_set_missing(&g->bm, v[i].blk,
                                  block_len(v[i].blk, g->info.size, g->bs));
+            continue;
+        }
+        struct index_rec rec = {.op = INDEX_ADD, .tid = g->t->tid,
+                                .gen = g->number, .blk = v[i].blk,
+                                .csum = b->csum, .atime = b->atime};
+        writer_add(g->t->c->w, &rec, g->fd);
     }
     pthread_cond_broadcast(&g->filled);
     pthread_mutex_unlock(&g->lock);

@@ -6,7 +6,9 @@
  * more than the insert itself.
  *
  * Errors: every SQLite failure is logged once here (with sqlite3_errmsg) and
- * reported to the caller as -EIO. */
+ * reported to the caller as -EIO, except a lock held by another connection
+ * (SQLITE_BUSY, SQLITE_LOCKED), which is -EBUSY: the index is fine, the
+ * caller may try again (the writer does, and then logs it itself). */
 #include "config.h"
 
 #include <errno.h>
@@ -23,8 +25,10 @@
 #include "ic-index.h"
 #include "ic-log.h"
 
-/* Tools (imgcache-report, imgcache-pin) read beside the running daemon; a
- * checkpoint or a writer's commit may hold a lock briefly. */
+/* How long a statement waits for another connection's lock before it fails
+ * with -EBUSY: the daemon's commits take milliseconds, so this is only ever
+ * reached when someone holds the index locked on purpose (an sqlite3 shell,
+ * a backup).  The writer thread waits less and retries (index_retry_busy). */
 #define INDEX_BUSY_MS 5000
 
 /* open_rw() result meaning "the file is not a usable index: move it aside".
@@ -114,13 +118,27 @@ struct index {
     sqlite3 *db;
     sqlite3_stmt *st[ST_COUNT];
     int wal; /* journal_mode=WAL (then synchronous is NORMAL by default) */
+    int retry_busy; /* the caller retries -EBUSY: do not log it */
     char *moved_aside; /* path of the file index_open() moved aside */
 };
 
 /* ------------------------------------------------------------ helpers */
 
+/* Another connection holds a lock we need (primary or extended code). */
+static int is_busy(int rc)
+{
+    rc &= 0xff;
+    return rc == SQLITE_BUSY || rc == SQLITE_LOCKED;
+}
+
 static int db_fail(struct index *ix, const char *what)
 {
+    if (is_busy(sqlite3_errcode(ix->db))) {
+        if (!ix->retry_busy)
+            log_err("index: %s: %s (another process holds the index "
+                    "locked)", what, sqlite3_errmsg(ix->db));
+        return -EBUSY;
+    }
     log_err("index: %s: %s", what, sqlite3_errmsg(ix->db));
     return -EIO;
 }
@@ -621,6 +639,12 @@ void index_close(struct index *ix)
 const char *index_moved_aside(const struct index *ix)
 {
     return ix->moved_aside;
+}
+
+void index_retry_busy(struct index *ix, int wait_ms)
+{
+    ix->retry_busy = 1;
+    sqlite3_busy_timeout(ix->db, wait_ms);
 }
 
 /* ------------------------------------------------------------ templates */

@@ -22,6 +22,12 @@
  *          origin_reads, fill_errors, evictions, evicted_bytes, uncached)
  *          -- cumulative per template, saved by the daemon at each flush
  *
+ * Errors: 0 or -errno; a failed statement is -EIO (logged), except one
+ * refused because another connection holds the index locked beyond the
+ * busy timeout (5 s), which is -EBUSY: nothing is wrong with the index, the
+ * operation may be tried again.  A transaction that fails is rolled back
+ * whole, so a retry starts from where the index was.
+ *
  * Thread safety: one struct index is used by one thread at a time (the
  * caller serialises); the writer thread owns the daemon's handle. */
 #ifndef IC_INDEX_H
@@ -80,6 +86,10 @@ int index_open_ro(const char *cache_dir, struct index **out);
 void index_close(struct index *ix);
 /* Path of the file the last index_open() moved aside, or NULL. */
 const char *index_moved_aside(const struct index *ix);
+/* For a caller that retries -EBUSY itself (the writer thread): wait only
+ * wait_ms for a lock, and do not log busy failures (the caller says once
+ * that the index is busy rather than once per attempt). */
+void index_retry_busy(struct index *ix, int wait_ms);
 
 /* Template rows, keyed by name.  get: 0 or -ENOENT/-EIO. */
 int index_tmpl_get(struct index *ix, const char *name, struct index_tmpl *out);
@@ -95,7 +105,7 @@ int index_blocks_load(struct index *ix, int64_t tid, uint64_t gen,
                       index_block_cb cb, void *ctx);
 
 /* Apply add/delete records in one transaction (all or nothing).
- * ADD replaces an existing row.  0 or -EIO. */
+ * ADD replaces an existing row.  0, -EBUSY or -EIO. */
 int index_apply(struct index *ix, const struct index_rec *recs, size_t n);
 /* The same, with the commit synced to disk before it returns (for removals
  * that precede a hole punch). */

@@ -3,7 +3,25 @@
  * the rows in one transaction -- so the index never claims a block whose
  * bytes are not on disk.  Nothing on the read path waits for it.
  *
- * All functions are thread-safe. */
+ * Jobs are applied in the order they were queued, except that a block
+ * record replaces a still-pending record of the same block, and counters
+ * the pending counters of the same template (only the last one matters).
+ *
+ * A locked index (another process holding a write transaction: an sqlite3
+ * shell, a backup) delays commits and loses nothing: the refused jobs wait,
+ * newer ones join them, and the thread retries with backoff (250 ms
+ * doubling to 2 s, each attempt waiting 1 s for the lock), logging once
+ * when the index becomes busy and once when commits resume.  What waits is
+ * bounded: past 131072 block records (after coalescing) new ADDs and events
+ * are dropped, with one log line (the block table in memory still serves
+ * those blocks; they are fetched again after a restart); DELs, template
+ * rows and pins are never dropped.  Any other failure of a commit (I/O
+ * error, disk full, corruption) drops that commit's records, logged:
+ * those blocks are fetched again after a restart.  At stop a locked index
+ * is retried for 5 s, then what waits is given up (logged).
+ *
+ * All functions are thread-safe; the writer's lock is a leaf (it may be
+ * taken while holding any other lock; it takes none of another module). */
 #ifndef IC_WRITER_H
 #define IC_WRITER_H
 
@@ -34,12 +52,20 @@ int writer_pins(struct writer *w, int64_t tid, const struct byte_range *r,
                 size_t n);
 /* Block until everything queued before the call is committed.  -EIO when a
  * commit of block records failed meanwhile (the caller's among them,
- * perhaps), else 0.  Removals (INDEX_DEL) are synced to disk at commit. */
+ * perhaps), else 0.  Removals (INDEX_DEL) are synced to disk at commit.
+ * The wait is bounded: -EBUSY once the index has been locked by another
+ * process for 1 s of the wait, -ETIMEDOUT after 30 s in any case.  On
+ * -EBUSY/-ETIMEDOUT the caller's records are still queued and will be
+ * committed later: a caller that gives up on a removal must queue the
+ * block again (INDEX_ADD) if it keeps it. */
 int writer_flush(struct writer *w);
 /* For a caller that must know whether *its* records were committed: take a
  * mark before queueing them, then flush since the mark (a commit that
- * failed between the queueing and the flush counts too).  -EIO or 0. */
+ * failed between the queueing and the flush counts too).  0, -EIO, -EBUSY
+ * or -ETIMEDOUT as writer_flush. */
 uint64_t writer_mark(struct writer *w);
 int writer_flush_since(struct writer *w, uint64_t mark);
+/* Tests: the bound on waiting block records (default 131072). */
+void writer_set_max_pending(struct writer *w, size_t recs);
 
 #endif
