@@ -307,7 +307,7 @@ static int fill_failed(struct rq *rq, const struct run *run, int err)
         log_warn("template %s: origin content changed during a read of "
                  "generation %llu; failing reads of that generation",
                  g->t->name, (unsigned long long)g->number);
-    } else {
+    } else if (err != -EHOSTDOWN) { /* the host's down line said it */
         log_warn("template %s: origin read of %llu bytes at %llu failed: %s",
                  g->t->name,
                  (unsigned long long)run->n * g->bs,
