@@ -298,7 +298,7 @@ static void ic_statfs(fuse_req_t req, fuse_ino_t ino)
 
 static const char *const xattr_names[] = {
     "origin", "generation", "cached_bytes", "pinned_bytes", "quota",
-    "hits", "misses", "origin_bytes",
+    "hits", "misses", "origin_bytes", "origin_state",
 };
 #define N_XATTRS (sizeof xattr_names / sizeof xattr_names[0])
 
@@ -323,6 +323,11 @@ static int xattr_value(struct tmpl *t, const char *key, char *out, size_t len)
         return snprintf(out, len, "%" PRIu64, load(&t->st.origin_bytes));
     if (strcmp(key, "pinned_bytes") == 0)
         return snprintf(out, len, "%" PRIu64, pin_bytes(t));
+    if (strcmp(key, "origin_state") == 0) {
+        int64_t since;
+        health_format(origin_state(t->origin, &since), since, out, len);
+        return (int)strlen(out);
+    }
     (void)keep;
     pthread_mutex_lock(&t->lock);
     g = t->cur;
