@@ -10,7 +10,10 @@
 # are filled with the right bytes, without restarting imgcache.  One log
 # line when the host went down, one when it came back.  Then a slow but
 # answering origin (faultsrv slow/: 1.5 s before each answer, a paced
-# body) serves correct bytes and is never marked down.
+# body) serves correct bytes and is never marked down.  Last, connects to
+# the first host time out (a full accept queue drops SYNs): the host is
+# down after one connect_timeout, later misses fail at once, and it
+# recovers the same way.
 # shellcheck source=test/lib.sh
 . "${top_srcdir:-$(dirname "$0")/..}/test/lib.sh"
 require_fuse
@@ -187,6 +190,7 @@ check "report --prometheus: the host is down" grep -q \
 
 # --- 3. the host is back on the same port: reads recover, no restart
 start_nginx "$T/nginx" "$PORT"
+PID1=$NGINX_PID
 t0=$(now_ms)
 wait_for 60 is_state a.img up ||
 	not_ok "a.img: origin_state up within 60 s of the host's return"
@@ -221,6 +225,46 @@ check "slow origin: its requests were answered 206" \
 	grep -q "^GET /slow/d.img bytes=.* 206 " "$T/fs.log"
 assert_eq "slow origin host never logged as down" 0 \
 	"$(grep -c "origin host http://127.0.0.1:$FPORT is down" "$IMGCACHE_LOG")"
+
+# --- 5. connect timeouts: the host's accept queue full, SYNs dropped
+# nginx 1 replaced on its port by a listener with a backlog of 0 whose one
+# queue slot is taken: every connect times out (connect_timeout = 2s).
+stop_pid "$PID1"
+python3 -c '
+import socket, sys, time
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1])))
+s.listen(0)
+c = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+open(sys.argv[2], "w").close()
+time.sleep(300)' "$PORT" "$T/bh.ready" 2>"$T/bh.err" &
+BH=$!
+_register "$BH" -
+wait_for 10 test -e "$T/bh.ready" || fail "the blackhole listener did not start"
+total=0
+slow=0
+for k in 40 45 50 55; do
+	t0=$(now_ms)
+	blk b.img "$k" "$T/miss" 2>/dev/null &&
+		not_ok "b.img block $k: a miss with connects timing out must fail"
+	ms=$(($(now_ms) - t0))
+	note "miss of b.img block $k with connects timing out: $ms ms"
+	total=$((total + ms))
+	[ "$ms" -le 5000 ] || slow=$((slow + 1))
+done
+assert_eq "each of 4 misses failed within 5 s (connect_timeout 2 s)" 0 "$slow"
+assert_le "the 4 misses together: about one connect_timeout (ms)" \
+	"$total" 8000
+check "b.img: origin_state down again (connect timeouts)" \
+	is_state b.img "down since "
+stop_pid "$BH"
+start_nginx "$T/nginx" "$PORT"
+wait_for 60 is_state b.img up ||
+	not_ok "b.img: up within 60 s after the connect timeouts ended"
+check "b.img: block 40 filled after the connect timeouts" same_blk b.img 40
+assert_eq "two 'is down' log lines for the host (refused, timeouts)" 2 \
+	"$(grep -c "origin host http://127.0.0.1:$PORT is down" "$IMGCACHE_LOG")"
 
 stop_imgcache "$MNT"
 stop_pid "$PID2"
