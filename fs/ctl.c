@@ -531,12 +531,42 @@ static int do_record(struct conn *k, char **f, int nf)
     return reply(k, "ok");
 }
 
+/* Origin reachability (ic-health.h): every host entry, then the state of
+ * every configured template's origin. */
+static int do_origins(struct conn *k, char **f, int nf)
+{
+    struct health_info *hv;
+    struct tmpl **v;
+
+    (void)f;
+    if (nf != 1)
+        return reply_err(k, "usage: origins");
+    int n = health_list(&hv);
+    if (n < 0)
+        return reply_err(k, "out of memory");
+    for (int i = 0; i < n && !k->dead; i++)
+        reply(k, "host\t%s\t%s\t%lld\t%u\t%" PRIu64, hv[i].key,
+              hv[i].down ? "down" : "up", (long long)hv[i].since,
+              hv[i].fails, hv[i].next_probe_in_ms);
+    free(hv);
+    size_t nt = cache_snapshot(k->ctl->c, &v);
+    for (size_t i = 0; i < nt && !k->dead; i++) {
+        int64_t since;
+        if (__atomic_load_n(&v[i]->removed, __ATOMIC_RELAXED))
+            continue;
+        enum health_state st = origin_state(v[i]->origin, &since);
+        reply(k, "tmpl\t%s\t%s\t%lld", v[i]->name, health_state_name(st),
+              (long long)since);
+    }
+    return reply(k, "ok");
+}
+
 static const struct verb {
     const char *name;
     int (*fn)(struct conn *k, char **f, int nf);
 } verbs[] = {
     {"pin", do_pin},   {"unpin", do_unpin},   {"warm", do_warm},
-    {"list", do_list}, {"record", do_record},
+    {"list", do_list}, {"record", do_record}, {"origins", do_origins},
 };
 
 /* Answer one request line.  -1 when the connection should end. */

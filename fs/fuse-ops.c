@@ -302,7 +302,7 @@ static void ic_statfs(fuse_req_t req, fuse_ino_t ino)
 
 static const char *const xattr_names[] = {
     "origin", "generation", "cached_bytes", "pinned_bytes", "quota",
-    "hits", "misses", "origin_bytes",
+    "hits", "misses", "origin_bytes", "origin_state",
 };
 #define N_XATTRS (sizeof xattr_names / sizeof xattr_names[0])
 
@@ -326,6 +326,11 @@ static int xattr_value(struct tmpl *t, struct gen *g, const char *key,
         return snprintf(out, len, "%" PRIu64, load(&t->st.origin_bytes));
     if (strcmp(key, "pinned_bytes") == 0)
         return snprintf(out, len, "%" PRIu64, pin_bytes(t));
+    if (strcmp(key, "origin_state") == 0) {
+        int64_t since;
+        health_format(origin_state(t->origin, &since), since, out, len);
+        return (int)strlen(out);
+    }
     /* Of the inode's own generation, like its size. */
     pthread_mutex_lock(&g->lock);
     uint64_t cached = g->bm.present_bytes;

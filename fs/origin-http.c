@@ -29,6 +29,19 @@
  * flight per scheme://host:port at max_connections (the smallest value
  * configured for that host), waited for with the call's deadline.
  *
+ * Reachability: each URL also holds the health entry (ic-health.h) of
+ * what its requests connect to: its proxy when it goes through one (the
+ * `proxy` option, or the environment's proxy as libcurl would pick it),
+ * else its scheme://host:port.  An attempt that could not reach it at all
+ * (refused, unresolved, connect timed out: no connection was made, no
+ * request sent) counts towards marking it down; any other outcome, an
+ * HTTP error status, a stalled or slow body, a TLS failure, means it is
+ * there.  URLs whose entry is down are skipped without an attempt, so a
+ * call with a mirror on a healthy host goes on with the mirror, and a
+ * call with none left ends at once with -EHOSTDOWN.  The probe of a down
+ * entry is a connect-only request (DNS, TCP, TLS, proxy tunnel; nothing
+ * asked of the server), with the origin's proxy and TLS settings.
+ *
  * Secrets: URLs may carry user:password@ and ?token=; only masked URLs
  * (origin_mask_url) are logged, and header values are never logged.
  *
@@ -52,6 +65,7 @@
 #include <time.h>
 
 #include "ic-conf.h"
+#include "ic-health.h"
 #include "ic-http-check.h"
 #include "ic-log.h"
 #include "ic-origin.h"
@@ -195,6 +209,7 @@ struct http_url {
     char *display;            /* masked: the only form that is logged */
     int https;                /* https URL: redirects may not leave TLS */
     struct http_host *host;
+    struct health *health;    /* what its requests connect to */
 };
 
 struct http_origin {
@@ -203,6 +218,7 @@ struct http_origin {
     char *proxy;              /* NULL: libcurl reads the proxy environment */
     char *ca_file;
     char *netrc;
+    uint64_t connect_ms;      /* connect_timeout, for probes */
     pthread_mutex_t lock;     /* protects the fields below */
     CURL **idle;              /* idle handles, each with its connections */
     size_t nidle, idle_max;
@@ -534,6 +550,37 @@ static int set_request(CURL *c, struct xfer *x, struct curl_slist **hdrs)
     return 0;
 }
 
+/* Whether a finished attempt never reached its endpoint: no status line,
+ * no connection made, no request sent.  A refused or unroutable connect
+ * is COULDNT_CONNECT, an unknown name COULDNT_RESOLVE_*, a connect that
+ * timed out OPERATION_TIMEDOUT before any connection.  A proxy refusing
+ * a CONNECT tunnel is COULDNT_CONNECT too, but after a connection (the
+ * proxy answered); a server that accepted and then hung has sent its
+ * request (pretransfer time set): neither is unreachable. */
+static int unreachable(CURL *c, CURLcode rc, long status)
+{
+    curl_off_t ct = 0, pt = 0;
+
+    if (status > 0)
+        return 0;
+    if (rc != CURLE_COULDNT_CONNECT && rc != CURLE_COULDNT_RESOLVE_HOST &&
+        rc != CURLE_COULDNT_RESOLVE_PROXY && rc != CURLE_OPERATION_TIMEDOUT)
+        return 0;
+    if (curl_easy_getinfo(c, CURLINFO_CONNECT_TIME_T, &ct) != CURLE_OK ||
+        curl_easy_getinfo(c, CURLINFO_PRETRANSFER_TIME_T, &pt) != CURLE_OK)
+        return 0;
+    return ct == 0 && pt == 0;
+}
+
+static void note_health(struct health *hl, CURL *c, CURLcode rc, long status,
+                        uint64_t start)
+{
+    if (unreachable(c, rc, status))
+        health_unreachable(hl, start, curl_easy_strerror(rc));
+    else
+        health_answered(hl);
+}
+
 /* One request to one URL.  *retry: whether trying again may help;
  * *retry_after: the server's Retry-After in seconds, or -1. */
 static int http_perform(struct origin *o, size_t ui, struct xfer *x,
@@ -565,7 +612,9 @@ static int http_perform(struct origin *o, size_t ui, struct xfer *x,
     if (err == 0)
         err = set_request(c, x, &hdrs);
     if (err == 0) {
+        uint64_t start = mono_ms();
         CURLcode rc = curl_easy_perform(c);
+        note_health(u->health, c, rc, x->resp.status, start);
         curl_off_t ft = -1;
         if (curl_easy_getinfo(c, CURLINFO_FILETIME_T, &ft) == CURLE_OK)
             x->filetime = ft;
@@ -648,6 +697,14 @@ static uint64_t round_wait(const struct url_state *st, size_t n,
     return wait;
 }
 
+/* URLs whose host went down are out of this call (ic-health.h). */
+static void skip_down(const struct http_origin *h, struct url_state *st)
+{
+    for (size_t i = 0; i < h->nurls; i++)
+        if (st[i].err == 0 && health_is_down(h->urls[i].health))
+            st[i].err = -EHOSTDOWN;
+}
+
 /* Run attempts over the primary and mirrors until one succeeds, none is
  * left, or the deadline comes.  Never sleeps past the deadline. */
 static int http_run(struct origin *o, const char *what, attempt_fn fn,
@@ -661,6 +718,7 @@ static int http_run(struct origin *o, const char *what, attempt_fn fn,
 
     for (;;) {
         for (size_t i = 0; i < h->nurls; i++) {
+            skip_down(h, st);
             if (st[i].err != 0 || st[i].not_before > mono_ms())
                 continue;
             if (mono_ms() >= deadline)
@@ -675,6 +733,7 @@ static int http_run(struct origin *o, const char *what, attempt_fn fn,
             if (note_failure(&st[i], i, err, retry, ra, deadline))
                 return err;
         }
+        skip_down(h, st);
         uint64_t wait = round_wait(st, h->nurls, &backoff);
         if (wait == UINT64_MAX)
             return st[0].err; /* every URL failed for good */
@@ -766,6 +825,195 @@ static int http_read(struct origin *o, void *buf, uint64_t off, size_t len,
     return http_run(o, "read", read_attempt, &r, deadline);
 }
 
+/* ------------------------------------------------------------ health */
+
+static int dup_opt(char **dst, const char *src)
+{
+    *dst = NULL;
+    if (src == NULL)
+        return 0;
+    *dst = strdup(src);
+    return *dst == NULL ? -1 : 0;
+}
+
+/* What a down entry's probe needs: its own copies, since the entry may
+ * outlive the origin that created it. */
+struct http_probe {
+    char *url;                /* scheme://host:port/: no credentials */
+    char *proxy;              /* as the origin's (may hold credentials) */
+    char *ca_file;
+    uint64_t connect_ms;
+};
+
+static void probe_free(void *arg)
+{
+    struct http_probe *p = arg;
+    if (p == NULL)
+        return;
+    free(p->url);
+    free(p->proxy);
+    free(p->ca_file);
+    free(p);
+}
+
+/* Connect only: name, TCP, TLS and any proxy tunnel, as a real request
+ * would, but nothing is asked of the server. */
+static int probe_run(void *arg, uint64_t deadline)
+{
+    struct http_probe *p = arg;
+    uint64_t now = mono_ms();
+    uint64_t left = deadline > now ? deadline - now : 1;
+    uint64_t cms = p->connect_ms && p->connect_ms < left ? p->connect_ms
+                                                         : left;
+    CURL *c = curl_easy_init();
+    int reached = 0;
+
+    if (c == NULL)
+        return 0;
+    if (curl_easy_setopt(c, CURLOPT_URL, p->url) == CURLE_OK &&
+        curl_easy_setopt(c, CURLOPT_CONNECT_ONLY, 1L) == CURLE_OK &&
+        curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L) == CURLE_OK &&
+        curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)left) == CURLE_OK &&
+        curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)cms) ==
+            CURLE_OK &&
+        (p->proxy == NULL ||
+         curl_easy_setopt(c, CURLOPT_PROXY, p->proxy) == CURLE_OK) &&
+        (p->ca_file == NULL ||
+         curl_easy_setopt(c, CURLOPT_CAINFO, p->ca_file) == CURLE_OK)) {
+        CURLcode rc = curl_easy_perform(c);
+        reached = !unreachable(c, rc, 0);
+        log_debug("%s: probe: %s", p->url, curl_easy_strerror(rc));
+    }
+    curl_easy_cleanup(c);
+    return reached;
+}
+
+/* Whether no_proxy (libcurl's syntax: "*", or names and domains separated
+ * by commas, a leading dot optional) exempts host. */
+static int no_proxy_match(const char *list, const char *host)
+{
+    size_t hl = strlen(host);
+
+    while (*list != '\0') {
+        list += strspn(list, ", \t");
+        size_t n = strcspn(list, ", \t");
+        const char *e = list;
+        size_t en = n;
+        list += n;
+        if (en == 1 && *e == '*')
+            return 1;
+        if (en > 0 && *e == '.') {
+            e++;
+            en--;
+        }
+        if (en > 0 && en <= hl && strncasecmp(host + hl - en, e, en) == 0 &&
+            (hl == en || host[hl - en - 1] == '.'))
+            return 1;
+    }
+    return 0;
+}
+
+/* The proxy libcurl takes from the environment for a URL (lib/url.c's
+ * rules, without no_proxy's CIDR ranges: a miss only means the state is
+ * kept per host instead of per proxy), or NULL. */
+static const char *env_proxy(int https, const char *host)
+{
+    const char *np = getenv("no_proxy");
+    if (np == NULL || *np == '\0')
+        np = getenv("NO_PROXY");
+    if (np != NULL && no_proxy_match(np, host))
+        return NULL;
+    const char *p = getenv(https ? "https_proxy" : "http_proxy");
+    if ((p == NULL || *p == '\0') && https)
+        p = getenv("HTTPS_PROXY");
+    if (p == NULL || *p == '\0')
+        p = getenv("all_proxy");
+    if (p == NULL || *p == '\0')
+        p = getenv("ALL_PROXY");
+    return p != NULL && *p != '\0' ? p : NULL;
+}
+
+/* "proxy scheme://host:port" of a proxy string (no credentials). */
+static void proxy_key(const char *proxy, char *key, size_t len)
+{
+    CURLU *cu = curl_url();
+    char *scheme = NULL, *host = NULL, *port = NULL;
+
+    if (cu != NULL &&
+        curl_url_set(cu, CURLUPART_URL, proxy,
+                     CURLU_DEFAULT_SCHEME | CURLU_NON_SUPPORT_SCHEME) ==
+            CURLUE_OK &&
+        curl_url_get(cu, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
+        curl_url_get(cu, CURLUPART_HOST, &host, 0) == CURLUE_OK) {
+        if (curl_url_get(cu, CURLUPART_PORT, &port, 0) != CURLUE_OK)
+            port = NULL; /* libcurl's proxy default, not the scheme's */
+        snprintf(key, len, "proxy %s://%s:%s", scheme, host,
+                 port ? port
+                      : strcasecmp(scheme, "https") == 0 ? "443" : "1080");
+    } else {
+        char m[HTTP_DISPLAY_MAX];
+        origin_mask_url(proxy, m, sizeof m);
+        snprintf(key, len, "proxy %s", m);
+    }
+    curl_free(scheme);
+    curl_free(host);
+    curl_free(port);
+    curl_url_cleanup(cu);
+}
+
+/* The health entry of what a URL's requests connect to.  url_key is its
+ * "scheme://host:port". */
+static struct health *url_health(const struct http_origin *h,
+                                 const char *url_key, int https)
+{
+    const char *hs = strstr(url_key, "://") + 3;
+    const char *colon = strrchr(hs, ':');
+    char host[512], key[1100];
+    const char *proxy = h->proxy;
+
+    snprintf(host, sizeof host, "%.*s", (int)(colon - hs), hs);
+    if (proxy == NULL)
+        proxy = env_proxy(https, host);
+    if (proxy != NULL && *proxy != '\0')
+        proxy_key(proxy, key, sizeof key);
+    else
+        snprintf(key, sizeof key, "%s", url_key);
+
+    struct http_probe *p = calloc(1, sizeof *p);
+    if (p == NULL)
+        return NULL;
+    p->connect_ms = h->connect_ms;
+    if (asprintf(&p->url, "%s/", url_key) < 0) {
+        p->url = NULL;
+        goto nomem;
+    }
+    if (dup_opt(&p->proxy, h->proxy) != 0 ||
+        dup_opt(&p->ca_file, h->ca_file) != 0)
+        goto nomem;
+    return health_get(key, key, probe_run, p, probe_free);
+nomem:
+    probe_free(p);
+    return NULL;
+}
+
+static int http_state(struct origin *o, int64_t *since)
+{
+    struct http_origin *h = o->priv;
+    size_t down = 0;
+
+    *since = 0;
+    for (size_t i = 0; i < h->nurls; i++) {
+        int64_t s = health_down_since(h->urls[i].health);
+        if (s == 0)
+            continue;
+        down++;
+        if (*since == 0 || s < *since)
+            *since = s;
+    }
+    return down == 0 ? HEALTH_UP : down == h->nurls ? HEALTH_DOWN
+                                                    : HEALTH_DEGRADED;
+}
+
 /* ------------------------------------------------------------ life */
 
 static void http_origin_free(struct http_origin *h)
@@ -776,6 +1024,7 @@ static void http_origin_free(struct http_origin *h)
         free(h->urls[i].url);
         free(h->urls[i].display);
         host_put(h->urls[i].host);
+        health_put(h->urls[i].health);
     }
     for (size_t i = 0; h->idle != NULL && i < h->nidle; i++)
         curl_easy_cleanup(h->idle[i]);
@@ -800,6 +1049,7 @@ static const struct origin_ops http_ops = {
     .stat = http_stat,
     .read = http_read,
     .destroy = http_destroy,
+    .state = http_state,
 };
 
 static char *masked(const char *url)
@@ -856,22 +1106,14 @@ static int add_url(struct http_origin *h, const char *url, unsigned limit,
     }
     u->url = strdup(url);
     u->host = host_get(key, limit);
+    u->health = url_health(h, key, u->https);
     h->nurls++; /* from here http_origin_free owns u */
-    if (u->url == NULL || u->host == NULL)
+    if (u->url == NULL || u->host == NULL || u->health == NULL)
         goto nomem;
     return 0;
 nomem:
     snprintf(err, errlen, "out of memory");
     return -1;
-}
-
-static int dup_opt(char **dst, const char *src)
-{
-    *dst = NULL;
-    if (src == NULL)
-        return 0;
-    *dst = strdup(src);
-    return *dst == NULL ? -1 : 0;
 }
 
 static struct http_origin *http_origin_new(const char *url,
@@ -892,13 +1134,11 @@ static struct http_origin *http_origin_new(const char *url,
         return NULL;
     }
     pthread_mutex_init(&h->lock, NULL);
-    if (add_url(h, url, limit, err, errlen) != 0)
-        goto fail;
-    for (size_t i = 0; i < nmirrors; i++)
-        if (add_url(h, net->mirrors[i], limit, err, errlen) != 0)
-            goto fail;
+    h->connect_ms = net != NULL ? net->connect_timeout_ms
+                                : HTTP_DEFAULT_CONNECT_MS;
     h->idle_max = limit;
     h->idle = calloc(h->idle_max, sizeof *h->idle);
+    /* Before the URLs: their health entries depend on the proxy. */
     if (h->idle == NULL ||
         dup_opt(&h->proxy, net ? net->proxy : NULL) != 0 ||
         dup_opt(&h->ca_file, net ? net->ca_file : NULL) != 0 ||
@@ -906,6 +1146,11 @@ static struct http_origin *http_origin_new(const char *url,
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
+    if (add_url(h, url, limit, err, errlen) != 0)
+        goto fail;
+    for (size_t i = 0; i < nmirrors; i++)
+        if (add_url(h, net->mirrors[i], limit, err, errlen) != 0)
+            goto fail;
     return h;
 fail:
     http_origin_free(h);

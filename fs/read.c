@@ -312,7 +312,7 @@ static int fill_failed(struct rq *rq, const struct run *run, int err)
                      "%llu as if the template had changed; asking it",
                      g->t->name, (unsigned long long)g->number);
         return -ESTALE;
-    } else {
+    } else if (err != -EHOSTDOWN) { /* the host's down line said it */
         log_warn("template %s: origin read of %llu bytes at %llu failed: %s",
                  g->t->name,
                  (unsigned long long)run->n * g->bs,

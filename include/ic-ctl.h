@@ -27,6 +27,14 @@
  *   list[\tT]           -> pin\tT\tOFF\tLEN\tBYTES\tPRESENT ... -> ok
  *   record\tT\tSECONDS  note the ranges readers of T read for SECONDS
  *                       (1..3600) -> range\tOFF\tLEN ... -> ok
+ *   origins             reachability of the origin hosts (ic-health.h)
+ *                       -> host\tHOST\tup|down\tSINCE\tFAILS\tNEXT_PROBE_MS
+ *                          ... (HOST: "scheme://host:port" or "proxy
+ *                          scheme://host:port"; SINCE: unix seconds, 0
+ *                          while up; FAILS: unreachable attempts in a row)
+ *                       -> tmpl\tT\tup|degraded|down\tSINCE ...
+ *                          (degraded: some of T's URLs are on a down host)
+ *                       -> ok
  *
  * Numbers are decimal.  Errors: "error\tno template 'T'", "error\tpermission
  * denied", "error\ttoo many connections", "error\tunknown request 'X'", and

@@ -10,13 +10,17 @@
  *    validator).  If the origin changed, return -ESTALE.  Nothing else is a
  *    success: short data, extra data, wrong ranges are errors.
  *  - Errors are negative errno values: -ENOENT (template gone), -ESTALE
- *    (content changed), -ETIMEDOUT, -EIO (anything else).
+ *    (content changed), -ETIMEDOUT, -EHOSTDOWN (every URL's host is marked
+ *    down, see ic-health.h: nothing was tried), -EIO (anything else).
+ *    A reader sees every failed fill as EIO (read.c).
  *  - Safe to call from several threads at once. */
 #ifndef IC_ORIGIN_H
 #define IC_ORIGIN_H
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "ic-health.h"
 
 struct conf_net;
 
@@ -38,6 +42,9 @@ struct origin_ops {
     int (*read)(struct origin *o, void *buf, uint64_t off, size_t len,
                 const struct origin_info *expect, uint64_t deadline);
     void (*destroy)(struct origin *o);
+    /* Optional: an enum health_state for the origin's URLs together, and
+     * *since, when the first of its down hosts went down (0 when up). */
+    int (*state)(struct origin *o, int64_t *since);
 };
 
 struct origin {
@@ -65,6 +72,15 @@ static inline int origin_read(struct origin *o, void *buf, uint64_t off,
                               uint64_t deadline)
 {
     return o->ops->read(o, buf, off, len, expect, deadline);
+}
+
+/* Reachability of the origin's hosts; a backend that does not track it
+ * is always HEALTH_UP. */
+static inline enum health_state origin_state(struct origin *o, int64_t *since)
+{
+    *since = 0;
+    return o->ops->state ? (enum health_state)o->ops->state(o, since)
+                         : HEALTH_UP;
 }
 
 /* List the template names of a [directory] origin: regular files of a

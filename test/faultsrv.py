@@ -15,6 +15,8 @@ Serves one data file at /MODE/NAME; MODE picks the behaviour, NAME is free
   endless/   206 headers, no Content-Length, then bytes until disconnected
   hugelen/   Content-Length 2^60 (HEAD) and a total of 2^60 (GET)
   trickle/   206 headers, then one byte per second
+  slow/      as ok, but each answer starts after --delay seconds (default
+             1.5) and its body comes 8 KiB every 50 ms: slow, never stalled
   hang/      reads the request and never answers
   404/       404
   503/       503 always
@@ -75,6 +77,7 @@ class State:
         self.flip_lm = email.utils.formatdate(mtime + 3600, usegmt=True)
         self.redirect_to = args.redirect_to
         self.flip_after = args.flip_after
+        self.delay = args.delay
         self.lock = threading.Lock()
         self.seen = set()  # (method, path, range) already failed once
         self.flip_count = {}  # per mode: etagflip/ and lmflip/ apart
@@ -184,7 +187,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.command, self.path, rng.replace(" ", ""), status, nbytes,
             auth))
 
-    def send(self, status, headers, body=b"", head=False):
+    def send(self, status, headers, body=b"", head=False, pace=None):
         self.send_response(status)
         for k, v in headers:
             self.send_header(k, v)
@@ -192,10 +195,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         sent = 0
+        step = pace[0] if pace else 65536
         try:
-            for i in range(0, 0 if head else len(body), 65536):
-                self.wfile.write(body[i:i + 65536])
-                sent += len(body[i:i + 65536])
+            for i in range(0, 0 if head else len(body), step):
+                self.wfile.write(body[i:i + step])
+                sent += len(body[i:i + step])
+                if pace:
+                    self.wfile.flush()
+                    self.stall(pace[1])
         except OSError:
             self.close_connection = True  # the client stopped reading
         self.finish_log(status, sent)
@@ -208,7 +215,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     # -- the correct server, parameterised
 
-    def serve(self, data, etag, lm, head, ranges=True, extra=()):
+    def serve(self, data, etag, lm, head, ranges=True, extra=(), pace=None):
         size = len(data)
         h = list(extra)
         if etag:
@@ -231,10 +238,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
             h.append(("Content-Range", "bytes */%d" % size))
             return self.send(416, h, head=head)
         if rng is None:
-            return self.send(200, h, data, head)
+            return self.send(200, h, data, head, pace)
         a, b = rng
         h.append(("Content-Range", "bytes %d-%d/%d" % (a, b, size)))
-        return self.send(206, h, data[a:b + 1], head)
+        return self.send(206, h, data[a:b + 1], head, pace)
 
     def ok(self, head, **kw):
         st = self.server.state
@@ -402,6 +409,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.partial_headers(rng)
         self.finish_log(206, self.stream(b"x", 1.0))
 
+    def m_slow(self, head, name, key):
+        self.stall(self.server.state.delay)
+        self.ok(head, pace=(8192, 0.05))
+
     def m_hang(self, head, name, key):
         self.stall(MAX_STALL_S)
         self.close_connection = True
@@ -484,6 +495,8 @@ def main():
     p.add_argument("--flip-after", type=int, default=3)
     p.add_argument("--switch-file", help="version of sw/: 1 or 2")
     p.add_argument("--fault-file", help="one-shot fault for sw/, swlm/")
+    p.add_argument("--delay", type=float, default=1.5,
+                   help="seconds before slow/ answers")
     p.add_argument("--tls-cert")
     p.add_argument("--tls-key")
     args = p.parse_args()

@@ -8,8 +8,9 @@
 #  - SIGHUP reloads with new quotas every 2 s,
 #  - nginx flaps: up FLAP_UP s (3), down FLAP_DOWN s (2).
 # Asserted: no byte mismatch ever; EIO only on the HTTP template; every
-# reload finishes; the daemon stays up and, with the origin back, a full
-# read of each template completes within FINAL_BOUND s (no deadlock) and
+# reload finishes; the daemon stays up and, with the origin back (its host
+# seen up again by the daemon within FINAL_BOUND s), a full read of each
+# template completes within FINAL_BOUND s (no deadlock) and
 # equals the origin; then RELOAD_STORM (1100) more SIGHUPs, every one
 # applied; VmRSS (sampled each second, the first min(10 s, DURATION/4) of
 # warm-up left out) stays flat: max of the last third of the samples <= 1.5
@@ -264,6 +265,13 @@ if [ -z "$np" ] || ! _pid_alive "$np"; then
 	nginx_up || fail "nginx did not start"
 fi
 check "the daemon is alive after the stress" _pid_alive "$IPID"
+# The flaps left nginx's host marked down: misses fail at once until the
+# daemon's probe (backoff up to 30 s) reaches it again.
+h_up() {
+	[ "$(getfattr --only-values -n user.imgcache.origin_state \
+		"$MNT/h.img" 2>/dev/null)" = up ]
+}
+wait_for "$FINAL_BOUND" h_up || not_ok "h.img's origin up again within $FINAL_BOUND s"
 check "the daemon never went away during the stress" test ! -e "$T/gone"
 
 # ------------------------------------------------------------ verdicts

@@ -2,11 +2,14 @@
  * failed since the last report, for people (table), programs (--json) and
  * Prometheus (node_exporter textfile format).  See imgcache-report(8).
  *
- * It reads only the index (read-only, in one snapshot), so it works the
- * same whether the daemon runs or not; the daemon saves its counters every
- * few seconds, so figures of a running daemon lag by that much.  The only
- * write is moving the report cursor (and pruning old events) after a report
- * went out completely, on a short read-write connection.
+ * It reads the index (read-only, in one snapshot), so it works the same
+ * whether the daemon runs or not; the daemon saves its counters every few
+ * seconds, so figures of a running daemon lag by that much.  What only the
+ * running daemon knows, whether its origin hosts can be reached, it asks
+ * over the control socket ("origins", ic-ctl.h); without an answer (no
+ * daemon, not allowed) that is reported as unknown, not as trouble.  The
+ * only write is moving the report cursor (and pruning old events) after a
+ * report went out completely, on a short read-write connection.
  *
  * Exit status: 0 all well, 1 something needs attention, 2 usage error or
  * the cache cannot be read (or the cursor cannot be moved). */
@@ -21,13 +24,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/statvfs.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <json-c/json.h>
 
 #include "ic-conf.h"
+#include "ic-ctl.h"
+#include "ic-health.h"
 #include "ic-index.h"
 #include "ic-log.h"
 #include "ic-origin.h"
@@ -61,6 +68,16 @@ struct trow {
     struct index_counters c;
     struct index_event_sum ev;
     int over_quota, pins_missing, attention;
+    int ostate;              /* enum health_state, -1 unknown */
+    int64_t odown_since;     /* its first down host's, 0 when up */
+};
+
+/* An origin host as the daemon sees it. */
+struct rhost {
+    char key[512];
+    int down;
+    int64_t since;
+    unsigned fails;
 };
 
 struct report {
@@ -82,6 +99,11 @@ struct report {
     size_t n;
     uint64_t used;
     int over_cache_max, low_space, attention;
+    /* From the daemon; have_origins = 0 when it did not answer. */
+    int have_origins;
+    struct rhost *hosts;
+    size_t nhosts;
+    int hosts_down;
 };
 
 /* ------------------------------------------------------------ parsing */
@@ -417,6 +439,111 @@ static void judge_cache(struct report *r)
     r->attention |= r->over_cache_max || r->low_space;
 }
 
+/* ------------------------------------------------------------ daemon */
+
+/* One answer line of "origins" (a TAB-separated line without '\n'). */
+static void origins_line(struct report *r, char *line)
+{
+    char *f[6];
+    int nf = 0;
+
+    for (char *p = line; nf < 6; nf++) {
+        f[nf] = p;
+        p = strchr(p, '\t');
+        if (p == NULL) {
+            nf++;
+            break;
+        }
+        *p++ = '\0';
+    }
+    if (nf == 6 && strcmp(f[0], "host") == 0) {
+        struct rhost *v = realloc(r->hosts, (r->nhosts + 1) * sizeof *v);
+        if (v == NULL)
+            return;
+        r->hosts = v;
+        struct rhost *h = &v[r->nhosts++];
+        snprintf(h->key, sizeof h->key, "%s", f[1]);
+        h->down = strcmp(f[2], "down") == 0;
+        h->since = strtoll(f[3], NULL, 10);
+        h->fails = (unsigned)strtoul(f[4], NULL, 10);
+        r->hosts_down += h->down;
+    } else if (nf == 4 && strcmp(f[0], "tmpl") == 0) {
+        for (size_t i = 0; i < r->n; i++) {
+            struct trow *w = &r->rows[i];
+            if (strcmp(w->t.name, f[1]) != 0)
+                continue;
+            w->ostate = strcmp(f[2], "down") == 0       ? HEALTH_DOWN
+                        : strcmp(f[2], "degraded") == 0 ? HEALTH_DEGRADED
+                                                        : HEALTH_UP;
+            w->odown_since = strtoll(f[3], NULL, 10);
+        }
+    }
+}
+
+/* Ask the running daemon about its origins; 0 when it answered. */
+static int ask_origins(struct report *r)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    struct timeval tv = {.tv_sec = CTL_IO_TIMEOUT_S};
+    char buf[8192];
+    size_t len = 0;
+    int rc = -1;
+
+    if ((size_t)snprintf(sa.sun_path, sizeof sa.sun_path, "%s/%s",
+                         r->cache_dir, CTL_SOCK_NAME) >= sizeof sa.sun_path)
+        return -1;
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) != 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) != 0 ||
+        connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0 ||
+        send(fd, "origins\n", 8, MSG_NOSIGNAL) != 8)
+        goto out;
+    for (;;) {
+        char *nl = memchr(buf, '\n', len);
+        if (nl == NULL) {
+            if (len == sizeof buf)
+                goto out; /* a line longer than any the daemon sends */
+            ssize_t got = recv(fd, buf + len, sizeof buf - len, 0);
+            if (got <= 0)
+                goto out;
+            len += (size_t)got;
+            continue;
+        }
+        *nl = '\0';
+        if (strcmp(buf, "ok") == 0) {
+            rc = 0;
+            break;
+        }
+        if (strncmp(buf, "error", 5) == 0)
+            break; /* a daemon without "origins" */
+        origins_line(r, buf);
+        len -= (size_t)(nl + 1 - buf);
+        memmove(buf, nl + 1, len);
+    }
+out:
+    close(fd);
+    return rc;
+}
+
+static void gather_origins(struct report *r)
+{
+    for (size_t i = 0; i < r->n; i++)
+        r->rows[i].ostate = -1;
+    if (ask_origins(r) != 0) {
+        for (size_t i = 0; i < r->n; i++)
+            r->rows[i].ostate = -1;
+        free(r->hosts);
+        r->hosts = NULL;
+        r->nhosts = 0;
+        r->hosts_down = 0;
+        return;
+    }
+    r->have_origins = 1;
+    r->attention |= r->hosts_down > 0;
+}
+
 /* Everything from one snapshot of the index, so the window's upper bound
  * (which becomes the next cursor) matches the sums reported. */
 static int gather(const struct opts *o, struct report *r)
@@ -439,6 +566,7 @@ static int gather(const struct opts *o, struct report *r)
     }
     stat_fs(r);
     judge_cache(r);
+    gather_origins(r);
     return 0;
 }
 
@@ -494,13 +622,13 @@ static double hit_ratio(const struct index_counters *c)
 enum col {
     C_NAME, C_SIZE, C_GEN, C_CACHED, C_PINNED, C_PRESENT, C_QUOTA, C_USE,
     C_HITS, C_MISSES, C_HITR, C_FETCHED, C_EVBLK, C_EVBYTES, C_ERRORS,
-    C_ORIGIN, NCOLS
+    C_STATE, C_ORIGIN, NCOLS
 };
 
 static const char *const col_head[NCOLS] = {
     "TEMPLATE", "SIZE", "GEN", "CACHED", "PINNED", "PRESENT", "QUOTA",
     "USE%", "HITS", "MISSES", "HIT%", "FETCHED", "EV.BLK", "EVICTED",
-    "ERRORS", "ORIGIN",
+    "ERRORS", "STATE", "ORIGIN",
 };
 
 /* Wide enough for a template name (255 bytes). */
@@ -535,6 +663,8 @@ static void row_cells(const struct trow *w, char cell[NCOLS][CELL])
     snprintf(cell[C_EVBLK], CELL, "%" PRIu64, w->ev.evicted_blocks);
     human(cell[C_EVBYTES], CELL, w->ev.evicted_bytes);
     snprintf(cell[C_ERRORS], CELL, "%" PRIu64, w->ev.error_events);
+    snprintf(cell[C_STATE], CELL, "%s",
+             w->ostate < 0 ? "-" : health_state_name(w->ostate));
     cell[C_ORIGIN][0] = '\0'; /* printed whole, last: may exceed CELL */
 }
 
@@ -542,9 +672,11 @@ static void print_cells(char cell[NCOLS][CELL], const int *width,
                         const char *origin)
 {
     for (int c = 0; c < C_ORIGIN; c++) {
-        /* Names and origins left-aligned, figures right-aligned. */
+        /* Names, states and origins left-aligned, figures right-aligned. */
         if (c == C_NAME)
             printf("%-*s", width[c], cell[c]);
+        else if (c == C_STATE)
+            printf("  %-*s", width[c], cell[c]);
         else
             printf("  %*s", width[c], cell[c]);
     }
@@ -625,6 +757,11 @@ static void print_totals(const struct report *r)
         printf(", no cache_max");
     printf("\n");
     print_window_totals(r);
+    if (!r->have_origins)
+        printf("origin hosts: unknown (imgcache is not running, or its "
+               "control socket did not answer)\n");
+    else
+        printf("origin hosts: %zu, %d down\n", r->nhosts, r->hosts_down);
     if (!r->have_fs)
         printf("filesystem: cannot stat %s\n", r->cache_dir);
     else
@@ -669,6 +806,9 @@ static void row_reasons(const struct trow *w, reason_fn fn, void *ctx)
     if (w->ev.error_events)
         say(fn, ctx, "%s: %" PRIu64 " fill errors (last: %s)", w->t.name,
             w->ev.error_events, w->ev.last_error);
+    if (w->ostate == HEALTH_DOWN)
+        say(fn, ctx, "%s: every origin URL is on a down host: uncached "
+            "blocks cannot be read", w->t.name);
 }
 
 static void reasons(const struct report *r, reason_fn fn, void *ctx)
@@ -682,6 +822,11 @@ static void reasons(const struct report *r, reason_fn fn, void *ctx)
         say(fn, ctx, "cache: %s free, below min_free %s",
             human(a, sizeof a, r->fs_free),
             human(b, sizeof b, r->min_free_bytes));
+    for (size_t i = 0; i < r->nhosts; i++)
+        if (r->hosts[i].down)
+            say(fn, ctx, "origin host %s down since %s: misses that need it "
+                "fail at once", r->hosts[i].key,
+                fmt_time(a, sizeof a, r->hosts[i].since));
     for (size_t i = 0; i < r->n; i++)
         row_reasons(&r->rows[i], fn, ctx);
 }
@@ -835,7 +980,13 @@ static json_object *json_row(const struct trow *w)
     json_usage(o, w);
     json_counters(o, w);
     jadd(o, "window", json_window_row(&w->ev));
-    jadd(o, "attention", json_object_new_boolean(w->attention));
+    jadd(o, "origin_state", w->ostate < 0 ? NULL
+                            : json_object_new_string(
+                                  health_state_name(w->ostate)));
+    jadd(o, "origin_down_since",
+         w->ostate > 0 ? json_object_new_int64(w->odown_since) : NULL);
+    jadd(o, "attention", json_object_new_boolean(w->attention ||
+                                                 w->ostate == HEALTH_DOWN));
     return o;
 }
 
@@ -880,6 +1031,25 @@ static json_object *json_cache(const struct report *r)
     return o;
 }
 
+/* null when the daemon did not answer: unknown, not "none down". */
+static json_object *json_hosts(const struct report *r)
+{
+    if (!r->have_origins)
+        return NULL;
+    json_object *a = json_object_new_array();
+    for (size_t i = 0; i < r->nhosts; i++) {
+        const struct rhost *h = &r->hosts[i];
+        json_object *o = json_object_new_object();
+        jadd(o, "host", jstr(h->key));
+        jadd(o, "state", json_object_new_string(h->down ? "down" : "up"));
+        jadd(o, "down_since", h->down ? json_object_new_int64(h->since)
+                                      : NULL);
+        jadd(o, "consecutive_failures", json_object_new_int64(h->fails));
+        json_object_array_add(a, o);
+    }
+    return a;
+}
+
 static int print_json(const struct report *r)
 {
     json_object *doc = json_object_new_object();
@@ -897,6 +1067,7 @@ static int print_json(const struct report *r)
     for (size_t i = 0; i < r->n; i++)
         json_object_array_add(rows, json_row(&r->rows[i]));
     jadd(doc, "templates", rows);
+    jadd(doc, "origin_hosts", json_hosts(r));
     const char *s = json_object_to_json_string_ext(
         doc, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
                  JSON_C_TO_STRING_NOSLASHESCAPE);
@@ -993,7 +1164,7 @@ static int state_attention(const struct report *r)
 
     for (size_t i = 0; i < r->n; i++)
         a |= r->rows[i].over_quota || r->rows[i].pins_missing;
-    return a;
+    return a || r->hosts_down;
 }
 
 static void prom_cache(const struct report *r)
@@ -1013,8 +1184,36 @@ static void prom_cache(const struct report *r)
                     r->fs_free);
     }
     prom_scalar("attention", "1 when a template is over quota, pinned "
-                "blocks are missing, or the cache is over cache_max or "
-                "below min_free.", (uint64_t)state_attention(r));
+                "blocks are missing, an origin host is down, or the cache "
+                "is over cache_max or below min_free.",
+                (uint64_t)state_attention(r));
+}
+
+/* Only from a daemon that answered: no sample is better than a guess. */
+static void prom_origins(const struct report *r)
+{
+    if (!r->have_origins)
+        return;
+    if (r->n > 0) {
+        prom_head("origin_up", "gauge", "1 when some URL of the template's "
+                  "origin is on a reachable host (0: misses fail).");
+        for (size_t i = 0; i < r->n; i++) {
+            if (r->rows[i].ostate < 0)
+                continue; /* not loaded by the daemon */
+            printf("imgcache_origin_up{template=\"");
+            prom_label(r->rows[i].t.name);
+            printf("\"} %d\n", r->rows[i].ostate != HEALTH_DOWN);
+        }
+    }
+    if (r->nhosts > 0) {
+        prom_head("origin_host_up", "gauge", "1 when the origin host (or "
+                  "proxy) can be reached, 0 while it is marked down.");
+        for (size_t i = 0; i < r->nhosts; i++) {
+            printf("imgcache_origin_host_up{host=\"");
+            prom_label(r->hosts[i].key);
+            printf("\"} %d\n", !r->hosts[i].down);
+        }
+    }
 }
 
 static int print_prom(const struct report *r)
@@ -1031,6 +1230,7 @@ static int print_prom(const struct report *r)
         }
     }
     prom_cache(r);
+    prom_origins(r);
     return 0;
 }
 
@@ -1103,7 +1303,11 @@ static int advance(const struct opts *o, const struct report *r)
     return rc;
 }
 
-static void report_free(struct report *r) { free(r->rows); }
+static void report_free(struct report *r)
+{
+    free(r->rows);
+    free(r->hosts);
+}
 
 int main(int argc, char **argv)
 {
