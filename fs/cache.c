@@ -375,6 +375,12 @@ static void tmpl_net_free(struct tmpl *t)
     free(t->net.netrc);
 }
 
+static unsigned dir_flags(const struct conf_source *src, int quiet)
+{
+    return (src->follow_symlinks ? ORIGIN_FOLLOW_SYMLINKS : 0) |
+           (quiet ? ORIGIN_QUIET : 0);
+}
+
 static struct tmpl *tmpl_new(struct cache *c, const struct conf_source *src,
                              const char *name, const char *location)
 {
@@ -394,7 +400,11 @@ static struct tmpl *tmpl_new(struct cache *c, const struct conf_source *src,
     t->quota = src->quota;
     t->bs = src->block_size;
     t->timeout_ms = src->net.origin_timeout_ms;
-    t->origin = origin_new(location, &t->net, err, sizeof err);
+    /* A directory's file is opened beneath the directory (symlink rule). */
+    t->origin = src->kind == CONF_DIRECTORY
+                    ? origin_new_in_dir(src->origin, name, &t->net,
+                                        dir_flags(src, 0), err, sizeof err)
+                    : origin_new(location, &t->net, err, sizeof err);
     if (t->name == NULL || t->location == NULL || t->origin == NULL ||
         (src->pin && !t->pin_spec)) {
         if (t->origin == NULL)
@@ -563,7 +573,8 @@ static int cache_add_dir(struct cache *c, struct batch *b,
                          const struct conf_source *src, int quiet)
 {
     char **names;
-    int n = origin_list_dir(src->origin, &src->net, &names);
+    int n = origin_list_dir(src->origin, &src->net, dir_flags(src, quiet),
+                            &names);
     if (n < 0) {
         if (!quiet)
             log_warn("directory %s: cannot list %s: %s; retrying in the "

@@ -3,10 +3,12 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "ic-conf.h"
 #include "ic-log.h"
@@ -65,22 +67,72 @@ static int add_name(char ***names, size_t *n, const char *name)
     return 0;
 }
 
-static int list_local_dir(const char *path, char ***names)
+/* Whether a directory entry may be served: a regular file, or with
+ * follow a symlink resolving beneath the directory to one.  *link is set
+ * for a symlink that is not served. */
+static int entry_ok(int dfd, const char *name, int follow, int *link)
+{
+    struct stat st;
+    *link = 0;
+    if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+        return 0;
+    if (S_ISREG(st.st_mode))
+        return 1;
+    if (!S_ISLNK(st.st_mode))
+        return 0; /* directories, devices, FIFOs: never templates */
+    int ok = 0;
+    if (follow) {
+        /* The rule every read applies (origin-file.c). */
+        int fd = origin_file_open_beneath(dfd, name, O_PATH, 1);
+        ok = fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+        if (fd >= 0)
+            close(fd);
+    }
+    *link = !ok;
+    return ok;
+}
+
+/* The skipped symlinks of one listing, for one log line. */
+struct skipped {
+    char text[512];
+    size_t len, n;
+};
+
+static void skipped_add(struct skipped *sk, const char *name)
+{
+    sk->n++;
+    if (!conf_name_valid(name))
+        return; /* counted, not printed: no control bytes in the log */
+    size_t room = sizeof sk->text - sk->len;
+    int w = snprintf(sk->text + sk->len, room, "%s%s", sk->len ? ", " : "",
+                     name);
+    if (w > 0 && (size_t)w < room)
+        sk->len += (size_t)w;
+    else
+        sk->text[sk->len] = '\0'; /* did not fit: left out */
+}
+
+static int list_local_dir(const char *path, unsigned flags, char ***names)
 {
     DIR *d = opendir(path);
     size_t n = 0;
     struct dirent *de;
+    struct skipped sk = {.len = 0};
+    int follow = !!(flags & ORIGIN_FOLLOW_SYMLINKS);
 
     *names = NULL;
     if (d == NULL)
         return -errno;
     while ((de = readdir(d)) != NULL) {
-        struct stat st;
+        int link;
+        /* Hidden files are skipped: editors and rsync use them as temps. */
         if (de->d_name[0] == '.')
             continue;
-        /* Hidden files are skipped: editors and rsync use them as temps. */
-        if (fstatat(dirfd(d), de->d_name, &st, 0) < 0 || !S_ISREG(st.st_mode))
+        if (!entry_ok(dirfd(d), de->d_name, follow, &link)) {
+            if (link)
+                skipped_add(&sk, de->d_name);
             continue;
+        }
         if (!conf_name_valid(de->d_name)) {
             log_warn("%s: skipping file with an invalid template name", path);
             continue;
@@ -89,15 +141,51 @@ static int list_local_dir(const char *path, char ***names)
             break;
     }
     closedir(d);
+    if (sk.n == 0)
+        return (int)n;
+    /* One line per listing; listings happen at start, at reloads and in
+     * the retries of an unlistable directory (quiet). */
+    const char *why = follow ? "that do not resolve to a regular file "
+                               "inside it"
+                             : "(follow_symlinks = no)";
+    if (flags & ORIGIN_QUIET)
+        log_debug("%s: not serving %zu symbolic links %s: %s%s", path, sk.n,
+                  why, sk.text, sk.len ? "" : "(names not printable)");
+    else
+        log_info("%s: not serving %zu symbolic links %s: %s%s", path, sk.n,
+                 why, sk.text, sk.len ? "" : "(names not printable)");
     return (int)n;
 }
 
 int origin_list_dir(const char *location, const struct conf_net *net,
-                    char ***names)
+                    unsigned flags, char ***names)
 {
     if (conf_origin_is_http(location))
         return origin_http_list(location, net, names);
-    return list_local_dir(location, names);
+    return list_local_dir(location, flags, names);
+}
+
+struct origin *origin_new_in_dir(const char *dir, const char *name,
+                                 const struct conf_net *net, unsigned flags,
+                                 char *err, size_t errlen)
+{
+    if (dir[0] != '/') {
+        char *loc = origin_join(dir, name);
+        if (loc == NULL) {
+            snprintf(err, errlen, "out of memory");
+            return NULL;
+        }
+        struct origin *o = origin_new(loc, net, err, errlen);
+        free(loc);
+        return o;
+    }
+    struct origin *o = origin_file_new_in_dir(
+        dir, name, !!(flags & ORIGIN_FOLLOW_SYMLINKS), err, errlen);
+    if (o != NULL && net != NULL) {
+        o->timeout_ms = net->origin_timeout_ms;
+        o->connect_timeout_ms = net->connect_timeout_ms;
+    }
+    return o;
 }
 
 /* Replace [scheme://]user:pass@ and ?query with *** so logs never carry
