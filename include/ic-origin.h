@@ -78,8 +78,10 @@ static inline int origin_read(struct origin *o, void *buf, uint64_t off,
  * only those that resolve beneath it), or the lines of URL/manifest for
  * http(s).  Names that fail conf_name_valid() are skipped with a warning;
  * skipped symlinks are named in one log line (info, or debug with
- * ORIGIN_QUIET).  Returns count or -errno; *names is a malloc'd array of
- * malloc'd strings. */
+ * ORIGIN_QUIET).  A path listing that does not end within
+ * net->connect_timeout_ms (a hung NFS mount) is left to finish on its own
+ * thread: -ETIMEDOUT, and again at once while it is still stuck.  Returns
+ * count or -errno; *names is a malloc'd array of malloc'd strings. */
 int origin_list_dir(const char *location, const struct conf_net *net,
                     unsigned flags, char ***names);
 /* The origin of file `name` of a [directory] origin.  For a path, every

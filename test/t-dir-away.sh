@@ -8,7 +8,9 @@
 #  - a warning says why; when the directory is back, a new file appears
 #    without a reload and the templates keep their generation;
 #  - a file removed from a directory that still lists files goes, and does
-#    not come back when the directory is away afterwards.
+#    not come back when the directory is away afterwards;
+#  - a share that hangs (originfs stopped, as a hard NFS mount) delays a
+#    start or a reload by about connect_timeout, not for ever.
 # The share is a bind mount of $S on $N (the "NFS mount"); needs root.
 # shellcheck source=test/lib.sh
 . "${top_srcdir:-$(dirname "$0")/..}/test/lib.sh"
@@ -34,7 +36,9 @@ share_down() { umount "$N"; }
 } >"$T/conf"
 MNT=$T/mnt
 
+# shellcheck disable=SC2012 # the mount's readdir is what is tested
 listing() { LC_ALL=C ls "$MNT" | tr '\n' ' '; }
+# shellcheck disable=SC2012 # plain names
 gens() { (cd "$CACHE/data" && LC_ALL=C ls | tr '\n' ' '); }
 pinned() {
 	sqlite3 "file:$CACHE/index.db?mode=ro" \
@@ -167,4 +171,39 @@ hup
 assert_eq "back at SIGHUP: b.img listed again" "a.img b.img c.img " \
 	"$(listing)"
 assert_same "back at SIGHUP: b.img reads the origin" "$MNT/b.img" "$T/b.orig"
+stop_imgcache "$MNT"
+
+# --- 7. a share that hangs (hard NFS): originfs, then SIGSTOP
+CACHE=$T/cache-h
+start_originfs "$S" "$T/origin.log" "$T/omnt"
+OPID=$ORIGINFS_PID
+{
+	global_section
+	printf 'connect_timeout = 1s
+
+[directory h]
+origin = %s
+' "$T/omnt"
+} >"$T/conf-h"
+start_imgcache "$T/conf-h" "$MNT"
+assert_same "hung share, up: a.img reads the origin" "$MNT/a.img" "$T/a.orig"
+stop_imgcache "$MNT"
+kill -STOP "$OPID"
+t0=$(now_ms)
+start_imgcache "$T/conf-h" "$MNT"
+t1=$(now_ms)
+assert_le "hung at start: mounted within 8 s" $((t1 - t0)) 8000
+assert_eq "hung at start: the files listed last are listed" \
+	"a.img b.img c.img " "$(listing)"
+check "hung at start: a warning says so" \
+	grep -q "directory h: cannot list.*serving the 3 templates" "$IMGCACHE_LOG"
+assert_same "hung at start: a.img reads its saved copy" "$MNT/a.img" \
+	"$T/a.orig"
+reloads=0
+t0=$(now_ms)
+hup
+t1=$(now_ms)
+assert_le "hung at SIGHUP: the reload ends within 5 s" $((t1 - t0)) 5000
+assert_eq "hung at SIGHUP: still listed" "a.img b.img c.img " "$(listing)"
+kill -CONT "$OPID"
 stop_imgcache "$MNT"

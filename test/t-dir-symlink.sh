@@ -45,12 +45,14 @@ conf() {
 	printf '%s' "${3:-}"
 }
 
+# shellcheck disable=SC2012 # the mount's readdir is what is tested
 listing() { LC_ALL=C ls "$MNT" | tr '\n' ' '; }
 
 # nobody_read FILE OFF LEN OUT: O_DIRECT read as uid 65534; status in $rc.
 nobody_read() {
 	rc=0
 	# Written by our shell: nobody cannot write in $T.
+	# shellcheck disable=SC2086 # $NOBODY: a command and its options
 	bounded $NOBODY dd if="$1" bs=64K skip="$2" count="$3" \
 		iflag=direct,skip_bytes,count_bytes status=none >"$4" 2>"$4.err" ||
 		rc=$?
