@@ -87,8 +87,14 @@ int origin_file_open_beneath(int dfd, const char *name, int flags,
     if (fd >= 0)
         return (int)fd;
     int e = errno;
-    /* Without openat2 (kernel < 5.6, a seccomp filter): a name is one
-     * component, so O_NOFOLLOW is the same rule when links are refused. */
+    static int warned;
+    if (e == ENOSYS && !__atomic_exchange_n(&warned, 1, __ATOMIC_RELAXED))
+        log_warn("openat2(2) is not available here (kernel older than 5.6, "
+                 "a seccomp filter, valgrind): files of [directory] sources "
+                 "are opened with O_NOFOLLOW, and follow_symlinks = yes "
+                 "serves no symbolic link");
+    /* Without openat2: a name is one component, so O_NOFOLLOW is the same
+     * rule when links are refused. */
     if (e == ENOSYS && !follow) {
         fd = openat(dfd, name, flags | extra | O_CLOEXEC | O_NOFOLLOW);
         if (fd >= 0)
