@@ -471,6 +471,12 @@ static void tmpl_net_free(struct tmpl *t)
     free(t->net.netrc);
 }
 
+static unsigned dir_flags(const struct conf_source *src, int quiet)
+{
+    return (src->follow_symlinks ? ORIGIN_FOLLOW_SYMLINKS : 0) |
+           (quiet ? ORIGIN_QUIET : 0);
+}
+
 static struct tmpl *tmpl_new(struct cache *c, const struct conf_source *src,
                              const char *name, const char *location)
 {
@@ -490,7 +496,11 @@ static struct tmpl *tmpl_new(struct cache *c, const struct conf_source *src,
     t->quota = src->quota;
     t->bs = src->block_size;
     t->timeout_ms = src->net.origin_timeout_ms;
-    t->origin = origin_new(location, &t->net, err, sizeof err);
+    /* A directory's file is opened beneath the directory (symlink rule). */
+    t->origin = src->kind == CONF_DIRECTORY
+                    ? origin_new_in_dir(src->origin, name, &t->net,
+                                        dir_flags(src, 0), err, sizeof err)
+                    : origin_new(location, &t->net, err, sizeof err);
     if (t->name == NULL || t->location == NULL || t->origin == NULL ||
         (src->pin && !t->pin_spec)) {
         if (t->origin == NULL)
@@ -661,27 +671,219 @@ static void pending_add(struct cache *c, struct tmpl *t,
         tmpl_free(t);
 }
 
-static int cache_add_dir(struct cache *c, struct batch *b,
-                         const struct conf_source *src, int quiet)
+/* Whether `location` is file `name` of directory source src. */
+static int in_dir(const struct conf_source *src, const char *name,
+                  const char *location)
+{
+    char *loc = origin_join(src->origin, name);
+    int r = loc != NULL && strcmp(loc, location) == 0;
+    free(loc);
+    return r;
+}
+
+static int names_have(char **v, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(v[i], name) == 0)
+            return 1;
+    return 0;
+}
+
+static int names_push(char ***v, size_t *n, const char *name)
+{
+    char **nv = realloc(*v, (*n + 1) * sizeof *nv);
+    if (nv == NULL)
+        return -ENOMEM;
+    *v = nv;
+    if ((nv[*n] = strdup(name)) == NULL)
+        return -ENOMEM;
+    (*n)++;
+    return 0;
+}
+
+/* The meta key under which the index keeps a directory's last listing. */
+static char *listing_key(const struct conf_source *src)
+{
+    char *k;
+    return asprintf(&k, "%s%s", INDEX_META_DIR_PREFIX, src->origin) < 0 ? NULL
+                                                                        : k;
+}
+
+/* Keep what a directory listed, for the day it cannot be listed. */
+static void listing_save(struct index *ix, const struct conf_source *src,
+                         char **names, int n)
+{
+    char *key = listing_key(src), *old = NULL, *val = NULL;
+    size_t len = 1;
+    for (int i = 0; i < n; i++)
+        len += strlen(names[i]) + 1;
+    if (ix == NULL || key == NULL || (val = malloc(len)) == NULL)
+        goto out;
+    char *p = val;
+    *p = '\0';
+    for (int i = 0; i < n; i++)
+        p += sprintf(p, "%s\n", names[i]);
+    if (index_meta_get(ix, key, &old) == 0 && strcmp(old, val) == 0)
+        goto out;
+    if (index_meta_put(ix, key, val) < 0)
+        log_warn("directory %s: cannot record its listing in the index",
+                 src->name);
+out:
+    free(key);
+    free(old);
+    free(val);
+}
+
+/* The templates of a [directory] source known without listing it: the
+ * names it listed last (kept in the index), or for an index older than
+ * that record its template rows whose origin is the directory joined with
+ * their name; and the running templates of that origin.  Count with *out
+ * malloc'd, or -ENOMEM. */
+static int known_names(struct cache *c, struct index *ix,
+                       const struct conf_source *src, char ***out)
+{
+    char **v = NULL;
+    size_t n = 0;
+    char *key = listing_key(src), *last = NULL;
+    int r = key == NULL ? -ENOMEM : 0;
+    int have_last = r == 0 && ix != NULL &&
+                    index_meta_get(ix, key, &last) == 0;
+    free(key);
+    for (char *s = last, *e; r == 0 && s != NULL && (e = strchr(s, '\n'));
+         s = e + 1) {
+        *e = '\0';
+        if (conf_name_valid(s) && !names_have(v, n, s))
+            r = names_push(&v, &n, s);
+    }
+    free(last);
+    struct index_tmpl *rows = NULL;
+    size_t nrows = 0;
+    if (r == 0 && !have_last && ix != NULL &&
+        index_tmpl_list(ix, &rows, &nrows) < 0)
+        nrows = 0; /* logged; the running templates still count */
+    for (size_t i = 0; r == 0 && i < nrows; i++)
+        if (conf_name_valid(rows[i].name) &&
+            in_dir(src, rows[i].name, rows[i].origin) &&
+            !names_have(v, n, rows[i].name))
+            r = names_push(&v, &n, rows[i].name);
+    free(rows);
+    struct tmpl **tv;
+    size_t nt = cache_snapshot(c, &tv);
+    for (size_t i = 0; r == 0 && i < nt; i++)
+        if (!__atomic_load_n(&tv[i]->removed, __ATOMIC_RELAXED) &&
+            in_dir(src, tv[i]->name, tv[i]->location) &&
+            !names_have(v, n, tv[i]->name))
+            r = names_push(&v, &n, tv[i]->name);
+    if (r < 0) {
+        for (size_t i = 0; i < n; i++)
+            free(v[i]);
+        free(v);
+        return r;
+    }
+    *out = v;
+    return (int)n;
+}
+
+#define RETRY_EVERY_S 30
+
+static void warn_away(const struct conf_source *src, int listed, int known)
+{
+    char where[1024];
+    origin_mask_url(src->origin, where, sizeof where);
+    if (listed < 0 && known > 0)
+        log_warn("directory %s: cannot list %s: %s; serving the %d templates "
+                 "the cache knows of it and listing it again every %d s",
+                 src->name, where, strerror(-listed), known, RETRY_EVERY_S);
+    else if (listed < 0)
+        log_warn("directory %s: cannot list %s: %s; retrying in the "
+                 "background", src->name, where, strerror(-listed));
+    else if (known > 0)
+        log_warn("directory %s: %s lists no files, but the cache knows %d "
+                 "templates of it (a share not mounted?); serving them from "
+                 "the cache and listing it again every %d s", src->name,
+                 where, known, RETRY_EVERY_S);
+    else
+        log_info("directory %s: %s lists no files; listing it again every "
+                 "%d s", src->name, where, RETRY_EVERY_S);
+}
+
+/* A directory listed again after an absence: the templates it no longer
+ * names go, as at a reload (unless a [template] section names them). */
+static void drop_unlisted(struct cache *c, const struct conf_source *src,
+                          char **names, size_t n)
+{
+    struct tmpl **v;
+    size_t nt = cache_snapshot(c, &v);
+    for (size_t i = 0; i < nt; i++) {
+        struct tmpl *t = v[i];
+        if (t->epoch != c->epoch ||
+            __atomic_load_n(&t->removed, __ATOMIC_RELAXED) ||
+            !in_dir(src, t->name, t->location) || names_have(names, n, t->name))
+            continue;
+        int named = 0;
+        for (size_t k = 0; k < c->conf->nsrc; k++)
+            named |= c->conf->src[k].kind == CONF_TEMPLATE &&
+                     strcmp(c->conf->src[k].name, t->name) == 0;
+        if (named)
+            continue;
+        __atomic_store_n(&t->removed, 1, __ATOMIC_RELAXED);
+        log_info("template %s: no longer in directory %s", t->name,
+                 src->name);
+    }
+}
+
+/* Add the files of a [directory] source.  A directory that cannot be
+ * listed, or (a path) lists nothing, may only be away: an NFS share that
+ * is down, or not mounted yet at boot (an empty mount point).  Then the
+ * templates known of it stay, served from the cache, and the caller lists
+ * it again later; a file removed from a directory that still lists files
+ * goes.  retry: a background retry of such a directory (quiet, and the
+ * templates served already are not duplicates).  0 when listed, else
+ * -errno (list it again later). */
+static int cache_add_dir(struct cache *c, struct index *ix, struct batch *b,
+                         const struct conf_source *src, int retry)
 {
     char **names;
-    int n = origin_list_dir(src->origin, &src->net, &names);
-    if (n < 0) {
-        if (!quiet)
-            log_warn("directory %s: cannot list %s: %s; retrying in the "
-                     "background", src->name, src->origin, strerror(-n));
-        return n;
+    int listed = origin_list_dir(src->origin, &src->net, dir_flags(src, retry),
+                                 &names);
+    int away = listed < 0 || (listed == 0 && !conf_origin_is_http(src->origin));
+    int n = listed;
+    if (away) {
+        if (listed == 0)
+            free(names);
+        n = known_names(c, ix, src, &names);
+        if (n < 0)
+            return n;
+        if (!retry)
+            warn_away(src, listed, n);
+    } else {
+        listing_save(ix, src, names, listed);
+    }
+    if (!away && retry) {
+        char where[1024];
+        origin_mask_url(src->origin, where, sizeof where);
+        log_info("directory %s: %s lists %d files again", src->name, where, n);
+        drop_unlisted(c, src, names, (size_t)n);
     }
     int r = 0;
     for (int i = 0; i < n; i++) {
         char *loc = origin_join(src->origin, names[i]);
-        if (r == 0 && loc != NULL)
+        struct tmpl *t = retry ? batch_find(b, names[i]) : NULL;
+        if (retry && t == NULL) {
+            t = find_any(c, names[i]);
+            if (t != NULL && (t->epoch != c->epoch ||
+                              __atomic_load_n(&t->removed, __ATOMIC_RELAXED)))
+                t = NULL;
+        }
+        if (r == 0 && loc != NULL && t == NULL)
             r = cache_add(c, b, src, names[i], loc);
         free(loc);
         free(names[i]);
     }
     free(names);
-    return r;
+    if (r < 0)
+        return r;
+    return !away ? 0 : listed < 0 ? listed : -ENOENT;
 }
 
 /* ---------------------------------------------- parallel origin checks */
@@ -767,7 +969,7 @@ static int add_sources(struct cache *c, struct index *ix,
         const struct conf_source *s = &conf->src[i];
         if (s->kind != CONF_DIRECTORY)
             r = cache_add(c, &b, s, s->name, s->origin);
-        else if (cache_add_dir(c, &b, s, 0) < 0)
+        else if (cache_add_dir(c, ix, &b, s, 0) < 0)
             pending_add(c, NULL, s);
     }
     if (r < 0) {
@@ -780,8 +982,6 @@ static int add_sources(struct cache *c, struct index *ix,
 }
 
 /* ------------------------------------------------------------ retries */
-
-#define RETRY_EVERY_S 30
 
 /* Take the pending list (to retry it without holding the lock). */
 static size_t pending_take(struct cache *c, struct pending **out)
@@ -815,22 +1015,24 @@ static void retry_pending(struct cache *c)
     size_t n = pending_take(c, &p);
     if (n == 0)
         return;
+    if (index_reopen(c->conf->cache_dir, &ix) < 0) {
+        for (size_t i = 0; i < n; i++)
+            pending_add(c, p[i].t, p[i].dir);
+        free(p);
+        return;
+    }
+    /* Templates first: a directory listed meanwhile names them too. */
     for (size_t i = 0; i < n; i++) {
         if (p[i].t) {
             p[i].t->quiet = 1;
             if (batch_add(&b, p[i].t) < 0)
                 tmpl_free(p[i].t);
-        } else if (cache_add_dir(c, &b, p[i].dir, 1) < 0) {
-            pending_add(c, NULL, p[i].dir);
         }
     }
+    for (size_t i = 0; i < n; i++)
+        if (!p[i].t && cache_add_dir(c, ix, &b, p[i].dir, 1) < 0)
+            pending_add(c, NULL, p[i].dir);
     free(p);
-    if (index_reopen(c->conf->cache_dir, &ix) < 0) {
-        for (size_t i = 0; i < b.n; i++)
-            pending_add(c, b.v[i], NULL);
-        free(b.v);
-        return;
-    }
     size_t before = c->nt;
     batch_commit(c, ix, &b);
     index_close(ix);

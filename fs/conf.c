@@ -43,7 +43,8 @@ enum key_id {
     K_READAHEAD, K_OWNER,
     K_GROUP, K_MODE, K_BLOCK_SIZE, K_ORIGIN, K_QUOTA, K_PIN, K_MIRROR,
     K_PROXY, K_CA_FILE, K_NETRC, K_ORIGIN_TIMEOUT, K_CONNECT_TIMEOUT,
-    K_REVALIDATE, K_MAX_CONNECTIONS, K_REQUIRE_STRONG_ETAG, K_COUNT
+    K_REVALIDATE, K_MAX_CONNECTIONS, K_REQUIRE_STRONG_ETAG, K_FOLLOW_SYMLINKS,
+    K_COUNT
 };
 #define KBIT(k) (1u << (k))
 _Static_assert(K_COUNT <= 32, "seen masks are 32-bit");
@@ -464,6 +465,12 @@ static int set_max_connections(struct parser *p, const char *key,
     return 0;
 }
 
+static int set_follow_symlinks(struct parser *p, const char *key,
+                               const char *val)
+{
+    return get_bool(p, key, val, &cur_src(p)->follow_symlinks);
+}
+
 /* Indexed by enum key_id. */
 static const struct key_def keys[K_COUNT] = {
     [K_CACHE_DIR] = {"cache_dir", IN_GLOBAL, 0, 0, set_cache_dir},
@@ -489,6 +496,8 @@ static const struct key_def keys[K_COUNT] = {
     [K_MAX_CONNECTIONS] = {"max_connections", IN_ANY, 0, 0, set_max_connections},
     [K_REQUIRE_STRONG_ETAG] = {"require_strong_etag", IN_ANY, 0, 0,
                                set_require_strong_etag},
+    [K_FOLLOW_SYMLINKS] = {"follow_symlinks", IN_DIRECTORY, 0, 0,
+                           set_follow_symlinks},
 };
 
 static int find_key(const char *name)
@@ -521,6 +530,13 @@ static int close_section(struct parser *p)
         return 0;
     s = cur_src(p);
     p->src_seen[p->c->nsrc - 1] = p->seen;
+    if (s->origin && s->follow_symlinks && conf_origin_is_http(s->origin)) {
+        p->line = s->line;
+        fail(p, "directory '%s': follow_symlinks applies to a path origin "
+                "only", s->name);
+        p->line = line;
+        return -1;
+    }
     if (s->origin)
         return 0;
     p->line = s->line; /* the operator looks for the header */

@@ -734,6 +734,52 @@ int index_tmpl_put(struct index *ix, struct index_tmpl *t)
     return ret;
 }
 
+/* ------------------------------------------------------------ meta text */
+
+/* Prepared per call: rare (a directory listing), and usable on any handle. */
+int index_meta_get(struct index *ix, const char *key, char **out)
+{
+    sqlite3_stmt *st = NULL;
+    int ret;
+
+    *out = NULL;
+    if (sqlite3_prepare_v2(ix->db, "SELECT value FROM meta WHERE key = ?1",
+                           -1, &st, NULL) != SQLITE_OK) {
+        ret = db_fail(ix, "meta_get prepare");
+    } else if (bind_cstr(st, 1, key) != SQLITE_OK) {
+        ret = db_fail(ix, "meta_get bind");
+    } else {
+        int rc = sqlite3_step(st);
+        const unsigned char *v = rc == SQLITE_ROW ? sqlite3_column_text(st, 0)
+                                                  : NULL;
+        if (rc == SQLITE_ROW)
+            ret = (*out = strdup(v ? (const char *)v : "")) ? 0 : -ENOMEM;
+        else
+            ret = rc == SQLITE_DONE ? -ENOENT : db_fail(ix, "meta_get");
+    }
+    sqlite3_finalize(st);
+    return ret;
+}
+
+int index_meta_put(struct index *ix, const char *key, const char *value)
+{
+    sqlite3_stmt *st = NULL;
+    int ret = 0;
+
+    if (sqlite3_prepare_v2(ix->db,
+                           "INSERT OR REPLACE INTO meta (key, value) "
+                           "VALUES (?1, ?2)",
+                           -1, &st, NULL) != SQLITE_OK)
+        ret = db_fail(ix, "meta_put prepare");
+    else if (bind_cstr(st, 1, key) != SQLITE_OK ||
+             bind_cstr(st, 2, value) != SQLITE_OK)
+        ret = db_fail(ix, "meta_put bind");
+    else if (sqlite3_step(st) != SQLITE_DONE)
+        ret = db_fail(ix, "meta_put");
+    sqlite3_finalize(st);
+    return ret;
+}
+
 /* ------------------------------------------------------------ blocks */
 
 int index_drop_other_gens(struct index *ix, int64_t tid, uint64_t keep_gen)

@@ -4,16 +4,24 @@
  * says no call outlives its deadline.  So every syscall on the origin runs
  * on a small per-origin worker pool; the caller waits with a deadline and,
  * on timeout, walks away (the job then owns its buffer and is freed by the
- * worker whenever the syscall returns). */
+ * worker whenever the syscall returns).
+ *
+ * A file of a [directory] source is opened relative to its directory at
+ * every stat and read, not just checked when listed: a file listed as
+ * regular may later be replaced by a symlink pointing anywhere (a root-only
+ * file, another tenant's image), and the mount may be open to other users
+ * (allow_other). */
 #include "config.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/openat2.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -41,6 +49,10 @@ struct file_job {
 
 struct file_origin {
     char *path;
+    char *dir;                      /* [directory] file: its directory, */
+    char *name;                     /* its name in it (else both NULL) */
+    int follow;                     /* follow_symlinks */
+    int refused;                    /* atomic: a refusal was logged */
     pthread_mutex_t lock;           /* protects everything below */
     pthread_cond_t work;            /* workers: a job was queued */
     pthread_cond_t done;            /* callers: a job finished */
@@ -61,11 +73,85 @@ static void make_validator(const struct stat *st, struct origin_info *out)
              (long long)ctime_ns);
 }
 
-static int do_stat(const char *path, struct origin_info *out)
+int origin_file_open_beneath(int dfd, const char *name, int flags,
+                             int follow)
+{
+    /* openat2 refuses O_NOCTTY beside O_PATH. */
+    int extra = (flags & O_PATH) ? 0 : O_NOCTTY;
+    struct open_how how = {
+        .flags = (uint64_t)(flags | extra | O_CLOEXEC),
+        .resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS |
+                   (follow ? 0 : RESOLVE_NO_SYMLINKS),
+    };
+    long fd = syscall(SYS_openat2, dfd, name, &how, sizeof how);
+    if (fd >= 0)
+        return (int)fd;
+    int e = errno;
+    static int warned;
+    if (e == ENOSYS && !__atomic_exchange_n(&warned, 1, __ATOMIC_RELAXED))
+        log_warn("openat2(2) is not available here (kernel older than 5.6, "
+                 "a seccomp filter, valgrind): files of [directory] sources "
+                 "are opened with O_NOFOLLOW, and follow_symlinks = yes "
+                 "serves no symbolic link");
+    /* Without openat2: a name is one component, so O_NOFOLLOW is the same
+     * rule when links are refused. */
+    if (e == ENOSYS && !follow) {
+        fd = openat(dfd, name, flags | extra | O_CLOEXEC | O_NOFOLLOW);
+        if (fd >= 0)
+            return (int)fd;
+        e = errno;
+    } else if (e == ENOSYS) {
+        return -EOPNOTSUPP;
+    }
+    /* EXDEV: the link leads outside the directory. */
+    return e == EXDEV ? -ELOOP : -e;
+}
+
+/* Open the file the way its source allows (O_PATH for a stat).  A FIFO put
+ * in a listed file's place must not block the worker: O_NONBLOCK (no
+ * effect on regular files). */
+static int open_origin(struct file_origin *fo, int flags)
+{
+    if (fo->dir == NULL) {
+        int fd = open(fo->path, flags | O_CLOEXEC);
+        return fd < 0 ? -errno : fd;
+    }
+    /* By path every time, no long-held fd: a remounted share is seen. */
+    int dfd = open(fo->dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0)
+        return -errno;
+    if (!(flags & O_PATH))
+        flags |= O_NONBLOCK;
+    int fd = origin_file_open_beneath(dfd, fo->name, flags, fo->follow);
+    close(dfd);
+    if (fd == -ELOOP || fd == -EOPNOTSUPP) {
+        if (!__atomic_exchange_n(&fo->refused, 1, __ATOMIC_RELAXED))
+            log_warn("%s: a symbolic link %s; not reading through it",
+                     fo->path,
+                     fd == -EOPNOTSUPP ? "and openat2(2) is unavailable"
+                     : fo->follow      ? "that leads outside its directory"
+                                       : "(follow_symlinks is off)");
+    } else if (fd >= 0) {
+        __atomic_store_n(&fo->refused, 0, __ATOMIC_RELAXED);
+    }
+    return fd;
+}
+
+static int do_stat(struct file_origin *fo, struct origin_info *out)
 {
     struct stat st;
-    if (stat(path, &st) < 0)
-        return -errno;
+    if (fo->dir == NULL) {
+        if (stat(fo->path, &st) < 0)
+            return -errno;
+    } else {
+        int fd = open_origin(fo, O_PATH);
+        if (fd < 0)
+            return fd;
+        int r = fstat(fd, &st) < 0 ? -errno : 0;
+        close(fd);
+        if (r < 0)
+            return r;
+    }
     if (!S_ISREG(st.st_mode))
         return -EINVAL;
     make_validator(&st, out);
@@ -84,11 +170,11 @@ static int same_content(int fd, const struct origin_info *expect)
 
 /* Read exactly len bytes of the expected content: the validator is checked
  * before and after the read so a file changed in place mid-read is caught. */
-static int do_read(const char *path, struct file_job *j)
+static int do_read(struct file_origin *fo, struct file_job *j)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = open_origin(fo, O_RDONLY);
     if (fd < 0)
-        return -errno;
+        return fd;
     int r = same_content(fd, &j->expect);
     if (r == 0) {
         ssize_t n = pread_full(fd, j->buf, j->len, j->off);
@@ -106,9 +192,9 @@ static int do_read(const char *path, struct file_job *j)
 static void run_job(struct file_origin *fo, struct file_job *j)
 {
     if (j->op == OP_STAT)
-        j->result = do_stat(fo->path, &j->info);
+        j->result = do_stat(fo, &j->info);
     else
-        j->result = do_read(fo->path, j);
+        j->result = do_read(fo, j);
 }
 
 static void job_free(struct file_job *j)
@@ -287,6 +373,8 @@ static void file_destroy(struct origin *o)
     pthread_mutex_unlock(&fo->lock);
     if (!busy) {
         free(fo->path);
+        free(fo->dir);
+        free(fo->name);
         free(fo);
     }
     free(o->location);
@@ -301,7 +389,9 @@ static const struct origin_ops file_ops = {
     .destroy = file_destroy,
 };
 
-struct origin *origin_file_new(const char *path, char *err, size_t errlen)
+static struct origin *file_new(const char *path, const char *dir,
+                               const char *name, int follow, char *err,
+                               size_t errlen)
 {
     struct origin *o = calloc(1, sizeof *o);
     struct file_origin *fo = calloc(1, sizeof *fo);
@@ -312,6 +402,13 @@ struct origin *origin_file_new(const char *path, char *err, size_t errlen)
     o->display = strdup(path);
     if (fo->path == NULL || o->location == NULL || o->display == NULL)
         goto nomem;
+    if (dir != NULL) {
+        fo->dir = strdup(dir);
+        fo->name = strdup(name);
+        fo->follow = follow;
+        if (fo->dir == NULL || fo->name == NULL)
+            goto nomem;
+    }
     pthread_mutex_init(&fo->lock, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -326,8 +423,11 @@ struct origin *origin_file_new(const char *path, char *err, size_t errlen)
     return o;
 nomem:
     snprintf(err, errlen, "out of memory");
-    if (fo)
+    if (fo) {
         free(fo->path);
+        free(fo->dir);
+        free(fo->name);
+    }
     free(fo);
     if (o) {
         free(o->location);
@@ -335,4 +435,23 @@ nomem:
     }
     free(o);
     return NULL;
+}
+
+/* A path the operator named: followed like any path (symlinks too). */
+struct origin *origin_file_new(const char *path, char *err, size_t errlen)
+{
+    return file_new(path, NULL, NULL, 0, err, errlen);
+}
+
+struct origin *origin_file_new_in_dir(const char *dir, const char *name,
+                                      int follow, char *err, size_t errlen)
+{
+    char *path = origin_join(dir, name);
+    if (path == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    struct origin *o = file_new(path, dir, name, follow, err, errlen);
+    free(path);
+    return o;
 }

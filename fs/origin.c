@@ -3,14 +3,19 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "ic-conf.h"
 #include "ic-log.h"
 #include "ic-origin.h"
+#include "ic-util.h"
 
 struct origin *origin_new(const char *location, const struct conf_net *net,
                           char *err, size_t errlen)
@@ -65,22 +70,72 @@ static int add_name(char ***names, size_t *n, const char *name)
     return 0;
 }
 
-static int list_local_dir(const char *path, char ***names)
+/* Whether a directory entry may be served: a regular file, or with
+ * follow a symlink resolving beneath the directory to one.  *link is set
+ * for a symlink that is not served. */
+static int entry_ok(int dfd, const char *name, int follow, int *link)
+{
+    struct stat st;
+    *link = 0;
+    if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+        return 0;
+    if (S_ISREG(st.st_mode))
+        return 1;
+    if (!S_ISLNK(st.st_mode))
+        return 0; /* directories, devices, FIFOs: never templates */
+    int ok = 0;
+    if (follow) {
+        /* The rule every read applies (origin-file.c). */
+        int fd = origin_file_open_beneath(dfd, name, O_PATH, 1);
+        ok = fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+        if (fd >= 0)
+            close(fd);
+    }
+    *link = !ok;
+    return ok;
+}
+
+/* The skipped symlinks of one listing, for one log line. */
+struct skipped {
+    char text[512];
+    size_t len, n;
+};
+
+static void skipped_add(struct skipped *sk, const char *name)
+{
+    sk->n++;
+    if (!conf_name_valid(name))
+        return; /* counted, not printed: no control bytes in the log */
+    size_t room = sizeof sk->text - sk->len;
+    int w = snprintf(sk->text + sk->len, room, "%s%s", sk->len ? ", " : "",
+                     name);
+    if (w > 0 && (size_t)w < room)
+        sk->len += (size_t)w;
+    else
+        sk->text[sk->len] = '\0'; /* did not fit: left out */
+}
+
+static int list_local_dir(const char *path, unsigned flags, char ***names)
 {
     DIR *d = opendir(path);
     size_t n = 0;
     struct dirent *de;
+    struct skipped sk = {.len = 0};
+    int follow = !!(flags & ORIGIN_FOLLOW_SYMLINKS);
 
     *names = NULL;
     if (d == NULL)
         return -errno;
     while ((de = readdir(d)) != NULL) {
-        struct stat st;
+        int link;
+        /* Hidden files are skipped: editors and rsync use them as temps. */
         if (de->d_name[0] == '.')
             continue;
-        /* Hidden files are skipped: editors and rsync use them as temps. */
-        if (fstatat(dirfd(d), de->d_name, &st, 0) < 0 || !S_ISREG(st.st_mode))
+        if (!entry_ok(dirfd(d), de->d_name, follow, &link)) {
+            if (link)
+                skipped_add(&sk, de->d_name);
             continue;
+        }
         if (!conf_name_valid(de->d_name)) {
             log_warn("%s: skipping file with an invalid template name", path);
             continue;
@@ -89,15 +144,163 @@ static int list_local_dir(const char *path, char ***names)
             break;
     }
     closedir(d);
+    if (sk.n == 0)
+        return (int)n;
+    /* One line per listing; listings happen at start, at reloads and in
+     * the retries of an unlistable directory (quiet). */
+    const char *why = follow ? "that do not resolve to a regular file "
+                               "inside it"
+                             : "(follow_symlinks = no)";
+    if (flags & ORIGIN_QUIET)
+        log_debug("%s: not serving %zu symbolic links %s: %s%s", path, sk.n,
+                  why, sk.text, sk.len ? "" : "(names not printable)");
+    else
+        log_info("%s: not serving %zu symbolic links %s: %s%s", path, sk.n,
+                 why, sk.text, sk.len ? "" : "(names not printable)");
     return (int)n;
 }
 
+/* A listing on a hard NFS mount that hangs would hang the start, a reload
+ * or the retries (all under the config lock): it runs on its own thread,
+ * and the caller walks away at connect_timeout, as from a stat.  A
+ * directory whose abandoned listing is still stuck is not listed again
+ * until that one returns: at most one stuck thread per directory. */
+struct list_job {
+    char *path;
+    unsigned flags;
+    int done, abandoned, result;
+    char **names;
+    struct list_job *next; /* on `stuck` once abandoned */
+};
+
+static pthread_mutex_t list_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t list_done; /* CLOCK_MONOTONIC, see list_init */
+static pthread_once_t list_once = PTHREAD_ONCE_INIT;
+static struct list_job *stuck;   /* list_lock */
+
+static void list_init(void)
+{
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&list_done, &ca);
+    pthread_condattr_destroy(&ca);
+}
+
+static void list_job_free(struct list_job *j)
+{
+    for (int i = 0; i < j->result; i++)
+        free(j->names[i]);
+    free(j->names);
+    free(j->path);
+    free(j);
+}
+
+static void *list_main(void *arg)
+{
+    struct list_job *j = arg;
+    char **names;
+    int r = list_local_dir(j->path, j->flags, &names);
+    pthread_mutex_lock(&list_lock);
+    j->result = r;
+    j->names = names;
+    j->done = 1;
+    if (j->abandoned) {
+        for (struct list_job **pp = &stuck; *pp; pp = &(*pp)->next)
+            if (*pp == j) {
+                *pp = j->next;
+                break;
+            }
+        list_job_free(j);
+    } else {
+        pthread_cond_broadcast(&list_done);
+    }
+    pthread_mutex_unlock(&list_lock);
+    return NULL;
+}
+
+static int list_bounded(const char *path, unsigned flags, uint64_t wait_ms,
+                        char ***names)
+{
+    struct list_job *j = calloc(1, sizeof *j);
+    pthread_t th;
+    pthread_attr_t a;
+    int r;
+
+    *names = NULL;
+    pthread_once(&list_once, list_init);
+    if (j == NULL || (j->path = strdup(path)) == NULL) {
+        free(j);
+        return -ENOMEM;
+    }
+    j->flags = flags;
+    pthread_mutex_lock(&list_lock);
+    for (struct list_job *s = stuck; s; s = s->next)
+        if (strcmp(s->path, path) == 0) {
+            pthread_mutex_unlock(&list_lock);
+            list_job_free(j);
+            return -ETIMEDOUT; /* the last listing still hangs */
+        }
+    pthread_attr_init(&a);
+    pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+    r = pthread_create(&th, &a, list_main, j);
+    pthread_attr_destroy(&a);
+    if (r != 0) {
+        pthread_mutex_unlock(&list_lock);
+        list_job_free(j);
+        return -r;
+    }
+    struct timespec ts = ms_timespec(mono_ms() + wait_ms);
+    while (!j->done)
+        if (pthread_cond_timedwait(&list_done, &list_lock, &ts) == ETIMEDOUT &&
+            !j->done) {
+            j->abandoned = 1;
+            j->next = stuck;
+            stuck = j;
+            pthread_mutex_unlock(&list_lock);
+            log_warn("%s: no answer to a listing within %llu ms", path,
+                     (unsigned long long)wait_ms);
+            return -ETIMEDOUT;
+        }
+    pthread_mutex_unlock(&list_lock);
+    r = j->result;
+    *names = j->names;
+    j->names = NULL;
+    j->result = 0;
+    list_job_free(j);
+    return r;
+}
+
 int origin_list_dir(const char *location, const struct conf_net *net,
-                    char ***names)
+                    unsigned flags, char ***names)
 {
     if (conf_origin_is_http(location))
         return origin_http_list(location, net, names);
-    return list_local_dir(location, names);
+    return list_bounded(location, flags,
+                        net ? net->connect_timeout_ms : 5000, names);
+}
+
+struct origin *origin_new_in_dir(const char *dir, const char *name,
+                                 const struct conf_net *net, unsigned flags,
+                                 char *err, size_t errlen)
+{
+    if (dir[0] != '/') {
+        char *loc = origin_join(dir, name);
+        if (loc == NULL) {
+            snprintf(err, errlen, "out of memory");
+            return NULL;
+        }
+        struct origin *o = origin_new(loc, net, err, errlen);
+        free(loc);
+        return o;
+    }
+    struct origin *o = origin_file_new_in_dir(
+        dir, name, !!(flags & ORIGIN_FOLLOW_SYMLINKS), err, errlen);
+    if (o != NULL && net != NULL) {
+        o->timeout_ms = net->origin_timeout_ms;
+        o->connect_timeout_ms = net->connect_timeout_ms;
+    }
+    return o;
 }
 
 /* Replace [scheme://]user:pass@ and ?query with *** so logs never carry

@@ -131,7 +131,9 @@ struct tmpl {
 };
 
 /* Something a config load could not resolve yet: a template whose origin
- * did not answer (t), or a [directory] that could not be listed (dir). */
+ * did not answer (t), or a [directory] that could not be listed or (a
+ * path) listed nothing (dir): it is listed again in the background while
+ * the templates it listed last are served from the cache. */
 struct pending {
     struct tmpl *t;
     const struct conf_source *dir;
@@ -174,7 +176,8 @@ struct cache {
 /* Start the engine: create cache_dir, open the index, stat every origin,
  * pick each template's generation and load its present blocks, start the
  * index writer.  Templates whose origin is unreachable and unknown to the
- * index are left out with a warning.  0 or -errno (logged). */
+ * index are left out with a warning; a [directory] that cannot be listed
+ * keeps the templates it listed last.  0 or -errno (logged). */
 int cache_open(struct conf *conf, struct cache **out);
 /* Start background work once the mount is up: config pins, periodic
  * saving of counters.  0 or -errno. */

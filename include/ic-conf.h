@@ -41,6 +41,9 @@ struct conf_source {
     uint32_t block_size; /* "block_size", defaults to global */
     char *pin;           /* "pin" raw value (comma list), NULL if none */
     struct conf_net net; /* merged: section values over global ones */
+    /* [directory] "follow_symlinks" yes/no, default no: serve symlinks
+     * that resolve to regular files inside the directory. */
+    int follow_symlinks;
     int line;            /* line of the section header */
 };
 

@@ -8,7 +8,7 @@
  * aside (index.db.bad-<unix time>, with -wal/-shm) and a fresh one created.
  *
  * Schema (version 1, meta.schema_version):
- *   meta(key TEXT PRIMARY KEY, value TEXT)
+ *   meta(key TEXT PRIMARY KEY, value TEXT)   -- also see index_meta_get
  *   templates(id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, origin TEXT,
  *             size INTEGER, mtime_ns INTEGER, validator TEXT,
  *             generation INTEGER, block_size INTEGER, quota INTEGER)
@@ -95,6 +95,14 @@ void index_retry_busy(struct index *ix, int wait_ms);
 int index_tmpl_get(struct index *ix, const char *name, struct index_tmpl *out);
 /* Insert or update by name; fills t->id.  0 or -EIO. */
 int index_tmpl_put(struct index *ix, struct index_tmpl *t);
+/* Text rows of meta (any handle).  get: 0 with *out malloc'd, -ENOENT,
+ * -ENOMEM or -EIO; put (insert or replace): 0 or -EIO.
+ * Keys used: INDEX_META_DIR_PREFIX + a [directory] origin: the names it
+ * listed last, one per line (the templates it holds while it cannot be
+ * listed). */
+#define INDEX_META_DIR_PREFIX "dir-listing:"
+int index_meta_get(struct index *ix, const char *key, char **out);
+int index_meta_put(struct index *ix, const char *key, const char *value);
 /* Delete every block row of template tid whose gen != keep_gen. */
 int index_drop_other_gens(struct index *ix, int64_t tid, uint64_t keep_gen);
 
@@ -147,7 +155,8 @@ int index_pins_load(struct index *ix, int64_t tid, struct byte_range **out,
 int index_snapshot_begin(struct index *ix);
 void index_snapshot_end(struct index *ix);
 
-/* Every template row, by name.  *out malloc'd (NULL when *n is 0). */
+/* Every template row, by name.  *out malloc'd (NULL when *n is 0).  Also
+ * used by the daemon (the templates a [directory] held). */
 int index_tmpl_list(struct index *ix, struct index_tmpl **out, size_t *n);
 
 /* What the current generation (t->generation) holds. */

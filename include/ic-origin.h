@@ -11,7 +11,8 @@
  *    success: short data, extra data, wrong ranges are errors.
  *  - Errors are negative errno values: -ENOENT (template gone), -ESTALE
  *    (content changed), -ETIMEDOUT, -EHOSTDOWN (every URL's host is marked
- *    down, see ic-health.h: nothing was tried), -EIO (anything else).
+ *    down, see ic-health.h: nothing was tried), -ELOOP (a [directory] file
+ *    became a symlink it may not follow), -EIO (anything else).
  *    A reader sees every failed fill as EIO (read.c).
  *  - Safe to call from several threads at once. */
 #ifndef IC_ORIGIN_H
@@ -83,12 +84,28 @@ static inline enum health_state origin_state(struct origin *o, int64_t *since)
                          : HEALTH_UP;
 }
 
-/* List the template names of a [directory] origin: regular files of a
- * directory, or the lines of URL/manifest for http(s).  Names that fail
- * conf_name_valid() are skipped with a warning.  Returns count or -errno;
- * *names is a malloc'd array of malloc'd strings. */
+/* Flags for the [directory] functions below. */
+#define ORIGIN_FOLLOW_SYMLINKS 0x1 /* path: serve symlinks resolving to
+                                      regular files inside the directory */
+#define ORIGIN_QUIET 0x2           /* listing: skipped entries at debug */
+
+/* List the template names of a [directory] origin: the regular files
+ * inside a directory (symlinks only with ORIGIN_FOLLOW_SYMLINKS, and then
+ * only those that resolve beneath it), or the lines of URL/manifest for
+ * http(s).  Names that fail conf_name_valid() are skipped with a warning;
+ * skipped symlinks are named in one log line (info, or debug with
+ * ORIGIN_QUIET).  A path listing that does not end within
+ * net->connect_timeout_ms (a hung NFS mount) is left to finish on its own
+ * thread: -ETIMEDOUT, and again at once while it is still stuck.  Returns
+ * count or -errno; *names is a malloc'd array of malloc'd strings. */
 int origin_list_dir(const char *location, const struct conf_net *net,
-                    char ***names);
+                    unsigned flags, char ***names);
+/* The origin of file `name` of a [directory] origin.  For a path, every
+ * open resolves `name` beneath the directory under the listing's rule
+ * (see origin_file_new_in_dir); an http(s) one is origin_join's URL. */
+struct origin *origin_new_in_dir(const char *dir, const char *name,
+                                 const struct conf_net *net, unsigned flags,
+                                 char *err, size_t errlen);
 /* Join a directory location and a file name (path or URL). malloc'd. */
 char *origin_join(const char *dir, const char *name);
 
@@ -97,6 +114,17 @@ void origin_mask_url(const char *url, char *out, size_t outlen);
 
 /* Backends (origin.c dispatches on the location). */
 struct origin *origin_file_new(const char *path, char *err, size_t errlen);
+/* A file of directory `dir`: every stat and read opens dir by path (a
+ * remounted share is seen) and then `name` inside it with openat2(2):
+ * never through a magic link, through a symlink only with follow and then
+ * only if it resolves beneath dir; the stat is an fstat of what was
+ * opened.  A refused symlink fails with -ELOOP. */
+struct origin *origin_file_new_in_dir(const char *dir, const char *name,
+                                      int follow, char *err, size_t errlen);
+/* Open `name` (one path component) in the directory dfd under that rule;
+ * flags as for open(2) (O_PATH allowed).  fd or -errno. */
+int origin_file_open_beneath(int dfd, const char *name, int flags,
+                             int follow);
 struct origin *origin_http_new(const char *url, const struct conf_net *net,
                                char *err, size_t errlen);
 int origin_http_list(const char *url, const struct conf_net *net,

@@ -194,7 +194,32 @@ START_TEST(test_defaults)
     ck_assert_uint_eq(s->net.connect_timeout_ms, 5000);
     ck_assert_uint_eq(s->net.revalidate_ms, 60000);
     ck_assert_uint_eq(s->net.max_connections, 4);
+    ck_assert_int_eq(s->follow_symlinks, 0);
     conf_free(c);
+}
+END_TEST
+
+START_TEST(test_follow_symlinks)
+{
+    struct conf *c = parse_ok("[directory d]\norigin = /srv/d\n"
+                              "follow_symlinks = yes\n"
+                              "[directory e]\norigin = /srv/e\n");
+
+    ck_assert_int_eq(find_src(c, "d")->follow_symlinks, 1);
+    ck_assert_int_eq(find_src(c, "e")->follow_symlinks, 0);
+    conf_free(c);
+    expect_err("[template a]\norigin = /a\nfollow_symlinks = yes\n",
+               "t.conf:3: key 'follow_symlinks' is not allowed in "
+               "[template a]");
+    expect_err("[global]\nfollow_symlinks = no\n",
+               "t.conf:2: key 'follow_symlinks' is not allowed in [global]");
+    expect_err("[directory d]\norigin = /d\nfollow_symlinks = maybe\n",
+               "t.conf:3: bad boolean 'maybe' for key 'follow_symlinks' "
+               "(use yes or no)");
+    expect_err("[directory w]\norigin = http://h/d\nfollow_symlinks = yes\n"
+               "\n[template a]\norigin = /a\n",
+               "t.conf:1: directory 'w': follow_symlinks applies to a path "
+               "origin only");
 }
 END_TEST
 
@@ -688,6 +713,7 @@ static Suite *conf_suite(void)
     tcase_add_test(ok, test_empty_proxy);
     tcase_add_test(ok, test_same_name_template_and_directory);
     tcase_add_test(ok, test_load_file);
+    tcase_add_test(ok, test_follow_symlinks);
     suite_add_tcase(s, ok);
 
     tcase_add_test(bad, test_err_unknown_section);

@@ -372,6 +372,30 @@ START_TEST(tmpl_get_unknown_enoent)
 }
 END_TEST
 
+/* A directory's last listing: a meta text row, replaced, kept across a
+ * reopen. */
+START_TEST(meta_text_roundtrip)
+{
+    struct index *ix = open_ok();
+    char *v = (char *)&v;
+
+    ck_assert_int_eq(index_meta_get(ix, "dir-listing:/d", &v), -ENOENT);
+    ck_assert_ptr_null(v);
+    ck_assert_int_eq(index_meta_put(ix, "dir-listing:/d", "a\nb\n"), 0);
+    ck_assert_int_eq(index_meta_put(ix, "dir-listing:/d", "a\nc\n"), 0);
+    ck_assert_int_eq(index_meta_put(ix, "dir-listing:/e", ""), 0);
+    index_close(ix);
+    ix = open_ok();
+    ck_assert_int_eq(index_meta_get(ix, "dir-listing:/d", &v), 0);
+    ck_assert_str_eq(v, "a\nc\n");
+    free(v);
+    ck_assert_int_eq(index_meta_get(ix, "dir-listing:/e", &v), 0);
+    ck_assert_str_eq(v, "");
+    free(v);
+    index_close(ix);
+}
+END_TEST
+
 /* ------------------------------------------------------------ blocks */
 
 START_TEST(apply_and_load_in_order)
@@ -836,7 +860,7 @@ static Suite *index_suite(void)
         {"open", {open_creates_schema, open_missing_dir_fails,
                   reopen_persists}},
         {"templates", {tmpl_roundtrip_and_update, tmpl_long_strings_truncated,
-                       tmpl_get_unknown_enoent}},
+                       tmpl_get_unknown_enoent, meta_text_roundtrip}},
         {"blocks", {apply_and_load_in_order, apply_empty_batch,
                     apply_del_and_replace, load_cb_stops_walk,
                     apply_atomic_bad_record, apply_atomic_sqlite_failure,

@@ -154,7 +154,7 @@ static int cmd_read(struct origin *o, const struct opts *op, char **args)
 static int cmd_list(const char *url, const struct opts *op)
 {
     char **names = NULL;
-    int n = origin_list_dir(url, &op->net, &names);
+    int n = origin_list_dir(url, &op->net, 0, &names);
     if (n < 0)
         return fail(n);
     for (int i = 0; i < n; i++) {
