@@ -109,15 +109,17 @@ static void gen_link(struct tmpl *t, struct gen *g)
     t->cur = g;
 }
 
-/* Take g off the live list; whether it was superseded (tmpl.lock held). */
+/* Take g off the live list; whether it was superseded (tmpl.lock held).
+ * One never linked (a failed start) was not: its data file may hold the
+ * blocks the index lists for that generation. */
 static int gen_unlink(struct tmpl *t, struct gen *g)
 {
     for (struct gen **pp = &t->live; *pp != NULL; pp = &(*pp)->next_live)
         if (*pp == g) {
             *pp = g->next_live;
-            break;
+            return t->cur != g;
         }
-    return t->cur != g;
+    return 0;
 }
 
 static void gen_destroy(struct gen *g)
@@ -256,10 +258,11 @@ static int validator_refused(struct tmpl *t, const char *validator)
                            ? "no ETag, only Last-Modified"
                            : "neither ETag nor Last-Modified";
     if (t->net.require_strong_etag) {
-        if (!t->quiet)
+        if (!t->quiet && !t->refuse_logged)
             log_err("template %s: origin %s gives %s, and "
                     "require_strong_etag = yes: refusing the template",
                     t->name, t->origin->display, what);
+        t->refuse_logged = 1;
         return 1;
     }
     if (!t->weak_warned)
@@ -598,6 +601,8 @@ static void tmpl_update(struct tmpl *t, const struct conf_source *src,
     }
     __atomic_store_n(&t->quota, src->quota, __ATOMIC_RELAXED);
     t->timeout_ms = src->net.origin_timeout_ms;
+    /* Applies from the next change of the origin's content on. */
+    t->net.require_strong_etag = src->net.require_strong_etag;
     __atomic_store_n(&t->removed, 0, __ATOMIC_RELAXED);
 }
 
@@ -1271,17 +1276,18 @@ static struct gen *tmpl_new_gen(struct tmpl *t, const struct origin_info *info)
 {
     struct gen *old = t->cur;
     struct gen *g = gen_new(t, old->number + 1, info);
-    /* Superseded either way: its validator no longer names the origin's
-     * content, so no fill of it can succeed. */
+    if (g == NULL) {
+        /* Not marked stale: the next check tries again, and if the
+         * origin turns out not to have changed, nothing was lost. */
+        log_err("template %s: cannot start a new generation; the old "
+                "content is kept, its fills fail while the origin differs",
+                t->name);
+        return NULL;
+    }
     pthread_mutex_lock(&old->lock);
     old->stale = 1;
     pthread_cond_broadcast(&old->filled);
     pthread_mutex_unlock(&old->lock);
-    if (g == NULL) {
-        log_err("template %s: cannot start a new generation; old content "
-                "kept but no longer filled", t->name);
-        return NULL;
-    }
     log_info("template %s: origin changed; new generation %llu", t->name,
              (unsigned long long)g->number);
     pin_mark_gen(t, g);
@@ -1295,13 +1301,20 @@ static struct gen *tmpl_new_gen(struct tmpl *t, const struct origin_info *info)
     return old;
 }
 
-/* Ask the origin for the template's validator; a new one starts a new
- * generation.  0 or the stat's -errno. */
-static int tmpl_revalidate(struct tmpl *t)
+/* Ask the origin for the template's validator, by the deadline and at
+ * most for connect_timeout; a new one starts a new generation.  Checks
+ * run concurrently (opens, lookups, rechecks): an answer older than one
+ * already applied is dropped, so a slow reply cannot undo a newer one.
+ * 0 or the stat's -errno. */
+static int tmpl_revalidate(struct tmpl *t, uint64_t deadline)
 {
     struct origin_info info;
     uint64_t now = mono_ms();
-    uint64_t deadline = now + t->origin->connect_timeout_ms;
+    if (deadline > now + t->origin->connect_timeout_ms)
+        deadline = now + t->origin->connect_timeout_ms;
+    pthread_mutex_lock(&t->lock);
+    uint64_t seq = ++t->check_seq;
+    pthread_mutex_unlock(&t->lock);
 
     int r = origin_stat(t->origin, &info, deadline);
     /* A web server's 404/410 is a template withdrawn on purpose; a file
@@ -1315,16 +1328,29 @@ static int tmpl_revalidate(struct tmpl *t)
     }
     struct gen *old = NULL;
     pthread_mutex_lock(&t->lock);
-    if (r == -ENOENT)
-        t->last_check_ms = now; /* gone: ask again only per revalidate */
-    if (r == 0) {
-        t->last_check_ms = now;
-        /* The size too: a server may keep an ETag across a change of
-         * length (the reads' Content-Range totals would all fail). */
-        if (strcmp(info.validator, t->cur->info.validator) != 0 ||
-            info.size != t->cur->info.size)
+    int newest = seq > t->check_applied;
+    if (newest && (r == 0 || r == -ENOENT)) {
+        t->check_applied = seq;
+        /* When the answer came: an open right after it needs no other
+         * (see cache_gen_open). */
+        t->last_check_ms = mono_ms();
+    }
+    /* The size too: a server may keep an ETag across a change of length
+     * (the reads' Content-Range totals would all fail). */
+    if (r == 0 && newest &&
+        (strcmp(info.validator, t->cur->info.validator) != 0 ||
+         info.size != t->cur->info.size)) {
+        if (validator_refused(t, info.validator)) {
+            /* The new content cannot be trusted to stay one version:
+             * keep the old one's cached blocks, fetch nothing more. */
+            pthread_mutex_lock(&t->cur->lock);
+            t->cur->stale = 1;
+            pthread_cond_broadcast(&t->cur->filled);
+            pthread_mutex_unlock(&t->cur->lock);
+        } else {
             old = tmpl_new_gen(t, &info);
-    } else {
+        }
+    } else if (r != 0 && r != -ENOENT) {
         log_debug("template %s: cannot revalidate origin: %s", t->name,
                   strerror(-r));
     }
@@ -1342,23 +1368,41 @@ int cache_tmpl_visible(struct tmpl *t)
     int due = mono_ms() - t->last_check_ms >= t->revalidate_ms;
     pthread_mutex_unlock(&t->lock);
     if (due)
-        tmpl_revalidate(t); /* it may be back */
+        tmpl_revalidate(t, UINT64_MAX); /* it may be back */
     return !__atomic_load_n(&t->gone, __ATOMIC_RELAXED);
 }
+
+/* The kernel retries an open that failed with ESTALE once, on the inode
+ * a new lookup gives.  An open of the current inode within this long of
+ * an ESTALE does not ask the origin again, even with revalidate = 0: the
+ * check that failed the first try is this open's check, and asking again
+ * could find yet another change and fail the retry too (the application
+ * would then see ESTALE). */
+#define OPEN_RETRY_MS 1000
 
 int cache_gen_open(struct tmpl *t, uint64_t ino, struct gen **out)
 {
     pthread_mutex_lock(&t->lock);
-    /* cur is stale only when its successor could not be made: retry. */
-    int due = t->revalidate_ms == 0 || t->cur->stale ||
-              mono_ms() - t->last_check_ms >= t->revalidate_ms;
+    uint64_t now = mono_ms();
+    /* A superseded generation's inode: never a new handle on it. */
+    int estale = ino != 0 && t->cur->ino != ino;
+    int retry = ino != 0 && t->estale_ms != 0 &&
+                now - t->estale_ms < OPEN_RETRY_MS;
+    /* cur is stale only when its content changed and no successor could
+     * be made or accepted: ask again. */
+    int due = !estale && !retry &&
+              (t->cur->stale || now - t->last_check_ms >= t->revalidate_ms);
+    if (estale)
+        t->estale_ms = now;
     pthread_mutex_unlock(&t->lock);
+    if (estale)
+        return -ESTALE;
     if (due)
-        tmpl_revalidate(t);
+        tmpl_revalidate(t, UINT64_MAX);
     pthread_mutex_lock(&t->lock);
     struct gen *g = t->cur;
     if (ino != 0 && g->ino != ino) {
-        /* A superseded generation's inode: never a new handle on it. */
+        t->estale_ms = mono_ms(); /* it changed just now */
         pthread_mutex_unlock(&t->lock);
         return -ESTALE;
     }
@@ -1387,13 +1431,11 @@ int cache_gen_recheck(struct gen *g, uint64_t deadline)
     if (ask)
         t->checking = 1;
     pthread_mutex_unlock(&t->lock);
-    int r = 0;
     if (ask) {
-        r = tmpl_revalidate(t); /* bounded by connect_timeout */
+        tmpl_revalidate(t, deadline); /* a failed check changes nothing */
         pthread_mutex_lock(&t->lock);
         t->checking = 0;
-        if (r == 0 && t->cur == g)
-            t->recheck_ms = mono_ms();
+        t->recheck_ms = mono_ms(); /* failed or not: the rate holds */
         pthread_cond_broadcast(&t->checked);
         pthread_mutex_unlock(&t->lock);
     }
@@ -1402,7 +1444,7 @@ int cache_gen_recheck(struct gen *g, uint64_t deadline)
     pthread_mutex_unlock(&g->lock);
     if (stale)
         return -ESTALE;
-    return r == -ENOENT ? -ENOENT : 0;
+    return __atomic_load_n(&t->gone, __ATOMIC_RELAXED) ? -ENOENT : 0;
 }
 
 /* ------------------------------------------------------------ reload */

@@ -20,9 +20,11 @@
 #include "ic-readahead.h"
 #include "ic-util.h"
 
-/* Attributes may change with a new generation: keep the kernel's copy
- * short-lived so a new size shows within a second. */
-#define ATTR_TIMEOUT 1.0
+/* A name's inode changes with a new generation: the kernel keeps the
+ * name's entry for a second at most, so a new size shows within one.  An
+ * inode's own attributes never change (a generation's size and mtime). */
+#define ENTRY_TIMEOUT 1.0
+#define ATTR_TIMEOUT 60.0
 #define XATTR_PREFIX "user.imgcache."
 
 static struct ic_fs *fs_of(fuse_req_t req) { return fuse_req_userdata(req); }
@@ -81,7 +83,7 @@ static void ic_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
     memset(&e, 0, sizeof e);
     e.ino = g->ino;
     e.attr_timeout = ATTR_TIMEOUT;
-    e.entry_timeout = ATTR_TIMEOUT;
+    e.entry_timeout = ENTRY_TIMEOUT;
     fill_attr(fs, g, &e.attr);
     cache_gen_put(g);
     fuse_reply_entry(req, &e);
@@ -354,7 +356,10 @@ static void ic_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
                         sizeof val);
     if (g != NULL)
         cache_gen_put(g);
-    if (n < 0)
+    if (g == NULL) /* a superseded generation's: as in ic_getattr */
+        fuse_reply_err(req, cache_find_ino(fs_of(req)->c, ino) ? ESTALE
+                                                               : ENODATA);
+    else if (n < 0)
         fuse_reply_err(req, ENODATA);
     else if (size == 0)
         fuse_reply_xattr(req, (size_t)n);
@@ -369,10 +374,15 @@ static void ic_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
     char buf[512];
     size_t pos = 0;
 
-    if (cache_find_ino(fs_of(req)->c, ino) == NULL) {
-        fuse_reply_xattr(req, 0);
+    struct gen *g = cache_gen_get_ino(fs_of(req)->c, ino);
+    if (g == NULL) {
+        if (cache_find_ino(fs_of(req)->c, ino) != NULL)
+            fuse_reply_err(req, ESTALE);
+        else
+            fuse_reply_xattr(req, 0);
         return;
     }
+    cache_gen_put(g);
     for (size_t i = 0; i < N_XATTRS; i++)
         pos += (size_t)snprintf(buf + pos, sizeof buf - pos, "%s%s",
                                 XATTR_PREFIX, xattr_names[i]) + 1;
@@ -424,8 +434,10 @@ static void ic_init(void *userdata, struct fuse_conn_info *conn)
      * measured here, splicing through a pipe was slower (1.1 vs 3 GB/s). */
     conn->want &= ~(unsigned)(FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE);
     /* Let the kernel drop cached pages when mtime/size change. */
-    if (conn->capable & FUSE_CAP_AUTO_INVAL_DATA)
-        conn->want |= FUSE_CAP_AUTO_INVAL_DATA;
+    /* No FUSE_CAP_AUTO_INVAL_DATA: an inode's pages never go stale (one
+     * generation each), and it would cost a GETATTR per buffered read
+     * once the attributes expire. */
+    conn->want &= ~(unsigned)FUSE_CAP_AUTO_INVAL_DATA;
 }
 
 const struct fuse_lowlevel_ops ic_fuse_ops = {

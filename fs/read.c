@@ -295,7 +295,7 @@ static int fill_failed(struct rq *rq, const struct run *run, int err)
     char what[96];
     pthread_mutex_lock(&g->lock);
     int first = g->heal_ms == 0;
-    if (err != -ESTALE) {
+    if (err != -ESTALE && err != -ENOENT) {
         g->fail_first = run->start;
         g->fail_last = run->start + run->n - 1;
         g->fail_until_ms = mono_ms() + FAIL_MEMORY_MS;
@@ -304,8 +304,10 @@ static int fill_failed(struct rq *rq, const struct run *run, int err)
     snprintf(what, sizeof what, "origin read failed: %s", strerror(-err));
     writer_event(g->t->c->w, g->t->tid, "error", run->n,
                  run->n * (uint64_t)g->bs, what);
+    /* A 404 or 410 to one range is asked about like a change (heal()):
+     * one bad node must not hide the template. */
     if (err == -ENOENT && conf_origin_is_http(g->t->location))
-        __atomic_store_n(&g->t->gone, 1, __ATOMIC_RELAXED);
+        err = -ESTALE;
     if (err == -ESTALE) {
         if (first) /* one line per series, not per reader */
             log_warn("template %s: the origin answered a read of generation "
@@ -372,7 +374,11 @@ static int fill_run(struct rq *rq, const struct run *run)
     else
         fillbuf_put(data);
     pthread_mutex_lock(&g->lock);
-    g->heal_ms = 0; /* the origin answers as it should again */
+    if (g->heal_ms != 0) /* the origin answers as it should again */
+        log_info("template %s: the origin answers reads of generation %llu "
+                 "again", g->t->name, (unsigned long long)g->number);
+    g->heal_ms = 0;
+    g->heal_until_ms = 0;
     pthread_cond_broadcast(&g->filled);
     pthread_mutex_unlock(&g->lock);
     return 0;
@@ -393,48 +399,60 @@ static int fill_claimed(struct rq *rq, struct run *runs, size_t n)
 
 /* ------------------------------------------------------------- healing */
 
-/* Backoff of fills after an answer "changed" that the origin then denied:
- * from HEAL_FIRST_MS, doubling while it happens again, at most
- * HEAL_MAX_MS (documented in imgcache.conf(5), origin_timeout). */
+/* Backoff of fills after an answer "changed" that the origin then denied
+ * (documented in imgcache.conf(5), HTTP ORIGINS).  While it runs, readers
+ * of missing blocks wait for it; when it ends, one reader (the probe) asks
+ * again and the others wait for its answer.  It starts at HEAL_FIRST_MS
+ * and doubles while the answers stay wrong; once at HEAL_MAX_MS the
+ * disagreement is taken as lasting: readers fail at once instead of
+ * waiting (no FUSE thread is held by it), and only the probe, one per
+ * HEAL_MAX_MS, reaches the origin. */
 #define HEAL_FIRST_MS 250
 #define HEAL_MAX_MS 4000
 
 /* After a fill got -ESTALE: ask the origin.  -EIO when g is superseded or
  * the template is gone (g can never fill again); else 0, with g's fills
- * held off for the backoff (a stale node behind a balancer, a proxy that
- * had not caught up: the next answers may well be right). */
-static int heal(struct gen *g, uint64_t deadline)
+ * held off (a stale node behind a balancer, a proxy that had not caught
+ * up: the next answers may well be right).  The backoff grows once per
+ * failed probe, not once per reader that failed with it. */
+static int heal(struct gen *g, uint64_t deadline, int probe)
 {
     int r = cache_gen_recheck(g, deadline);
     if (r == -ESTALE || r == -ENOENT)
         return -EIO;
     pthread_mutex_lock(&g->lock);
     uint64_t now = mono_ms();
-    if (g->heal_until_ms <= now) { /* one step per series of failures */
+    if (probe || g->heal_until_ms <= now) {
         g->heal_ms = g->heal_ms == 0 ? HEAL_FIRST_MS
                      : g->heal_ms * 2 > HEAL_MAX_MS ? HEAL_MAX_MS
                                                     : g->heal_ms * 2;
         g->heal_until_ms = now + g->heal_ms;
-        log_info("template %s: the origin still has generation %llu; "
-                 "retrying its reads in %llu ms", g->t->name,
-                 (unsigned long long)g->number,
-                 (unsigned long long)g->heal_ms);
+        if (g->heal_ms == HEAL_FIRST_MS || g->heal_ms == HEAL_MAX_MS)
+            log_info("template %s: the origin still has generation %llu "
+                     "but answered otherwise; reads of missing blocks %s",
+                     g->t->name, (unsigned long long)g->number,
+                     g->heal_ms == HEAL_MAX_MS
+                         ? "fail until one every 4 s succeeds"
+                         : "back off");
     }
     pthread_mutex_unlock(&g->lock);
     return 0;
 }
 
-/* Wait out g's backoff, or until the deadline: 0, or -EIO at the deadline
- * or if g was superseded meanwhile. */
+/* Wait out g's backoff (or its probe's answer), or until the deadline: 0,
+ * or -EIO at the deadline or if g was superseded meanwhile. */
 static int wait_heal(struct gen *g, uint64_t deadline)
 {
     pthread_mutex_lock(&g->lock);
-    uint64_t until = g->heal_until_ms < deadline ? g->heal_until_ms
-                                                 : deadline;
-    struct timespec ts = ms_timespec(until);
-    while (!g->stale && mono_ms() < until)
-        if (pthread_cond_timedwait(&g->filled, &g->lock, &ts) == ETIMEDOUT)
+    struct timespec ts = ms_timespec(deadline);
+    while (!g->stale && mono_ms() < deadline && g->heal_until_ms > mono_ms()) {
+        uint64_t until = g->heal_until_ms < deadline ? g->heal_until_ms
+                                                     : deadline;
+        ts = ms_timespec(until);
+        if (pthread_cond_timedwait(&g->filled, &g->lock, &ts) == ETIMEDOUT &&
+            mono_ms() >= until)
             break;
+    }
     int r = g->stale || mono_ms() >= deadline ? -EIO : 0;
     pthread_mutex_unlock(&g->lock);
     return r;
@@ -570,13 +588,25 @@ static int read_round(struct rq *rq)
         pthread_mutex_unlock(&g->lock);
         return -EIO;
     }
-    int healing = g->heal_until_ms > mono_ms();
+    uint64_t now = mono_ms();
+    int healing = g->heal_until_ms > now;
+    if (healing && (g->heal_ms >= HEAL_MAX_MS ||
+                    g->heal_until_ms >= rq->deadline)) {
+        /* A lasting disagreement, or a wait longer than this read has:
+         * fail now rather than hold a thread for nothing. */
+        pthread_mutex_unlock(&g->lock);
+        return copy_present(rq) < 0 || rq->ndone < rq->last - rq->first + 1
+                   ? -EIO : 0;
+    }
+    int probe = !healing && g->heal_ms != 0;
     size_t nr = healing ? 0 : claim_runs(rq, runs, 16);
+    if (probe && nr > 0) /* the others wait for this reader's answer */
+        g->heal_until_ms = now + g->heal_ms;
     int stale = g->stale;
     pthread_mutex_unlock(&g->lock);
     int r = fill_claimed(rq, runs, nr);
     if (r == -ESTALE)
-        return heal(g, rq->deadline);
+        return heal(g, rq->deadline, probe && nr > 0);
     if (r < 0)
         return r;
     r = copy_present(rq);
@@ -633,8 +663,9 @@ void cache_prefetch(struct gen *g, uint64_t off, uint64_t len)
     int skip = recently_failed(&rq) || g->heal_until_ms > mono_ms();
     size_t nr = skip ? 0 : claim_runs(&rq, runs, 16);
     pthread_mutex_unlock(&g->lock);
-    if (fill_claimed(&rq, runs, nr) == -ESTALE)
-        heal(g, rq.deadline); /* a change is best found ahead of readers */
+    /* A -ESTALE is left to the readers to ask about (heal()): readahead
+     * threads are shared by every template and must not wait on one. */
+    fill_claimed(&rq, runs, nr);
     free(rq.done);
 }
 

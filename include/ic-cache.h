@@ -105,14 +105,19 @@ struct tmpl {
     uint64_t timeout_ms;     /* origin_timeout */
     uint64_t revalidate_ms;  /* 0: check the origin at every open */
     pthread_mutex_t lock;    /* protects cur, live, last_check_ms,
-                                checking, recheck_ms */
+                                checking, recheck_ms, check_*,
+                                estale_ms */
     struct gen *cur;
     struct gen *live;        /* cur and every older one still referenced */
     uint64_t last_check_ms;
     int checking;            /* a recheck is asking the origin */
-    uint64_t recheck_ms;     /* when the last recheck found no change */
+    uint64_t recheck_ms;     /* when the last recheck ended */
+    uint64_t check_seq;      /* origin checks started */
+    uint64_t check_applied;  /* the newest check whose answer was applied */
+    uint64_t estale_ms;      /* when an open last failed with ESTALE */
     pthread_cond_t checked;  /* broadcast when a recheck ends */
     int weak_warned;         /* "no strong ETag" said (tmpl.lock) */
+    int refuse_logged;       /* require_strong_etag's refusal said (ditto) */
     uint64_t uncached_log_ms; /* last serve-through log line (atomic) */
     struct byte_range *pins; /* pin set, normalized (tmpl.lock) */
     size_t npins;
@@ -230,10 +235,11 @@ int cache_gen_open(struct tmpl *t, uint64_t ino, struct gen **out);
 void cache_gen_put(struct gen *g);
 
 /* The origin answered a read of g as if the template had changed.  Ask it
- * (single-flight per template, at most once per second): 0 when g is still
- * current (the answer was a fluke; g's fills back off, see struct gen),
- * -ESTALE when it was superseded (now or before), or the stat's -errno.
- * Bounded by deadline. */
+ * (single-flight per template, at most once per second, bounded by the
+ * deadline and connect_timeout): -ESTALE when g was superseded (now or
+ * before), -ENOENT when the origin says the template is gone, else 0 (the
+ * answer was a fluke, or the origin could not be asked: the caller backs
+ * off and retries, see read.c). */
 int cache_gen_recheck(struct gen *g, uint64_t deadline);
 /* A reference to the template's current generation (no revalidation). */
 struct gen *cache_cur_gen(struct tmpl *t);

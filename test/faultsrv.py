@@ -39,7 +39,9 @@ Serves one data file at /MODE/NAME; MODE picks the behaviour, NAME is free
   A ranged GET of sw/ or swlm/ while --fault-file exists consumes it
   (the file is removed) and gets the one bad answer it names: "412",
   "416", "total" (a 206 whose total size is one byte more), "etag" (a 206
-  carrying another ETag), "refuse" (the connection is closed unanswered)
+  carrying another ETag), "refuse" (the connection is closed unanswered);
+  a name ending in "!" (e.g. "412!") is not consumed: every ranged GET
+  gets it until the file is removed
 
 Each request is logged to --log as "METHOD PATH RANGE STATUS BYTES AUTH"
 (RANGE is "-" when absent, BYTES the body bytes sent, AUTH "auth" when the
@@ -128,13 +130,16 @@ class State:
         return data, '"%s"' % hashlib.sha1(data).hexdigest()[:16]
 
     def take_fault(self):
-        """The one-shot fault of --fault-file, or None."""
+        """The fault of --fault-file, or None: consumed unless it ends
+        with "!" (then it lasts until the file is removed)."""
         if not self.fault_file:
             return None
         with self.lock:
             try:
                 with open(self.fault_file) as f:
                     fault = f.read().strip()
+                if fault.endswith("!"):
+                    return fault[:-1]
                 os.unlink(self.fault_file)
             except OSError:
                 return None
