@@ -315,7 +315,7 @@ static int tmpl_pick_gen(struct tmpl *t, struct index *ix)
         number = row.generation;
     } else if (validator_refused(t, info.validator)) {
         return -EPERM;
-    } else if (known && strcmp(row.validator, info.validator) == 0 &&
+    } else if (known && origin_validator_eq(row.validator, info.validator) &&
                row.size == info.size) {
         number = row.generation;
         t->last_check_ms = mono_ms();
@@ -1338,7 +1338,7 @@ static int tmpl_revalidate(struct tmpl *t, uint64_t deadline)
     /* The size too: a server may keep an ETag across a change of length
      * (the reads' Content-Range totals would all fail). */
     if (r == 0 && newest &&
-        (strcmp(info.validator, t->cur->info.validator) != 0 ||
+        (!origin_validator_eq(info.validator, t->cur->info.validator) ||
          info.size != t->cur->info.size)) {
         if (validator_refused(t, info.validator)) {
             /* The new content cannot be trusted to stay one version:

@@ -158,6 +158,20 @@ static int do_stat(struct file_origin *fo, struct origin_info *out)
     return 0;
 }
 
+/* The device number leads the validator but does not count: an NFS or
+ * FUSE share gets whatever anonymous device number is free when it is
+ * mounted, so a remount (at host boot: after imgcache's own mount) would
+ * make every template on it look changed, dropping the cache and failing
+ * the reads of running VMs.  Inode, size, mtime and ctime (which no one
+ * can set back) name one version of one path's file. */
+int origin_file_validator_eq(const char *a, const char *b)
+{
+    const char *pa = strchr(a, ':'), *pb = strchr(b, ':');
+    if (pa == NULL || pb == NULL)
+        return strcmp(a, b) == 0;
+    return strcmp(pa, pb) == 0;
+}
+
 static int same_content(int fd, const struct origin_info *expect)
 {
     struct stat st;
@@ -165,7 +179,8 @@ static int same_content(int fd, const struct origin_info *expect)
     if (fstat(fd, &st) < 0)
         return -errno;
     make_validator(&st, &now);
-    return strcmp(now.validator, expect->validator) == 0 ? 0 : -ESTALE;
+    return origin_file_validator_eq(now.validator, expect->validator)
+               ? 0 : -ESTALE;
 }
 
 /* Read exactly len bytes of the expected content: the validator is checked

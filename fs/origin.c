@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "ic-conf.h"
+#include "ic-http-check.h"
 #include "ic-log.h"
 #include "ic-origin.h"
 #include "ic-util.h"
@@ -41,6 +42,15 @@ void origin_free(struct origin *o)
 {
     if (o != NULL)
         o->ops->destroy(o);
+}
+
+int origin_validator_eq(const char *a, const char *b)
+{
+    /* The HTTP backend's validators are tagged (http-check.c); the rest
+     * are the file backend's. */
+    if (httpc_validator_usable(a) || httpc_validator_usable(b))
+        return strcmp(a, b) == 0;
+    return origin_file_validator_eq(a, b);
 }
 
 /* For a URL the name goes before any query string: the query often

@@ -31,7 +31,8 @@ struct origin_info {
     uint64_t size;
     int64_t mtime_ns;  /* modification time (ns since epoch), 0 if unknown */
     /* Opaque text that changes whenever the content may have changed:
-     * file: "dev:ino:size:mtime_ns:ctime_ns"; http: ETag or Last-Modified. */
+     * file: "dev:ino:size:mtime_ns:ctime_ns" (dev not compared, see
+     * origin_file_validator_eq); http: ETag or Last-Modified. */
     char validator[ORIGIN_VALIDATOR_MAX];
 };
 
@@ -106,6 +107,11 @@ int origin_list_dir(const char *location, const struct conf_net *net,
 struct origin *origin_new_in_dir(const char *dir, const char *name,
                                  const struct conf_net *net, unsigned flags,
                                  char *err, size_t errlen);
+/* Whether two validators name the same content (of one location): not
+ * always strcmp, see origin_file_validator_eq. */
+int origin_validator_eq(const char *a, const char *b);
+int origin_file_validator_eq(const char *a, const char *b);
+
 /* Join a directory location and a file name (path or URL). malloc'd. */
 char *origin_join(const char *dir, const char *name);
 

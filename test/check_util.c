@@ -120,6 +120,23 @@ START_TEST(url_masking)
 }
 END_TEST
 
+START_TEST(validator_equality)
+{
+    /* File validators: the device number does not count (a share's
+     * device number changes with each mount), the rest does. */
+    ck_assert(origin_validator_eq("2a:1f:100:5:6", "2b:1f:100:5:6"));
+    ck_assert(!origin_validator_eq("2a:1f:100:5:6", "2a:20:100:5:6"));
+    ck_assert(!origin_validator_eq("2a:1f:100:5:6", "2a:1f:101:5:6"));
+    ck_assert(!origin_validator_eq("2a:1f:100:5:6", "2a:1f:100:7:6"));
+    ck_assert(!origin_validator_eq("2a:1f:100:5:6", "2a:1f:100:5:7"));
+    /* HTTP ones compare whole: "etag:..." is not a device field. */
+    ck_assert(origin_validator_eq("etag:\"a\"", "etag:\"a\""));
+    ck_assert(!origin_validator_eq("etag:\"a\"", "etag:\"b\""));
+    ck_assert(!origin_validator_eq("lm:x:y", "lm:z:y"));
+    ck_assert(!origin_validator_eq("etag:\"a\"", "2a:1f:100:5:6"));
+}
+END_TEST
+
 START_TEST(blockmap_counts)
 {
     struct blockmap bm;
@@ -154,6 +171,7 @@ int main(void)
     tcase_add_test(tc, checksums);
     tcase_add_test(tc, url_masking);
     tcase_add_test(tc, blockmap_counts);
+    tcase_add_test(tc, validator_equality);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
