@@ -1373,12 +1373,19 @@ int cache_tmpl_visible(struct tmpl *t)
 }
 
 /* The kernel retries an open that failed with ESTALE once, on the inode
- * a new lookup gives.  An open of the current inode within this long of
- * an ESTALE does not ask the origin again, even with revalidate = 0: the
+ * a new lookup gives.  The first open of the then current inode within
+ * this long does not ask the origin again, even with revalidate = 0: the
  * check that failed the first try is this open's check, and asking again
  * could find yet another change and fail the retry too (the application
- * would then see ESTALE). */
-#define OPEN_RETRY_MS 1000
+ * would then see ESTALE).  Single use: every other open asks as usual. */
+#define OPEN_RETRY_MS 500
+
+/* An open is about to fail with ESTALE: let its retry through (t->lock). */
+static void expect_retry(struct tmpl *t)
+{
+    t->retry_ino = t->cur->ino;
+    t->retry_until_ms = mono_ms() + OPEN_RETRY_MS;
+}
 
 int cache_gen_open(struct tmpl *t, uint64_t ino, struct gen **out)
 {
@@ -1386,14 +1393,16 @@ int cache_gen_open(struct tmpl *t, uint64_t ino, struct gen **out)
     uint64_t now = mono_ms();
     /* A superseded generation's inode: never a new handle on it. */
     int estale = ino != 0 && t->cur->ino != ino;
-    int retry = ino != 0 && t->estale_ms != 0 &&
-                now - t->estale_ms < OPEN_RETRY_MS;
+    int retry = !estale && ino != 0 && ino == t->retry_ino &&
+                now < t->retry_until_ms;
+    if (retry)
+        t->retry_ino = 0;
     /* cur is stale only when its content changed and no successor could
      * be made or accepted: ask again. */
     int due = !estale && !retry &&
               (t->cur->stale || now - t->last_check_ms >= t->revalidate_ms);
     if (estale)
-        t->estale_ms = now;
+        expect_retry(t);
     pthread_mutex_unlock(&t->lock);
     if (estale)
         return -ESTALE;
@@ -1402,7 +1411,7 @@ int cache_gen_open(struct tmpl *t, uint64_t ino, struct gen **out)
     pthread_mutex_lock(&t->lock);
     struct gen *g = t->cur;
     if (ino != 0 && g->ino != ino) {
-        t->estale_ms = mono_ms(); /* it changed just now */
+        expect_retry(t); /* it changed just now */
         pthread_mutex_unlock(&t->lock);
         return -ESTALE;
     }

@@ -106,7 +106,7 @@ struct tmpl {
     uint64_t revalidate_ms;  /* 0: check the origin at every open */
     pthread_mutex_t lock;    /* protects cur, live, last_check_ms,
                                 checking, recheck_ms, check_*,
-                                estale_ms */
+                                retry_* */
     struct gen *cur;
     struct gen *live;        /* cur and every older one still referenced */
     uint64_t last_check_ms;
@@ -114,7 +114,8 @@ struct tmpl {
     uint64_t recheck_ms;     /* when the last recheck ended */
     uint64_t check_seq;      /* origin checks started */
     uint64_t check_applied;  /* the newest check whose answer was applied */
-    uint64_t estale_ms;      /* when an open last failed with ESTALE */
+    uint64_t retry_ino;      /* the inode an ESTALE open will retry on */
+    uint64_t retry_until_ms; /* ... if it comes before this */
     pthread_cond_t checked;  /* broadcast when a recheck ends */
     int weak_warned;         /* "no strong ETag" said (tmpl.lock) */
     int refuse_logged;       /* require_strong_etag's refusal said (ditto) */
