@@ -430,12 +430,17 @@ start_faultsrv() {
 	PORT=$(cat "$T/$_sf.port")
 }
 
+# stop_pid PID: stop a server of ours started with _register PID -
+# (SIGTERM, then SIGKILL after 5 s) and forget it.
+stop_pid() {
+	kill -TERM "$1" 2>/dev/null || true
+	_wait_exit "$1" 5 || kill -KILL "$1" 2>/dev/null
+	_unregister "$1"
+}
+
 # stop_faultsrv NAME: stop the server start_faultsrv NAME started.
 stop_faultsrv() {
-	eval "_pid=\$PID_$1"
-	kill -TERM "$_pid" 2>/dev/null || true
-	_wait_exit "$_pid" 5 || kill -KILL "$_pid" 2>/dev/null
-	_unregister "$_pid"
+	eval "stop_pid \$PID_$1"
 }
 
 # ------------------------------------------------------------ origin log

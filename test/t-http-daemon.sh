@@ -38,11 +38,6 @@ open(sys.argv[2], "wb").write(d.translate(bytes(range(255, -1, -1))))' \
 
 # ------------------------------------------------------------ servers
 
-stop_pid() {
-	kill -TERM "$1" 2>/dev/null || true
-	_wait_exit "$1" 5 || kill -KILL "$1" 2>/dev/null
-	_unregister "$1"
-}
 
 start_faultsrv B "$T/data"
 B=http://127.0.0.1:$PORT

@@ -34,11 +34,6 @@ start_nginx() {
 		fail "nginx did not start"
 	}
 }
-stop_nginx() {
-	kill -TERM "$NGINX_PID" 2>/dev/null || true
-	_wait_exit "$NGINX_PID" 5 || kill -KILL "$NGINX_PID" 2>/dev/null
-	_unregister "$NGINX_PID"
-}
 # GET bytes served for t.img from access-log line $1 on.
 served() {
 	awk -F'|' -v from="$1" 'NR >= from && $1 ~ /^GET \/t.img/ { s += $3 }
@@ -86,7 +81,7 @@ stop_imgcache "$MNT"
 
 # --- 2. restart with the server stopped: cached bytes served, misses EIO
 head -c $((8 * 1048576)) "$T/t.orig" >"$T/8m.orig"
-stop_nginx
+stop_pid "$NGINX_PID"
 # Forget one cached block, so reading it must go to the (dead) server.
 sqlite3 "$CACHE/index.db" "delete from blocks where blk = 200"
 start_imgcache "$T/conf" "$MNT"
@@ -132,4 +127,4 @@ else
 	not_ok "generation advanced ($gen1 -> $gen2)"
 fi
 stop_imgcache "$MNT"
-stop_nginx
+stop_pid "$NGINX_PID"

@@ -62,11 +62,6 @@ start_nginx() {
 	fail "nginx did not start"
 }
 
-stop_nginx() {
-	kill -TERM "$NGINX_PID" 2>/dev/null || true
-	_wait_exit "$NGINX_PID" 5 || kill -KILL "$NGINX_PID" 2>/dev/null
-	_unregister "$NGINX_PID"
-}
 
 # get ARGS...: run origin-get; stdout in $T/out, stderr in $T/err, exit
 # status in RC.
@@ -191,4 +186,4 @@ get "$U/empty/" list
 assert_eq "no manifest: No such file or directory" \
 	"error: No such file or directory" "$(cat "$T/out")"
 
-stop_nginx
+stop_pid "$NGINX_PID"

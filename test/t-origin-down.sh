@@ -53,11 +53,6 @@ start_nginx() {
 		fail "nginx on port $2 did not start"
 	}
 }
-stop_pid() {
-	kill -TERM "$1" 2>/dev/null || true
-	_wait_exit "$1" 5 || kill -KILL "$1" 2>/dev/null
-	_unregister "$1"
-}
 start_nginx "$T/nginx" "$PORT"
 PID1=$NGINX_PID
 start_nginx "$T/nginx2" "$PORT2"
