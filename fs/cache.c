@@ -498,6 +498,7 @@ static struct tmpl *tmpl_new(struct cache *c, const struct conf_source *src,
     t->location = strdup(location);
     t->quota = src->quota;
     t->bs = src->block_size;
+    t->link_rule = src->kind == CONF_DIRECTORY ? 1 + src->follow_symlinks : 0;
     t->timeout_ms = src->net.origin_timeout_ms;
     /* A directory's file is opened beneath the directory (symlink rule). */
     t->origin = src->kind == CONF_DIRECTORY
@@ -586,9 +587,14 @@ static int publish(struct cache *c, struct tmpl *t)
 static void tmpl_update(struct tmpl *t, const struct conf_source *src,
                         const char *location)
 {
-    if (strcmp(location, t->location) != 0 || src->block_size != t->bs)
-        log_warn("template %s: a new origin or block_size takes effect at "
-                 "the next restart", t->name);
+    /* The origin object keeps its rule for symlinks: a [template] path
+     * follows them, a [directory] file only as follow_symlinks said. */
+    int rule = src->kind == CONF_DIRECTORY ? 1 + src->follow_symlinks : 0;
+    if (strcmp(location, t->location) != 0 || src->block_size != t->bs ||
+        rule != t->link_rule)
+        log_warn("template %s: a new origin, block_size, section kind or "
+                 "follow_symlinks takes effect at the next restart",
+                 t->name);
     if (__atomic_load_n(&t->removed, __ATOMIC_RELAXED))
         log_info("template %s: back in the configuration", t->name);
     char *pin = src->pin ? strdup(src->pin) : NULL;

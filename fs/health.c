@@ -26,6 +26,8 @@ struct health {
     unsigned fails;           /* unreachable attempts since the last answer
                                * (as down) */
     uint64_t run_start_ms;    /* start of the first of them */
+    uint64_t last_fail_ms;    /* when the last of them ended */
+    uint64_t up_ms;           /* when it was last marked up */
     int64_t since;            /* wall clock when it went down */
     uint64_t down_ms;         /* mono_ms() when it went down */
     uint64_t backoff_ms;      /* down: the current probe interval */
@@ -147,6 +149,7 @@ static void mark_up_locked(struct health *h, const char *how)
     if (!h->down)
         return;
     __atomic_store_n(&h->down, 0, __ATOMIC_RELAXED);
+    h->up_ms = mono_ms();
     log_info("origin host %s is up again (%s) after %.1f s down", h->display,
              how, (double)(mono_ms() - h->down_ms) / 1000);
     h->since = 0;
@@ -190,10 +193,17 @@ void health_unreachable(struct health *h, uint64_t start_ms, const char *why)
     uint64_t now = mono_ms();
 
     pthread_mutex_lock(&health_lock);
-    if (h->down) {
+    /* An attempt begun before the host was last seen up says nothing of
+     * it now (it may have failed against the old outage). */
+    if (h->down || start_ms < h->up_ms) {
         pthread_mutex_unlock(&health_lock);
         return;
     }
+    /* Failures far apart are not one outage: a rarely tried mirror's one
+     * refusal today and another next week must not add up. */
+    if (h->fails > 0 && now - h->last_fail_ms > HEALTH_DOWN_MS)
+        __atomic_store_n(&h->fails, 0, __ATOMIC_RELAXED);
+    h->last_fail_ms = now;
     if (__atomic_add_fetch(&h->fails, 1, __ATOMIC_RELAXED) == 1 ||
         start_ms < h->run_start_ms)
         h->run_start_ms = start_ms;

@@ -83,28 +83,37 @@ int origin_file_open_beneath(int dfd, const char *name, int flags,
         .resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS |
                    (follow ? 0 : RESOLVE_NO_SYMLINKS),
     };
-    long fd = syscall(SYS_openat2, dfd, name, &how, sizeof how);
+    long fd;
+    /* EAGAIN: a rename raced a followed link's "..": try again. */
+    for (int i = 0; i < 4; i++)
+        if ((fd = syscall(SYS_openat2, dfd, name, &how, sizeof how)) >= 0 ||
+            errno != EAGAIN)
+            break;
     if (fd >= 0)
         return (int)fd;
     int e = errno;
     static int warned;
-    if (e == ENOSYS && !__atomic_exchange_n(&warned, 1, __ATOMIC_RELAXED))
+    /* EPERM: seccomp filters that refuse the call say so. */
+    int none = e == ENOSYS || e == EPERM;
+    if (none && !__atomic_exchange_n(&warned, 1, __ATOMIC_RELAXED))
         log_warn("openat2(2) is not available here (kernel older than 5.6, "
                  "a seccomp filter, valgrind): files of [directory] sources "
                  "are opened with O_NOFOLLOW, and follow_symlinks = yes "
                  "serves no symbolic link");
-    /* Without openat2: a name is one component, so O_NOFOLLOW is the same
-     * rule when links are refused. */
-    if (e == ENOSYS && !follow) {
-        fd = openat(dfd, name, flags | extra | O_CLOEXEC | O_NOFOLLOW);
-        if (fd >= 0)
-            return (int)fd;
-        e = errno;
-    } else if (e == ENOSYS) {
-        return -EOPNOTSUPP;
+    if (!none)
+        return e == EXDEV ? -ELOOP : -e; /* EXDEV: the link leads out */
+    /* Without openat2: a name is one component, so O_NOFOLLOW refuses
+     * every link, whatever follow_symlinks says.  With O_PATH it opens
+     * the link itself instead of failing: refuse that too. */
+    fd = openat(dfd, name, flags | extra | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return -errno;
+    struct stat st;
+    if ((flags & O_PATH) && (fstat((int)fd, &st) < 0 || S_ISLNK(st.st_mode))) {
+        close((int)fd);
+        return -ELOOP;
     }
-    /* EXDEV: the link leads outside the directory. */
-    return e == EXDEV ? -ELOOP : -e;
+    return (int)fd;
 }
 
 /* Open the file the way its source allows (O_PATH for a stat).  A FIFO put
@@ -124,13 +133,13 @@ static int open_origin(struct file_origin *fo, int flags)
         flags |= O_NONBLOCK;
     int fd = origin_file_open_beneath(dfd, fo->name, flags, fo->follow);
     close(dfd);
-    if (fd == -ELOOP || fd == -EOPNOTSUPP) {
+    if (fd == -ELOOP) {
         if (!__atomic_exchange_n(&fo->refused, 1, __ATOMIC_RELAXED))
             log_warn("%s: a symbolic link %s; not reading through it",
                      fo->path,
-                     fd == -EOPNOTSUPP ? "and openat2(2) is unavailable"
-                     : fo->follow      ? "that leads outside its directory"
-                                       : "(follow_symlinks is off)");
+                     fo->follow ? "that leads outside its directory (or "
+                                  "openat2(2) is unavailable)"
+                                : "(follow_symlinks is off)");
     } else if (fd >= 0) {
         __atomic_store_n(&fo->refused, 0, __ATOMIC_RELAXED);
     }

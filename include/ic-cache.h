@@ -102,6 +102,8 @@ struct tmpl {
     int64_t tid;             /* index row id */
     uint64_t quota;
     uint32_t bs;
+    int link_rule;           /* 0 [template], 1 [directory], 2 ditto with
+                                follow_symlinks: fixed with the origin */
     uint64_t timeout_ms;     /* origin_timeout */
     uint64_t revalidate_ms;  /* 0: check the origin at every open */
     pthread_mutex_t lock;    /* protects cur, live, last_check_ms,
