@@ -15,6 +15,7 @@
 #include "ic-cache.h"
 #include "ic-conf.h"
 #include "ic-fillbuf.h"
+#include "ic-health.h"
 #include "ic-http-check.h"
 #include "ic-index.h"
 #include "ic-log.h"
@@ -1220,6 +1221,7 @@ void cache_close(struct cache *c)
     if (c == NULL)
         return;
     stop_housekeeping(c);
+    health_stop(); /* its probes use origins freed below */
     pending_free_all(c);
     ra_stop(c->ra);
     c->ra = NULL;

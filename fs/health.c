@@ -43,6 +43,7 @@ static pthread_cond_t health_wake; /* CLOCK_MONOTONIC; a host went down */
 static pthread_once_t health_once = PTHREAD_ONCE_INIT;
 static struct health *entries;     /* health_lock */
 static int prober_running;         /* health_lock */
+static int prober_stop;            /* health_lock: health_stop() was called */
 
 static void init_once(void)
 {
@@ -176,6 +177,8 @@ static int prober_start_locked(void)
 
     if (prober_running)
         return 0;
+    if (prober_stop)
+        return -1; /* shutting down */
     pthread_attr_init(&at);
     pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
     int e = pthread_create(&th, &at, prober, NULL);
@@ -253,7 +256,7 @@ static void *prober(void *arg)
     (void)arg;
     pthread_mutex_lock(&health_lock);
     for (;;) {
-        struct health *h = next_due();
+        struct health *h = prober_stop ? NULL : next_due();
         if (h == NULL)
             break; /* nothing down: the next outage starts a new thread */
         uint64_t now = mono_ms();
@@ -286,8 +289,27 @@ static void *prober(void *arg)
         }
     }
     prober_running = 0;
+    pthread_cond_broadcast(&health_wake); /* health_stop() may wait */
     pthread_mutex_unlock(&health_lock);
     return NULL;
+}
+
+void health_stop(void)
+{
+    pthread_once(&health_once, init_once);
+    pthread_mutex_lock(&health_lock);
+    prober_stop = 1;
+    pthread_cond_broadcast(&health_wake);
+    /* A probe in flight ends within its own timeout. */
+    struct timespec ts = ms_timespec(mono_ms() + HEALTH_PROBE_TIMEOUT_MS +
+                                     1000);
+    while (prober_running)
+        if (pthread_cond_timedwait(&health_wake, &health_lock, &ts) ==
+            ETIMEDOUT)
+            break;
+    if (prober_running)
+        log_warn("origin probe still running at exit");
+    pthread_mutex_unlock(&health_lock);
 }
 
 int health_list(struct health_info **out)

@@ -62,6 +62,9 @@ int health_is_down(const struct health *h);
  * why: a short reason for the log ("Couldn't connect to server"). */
 void health_answered(struct health *h);
 void health_unreachable(struct health *h, uint64_t start_ms, const char *why);
+/* At exit: stop the probe thread (waiting at most for its probe in flight)
+ * and start no other; hosts stay as they are. */
+void health_stop(void);
 
 /* Wall-clock time (s since the epoch) the entry went down, 0 while up. */
 int64_t health_down_since(const struct health *h);
