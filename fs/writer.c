@@ -231,12 +231,20 @@ static struct job *batch_find(struct batch *b, const struct job *j,
                               uint32_t **slot)
 {
     *slot = NULL;
-    if (!coalescable(j) || map_reserve(b) < 0)
+    if (!coalescable(j))
         return NULL;
-    uint32_t *s = map_slot(b, j);
-    if (*s)
-        return &b->jobs[*s - 1];
-    *slot = s;
+    /* Look before growing: when the map cannot grow (out of memory), a
+     * job whose key is tracked must still coalesce, or an older job of
+     * that key, replaced later, would end up after it (a DEL after an ADD
+     * reversed).  One appended untracked has no earlier job of its key. */
+    if (b->map != NULL) {
+        uint32_t *s = map_slot(b, j);
+        if (*s)
+            return &b->jobs[*s - 1];
+    }
+    if (map_reserve(b) < 0)
+        return NULL;
+    *slot = map_slot(b, j); /* again: growing moved the slots */
     return NULL;
 }
 
