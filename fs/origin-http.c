@@ -484,15 +484,21 @@ static int set_common(CURL *c, const struct http_origin *h,
     return 0;
 }
 
-/* Bound this attempt by what is left of the call's deadline. */
-static int set_timeouts(CURL *c, uint64_t connect_ms, uint64_t deadline)
+/* Bound this attempt by what is left of the call's deadline; *clamped
+ * says whether that cut its connect phase to under a second (a slot got
+ * late in a read's life: its timing out says little of the host). */
+static int set_timeouts(CURL *c, uint64_t connect_ms, uint64_t deadline,
+                        int *clamped)
 {
     uint64_t now = mono_ms();
+    *clamped = 0;
     if (now >= deadline)
         return -ETIMEDOUT;
     uint64_t left = deadline - now;
-    if (connect_ms == 0 || connect_ms > left)
+    if (connect_ms == 0 || connect_ms > left) {
+        *clamped = connect_ms != 0 && left < 1000;
         connect_ms = left;
+    }
     SETOPT(c, CURLOPT_TIMEOUT_MS, (long)left);
     SETOPT(c, CURLOPT_CONNECTTIMEOUT_MS, (long)connect_ms);
     return 0;
@@ -572,13 +578,16 @@ static int unreachable(CURL *c, CURLcode rc, long status)
     return ct == 0 && pt == 0;
 }
 
+/* clamped: see set_timeouts. */
 static void note_health(struct health *hl, CURL *c, CURLcode rc, long status,
-                        uint64_t start)
+                        uint64_t start, int clamped)
 {
-    if (unreachable(c, rc, status))
-        health_unreachable(hl, start, curl_easy_strerror(rc));
-    else
+    if (unreachable(c, rc, status)) {
+        if (!(clamped && rc == CURLE_OPERATION_TIMEDOUT))
+            health_unreachable(hl, start, curl_easy_strerror(rc));
+    } else {
         health_answered(hl);
+    }
 }
 
 /* One request to one URL.  *retry: whether trying again may help;
@@ -607,14 +616,15 @@ static int http_perform(struct origin *o, size_t ui, struct xfer *x,
     }
     curl_easy_reset(c); /* keeps the handle's live connections */
     err = set_common(c, h, u);
+    int clamped = 0;
     if (err == 0)
-        err = set_timeouts(c, o->connect_timeout_ms, deadline);
+        err = set_timeouts(c, o->connect_timeout_ms, deadline, &clamped);
     if (err == 0)
         err = set_request(c, x, &hdrs);
     if (err == 0) {
         uint64_t start = mono_ms();
         CURLcode rc = curl_easy_perform(c);
-        note_health(u->health, c, rc, x->resp.status, start);
+        note_health(u->health, c, rc, x->resp.status, start, clamped);
         curl_off_t ft = -1;
         if (curl_easy_getinfo(c, CURLINFO_FILETIME_T, &ft) == CURLE_OK)
             x->filetime = ft;
