@@ -23,39 +23,11 @@
 #include "ic-index.h"
 #include "ic-log.h"
 
-static char tmpdir[64]; /* short: paths built from it cannot truncate */
+#include "ck-tmpdir.h"
 
 /* ------------------------------------------------------------ fixtures */
 
-static int rm_one(const char *p, const struct stat *sb, int flag,
-                  struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(p);
-}
-
-static void rm_tmpdir(void)
-{
-    if (tmpdir[0] != '\0')
-        nftw(tmpdir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-    tmpdir[0] = '\0';
-}
-
-/* Unchecked fixtures run in the parent around each forked test, so the
- * directory is removed even when a failed assertion ends the test early.
- * Each test has its own TCase, hence its own directory. */
-static void setup(void)
-{
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/check_index.XXXXXX");
-    if (mkdtemp(tmpdir) == NULL) {
-        perror("mkdtemp");
-        exit(EXIT_FAILURE);
-    }
-}
-
-static void teardown(void) { rm_tmpdir(); }
+CK_TMPDIR_FIXTURES("check_index")
 
 /* Path of a file in the test directory (rotating static buffers). */
 static const char *tpath(const char *name)
@@ -888,9 +860,5 @@ static Suite *index_suite(void)
 int main(void)
 {
     log_init("check_index", 0);
-    SRunner *sr = srunner_create(index_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return ck_run(index_suite());
 }

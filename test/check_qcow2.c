@@ -29,35 +29,13 @@
 #include "ic-qcow2.h"
 #include "ic-util.h"
 
-static char tmpdir[64];
+#include "ck-tmpdir.h"
+
 static char err[512];
 
 /* ------------------------------------------------------------ fixtures */
 
-static int rm_one(const char *p, const struct stat *sb, int flag,
-                  struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(p);
-}
-
-static void setup(void)
-{
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/check_qcow2.XXXXXX");
-    if (mkdtemp(tmpdir) == NULL) {
-        perror("mkdtemp");
-        exit(EXIT_FAILURE);
-    }
-}
-
-static void teardown(void)
-{
-    if (tmpdir[0] != '\0')
-        nftw(tmpdir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-    tmpdir[0] = '\0';
-}
+CK_TMPDIR_FIXTURES("check_qcow2")
 
 static const char *tpath(const char *name)
 {
@@ -1107,9 +1085,5 @@ int main(void)
         fprintf(stderr, "check_qcow2: qemu-img/qemu-io not found, "
                         "skipping the tests on real images\n");
     }
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return ck_run(s);
 }

@@ -24,32 +24,9 @@
 #include "ic-util.h"
 #include "ic-writer.h"
 
-static char tmpdir[64];
+#include "ck-tmpdir.h"
 
-static int rm_one(const char *p, const struct stat *sb, int flag,
-                  struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(p);
-}
-
-static void setup(void)
-{
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/check_writer.XXXXXX");
-    if (mkdtemp(tmpdir) == NULL) {
-        perror("mkdtemp");
-        exit(EXIT_FAILURE);
-    }
-}
-
-static void teardown(void)
-{
-    if (tmpdir[0] != '\0')
-        nftw(tmpdir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-    tmpdir[0] = '\0';
-}
+CK_TMPDIR_FIXTURES("check_writer")
 
 /* The index, one template row, a data file, a running writer. */
 struct fixture {
@@ -255,9 +232,5 @@ static Suite *writer_suite(void)
 int main(void)
 {
     log_init("check_writer", 0);
-    SRunner *sr = srunner_create(writer_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return ck_run(writer_suite());
 }

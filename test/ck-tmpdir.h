@@ -1,0 +1,61 @@
+/* Shared by the unit tests that need files: a private directory per test,
+ * and the runner every test program ends with.
+ *
+ * Use CK_TMPDIR_FIXTURES("check_foo") once at file scope: it defines
+ * `tmpdir` and the fixtures setup() and teardown(), to register with
+ * tcase_add_unchecked_fixture.  Unchecked fixtures run in the parent
+ * around each forked test, so the directory is removed even when a failed
+ * assertion ends the test early; each test has its own TCase, hence its
+ * own directory. */
+#ifndef IC_CK_TMPDIR_H
+#define IC_CK_TMPDIR_H
+
+#include <check.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+
+static inline int ck_rm_one(const char *p, const struct stat *sb, int flag,
+                            struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(p);
+}
+
+/* Make the directory /tmp/NAME.XXXXXX in dir (size at least 64). */
+static inline void ck_tmpdir_make(char *dir, size_t size, const char *name)
+{
+    snprintf(dir, size, "/tmp/%s.XXXXXX", name);
+    if (mkdtemp(dir) == NULL) {
+        perror("mkdtemp");
+        exit(EXIT_FAILURE);
+    }
+}
+
+static inline void ck_tmpdir_remove(char *dir)
+{
+    if (dir[0] != '\0')
+        nftw(dir, ck_rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    dir[0] = '\0';
+}
+
+/* tmpdir is short: paths built from it cannot truncate. */
+#define CK_TMPDIR_FIXTURES(name)                                               \
+    static char tmpdir[64];                                                    \
+    static void setup(void) { ck_tmpdir_make(tmpdir, sizeof tmpdir, name); }  \
+    static void teardown(void) { ck_tmpdir_remove(tmpdir); }
+
+/* Run every test of s; the program's exit status. */
+static inline int ck_run(Suite *s)
+{
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
+
+#endif
