@@ -257,6 +257,17 @@ start_imgcache() {
 	_wait_mounted "$IMGCACHE_PID" "$_si_mnt" "$IMGCACHE_LOG" imgcache
 }
 
+# reload_imgcache: SIGHUP the daemon start_imgcache started and wait
+# (bounded) until its log says the reload ended, applied or refused.
+reload_imgcache() {
+	_rl_pat="-e reloaded -e keeping.the.running"
+	# shellcheck disable=SC2086 # two grep patterns
+	_rl_n=$(grep -c $_rl_pat "$IMGCACHE_LOG" || true)
+	kill -HUP "$IMGCACHE_PID"
+	wait_for 10 sh -c "[ \$(grep -c $_rl_pat '$IMGCACHE_LOG') -gt $_rl_n ]" ||
+		fail "reload did not finish (after $_rl_n before it)"
+}
+
 # stop_imgcache MNT [term]: unmount with fusermount3 -u (or, with "term",
 # send SIGTERM) and wait (bounded) for the daemon to exit with status 0.
 stop_imgcache() {
@@ -374,6 +385,12 @@ mount_tmpfs() {
 }
 
 # ------------------------------------------------------------ nginx
+
+# NGINX: the nginx binary (it may be outside a non-root PATH).
+NGINX=$(command -v nginx 2>/dev/null || echo /usr/sbin/nginx)
+
+# require_nginx: exit 77 (SKIP) unless nginx is installed.
+require_nginx() { [ -x "$NGINX" ] || skip "nginx not installed"; }
 
 # free_port: a TCP port free on 127.0.0.1 at this moment.
 free_port() {

@@ -46,13 +46,6 @@ pinned() {
 		        (SELECT count(*) FROM blocks)" 2>/dev/null
 }
 
-reloads=0
-hup() {
-	reloads=$((reloads + 1))
-	kill -HUP "$IMGCACHE_PID"
-	wait_for 10 sh -c "[ \$(grep -c -e 'reloaded' -e 'keeping the running' '$IMGCACHE_LOG') -ge $reloads ]" ||
-		fail "reload $reloads did not finish"
-}
 
 # cached_ok WHEN: the cached bytes of a.img (all) and b.img (first 1M) are
 # exact; an uncached block of b.img fails with EIO within origin_timeout.
@@ -122,7 +115,7 @@ assert_eq "back: a.img and b.img keep their generation" \
 cp "$S/c.img" "$T/c.orig"
 share_down
 rmdir "$N"
-hup
+reload_imgcache
 assert_eq "missing at SIGHUP: all three still listed" "a.img b.img c.img " \
 	"$(listing)"
 check "missing at SIGHUP: a warning says so" \
@@ -133,7 +126,7 @@ assert_same "missing at SIGHUP: c.img reads its saved copy" "$MNT/c.img" \
 
 # --- 4. empty while running (mount point there, share not mounted)
 mkdir "$N"
-hup
+reload_imgcache
 assert_eq "empty at SIGHUP: all three still listed" "a.img b.img c.img " \
 	"$(listing)"
 check "empty at SIGHUP: a warning says the directory lists no files" \
@@ -143,11 +136,11 @@ cached_ok "empty at SIGHUP"
 
 # --- 5. back, then a file removed from the listed directory goes
 mount --bind "$S" "$N"
-hup
+reload_imgcache
 assert_eq "back at SIGHUP: generations kept" "a.img.1 b.img.1 c.img.1 " \
 	"$(gens)"
 rm "$S/b.img"
-hup
+reload_imgcache
 assert_eq "b.img removed from the share: gone from the mount" "a.img c.img " \
 	"$(listing)"
 stop_imgcache "$MNT"
@@ -155,7 +148,6 @@ stop_imgcache "$MNT"
 # --- 6. empty at start: b.img, removed, stays gone
 share_down
 start_imgcache "$T/conf" "$MNT"
-reloads=0 # a new log
 assert_eq "empty at start: a.img and c.img listed" "a.img c.img " "$(listing)"
 check "empty at start: a warning says the directory lists no files" \
 	grep -q "directory d: .* lists no files, but the cache knows 2" \
@@ -167,7 +159,7 @@ assert_same "empty at start: c.img reads its saved copy" "$MNT/c.img" \
 # Back with b.img again: it returns (the directory lists it).
 cp "$T/b.orig" "$S/b.img"
 share_up
-hup
+reload_imgcache
 assert_eq "back at SIGHUP: b.img listed again" "a.img b.img c.img " \
 	"$(listing)"
 assert_same "back at SIGHUP: b.img reads the origin" "$MNT/b.img" "$T/b.orig"
@@ -199,9 +191,8 @@ check "hung at start: a warning says so" \
 	grep -q "directory h: cannot list.*serving the 3 templates" "$IMGCACHE_LOG"
 assert_same "hung at start: a.img reads its saved copy" "$MNT/a.img" \
 	"$T/a.orig"
-reloads=0
 t0=$(now_ms)
-hup
+reload_imgcache
 t1=$(now_ms)
 assert_le "hung at SIGHUP: the reload ends within 5 s" $((t1 - t0)) 5000
 assert_eq "hung at SIGHUP: still listed" "a.img b.img c.img " "$(listing)"

@@ -53,7 +53,6 @@ C=http://127.0.0.1:$PORT
 SA=http://user:secret@127.0.0.1:$PA
 
 # nginx for the template that goes away (404) and comes back.
-NGINX=$(command -v nginx 2>/dev/null || echo /usr/sbin/nginx)
 HAVE_NGINX=
 if [ -x "$NGINX" ] && command -v curl >/dev/null 2>&1; then
 	HAVE_NGINX=1

@@ -11,8 +11,7 @@
 
 ORIGIN_GET=${ORIGIN_GET:-$top_builddir/test/origin-get}
 [ -x "$ORIGIN_GET" ] || fail "$ORIGIN_GET is not built (run make check)"
-NGINX=$(command -v nginx 2>/dev/null || echo /usr/sbin/nginx)
-[ -x "$NGINX" ] || skip "nginx not installed"
+require_nginx
 command -v curl >/dev/null 2>&1 || skip "curl not installed"
 command -v python3 >/dev/null 2>&1 || skip "python3 not installed"
 # Everything here talks to 127.0.0.1: no proxy from the environment.

@@ -13,8 +13,7 @@
 # shellcheck source=test/lib.sh
 . "${top_srcdir:-$(dirname "$0")/..}/test/lib.sh"
 require_fuse
-NGINX=$(command -v nginx 2>/dev/null || echo /usr/sbin/nginx)
-[ -x "$NGINX" ] || skip "nginx not installed"
+require_nginx
 command -v curl >/dev/null 2>&1 || skip "curl not installed"
 command -v sqlite3 >/dev/null 2>&1 || skip "sqlite3 not installed"
 unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY

@@ -18,19 +18,10 @@ MNT=$T/mnt
 start_imgcache "$T/conf" "$MNT"
 check "a.img listed at start" test -e "$MNT/a.img"
 
-reloads=0
-hup() {
-	reloads=$((reloads + 1))
-	kill -HUP "$IMGCACHE_PID"
-	wait_for 10 sh -c "[ \$(grep -c 'SIGHUP: reloading' '$IMGCACHE_LOG') -ge $reloads ]" ||
-		fail "reload $reloads not logged"
-	wait_for 10 sh -c "[ \$(grep -c -e 'reloaded' -e 'keeping the running' '$IMGCACHE_LOG') -ge $reloads ]" ||
-		fail "reload $reloads did not finish"
-}
 
 # --- 1. add b.img with a 1M quota
 { conf_a; printf '\n[template b.img]\norigin = %s\nquota = 1M\n' "$T/src/b.img"; } >"$T/conf"
-hup
+reload_imgcache
 wait_for 10 test -e "$MNT/b.img" || true
 check "b.img appears after SIGHUP" test -e "$MNT/b.img"
 bounded cat "$MNT/b.img" >"$T/b.read"
@@ -43,7 +34,7 @@ check "still mounted" is_mounted "$MNT"
 # --- 2. remove a.img while a handle is open on it
 exec 7<"$MNT/a.img"
 { global_section; printf '\n[template b.img]\norigin = %s\nquota = 1M\n' "$T/src/b.img"; } >"$T/conf"
-hup
+reload_imgcache
 wait_for 10 sh -c "! test -e '$MNT/a.img'" || true
 if test -e "$MNT/a.img"; then not_ok "a.img gone after SIGHUP"; else
 	ok "a.img gone after SIGHUP"
@@ -59,7 +50,7 @@ assert_same "the open handle of a.img still reads it" "$T/a.read" \
 # --- 3. an invalid config is rejected, the running one kept
 cp "$T/conf" "$T/conf.good"
 printf '\n[template c.img]\norigin = %s\nbogus = 1\n' "$T/src/a.img" >>"$T/conf"
-hup
+reload_imgcache
 check "the log names FILE:LINE of the bad key" \
 	grep -q "$T/conf:.*unknown key 'bogus'" "$IMGCACHE_LOG"
 check "b.img still served" cmp -s "$MNT/b.img" "$T/src/b.img"
