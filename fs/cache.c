@@ -91,11 +91,7 @@ static struct gen *gen_new(struct tmpl *t, uint64_t number,
     g->dfd = open_direct_fd(t, number);
     g->direct_reads = g->dfd >= 0 && t->c->conf->data_direct_io;
     pthread_mutex_init(&g->lock, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&g->filled, &ca);
-    pthread_condattr_destroy(&ca);
+    cond_init_mono(&g->filled);
     pthread_rwlock_init(&g->evict_rw, NULL);
     return g;
 }
@@ -523,11 +519,7 @@ static struct tmpl *tmpl_new(struct cache *c, const struct conf_source *src,
                                                      : 0;
     pthread_mutex_init(&t->lock, NULL);
     pthread_mutex_init(&t->rec_lock, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&t->checked, &ca);
-    pthread_condattr_destroy(&ca);
+    cond_init_mono(&t->checked);
     return t;
 }
 
@@ -1180,11 +1172,7 @@ static void *housekeeping(void *arg)
 
 int cache_start_housekeeping(struct cache *c)
 {
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&c->hk_wake, &ca);
-    pthread_condattr_destroy(&ca);
+    cond_init_mono(&c->hk_wake);
     pthread_mutex_init(&c->hk_lock, NULL);
     int e = pthread_create(&c->hk, NULL, housekeeping, c);
     if (e != 0)

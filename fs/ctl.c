@@ -399,13 +399,9 @@ static void warm_watch(struct conn *k, struct warm *w)
 /* Run the warm (in a helper thread when one can be had); w->rc etc. set. */
 static void warm_run(struct conn *k, struct warm *w)
 {
-    pthread_condattr_t ca;
     pthread_t th;
 
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&w->cond, &ca);
-    pthread_condattr_destroy(&ca);
+    cond_init_mono(&w->cond);
     pthread_mutex_init(&w->lock, NULL);
     if (pthread_create(&th, NULL, warm_main, w) != 0) {
         warm_main(w); /* no progress lines, still a correct answer */
@@ -795,11 +791,7 @@ static struct ctl *ctl_new(struct cache *c, const char *cache_dir)
     ctl->refs = 1;
     for (int i = 0; i < CTL_MAX_CONN; i++)
         ctl->fds[i] = -1;
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&ctl->idle, &ca);
-    pthread_condattr_destroy(&ca);
+    cond_init_mono(&ctl->idle);
     pthread_mutex_init(&ctl->lock, NULL);
     ctl->dir = strdup(cache_dir);
     if (ctl->dir == NULL ||

@@ -47,11 +47,7 @@ static int prober_stop;            /* health_lock: health_stop() was called */
 
 static void init_once(void)
 {
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&health_wake, &ca);
-    pthread_condattr_destroy(&ca);
+    cond_init_mono(&health_wake);
 }
 
 /* Between half and all of ms: probes of many hosts (and of many daemons

@@ -434,12 +434,8 @@ static struct origin *file_new(const char *path, const char *dir,
             goto nomem;
     }
     pthread_mutex_init(&fo->lock, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&fo->work, &ca);
-    pthread_cond_init(&fo->done, &ca);
-    pthread_condattr_destroy(&ca);
+    cond_init_mono(&fo->work);
+    cond_init_mono(&fo->done);
     o->ops = &file_ops;
     o->priv = fo;
     o->timeout_ms = 30000;

@@ -108,11 +108,7 @@ static struct http_host *host_new(const char *key, unsigned limit)
         free(hh);
         return NULL;
     }
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&hh->freed, &ca);
-    pthread_condattr_destroy(&ca);
+    cond_init_mono(&hh->freed);
     hh->limit = limit;
     return hh;
 }

@@ -190,11 +190,7 @@ static struct list_job *stuck;   /* list_lock */
 
 static void list_init(void)
 {
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&list_done, &ca);
-    pthread_condattr_destroy(&ca);
+    cond_init_mono(&list_done);
 }
 
 static void list_job_free(struct list_job *j)

@@ -120,6 +120,15 @@ struct timespec ms_timespec(uint64_t ms)
                              .tv_nsec = (long)(ms % 1000) * 1000000L};
 }
 
+void cond_init_mono(pthread_cond_t *cond)
+{
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(cond, &ca);
+    pthread_condattr_destroy(&ca);
+}
+
 ssize_t pread_full(int fd, void *buf, size_t len, uint64_t off)
 {
     size_t done = 0;

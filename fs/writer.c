@@ -738,12 +738,8 @@ int writer_start(struct index *ix, struct writer **out)
     w->max_recs = PENDING_RECS_MAX;
     index_retry_busy(ix, WRITER_BUSY_MS);
     pthread_mutex_init(&w->lock, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&w->wake, &ca);
-    pthread_cond_init(&w->done, &ca);
-    pthread_condattr_destroy(&ca);
+    cond_init_mono(&w->wake);
+    cond_init_mono(&w->done);
     int e = pthread_create(&w->thread, NULL, writer_main, w);
     if (e != 0) {
         pthread_mutex_destroy(&w->lock);

@@ -3,6 +3,7 @@
 #define IC_UTIL_H
 
 #include <stddef.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <sys/types.h>
 #include <time.h>
@@ -20,6 +21,9 @@ uint64_t mono_ms(void);
 /* Milliseconds as a timespec: a mono_ms() deadline for
  * pthread_cond_timedwait on a CLOCK_MONOTONIC condition, or a duration. */
 struct timespec ms_timespec(uint64_t ms);
+/* Initialise a condition variable whose timed waits take ms_timespec()
+ * deadlines (CLOCK_MONOTONIC: a wall-clock step cannot stretch a wait). */
+void cond_init_mono(pthread_cond_t *cond);
 
 /* pread/pwrite that loop over short transfers and EINTR.
  * Return bytes transferred (short only at EOF for pread) or -errno. */
