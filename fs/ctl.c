@@ -23,8 +23,11 @@
 
 #include "ic-cache.h"
 #include "ic-ctl.h"
+#include "ic-health.h"
+#include "ic-origin.h"
 #include "ic-log.h"
 #include "ic-pin.h"
+#include "ic-prewarm.h"
 #include "ic-pinspec.h"
 #include "ic-util.h"
 
@@ -281,21 +284,22 @@ static int do_change(struct conn *k, char **f, int nf, int unpin)
     if (t == NULL || refuse_profiles(k, f[2]) != 0)
         return 0;
     err[0] = '\0';
-    int rc = pin_resolve(t, f[2], &r, &n, err, sizeof err);
+    int rc = prewarm_resolve(t, f[2], &r, &n, err, sizeof err);
     if (rc == 0)
         rc = pin_change(t, r, n, unpin, err, sizeof err);
     free(r);
     if (rc != 0) {
         if (err[0] == '\0')
             snprintf(err, sizeof err, "%s of %s failed: %s",
-                     unpin ? "unpin" : "pin", t->name, strerror(-rc));
+                     unpin ? "unpin" : "pin", cache_tmpl_name(t),
+                     strerror(-rc));
         log_info("ctl: uid %u: %s", (unsigned)k->uid, err);
         return reply_err(k, err);
     }
     uint64_t pinned = pin_bytes(t);
     log_info("ctl: uid %u: %s %s %.200s: %" PRIu64 " bytes pinned",
-             (unsigned)k->uid, unpin ? "unpin" : "pin", t->name, f[2],
-             pinned);
+             (unsigned)k->uid, unpin ? "unpin" : "pin", cache_tmpl_name(t),
+             f[2], pinned);
     return reply(k, "ok\t%s\t%" PRIu64, unpin ? "unpinned" : "pinned",
                  pinned);
 }
@@ -310,7 +314,7 @@ static int do_unpin(struct conn *k, char **f, int nf)
     return do_change(k, f, nf, 1);
 }
 
-/* pin_warm runs in a helper thread so that the fill threads calling the
+/* prewarm_run runs in a helper thread so that the fill threads calling the
  * progress callback never block on a slow client's socket: the callback
  * only stores figures, the worker sends them. */
 struct warm {
@@ -337,7 +341,7 @@ static void *warm_main(void *arg)
     struct warm *w = arg;
     uint64_t failed = 0;
 
-    int rc = pin_warm(w->t, w->parallel, warm_progress, w, &failed);
+    int rc = prewarm_run(w->t, w->parallel, warm_progress, w, &failed);
     pthread_mutex_lock(&w->lock);
     w->rc = rc;
     w->failed = failed;
@@ -432,7 +436,7 @@ static int do_warm(struct conn *k, char **f, int nf)
                      "be fetched",
                      w.failed);
     if (w.rc != 0)
-        return reply(k, "error\twarm of %s failed: %s", w.t->name,
+        return reply(k, "error\twarm of %s failed: %s", cache_tmpl_name(w.t),
                      strerror(-w.rc));
     return reply(k, "ok\twarm\t%" PRIu64, w.total ? w.total : pin_bytes(w.t));
 }
@@ -447,7 +451,8 @@ static int list_tmpl(struct conn *k, struct tmpl *t)
     for (size_t i = 0; i < n && !k->dead; i++)
         reply(k,
               "pin\t%s\t%" PRIu64 "\t%" PRIu64 "\t%" PRIu64 "\t%" PRIu64,
-              t->name, s[i].off, s[i].len, s[i].bytes, s[i].present);
+              cache_tmpl_name(t), s[i].off, s[i].len, s[i].bytes,
+              s[i].present);
     free(s);
     return k->dead ? -1 : 1; /* 1: no final line sent yet */
 }
@@ -467,7 +472,7 @@ static int do_list(struct conn *k, char **f, int nf)
     /* Lock-free snapshot: a reload may append templates meanwhile. */
     size_t n = cache_snapshot(k->ctl->c, &v);
     for (size_t i = 0; i < n; i++)
-        if (!__atomic_load_n(&v[i]->removed, __ATOMIC_RELAXED) &&
+        if (!cache_tmpl_removed(v[i]) &&
             list_tmpl(k, v[i]) != 1)
             return 0;
     return reply(k, "ok");
@@ -508,15 +513,17 @@ static int do_record(struct conn *k, char **f, int nf)
     int rc = pin_record_begin(t);
     if (rc == -EBUSY)
         return reply(k, "error\ta recording of %s is already running",
-                     t->name);
+                     cache_tmpl_name(t));
     if (rc != 0)
-        return reply(k, "error\trecording %s: %s", t->name, strerror(-rc));
+        return reply(k, "error\trecording %s: %s", cache_tmpl_name(t),
+                     strerror(-rc));
     log_info("ctl: uid %u: recording reads of %s for %u s", (unsigned)k->uid,
-             t->name, secs);
+             cache_tmpl_name(t), secs);
     int cut = record_wait(k, (uint64_t)secs * 1000);
     rc = pin_record_end(t, &r, &n);
     if (rc != 0)
-        return reply(k, "error\trecording %s: %s", t->name, strerror(-rc));
+        return reply(k, "error\trecording %s: %s", cache_tmpl_name(t),
+                     strerror(-rc));
     if (cut) {
         free(r);
         return reply_err(k, "recording abandoned (daemon stopping)");
@@ -548,11 +555,11 @@ static int do_origins(struct conn *k, char **f, int nf)
     size_t nt = cache_snapshot(k->ctl->c, &v);
     for (size_t i = 0; i < nt && !k->dead; i++) {
         int64_t since;
-        if (__atomic_load_n(&v[i]->removed, __ATOMIC_RELAXED))
+        if (cache_tmpl_removed(v[i]))
             continue;
-        enum health_state st = origin_state(v[i]->origin, &since);
-        reply(k, "tmpl\t%s\t%s\t%lld", v[i]->name, health_state_name(st),
-              (long long)since);
+        enum health_state st = origin_state(cache_tmpl_origin(v[i]), &since);
+        reply(k, "tmpl\t%s\t%s\t%lld", cache_tmpl_name(v[i]),
+              health_state_name(st), (long long)since);
     }
     return reply(k, "ok");
 }

@@ -8,7 +8,7 @@
 #include <time.h>
 
 #include "ic-block.h"
-#include "ic-cache.h"
+#include "cache-priv.h"
 #include "ic-conf.h"
 #include "ic-evict.h"
 #include "ic-index.h"

@@ -15,6 +15,8 @@
 #include "ic-cache.h"
 #include "ic-fillbuf.h"
 #include "ic-fuse-ops.h"
+#include "ic-health.h"
+#include "ic-origin.h"
 #include "ic-log.h"
 #include "ic-pin.h"
 #include "ic-readahead.h"
@@ -49,18 +51,20 @@ static void fill_root_attr(struct stat *st)
 }
 
 /* The attributes of one generation's inode (they never change). */
-static void fill_attr(struct ic_fs *fs, const struct gen *g, struct stat *st)
+static void fill_attr(struct ic_fs *fs, struct gen *g, struct stat *st)
 {
-    uint64_t size = g->info.size;
-    int64_t mtime_ns = g->info.mtime_ns;
+    struct cache_gen_attr a;
+    cache_gen_attr(g, &a);
+    uint64_t size = a.size;
+    int64_t mtime_ns = a.mtime_ns;
     memset(st, 0, sizeof *st);
-    st->st_ino = g->ino;
+    st->st_ino = a.ino;
     st->st_mode = S_IFREG | fs->mode;
     st->st_nlink = 1;
     st->st_uid = fs->uid;
     st->st_gid = fs->gid;
     st->st_size = (off_t)size;
-    st->st_blksize = g->bs;
+    st->st_blksize = a.bs;
     st->st_blocks = (blkcnt_t)((size + 511) / 512);
     st->st_mtim.tv_sec = mtime_ns / 1000000000;
     st->st_mtim.tv_nsec = mtime_ns % 1000000000;
@@ -81,10 +85,10 @@ static void ic_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
     }
     struct gen *g = cache_cur_gen(t);
     memset(&e, 0, sizeof e);
-    e.ino = g->ino;
+    fill_attr(fs, g, &e.attr);
+    e.ino = e.attr.st_ino;
     e.attr_timeout = ATTR_TIMEOUT;
     e.entry_timeout = ENTRY_TIMEOUT;
-    fill_attr(fs, g, &e.attr);
     cache_gen_put(g);
     fuse_reply_entry(req, &e);
 }
@@ -155,10 +159,10 @@ static void ic_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
         struct tmpl *t = i >= 2 ? v[i - 2] : NULL;
         /* A gone template is rechecked (at most once per revalidate),
          * so a listing alone shows it again once it is back. */
-        if (t && (__atomic_load_n(&t->removed, __ATOMIC_RELAXED) ||
+        if (t && (cache_tmpl_removed(t) ||
                   !cache_tmpl_visible(t)))
             continue;
-        const char *name = i == 0 ? "." : i == 1 ? ".." : t->name;
+        const char *name = i == 0 ? "." : i == 1 ? ".." : cache_tmpl_name(t);
         fuse_ino_t e_ino = t ? cache_tmpl_ino(t) : FUSE_ROOT_ID;
         n = add_entry(req, buf, size, pos, name, e_ino,
                       t ? S_IFREG : S_IFDIR, i + 1);
@@ -176,7 +180,7 @@ static void ic_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     struct tmpl *t = cache_find_ino(fs->c, ino);
     struct gen *g;
 
-    if (t == NULL || __atomic_load_n(&t->removed, __ATOMIC_RELAXED) ||
+    if (t == NULL || cache_tmpl_removed(t) ||
         !cache_tmpl_visible(t)) {
         fuse_reply_err(req, ENOENT);
         return;
@@ -251,7 +255,7 @@ static void ic_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
     struct gen *g = h->g;
 
     if (off >= 0)
-        ra_note(fs_of(req)->c->ra, &h->ra, g, (uint64_t)off, size);
+        ra_note(cache_readahead(fs_of(req)->c), &h->ra, g, (uint64_t)off, size);
     if (off >= 0 && read_direct(req, g, size, off))
         return;
     char *buf = fillbuf_get(size);
@@ -308,39 +312,36 @@ static const char *const xattr_names[] = {
 };
 #define N_XATTRS (sizeof xattr_names / sizeof xattr_names[0])
 
-static uint64_t load(const uint64_t *p)
-{
-    return __atomic_load_n(p, __ATOMIC_RELAXED);
-}
-
 static int xattr_value(struct tmpl *t, struct gen *g, const char *key,
                        char *out, size_t len)
 {
+    struct tmpl_stats st;
+    cache_tmpl_stats(t, &st);
     if (strcmp(key, "origin") == 0)
-        return snprintf(out, len, "%s", t->origin->display);
+        return snprintf(out, len, "%s", cache_tmpl_origin(t)->display);
     if (strcmp(key, "quota") == 0)
-        return snprintf(out, len, "%" PRIu64, t->quota);
+        return snprintf(out, len, "%" PRIu64, cache_tmpl_quota(t));
     if (strcmp(key, "hits") == 0)
-        return snprintf(out, len, "%" PRIu64, load(&t->st.hits));
+        return snprintf(out, len, "%" PRIu64, st.hits);
     if (strcmp(key, "misses") == 0)
-        return snprintf(out, len, "%" PRIu64, load(&t->st.misses));
+        return snprintf(out, len, "%" PRIu64, st.misses);
     if (strcmp(key, "origin_bytes") == 0)
-        return snprintf(out, len, "%" PRIu64, load(&t->st.origin_bytes));
+        return snprintf(out, len, "%" PRIu64, st.origin_bytes);
     if (strcmp(key, "pinned_bytes") == 0)
         return snprintf(out, len, "%" PRIu64, pin_bytes(t));
     if (strcmp(key, "origin_state") == 0) {
         int64_t since;
-        health_format(origin_state(t->origin, &since), since, out, len);
+        health_format(origin_state(cache_tmpl_origin(t), &since), since, out,
+                      len);
         return (int)strlen(out);
     }
     /* Of the inode's own generation, like its size. */
-    pthread_mutex_lock(&g->lock);
-    uint64_t cached = g->bm.present_bytes;
-    pthread_mutex_unlock(&g->lock);
+    struct cache_gen_attr a;
+    cache_gen_attr(g, &a);
     if (strcmp(key, "generation") == 0)
-        return snprintf(out, len, "%" PRIu64, g->number);
+        return snprintf(out, len, "%" PRIu64, a.number);
     if (strcmp(key, "cached_bytes") == 0)
-        return snprintf(out, len, "%" PRIu64, cached);
+        return snprintf(out, len, "%" PRIu64, a.cached);
     return -1;
 }
 
@@ -352,7 +353,7 @@ static void ic_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
     int n = -1;
 
     if (g != NULL && strncmp(name, XATTR_PREFIX, strlen(XATTR_PREFIX)) == 0)
-        n = xattr_value(g->t, g, name + strlen(XATTR_PREFIX), val,
+        n = xattr_value(cache_gen_tmpl(g), g, name + strlen(XATTR_PREFIX), val,
                         sizeof val);
     if (g != NULL)
         cache_gen_put(g);

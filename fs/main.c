@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "ic-cache.h"
+#include "ic-engine.h"
 #include "ic-conf.h"
 #include "ic-ctl.h"
 #include "ic-fuse-ops.h"
@@ -195,7 +196,7 @@ static void *reload_main(void *arg)
         if (memchr(b, 0, (size_t)n) != NULL)
             break;
         log_info("SIGHUP: reloading %s", r->config);
-        cache_reload(r->c, r->config);
+        engine_reload(r->c, r->config);
     }
     return NULL;
 }
@@ -243,12 +244,13 @@ static int run_session(struct fuse_args *args, struct ic_fs *fs,
         goto out_destroy;
     if (fuse_session_mount(se, mnt) != 0)
         goto out_signals;
-    log_info("mounted %s with %zu templates", mnt, fs->c->nt);
-    if (cache_start_housekeeping(fs->c) < 0)
+    struct tmpl **v;
+    log_info("mounted %s with %zu templates", mnt, cache_snapshot(fs->c, &v));
+    if (engine_start_housekeeping(fs->c) < 0)
         log_warn("cannot start housekeeping: counters are saved at exit only");
     reloader_start(&rl);
     struct ctl *ctl = NULL;
-    if (ctl_start(fs->c, fs->c->conf->cache_dir, &ctl) < 0)
+    if (ctl_start(fs->c, cache_conf(fs->c)->cache_dir, &ctl) < 0)
         log_warn("no control socket: imgcache-pin will not work");
     daemon_ready(report_fd, 0);
     struct fuse_loop_config *lc = fuse_loop_cfg_create();
@@ -300,7 +302,7 @@ static int start(struct opts *o, struct conf *conf, struct fuse_args *args)
      * instead kept RSS lowest but cost 40% of cold read throughput in page
      * faults and page clearing.) */
     mallopt(M_ARENA_MAX, 4);
-    if (cache_open(conf, &fs.c) < 0) {
+    if (engine_open(conf, &fs.c) < 0) {
         daemon_ready(report_fd, 1);
         return 1;
     }
@@ -313,9 +315,9 @@ static int start(struct opts *o, struct conf *conf, struct fuse_args *args)
     if (fs.busy > 0) {
         log_warn("%d control requests still running; exiting without "
                  "waiting for them", fs.busy);
-        cache_flush_and_exit(fs.c, r);
+        engine_flush_and_exit(fs.c, r);
     }
-    cache_close(fs.c);
+    engine_close(fs.c);
     return r;
 }
 

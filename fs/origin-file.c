@@ -28,6 +28,7 @@
 #include "ic-fillbuf.h"
 #include "ic-log.h"
 #include "ic-origin.h"
+#include "ic-url.h"
 #include "ic-util.h"
 
 #define FILE_WORKERS_MAX 4
@@ -466,7 +467,7 @@ struct origin *origin_file_new(const char *path, char *err, size_t errlen)
 struct origin *origin_file_new_in_dir(const char *dir, const char *name,
                                       int follow, char *err, size_t errlen)
 {
-    char *path = origin_join(dir, name);
+    char *path = url_join(dir, name);
     if (path == NULL) {
         snprintf(err, errlen, "out of memory");
         return NULL;

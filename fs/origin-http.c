@@ -43,7 +43,7 @@
  * asked of the server), with the origin's proxy and TLS settings.
  *
  * Secrets: URLs may carry user:password@ and ?token=; only masked URLs
- * (origin_mask_url) are logged, and header values are never logged.
+ * (url_mask) are logged, and header values are never logged.
  *
  * What a response must look like is decided in http-check.c (pure, unit
  * tested and fuzzed); this file moves the bytes and logs the verdicts.
@@ -69,6 +69,7 @@
 #include "ic-http-check.h"
 #include "ic-log.h"
 #include "ic-origin.h"
+#include "ic-url.h"
 #include "ic-util.h"
 
 #define HTTP_MAX_URLS 16          /* primary + mirrors */
@@ -958,7 +959,7 @@ static void proxy_key(const char *proxy, char *key, size_t len)
                       : strcasecmp(scheme, "https") == 0 ? "443" : "1080");
     } else {
         char m[HTTP_DISPLAY_MAX];
-        origin_mask_url(proxy, m, sizeof m);
+        url_mask(proxy, m, sizeof m);
         snprintf(key, len, "proxy %s", m);
     }
     curl_free(scheme);
@@ -1061,7 +1062,7 @@ static const struct origin_ops http_ops = {
 static char *masked(const char *url)
 {
     char buf[HTTP_DISPLAY_MAX];
-    origin_mask_url(url, buf, sizeof buf);
+    url_mask(url, buf, sizeof buf);
     return strdup(buf);
 }
 

@@ -16,6 +16,7 @@
 #include "ic-http-check.h"
 #include "ic-log.h"
 #include "ic-origin.h"
+#include "ic-url.h"
 #include "ic-util.h"
 
 struct origin *origin_new(const char *location, const struct conf_net *net,
@@ -51,20 +52,6 @@ int origin_validator_eq(const char *a, const char *b)
     if (httpc_validator_usable(a) || httpc_validator_usable(b))
         return strcmp(a, b) == 0;
     return origin_file_validator_eq(a, b);
-}
-
-/* For a URL the name goes before any query string: the query often
- * carries a token that must stay at the end (…/dir/NAME?tok=x). */
-char *origin_join(const char *dir, const char *name)
-{
-    const char *q = conf_origin_is_http(dir) ? strchr(dir, '?') : NULL;
-    size_t n = q ? (size_t)(q - dir) : strlen(dir);
-    char *s;
-    int sep = n > 0 && dir[n - 1] == '/';
-    if (asprintf(&s, "%.*s%s%s%s", (int)n, dir, sep ? "" : "/", name,
-                 q ? q : "") < 0)
-        return NULL;
-    return s;
 }
 
 static int add_name(char ***names, size_t *n, const char *name)
@@ -291,7 +278,7 @@ struct origin *origin_new_in_dir(const char *dir, const char *name,
                                  char *err, size_t errlen)
 {
     if (dir[0] != '/') {
-        char *loc = origin_join(dir, name);
+        char *loc = url_join(dir, name);
         if (loc == NULL) {
             snprintf(err, errlen, "out of memory");
             return NULL;
@@ -307,31 +294,4 @@ struct origin *origin_new_in_dir(const char *dir, const char *name,
         o->connect_timeout_ms = net->connect_timeout_ms;
     }
     return o;
-}
-
-/* Replace [scheme://]user:pass@ and ?query with *** so logs never carry
- * credentials or signed-URL tokens. */
-void origin_mask_url(const char *url, char *out, size_t outlen)
-{
-    const char *p = strstr(url, "://");
-    const char *host = p ? p + 3 : url;
-    const char *slash = strchr(host, '/');
-    const char *at = strchr(host, '@');
-    const char *q = strchr(url, '?');
-    size_t pos = 0;
-
-    if (outlen == 0)
-        return;
-    out[0] = '\0';
-    if (at != NULL && (slash == NULL || at < slash)) {
-        pos += snprintf(out, outlen, "%.*s***@", (int)(host - url), url);
-        url = at + 1;
-        q = strchr(url, '?');
-    }
-    if (pos >= outlen)
-        return;
-    if (q != NULL)
-        snprintf(out + pos, outlen - pos, "%.*s?***", (int)(q - url), url);
-    else
-        snprintf(out + pos, outlen - pos, "%s", url);
 }

@@ -15,7 +15,7 @@
 #include <time.h>
 
 #include "ic-block.h"
-#include "ic-cache.h"
+#include "cache-priv.h"
 #include "ic-checksum.h"
 #include "ic-conf.h"
 #include "ic-evict.h"

@@ -4,7 +4,7 @@
 #include <errno.h>
 #include <stdlib.h>
 
-#include "ic-cache.h"
+#include "cache-priv.h"
 #include "ic-conf.h"
 #include "ic-log.h"
 #include "ic-readahead.h"

@@ -1,4 +1,8 @@
-/* The cache engine: templates, their generations, and the read path.
+/* The engine's public face: templates, their generations, and the read
+ * path, for the daemon's FUSE and control layers and the tools.  The
+ * objects are opaque outside fs/engine/ (their fields and lock rules are
+ * in fs/engine/cache-priv.h); the engine's start, stop and reload are in
+ * ic-engine.h.
  *
  * Objects:
  *   struct cache  one per daemon: config, index writer, templates.
@@ -24,27 +28,19 @@
  * (cache_gen_recheck): a new validator starts a new generation; the same
  * one means the answer was a fluke (a stale node behind a balancer), and
  * reads go on after a bounded backoff.
- *
- * Locking order: tmpl.lock before gen.lock.  No lock is held across origin
- * I/O or data-file I/O.  cache_gen_put() may take tmpl.lock: never call it
- * with tmpl.lock held. */
+ * */
 #ifndef IC_CACHE_H
 #define IC_CACHE_H
 
-#include <pthread.h>
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "ic-blockmap.h"
-#include "ic-conf.h"
-#include "ic-index.h"
-#include "ic-origin.h"
-#include "ic-pinspec.h"
-
+struct cache;
 struct conf;
-struct conf_source;
-struct index;
-struct writer;
+struct gen;
+struct origin;
+struct readahead;
+struct tmpl;
 
 struct tmpl_stats { /* updated with __atomic builtins, no lock */
     uint64_t hits;         /* blocks served from the cache */
@@ -56,152 +52,6 @@ struct tmpl_stats { /* updated with __atomic builtins, no lock */
     uint64_t evicted_bytes;
     uint64_t uncached;     /* blocks served without caching (no room) */
 };
-
-struct gen {
-    struct tmpl *t;
-    uint64_t number;
-    struct origin_info info;
-    uint64_t uid;            /* unique in this process: the stage's key */
-    uint32_t bs;
-    int fd;                  /* data file */
-    int dfd;                 /* the data file opened O_DIRECT, or -1 */
-    int direct_reads;        /* data_direct_io: reads use dfd too */
-    uint64_t ino;            /* its inode number (cache_gen_ino) */
-    struct gen *next_live;   /* the template's live generations (tmpl.lock) */
-    pthread_mutex_t lock;    /* protects bm, refs, stale, heal_* */
-    pthread_cond_t filled;   /* broadcast when a fill ends (either way) */
-    struct blockmap bm;
-    int refs;
-    int stale;               /* superseded: the origin changed; no fills
-                                (written under tmpl.lock and gen.lock) */
-    /* After an answer "changed" that a recheck found false: no fill starts
-     * before heal_until_ms; heal_ms is the backoff (doubles while it
-     * happens again, reset by a fill that works). */
-    uint64_t heal_until_ms, heal_ms;
-    /* The last failed fill (blocks fail_first..fail_last): a read of them
-     * within FAIL_MEMORY_MS fails at once instead of waiting a second full
-     * origin_timeout (the kernel retries a failed readahead page). */
-    uint64_t fail_first, fail_last, fail_until_ms;
-    /* Held shared while bytes are handed to the kernel straight from the
-     * data file, exclusively while a hole is punched: an eviction cannot
-     * zero bytes in the middle of a zero-copy reply. */
-    pthread_rwlock_t evict_rw;
-    uint64_t evicting; /* bytes marked for eviction, not yet punched (lock) */
-    uint64_t reserved; /* room taken by fills not yet published (lock) */
-};
-
-struct tmpl {
-    struct cache *c;
-    char *name;
-    char *location;          /* origin path or URL (may hold secrets) */
-    char *pin_spec;          /* the config's "pin =" value (cfg_lock) */
-    struct byte_range *cfg_pins; /* what pin_spec last resolved to (cfg_lock) */
-    size_t ncfg_pins;
-    struct conf_net net;     /* src's settings, mirrors resolved for us */
-    struct origin *origin;
-    int64_t tid;             /* index row id */
-    uint64_t quota;
-    uint32_t bs;
-    int link_rule;           /* 0 [template], 1 [directory], 2 ditto with
-                                follow_symlinks: fixed with the origin */
-    uint64_t timeout_ms;     /* origin_timeout */
-    uint64_t revalidate_ms;  /* 0: check the origin at every open */
-    pthread_mutex_t lock;    /* protects cur, live, last_check_ms,
-                                checking, recheck_ms, check_*,
-                                retry_* */
-    struct gen *cur;
-    struct gen *live;        /* cur and every older one still referenced */
-    uint64_t last_check_ms;
-    int checking;            /* a recheck is asking the origin */
-    uint64_t recheck_ms;     /* when the last recheck ended */
-    uint64_t check_seq;      /* origin checks started */
-    uint64_t check_applied;  /* the newest check whose answer was applied */
-    uint64_t retry_ino;      /* the inode an ESTALE open will retry on */
-    uint64_t retry_until_ms; /* ... if it comes before this */
-    pthread_cond_t checked;  /* broadcast when a recheck ends */
-    int weak_warned;         /* "no strong ETag" said (tmpl.lock) */
-    int refuse_logged;       /* require_strong_etag's refusal said (ditto) */
-    uint64_t uncached_log_ms; /* last serve-through log line (atomic) */
-    struct byte_range *pins; /* pin set, normalized (tmpl.lock) */
-    size_t npins;
-    uint64_t pinned_bytes;   /* bytes of the blocks pins cover (tmpl.lock) */
-    pthread_mutex_t rec_lock; /* protects rec, nrec, rec_cap */
-    int recording;           /* atomic: readers note their ranges */
-    struct byte_range *rec;
-    size_t nrec, rec_cap;
-    int gone;                /* atomic: origin says the template is gone */
-    int removed;             /* atomic: no longer in the configuration */
-    int start_rc, start_done, quiet; /* origin check before publishing */
-    struct origin_info start_info;
-    uint64_t epoch;          /* config load that last named it */
-    struct tmpl_stats st;
-    struct index_counters saved; /* figures last queued for the index */
-};
-
-/* Something a config load could not resolve yet: a template whose origin
- * did not answer (t), or a [directory] that could not be listed or (a
- * path) listed nothing (dir): it is listed again in the background while
- * the templates it listed last are served from the cache. */
-struct pending {
-    struct tmpl *t;
-    const struct conf_source *dir;
-};
-
-#define CACHE_OLD_ARRAYS 1024
-
-/* A config replaced by a reload, freed after a grace period. */
-struct old_conf {
-    struct conf *conf;
-    uint64_t retired_ms;
-};
-
-struct cache {
-    struct conf *conf;       /* current config (replaced on reload) */
-    struct index *ix;
-    struct writer *w;
-    struct tmpl **t;         /* append-only; read via cache_snapshot */
-    size_t nt;
-    uint64_t epoch;          /* config loads so far */
-    struct tmpl **old_arrays[CACHE_OLD_ARRAYS]; /* freed at exit */
-    size_t old_arrays_n;
-    struct conf *first_conf;     /* the caller's: never freed by us */
-    struct old_conf *old_confs;  /* replaced configs (cfg_lock) */
-    size_t old_confs_n, old_confs_cap;
-    uint64_t clock;          /* access counter for LRU (atomic) */
-    pthread_t hk;            /* housekeeping thread */
-    pthread_mutex_t hk_lock; /* protects hk_stop */
-    pthread_cond_t hk_wake;
-    int hk_stop, hk_running;
-    struct readahead *ra;    /* sequential readahead fetchers */
-    struct stage *stage;     /* recent readahead fills (direct_fill) */
-    uint64_t reserved;       /* room reserved by fills, all gens (atomic) */
-    pthread_mutex_t cfg_lock; /* serialises reloads and pending retries */
-    pthread_mutex_t pend_lock; /* protects pend, npend */
-    struct pending *pend;
-    size_t npend;
-};
-
-/* Start the engine: create cache_dir, open the index, stat every origin,
- * pick each template's generation and load its present blocks, start the
- * index writer.  Templates whose origin is unreachable and unknown to the
- * index are left out with a warning; a [directory] that cannot be listed
- * keeps the templates it listed last.  0 or -errno (logged). */
-int cache_open(struct conf *conf, struct cache **out);
-/* Start background work once the mount is up: config pins, periodic
- * saving of counters.  0 or -errno. */
-int cache_start_housekeeping(struct cache *c);
-/* Commit what is queued for the index and _exit(status) without freeing
- * (threads that cannot be stopped still use the templates). */
-void cache_flush_and_exit(struct cache *c, int status)
-    __attribute__((noreturn));
-/* Commit the index and free everything. */
-void cache_close(struct cache *c);
-
-/* Re-read the config (SIGHUP): add new templates, hide removed ones
- * (open handles keep working), apply new quotas and pins.  An invalid
- * config is logged with FILE:LINE and the running one kept.  Called from
- * one thread at a time.  0 or -1. */
-int cache_reload(struct cache *c, const char *path);
 
 /* The templates (including removed ones); lock-free, see cache.c. */
 size_t cache_snapshot(struct cache *c, struct tmpl ***arr);
@@ -254,8 +104,8 @@ ssize_t cache_read(struct gen *g, char *buf, uint64_t off, size_t len);
 
 /* Zero-copy reads: if every block of the read is present and verified,
  * returns 1 with *len set (clamped to the file) and eviction held off
- * until cache_read_fd_end(); the caller replies from g->fd.  0 otherwise
- * (use cache_read). */
+ * until cache_read_fd_end(); the caller then copies the bytes with
+ * cache_pread_present().  0 otherwise (use cache_read). */
 int cache_read_fd_begin(struct gen *g, uint64_t off, size_t size,
                         size_t *len);
 void cache_read_fd_end(struct gen *g);
@@ -268,12 +118,32 @@ int cache_stage_peek(struct gen *g, uint64_t off, size_t len,
                      const char **data, void **ref);
 void cache_stage_unref(struct gen *g, void *ref);
 
-/* Fetch the missing blocks of a range that nobody is fetching yet, for
- * readahead; no copy, no waiting on other fills. */
-void cache_prefetch(struct gen *g, uint64_t off, uint64_t len);
 void cache_gen_ref(struct gen *g);
 
-/* Internal, shared by cache.c and read.c. */
-uint32_t cache_tick(struct cache *c);
+/* ------------------------------------------------------------ accessors */
+
+const char *cache_tmpl_name(const struct tmpl *t);
+/* No longer in the configuration (its open handles keep working). */
+int cache_tmpl_removed(const struct tmpl *t);
+struct origin *cache_tmpl_origin(const struct tmpl *t);
+uint64_t cache_tmpl_quota(const struct tmpl *t);
+/* A copy of the template's counters (each read atomically). */
+void cache_tmpl_stats(const struct tmpl *t, struct tmpl_stats *out);
+
+struct cache_gen_attr {
+    uint64_t ino;        /* its inode number */
+    uint64_t number;     /* generation number */
+    uint64_t size;       /* the origin's size and mtime for it */
+    int64_t mtime_ns;
+    uint32_t bs;         /* block size */
+    uint64_t cached;     /* bytes of present blocks, now */
+};
+struct tmpl *cache_gen_tmpl(const struct gen *g);
+void cache_gen_attr(struct gen *g, struct cache_gen_attr *a);
+
+/* The engine's sequential readahead (see ic-readahead.h). */
+struct readahead *cache_readahead(struct cache *c);
+/* The running configuration (replaced by a reload; see ic-engine.h). */
+const struct conf *cache_conf(struct cache *c);
 
 #endif

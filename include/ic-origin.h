@@ -103,7 +103,7 @@ int origin_list_dir(const char *location, const struct conf_net *net,
                     unsigned flags, char ***names);
 /* The origin of file `name` of a [directory] origin.  For a path, every
  * open resolves `name` beneath the directory under the listing's rule
- * (see origin_file_new_in_dir); an http(s) one is origin_join's URL. */
+ * (see origin_file_new_in_dir); an http(s) one is url_join's URL. */
 struct origin *origin_new_in_dir(const char *dir, const char *name,
                                  const struct conf_net *net, unsigned flags,
                                  char *err, size_t errlen);
@@ -111,12 +111,6 @@ struct origin *origin_new_in_dir(const char *dir, const char *name,
  * always strcmp, see origin_file_validator_eq. */
 int origin_validator_eq(const char *a, const char *b);
 int origin_file_validator_eq(const char *a, const char *b);
-
-/* Join a directory location and a file name (path or URL). malloc'd. */
-char *origin_join(const char *dir, const char *name);
-
-/* Copy url into out with userinfo and query string replaced by "***". */
-void origin_mask_url(const char *url, char *out, size_t outlen);
 
 /* Backends (origin.c dispatches on the location). */
 struct origin *origin_file_new(const char *path, char *err, size_t errlen);

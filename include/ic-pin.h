@@ -1,5 +1,6 @@
-/* Pins: byte ranges of a template whose blocks are never evicted, plus
- * pre-warming and boot-profile recording.
+/* Pin sets: byte ranges of a template whose blocks are never evicted, and
+ * boot-profile recording.  Resolving specs and pre-warming, which read
+ * through the cache, are in ic-prewarm.h.
  *
  * Each template keeps its pins as a normalized set of byte ranges (sorted,
  * merged), rounded out to blocks when applied: every block they touch gets
@@ -21,13 +22,6 @@
 struct tmpl;
 struct gen;
 
-/* Turn a pin spec (comma list: START-END, START+LENGTH, profile:PATH,
- * qcow2-metadata) into a normalized range set.  qcow2-metadata reads the
- * template's header and tables through the cache (fetching them if
- * needed).  0, or -errno with a one-line message in err. */
-int pin_resolve(struct tmpl *t, const char *spec, struct byte_range **out,
-                size_t *n, char *err, size_t errlen);
-
 /* Add (unpin = 0) or remove (unpin = 1) ranges.  Adding is refused with
  * -EDQUOT and a message "pin of template X refused: asks N bytes, M
  * already pinned, quota Q" when the pinned blocks would exceed the quota.
@@ -46,14 +40,6 @@ struct pin_status {
 /* The pin set with presence figures; *out malloc'd.  0 or -ENOMEM. */
 int pin_list(struct tmpl *t, struct pin_status **out, size_t *n);
 
-/* Fill every missing pinned block, `parallel` fetches at a time (1..16).
- * progress (may be NULL) is called from any thread, serialised, with bytes
- * done and total.  Returns 0 when every pinned block is present, -EIO when
- * some could not be fetched (*failed = their bytes). */
-typedef void (*pin_progress_fn)(void *ctx, uint64_t done, uint64_t total);
-int pin_warm(struct tmpl *t, unsigned parallel, pin_progress_fn progress,
-             void *ctx, uint64_t *failed);
-
 /* Recording: note the byte ranges readers of t read.  begin fails with
  * -EBUSY when a recording of t is already running. */
 int pin_record_begin(struct tmpl *t);
@@ -66,13 +52,26 @@ struct index;
 /* At start, before the writer runs: load the persisted pin set and mark
  * the current generation.  Errors are logged. */
 void pin_load(struct tmpl *t, struct index *ix);
-/* After the mount is up: add the config's `pin =` items (they may need
- * origin reads, e.g. qcow2-metadata).  Errors are logged. */
-void pin_config(struct tmpl *t);
 /* Mark BLK_PINNED in a generation's block table from t's pin set
  * (tmpl.lock held; g not yet shared, or its lock taken inside). */
 void pin_mark_gen(struct tmpl *t, struct gen *g);
 /* After t->cur changed (tmpl.lock held): recount and re-mark. */
 void pin_retarget(struct tmpl *t);
+
+/* Range-set algebra on normalized sets (sorted, merged; see pinspec's
+ * ranges_normalize).  *out malloc'd, normalized.  0 or -ENOMEM. */
+int pin_set_union(const struct byte_range *a, size_t na,
+                  const struct byte_range *b, size_t nb,
+                  struct byte_range **out, size_t *n);
+int pin_set_subtract(const struct byte_range *a, size_t na,
+                     const struct byte_range *b, size_t nb,
+                     struct byte_range **out, size_t *n);
+/* The block interval [*b0, *b1) a range touches in a file of `size`
+ * bytes: 0 when it touches none. */
+int pin_range_blocks(const struct byte_range *r, uint64_t size, uint32_t bs,
+                     uint64_t *b0, uint64_t *b1);
+/* Bytes of the distinct blocks a normalized set covers. */
+uint64_t pin_set_bytes(const struct byte_range *r, size_t n, uint64_t size,
+                       uint32_t bs);
 
 #endif

@@ -11,6 +11,7 @@
 #include "ic-blockmap.h"
 #include "ic-checksum.h"
 #include "ic-origin.h"
+#include "ic-url.h"
 #include "ic-util.h"
 
 START_TEST(block_maths)
@@ -103,7 +104,7 @@ END_TEST
 static void mask(const char *in, const char *want)
 {
     char out[256];
-    origin_mask_url(in, out, sizeof out);
+    url_mask(in, out, sizeof out);
     ck_assert_str_eq(out, want);
 }
 
@@ -115,7 +116,7 @@ START_TEST(url_masking)
     mask("http://host/path@odd/a.img", "http://host/path@odd/a.img");
     mask("/srv/images/a.img", "/srv/images/a.img");
     char small[8];
-    origin_mask_url("https://user:secret@host/a.img", small, sizeof small);
+    url_mask("https://user:secret@host/a.img", small, sizeof small);
     ck_assert(strstr(small, "secret") == NULL);
 }
 END_TEST

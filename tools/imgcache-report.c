@@ -38,6 +38,7 @@
 #include "ic-index.h"
 #include "ic-log.h"
 #include "ic-origin.h"
+#include "ic-url.h"
 
 #define PROG "imgcache-report"
 #define EXIT_ATTENTION 1
@@ -402,7 +403,7 @@ static int gather_row(struct index *ix, struct report *r, struct trow *w)
         rc = index_counters_get(ix, w->t.id, &w->c);
     if (rc == 0)
         rc = index_events_sum(ix, w->t.id, &r->win, &w->ev);
-    origin_mask_url(w->t.origin, w->origin, sizeof w->origin);
+    url_mask(w->t.origin, w->origin, sizeof w->origin);
     judge_row(w);
     return rc;
 }

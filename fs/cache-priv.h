@@ -1,0 +1,204 @@
+/* The engine's own view of its objects: struct cache, struct tmpl and
+ * struct gen, for the files of fs/engine/ only (everyone else goes through
+ * ic-cache.h and ic-engine.h).
+ *
+ * Layers, bottom first; each file calls only the ones below it:
+ *   cache.c      templates, generations, references, inodes, the LRU
+ *                clock, revalidation (a new validator: a new generation)
+ *   pin.c        pin sets: marks in the block tables, recording
+ *   evict.c      quotas, cache_max, min_free: victims and reservations
+ *   read.c       the read path: hits, single-flight fills, prefetch
+ *   readahead.c  sequential readahead (prefetches)
+ *   prewarm.c    pins that read the template: qcow2-metadata, config
+ *                pins, pre-warming
+ *   engine.c     start-up, configuration (templates, directories,
+ *                pending retries), housekeeping, reload, shutdown
+ *
+ * LOCKS, outermost first; a thread holding one may take only those after
+ * it in this list:
+ *   cache.cfg_lock   serialises config loads (start, reload, pending
+ *                    retries).  Held across the origin checks of templates
+ *                    being added (each bounded by connect_timeout), never
+ *                    across origin reads (pin resolution runs after it).
+ *   tmpl.cfgpin_lock serialises applying one template's config pins; held
+ *                    across the reads they need (origin_timeout each).
+ *   gen.evict_rw     the one lock held across data-file I/O: shared while
+ *                    bytes are copied from the data file, exclusive while
+ *                    holes are punched.
+ *   tmpl.lock        also held while a new generation's data file is
+ *                    created (open, ftruncate: its name is the generation
+ *                    number, which tmpl.lock hands out); never across
+ *                    reads or writes of data, nor origin I/O.
+ *   gen.lock         block table, references, fills' bookkeeping.
+ * Leaves (nothing is taken under them): tmpl.rec_lock, cache.pend_lock,
+ * cache.hk_lock, and the locks of the modules below the engine (writer,
+ * stage, fillbuf, health, origin).  No mutex is held across origin I/O.
+ * cache_gen_put() may take tmpl.lock: never call it with tmpl.lock held. */
+#ifndef IC_CACHE_PRIV_H
+#define IC_CACHE_PRIV_H
+
+#include <pthread.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "ic-blockmap.h"
+#include "ic-cache.h"
+#include "ic-conf.h"
+#include "ic-index.h"
+#include "ic-origin.h"
+#include "ic-pinspec.h"
+
+struct conf_source;
+struct writer;
+
+struct gen {
+    struct tmpl *t;
+    uint64_t number;
+    struct origin_info info;
+    uint64_t uid;            /* unique in this process: the stage's key */
+    uint32_t bs;
+    int fd;                  /* data file */
+    int dfd;                 /* the data file opened O_DIRECT, or -1 */
+    int direct_reads;        /* data_direct_io: reads use dfd too */
+    uint64_t ino;            /* its inode number (cache_gen_ino) */
+    struct gen *next_live;   /* the template's live generations (tmpl.lock) */
+    pthread_mutex_t lock;    /* protects bm, refs, stale, heal_* */
+    pthread_cond_t filled;   /* broadcast when a fill ends (either way) */
+    struct blockmap bm;
+    int refs;
+    int stale;               /* superseded: the origin changed; no fills
+                                (written under tmpl.lock and gen.lock) */
+    /* After an answer "changed" that a recheck found false: no fill starts
+     * before heal_until_ms; heal_ms is the backoff (doubles while it
+     * happens again, reset by a fill that works). */
+    uint64_t heal_until_ms, heal_ms;
+    /* The last failed fill (blocks fail_first..fail_last): a read of them
+     * within FAIL_MEMORY_MS fails at once instead of waiting a second full
+     * origin_timeout (the kernel retries a failed readahead page). */
+    uint64_t fail_first, fail_last, fail_until_ms;
+    /* Held shared while bytes are handed to the kernel straight from the
+     * data file, exclusively while a hole is punched: an eviction cannot
+     * zero bytes in the middle of a zero-copy reply. */
+    pthread_rwlock_t evict_rw;
+    uint64_t evicting; /* bytes marked for eviction, not yet punched (lock) */
+    uint64_t reserved; /* room taken by fills not yet published (lock) */
+};
+
+struct tmpl {
+    struct cache *c;
+    char *name;
+    char *location;          /* origin path or URL (may hold secrets) */
+    char *pin_spec;          /* the config's "pin =" value (cfg_lock) */
+    struct byte_range *cfg_pins; /* what pin_spec last resolved to (cfg_lock) */
+    size_t ncfg_pins;
+    struct conf_net net;     /* src's settings, mirrors resolved for us */
+    struct origin *origin;
+    int64_t tid;             /* index row id */
+    uint64_t quota;
+    uint32_t bs;
+    int link_rule;           /* 0 [template], 1 [directory], 2 ditto with
+                                follow_symlinks: fixed with the origin */
+    uint64_t timeout_ms;     /* origin_timeout */
+    uint64_t revalidate_ms;  /* 0: check the origin at every open */
+    pthread_mutex_t lock;    /* protects cur, live, last_check_ms,
+                                checking, recheck_ms, check_*,
+                                retry_* */
+    struct gen *cur;
+    struct gen *live;        /* cur and every older one still referenced */
+    uint64_t last_check_ms;
+    int checking;            /* a recheck is asking the origin */
+    uint64_t recheck_ms;     /* when the last recheck ended */
+    uint64_t check_seq;      /* origin checks started */
+    uint64_t check_applied;  /* the newest check whose answer was applied */
+    uint64_t retry_ino;      /* the inode an ESTALE open will retry on */
+    uint64_t retry_until_ms; /* ... if it comes before this */
+    pthread_cond_t checked;  /* broadcast when a recheck ends */
+    int weak_warned;         /* "no strong ETag" said (tmpl.lock) */
+    int refuse_logged;       /* require_strong_etag's refusal said (ditto) */
+    uint64_t uncached_log_ms; /* last serve-through log line (atomic) */
+    struct byte_range *pins; /* pin set, normalized (tmpl.lock) */
+    size_t npins;
+    uint64_t pinned_bytes;   /* bytes of the blocks pins cover (tmpl.lock) */
+    pthread_mutex_t rec_lock; /* protects rec, nrec, rec_cap */
+    int recording;           /* atomic: readers note their ranges */
+    struct byte_range *rec;
+    size_t nrec, rec_cap;
+    int gone;                /* atomic: origin says the template is gone */
+    int removed;             /* atomic: no longer in the configuration */
+    int start_rc, start_done, quiet; /* origin check before publishing */
+    struct origin_info start_info;
+    uint64_t epoch;          /* config load that last named it */
+    struct tmpl_stats st;
+    struct index_counters saved; /* figures last queued for the index */
+};
+
+/* Something a config load could not resolve yet: a template whose origin
+ * did not answer (t), or a [directory] that could not be listed or (a
+ * path) listed nothing (dir): it is listed again in the background while
+ * the templates it listed last are served from the cache. */
+struct pending {
+    struct tmpl *t;
+    const struct conf_source *dir;
+};
+
+#define CACHE_OLD_ARRAYS 1024
+
+/* A config replaced by a reload, freed after a grace period. */
+struct old_conf {
+    struct conf *conf;
+    uint64_t retired_ms;
+};
+
+struct cache {
+    struct conf *conf;       /* current config (replaced on reload) */
+    struct index *ix;
+    struct writer *w;
+    struct tmpl **t;         /* append-only; read via cache_snapshot */
+    size_t nt;
+    uint64_t epoch;          /* config loads so far */
+    struct tmpl **old_arrays[CACHE_OLD_ARRAYS]; /* freed at exit */
+    size_t old_arrays_n;
+    struct conf *first_conf;     /* the caller's: never freed by us */
+    struct old_conf *old_confs;  /* replaced configs (cfg_lock) */
+    size_t old_confs_n, old_confs_cap;
+    uint64_t clock;          /* access counter for LRU (atomic) */
+    pthread_t hk;            /* housekeeping thread */
+    pthread_mutex_t hk_lock; /* protects hk_stop */
+    pthread_cond_t hk_wake;
+    int hk_stop, hk_running;
+    struct readahead *ra;    /* sequential readahead fetchers */
+    struct stage *stage;     /* recent readahead fills (direct_fill) */
+    uint64_t reserved;       /* room reserved by fills, all gens (atomic) */
+    pthread_mutex_t cfg_lock; /* serialises reloads and pending retries */
+    pthread_mutex_t pend_lock; /* protects pend, npend */
+    struct pending *pend;
+    size_t npend;
+};
+
+/* ------------------------------------------- shared by the engine's files */
+
+/* The LRU clock: the next access count. */
+uint32_t cache_tick(struct cache *c);
+/* Whether fills bypass the page cache (direct_fill or data_direct_io). */
+int cache_fills_direct(const struct conf *conf);
+/* A new generation of t, not yet linked (its data file created), or NULL
+ * (logged by the caller). */
+struct gen *cache_gen_new(struct tmpl *t, uint64_t number,
+                          const struct origin_info *info);
+/* Make g the template's current generation (tmpl.lock held, t->tid
+ * final). */
+void cache_gen_link(struct tmpl *t, struct gen *g);
+/* The index row of t at generation g. */
+void cache_tmpl_row(const struct tmpl *t, const struct gen *g,
+                    struct index_tmpl *row);
+/* The "no strong ETag" warning or, with require_strong_etag, the refusal
+ * (1).  tmpl.lock held, or t not yet published. */
+int cache_validator_refused(struct tmpl *t, const char *validator);
+/* Find a template by name, removed ones included. */
+struct tmpl *cache_find_any(struct cache *c, const char *name);
+
+/* read.c: fetch the missing blocks of a range that nobody is fetching yet,
+ * for readahead and pre-warming; no copy, no waiting on other fills. */
+void cache_prefetch(struct gen *g, uint64_t off, uint64_t len);
+
+#endif

@@ -1,0 +1,253 @@
+/* Pins that read the template: resolving pin specs (qcow2-metadata reads
+ * the image's tables through the cache), applying the config's pins, and
+ * pre-warming (fetching every missing pinned block).  Above the read path;
+ * the pin sets themselves are pin.c's. */
+#include "config.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cache-priv.h"
+#include "ic-block.h"
+#include "ic-log.h"
+#include "ic-pin.h"
+#include "ic-prewarm.h"
+#include "ic-qcow2.h"
+
+/* ------------------------------------------------------ resolving */
+
+static int qcow2_rd(void *ctx, void *buf, uint64_t off, size_t len)
+{
+    ssize_t r = cache_read(ctx, buf, off, len);
+    if (r < 0)
+        return (int)r;
+    return (size_t)r == len ? 0 : -EIO;
+}
+
+static int resolve_qcow2(struct tmpl *t, struct byte_range **out, size_t *n,
+                         char *err, size_t errlen)
+{
+    struct gen *g;
+    int r = cache_gen_open(t, 0, &g);
+    if (r < 0) {
+        snprintf(err, errlen, "template %s: %s", t->name, strerror(-r));
+        return r;
+    }
+    char why[256] = "";
+    r = qcow2_metadata_ranges(qcow2_rd, g, g->info.size, out, n, why,
+                              sizeof why);
+    cache_gen_put(g);
+    if (r < 0)
+        snprintf(err, errlen, "template %s: qcow2-metadata: %s", t->name,
+                 why[0] ? why : strerror(-r));
+    return r;
+}
+
+static int resolve_item(struct tmpl *t, const struct pin_item *it,
+                        struct byte_range **acc, size_t *nacc, char *err,
+                        size_t errlen)
+{
+    struct byte_range *v = NULL, one = {it->off, it->len};
+    size_t n = 1;
+    int r = 0;
+    if (it->kind == PIN_PROFILE)
+        r = profile_load(it->path, &v, &n, err, errlen);
+    else if (it->kind == PIN_QCOW2)
+        r = resolve_qcow2(t, &v, &n, err, errlen);
+    if (r < 0)
+        return r;
+    struct byte_range *u;
+    size_t nu;
+    r = pin_set_union(*acc, *nacc, v ? v : &one, n, &u, &nu);
+    free(v);
+    if (r < 0)
+        return r;
+    free(*acc);
+    *acc = u;
+    *nacc = nu;
+    return 0;
+}
+
+int prewarm_resolve(struct tmpl *t, const char *spec,
+                    struct byte_range **out, size_t *n, char *err,
+                    size_t errlen)
+{
+    struct pin_item *items;
+    size_t ni;
+    *out = NULL;
+    *n = 0;
+    if (pinspec_parse(spec, &items, &ni, err, errlen) < 0)
+        return -EINVAL;
+    int r = 0;
+    for (size_t i = 0; i < ni && r == 0; i++)
+        r = resolve_item(t, &items[i], out, n, err, errlen);
+    pinspec_free(items, ni);
+    if (r < 0) {
+        free(*out);
+        *out = NULL;
+        *n = 0;
+    }
+    return r;
+}
+
+/* The config's pins are the config's: ranges it named before (in this
+ * run) and names no more are unpinned, so editing "pin =" and reloading
+ * does what it says.  Called with cfg_lock held. */
+void prewarm_config(struct tmpl *t)
+{
+    struct byte_range *r = NULL, *gone = NULL;
+    size_t n = 0, ngone = 0;
+    char err[512];
+    if (t->pin_spec != NULL &&
+        prewarm_resolve(t, t->pin_spec, &r, &n, err, sizeof err) < 0) {
+        log_err("%s: [%s] pin: %s", t->c->conf->path, t->name, err);
+        return; /* keep the pins we have rather than guess */
+    }
+    if (t->cfg_pins != NULL &&
+        pin_set_subtract(t->cfg_pins, t->ncfg_pins, r, n, &gone, &ngone) == 0 &&
+        ngone > 0 && pin_change(t, gone, ngone, 1, err, sizeof err) < 0)
+        log_err("[%s] unpinning ranges no longer in pin =: %s", t->name, err);
+    free(gone);
+    if (n > 0 && pin_change(t, r, n, 0, err, sizeof err) < 0)
+        log_err("%s: [%s] pin: %s", t->c->conf->path, t->name, err);
+    free(t->cfg_pins);
+    t->cfg_pins = r;
+    t->ncfg_pins = n;
+}
+
+/* ------------------------------------------------------ warming */
+
+#define WARM_CHUNK (1u << 20)
+
+struct warm {
+    struct tmpl *t;
+    struct gen *g;
+    struct byte_range *chunks;
+    size_t nchunks, next;
+    uint64_t done, total;
+    pthread_mutex_t lock; /* protects next, done, progress calls */
+    prewarm_progress_fn progress;
+    void *ctx;
+};
+
+/* Cut the pin set into block-aligned chunks of at most WARM_CHUNK. */
+static int warm_chunks(struct warm *w)
+{
+    struct tmpl *t = w->t;
+    uint64_t size = w->g->info.size, bs = w->g->bs, b0, b1;
+    size_t cap = 0;
+    for (size_t i = 0; i < t->npins; i++) {
+        if (!pin_range_blocks(&t->pins[i], size, (uint32_t)bs, &b0, &b1))
+            continue;
+        for (uint64_t off = b0 * bs; off < b1 * bs && off < size;
+             off += WARM_CHUNK) {
+            if (w->nchunks == cap) {
+                cap = cap ? cap * 2 : 64;
+                void *nv = realloc(w->chunks, cap * sizeof *w->chunks);
+                if (nv == NULL)
+                    return -ENOMEM;
+                w->chunks = nv;
+            }
+            uint64_t end = off + WARM_CHUNK;
+            end = end > b1 * bs ? b1 * bs : end;
+            end = end > size ? size : end;
+            w->chunks[w->nchunks++] = (struct byte_range){off, end - off};
+        }
+    }
+    return 0;
+}
+
+static void *warm_worker(void *arg)
+{
+    struct warm *w = arg;
+    char *buf = malloc(WARM_CHUNK);
+    if (buf == NULL)
+        return NULL;
+    for (;;) {
+        pthread_mutex_lock(&w->lock);
+        size_t i = w->next++;
+        pthread_mutex_unlock(&w->lock);
+        if (i >= w->nchunks)
+            break;
+        /* A failure leaves the blocks missing; the final count says so. */
+        (void)cache_read(w->g, buf, w->chunks[i].off, w->chunks[i].len);
+        pthread_mutex_lock(&w->lock);
+        w->done += w->chunks[i].len;
+        if (w->progress)
+            w->progress(w->ctx, w->done, w->total);
+        pthread_mutex_unlock(&w->lock);
+    }
+    free(buf);
+    return NULL;
+}
+
+/* Bytes of the blocks of one chunk that are pinned and not present.  Only
+ * this warm's chunks count: a pin added meanwhile by someone else is that
+ * caller's to fetch. */
+static uint64_t chunk_missing(struct gen *g, const struct byte_range *c)
+{
+    uint64_t missing = 0;
+    pthread_mutex_lock(&g->lock);
+    for (uint64_t i = c->off / g->bs; i < g->bm.nblocks &&
+                                      block_start(i, g->bs) < c->off + c->len;
+         i++)
+        if ((g->bm.v[i].flags & BLK_PINNED) &&
+            g->bm.v[i].state != BLK_PRESENT)
+            missing += block_len(i, g->info.size, g->bs);
+    pthread_mutex_unlock(&g->lock);
+    return missing;
+}
+
+/* A pinned block can still be missing after its chunk was read: the read
+ * joined a reader's fill of it that found no room (no pin on that run when
+ * it started).  One more read of such chunks, then count. */
+static uint64_t warm_retry(struct warm *w)
+{
+    uint64_t missing = 0;
+    char *buf = NULL;
+    for (size_t i = 0; i < w->nchunks; i++) {
+        if (chunk_missing(w->g, &w->chunks[i]) == 0)
+            continue;
+        if (buf == NULL && (buf = malloc(WARM_CHUNK)) == NULL)
+            return chunk_missing(w->g, &w->chunks[i]);
+        (void)cache_read(w->g, buf, w->chunks[i].off, w->chunks[i].len);
+        missing += chunk_missing(w->g, &w->chunks[i]);
+    }
+    free(buf);
+    return missing;
+}
+
+int prewarm_run(struct tmpl *t, unsigned parallel,
+                prewarm_progress_fn progress, void *ctx, uint64_t *failed)
+{
+    struct warm w = {.t = t, .progress = progress, .ctx = ctx};
+    pthread_t th[16];
+    int r = cache_gen_open(t, 0, &w.g);
+    if (r < 0)
+        return r;
+    pthread_mutex_init(&w.lock, NULL);
+    pthread_mutex_lock(&t->lock);
+    r = warm_chunks(&w);
+    pthread_mutex_unlock(&t->lock);
+    for (size_t i = 0; i < w.nchunks; i++)
+        w.total += w.chunks[i].len;
+    parallel = parallel < 1 ? 1 : parallel > 16 ? 16 : parallel;
+    unsigned started = 0;
+    for (; r == 0 && started < parallel; started++)
+        if (pthread_create(&th[started], NULL, warm_worker, &w) != 0)
+            break;
+    if (r == 0 && started == 0)
+        warm_worker(&w);
+    for (unsigned i = 0; i < started; i++)
+        pthread_join(th[i], NULL);
+    *failed = r == 0 ? warm_retry(&w) : 0;
+    cache_gen_put(w.g);
+    free(w.chunks);
+    pthread_mutex_destroy(&w.lock);
+    if (r < 0)
+        return r;
+    return *failed ? -EIO : 0;
+}

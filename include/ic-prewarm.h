@@ -1,0 +1,34 @@
+/* Pins that read the template through the cache: resolving pin specs,
+ * the config's pins, pre-warming.  Called with no engine lock held; they
+ * read the origin (bounded by origin_timeout per read). */
+#ifndef IC_PREWARM_H
+#define IC_PREWARM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ic-pinspec.h"
+
+struct tmpl;
+
+/* Turn a pin spec (comma list: START-END, START+LENGTH, profile:PATH,
+ * qcow2-metadata) into a normalized range set.  qcow2-metadata reads the
+ * template's header and tables through the cache (fetching them if
+ * needed).  0, or -errno with a one-line message in err. */
+int prewarm_resolve(struct tmpl *t, const char *spec,
+                    struct byte_range **out, size_t *n, char *err,
+                    size_t errlen);
+
+/* After the mount is up: add the config's `pin =` items (they may need
+ * origin reads, e.g. qcow2-metadata).  Errors are logged. */
+void prewarm_config(struct tmpl *t);
+/* Fill every missing pinned block, `parallel` fetches at a time (1..16).
+ * progress (may be NULL) is called from any thread, serialised, with bytes
+ * done and total.  Returns 0 when every pinned block is present, -EIO when
+ * some could not be fetched (*failed = their bytes). */
+typedef void (*prewarm_progress_fn)(void *ctx, uint64_t done,
+                                    uint64_t total);
+int prewarm_run(struct tmpl *t, unsigned parallel,
+                prewarm_progress_fn progress, void *ctx, uint64_t *failed);
+
+#endif
