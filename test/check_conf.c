@@ -1,4 +1,4 @@
-/* Unit tests for the config parser (fs/conf.c, imgcache.conf(5)). */
+/* Unit tests for the config parser (fs/config/conf.c, imgcache.conf(5)). */
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>

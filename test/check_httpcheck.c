@@ -1,4 +1,4 @@
-/* Unit tests for fs/http-check.c: what the HTTP origin accepts from a
+/* Unit tests for fs/origin/http-check.c: what the HTTP origin accepts from a
  * server.  Every case states a response and the verdict it must get. */
 #include "config.h"
 

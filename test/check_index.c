@@ -1,10 +1,10 @@
-/* Unit tests for fs/index.c (the SQLite index).
+/* Unit tests for fs/index/index.c (the SQLite index).
  *
  * Each test runs in its own mkdtemp directory under /tmp, removed afterwards
  * (also when an assertion fails).
  * sqlite3.h is used here only to build fixtures (foreign databases,
  * triggers) and to look at what index.c wrote; the product code keeps it
- * confined to fs/index.c. */
+ * confined to fs/index/index.c. */
 #include "config.h"
 
 #include <check.h>

@@ -1,4 +1,4 @@
-/* Unit tests for fs/pinspec.c: pin specs, boot profiles, range sets. */
+/* Unit tests for fs/config/pinspec.c: pin specs, boot profiles, range sets. */
 #include "config.h"
 
 #include <check.h>

@@ -1,4 +1,4 @@
-/* Unit tests for fs/writer.c (the index writer) against a real index.db,
+/* Unit tests for fs/index/writer.c (the index writer) against a real index.db,
  * with a second SQLite connection holding the write lock the way an
  * operator's sqlite3 shell does (BEGIN IMMEDIATE).
  *

@@ -1,5 +1,5 @@
 #!/bin/sh
-# t-http-faults: the HTTP origin (fs/origin-http.c) against a misbehaving
+# t-http-faults: the HTTP origin (fs/origin/origin-http.c) against a misbehaving
 # server (test/faultsrv.py), driven by test/origin-get without the daemon.
 # Every faulty answer is an error, never success with wrong bytes, and every
 # call ends within its deadline; transient faults (503, 429) are retried;

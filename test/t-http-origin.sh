@@ -1,5 +1,5 @@
 #!/bin/sh
-# t-http-origin: the HTTP origin (fs/origin-http.c) against a real server,
+# t-http-origin: the HTTP origin (fs/origin/origin-http.c) against a real server,
 # nginx, driven by test/origin-get without the daemon: stat, 200 random
 # block-aligned reads compared byte for byte, If-Match / If-Range on every
 # read, a changed file detected (-ESTALE) with an ETag and with

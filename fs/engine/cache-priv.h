@@ -2,10 +2,14 @@
  * struct gen, for the files of fs/engine/ only (everyone else goes through
  * ic-cache.h and ic-engine.h).
  *
- * Layers, bottom first; each file calls only the ones below it:
+ * Layers, bottom first; each file calls only the ones above it in this
+ * list (test/t-layers.sh checks it from the objects' symbols):
+ *   blockmap.c, store.c, stage.c   block table, data files, recent fills
+ *   pin.c        pin sets: range algebra, BLK_PINNED marks in a block
+ *                table, the quota check, recording
  *   cache.c      templates, generations, references, inodes, the LRU
- *                clock, revalidation (a new validator: a new generation)
- *   pin.c        pin sets: marks in the block tables, recording
+ *                clock, revalidation (a new validator: a new generation,
+ *                its blocks marked from the pin set)
  *   evict.c      quotas, cache_max, min_free: victims and reservations
  *   read.c       the read path: hits, single-flight fills, prefetch
  *   readahead.c  sequential readahead (prefetches)
