@@ -19,9 +19,14 @@ int prewarm_resolve(struct tmpl *t, const char *spec,
                     struct byte_range **out, size_t *n, char *err,
                     size_t errlen);
 
-/* After the mount is up: add the config's `pin =` items (they may need
- * origin reads, e.g. qcow2-metadata).  Errors are logged. */
-void prewarm_config(struct tmpl *t);
+/* After the mount is up: make the template's config pins those of `spec`
+ * (the `pin =` value of config load `seq`, NULL for none): resolve it (it
+ * may need origin reads, e.g. qcow2-metadata), pin what it names, unpin
+ * what the previous one named and this one does not.  Nothing happens when
+ * a later load's pins were applied already.  Called with no engine lock
+ * held (engine.c copies spec and seq under cfg_lock, then calls this).
+ * Errors are logged. */
+void prewarm_config(struct tmpl *t, const char *spec, uint64_t seq);
 /* Fill every missing pinned block, `parallel` fetches at a time (1..16).
  * progress (may be NULL) is called from any thread, serialised, with bytes
  * done and total.  Returns 0 when every pinned block is present, -EIO when

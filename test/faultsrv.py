@@ -39,9 +39,11 @@ Serves one data file at /MODE/NAME; MODE picks the behaviour, NAME is free
   A ranged GET of sw/ or swlm/ while --fault-file exists consumes it
   (the file is removed) and gets the one bad answer it names: "412",
   "416", "total" (a 206 whose total size is one byte more), "etag" (a 206
-  carrying another ETag), "refuse" (the connection is closed unanswered);
+  carrying another ETag), "refuse" (the connection is closed unanswered),
+  "hang" (the request is read and never answered, as hang/);
   a name ending in "!" (e.g. "412!") is not consumed: every ranged GET
-  gets it until the file is removed
+  gets it until the file is removed, and adds a line to FAULT_FILE.taken
+  when it arrives
 
 Each request is logged to --log as "METHOD PATH RANGE STATUS BYTES AUTH"
 (RANGE is "-" when absent, BYTES the body bytes sent, AUTH "auth" when the
@@ -139,6 +141,8 @@ class State:
                 with open(self.fault_file) as f:
                     fault = f.read().strip()
                 if fault.endswith("!"):
+                    with open(self.fault_file + ".taken", "a") as f:
+                        f.write(fault[:-1] + "\n")
                     return fault[:-1]
                 os.unlink(self.fault_file)
             except OSError:
@@ -461,6 +465,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.close_connection = True
             self.finish_log(0, 0)
             return None
+        if fault == "hang":
+            return self.m_hang(head, None, None)
         a, b = rng
         if fault == "total":
             h.append(("Content-Range", "bytes %d-%d/%d" % (a, b, size + 1)))

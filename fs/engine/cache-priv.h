@@ -93,8 +93,11 @@ struct tmpl {
     char *name;
     char *location;          /* origin path or URL (may hold secrets) */
     char *pin_spec;          /* the config's "pin =" value (cfg_lock) */
-    struct byte_range *cfg_pins; /* what pin_spec last resolved to (cfg_lock) */
+    uint64_t pin_seq;        /* config loads that set pin_spec (cfg_lock) */
+    pthread_mutex_t cfgpin_lock; /* protects cfg_pins, cfg_applied */
+    struct byte_range *cfg_pins; /* what pin_spec last resolved to */
     size_t ncfg_pins;
+    uint64_t cfg_applied;    /* the pin_seq whose pins cfg_pins are */
     struct conf_net net;     /* src's settings, mirrors resolved for us */
     struct origin *origin;
     int64_t tid;             /* index row id */
@@ -170,6 +173,7 @@ struct cache {
     pthread_mutex_t hk_lock; /* protects hk_stop */
     pthread_cond_t hk_wake;
     int hk_stop, hk_running;
+    int pins_due;            /* config pins to apply (hk_lock) */
     struct readahead *ra;    /* sequential readahead fetchers */
     struct stage *stage;     /* recent readahead fills (direct_fill) */
     uint64_t reserved;       /* room reserved by fills, all gens (atomic) */

@@ -318,7 +318,9 @@ static struct tmpl *tmpl_new(struct cache *c, const struct conf_source *src,
                                                      : 0;
     pthread_mutex_init(&t->lock, NULL);
     pthread_mutex_init(&t->rec_lock, NULL);
+    pthread_mutex_init(&t->cfgpin_lock, NULL);
     cond_init_mono(&t->checked);
+    t->pin_seq = 1;
     return t;
 }
 
@@ -334,6 +336,7 @@ static void tmpl_free(struct tmpl *t)
     free(t->cfg_pins);
     pthread_mutex_destroy(&t->lock);
     pthread_mutex_destroy(&t->rec_lock);
+    pthread_mutex_destroy(&t->cfgpin_lock);
     pthread_cond_destroy(&t->checked);
     free(t->name);
     free(t->location);
@@ -378,6 +381,7 @@ static void tmpl_update(struct tmpl *t, const struct conf_source *src,
         free(t->pin_spec);
         t->pin_spec = pin;
     }
+    t->pin_seq++; /* re-resolved even when unchanged, as at start */
     __atomic_store_n(&t->quota, src->quota, __ATOMIC_RELAXED);
     t->timeout_ms = src->net.origin_timeout_ms;
     /* Applies from the next change of the origin's content on. */
@@ -791,19 +795,19 @@ static void pending_free_all(struct cache *c)
 
 /* Retry what was left out (called from housekeeping and never at the same
  * time as a reload: both hold c->cfg_lock). */
-static void retry_pending(struct cache *c)
+static size_t retry_pending(struct cache *c)
 {
     struct pending *p;
     struct batch b = {0};
     struct index *ix;
     size_t n = pending_take(c, &p);
     if (n == 0)
-        return;
+        return c->nt;
     if (index_reopen(c->conf->cache_dir, &ix) < 0) {
         for (size_t i = 0; i < n; i++)
             pending_add(c, p[i].t, p[i].dir);
         free(p);
-        return;
+        return c->nt;
     }
     /* Templates first: a directory listed meanwhile names them too. */
     for (size_t i = 0; i < n; i++) {
@@ -822,10 +826,9 @@ static void retry_pending(struct cache *c)
     index_close(ix);
     struct tmpl **v;
     size_t now = cache_snapshot(c, &v);
-    for (size_t i = before; i < now; i++) {
+    for (size_t i = before; i < now; i++)
         log_info("template %s: origin answered; now served", v[i]->name);
-        prewarm_config(v[i]);
-    }
+    return before; /* their config pins are the caller's to apply */
 }
 
 /* Another user who can write into the cache could plant blocks that we
@@ -910,25 +913,100 @@ int engine_open(struct conf *conf, struct cache **out)
     return 0;
 }
 
+/* ---------------------------------------------------------- config pins */
+
+/* A template's config pins to apply, copied under cfg_lock and applied by
+ * the housekeeping thread after it is released: resolving them may read
+ * the origin for up to origin_timeout per read, and neither a reload nor
+ * the next one may wait for that. */
+struct pin_job {
+    struct tmpl *t;
+    char *spec;
+    uint64_t seq;
+};
+
+/* The jobs for every configured template (cfg_lock held).  A template left out for lack of memory keeps its pins
+ * until the next reload (logged). */
+static size_t pin_jobs_take(struct cache *c, struct pin_job **out)
+{
+    struct tmpl **v;
+    size_t n = cache_snapshot(c, &v), k = 0;
+    *out = NULL;
+    if (n == 0)
+        return 0;
+    struct pin_job *j = calloc(n, sizeof *j);
+    if (j == NULL) {
+        log_err("out of memory: config pins are not applied now");
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (__atomic_load_n(&v[i]->removed, __ATOMIC_RELAXED))
+            continue;
+        char *spec = v[i]->pin_spec ? strdup(v[i]->pin_spec) : NULL;
+        if (v[i]->pin_spec && !spec) {
+            log_err("template %s: out of memory; its config pins are not "
+                    "applied now", v[i]->name);
+            continue;
+        }
+        j[k++] = (struct pin_job){v[i], spec, v[i]->pin_seq};
+    }
+    *out = j;
+    return k;
+}
+
+static void pin_jobs_run(struct pin_job *j, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        prewarm_config(j[i].t, j[i].spec, j[i].seq);
+        free(j[i].spec);
+    }
+    free(j);
+}
+
 #define HK_INTERVAL_S 2
+
+/* Apply the config pins of every template whose pin = changed (or was
+ * never applied); templates whose pins are current cost nothing. */
+static void apply_config_pins(struct cache *c)
+{
+    struct pin_job *jobs;
+    pthread_mutex_lock(&c->cfg_lock);
+    size_t njobs = pin_jobs_take(c, &jobs);
+    pthread_mutex_unlock(&c->cfg_lock);
+    pin_jobs_run(jobs, njobs);
+}
+
+/* Ask housekeeping to apply the config pins (any thread). */
+static void config_pins_due(struct cache *c)
+{
+    pthread_mutex_lock(&c->hk_lock);
+    c->pins_due = 1;
+    pthread_cond_signal(&c->hk_wake);
+    pthread_mutex_unlock(&c->hk_lock);
+}
 
 static void *housekeeping(void *arg)
 {
     struct cache *c = arg;
     struct tmpl **v;
-    /* Config pins (qcow2-metadata reads through the cache) once mounted. */
-    pthread_mutex_lock(&c->cfg_lock);
-    size_t n = cache_snapshot(c, &v);
-    for (size_t i = 0; i < n; i++)
-        prewarm_config(v[i]);
-    pthread_mutex_unlock(&c->cfg_lock);
+    size_t n;
     unsigned ticks = 0;
     pthread_mutex_lock(&c->hk_lock);
     while (!c->hk_stop) {
+        if (c->pins_due) {
+            /* The first time: once mounted (qcow2-metadata reads through
+             * the cache); then after each reload. */
+            c->pins_due = 0;
+            pthread_mutex_unlock(&c->hk_lock);
+            apply_config_pins(c);
+            pthread_mutex_lock(&c->hk_lock);
+            continue;
+        }
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
         ts.tv_sec += HK_INTERVAL_S;
-        pthread_cond_timedwait(&c->hk_wake, &c->hk_lock, &ts);
+        if (pthread_cond_timedwait(&c->hk_wake, &c->hk_lock, &ts) == 0)
+            continue; /* woken: stop, or pins due */
         pthread_mutex_unlock(&c->hk_lock);
         n = cache_snapshot(c, &v);
         for (size_t i = 0; i < n; i++)
@@ -941,8 +1019,10 @@ static void *housekeeping(void *arg)
         malloc_trim(0);
         if (++ticks % (RETRY_EVERY_S / HK_INTERVAL_S) == 0) {
             pthread_mutex_lock(&c->cfg_lock);
-            retry_pending(c);
+            size_t added = retry_pending(c);
             pthread_mutex_unlock(&c->cfg_lock);
+            if (added < cache_snapshot(c, &v))
+                apply_config_pins(c);
         }
         pthread_mutex_lock(&c->hk_lock);
     }
@@ -954,6 +1034,7 @@ int engine_start_housekeeping(struct cache *c)
 {
     cond_init_mono(&c->hk_wake);
     pthread_mutex_init(&c->hk_lock, NULL);
+    c->pins_due = 1;
     int e = pthread_create(&c->hk, NULL, housekeeping, c);
     if (e != 0)
         return -e;
@@ -1032,7 +1113,7 @@ static void mark_removed(struct cache *c)
     }
 }
 
-static int reload_locked(struct cache *c, const char *path);
+static int reload_locked(struct cache *c, const char *path, int *applied);
 
 /* Threads read c->conf without a reference (a few scalars, at once): a
  * replaced config is freed only after a grace period far longer than any
@@ -1067,13 +1148,16 @@ static void retire_conf(struct cache *c, struct conf *old)
 
 int engine_reload(struct cache *c, const char *path)
 {
+    int applied = 0;
     pthread_mutex_lock(&c->cfg_lock);
-    int r = reload_locked(c, path);
+    int r = reload_locked(c, path, &applied);
     pthread_mutex_unlock(&c->cfg_lock);
+    if (applied && c->hk_running)
+        config_pins_due(c);
     return r;
 }
 
-static int reload_locked(struct cache *c, const char *path)
+static int reload_locked(struct cache *c, const char *path, int *applied)
 {
     struct conf *nc;
     struct index *ix;
@@ -1081,31 +1165,29 @@ static int reload_locked(struct cache *c, const char *path)
 
     if (conf_load(path, &nc, err, sizeof err) < 0) {
         log_err("reload: %s; keeping the running configuration", err);
-        return -1;
+        return -EINVAL;
     }
     if (strcmp(nc->cache_dir, c->conf->cache_dir) != 0)
         log_warn("reload: cache_dir changes take effect at the next restart");
-    if (index_reopen(c->conf->cache_dir, &ix) < 0) {
+    int r = index_reopen(c->conf->cache_dir, &ix);
+    if (r < 0) {
         log_err("reload: cannot apply %s now; keeping the running "
                 "configuration", path);
         conf_free(nc);
-        return -1;
+        return r;
     }
     free(nc->cache_dir);
     nc->cache_dir = strdup(c->conf->cache_dir);
     pending_free_all(c); /* re-added below if still configured */
     c->epoch++;
-    int r = add_sources(c, ix, nc);
+    r = add_sources(c, ix, nc);
     index_close(ix);
     mark_removed(c);
     retire_conf(c, c->conf);
     __atomic_store_n(&c->conf, nc, __ATOMIC_RELEASE);
     stage_set_cap(c->stage, stage_cap(nc));
     struct tmpl **v;
-    size_t n = cache_snapshot(c, &v);
-    for (size_t i = 0; i < n; i++)
-        if (!__atomic_load_n(&v[i]->removed, __ATOMIC_RELAXED))
-            prewarm_config(v[i]);
-    log_info("reloaded %s: %zu templates", path, n);
+    log_info("reloaded %s: %zu templates", path, cache_snapshot(c, &v));
+    *applied = 1;
     return r;
 }

@@ -95,27 +95,37 @@ int prewarm_resolve(struct tmpl *t, const char *spec,
 
 /* The config's pins are the config's: ranges it named before (in this
  * run) and names no more are unpinned, so editing "pin =" and reloading
- * does what it says.  Called with cfg_lock held. */
-void prewarm_config(struct tmpl *t)
+ * does what it says.  Runs of one template are serialised (cfgpin_lock,
+ * held across the reads a spec needs); one for an older config load than
+ * the last one applied changes nothing, so reloads in quick succession
+ * end with the newest one's pins whatever order their runs take. */
+void prewarm_config(struct tmpl *t, const char *spec, uint64_t seq)
 {
     struct byte_range *r = NULL, *gone = NULL;
     size_t n = 0, ngone = 0;
     char err[512];
-    if (t->pin_spec != NULL &&
-        prewarm_resolve(t, t->pin_spec, &r, &n, err, sizeof err) < 0) {
-        log_err("%s: [%s] pin: %s", t->c->conf->path, t->name, err);
-        return; /* keep the pins we have rather than guess */
+    pthread_mutex_lock(&t->cfgpin_lock);
+    if (seq <= t->cfg_applied)
+        goto out;
+    if (spec != NULL &&
+        prewarm_resolve(t, spec, &r, &n, err, sizeof err) < 0) {
+        log_err("%s: [%s] pin: %s", cache_conf(t->c)->path, t->name, err);
+        goto out; /* keep the pins we have rather than guess */
     }
     if (t->cfg_pins != NULL &&
-        pin_set_subtract(t->cfg_pins, t->ncfg_pins, r, n, &gone, &ngone) == 0 &&
+        pin_set_subtract(t->cfg_pins, t->ncfg_pins, r, n, &gone, &ngone) ==
+            0 &&
         ngone > 0 && pin_change(t, gone, ngone, 1, err, sizeof err) < 0)
         log_err("[%s] unpinning ranges no longer in pin =: %s", t->name, err);
     free(gone);
     if (n > 0 && pin_change(t, r, n, 0, err, sizeof err) < 0)
-        log_err("%s: [%s] pin: %s", t->c->conf->path, t->name, err);
+        log_err("%s: [%s] pin: %s", cache_conf(t->c)->path, t->name, err);
     free(t->cfg_pins);
     t->cfg_pins = r;
     t->ncfg_pins = n;
+    t->cfg_applied = seq;
+out:
+    pthread_mutex_unlock(&t->cfgpin_lock);
 }
 
 /* ------------------------------------------------------ warming */
