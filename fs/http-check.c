@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "ic-conf.h"
+#include "ic-error.h"
 #include "ic-http-check.h"
 
 /* Leave a reason in `why` (may be NULL); returns err for tail calls. */
