@@ -631,6 +631,7 @@ static void printable(char *s)
             *s = '?';
 }
 
+/* hits / (hits + misses), or -1 (not a status: "no reads yet"). */
 static double hit_ratio(const struct index_counters *c)
 {
     uint64_t all = c->hits + c->misses;
@@ -1091,9 +1092,10 @@ static int print_json(const struct report *r)
     const char *s = json_object_to_json_string_ext(
         doc, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
                  JSON_C_TO_STRING_NOSLASHESCAPE);
-    int rc = s ? printf("%s\n", s) : -1;
+    /* NULL: json-c could not build the text (out of memory). */
+    int rc = s != NULL && printf("%s\n", s) >= 0 ? 0 : ic_neg_errno(EIO);
     json_object_put(doc);
-    return rc < 0 ? ic_neg_errno(EIO) : 0;
+    return rc;
 }
 
 /* ------------------------------------------------------------ Prometheus */
