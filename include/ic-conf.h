@@ -6,7 +6,9 @@
  * ignored; keys and section kinds are case-sensitive, lower case.
  * A value may be a comma separated list where documented (pin).
  *
- * Every error is reported as "FILE:LINE: message" in the caller's buffer. */
+ * Every error is reported as "FILE:LINE: message" in the caller's buffer
+ * and returned as -errno: -EINVAL for a config that is wrong, -ENOMEM, or
+ * the errno that kept the file from being read.  Nothing here logs. */
 #ifndef IC_CONF_H
 #define IC_CONF_H
 
@@ -65,8 +67,8 @@ struct conf {
     uint64_t readahead;  /* "readahead": max sequential window, 0 = off */
 };
 
-/* Parse a file.  Returns 0, or -1 with "FILE:LINE: message" (or
- * "FILE: message" for an unreadable file) in err. */
+/* Parse a file.  0, or -errno with "FILE:LINE: message" (or
+ * "FILE: cannot read: reason" for an unreadable file) in err. */
 int conf_load(const char *path, struct conf **out, char *err, size_t errlen);
 /* Same for text in memory; `name` is used as FILE in messages. */
 int conf_parse_string(const char *text, const char *name, struct conf **out,
@@ -74,7 +76,7 @@ int conf_parse_string(const char *text, const char *name, struct conf **out,
 void conf_free(struct conf *c);
 /* The tools' cache_dir: that of `config`, or of CONF_DEFAULT_PATH when
  * config is NULL and that file exists, else CONF_DEFAULT_CACHE_DIR.  0 with
- * *out malloc'd, or -1 with the reason in err. */
+ * *out malloc'd, or -errno with the reason in err. */
 int conf_cache_dir(const char *config, char **out, char *err, size_t errlen);
 
 /* A template name: non-empty, <= 255 bytes, no '/', not "." or "..",

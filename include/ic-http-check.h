@@ -70,14 +70,14 @@ struct http_expect {
 /* ------------------------------------------------------------ parsing */
 
 /* Strict unsigned decimal: digits only, no sign, no blanks, no overflow.
- * 0 with *end after the digits, or -1. */
+ * 0 with *end after the digits, -EINVAL (no digit) or -ERANGE. */
 int httpc_parse_u64(const char *s, const char **end, uint64_t *out);
-/* The same, and nothing may follow the digits. */
+/* The same, and nothing may follow the digits (-EINVAL). */
 int httpc_parse_u64_all(const char *s, uint64_t *out);
 /* "bytes FIRST-LAST/TOTAL" (FIRST <= LAST, FIRST <= INT64_MAX), or
  * "bytes *\/TOTAL" reported as *first = -1, *last = 0.  "bytes" is
  * case-insensitive and followed by exactly one space; TOTAL "*" (unknown
- * size) is refused.  0 or -1. */
+ * size) is refused.  0 or -EINVAL. */
 int httpc_parse_content_range(const char *s, int64_t *first, uint64_t *last,
                               uint64_t *total);
 /* Whether a Content-Encoding value means "not coded" ("" or identity). */

@@ -5,6 +5,8 @@
 
 #include <syslog.h>
 
+#include "ic-error.h" /* who logs a failure, and how often */
+
 void log_init(const char *ident, int debug);
 /* Switch to syslog (called once the daemon is up). */
 void log_use_syslog(int on);

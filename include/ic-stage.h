@@ -38,13 +38,13 @@ void *stage_put(struct stage *s, uint64_t key, uint64_t off, char *buf,
                 uint64_t len);
 
 /* Bytes of [off, off+len) of key not held by the stage are read by
- * gap(arg, dst, off, len), which returns 0 or -1. */
+ * gap(arg, dst, off, len), which returns 0 or -errno. */
 typedef int (*stage_gap_fn)(void *arg, char *dst, uint64_t off,
                             uint64_t len);
 
 /* Fill dst with [off, off+len) of key: what the stage holds is copied from
  * it, the rest read by gap.  Returns the bytes copied from the stage, or
- * -1 if gap failed. */
+ * the -errno of the gap read that failed. */
 int64_t stage_read(struct stage *s, uint64_t key, char *dst, uint64_t off,
                    uint64_t len, stage_gap_fn gap, void *arg);
 

@@ -20,14 +20,17 @@ int store_open(const char *cache_dir, const char *name, uint64_t gen,
  * bypasses the page cache (whole 4K pages only).  fd or -errno (quietly:
  * the caller falls back to the first descriptor). */
 int store_open_direct(const char *cache_dir, const char *name, uint64_t gen);
-/* Remove a generation's data file (missing is not an error). */
+/* Remove a generation's data file (missing is not an error).  0 or
+ * -errno. */
 int store_unlink(const char *cache_dir, const char *name, uint64_t gen);
-/* Remove every data file of `name` except generation keep_gen. */
+/* Remove every data file of `name` except generation keep_gen; best
+ * effort (a file that cannot be removed is left, not reported). */
 void store_unlink_others(const char *cache_dir, const char *name,
                          uint64_t keep_gen);
-/* Free a block's disk space, keeping the file size (evictions, zeros). */
+/* Free a block's disk space, keeping the file size (evictions, zeros).
+ * 0 or -errno (-EOPNOTSUPP where the filesystem cannot punch holes). */
 int store_punch(int fd, uint64_t off, uint64_t len);
-/* Bytes of disk the file occupies (st_blocks * 512). */
+/* Bytes of disk the file occupies (st_blocks * 512), or -errno. */
 int64_t store_allocated(int fd);
 
 #endif

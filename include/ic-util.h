@@ -8,12 +8,15 @@
 #include <sys/types.h>
 #include <time.h>
 
+#include "ic-error.h" /* 0 or -errno: the convention of every module */
+
 /* "64K", "2G", "1048576", "4T": binary multiples (K = 1024).
- * Returns 0, or -1 with errno EINVAL (syntax) / ERANGE (overflow). */
+ * 0, -EINVAL (syntax) or -ERANGE (overflow). */
 int parse_size(const char *s, uint64_t *out);
-/* "30s", "500ms", "5m", "1h", plain number = seconds.  -1/EINVAL on error. */
+/* "30s", "500ms", "5m", "1h", plain number = seconds.
+ * 0, -EINVAL or -ERANGE. */
 int parse_duration_ms(const char *s, uint64_t *out_ms);
-/* "yes/no/true/false/on/off/1/0" -> 1/0; -1 if none of those. */
+/* "yes/no/true/false/on/off/1/0" -> 1/0; -EINVAL if none of those. */
 int parse_bool(const char *s);
 
 /* Monotonic clock in milliseconds (for deadlines). */

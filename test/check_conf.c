@@ -1,5 +1,6 @@
 /* Unit tests for the config parser (fs/config/conf.c, imgcache.conf(5)). */
 #include <check.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,7 +29,8 @@ static void expect_err(const char *text, const char *want)
     struct conf *c = (struct conf *)&c; /* must be reset to NULL */
     char err[512] = "";
 
-    ck_assert_int_eq(conf_parse_string(text, "t.conf", &c, err, sizeof err), -1);
+    ck_assert_int_eq(conf_parse_string(text, "t.conf", &c, err, sizeof err),
+                     -EINVAL);
     ck_assert_ptr_null(c);
     ck_assert_str_eq(err, want);
 }
@@ -589,7 +591,7 @@ START_TEST(test_err_nul_byte)
     ck_assert_int_ge(fd, 0);
     ck_assert_int_eq(write(fd, text, sizeof text - 1), (int)sizeof text - 1);
     close(fd);
-    ck_assert_int_eq(conf_load(path, &c, err, sizeof err), -1);
+    ck_assert_int_eq(conf_load(path, &c, err, sizeof err), -EINVAL);
     ck_assert_ptr_null(c);
     unlink(path);
     ck_assert_msg(strstr(err, ":3: NUL byte in line") != NULL, "got %s", err);
@@ -629,11 +631,11 @@ START_TEST(test_load_missing)
     char err[256];
 
     ck_assert_int_eq(conf_load("/nonexistent/imgcache.conf", &c, err,
-                               sizeof err), -1);
+                               sizeof err), -ENOENT);
     ck_assert_ptr_null(c);
     ck_assert_str_eq(err, "/nonexistent/imgcache.conf: cannot read: "
                           "No such file or directory");
-    ck_assert_int_eq(conf_load("/", &c, err, sizeof err), -1);
+    ck_assert_int_eq(conf_load("/", &c, err, sizeof err), -EISDIR);
     ck_assert_str_eq(err, "/: cannot read: Is a directory");
 }
 END_TEST
@@ -646,13 +648,13 @@ START_TEST(test_err_truncation)
 
     memset(err, 'x', sizeof err);
     ck_assert_int_eq(conf_parse_string("[global]\nfoo = 1\n", "t.conf", &c,
-                                       err, sizeof err), -1);
+                                       err, sizeof err), -EINVAL);
     ck_assert_str_eq(err, "t.conf:2: u");
     ck_assert_int_eq(conf_parse_string("[global]\nfoo = 1\n", "some-long-name",
-                                       &c, err, sizeof err), -1);
+                                       &c, err, sizeof err), -EINVAL);
     ck_assert_str_eq(err, "some-long-n");
     ck_assert_int_eq(conf_parse_string("[global]\nfoo = 1\n", "t", &c, NULL, 0),
-                     -1);
+                     -EINVAL);
 }
 END_TEST
 

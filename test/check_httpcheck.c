@@ -104,7 +104,7 @@ static int cr_bad(const char *s)
 {
     int64_t f;
     uint64_t l, t;
-    return httpc_parse_content_range(s, &f, &l, &t) == -1;
+    return httpc_parse_content_range(s, &f, &l, &t) == -EINVAL;
 }
 
 /* ------------------------------------------------------------ parsing */
@@ -121,14 +121,14 @@ START_TEST(numbers)
     ck_assert_int_eq(httpc_parse_u64_all("18446744073709551615", &v), 0);
     ck_assert_uint_eq(v, UINT64_MAX);
     /* Overflow, signs, blanks, hex, empty: all refused. */
-    ck_assert_int_eq(httpc_parse_u64_all("18446744073709551616", &v), -1);
-    ck_assert_int_eq(httpc_parse_u64_all("99999999999999999999", &v), -1);
-    ck_assert_int_eq(httpc_parse_u64_all("+1", &v), -1);
-    ck_assert_int_eq(httpc_parse_u64_all("-1", &v), -1);
-    ck_assert_int_eq(httpc_parse_u64_all(" 1", &v), -1);
-    ck_assert_int_eq(httpc_parse_u64_all("1 ", &v), -1);
-    ck_assert_int_eq(httpc_parse_u64_all("0x10", &v), -1);
-    ck_assert_int_eq(httpc_parse_u64_all("", &v), -1);
+    ck_assert_int_eq(httpc_parse_u64_all("18446744073709551616", &v), -ERANGE);
+    ck_assert_int_eq(httpc_parse_u64_all("99999999999999999999", &v), -ERANGE);
+    ck_assert_int_eq(httpc_parse_u64_all("+1", &v), -EINVAL);
+    ck_assert_int_eq(httpc_parse_u64_all("-1", &v), -EINVAL);
+    ck_assert_int_eq(httpc_parse_u64_all(" 1", &v), -EINVAL);
+    ck_assert_int_eq(httpc_parse_u64_all("1 ", &v), -EINVAL);
+    ck_assert_int_eq(httpc_parse_u64_all("0x10", &v), -EINVAL);
+    ck_assert_int_eq(httpc_parse_u64_all("", &v), -EINVAL);
     ck_assert_int_eq(httpc_parse_u64("12-34", &end, &v), 0);
     ck_assert_uint_eq(v, 12);
     ck_assert_str_eq(end, "-34");

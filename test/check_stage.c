@@ -3,6 +3,7 @@
 #include "config.h"
 
 #include <check.h>
+#include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,7 +42,7 @@ static int gap_fill(void *arg, char *dst, uint64_t off, uint64_t len)
 static int gap_fail(void *arg, char *dst, uint64_t off, uint64_t len)
 {
     (void)arg, (void)dst, (void)off, (void)len;
-    return -1;
+    return -EIO;
 }
 
 static void setup(void)
@@ -192,7 +193,7 @@ START_TEST(age_and_gap_failure)
     ck_assert(put(s, 5, 8192, 4096));
     char dst[12288];
     /* The gap comes first: the read fails before it copies anything. */
-    ck_assert_int_eq(stage_read(s, 5, dst, 4096, 8192, gap_fail, NULL), -1);
+    ck_assert_int_eq(stage_read(s, 5, dst, 4096, 8192, gap_fail, NULL), -EIO);
     stage_age(s, 0, 1000); /* a clock behind the entries drops nothing */
     ck_assert_uint_eq(stage_bytes(s), 8192);
     stage_age(s, UINT64_MAX, 1000);
@@ -203,7 +204,7 @@ START_TEST(age_and_gap_failure)
     ck_assert_int_eq(stage_read(s, 5, dst, 0, 12288, gap_fill, NULL), 0);
     ck_assert_uint_eq(gap_calls, 1);
     ck_assert_uint_eq(gap_bytes, 12288);
-    ck_assert_int_eq(stage_read(s, 5, dst, 0, 12288, gap_fail, NULL), -1);
+    ck_assert_int_eq(stage_read(s, 5, dst, 0, 12288, gap_fail, NULL), -EIO);
     const char *data;
     void *ref;
     ck_assert(!stage_peek(s, 5, 0, 4096, &data, &ref));

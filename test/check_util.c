@@ -52,13 +52,14 @@ START_TEST(sizes)
     ck_assert_uint_eq(v, 65536);
     ck_assert_int_eq(parse_size("512", &v), 0);
     ck_assert_uint_eq(v, 512);
-    ck_assert_int_eq(parse_size("", &v), -1);
-    ck_assert_int_eq(parse_size("K", &v), -1);
-    ck_assert_int_eq(parse_size("-1", &v), -1);
-    ck_assert_int_eq(parse_size("12X", &v), -1);
-    ck_assert_int_eq(errno, EINVAL);
-    ck_assert_int_eq(parse_size("99999999999T", &v), -1);
-    ck_assert_int_eq(errno, ERANGE);
+    ck_assert_int_eq(parse_size("", &v), -EINVAL);
+    ck_assert_int_eq(parse_size("K", &v), -EINVAL);
+    ck_assert_int_eq(parse_size("-1", &v), -EINVAL);
+    ck_assert_int_eq(parse_size(" 1", &v), -EINVAL);
+    ck_assert_int_eq(parse_size("12X", &v), -EINVAL);
+    ck_assert_int_eq(parse_size("12BB", &v), -EINVAL);
+    ck_assert_int_eq(parse_size("99999999999T", &v), -ERANGE);
+    ck_assert_int_eq(parse_size("99999999999999999999", &v), -ERANGE);
 }
 END_TEST
 
@@ -75,11 +76,15 @@ START_TEST(durations)
     ck_assert_uint_eq(ms, 120000);
     ck_assert_int_eq(parse_duration_ms("1h", &ms), 0);
     ck_assert_uint_eq(ms, 3600000);
-    ck_assert_int_eq(parse_duration_ms("5x", &ms), -1);
-    ck_assert_int_eq(parse_duration_ms("s", &ms), -1);
+    ck_assert_int_eq(parse_duration_ms("5x", &ms), -EINVAL);
+    ck_assert_int_eq(parse_duration_ms("s", &ms), -EINVAL);
+    ck_assert_int_eq(parse_duration_ms("-5s", &ms), -EINVAL);
+    ck_assert_int_eq(parse_duration_ms("9999999999999999h", &ms), -ERANGE);
+    ck_assert_int_eq(parse_duration_ms("99999999999999999999", &ms),
+                     -ERANGE);
     ck_assert_int_eq(parse_bool("yes"), 1);
     ck_assert_int_eq(parse_bool("Off"), 0);
-    ck_assert_int_eq(parse_bool("maybe"), -1);
+    ck_assert_int_eq(parse_bool("maybe"), -EINVAL);
 }
 END_TEST
 

@@ -135,7 +135,7 @@ static void usage(FILE *f)
 }
 
 /* "90s", "30m", "1h", "2d", "1w" (a unit is required, so a bare number
- * can mean unix seconds in --since).  0 or -1. */
+ * can mean unix seconds in --since).  0, -EINVAL or -ERANGE. */
 static int parse_dur_s(const char *s, int64_t *out)
 {
     static const struct { const char *u; int64_t mult; } units[] = {
@@ -145,18 +145,20 @@ static int parse_dur_s(const char *s, int64_t *out)
     char *end;
 
     if (!isdigit((unsigned char)s[0]))
-        return -1;
+        return -EINVAL;
     errno = 0;
     long long v = strtoll(s, &end, 10);
     if (errno != 0)
-        return -1;
+        return -ERANGE;
     for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
-        if (strcmp(end, units[i].u) == 0 && v <= INT64_MAX / units[i].mult) {
-            *out = v * units[i].mult;
-            return 0;
-        }
+        if (strcmp(end, units[i].u) != 0)
+            continue;
+        if (v > INT64_MAX / units[i].mult)
+            return -ERANGE;
+        *out = v * units[i].mult;
+        return 0;
     }
-    return -1;
+    return -EINVAL;
 }
 
 static int all_digits(const char *s)
@@ -169,7 +171,8 @@ static int all_digits(const char *s)
     return 1;
 }
 
-/* ISO 8601 date and time, local time unless it ends in 'Z'. */
+/* ISO 8601 date and time, local time unless it ends in 'Z'.  0 or
+ * -EINVAL. */
 static int parse_iso(const char *s, int64_t *out)
 {
     static const char *const fmts[] = {
@@ -187,14 +190,15 @@ static int parse_iso(const char *s, int64_t *out)
         tm.tm_isdst = -1;
         time_t t = utc ? timegm(&tm) : mktime(&tm);
         if (t == (time_t)-1)
-            return -1;
+            return -EINVAL;
         *out = (int64_t)t;
         return 0;
     }
-    return -1;
+    return -EINVAL;
 }
 
-/* --since: a duration back from now, unix seconds, or an ISO time. */
+/* --since: a duration back from now, unix seconds, or an ISO time.  0,
+ * -EINVAL or -ERANGE. */
 static int parse_since(const char *s, time_t now, int64_t *out)
 {
     int64_t d;
@@ -203,7 +207,7 @@ static int parse_since(const char *s, time_t now, int64_t *out)
         errno = 0;
         long long v = strtoll(s, NULL, 10);
         *out = v;
-        return errno == 0 ? 0 : -1;
+        return errno == 0 ? 0 : -ERANGE;
     }
     if (parse_dur_s(s, &d) == 0) {
         *out = (int64_t)now - d;
@@ -215,10 +219,11 @@ static int parse_since(const char *s, time_t now, int64_t *out)
 static int bad_arg(const char *opt, const char *val)
 {
     fprintf(stderr, PROG ": bad %s '%s'\n", opt, val);
-    return -1;
+    return -EINVAL;
 }
 
-/* One option; -1 means exit 2, 1 means exit 0 (help, version). */
+/* One option: 0; 1 when done (help, version: exit 0); -EINVAL, said on
+ * stderr (exit 2). */
 static int parse_opt(int c, struct opts *o, time_t now)
 {
     switch (c) {
@@ -261,12 +266,12 @@ static int parse_opt(int c, struct opts *o, time_t now)
         return 1;
     default:
         usage(stderr);
-        return -1;
+        return -EINVAL;
     }
 }
 
 /* --check-pinned TEMPLATE may be written with a blank, so its argument
- * is the one positional argument allowed. */
+ * is the one positional argument allowed.  As parse_opt. */
 static int parse_args(int argc, char **argv, struct opts *o, time_t now)
 {
     static const struct option lopts[] = {
@@ -293,11 +298,11 @@ static int parse_args(int argc, char **argv, struct opts *o, time_t now)
         o->check_tmpl = argv[optind++];
     if (optind < argc) {
         fprintf(stderr, PROG ": unexpected argument '%s'\n", argv[optind]);
-        return -1;
+        return -EINVAL;
     }
     if (o->check_pinned && (o->fmt != FMT_TABLE || o->since_given)) {
         fprintf(stderr, PROG ": --check-pinned takes no format or --since\n");
-        return -1;
+        return -EINVAL;
     }
     return 0;
 }
@@ -305,18 +310,21 @@ static int parse_args(int argc, char **argv, struct opts *o, time_t now)
 /* ------------------------------------------------------------ gathering */
 
 /* cache_dir and the limits from the config; without a config the limits
- * are unknown and cache_dir is --cache-dir or the compiled-in default. */
+ * are unknown and cache_dir is --cache-dir or the compiled-in default.
+ * In this file every int function that can fail returns 0 or -errno and
+ * has said why on stderr; main turns that into the exit status. */
 static int load_config(const struct opts *o, struct report *r)
 {
     const char *path = o->config;
     struct conf *cf = NULL;
     char err[512];
+    int rc;
 
     if (!o->config_given && access(CONF_DEFAULT_PATH, F_OK) == 0)
         path = CONF_DEFAULT_PATH;
-    if (path != NULL && conf_load(path, &cf, err, sizeof err) < 0) {
+    if (path != NULL && (rc = conf_load(path, &cf, err, sizeof err)) < 0) {
         fprintf(stderr, PROG ": %s\n", err);
-        return -1;
+        return rc;
     }
     const char *dir = o->cache_dir ? o->cache_dir
                       : cf         ? cf->cache_dir
@@ -481,34 +489,43 @@ static void origins_line(struct report *r, char *line)
     }
 }
 
-/* Ask the running daemon about its origins; 0 when it answered. */
+/* Ask the running daemon about its origins: 0 when it answered, else
+ * -errno (not said: no daemon is a normal case, the report then has no
+ * origin columns). */
 static int ask_origins(struct report *r)
 {
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     struct timeval tv = {.tv_sec = CTL_IO_TIMEOUT_S};
     char buf[8192];
     size_t len = 0;
-    int rc = -1;
+    int rc = -EIO;
 
     if ((size_t)snprintf(sa.sun_path, sizeof sa.sun_path, "%s/%s",
                          r->cache_dir, CTL_SOCK_NAME) >= sizeof sa.sun_path)
-        return -1;
+        return -ENAMETOOLONG;
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
-        return -1;
+        return -errno;
+    ssize_t sent = 0;
     if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) != 0 ||
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) != 0 ||
         connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0 ||
-        send(fd, "origins\n", 8, MSG_NOSIGNAL) != 8)
+        (sent = send(fd, "origins\n", 8, MSG_NOSIGNAL)) != 8) {
+        rc = sent > 0 ? -EIO : ic_neg_errno(EIO); /* short send: -EIO */
         goto out;
+    }
     for (;;) {
         char *nl = memchr(buf, '\n', len);
         if (nl == NULL) {
+            /* A line longer than any the daemon sends. */
+            rc = -EPROTO;
             if (len == sizeof buf)
-                goto out; /* a line longer than any the daemon sends */
-            ssize_t got = recv(fd, buf + len, sizeof buf - len, 0);
-            if (got <= 0)
                 goto out;
+            ssize_t got = recv(fd, buf + len, sizeof buf - len, 0);
+            if (got <= 0) {
+                rc = got < 0 ? -errno : -ECONNRESET;
+                goto out;
+            }
             len += (size_t)got;
             continue;
         }
@@ -517,8 +534,10 @@ static int ask_origins(struct report *r)
             rc = 0;
             break;
         }
-        if (strncmp(buf, "error", 5) == 0)
-            break; /* a daemon without "origins" */
+        if (strncmp(buf, "error", 5) == 0) {
+            rc = -EOPNOTSUPP; /* a daemon without "origins" */
+            break;
+        }
         origins_line(r, buf);
         len -= (size_t)(nl + 1 - buf);
         memmove(buf, nl + 1, len);
@@ -550,10 +569,11 @@ static void gather_origins(struct report *r)
 static int gather(const struct opts *o, struct report *r)
 {
     struct index *ix;
+    int rc = open_index(r, &ix);
 
-    if (open_index(r, &ix) < 0)
-        return -1;
-    int rc = index_snapshot_begin(ix);
+    if (rc < 0)
+        return rc;
+    rc = index_snapshot_begin(ix);
     if (rc == 0)
         rc = set_window(ix, o, r);
     if (rc == 0)
@@ -563,7 +583,7 @@ static int gather(const struct opts *o, struct report *r)
     if (rc < 0) {
         fprintf(stderr, PROG ": cannot read the cache index in %s: %s\n",
                 r->cache_dir, strerror(-rc));
-        return -1;
+        return rc;
     }
     stat_fs(r);
     judge_cache(r);
@@ -612,6 +632,7 @@ static void printable(char *s)
             *s = '?';
 }
 
+/* hits / (hits + misses), or -1 (not a status: "no reads yet"). */
 static double hit_ratio(const struct index_counters *c)
 {
     uint64_t all = c->hits + c->misses;
@@ -1072,9 +1093,10 @@ static int print_json(const struct report *r)
     const char *s = json_object_to_json_string_ext(
         doc, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
                  JSON_C_TO_STRING_NOSLASHESCAPE);
-    int rc = s ? printf("%s\n", s) : -1;
+    /* NULL: json-c could not build the text (out of memory). */
+    int rc = s != NULL && printf("%s\n", s) >= 0 ? 0 : ic_neg_errno(EIO);
     json_object_put(doc);
-    return rc < 0 ? -1 : 0;
+    return rc;
 }
 
 /* ------------------------------------------------------------ Prometheus */
@@ -1280,10 +1302,12 @@ static int emit(const struct opts *o, const struct report *r)
     else
         print_table(r);
     /* A report that did not reach its reader must not move the cursor. */
-    if (fflush(stdout) != 0 || ferror(stdout) || rc < 0) {
+    if (fflush(stdout) != 0 || ferror(stdout))
+        rc = ic_neg_errno(EIO);
+    if (rc < 0) {
         fprintf(stderr, PROG ": cannot write the report: %s\n",
-                strerror(errno));
-        return -1;
+                strerror(-rc));
+        return rc;
     }
     return 0;
 }

@@ -95,7 +95,10 @@ static void usage(FILE *f)
             CONF_DEFAULT_PATH);
 }
 
-/* 0 to go on, 1 to exit 0 (help, version), -1 to exit 2. */
+/* 0 to go on, 1 to exit 0 (help, version), -EINVAL to exit 2.  In this
+ * file every int function that can fail returns 0 or -errno and has
+ * said why on stderr ("reported"); main turns that into the exit
+ * status. */
 static int parse_args(int argc, char **argv, struct opts *o)
 {
     static const struct option lopts[] = {
@@ -127,7 +130,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
             return 1;
         default:
             usage(stderr);
-            return -1;
+            return -EINVAL;
         }
     }
     o->names = argv + optind;
@@ -136,21 +139,22 @@ static int parse_args(int argc, char **argv, struct opts *o)
 }
 
 /* cache_dir: --cache-dir, else the config's, else the default.  The
- * config is read only for that.  0 or -1 (reported). */
+ * config is read only for that.  0 or -errno (reported). */
 static int resolve_cache_dir(const struct opts *o, char *out, size_t len)
 {
     char err[512], *dir = NULL;
+    int rc;
 
     if (o->cache_dir == NULL &&
-        conf_cache_dir(o->config, &dir, err, sizeof err) < 0) {
+        (rc = conf_cache_dir(o->config, &dir, err, sizeof err)) < 0) {
         fprintf(stderr, PROG ": %s\n", err);
-        return -1;
+        return rc;
     }
     int n = snprintf(out, len, "%s", o->cache_dir ? o->cache_dir : dir);
     free(dir);
     if (n < 0 || (size_t)n >= len) {
         fprintf(stderr, PROG ": cache directory name too long\n");
-        return -1;
+        return -ENAMETOOLONG;
     }
     return 0;
 }
@@ -158,8 +162,9 @@ static int resolve_cache_dir(const struct opts *o, char *out, size_t len)
 /* -------------------------------------------------------------- daemon */
 
 /* Refuse to run beside a live daemon: 0 when cache_dir/ctl.sock is absent
- * or refuses connections (a stale socket of a dead daemon), -1 otherwise
- * (reported).  A daemon started after this check is not detected. */
+ * or refuses connections (a stale socket of a dead daemon), -EBUSY when a
+ * daemon answers, -errno when we cannot tell (reported).  A daemon
+ * started after this check is not detected. */
 static int daemon_stopped(const char *cache_dir)
 {
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
@@ -169,26 +174,28 @@ static int daemon_stopped(const char *cache_dir)
     if (n < 0 || (size_t)n >= sizeof sa.sun_path) {
         fprintf(stderr, PROG ": %s/%s: path too long to check whether "
                 "imgcache runs\n", cache_dir, CTL_SOCK_NAME);
-        return -1;
+        return -ENAMETOOLONG;
     }
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) {
-        fprintf(stderr, PROG ": socket: %s\n", strerror(errno));
-        return -1;
+        int e = errno;
+        fprintf(stderr, PROG ": socket: %s\n", strerror(e));
+        return -e;
     }
     int r = connect(fd, (struct sockaddr *)&sa, sizeof sa);
     int e = errno;
     close(fd);
     if (r < 0 && (e == ENOENT || e == ECONNREFUSED))
         return 0;
-    if (r == 0)
+    if (r == 0) {
         fprintf(stderr, PROG ": imgcache is running on %s (%s answers); "
                 "stop it first: the daemon's block table is authoritative "
                 "while it runs\n", cache_dir, sa.sun_path);
-    else
-        fprintf(stderr, PROG ": cannot tell whether imgcache runs on %s: "
-                "%s: %s\n", cache_dir, sa.sun_path, strerror(e));
-    return -1;
+        return -EBUSY;
+    }
+    fprintf(stderr, PROG ": cannot tell whether imgcache runs on %s: "
+            "%s: %s\n", cache_dir, sa.sun_path, strerror(e));
+    return -e;
 }
 
 /* -------------------------------------------------------------- checks */
@@ -261,25 +268,29 @@ static int check_block(void *ctx, const struct index_rec *rec)
     return 0;
 }
 
-/* Open the template's data file (read-write for --repair).  0, or -1 when
- * it exists but cannot be opened (reported). */
+/* Open the template's data file (read-write for --repair).  0 (fd -1 when
+ * there is none), or -errno when it exists but cannot be opened
+ * (reported). */
 static int open_data(struct tscan *s, const char *cache_dir, int repair)
 {
-    if (store_path(s->path, sizeof s->path, cache_dir, s->t.name,
-                   s->t.generation) < 0) {
+    int rc = store_path(s->path, sizeof s->path, cache_dir, s->t.name,
+                        s->t.generation);
+
+    if (rc < 0) {
         fprintf(stderr, PROG ": %s: data file name too long\n", s->t.name);
-        return -1;
+        return rc;
     }
     s->fd = open(s->path, (repair ? O_RDWR : O_RDONLY) | O_NOFOLLOW |
                               O_CLOEXEC);
     if (s->fd < 0 && errno != ENOENT) {
-        fprintf(stderr, PROG ": %s: %s\n", s->path, strerror(errno));
-        return -1;
+        int e = errno;
+        fprintf(stderr, PROG ": %s: %s\n", s->path, strerror(e));
+        return -e;
     }
     return 0;
 }
 
-/* Check one template.  0, or -1 on trouble (reported). */
+/* Check one template.  0, or -errno on trouble (reported). */
 static int scan_template(struct index *ix, const char *cache_dir, int repair,
                          struct tscan *s)
 {
@@ -288,25 +299,26 @@ static int scan_template(struct index *ix, const char *cache_dir, int repair,
     if (!conf_name_valid(s->t.name)) {
         fprintf(stderr, PROG ": the index names a template '%s': not a valid "
                 "name; skipped\n", s->t.name);
-        return -1;
+        return -EINVAL;
     }
     if (!block_size_valid(bs)) {
         fprintf(stderr, PROG ": %s: block size %" PRIu32 " in the index is "
                 "not a power of two in 4K..16M; skipped\n", s->t.name, bs);
-        return -1;
+        return -EINVAL;
     }
-    if (open_data(s, cache_dir, repair) < 0)
-        return -1;
+    int rc = open_data(s, cache_dir, repair);
+    if (rc < 0)
+        return rc;
     s->buf = malloc(bs);
     s->zeros = calloc(1, bs);
     if (s->buf == NULL || s->zeros == NULL) {
         fprintf(stderr, PROG ": out of memory\n");
-        return -1;
+        return -ENOMEM;
     }
-    if (index_blocks_load(ix, s->t.id, s->t.generation, check_block, s) < 0 ||
-        s->error) {
+    rc = index_blocks_load(ix, s->t.id, s->t.generation, check_block, s);
+    if (rc < 0 || s->error) {
         fprintf(stderr, PROG ": %s: cannot read the block list\n", s->t.name);
-        return -1;
+        return rc < 0 ? rc : -ENOMEM; /* s->error: a bad block not kept */
     }
     printf("%s: generation %" PRIu64 ", %" PRIu64 " blocks checked (%" PRIu64
            " all-zero), %zu bad%s\n", s->t.name, s->t.generation, s->checked,
@@ -315,15 +327,16 @@ static int scan_template(struct index *ix, const char *cache_dir, int repair,
     return 0;
 }
 
-/* Delete the rows of the bad blocks.  0 or -1 (reported). */
+/* Delete the rows of the bad blocks.  0 or -errno (reported). */
 static int remove_rows(struct index *ix, const struct tscan *s)
 {
     for (size_t i = 0; i < s->nbad; i += DEL_CHUNK) {
         size_t n = s->nbad - i < DEL_CHUNK ? s->nbad - i : DEL_CHUNK;
-        if (index_apply(ix, s->bad + i, n) < 0) {
+        int rc = index_apply(ix, s->bad + i, n);
+        if (rc < 0) {
             fprintf(stderr, PROG ": %s: cannot remove bad blocks from the "
                     "index\n", s->t.name);
-            return -1;
+            return rc;
         }
     }
     return 0;
@@ -366,19 +379,19 @@ static void tscan_free(struct tscan *s)
 /* ------------------------------------------------------------ the run */
 
 /* The templates to check: all of the index, or the named ones (each must
- * be there).  *out malloc'd.  0 or -1 (reported). */
+ * be there: -ENOENT).  *out malloc'd.  0 or -errno (reported). */
 static int pick_templates(struct index *ix, const struct opts *o,
                           struct tscan **out, size_t *n)
 {
     struct index_tmpl *all = NULL;
     size_t nall = 0, cnt = 0;
-    int ret = 0;
+    int ret = index_tmpl_list(ix, &all, &nall);
 
     *out = NULL;
     *n = 0;
-    if (index_tmpl_list(ix, &all, &nall) < 0) {
+    if (ret < 0) {
         fprintf(stderr, PROG ": cannot list the templates of the index\n");
-        return -1;
+        return ret;
     }
     for (int k = 0; k < o->nnames; k++) {
         size_t i = 0;
@@ -387,13 +400,13 @@ static int pick_templates(struct index *ix, const struct opts *o,
         if (i == nall) {
             fprintf(stderr, PROG ": no template '%s' in the index\n",
                     o->names[k]);
-            ret = -1;
+            ret = -ENOENT;
         }
     }
     struct tscan *v = calloc(nall ? nall : 1, sizeof *v);
     if (v == NULL) {
         fprintf(stderr, PROG ": out of memory\n");
-        ret = -1;
+        ret = -ENOMEM;
     }
     for (size_t i = 0; ret == 0 && i < nall; i++) {
         int want = o->nnames == 0;
@@ -407,7 +420,7 @@ static int pick_templates(struct index *ix, const struct opts *o,
     free(all);
     if (ret < 0) {
         free(v);
-        return -1;
+        return ret;
     }
     *out = v;
     *n = cnt;
@@ -416,7 +429,7 @@ static int pick_templates(struct index *ix, const struct opts *o,
 
 /* Open the index: read-only to check; read-write for --repair, only once
  * a read-only open found it sound (index_open would move a damaged index
- * aside, as the daemon does at start). */
+ * aside, as the daemon does at start).  0 or -errno (reported). */
 static int open_index(const char *cache_dir, int repair, struct index **ix)
 {
     int rc = index_open_ro(cache_dir, ix);
@@ -424,12 +437,12 @@ static int open_index(const char *cache_dir, int repair, struct index **ix)
     if (rc == -ENOENT) {
         fprintf(stderr, PROG ": no cache index %s/%s (wrong cache_dir, or "
                 "imgcache never ran?)\n", cache_dir, INDEX_FILE);
-        return -1;
+        return rc;
     }
     if (rc < 0) {
         fprintf(stderr, PROG ": cannot read %s/%s: %s\n", cache_dir,
                 INDEX_FILE, strerror(-rc));
-        return -1;
+        return rc;
     }
     if (!repair)
         return 0;
@@ -438,7 +451,7 @@ static int open_index(const char *cache_dir, int repair, struct index **ix)
     if (rc < 0) {
         fprintf(stderr, PROG ": cannot open %s/%s for writing: %s\n",
                 cache_dir, INDEX_FILE, strerror(-rc));
-        return -1;
+        return rc;
     }
     if (index_moved_aside(*ix) != NULL) {
         fprintf(stderr, PROG ": %s/%s was damaged and has been moved aside "
@@ -446,11 +459,13 @@ static int open_index(const char *cache_dir, int repair, struct index **ix)
                 index_moved_aside(*ix));
         index_close(*ix);
         *ix = NULL;
-        return -1;
+        return -EIO;
     }
     return 0;
 }
 
+/* Check (and repair) the templates; trouble with one of them is counted
+ * in tot, not returned.  0 or -errno (reported). */
 static int run(const struct opts *o, const char *cache_dir, struct totals *tot)
 {
     struct index *ix = NULL;
@@ -461,11 +476,13 @@ static int run(const struct opts *o, const char *cache_dir, struct totals *tot)
         printf("%s/%s is empty: nothing cached\n", cache_dir, INDEX_FILE);
         return 0;
     }
-    if (open_index(cache_dir, o->repair, &ix) < 0)
-        return -1;
-    if (pick_templates(ix, o, &v, &n) < 0) {
+    int rc = open_index(cache_dir, o->repair, &ix);
+    if (rc < 0)
+        return rc;
+    rc = pick_templates(ix, o, &v, &n);
+    if (rc < 0) {
         index_close(ix);
-        return -1;
+        return rc;
     }
     for (size_t i = 0; i < n; i++) {
         if (scan_template(ix, cache_dir, o->repair, &v[i]) < 0) {

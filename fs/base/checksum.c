@@ -4,6 +4,7 @@
 #include <xxhash.h>
 
 #include "ic-checksum.h"
+#include "ic-error.h"
 
 uint64_t checksum_block(const void *buf, size_t len)
 {

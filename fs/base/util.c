@@ -11,6 +11,8 @@
 
 #include "ic-util.h"
 
+/* 0 with *shift for "", "K", "KB", "KiB" ... "E" (case-insensitive), else
+ * -EINVAL. */
 static int suffix_shift(const char *s, unsigned *shift)
 {
     static const char units[] = "KMGTPE";
@@ -20,60 +22,59 @@ static int suffix_shift(const char *s, unsigned *shift)
     }
     const char *u = strchr(units, toupper((unsigned char)*s));
     if (u == NULL)
-        return -1;
+        return -EINVAL;
     *shift = 10 * (unsigned)(u - units + 1);
     s++;
     /* Accept "K", "KB", "KiB" alike: all mean 1024. */
     if (strcasecmp(s, "") == 0 || strcasecmp(s, "b") == 0 ||
         strcasecmp(s, "ib") == 0)
         return 0;
-    return -1;
+    return -EINVAL;
+}
+
+/* The number both parsers start with: decimal digits (a sign or a blank
+ * first is refused, which strtoull alone would accept), *end at the unit.
+ * 0, -EINVAL or -ERANGE. */
+static int leading_number(const char *s, unsigned long long *v, char **end)
+{
+    if (s == NULL || !isdigit((unsigned char)*s))
+        return -EINVAL;
+    errno = 0;
+    *v = strtoull(s, end, 10);
+    return errno == ERANGE ? -ERANGE : 0;
 }
 
 int parse_size(const char *s, uint64_t *out)
 {
     char *end;
+    unsigned long long v;
     unsigned shift;
+    int rc = leading_number(s, &v, &end);
 
-    if (s == NULL || !isdigit((unsigned char)*s)) {
-        errno = EINVAL;
-        return -1;
-    }
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno == ERANGE)
-        return -1;
+    if (rc < 0)
+        return rc;
     if (*end == 'b' || *end == 'B') {
         if (end[1] != '\0')
-            goto bad;
+            return -EINVAL;
         shift = 0;
-    } else if (suffix_shift(end, &shift) != 0) {
-        goto bad;
+    } else if (suffix_shift(end, &shift) < 0) {
+        return -EINVAL;
     }
-    if (shift && v > (UINT64_MAX >> shift)) {
-        errno = ERANGE;
-        return -1;
-    }
+    if (shift && v > (UINT64_MAX >> shift))
+        return -ERANGE;
     *out = (uint64_t)v << shift;
     return 0;
-bad:
-    errno = EINVAL;
-    return -1;
 }
 
 int parse_duration_ms(const char *s, uint64_t *out_ms)
 {
     char *end;
+    unsigned long long v;
     uint64_t mult;
+    int rc = leading_number(s, &v, &end);
 
-    if (s == NULL || !isdigit((unsigned char)*s)) {
-        errno = EINVAL;
-        return -1;
-    }
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno == ERANGE)
-        return -1;
+    if (rc < 0)
+        return rc;
     if (*end == '\0' || strcmp(end, "s") == 0)
         mult = 1000;
     else if (strcmp(end, "ms") == 0)
@@ -82,14 +83,10 @@ int parse_duration_ms(const char *s, uint64_t *out_ms)
         mult = 60000;
     else if (strcmp(end, "h") == 0)
         mult = 3600000;
-    else {
-        errno = EINVAL;
-        return -1;
-    }
-    if (v > UINT64_MAX / mult) {
-        errno = ERANGE;
-        return -1;
-    }
+    else
+        return -EINVAL;
+    if (v > UINT64_MAX / mult)
+        return -ERANGE;
     *out_ms = v * mult;
     return 0;
 }
@@ -104,7 +101,7 @@ int parse_bool(const char *s)
         if (strcasecmp(s, no[i]) == 0)
             return 0;
     }
-    return -1;
+    return -EINVAL;
 }
 
 uint64_t mono_ms(void)

@@ -69,7 +69,9 @@ struct key_def {
     int (*set)(struct parser *p, const char *key, const char *val);
 };
 
-/* ------------------------------------------------------------ messages */
+/* ------------------------------------------------------------ messages
+ * Every refusal is fail(): the "FILE:LINE: " message and -EINVAL, so a
+ * setter can `return fail(...)` and its callers hand the result on. */
 
 static int __attribute__((format(printf, 2, 3)))
 fail(struct parser *p, const char *fmt, ...)
@@ -78,17 +80,21 @@ fail(struct parser *p, const char *fmt, ...)
     int n;
 
     if (!p->err || !p->errlen)
-        return -1;
+        return -EINVAL;
     n = snprintf(p->err, p->errlen, "%s:%d: ", p->file, p->line);
     if (n < 0 || (size_t)n >= p->errlen)
-        return -1; /* already truncated; snprintf terminated it */
+        return -EINVAL; /* already truncated; snprintf terminated it */
     va_start(ap, fmt);
     vsnprintf(p->err + n, p->errlen - (size_t)n, fmt, ap);
     va_end(ap);
-    return -1;
+    return -EINVAL;
 }
 
-static int oom(struct parser *p) { return fail(p, "out of memory"); }
+static int oom(struct parser *p)
+{
+    fail(p, "out of memory");
+    return -ENOMEM;
+}
 
 /* Copy of a user string fit for a message: control bytes become \xNN so a
  * config cannot forge log lines or send terminal escapes; long input is cut
@@ -207,10 +213,10 @@ static int push_string(char ***arr, size_t *n, const char *val)
     char **a = realloc(*arr, (*n + 1) * sizeof *a);
 
     if (!a)
-        return -1;
+        return -ENOMEM;
     *arr = a;
     if (!(a[*n] = strdup(val)))
-        return -1;
+        return -ENOMEM;
     (*n)++;
     return 0;
 }
@@ -241,16 +247,17 @@ static int get_duration(struct parser *p, const char *key, const char *val,
     return 0;
 }
 
-/* Digits only, into an unsigned long; -1 on anything else or overflow. */
+/* Digits only, into an unsigned long; -EINVAL on anything else or
+ * overflow (the callers' messages say what the key wants). */
 static int get_ulong(const char *val, int base, unsigned long *out)
 {
     char *end;
 
     if (!isdigit((unsigned char)val[0]))
-        return -1;
+        return -EINVAL;
     errno = 0;
     *out = strtoul(val, &end, base);
-    return (*end || errno) ? -1 : 0;
+    return (*end || errno) ? -EINVAL : 0;
 }
 
 /* ------------------------------------------------------------ [global] keys */
@@ -358,9 +365,10 @@ static int set_block_size(struct parser *p, const char *key, const char *val)
 {
     char m[MASK_LEN];
     uint64_t bs;
+    int rc = get_size(p, key, val, &bs);
 
-    if (get_size(p, key, val, &bs) < 0)
-        return -1;
+    if (rc < 0)
+        return rc;
     if (!block_size_valid(bs))
         return fail(p, "block_size '%s' must be a power of two from 4K to 16M",
                     mask(val, m, sizeof m));
@@ -500,12 +508,13 @@ static const struct key_def keys[K_COUNT] = {
                            set_follow_symlinks},
 };
 
+/* The key's id, or -ENOENT for a key we do not know. */
 static int find_key(const char *name)
 {
     for (int i = 0; i < K_COUNT; i++)
         if (!strcmp(keys[i].name, name))
             return i;
-    return -1;
+    return -ENOENT;
 }
 
 /* ------------------------------------------------------------ sections */
@@ -532,17 +541,17 @@ static int close_section(struct parser *p)
     p->src_seen[p->c->nsrc - 1] = p->seen;
     if (s->origin && s->follow_symlinks && conf_origin_is_http(s->origin)) {
         p->line = s->line;
-        fail(p, "directory '%s': follow_symlinks applies to a path origin "
-                "only", s->name);
+        int rc = fail(p, "directory '%s': follow_symlinks applies to a path "
+                         "origin only", s->name);
         p->line = line;
-        return -1;
+        return rc;
     }
     if (s->origin)
         return 0;
     p->line = s->line; /* the operator looks for the header */
-    fail(p, "%s '%s' has no origin", kind_name(s->kind), s->name);
+    int rc = fail(p, "%s '%s' has no origin", kind_name(s->kind), s->name);
     p->line = line;
-    return -1;
+    return rc;
 }
 
 static int open_global(struct parser *p, const char *name)
@@ -586,11 +595,11 @@ static int grow_sources(struct parser *p)
     unsigned *seen;
 
     if (!src)
-        return -1;
+        return -ENOMEM;
     p->c->src = src;
     seen = realloc(p->src_seen, n * sizeof *seen);
     if (!seen)
-        return -1;
+        return -ENOMEM;
     p->src_seen = seen;
     return 0;
 }
@@ -598,9 +607,10 @@ static int grow_sources(struct parser *p)
 static int open_source(struct parser *p, enum conf_kind kind, const char *name)
 {
     struct conf_source *s;
+    int rc = check_source_name(p, kind, name);
 
-    if (check_source_name(p, kind, name) < 0)
-        return -1;
+    if (rc < 0)
+        return rc;
     if (grow_sources(p) < 0)
         return oom(p);
     s = &p->c->src[p->c->nsrc];
@@ -621,6 +631,7 @@ static int parse_header(struct parser *p, char *line)
     char m[MASK_LEN];
     size_t n = strlen(line);
     char *kind, *name;
+    int rc;
 
     if (line[n - 1] != ']')
         return fail(p, "expected ']' at the end of the section header");
@@ -631,8 +642,8 @@ static int parse_header(struct parser *p, char *line)
     if (*name)
         *name++ = '\0';
     name = trim(name);
-    if (close_section(p) < 0)
-        return -1;
+    if ((rc = close_section(p)) < 0)
+        return rc;
     if (!strcmp(kind, "global"))
         return open_global(p, name);
     if (!strcmp(kind, "template"))
@@ -705,8 +716,9 @@ static int parse_lines(struct parser *p, char *buf, size_t len)
         if (memchr(line, '\0', n))
             return fail(p, "NUL byte in line");
         line[n] = '\0';
-        if (parse_line(p, line) < 0)
-            return -1;
+        int rc = parse_line(p, line);
+        if (rc < 0)
+            return rc;
         off += n + 1;
     }
     return 0;
@@ -719,11 +731,12 @@ static int copy_opt(char **dst, const char *src)
     if (!src)
         return 0;
     *dst = strdup(src);
-    return *dst ? 0 : -1;
+    return *dst ? 0 : -ENOMEM;
 }
 
 /* Fill what a section did not set from [global]; the global section may
- * come after the templates, which is why this runs at the end. */
+ * come after the templates, which is why this runs at the end.  0 or
+ * -ENOMEM. */
 static int merge_net(struct conf_net *dst, const struct conf_net *g,
                      unsigned seen)
 {
@@ -740,22 +753,23 @@ static int merge_net(struct conf_net *dst, const struct conf_net *g,
     if ((!(seen & KBIT(K_PROXY)) && copy_opt(&dst->proxy, g->proxy) < 0) ||
         (!(seen & KBIT(K_CA_FILE)) && copy_opt(&dst->ca_file, g->ca_file) < 0) ||
         (!(seen & KBIT(K_NETRC)) && copy_opt(&dst->netrc, g->netrc) < 0))
-        return -1;
+        return -ENOMEM;
     if (dst->nmirrors)
         return 0; /* the section's own list replaces the global one */
     /* Copies, so conf_free can free every source's list on its own. */
     for (size_t i = 0; i < g->nmirrors; i++)
         if (push_string(&dst->mirrors, &dst->nmirrors, g->mirrors[i]) < 0)
-            return -1;
+            return -ENOMEM;
     return 0;
 }
 
 static int finish(struct parser *p)
 {
     struct conf *c = p->c;
+    int rc = close_section(p);
 
-    if (close_section(p) < 0)
-        return -1;
+    if (rc < 0)
+        return rc;
     if (!c->cache_dir && !(c->cache_dir = strdup(CONF_DEFAULT_CACHE_DIR)))
         return oom(p);
     for (size_t i = 0; i < c->nsrc; i++) {
@@ -795,13 +809,13 @@ static int parse_buf(char *buf, size_t len, const char *name,
                      struct conf **out, char *err, size_t errlen)
 {
     struct parser p = {.file = name, .err = err, .errlen = errlen};
-    int rc = -1;
+    int rc;
 
     *out = NULL;
     if (!(p.c = conf_new(name)))
-        oom(&p);
-    else if (parse_lines(&p, buf, len) == 0 && finish(&p) == 0)
-        rc = 0;
+        rc = oom(&p);
+    else if ((rc = parse_lines(&p, buf, len)) == 0)
+        rc = finish(&p);
     free(p.src_seen);
     if (rc < 0)
         conf_free(p.c);
@@ -821,7 +835,7 @@ int conf_parse_string(const char *text, const char *name, struct conf **out,
         *out = NULL;
         if (err && errlen)
             snprintf(err, errlen, "%s: out of memory", name);
-        return -1;
+        return -ENOMEM;
     }
     memcpy(buf, text, len + 1);
     rc = parse_buf(buf, len, name, out, err, errlen);
@@ -829,37 +843,43 @@ int conf_parse_string(const char *text, const char *name, struct conf **out,
     return rc;
 }
 
-/* Whole file into memory (NUL bytes included, so they can be reported) with
- * one spare byte.  NULL with errno on failure. */
-static char *read_all(int fd, size_t *lenp)
+/* Whole file into *bufp, malloc'd (NUL bytes included, so they can be
+ * reported) with one spare byte.  0 or -errno (-EFBIG past the cap). */
+static int read_all(int fd, char **bufp, size_t *lenp)
 {
     size_t len = 0, cap = 4096;
     char *buf = malloc(cap), *nb;
     ssize_t r;
+    int rc = -ENOMEM;
 
     while (buf) {
         if (len + 1 == cap) {
             if (cap > CONF_MAX_BYTES) {
-                errno = EFBIG;
+                rc = -EFBIG;
                 break;
             }
-            if (!(nb = realloc(buf, cap * 2)))
+            if (!(nb = realloc(buf, cap * 2))) {
+                rc = -ENOMEM;
                 break;
+            }
             buf = nb;
             cap *= 2;
         }
         r = read(fd, buf + len, cap - 1 - len);
         if (r == 0) {
+            *bufp = buf;
             *lenp = len;
-            return buf;
+            return 0;
         }
-        if (r > 0)
+        if (r > 0) {
             len += (size_t)r;
-        else if (errno != EINTR)
+        } else if (errno != EINTR) {
+            rc = -errno;
             break;
+        }
     }
     free(buf);
-    return NULL;
+    return rc;
 }
 
 int conf_load(const char *path, struct conf **out, char *err, size_t errlen)
@@ -868,17 +888,17 @@ int conf_load(const char *path, struct conf **out, char *err, size_t errlen)
     size_t len = 0;
     char *buf = NULL;
 
-    if (fd >= 0) {
-        buf = read_all(fd, &len);
-        int e = errno;
+    if (fd < 0) {
+        rc = -errno;
+    } else {
+        rc = read_all(fd, &buf, &len);
         close(fd);
-        errno = e;
     }
-    if (!buf) {
+    if (rc < 0) {
         *out = NULL;
         if (err && errlen)
-            snprintf(err, errlen, "%s: cannot read: %s", path, strerror(errno));
-        return -1;
+            snprintf(err, errlen, "%s: cannot read: %s", path, strerror(-rc));
+        return rc;
     }
     rc = parse_buf(buf, len, path, out, err, errlen);
     free(buf);
@@ -917,17 +937,18 @@ void conf_free(struct conf *c)
 int conf_cache_dir(const char *config, char **out, char *err, size_t errlen)
 {
     struct conf *c;
+    int rc;
     if (config == NULL && access(CONF_DEFAULT_PATH, F_OK) == 0)
         config = CONF_DEFAULT_PATH;
     if (config == NULL)
         *out = strdup(CONF_DEFAULT_CACHE_DIR);
-    else if (conf_load(config, &c, err, errlen) < 0)
-        return -1;
+    else if ((rc = conf_load(config, &c, err, errlen)) < 0)
+        return rc;
     else {
         *out = strdup(c->cache_dir);
         conf_free(c);
     }
     if (*out == NULL)
         snprintf(err, errlen, "out of memory");
-    return *out ? 0 : -1;
+    return *out ? 0 : -ENOMEM;
 }

@@ -45,15 +45,16 @@ static int size_token(const char *p, size_t n, uint64_t *v, char *why)
         goto bad;
     memcpy(tok, p, n);
     tok[n] = '\0';
-    if (parse_size(tok, v) == 0)
+    int rc = parse_size(tok, v);
+    if (rc == 0)
         return 0;
-    if (errno == ERANGE) {
+    if (rc == -ERANGE) {
         snprintf(why, WHY_LEN, "size '%.*s' is too large", quote_len(n), p);
-        return -1;
+        return -EINVAL;
     }
 bad:
     snprintf(why, WHY_LEN, "bad size '%.*s'", quote_len(n), p);
-    return -1;
+    return -EINVAL;
 }
 
 /* Build [x, x+y) for op '+' or ' ' (offset and length) or [x, y) for '-'. */
@@ -63,17 +64,17 @@ static int make_range(char op, uint64_t x, uint64_t y, struct byte_range *r,
     if (op == '-') {
         if (y <= x) {
             snprintf(why, WHY_LEN, "end must be greater than start");
-            return -1;
+            return -EINVAL;
         }
         y -= x;
     } else if (y == 0) {
         snprintf(why, WHY_LEN, "length must not be zero");
-        return -1;
+        return -EINVAL;
     }
     uint64_t end;
     if (__builtin_add_overflow(x, y, &end)) {
         snprintf(why, WHY_LEN, "range ends past 2^64");
-        return -1;
+        return -EINVAL;
     }
     r->off = x;
     r->len = y;
@@ -81,7 +82,7 @@ static int make_range(char op, uint64_t x, uint64_t y, struct byte_range *r,
 }
 
 /* "A-B", "A+L" and, when pair_ok (profiles), "A L".  The text is already
- * trimmed and not empty.  0, or -1 with a reason in why. */
+ * trimmed and not empty.  0, or -EINVAL with a reason in why. */
 static int parse_range(const char *p, size_t n, int pair_ok,
                        struct byte_range *r, char *why)
 {
@@ -99,7 +100,7 @@ static int parse_range(const char *p, size_t n, int pair_ok,
                                          "'START-END'"
                                        : "expected START-END or "
                                          "START+LENGTH");
-        return -1;
+        return -EINVAL;
     }
     const char *a = p, *b = p + i + 1;
     size_t an = i, bn = n - i - 1;
@@ -108,7 +109,7 @@ static int parse_range(const char *p, size_t n, int pair_ok,
     trim(&a, &an);
     trim(&b, &bn);
     if (size_token(a, an, &x, why) != 0 || size_token(b, bn, &y, why) != 0)
-        return -1;
+        return -EINVAL;
     return make_range(is_blank(p[i]) ? ' ' : p[i], x, y, r, why);
 }
 
@@ -251,8 +252,8 @@ static int rvec_push(struct rvec *rv, struct byte_range r)
     return 0;
 }
 
-/* 1 and *r for a range line, 0 for a blank or comment line, -1 with a
- * reason in why. */
+/* 1 and *r for a range line, 0 for a blank or comment line, -EINVAL with
+ * a reason in why. */
 static int parse_profile_line(const char *p, size_t n, struct byte_range *r,
                               char *why)
 {
@@ -263,7 +264,8 @@ static int parse_profile_line(const char *p, size_t n, struct byte_range *r,
     trim(&p, &n); /* also drops the '\r' of a CRLF line end */
     if (n == 0)
         return 0;
-    return parse_range(p, n, 1, r, why) == 0 ? 1 : -1;
+    int rc = parse_range(p, n, 1, r, why);
+    return rc < 0 ? rc : 1;
 }
 
 int profile_parse(const char *text, size_t len, const char *path,
@@ -381,7 +383,7 @@ int profile_load(const char *path, struct byte_range **out, size_t *n,
 }
 
 /* stdio reports failures through errno, but not always: fall back to EIO. */
-static int stdio_error(void) { return errno ? -errno : -EIO; }
+static int stdio_error(void) { return ic_neg_errno(EIO); }
 
 int profile_write(FILE *f, const struct byte_range *r, size_t n)
 {

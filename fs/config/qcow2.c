@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ic-error.h"
 #include "ic-qcow2.h"
 
 #define QCOW2_MAGIC 0x514649fbu /* "QFI\xfb" */

@@ -48,15 +48,21 @@ static const struct fuse_opt opt_spec[] = {
     FUSE_OPT_END,
 };
 
+/* fuse_opt_proc_t's own results: -1 error (not an errno: fuse_opt_parse
+ * takes any other negative value for "keep"), 0 discard, 1 keep. */
+#define OPT_ERROR (-1)
+#define OPT_DISCARD 0
+#define OPT_KEEP 1
+
 static int opt_proc(void *data, const char *arg, int key,
                     struct fuse_args *outargs)
 {
     struct opts *o = data;
     switch (key) {
-    case KEY_HELP: o->help = 1; return 0;
-    case KEY_VERSION: o->version = 1; return 0;
-    case KEY_FG: o->foreground = 1; return 0;
-    case KEY_DEBUG: o->debug = 1; return 0;
+    case KEY_HELP: o->help = 1; return OPT_DISCARD;
+    case KEY_VERSION: o->version = 1; return OPT_DISCARD;
+    case KEY_FG: o->foreground = 1; return OPT_DISCARD;
+    case KEY_DEBUG: o->debug = 1; return OPT_DISCARD;
     case FUSE_OPT_KEY_NONOPT:
         if (o->nonopt == 0)
             o->config = strdup(arg);
@@ -64,12 +70,12 @@ static int opt_proc(void *data, const char *arg, int key,
             o->mountpoint = strdup(arg);
         else {
             fprintf(stderr, "imgcache: unexpected argument '%s'\n", arg);
-            return -1;
+            return OPT_ERROR;
         }
         o->nonopt++;
-        return 0;
+        return OPT_DISCARD;
     default:
-        return 1; /* keep it for FUSE (e.g. -o allow_other) */
+        return OPT_KEEP; /* for FUSE (e.g. -o allow_other) */
     }
 }
 
@@ -90,6 +96,8 @@ static void usage(FILE *f)
             "\nSee imgcache(8) and imgcache.conf(5).\n");
 }
 
+/* The owner and group of the mount's files.  0, or -EINVAL for a name
+ * that is no user or group (said on stderr: the daemon is not yet up). */
 static int resolve_owner(const struct conf *c, struct ic_fs *fs)
 {
     fs->uid = 0;
@@ -102,7 +110,7 @@ static int resolve_owner(const struct conf *c, struct ic_fs *fs)
         if (pw == NULL && *end != '\0') {
             fprintf(stderr, "imgcache: %s: unknown owner '%s'\n", c->path,
                     c->owner);
-            return -1;
+            return -EINVAL;
         }
         fs->uid = pw ? pw->pw_uid : (uid_t)v;
     }
@@ -113,22 +121,27 @@ static int resolve_owner(const struct conf *c, struct ic_fs *fs)
         if (gr == NULL && *end != '\0') {
             fprintf(stderr, "imgcache: %s: unknown group '%s'\n", c->path,
                     c->group);
-            return -1;
+            return -EINVAL;
         }
         fs->gid = gr ? gr->gr_gid : (gid_t)v;
     }
     return 0;
 }
 
-/* Fork; the parent exits with the status the child reports on the pipe. */
+/* Fork; the parent exits with the status the child reports on the pipe.
+ * 0 in the child, or -errno (no child). */
 static int daemon_fork(int *report_fd)
 {
     int p[2];
     if (pipe(p) < 0)
-        return -1;
+        return -errno;
     pid_t pid = fork();
-    if (pid < 0)
-        return -1;
+    if (pid < 0) {
+        int e = errno;
+        close(p[0]);
+        close(p[1]);
+        return -e;
+    }
     if (pid > 0) {
         unsigned char st = 1;
         close(p[1]);
@@ -204,9 +217,14 @@ static void *reload_main(void *arg)
 static void reloader_start(struct reloader *r)
 {
     struct sigaction sa = {.sa_handler = on_hup};
-    if (pipe2(hup_pipe, O_CLOEXEC) < 0 ||
-        pthread_create(&r->th, NULL, reload_main, r) != 0) {
-        log_warn("SIGHUP reload unavailable: %s", strerror(errno));
+    int e = pipe2(hup_pipe, O_CLOEXEC) < 0 ? errno : 0;
+    /* pthread_create returns its error; it does not set errno. */
+    if (e == 0 && (e = pthread_create(&r->th, NULL, reload_main, r)) != 0) {
+        close(hup_pipe[0]);
+        close(hup_pipe[1]);
+    }
+    if (e != 0) {
+        log_warn("SIGHUP reload unavailable: %s", strerror(e));
         return;
     }
     r->running = 1;
@@ -229,6 +247,8 @@ static void reloader_stop(struct reloader *r)
     r->running = 0;
 }
 
+/* Mount, serve until unmounted or signalled, unmount.  The process's exit
+ * status: 0, or 1 when the session could not be set up or failed. */
 static int run_session(struct fuse_args *args, struct ic_fs *fs,
                        const char *mnt, const char *config, int report_fd)
 {
@@ -280,15 +300,17 @@ out_destroy:
     return r;
 }
 
+/* The exit status of imgcache(8): 0, 2 for a config it cannot use, 1 for
+ * anything else. */
 static int start(struct opts *o, struct conf *conf, struct fuse_args *args)
 {
     struct ic_fs fs = {.force_direct_io = o->direct_io};
-    int report_fd = -1;
+    int report_fd = -1, rc;
 
     if (resolve_owner(conf, &fs) < 0)
         return 2;
-    if (!o->foreground && daemon_fork(&report_fd) < 0) {
-        fprintf(stderr, "imgcache: cannot fork: %s\n", strerror(errno));
+    if (!o->foreground && (rc = daemon_fork(&report_fd)) < 0) {
+        fprintf(stderr, "imgcache: cannot fork: %s\n", strerror(-rc));
         return 1;
     }
     if (!o->foreground)

@@ -7,6 +7,7 @@
 #include <sys/mman.h>
 
 #include "ic-blockmap.h"
+#include "ic-error.h"
 
 /* Its own anonymous mapping, not calloc: the pages of a huge sparse
  * template's table must stay unbacked until their blocks are used, and

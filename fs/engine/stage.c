@@ -89,7 +89,7 @@ static void shrink(struct stage *s)
 }
 
 /* Drop the oldest unreferenced entries until `room` more bytes fit: 0, or
- * -1 with nothing dropped when they cannot (lock held). */
+ * -ENOSPC with nothing dropped when they cannot (lock held). */
 static int make_room(struct stage *s, uint64_t room)
 {
     uint64_t freeable = 0;
@@ -97,7 +97,7 @@ static int make_room(struct stage *s, uint64_t room)
         if (e->refs == 0)
             freeable += e->len;
     if (s->bytes - freeable + room > s->cap)
-        return -1;
+        return -ENOSPC;
     struct entry *prev = NULL, *e = s->head;
     while (e != NULL && s->bytes + room > s->cap) {
         struct entry *next = e->next;
@@ -202,8 +202,11 @@ int64_t stage_read(struct stage *s, uint64_t key, char *dst, uint64_t off,
 {
     uint64_t p = off, end = off + len, next;
     int64_t copied = 0;
-    if (__atomic_load_n(&s->listed, __ATOMIC_RELAXED) == 0)
-        return gap(arg, dst, off, len) < 0 ? -1 : 0; /* the common case */
+    int rc;
+    if (__atomic_load_n(&s->listed, __ATOMIC_RELAXED) == 0) {
+        rc = gap(arg, dst, off, len); /* the common case */
+        return rc < 0 ? rc : 0;
+    }
     while (p < end) {
         pthread_mutex_lock(&s->lock);
         struct entry *e = find(s, key, p, end, &next);
@@ -211,8 +214,9 @@ int64_t stage_read(struct stage *s, uint64_t key, char *dst, uint64_t off,
             e->refs++;
         pthread_mutex_unlock(&s->lock);
         if (e == NULL) {
-            if (gap(arg, dst + (p - off), p, next - p) < 0)
-                return -1;
+            rc = gap(arg, dst + (p - off), p, next - p);
+            if (rc < 0)
+                return rc;
             p = next;
             continue;
         }

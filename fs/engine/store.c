@@ -37,8 +37,13 @@ int store_open(const char *cache_dir, const char *name, uint64_t gen,
 {
     char path[PATH_MAX];
     int flags = O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC;
+    int rc = store_path(path, sizeof path, cache_dir, name, gen);
 
-    store_path(path, sizeof path, cache_dir, name, gen);
+    if (rc < 0) {
+        log_err("data file of %s: path too long under %s/data", name,
+                cache_dir);
+        return rc;
+    }
     int fd = open(path, flags, 0600);
     if (fd < 0) {
         int e = errno;
@@ -63,8 +68,10 @@ int store_open(const char *cache_dir, const char *name, uint64_t gen,
 int store_open_direct(const char *cache_dir, const char *name, uint64_t gen)
 {
     char path[PATH_MAX];
+    int rc = store_path(path, sizeof path, cache_dir, name, gen);
 
-    store_path(path, sizeof path, cache_dir, name, gen);
+    if (rc < 0)
+        return rc;
     int fd = open(path, O_RDWR | O_DIRECT | O_NOFOLLOW | O_CLOEXEC);
     return fd < 0 ? -errno : fd;
 }
@@ -72,8 +79,10 @@ int store_open_direct(const char *cache_dir, const char *name, uint64_t gen)
 int store_unlink(const char *cache_dir, const char *name, uint64_t gen)
 {
     char path[PATH_MAX];
+    int rc = store_path(path, sizeof path, cache_dir, name, gen);
 
-    store_path(path, sizeof path, cache_dir, name, gen);
+    if (rc < 0)
+        return rc; /* never unlink a cut path: it names another file */
     if (unlink(path) < 0 && errno != ENOENT)
         return -errno;
     return 0;

@@ -122,7 +122,10 @@ struct index {
     char *moved_aside; /* path of the file index_open() moved aside */
 };
 
-/* ------------------------------------------------------------ helpers */
+/* ------------------------------------------------------------ helpers
+ * The bind_* helpers, query_text and run_script hand on SQLite's result
+ * codes (SQLITE_OK is 0); db_fail() and open_fail() are where a failure
+ * becomes the -errno every index_* function returns. */
 
 /* Another connection holds a lock we need (primary or extended code). */
 static int is_busy(int rc)
@@ -1413,7 +1416,8 @@ static const char advance_sql[] =
     "COMMIT;";
 
 /* Run each statement of a multi-statement string, binding ?1..?3 by
- * position where a statement uses them. */
+ * position where a statement uses them.  SQLITE_OK, or the SQLite code of
+ * the call that failed (SQLITE_ERROR for a parameter out of args). */
 static int run_script(sqlite3 *db, const char *sql, const int64_t *args,
                       int nargs)
 {
@@ -1421,8 +1425,9 @@ static int run_script(sqlite3 *db, const char *sql, const int64_t *args,
 
     while (tail && *tail) {
         sqlite3_stmt *st = NULL;
-        if (sqlite3_prepare_v2(db, tail, -1, &st, &tail) != SQLITE_OK)
-            return -1;
+        int rc = sqlite3_prepare_v2(db, tail, -1, &st, &tail);
+        if (rc != SQLITE_OK)
+            return rc;
         if (st == NULL)
             break;
         int bad = 0;
@@ -1435,12 +1440,12 @@ static int run_script(sqlite3 *db, const char *sql, const int64_t *args,
             bad = k < 1 || k > nargs ||
                   sqlite3_bind_int64(st, i, args[k - 1]) != SQLITE_OK;
         }
-        int rc = bad ? SQLITE_ERROR : sqlite3_step(st);
+        rc = bad ? SQLITE_ERROR : sqlite3_step(st);
         sqlite3_finalize(st);
         if (rc != SQLITE_DONE)
-            return -1;
+            return rc;
     }
-    return 0;
+    return SQLITE_OK;
 }
 
 int index_report_advance(const char *cache_dir, int64_t id, int64_t now,
@@ -1454,7 +1459,7 @@ int index_report_advance(const char *cache_dir, int64_t id, int64_t now,
     if (rc < 0)
         return rc;
     int64_t args[3] = {id, now, prune_before};
-    if (run_script(ix.db, advance_sql, args, 3) < 0) {
+    if (run_script(ix.db, advance_sql, args, 3) != SQLITE_OK) {
         rc = db_fail(&ix, "report cursor");
         if (!sqlite3_get_autocommit(ix.db))
             sqlite3_exec(ix.db, "ROLLBACK", NULL, NULL, NULL);

@@ -165,7 +165,8 @@ void health_answered(struct health *h)
 
 static void *prober(void *arg);
 
-/* Start the probe thread unless it runs (health_lock held).  0 or -1. */
+/* Start the probe thread unless it runs (health_lock held).  0, -ESHUTDOWN
+ * once health_stop() ran, or pthread_create's -errno (logged). */
 static int prober_start_locked(void)
 {
     pthread_t th;
@@ -174,14 +175,14 @@ static int prober_start_locked(void)
     if (prober_running)
         return 0;
     if (prober_stop)
-        return -1; /* shutting down */
+        return -ESHUTDOWN;
     pthread_attr_init(&at);
     pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
     int e = pthread_create(&th, &at, prober, NULL);
     pthread_attr_destroy(&at);
     if (e != 0) {
         log_warn("cannot start the origin probe thread: %s", strerror(e));
-        return -1;
+        return -e;
     }
     prober_running = 1;
     return 0;

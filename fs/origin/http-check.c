@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "ic-conf.h"
+#include "ic-error.h"
 #include "ic-http-check.h"
 
 /* Leave a reason in `why` (may be NULL); returns err for tail calls. */
@@ -39,11 +40,11 @@ int httpc_parse_u64(const char *s, const char **end, uint64_t *out)
     const char *p = s;
     for (; *p >= '0' && *p <= '9'; p++) {
         if (v > (UINT64_MAX - (uint64_t)(*p - '0')) / 10)
-            return -1;
+            return -ERANGE;
         v = v * 10 + (uint64_t)(*p - '0');
     }
     if (p == s)
-        return -1;
+        return -EINVAL;
     *end = p;
     *out = v;
     return 0;
@@ -52,7 +53,11 @@ int httpc_parse_u64(const char *s, const char **end, uint64_t *out)
 int httpc_parse_u64_all(const char *s, uint64_t *out)
 {
     const char *end;
-    return httpc_parse_u64(s, &end, out) == 0 && *end == '\0' ? 0 : -1;
+    int rc = httpc_parse_u64(s, &end, out);
+
+    if (rc < 0)
+        return rc;
+    return *end == '\0' ? 0 : -EINVAL;
 }
 
 int httpc_parse_content_range(const char *s, int64_t *first, uint64_t *last,
@@ -61,20 +66,20 @@ int httpc_parse_content_range(const char *s, int64_t *first, uint64_t *last,
     const char *p;
     uint64_t a;
     if (strncasecmp(s, "bytes ", 6) != 0)
-        return -1;
+        return -EINVAL;
     s += 6;
     if (s[0] == '*' && s[1] == '/') {
         *first = -1;
         *last = 0;
-        return httpc_parse_u64_all(s + 2, total);
+        return httpc_parse_u64_all(s + 2, total) < 0 ? -EINVAL : 0;
     }
     /* first must fit the signed type that also carries "unsatisfied". */
     if (httpc_parse_u64(s, &p, &a) != 0 || *p != '-' || a > INT64_MAX)
-        return -1;
+        return -EINVAL;
     if (httpc_parse_u64(p + 1, &p, last) != 0 || *p != '/' || *last < a)
-        return -1;
+        return -EINVAL;
     *first = (int64_t)a;
-    return httpc_parse_u64_all(p + 1, total);
+    return httpc_parse_u64_all(p + 1, total) < 0 ? -EINVAL : 0;
 }
 
 int httpc_is_identity(const char *coding)

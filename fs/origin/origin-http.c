@@ -331,7 +331,8 @@ static int check_headers(const struct xfer *x, int *retry)
     return v;
 }
 
-/* Grow the list buffer; the limit is checked by the caller. */
+/* Grow the list buffer; the limit is checked by the caller.  0 or
+ * -ENOMEM. */
 static int whole_reserve(struct xfer *x, size_t need)
 {
     if (need <= x->cap)
@@ -341,7 +342,7 @@ static int whole_reserve(struct xfer *x, size_t need)
         cap *= 2;
     char *p = realloc(x->buf, cap);
     if (p == NULL)
-        return -1;
+        return -ENOMEM;
     x->buf = p;
     x->cap = cap;
     return 0;
@@ -840,7 +841,7 @@ static int dup_opt(char **dst, const char *src)
     if (src == NULL)
         return 0;
     *dst = strdup(src);
-    return *dst == NULL ? -1 : 0;
+    return *dst == NULL ? -ENOMEM : 0;
 }
 
 /* What a down entry's probe needs: its own copies, since the entry may
@@ -1066,7 +1067,8 @@ static char *masked(const char *url)
     return strdup(buf);
 }
 
-/* Check a URL and find its host key "scheme://host:port". */
+/* Check a URL and find its host key "scheme://host:port".  0, -EINVAL
+ * or -ENOMEM. */
 static int url_host_key(const char *url, char *key, size_t keylen, int *https)
 {
     CURLU *cu = curl_url();
@@ -1097,6 +1099,7 @@ out:
     return err;
 }
 
+/* 0, or -EINVAL / -ENOMEM with the reason in err. */
 static int add_url(struct http_origin *h, const char *url, unsigned limit,
                    char *err, size_t errlen)
 {
@@ -1106,10 +1109,11 @@ static int add_url(struct http_origin *h, const char *url, unsigned limit,
     u->display = masked(url);
     if (u->display == NULL)
         goto nomem;
-    if (url_host_key(url, key, sizeof key, &u->https) != 0) {
+    int rc = url_host_key(url, key, sizeof key, &u->https);
+    if (rc < 0) {
         snprintf(err, errlen, "%s: not a valid http(s) URL", u->display);
         free(u->display);
-        return -1;
+        return rc;
     }
     u->url = strdup(url);
     u->host = host_get(key, limit);
@@ -1120,7 +1124,7 @@ static int add_url(struct http_origin *h, const char *url, unsigned limit,
     return 0;
 nomem:
     snprintf(err, errlen, "out of memory");
-    return -1;
+    return -ENOMEM;
 }
 
 static struct http_origin *http_origin_new(const char *url,
