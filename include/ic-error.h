@@ -26,7 +26,7 @@
  *    the HTTP checks) fills it on failure with one line naming what is
  *    wrong: the file and line, the key, the value, the path.  No program
  *    name and no newline (the caller adds its own prefix), no credentials
- *    (URLs go through origin_mask_url), control bytes escaped.  The buffer
+ *    (URLs go through url_mask), control bytes escaped.  The buffer
  *    may be NULL or errlen 0; the result is the same -errno either way.
  *
  * Logging

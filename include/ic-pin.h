@@ -9,8 +9,11 @@
  * against the quota; a change that would put more than the quota under
  * pins is refused.
  *
- * Locking: the pin set is protected by tmpl.lock; functions here take the
- * locks they need and are called with none held. */
+ * Locking: the pin set is protected by tmpl.lock; the recording by
+ * tmpl.rec_lock.  pin_mark_gen() and pin_retarget() are called with
+ * tmpl.lock held (by cache.c, as it switches generations); every other
+ * function takes the locks it needs (tmpl.lock, then gen.lock) and is
+ * called with no engine lock held.  None does origin or data-file I/O. */
 #ifndef IC_PIN_H
 #define IC_PIN_H
 

@@ -342,7 +342,7 @@ static int xattr_value(struct tmpl *t, struct gen *g, const char *key,
         return snprintf(out, len, "%" PRIu64, a.number);
     if (strcmp(key, "cached_bytes") == 0)
         return snprintf(out, len, "%" PRIu64, a.cached);
-    return -1;
+    return -ENODATA;
 }
 
 static void ic_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
@@ -350,11 +350,11 @@ static void ic_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 {
     struct gen *g = cache_gen_get_ino(fs_of(req)->c, ino);
     char val[1100];
-    int n = -1;
+    int n = -ENODATA;
 
     if (g != NULL && strncmp(name, XATTR_PREFIX, strlen(XATTR_PREFIX)) == 0)
-        n = xattr_value(cache_gen_tmpl(g), g, name + strlen(XATTR_PREFIX), val,
-                        sizeof val);
+        n = xattr_value(cache_gen_tmpl(g), g, name + strlen(XATTR_PREFIX),
+                        val, sizeof val);
     if (g != NULL)
         cache_gen_put(g);
     if (g == NULL) /* a superseded generation's: as in ic_getattr */

@@ -30,8 +30,9 @@ int cache_fills_direct(const struct conf *conf)
     return conf->direct_fill || conf->data_direct_io;
 }
 
-/* The data file opened O_DIRECT, or -1: then all I/O goes through the page
- * cache (a filesystem without O_DIRECT). */
+/* The data file opened O_DIRECT, or -1 (not an error: a value for
+ * gen.dfd): then all I/O goes through the page cache (a filesystem
+ * without O_DIRECT, or fills that do not bypass it). */
 static int open_direct_fd(const struct tmpl *t, uint64_t number)
 {
     const struct conf *conf = t->c->conf;

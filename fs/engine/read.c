@@ -473,7 +473,8 @@ static void discard_block(struct gen *g, uint64_t blk, const char *why)
 }
 
 /* Read present block blk into tmp (whole block), verifying its checksum
- * when it has not been verified since start.  0, or -1 if not usable. */
+ * when it has not been verified since start.  0, -EIO when it cannot be
+ * read, -EBADMSG when its bytes do not match the checksum. */
 static int read_block(struct gen *g, uint64_t blk, char *tmp,
                       struct blk snap, int *verified_now)
 {
@@ -482,11 +483,11 @@ static int read_block(struct gen *g, uint64_t blk, char *tmp,
     if (snap.flags & BLK_ZERO)
         memset(tmp, 0, len);
     else if (cache_pread_present(g, tmp, block_start(blk, g->bs), len) < 0)
-        return -1;
+        return -EIO;
     if (snap.flags & BLK_VERIFIED)
         return 0;
     if (checksum_block(tmp, len) != snap.csum)
-        return -1;
+        return -EBADMSG;
     *verified_now = 1;
     return 0;
 }
@@ -712,10 +713,8 @@ static int pread_gap(void *arg, char *dst, uint64_t off, uint64_t len)
     uint64_t head = g->direct_reads ? direct_part(g, dst, off, len) : 0;
     if (head && pread_full(g->dfd, dst, head, off) != (ssize_t)head)
         head = 0;
-    return pread_full(g->fd, dst + head, len - head, off + head) ==
-                   (ssize_t)(len - head)
-               ? 0
-               : -1;
+    ssize_t r = pread_full(g->fd, dst + head, len - head, off + head);
+    return r < 0 ? (int)r : (size_t)r == len - head ? 0 : -EIO;
 }
 
 int cache_pread_present(struct gen *g, char *buf, uint64_t off, size_t len)
