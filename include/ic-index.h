@@ -1,5 +1,6 @@
-/* The durable index: cache_dir/index.db (SQLite, WAL).  The only module that
- * includes sqlite3.h.
+/* The durable index: cache_dir/index.db (SQLite, WAL).  fs/index/ (index.c,
+ * and the tools' queries in index-report.c and index-scrub.c) is the only
+ * code that includes sqlite3.h.
  *
  * The index is derived data: at run time the in-memory block tables are
  * authoritative; the index is written in batches by the writer thread
@@ -142,68 +143,10 @@ int index_pins_replace(struct index *ix, int64_t tid,
 int index_pins_load(struct index *ix, int64_t tid, struct byte_range **out,
                     size_t *n);
 
-/* ------------------------------------------------------------ report
- * Read-side queries for imgcache-report, on an index_open_ro() handle.
- * All return 0 or -errno (-EIO for a failed query, logged). */
-
-/* meta keys: the last event id a report covered, and when it ran. */
-#define INDEX_META_CURSOR "report_cursor"
-#define INDEX_META_CURSOR_TS "report_cursor_ts"
-
-/* Make the following queries see one consistent state of the index (a
- * read transaction); end it promptly, it holds back WAL checkpoints. */
-int index_snapshot_begin(struct index *ix);
-void index_snapshot_end(struct index *ix);
-
-/* Every template row, by name.  *out malloc'd (NULL when *n is 0).  Also
- * used by the daemon (the templates a [directory] held). */
+/* Every template row, by name.  *out malloc'd (NULL when *n is 0).  The
+ * daemon uses it for the templates a [directory] held, the tools for
+ * every template.  The tools' other queries are in ic-index-report.h and
+ * ic-index-scrub.h. */
 int index_tmpl_list(struct index *ix, struct index_tmpl **out, size_t *n);
-
-/* What the current generation (t->generation) holds. */
-struct index_usage {
-    uint64_t cached_blocks;         /* present blocks with data */
-    uint64_t cached_bytes;          /* their bytes (last block may be short) */
-    uint64_t zero_blocks;           /* present all-zero blocks (holes) */
-    uint64_t pinned_blocks;         /* blocks touched by the pin ranges */
-    uint64_t pinned_bytes;          /* ... and their bytes */
-    uint64_t pinned_present_blocks; /* of those, present (zero ones too) */
-    uint64_t pinned_present_bytes;
-};
-int index_usage_get(struct index *ix, const struct index_tmpl *t,
-                    struct index_usage *out);
-
-/* Events with after_id < id <= upto_id and ts >= since_ts. */
-struct index_window {
-    int64_t after_id, upto_id, since_ts;
-};
-struct index_event_sum {
-    uint64_t evict_events, evicted_blocks, evicted_bytes;
-    uint64_t error_events, error_blocks, error_bytes;
-    uint64_t generations;  /* "generation" events: origin changed */
-    int64_t last_error_ts; /* newest "error" event in the window, 0 = none */
-    char last_error[256];  /* ... and its detail text */
-};
-int index_events_sum(struct index *ix, int64_t tid,
-                     const struct index_window *w,
-                     struct index_event_sum *out);
-/* Largest event id (0 when there are none). */
-int index_events_last_id(struct index *ix, int64_t *id);
-/* The report cursor: 0 and 0 when no report has advanced it yet. */
-int index_report_cursor(struct index *ix, int64_t *id, int64_t *ts);
-/* Open the EXISTING cache_dir/index.db read-write just for this (never
- * creating or moving anything aside), in one transaction: move the cursor
- * up to id (never back), record now as its time, delete events with
- * ts < prune_before (0: none; the newest event is always kept).
- * -ENOENT when there is no index. */
-int index_report_advance(const char *cache_dir, int64_t id, int64_t now,
-                         int64_t prune_before);
-
-/* ------------------------------------------------------------ scrub */
-
-/* Whether cache_dir/index.db holds no tables: an empty file, or a
- * database whose schema never reached the disk (a power cut right after it
- * was created).  The daemon creates the schema in it at its next start.
- * 1 empty, 0 not, -ENOENT missing, -EIO unreadable (not logged). */
-int index_is_empty(const char *cache_dir);
 
 #endif

@@ -15,7 +15,7 @@ LAYERS="
 base:   log util checksum fillbuf
 config: conf pinspec qcow2
 origin: url health http-check origin-file origin-http origin
-index:  index writer
+index:  index index-report index-scrub writer
 engine: blockmap store stage pin cache evict read readahead prewarm engine
 daemon: ctl fuse-ops main
 "

@@ -36,6 +36,7 @@
 #include "ic-ctl.h"
 #include "ic-health.h"
 #include "ic-index.h"
+#include "ic-index-report.h"
 #include "ic-log.h"
 #include "ic-origin.h"
 #include "ic-url.h"

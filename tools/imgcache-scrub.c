@@ -40,6 +40,7 @@
 #include "ic-conf.h"
 #include "ic-ctl.h"
 #include "ic-index.h"
+#include "ic-index-scrub.h"
 #include "ic-log.h"
 #include "ic-util.h"
 

@@ -1,7 +1,8 @@
 /* The durable index in cache_dir/index.db; see ic-index.h for the contract.
  *
- * The only file that includes sqlite3.h.  Every statement the daemon runs is
- * prepared once at open and kept in the struct: index_apply() runs on the
+ * With index-report.c and index-scrub.c (the tools' queries, sharing
+ * index-priv.h), the only files that include sqlite3.h.  Every statement
+ * the daemon runs is prepared once at open and kept in the struct: index_apply() runs on the
  * writer thread's group-commit path, and re-preparing per record would cost
  * more than the insert itself.
  *
@@ -23,6 +24,7 @@
 #include <sqlite3.h>
 
 #include "ic-index.h"
+#include "index-priv.h"
 #include "ic-log.h"
 
 /* How long a statement waits for another connection's lock before it fails
@@ -40,20 +42,6 @@
 /* meta.schema_version as stored (TEXT). */
 #define IX_VERSION IX_STR(INDEX_SCHEMA_VERSION)
 
-enum stmt_id {
-    ST_BEGIN,
-    ST_COMMIT,
-    ST_ROLLBACK,
-    ST_TMPL_GET,
-    ST_TMPL_PUT,
-    ST_TMPL_ID,
-    ST_DROP_GENS,
-    ST_LOAD,
-    ST_ADD,
-    ST_DEL,
-    ST_EVENT,
-    ST_COUNT
-};
 
 static const char *const stmt_sql[ST_COUNT] = {
     [ST_BEGIN] = "BEGIN IMMEDIATE",
@@ -112,19 +100,10 @@ static const char schema_sql[] =
     " VALUES ('schema_version', '" IX_VERSION "');"
     "COMMIT;";
 
-/* One handle is used by one thread at a time (see ic-index.h); the SQLite
- * connection is still opened FULLMUTEX, which is cheap insurance. */
-struct index {
-    sqlite3 *db;
-    sqlite3_stmt *st[ST_COUNT];
-    int wal; /* journal_mode=WAL (then synchronous is NORMAL by default) */
-    int retry_busy; /* the caller retries -EBUSY: do not log it */
-    char *moved_aside; /* path of the file index_open() moved aside */
-};
 
 /* ------------------------------------------------------------ helpers
  * The bind_* helpers, query_text and run_script hand on SQLite's result
- * codes (SQLITE_OK is 0); db_fail() and open_fail() are where a failure
+ * codes (SQLITE_OK is 0); ix_db_fail() and open_fail() are where a failure
  * becomes the -errno every index_* function returns. */
 
 /* Another connection holds a lock we need (primary or extended code). */
@@ -134,7 +113,7 @@ static int is_busy(int rc)
     return rc == SQLITE_BUSY || rc == SQLITE_LOCKED;
 }
 
-static int db_fail(struct index *ix, const char *what)
+int ix_db_fail(struct index *ix, const char *what)
 {
     if (is_busy(sqlite3_errcode(ix->db))) {
         if (!ix->retry_busy)
@@ -156,12 +135,12 @@ static void st_done(sqlite3_stmt *st)
 
 /* SQLite integers are signed 64-bit; uint64 values (checksums can exceed
  * INT64_MAX) are stored as their bit pattern and cast back on load. */
-static int bind_u64(sqlite3_stmt *st, int i, uint64_t v)
+int ix_bind_u64(sqlite3_stmt *st, int i, uint64_t v)
 {
     return sqlite3_bind_int64(st, i, (sqlite3_int64)v);
 }
 
-static int bind_i64(sqlite3_stmt *st, int i, int64_t v)
+int ix_bind_i64(sqlite3_stmt *st, int i, int64_t v)
 {
     return sqlite3_bind_int64(st, i, (sqlite3_int64)v);
 }
@@ -175,19 +154,19 @@ static int bind_str(sqlite3_stmt *st, int i, const char *s, size_t max)
 }
 
 /* A caller's NUL-terminated string, whatever its length. */
-static int bind_cstr(sqlite3_stmt *st, int i, const char *s)
+int ix_bind_cstr(sqlite3_stmt *st, int i, const char *s)
 {
     if (s == NULL)
         return sqlite3_bind_null(st, i);
     return sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC);
 }
 
-static uint64_t col_u64(sqlite3_stmt *st, int i)
+uint64_t ix_col_u64(sqlite3_stmt *st, int i)
 {
     return (uint64_t)sqlite3_column_int64(st, i);
 }
 
-static void col_str(sqlite3_stmt *st, int i, char *out, size_t len)
+void ix_col_str(sqlite3_stmt *st, int i, char *out, size_t len)
 {
     const unsigned char *s = sqlite3_column_text(st, i);
 
@@ -198,7 +177,7 @@ static void col_str(sqlite3_stmt *st, int i, char *out, size_t len)
 static int step_done(struct index *ix, enum stmt_id id, const char *what)
 {
     int rc = sqlite3_step(ix->st[id]);
-    int ret = rc == SQLITE_DONE ? 0 : db_fail(ix, what);
+    int ret = rc == SQLITE_DONE ? 0 : ix_db_fail(ix, what);
 
     st_done(ix->st[id]);
     return ret;
@@ -212,7 +191,7 @@ static void rollback(struct index *ix)
         step_done(ix, ST_ROLLBACK, "rollback");
 }
 
-static void close_db(struct index *ix)
+void ix_close_db(struct index *ix)
 {
     for (int i = 0; i < ST_COUNT; i++) {
         sqlite3_finalize(ix->st[i]);
@@ -228,7 +207,7 @@ static void close_db(struct index *ix)
 /* Run one statement of fixed SQL that yields at most one text value.  Used
  * only while opening.  Returns the sqlite result code of the failing call
  * or SQLITE_OK; *out is "" when there was no row. */
-static int query_text(sqlite3 *db, const char *sql, char *out, size_t len)
+int ix_query_text(sqlite3 *db, const char *sql, char *out, size_t len)
 {
     sqlite3_stmt *st = NULL;
     int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
@@ -238,7 +217,7 @@ static int query_text(sqlite3 *db, const char *sql, char *out, size_t len)
         return rc;
     rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
-        col_str(st, 0, out, len);
+        ix_col_str(st, 0, out, len);
         rc = SQLITE_OK;
     } else if (rc == SQLITE_DONE) {
         rc = SQLITE_OK;
@@ -265,7 +244,7 @@ static int open_fail(struct index *ix, int rc, const char *what, char *why,
         snprintf(why, whylen, "%s: %s", what, sqlite3_errmsg(ix->db));
         return IX_UNUSABLE;
     }
-    return db_fail(ix, what);
+    return ix_db_fail(ix, what);
 }
 
 /* ------------------------------------------------------------ opening */
@@ -277,7 +256,7 @@ static int open_fail(struct index *ix, int rc, const char *what, char *why,
 static int check_pages(struct index *ix, char *why, size_t whylen)
 {
     char res[256];
-    int rc = query_text(ix->db, "PRAGMA quick_check", res, sizeof res);
+    int rc = ix_query_text(ix->db, "PRAGMA quick_check", res, sizeof res);
 
     if (rc != SQLITE_OK)
         return open_fail(ix, rc, "quick_check", why, whylen);
@@ -294,7 +273,7 @@ static int check_schema(struct index *ix, int *empty, char *why,
                         size_t whylen)
 {
     char res[64];
-    int rc = query_text(ix->db, "SELECT count(*) FROM sqlite_master", res,
+    int rc = ix_query_text(ix->db, "SELECT count(*) FROM sqlite_master", res,
                         sizeof res);
 
     if (rc != SQLITE_OK)
@@ -302,7 +281,7 @@ static int check_schema(struct index *ix, int *empty, char *why,
     *empty = strcmp(res, "0") == 0;
     if (*empty)
         return 0;
-    rc = query_text(ix->db,
+    rc = ix_query_text(ix->db,
                     "SELECT value FROM meta WHERE key = 'schema_version'",
                     res, sizeof res);
     /* "no such table: meta" is SQLITE_ERROR: a database, but not ours. */
@@ -329,10 +308,10 @@ static int check_schema(struct index *ix, int *empty, char *why,
 static int set_journal(struct index *ix)
 {
     char mode[32];
-    int rc = query_text(ix->db, "PRAGMA journal_mode=WAL", mode, sizeof mode);
+    int rc = ix_query_text(ix->db, "PRAGMA journal_mode=WAL", mode, sizeof mode);
 
     if (rc != SQLITE_OK)
-        return db_fail(ix, "journal_mode=WAL");
+        return ix_db_fail(ix, "journal_mode=WAL");
     int wal = strcmp(mode, "wal") == 0;
     ix->wal = wal;
     if (!wal)
@@ -341,7 +320,7 @@ static int set_journal(struct index *ix)
     const char *sync = wal ? "PRAGMA synchronous=NORMAL"
                            : "PRAGMA synchronous=FULL";
     if (sqlite3_exec(ix->db, sync, NULL, NULL, NULL) != SQLITE_OK)
-        return db_fail(ix, "synchronous");
+        return ix_db_fail(ix, "synchronous");
     return 0;
 }
 
@@ -350,7 +329,7 @@ static int create_schema(struct index *ix)
 {
     if (sqlite3_exec(ix->db, schema_sql, NULL, NULL, NULL) == SQLITE_OK)
         return 0;
-    int ret = db_fail(ix, "creating schema");
+    int ret = ix_db_fail(ix, "creating schema");
     if (!sqlite3_get_autocommit(ix->db))
         sqlite3_exec(ix->db, "ROLLBACK", NULL, NULL, NULL);
     return ret;
@@ -518,7 +497,7 @@ static int replace_unusable(struct index *ix, const char *path, char *why,
      * found rather than folded into (or deleted beside) a damaged file. */
     if (ix->db)
         sqlite3_db_config(ix->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
-    close_db(ix);
+    ix_close_db(ix);
     int rc = move_aside(ix, path, why);
     if (rc == 0)
         rc = open_rw(ix, path, 0, why, whylen);
@@ -570,7 +549,7 @@ int index_reopen(const char *cache_dir, struct index **out)
  * 0; -ENOENT when missing (stat first: SQLite only says "cannot open");
  * -ELOOP for a symlinked -wal/-shm; else -errno/-EIO.  *sb and path
  * (the index's) are filled. */
-static int open_existing(const char *cache_dir, int flags, struct index *ix,
+int ix_open_existing(const char *cache_dir, int flags, struct index *ix,
                          struct stat *sb, char path[PATH_MAX])
 {
     char why[PATH_MAX + 64];
@@ -588,7 +567,7 @@ static int open_existing(const char *cache_dir, int flags, struct index *ix,
                         flags | SQLITE_OPEN_FULLMUTEX | SQLITE_OPEN_NOFOLLOW,
                         NULL) != SQLITE_OK) {
         rc = open_errno(ix, path);
-        close_db(ix);
+        ix_close_db(ix);
         return rc;
     }
     sqlite3_busy_timeout(ix->db, INDEX_BUSY_MS);
@@ -605,7 +584,7 @@ int index_open_ro(const char *cache_dir, struct index **out)
         return -ENOMEM;
     /* No journal_mode pragma: it would need a write.  A WAL database is
      * read as WAL regardless. */
-    int rc = open_existing(cache_dir, SQLITE_OPEN_READONLY, ix, &sb, path);
+    int rc = ix_open_existing(cache_dir, SQLITE_OPEN_READONLY, ix, &sb, path);
     if (rc < 0) {
         index_close(ix);
         return rc;
@@ -634,7 +613,7 @@ void index_close(struct index *ix)
 {
     if (ix == NULL)
         return;
-    close_db(ix);
+    ix_close_db(ix);
     free(ix->moved_aside);
     free(ix);
 }
@@ -652,17 +631,17 @@ void index_retry_busy(struct index *ix, int wait_ms)
 
 /* ------------------------------------------------------------ templates */
 
-static void tmpl_from_row(sqlite3_stmt *st, struct index_tmpl *t)
+void ix_tmpl_from_row(sqlite3_stmt *st, struct index_tmpl *t)
 {
     t->id = sqlite3_column_int64(st, 0);
-    col_str(st, 1, t->name, sizeof t->name);
-    col_str(st, 2, t->origin, sizeof t->origin);
-    t->size = col_u64(st, 3);
+    ix_col_str(st, 1, t->name, sizeof t->name);
+    ix_col_str(st, 2, t->origin, sizeof t->origin);
+    t->size = ix_col_u64(st, 3);
     t->mtime_ns = sqlite3_column_int64(st, 4);
-    col_str(st, 5, t->validator, sizeof t->validator);
-    t->generation = col_u64(st, 6);
+    ix_col_str(st, 5, t->validator, sizeof t->validator);
+    t->generation = ix_col_u64(st, 6);
     t->block_size = (uint32_t)sqlite3_column_int64(st, 7);
-    t->quota = col_u64(st, 8);
+    t->quota = ix_col_u64(st, 8);
 }
 
 int index_tmpl_get(struct index *ix, const char *name, struct index_tmpl *out)
@@ -671,15 +650,15 @@ int index_tmpl_get(struct index *ix, const char *name, struct index_tmpl *out)
     int ret;
 
     if (bind_str(st, 1, name, sizeof out->name) != SQLITE_OK) {
-        ret = db_fail(ix, "tmpl_get bind");
+        ret = ix_db_fail(ix, "tmpl_get bind");
         goto out;
     }
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
-        tmpl_from_row(st, out);
+        ix_tmpl_from_row(st, out);
         ret = 0;
     } else {
-        ret = rc == SQLITE_DONE ? -ENOENT : db_fail(ix, "tmpl_get");
+        ret = rc == SQLITE_DONE ? -ENOENT : ix_db_fail(ix, "tmpl_get");
     }
 out:
     st_done(st);
@@ -690,10 +669,10 @@ static int tmpl_bind(sqlite3_stmt *st, const struct index_tmpl *t)
 {
     return bind_str(st, 1, t->name, sizeof t->name) ||
            bind_str(st, 2, t->origin, sizeof t->origin) ||
-           bind_u64(st, 3, t->size) || bind_i64(st, 4, t->mtime_ns) ||
+           ix_bind_u64(st, 3, t->size) || ix_bind_i64(st, 4, t->mtime_ns) ||
            bind_str(st, 5, t->validator, sizeof t->validator) ||
-           bind_u64(st, 6, t->generation) ||
-           bind_u64(st, 7, t->block_size) || bind_u64(st, 8, t->quota);
+           ix_bind_u64(st, 6, t->generation) ||
+           ix_bind_u64(st, 7, t->block_size) || ix_bind_u64(st, 8, t->quota);
 }
 
 /* Read back the id: an upsert that updated reports no usable rowid. */
@@ -703,12 +682,12 @@ static int tmpl_read_id(struct index *ix, struct index_tmpl *t)
     int ret = -EIO;
 
     if (bind_str(st, 1, t->name, sizeof t->name) != SQLITE_OK) {
-        ret = db_fail(ix, "tmpl_put id bind");
+        ret = ix_db_fail(ix, "tmpl_put id bind");
     } else if (sqlite3_step(st) == SQLITE_ROW) {
         t->id = sqlite3_column_int64(st, 0);
         ret = 0;
     } else {
-        ret = db_fail(ix, "tmpl_put id");
+        ret = ix_db_fail(ix, "tmpl_put id");
     }
     st_done(st);
     return ret;
@@ -724,9 +703,9 @@ int index_tmpl_put(struct index *ix, struct index_tmpl *t)
     if (ret < 0)
         return ret;
     if (tmpl_bind(st, t) != SQLITE_OK)
-        ret = db_fail(ix, "tmpl_put bind");
+        ret = ix_db_fail(ix, "tmpl_put bind");
     else if (sqlite3_step(st) != SQLITE_DONE)
-        ret = db_fail(ix, "tmpl_put");
+        ret = ix_db_fail(ix, "tmpl_put");
     st_done(st);
     if (ret == 0)
         ret = tmpl_read_id(ix, t);
@@ -748,9 +727,9 @@ int index_meta_get(struct index *ix, const char *key, char **out)
     *out = NULL;
     if (sqlite3_prepare_v2(ix->db, "SELECT value FROM meta WHERE key = ?1",
                            -1, &st, NULL) != SQLITE_OK) {
-        ret = db_fail(ix, "meta_get prepare");
-    } else if (bind_cstr(st, 1, key) != SQLITE_OK) {
-        ret = db_fail(ix, "meta_get bind");
+        ret = ix_db_fail(ix, "meta_get prepare");
+    } else if (ix_bind_cstr(st, 1, key) != SQLITE_OK) {
+        ret = ix_db_fail(ix, "meta_get bind");
     } else {
         int rc = sqlite3_step(st);
         const unsigned char *v = rc == SQLITE_ROW ? sqlite3_column_text(st, 0)
@@ -758,7 +737,7 @@ int index_meta_get(struct index *ix, const char *key, char **out)
         if (rc == SQLITE_ROW)
             ret = (*out = strdup(v ? (const char *)v : "")) ? 0 : -ENOMEM;
         else
-            ret = rc == SQLITE_DONE ? -ENOENT : db_fail(ix, "meta_get");
+            ret = rc == SQLITE_DONE ? -ENOENT : ix_db_fail(ix, "meta_get");
     }
     sqlite3_finalize(st);
     return ret;
@@ -773,12 +752,12 @@ int index_meta_put(struct index *ix, const char *key, const char *value)
                            "INSERT OR REPLACE INTO meta (key, value) "
                            "VALUES (?1, ?2)",
                            -1, &st, NULL) != SQLITE_OK)
-        ret = db_fail(ix, "meta_put prepare");
-    else if (bind_cstr(st, 1, key) != SQLITE_OK ||
-             bind_cstr(st, 2, value) != SQLITE_OK)
-        ret = db_fail(ix, "meta_put bind");
+        ret = ix_db_fail(ix, "meta_put prepare");
+    else if (ix_bind_cstr(st, 1, key) != SQLITE_OK ||
+             ix_bind_cstr(st, 2, value) != SQLITE_OK)
+        ret = ix_db_fail(ix, "meta_put bind");
     else if (sqlite3_step(st) != SQLITE_DONE)
-        ret = db_fail(ix, "meta_put");
+        ret = ix_db_fail(ix, "meta_put");
     sqlite3_finalize(st);
     return ret;
 }
@@ -789,8 +768,8 @@ int index_drop_other_gens(struct index *ix, int64_t tid, uint64_t keep_gen)
 {
     sqlite3_stmt *st = ix->st[ST_DROP_GENS];
 
-    if (bind_i64(st, 1, tid) || bind_u64(st, 2, keep_gen)) {
-        int ret = db_fail(ix, "drop_other_gens bind");
+    if (ix_bind_i64(st, 1, tid) || ix_bind_u64(st, 2, keep_gen)) {
+        int ret = ix_db_fail(ix, "drop_other_gens bind");
         st_done(st);
         return ret;
     }
@@ -805,21 +784,21 @@ int index_blocks_load(struct index *ix, int64_t tid, uint64_t gen,
     struct index_rec rec = {.op = INDEX_ADD, .tid = tid, .gen = gen};
     int ret = 0, rc;
 
-    if (bind_i64(st, 1, tid) || bind_u64(st, 2, gen)) {
-        ret = db_fail(ix, "blocks_load bind");
+    if (ix_bind_i64(st, 1, tid) || ix_bind_u64(st, 2, gen)) {
+        ret = ix_db_fail(ix, "blocks_load bind");
         goto out;
     }
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        rec.blk = col_u64(st, 0);
-        rec.csum = col_u64(st, 1);
-        rec.atime = col_u64(st, 2);
+        rec.blk = ix_col_u64(st, 0);
+        rec.csum = ix_col_u64(st, 1);
+        rec.atime = ix_col_u64(st, 2);
         rec.flags = (uint32_t)sqlite3_column_int64(st, 3);
         ret = cb(ctx, &rec);
         if (ret != 0)
             goto out;
     }
     if (rc != SQLITE_DONE)
-        ret = db_fail(ix, "blocks_load");
+        ret = ix_db_fail(ix, "blocks_load");
 out:
     /* Reset ends the read transaction, so checkpoints are not held back. */
     st_done(st);
@@ -833,20 +812,20 @@ static int apply_one(struct index *ix, const struct index_rec *r)
 
     if (r->op == INDEX_ADD) {
         st = ix->st[ST_ADD];
-        bad = bind_i64(st, 1, r->tid) || bind_u64(st, 2, r->gen) ||
-              bind_u64(st, 3, r->blk) || bind_u64(st, 4, r->csum) ||
-              bind_u64(st, 5, r->atime) || bind_u64(st, 6, r->flags);
+        bad = ix_bind_i64(st, 1, r->tid) || ix_bind_u64(st, 2, r->gen) ||
+              ix_bind_u64(st, 3, r->blk) || ix_bind_u64(st, 4, r->csum) ||
+              ix_bind_u64(st, 5, r->atime) || ix_bind_u64(st, 6, r->flags);
     } else if (r->op == INDEX_DEL) {
         st = ix->st[ST_DEL];
-        bad = bind_i64(st, 1, r->tid) || bind_u64(st, 2, r->gen) ||
-              bind_u64(st, 3, r->blk);
+        bad = ix_bind_i64(st, 1, r->tid) || ix_bind_u64(st, 2, r->gen) ||
+              ix_bind_u64(st, 3, r->blk);
     } else {
         log_err("index: apply: unknown record op %d", (int)r->op);
         return -EIO;
     }
     int ret = 0;
     if (bad || sqlite3_step(st) != SQLITE_DONE)
-        ret = db_fail(ix, r->op == INDEX_ADD ? "apply add" : "apply del");
+        ret = ix_db_fail(ix, r->op == INDEX_ADD ? "apply add" : "apply del");
     st_done(st);
     return ret;
 }
@@ -880,11 +859,11 @@ int index_apply_durable(struct index *ix, const struct index_rec *recs,
         return index_apply(ix, recs, n); /* FULL already */
     if (sqlite3_exec(ix->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL) !=
         SQLITE_OK)
-        return db_fail(ix, "synchronous=FULL");
+        return ix_db_fail(ix, "synchronous=FULL");
     int ret = index_apply(ix, recs, n);
     if (sqlite3_exec(ix->db, "PRAGMA synchronous=NORMAL", NULL, NULL,
                      NULL) != SQLITE_OK)
-        db_fail(ix, "synchronous=NORMAL");
+        ix_db_fail(ix, "synchronous=NORMAL");
     return ret;
 }
 
@@ -895,10 +874,10 @@ int index_event(struct index *ix, int64_t tid, const char *kind,
 {
     sqlite3_stmt *st = ix->st[ST_EVENT];
 
-    if (bind_i64(st, 1, (int64_t)time(NULL)) || bind_i64(st, 2, tid) ||
-        bind_cstr(st, 3, kind) || bind_u64(st, 4, blocks) ||
-        bind_u64(st, 5, bytes) || bind_cstr(st, 6, detail)) {
-        int ret = db_fail(ix, "event bind");
+    if (ix_bind_i64(st, 1, (int64_t)time(NULL)) || ix_bind_i64(st, 2, tid) ||
+        ix_bind_cstr(st, 3, kind) || ix_bind_u64(st, 4, blocks) ||
+        ix_bind_u64(st, 5, bytes) || ix_bind_cstr(st, 6, detail)) {
+        int ret = ix_db_fail(ix, "event bind");
         st_done(st);
         return ret;
     }
@@ -935,16 +914,16 @@ int index_counters_get(struct index *ix, int64_t tid,
     memset(out, 0, sizeof *out);
     if (sqlite3_prepare_v2(ix->db, counters_get_sql, -1, &st, NULL) !=
             SQLITE_OK ||
-        bind_i64(st, 1, tid)) {
-        int ret = db_fail(ix, "counters_get");
+        ix_bind_i64(st, 1, tid)) {
+        int ret = ix_db_fail(ix, "counters_get");
         sqlite3_finalize(st);
         return ret;
     }
     int rc = sqlite3_step(st);
     for (int i = 0; rc == SQLITE_ROW && i < N_COUNTERS; i++)
-        *counter_field(out, i) = col_u64(st, i);
+        *counter_field(out, i) = ix_col_u64(st, i);
     int ret = rc == SQLITE_ROW || rc == SQLITE_DONE
-                  ? 0 : db_fail(ix, "counters_get step");
+                  ? 0 : ix_db_fail(ix, "counters_get step");
     sqlite3_finalize(st);
     return ret;
 }
@@ -955,12 +934,12 @@ int index_counters_put(struct index *ix, int64_t tid,
     struct index_counters c = *in;
     sqlite3_stmt *st = NULL;
     int bad = sqlite3_prepare_v2(ix->db, counters_put_sql, -1, &st, NULL) !=
-                  SQLITE_OK || bind_i64(st, 1, tid);
+                  SQLITE_OK || ix_bind_i64(st, 1, tid);
     for (int i = 0; !bad && i < N_COUNTERS; i++)
-        bad = bind_u64(st, i + 2, *counter_field(&c, i));
+        bad = ix_bind_u64(st, i + 2, *counter_field(&c, i));
     int ret = 0;
     if (bad || sqlite3_step(st) != SQLITE_DONE)
-        ret = db_fail(ix, "counters_put");
+        ret = ix_db_fail(ix, "counters_put");
     sqlite3_finalize(st);
     return ret;
 }
@@ -970,8 +949,8 @@ static int exec_tid(struct index *ix, const char *sql, int64_t tid)
     sqlite3_stmt *st = NULL;
     int ret = 0;
     if (sqlite3_prepare_v2(ix->db, sql, -1, &st, NULL) != SQLITE_OK ||
-        bind_i64(st, 1, tid) || sqlite3_step(st) != SQLITE_DONE)
-        ret = db_fail(ix, sql);
+        ix_bind_i64(st, 1, tid) || sqlite3_step(st) != SQLITE_DONE)
+        ret = ix_db_fail(ix, sql);
     sqlite3_finalize(st);
     return ret;
 }
@@ -984,12 +963,12 @@ static int pins_insert(struct index *ix, int64_t tid,
                            "INSERT INTO pins (tid, start, len, source)"
                            " VALUES (?1, ?2, ?3, '')",
                            -1, &st, NULL) != SQLITE_OK)
-        return db_fail(ix, "pins insert");
+        return ix_db_fail(ix, "pins insert");
     int ret = 0;
     for (size_t i = 0; i < n && ret == 0; i++) {
-        if (bind_i64(st, 1, tid) || bind_u64(st, 2, r[i].off) ||
-            bind_u64(st, 3, r[i].len) || sqlite3_step(st) != SQLITE_DONE)
-            ret = db_fail(ix, "pins insert");
+        if (ix_bind_i64(st, 1, tid) || ix_bind_u64(st, 2, r[i].off) ||
+            ix_bind_u64(st, 3, r[i].len) || sqlite3_step(st) != SQLITE_DONE)
+            ret = ix_db_fail(ix, "pins insert");
         sqlite3_reset(st);
     }
     sqlite3_finalize(st);
@@ -1026,9 +1005,9 @@ int index_pins_load(struct index *ix, int64_t tid, struct byte_range **out,
                            "SELECT start, len FROM pins WHERE tid = ?1"
                            " ORDER BY start",
                            -1, &st, NULL) != SQLITE_OK ||
-        bind_i64(st, 1, tid)) {
+        ix_bind_i64(st, 1, tid)) {
         sqlite3_finalize(st);
-        return db_fail(ix, "pins load");
+        return ix_db_fail(ix, "pins load");
     }
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         if (cnt == cap) {
@@ -1040,63 +1019,32 @@ int index_pins_load(struct index *ix, int64_t tid, struct byte_range **out,
             }
             v = nv;
         }
-        v[cnt].off = col_u64(st, 0);
-        v[cnt++].len = col_u64(st, 1);
+        v[cnt].off = ix_col_u64(st, 0);
+        v[cnt++].len = ix_col_u64(st, 1);
     }
     sqlite3_finalize(st);
     if (rc != SQLITE_DONE) {
         free(v);
-        return rc == SQLITE_NOMEM ? -ENOMEM : db_fail(ix, "pins load");
+        return rc == SQLITE_NOMEM ? -ENOMEM : ix_db_fail(ix, "pins load");
     }
     *out = v;
     *n = cnt;
     return 0;
 }
 
-/* ------------------------------------------------------------ report
- * Queries for imgcache-report.  They run once per template per report, on
- * a read-only handle beside a running daemon, so they are prepared per
- * call; index_snapshot_begin() makes them all see one committed state. */
+/* ------------------------------------------------------------ template list */
 
 /* Prepare sql, or log and return NULL. */
-static sqlite3_stmt *rp_prepare(struct index *ix, const char *sql)
+sqlite3_stmt *ix_prepare(struct index *ix, const char *sql)
 {
     sqlite3_stmt *st = NULL;
 
     if (sqlite3_prepare_v2(ix->db, sql, -1, &st, NULL) != SQLITE_OK) {
-        db_fail(ix, sql);
+        ix_db_fail(ix, sql);
         sqlite3_finalize(st);
         return NULL;
     }
     return st;
-}
-
-/* Step a one-row query (aggregates always yield a row). */
-static int rp_step_row(struct index *ix, sqlite3_stmt *st, const char *what)
-{
-    int rc = sqlite3_step(st);
-
-    if (rc == SQLITE_ROW)
-        return 0;
-    return rc == SQLITE_DONE ? -ENOENT : db_fail(ix, what);
-}
-
-/* A deferred BEGIN on a read-only connection starts a read transaction at
- * the first SELECT: every later query sees the same WAL snapshot, so the
- * event sums, the cursor's upper bound and the block counts agree even
- * while the writer commits. */
-int index_snapshot_begin(struct index *ix)
-{
-    if (sqlite3_exec(ix->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
-        return db_fail(ix, "snapshot begin");
-    return 0;
-}
-
-void index_snapshot_end(struct index *ix)
-{
-    if (!sqlite3_get_autocommit(ix->db) &&
-        sqlite3_exec(ix->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
-        db_fail(ix, "snapshot end");
 }
 
 static int tmpl_list_grow(struct index_tmpl **v, size_t *cap)
@@ -1113,7 +1061,7 @@ static int tmpl_list_grow(struct index_tmpl **v, size_t *cap)
 
 int index_tmpl_list(struct index *ix, struct index_tmpl **out, size_t *n)
 {
-    sqlite3_stmt *st = rp_prepare(
+    sqlite3_stmt *st = ix_prepare(
         ix, "SELECT id, name, origin, size, mtime_ns, validator, generation,"
             " block_size, quota FROM templates ORDER BY name");
     struct index_tmpl *v = NULL;
@@ -1128,10 +1076,10 @@ int index_tmpl_list(struct index *ix, struct index_tmpl **out, size_t *n)
         if (cnt == cap)
             ret = tmpl_list_grow(&v, &cap);
         if (ret == 0)
-            tmpl_from_row(st, &v[cnt++]);
+            ix_tmpl_from_row(st, &v[cnt++]);
     }
     if (ret == 0 && rc != SQLITE_DONE)
-        ret = db_fail(ix, "tmpl_list");
+        ret = ix_db_fail(ix, "tmpl_list");
     sqlite3_finalize(st);
     if (ret < 0) {
         free(v);
@@ -1140,353 +1088,4 @@ int index_tmpl_list(struct index *ix, struct index_tmpl **out, size_t *n)
     *out = v;
     *n = cnt;
     return 0;
-}
-
-/* Bytes of block blk is min(bs, size - blk*bs): the last block may be
- * short.  max(0, ...) guards a row past the end (a stale or foreign row
- * must not subtract). */
-#define RP_BLEN "max(0, min(?3, ?4 - blk * ?3))"
-
-static int bind_tmpl_gen(sqlite3_stmt *st, const struct index_tmpl *t)
-{
-    return bind_i64(st, 1, t->id) || bind_u64(st, 2, t->generation) ||
-           bind_u64(st, 3, t->block_size) || bind_u64(st, 4, t->size);
-}
-
-static int usage_cached(struct index *ix, const struct index_tmpl *t,
-                        struct index_usage *u)
-{
-    sqlite3_stmt *st = rp_prepare(
-        ix, "SELECT coalesce(sum((flags & 1) = 0), 0),"
-            " coalesce(sum(CASE WHEN flags & 1 THEN 0 ELSE " RP_BLEN
-            " END), 0), coalesce(sum((flags & 1) <> 0), 0)"
-            " FROM blocks WHERE tid = ?1 AND gen = ?2");
-    int ret;
-
-    if (st == NULL)
-        return -EIO;
-    if (bind_tmpl_gen(st, t))
-        ret = db_fail(ix, "usage bind");
-    else
-        ret = rp_step_row(ix, st, "usage");
-    if (ret == 0) {
-        u->cached_blocks = col_u64(st, 0);
-        u->cached_bytes = col_u64(st, 1);
-        u->zero_blocks = col_u64(st, 2);
-    }
-    sqlite3_finalize(st);
-    return ret;
-}
-
-/* Present blocks (zero ones included: they need no origin read) in the
- * block interval [b0, b1], added to u's pinned_present figures. */
-static int usage_pin_present(struct index *ix, sqlite3_stmt *st,
-                             uint64_t b0, uint64_t b1, struct index_usage *u)
-{
-    int ret;
-
-    if (bind_u64(st, 5, b0) || bind_u64(st, 6, b1))
-        ret = db_fail(ix, "pinned bind");
-    else
-        ret = rp_step_row(ix, st, "pinned");
-    if (ret == 0) {
-        u->pinned_present_blocks += col_u64(st, 0);
-        u->pinned_present_bytes += col_u64(st, 1);
-    }
-    sqlite3_reset(st);
-    return ret;
-}
-
-/* Bytes of blocks [b0, b1] of a file of `size` bytes. */
-static uint64_t blocks_bytes(uint64_t b0, uint64_t b1, uint32_t bs,
-                             uint64_t size)
-{
-    uint64_t end = (b1 + 1) * bs;
-
-    return (end < size ? end : size) - b0 * bs;
-}
-
-/* Walk the pin ranges as block intervals (ranges are sorted by
- * ranges_normalize, so two ranges sharing a block give overlapping or
- * touching intervals, merged here so that block is counted once). */
-static int usage_pinned(struct index *ix, const struct index_tmpl *t,
-                        const struct byte_range *r, size_t n,
-                        struct index_usage *u)
-{
-    uint64_t bs = t->block_size, nblk = (t->size + bs - 1) / bs;
-    sqlite3_stmt *st = rp_prepare(
-        ix, "SELECT count(*), coalesce(sum(" RP_BLEN "), 0) FROM blocks"
-            " WHERE tid = ?1 AND gen = ?2 AND blk BETWEEN ?5 AND ?6");
-    int ret = 0, have = 0;
-    uint64_t c0 = 0, c1 = 0;
-
-    if (st == NULL)
-        return -EIO;
-    if (bind_tmpl_gen(st, t))
-        ret = db_fail(ix, "pinned bind");
-    for (size_t i = 0; ret == 0 && i <= n; i++) {
-        uint64_t b0 = 0, b1 = 0;
-        int last = i == n;
-        if (!last) {
-            if (r[i].len == 0 || r[i].off / bs >= nblk)
-                continue;
-            b0 = r[i].off / bs;
-            b1 = (r[i].off + r[i].len - 1) / bs;
-            b1 = b1 < nblk ? b1 : nblk - 1;
-            if (have && b0 <= c1 + 1) {
-                c1 = b1 > c1 ? b1 : c1;
-                continue;
-            }
-        }
-        if (have) {
-            u->pinned_blocks += c1 - c0 + 1;
-            u->pinned_bytes += blocks_bytes(c0, c1, t->block_size, t->size);
-            ret = usage_pin_present(ix, st, c0, c1, u);
-        }
-        c0 = b0;
-        c1 = b1;
-        have = !last;
-    }
-    sqlite3_finalize(st);
-    return ret;
-}
-
-int index_usage_get(struct index *ix, const struct index_tmpl *t,
-                    struct index_usage *out)
-{
-    struct byte_range *r = NULL;
-    size_t n = 0;
-
-    memset(out, 0, sizeof *out);
-    if (t->block_size == 0) {
-        log_err("index: template %s has block size 0", t->name);
-        return -EIO;
-    }
-    int ret = usage_cached(ix, t, out);
-    if (ret == 0)
-        ret = index_pins_load(ix, t->id, &r, &n);
-    if (ret == 0) {
-        /* Stored normalized, but a hand-edited table need not be. */
-        ranges_normalize(r, &n);
-        ret = usage_pinned(ix, t, r, n, out);
-    }
-    free(r);
-    return ret;
-}
-
-int index_events_last_id(struct index *ix, int64_t *id)
-{
-    sqlite3_stmt *st = rp_prepare(ix, "SELECT coalesce(max(id), 0) FROM events");
-    int ret;
-
-    *id = 0;
-    if (st == NULL)
-        return -EIO;
-    ret = rp_step_row(ix, st, "events last id");
-    if (ret == 0)
-        *id = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    return ret;
-}
-
-/* One aggregate row per kind; the last error's text comes from a second
- * query so the aggregate stays a plain GROUP BY. */
-static int events_kinds(struct index *ix, sqlite3_stmt *st,
-                        struct index_event_sum *s)
-{
-    int rc;
-
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        const char *kind = (const char *)sqlite3_column_text(st, 0);
-        uint64_t cnt = col_u64(st, 1), blk = col_u64(st, 2);
-        uint64_t bytes = col_u64(st, 3);
-        if (kind == NULL)
-            continue;
-        if (strcmp(kind, "evict") == 0) {
-            s->evict_events = cnt;
-            s->evicted_blocks = blk;
-            s->evicted_bytes = bytes;
-        } else if (strcmp(kind, "error") == 0) {
-            s->error_events = cnt;
-            s->error_blocks = blk;
-            s->error_bytes = bytes;
-        } else if (strcmp(kind, "generation") == 0) {
-            s->generations = cnt;
-        }
-    }
-    return rc == SQLITE_DONE ? 0 : db_fail(ix, "events sum");
-}
-
-static int bind_window(sqlite3_stmt *st, int64_t tid,
-                       const struct index_window *w)
-{
-    return bind_i64(st, 1, tid) || bind_i64(st, 2, w->after_id) ||
-           bind_i64(st, 3, w->upto_id) || bind_i64(st, 4, w->since_ts);
-}
-
-#define RP_WINDOW "tid = ?1 AND id > ?2 AND id <= ?3 AND ts >= ?4"
-
-static int events_last_error(struct index *ix, int64_t tid,
-                             const struct index_window *w,
-                             struct index_event_sum *s)
-{
-    sqlite3_stmt *st = rp_prepare(
-        ix, "SELECT ts, detail FROM events WHERE " RP_WINDOW
-            " AND kind = 'error' ORDER BY id DESC LIMIT 1");
-    int ret = 0;
-
-    if (st == NULL)
-        return -EIO;
-    if (bind_window(st, tid, w))
-        ret = db_fail(ix, "last error bind");
-    else
-        ret = rp_step_row(ix, st, "last error");
-    if (ret == 0) {
-        s->last_error_ts = sqlite3_column_int64(st, 0);
-        col_str(st, 1, s->last_error, sizeof s->last_error);
-    }
-    sqlite3_finalize(st);
-    return ret == -ENOENT ? 0 : ret;
-}
-
-int index_events_sum(struct index *ix, int64_t tid,
-                     const struct index_window *w, struct index_event_sum *out)
-{
-    sqlite3_stmt *st = rp_prepare(
-        ix, "SELECT kind, count(*), coalesce(sum(blocks), 0),"
-            " coalesce(sum(bytes), 0) FROM events WHERE " RP_WINDOW
-            " GROUP BY kind");
-    int ret;
-
-    memset(out, 0, sizeof *out);
-    if (st == NULL)
-        return -EIO;
-    if (bind_window(st, tid, w))
-        ret = db_fail(ix, "events sum bind");
-    else
-        ret = events_kinds(ix, st, out);
-    sqlite3_finalize(st);
-    if (ret == 0 && out->error_events)
-        ret = events_last_error(ix, tid, w, out);
-    return ret;
-}
-
-/* meta values are TEXT; a missing or non-numeric one reads as 0. */
-static int meta_i64(struct index *ix, const char *key, int64_t *v)
-{
-    sqlite3_stmt *st = rp_prepare(
-        ix, "SELECT CAST(value AS INTEGER) FROM meta WHERE key = ?1");
-    int ret;
-
-    *v = 0;
-    if (st == NULL)
-        return -EIO;
-    if (bind_cstr(st, 1, key))
-        ret = db_fail(ix, "meta bind");
-    else
-        ret = rp_step_row(ix, st, "meta");
-    if (ret == 0)
-        *v = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    return ret == -ENOENT ? 0 : ret;
-}
-
-int index_report_cursor(struct index *ix, int64_t *id, int64_t *ts)
-{
-    int ret = meta_i64(ix, INDEX_META_CURSOR, id);
-
-    if (ret == 0)
-        ret = meta_i64(ix, INDEX_META_CURSOR_TS, ts);
-    return ret;
-}
-
-/* The cursor never moves back: two reports finishing out of order must not
- * make the next one repeat events. */
-static const char advance_sql[] =
-    "BEGIN IMMEDIATE;"
-    "INSERT INTO meta (key, value) VALUES ('" INDEX_META_CURSOR "', ?1)"
-    " ON CONFLICT(key) DO UPDATE SET value ="
-    " max(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER));"
-    "INSERT OR REPLACE INTO meta (key, value)"
-    " VALUES ('" INDEX_META_CURSOR_TS "', ?2);"
-    /* Keep the newest row whatever its age: event ids are rowids, and an
-     * emptied table would hand out ids from 1 again, below the cursor. */
-    "DELETE FROM events WHERE ts < ?3"
-    " AND id < (SELECT max(id) FROM events);"
-    "COMMIT;";
-
-/* Run each statement of a multi-statement string, binding ?1..?3 by
- * position where a statement uses them.  SQLITE_OK, or the SQLite code of
- * the call that failed (SQLITE_ERROR for a parameter out of args). */
-static int run_script(sqlite3 *db, const char *sql, const int64_t *args,
-                      int nargs)
-{
-    const char *tail = sql;
-
-    while (tail && *tail) {
-        sqlite3_stmt *st = NULL;
-        int rc = sqlite3_prepare_v2(db, tail, -1, &st, &tail);
-        if (rc != SQLITE_OK)
-            return rc;
-        if (st == NULL)
-            break;
-        int bad = 0;
-        /* ?N numbers parameters up to N, so unused slots have no name. */
-        for (int i = 1; i <= sqlite3_bind_parameter_count(st) && !bad; i++) {
-            const char *nm = sqlite3_bind_parameter_name(st, i);
-            if (nm == NULL)
-                continue;
-            int k = atoi(nm + 1);
-            bad = k < 1 || k > nargs ||
-                  sqlite3_bind_int64(st, i, args[k - 1]) != SQLITE_OK;
-        }
-        rc = bad ? SQLITE_ERROR : sqlite3_step(st);
-        sqlite3_finalize(st);
-        if (rc != SQLITE_DONE)
-            return rc;
-    }
-    return SQLITE_OK;
-}
-
-int index_report_advance(const char *cache_dir, int64_t id, int64_t now,
-                         int64_t prune_before)
-{
-    char path[PATH_MAX];
-    struct stat sb;
-    struct index ix = {0};
-    int rc = open_existing(cache_dir, SQLITE_OPEN_READWRITE, &ix, &sb, path);
-
-    if (rc < 0)
-        return rc;
-    int64_t args[3] = {id, now, prune_before};
-    if (run_script(ix.db, advance_sql, args, 3) != SQLITE_OK) {
-        rc = db_fail(&ix, "report cursor");
-        if (!sqlite3_get_autocommit(ix.db))
-            sqlite3_exec(ix.db, "ROLLBACK", NULL, NULL, NULL);
-    }
-    close_db(&ix);
-    return rc;
-}
-
-/* ------------------------------------------------------------ scrub */
-
-int index_is_empty(const char *cache_dir)
-{
-    char res[32], path[PATH_MAX];
-    struct stat sb;
-    struct index ix = {0};
-    int rc = open_existing(cache_dir, SQLITE_OPEN_READONLY, &ix, &sb, path);
-
-    if (rc < 0)
-        return rc;
-    if (sb.st_size == 0) { /* a power cut before the schema reached disk */
-        close_db(&ix);
-        return 1;
-    }
-    rc = query_text(ix.db, "SELECT count(*) FROM sqlite_master", res,
-                    sizeof res);
-    /* Not logged: the caller's index_open_ro() says what is wrong. */
-    rc = rc == SQLITE_OK ? strcmp(res, "0") == 0 : -EIO;
-    close_db(&ix);
-    return rc;
 }
