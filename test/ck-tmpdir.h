@@ -11,10 +11,11 @@
 #define IC_CK_TMPDIR_H
 
 #include <check.h>
+#include <errno.h>
 #include <ftw.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <sched.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 
