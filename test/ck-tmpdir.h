@@ -60,7 +60,7 @@ static inline int ck_tmpfs_mount(const char *dir, unsigned long long size)
     char opt[64];
     snprintf(opt, sizeof opt, "size=%llu,mode=0700", size);
     if (unshare(CLONE_NEWNS) < 0 ||
-        mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+        mount("none", "/", "none", MS_REC | MS_PRIVATE, NULL) < 0 ||
         mount("tmpfs", dir, "tmpfs", 0, opt) < 0)
         return -errno;
     return 0;
