@@ -1,5 +1,5 @@
 /* Logging: stderr in the foreground, syslog (daemon facility) when daemonized.
- * One line per event; callers must pass URLs through origin_mask_url() first. */
+ * One line per event; callers must pass URLs through url_mask() first. */
 #ifndef IC_LOG_H
 #define IC_LOG_H
 

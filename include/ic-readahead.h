@@ -4,14 +4,16 @@
  * continue where the previous one ended make the stream sequential, and the
  * blocks ahead of it are fetched in the background, in runs large enough to
  * keep the origin busy (several Range GETs in flight for HTTP), the window
- * doubling from RA_MIN to the config's readahead.  Readahead only fills missing blocks; it
- * never evicts pinned ones (eviction never does). */
+ * doubling from RA_MIN to the config's readahead.  Readahead only fills
+ * missing blocks; it never evicts pinned ones (eviction never does). */
 #ifndef IC_READAHEAD_H
 #define IC_READAHEAD_H
 
 #include <pthread.h>
 #include <stdint.h>
 
+/* A stream's first window. */
+#define RA_MIN (512u << 10)
 /* One job = one origin read at most this big; jobs run on RA_THREADS. */
 #define RA_RUN_BYTES (2u << 20)
 #define RA_THREADS 4

@@ -213,11 +213,67 @@ START_TEST(test_index_ebusy)
 }
 END_TEST
 
+/* Jobs apply in the order they were queued: a removal of the old
+ * generation's rows (a new generation started) takes the rows queued
+ * before it, not a late fill of the old generation queued after it; and
+ * of two records of one block the later one is what stays. */
+START_TEST(test_order)
+{
+    struct fixture f = {0};
+    fx_start(&f);
+    rec(&f, INDEX_ADD, 1);
+    writer_drop_gens(f.w, f.tid, 2);
+    rec(&f, INDEX_ADD, 3); /* gen 1, after the drop */
+    rec(&f, INDEX_ADD, 4);
+    rec(&f, INDEX_DEL, 4); /* evicted: gone */
+    rec(&f, INDEX_DEL, 5);
+    rec(&f, INDEX_ADD, 5); /* refilled after an eviction: there */
+    ck_assert_int_eq(flush_ok(f.w), 0);
+    ck_assert_int_eq(sql_int(f.db, "SELECT count(*) FROM blocks"), 2);
+    ck_assert_int_eq(sql_int(f.db, "SELECT count(*) FROM blocks "
+                                   "WHERE blk IN (3, 5) AND gen = 1"), 2);
+    fx_stop(&f);
+}
+END_TEST
+
+/* writer_flush_since answers for what was queued after its mark: a commit
+ * that fails (a trigger refuses block 666, as a full disk or an I/O error
+ * would) is -EIO to a caller whose mark came before it, its records are
+ * not committed, and a caller marking after it is not blamed. */
+START_TEST(test_flush_since)
+{
+    struct fixture f = {0};
+    fx_start(&f);
+    sqlite3 *db = NULL;
+    ck_assert_int_eq(sqlite3_open(f.db, &db), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_exec(db, "CREATE TRIGGER no666 BEFORE INSERT "
+                                      "ON blocks WHEN NEW.blk = 666 BEGIN "
+                                      "SELECT RAISE(ABORT, 'refused'); END",
+                                  NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    uint64_t m1 = writer_mark(f.w);
+    rec(&f, INDEX_ADD, 666);
+    ck_assert_int_eq(writer_flush_since(f.w, m1), -EIO);
+    ck_assert_int_eq(writer_flush_since(f.w, m1), -EIO); /* still */
+    uint64_t m2 = writer_mark(f.w);
+    ck_assert_uint_ne(m2, m1);
+    rec(&f, INDEX_ADD, 7);
+    ck_assert_int_eq(writer_flush_since(f.w, m2), 0);
+    ck_assert_int_eq(writer_flush(f.w), 0);
+    ck_assert_int_eq(sql_int(f.db, "SELECT count(*) FROM blocks "
+                                   "WHERE blk = 666"), 0);
+    ck_assert_int_eq(sql_int(f.db, "SELECT count(*) FROM blocks "
+                                   "WHERE blk = 7"), 1);
+    fx_stop(&f);
+}
+END_TEST
+
 static Suite *writer_suite(void)
 {
     Suite *s = suite_create("writer");
     const TTest *tests[] = {test_index_ebusy, test_busy_keeps_records,
-                            test_bound, test_stop_bounded};
+                            test_bound, test_stop_bounded, test_order,
+                            test_flush_since};
 
     for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
         TCase *tc = tcase_create("writer");

@@ -11,9 +11,12 @@
 #define IC_CK_TMPDIR_H
 
 #include <check.h>
+#include <errno.h>
 #include <ftw.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 
 static inline int ck_rm_one(const char *p, const struct stat *sb, int flag,
@@ -47,6 +50,21 @@ static inline void ck_tmpdir_remove(char *dir)
     static char tmpdir[64];                                                    \
     static void setup(void) { ck_tmpdir_make(tmpdir, sizeof tmpdir, name); }  \
     static void teardown(void) { ck_tmpdir_remove(tmpdir); }
+
+/* Mount a tmpfs of `size` bytes on dir, in a mount namespace of this
+ * process's own: the mount goes with the (forked) test, whatever ends it.
+ * 0, or -errno when this process may not mount (not root, no
+ * CAP_SYS_ADMIN, a container): the caller skips. */
+static inline int ck_tmpfs_mount(const char *dir, unsigned long long size)
+{
+    char opt[64];
+    snprintf(opt, sizeof opt, "size=%llu,mode=0700", size);
+    if (unshare(CLONE_NEWNS) < 0 ||
+        mount("none", "/", "none", MS_REC | MS_PRIVATE, NULL) < 0 ||
+        mount("tmpfs", dir, "tmpfs", 0, opt) < 0)
+        return -errno;
+    return 0;
+}
 
 /* Run every test of s; the program's exit status. */
 static inline int ck_run(Suite *s)

@@ -9,7 +9,6 @@
 #include "ic-log.h"
 #include "ic-readahead.h"
 
-#define RA_MIN (512u << 10)
 #define RA_QUEUE_MAX 64
 
 struct ra_job {

@@ -1,0 +1,299 @@
+/* Unit tests for fs/engine/evict.c: which blocks eviction takes, and the room
+ * fills reserve.
+ *
+ * The real engine runs on a config in the test's directory (ck-engine.h):
+ * 4K blocks, file origins of a few blocks, reads through cache_read() to
+ * fill them.  What is cached is read back two ways that must agree: the
+ * block table and the data file's extents (SEEK_DATA). */
+#include "config.h"
+
+#include <check.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include "../fs/engine/cache-priv.h" /* white-box: the engine's fields */
+#include "ic-engine.h"
+#include "ic-evict.h"
+#include "ic-log.h"
+#include "ic-pin.h"
+
+#include "ck-tmpdir.h"
+
+CK_TMPDIR_FIXTURES("check_evict")
+
+#include "ck-engine.h"
+
+/* One template "a.img" of nblk blocks with the given extra lines. */
+static void start_one(struct ck_engine *e, const char *global, int nblk,
+                      const char *extra)
+{
+    char path[PATH_MAX];
+    ck_origin_write("a.img", (uint64_t)nblk * CK_BS, 1, path, sizeof path);
+    ck_engine_start(e, global, "[template a.img]\norigin = %s\n%s\n", path,
+                    extra);
+}
+
+static void pin_range(struct tmpl *t, uint64_t off, uint64_t len)
+{
+    struct byte_range r = {off, len};
+    char err[256] = "";
+    ck_assert_msg(pin_change(t, &r, 1, 0, err, sizeof err) == 0, "pin: %s",
+                  err);
+}
+
+/* Over its quota, a template loses its least recently used blocks: read
+ * 0,1,2,3 (the quota), use 0 again, then read 4.  The room wanted is one
+ * block plus the slack (quota/32), so the two oldest go: 1 and 2.  A
+ * policy ordering by block number or by fill time would take 0. */
+START_TEST(test_quota_lru)
+{
+    struct ck_engine e;
+    start_one(&e, NULL, 8, "quota = 16K");
+    struct gen *g = ck_gen(&e, "a.img");
+    for (uint64_t b = 0; b < 4; b++)
+        ck_read_blk(g, b, 1);
+    ck_read_blk(g, 0, 1); /* a hit: 0 is now the most recently used */
+    ck_assert_uint_eq(ck_stat(&g->t->st.hits), 1);
+    ck_read_blk(g, 4, 1);
+    ck_assert(ck_cached(g, 0));
+    ck_assert(!ck_cached(g, 1));
+    ck_assert(!ck_cached(g, 2));
+    ck_assert(ck_cached(g, 3));
+    ck_assert(ck_cached(g, 4));
+    ck_assert_uint_eq(ck_stat(&g->t->st.evictions), 2);
+    ck_assert_uint_eq(ck_stat(&g->t->st.evicted_bytes), 2 * CK_BS);
+    ck_assert_uint_le(g->bm.present_bytes, g->t->quota);
+    cache_gen_put(g);
+    ck_engine_stop(&e);
+}
+END_TEST
+
+/* A pinned block is never a victim, even when it is the oldest: pin 0,
+ * fill 0..3, read 4: 1 and 2 go, 0 stays. */
+START_TEST(test_pinned_not_chosen)
+{
+    struct ck_engine e;
+    start_one(&e, NULL, 8, "quota = 16K");
+    struct gen *g = ck_gen(&e, "a.img");
+    pin_range(g->t, 0, 1);
+    for (uint64_t b = 0; b < 4; b++)
+        ck_read_blk(g, b, 1);
+    ck_read_blk(g, 4, 1);
+    ck_assert(ck_cached(g, 0));
+    ck_assert(!ck_cached(g, 1));
+    ck_assert(!ck_cached(g, 2));
+    ck_assert(ck_cached(g, 3) && ck_cached(g, 4));
+    cache_gen_put(g);
+    ck_engine_stop(&e);
+}
+END_TEST
+
+/* When pins fill the quota, nothing can be evicted: a read of an unpinned
+ * block is served from the origin and not stored (serve-through), and the
+ * pinned blocks stay. */
+START_TEST(test_pins_fill_quota)
+{
+    struct ck_engine e;
+    start_one(&e, NULL, 8, "quota = 16K");
+    struct gen *g = ck_gen(&e, "a.img");
+    pin_range(g->t, 0, 4 * CK_BS);
+    for (uint64_t b = 0; b < 4; b++)
+        ck_read_blk(g, b, 1);
+    ck_read_blk(g, 4, 1);
+    ck_assert(!ck_cached(g, 4));
+    for (uint64_t b = 0; b < 4; b++)
+        ck_assert(ck_cached(g, b));
+    ck_assert_uint_eq(ck_stat(&g->t->st.uncached), 1);
+    ck_assert_uint_eq(ck_stat(&g->t->st.evictions), 0);
+    ck_assert_uint_eq(g->reserved, 0); /* the refused fill took nothing */
+    cache_gen_put(g);
+    ck_engine_stop(&e);
+}
+END_TEST
+
+/* cache_max spans templates: the victims come from the template holding
+ * the least recently used block, which is b.img's B0 although a.img is
+ * listed first.  Fill B0 A0 A1 B1 B2 B3 (cache_max), then read A2: B's
+ * two oldest (B0, B1) make the room and slack; A's blocks all stay. */
+START_TEST(test_global_lru)
+{
+    struct ck_engine e;
+    char pa[PATH_MAX], pb[PATH_MAX];
+    ck_origin_write("a.img", 8 * CK_BS, 1, pa, sizeof pa);
+    ck_origin_write("b.img", 8 * CK_BS, 2, pb, sizeof pb);
+    ck_engine_start(&e, "readahead = 0\ncache_max = 24K\n",
+                    "[template a.img]\norigin = %s\n"
+                    "[template b.img]\norigin = %s\n", pa, pb);
+    struct gen *a = ck_gen(&e, "a.img"), *b = ck_gen(&e, "b.img");
+    ck_read_blk(b, 0, 2);
+    ck_read_blk(a, 0, 1);
+    ck_read_blk(a, 1, 1);
+    ck_read_blk(b, 1, 2);
+    ck_read_blk(b, 2, 2);
+    ck_read_blk(b, 3, 2);
+    ck_assert_uint_eq(evict_cache_used(e.c), 6 * CK_BS);
+    ck_read_blk(a, 2, 1);
+    ck_assert(ck_cached(a, 0) && ck_cached(a, 1) && ck_cached(a, 2));
+    ck_assert(!ck_cached(b, 0));
+    ck_assert(!ck_cached(b, 1));
+    ck_assert(ck_cached(b, 2) && ck_cached(b, 3));
+    ck_assert_uint_eq(ck_stat(&a->t->st.evictions), 0);
+    ck_assert_uint_eq(ck_stat(&b->t->st.evictions), 2);
+    ck_assert_uint_le(evict_cache_used(e.c), 24 * 1024);
+    cache_gen_put(a);
+    cache_gen_put(b);
+    ck_engine_stop(&e);
+}
+END_TEST
+
+/* Room reserved for a fill counts under the quota until unreserved: with
+ * 12K of a 16K quota reserved, one block fits; a second one makes the
+ * first go, though only 4K are stored.  A refusal keeps the reservation
+ * as it was; evict_unreserve gives the room back. */
+START_TEST(test_reserve_quota)
+{
+    struct ck_engine e;
+    start_one(&e, NULL, 8, "quota = 16K");
+    struct gen *g = ck_gen(&e, "a.img");
+    ck_assert_int_eq(evict_make_room(g, 3 * CK_BS, 0), 0);
+    ck_assert_uint_eq(g->reserved, 3 * CK_BS);
+    ck_assert_uint_eq(evict_cache_used(e.c), 3 * CK_BS);
+    ck_assert_int_eq(evict_make_room(g, 2 * CK_BS, 0), -ENOSPC);
+    ck_assert_uint_eq(g->reserved, 3 * CK_BS);
+    ck_read_blk(g, 0, 1);
+    ck_assert(ck_cached(g, 0));
+    ck_read_blk(g, 1, 1);
+    ck_assert(!ck_cached(g, 0));
+    ck_assert(ck_cached(g, 1));
+    ck_assert_uint_eq(ck_stat(&g->t->st.evictions), 1);
+    evict_unreserve(g, 3 * CK_BS);
+    ck_assert_uint_eq(g->reserved, 0);
+    ck_assert_uint_eq(evict_cache_used(e.c), CK_BS);
+    ck_read_blk(g, 2, 1);
+    ck_read_blk(g, 3, 1);
+    ck_assert(ck_cached(g, 1) && ck_cached(g, 2) && ck_cached(g, 3));
+    ck_assert_uint_eq(ck_stat(&g->t->st.evictions), 1);
+    cache_gen_put(g);
+    ck_engine_stop(&e);
+}
+END_TEST
+
+/* The same under cache_max: a reservation holding all of it leaves a fill
+ * no room (nothing to evict), the fill is served uncached and gives its
+ * own reservation back; after evict_unreserve the block is stored. */
+START_TEST(test_reserve_cache_max)
+{
+    struct ck_engine e;
+    start_one(&e, "readahead = 0\ncache_max = 16K\n", 8, "");
+    struct gen *g = ck_gen(&e, "a.img");
+    ck_assert_int_eq(evict_make_room(g, 4 * CK_BS, 0), 0);
+    ck_assert_uint_eq(e.c->reserved, 4 * CK_BS);
+    ck_read_blk(g, 0, 1);
+    ck_assert(!ck_cached(g, 0));
+    ck_assert_uint_eq(ck_stat(&g->t->st.uncached), 1);
+    ck_assert_uint_eq(g->reserved, 4 * CK_BS);
+    ck_assert_uint_eq(e.c->reserved, 4 * CK_BS);
+    evict_unreserve(g, 4 * CK_BS);
+    ck_assert_uint_eq(e.c->reserved, 0);
+    ck_read_blk(g, 0, 1);
+    ck_assert(ck_cached(g, 0));
+    cache_gen_put(g);
+    ck_engine_stop(&e);
+}
+END_TEST
+
+/* evict_from_gen frees at least what is asked, oldest first, counts it,
+ * never touches pinned blocks, and its removals are in the index: after a
+ * restart the evicted blocks are missing and the others still present. */
+START_TEST(test_from_gen)
+{
+    struct ck_engine e;
+    start_one(&e, NULL, 8, "");
+    struct gen *g = ck_gen(&e, "a.img");
+    const uint64_t order[] = {3, 1, 0, 2, 5};
+    for (size_t i = 0; i < 5; i++)
+        ck_read_blk(g, order[i], 1);
+    ck_assert_uint_eq(evict_from_gen(g, 1), CK_BS);
+    ck_assert(!ck_cached(g, 3));
+    ck_assert(ck_cached(g, 1));
+    ck_assert_uint_eq(evict_from_gen(g, CK_BS + 1), 2 * CK_BS);
+    ck_assert(!ck_cached(g, 1) && !ck_cached(g, 0));
+    ck_assert(ck_cached(g, 2) && ck_cached(g, 5));
+    ck_assert_uint_eq(ck_stat(&g->t->st.evictions), 3);
+    ck_assert_uint_eq(ck_stat(&g->t->st.evicted_bytes), 3 * CK_BS);
+    pin_range(g->t, 2 * CK_BS, CK_BS);
+    ck_assert_uint_eq(evict_from_gen(g, CK_BS), CK_BS); /* 5, not 2 */
+    ck_assert(ck_cached(g, 2) && !ck_cached(g, 5));
+    ck_assert_uint_eq(evict_from_gen(g, 1 << 20), 0);
+    ck_assert(ck_cached(g, 2));
+    cache_gen_put(g);
+    ck_engine_stop(&e);
+
+    ck_engine_start(&e, NULL, "[template a.img]\norigin = %s/origin/a.img\n",
+                    tmpdir);
+    g = ck_gen(&e, "a.img");
+    for (uint64_t b = 0; b < 8; b++)
+        ck_assert_msg(ck_cached(g, b) == (b == 2), "block %llu after restart",
+                      (unsigned long long)b);
+    cache_gen_put(g);
+    ck_engine_stop(&e);
+}
+END_TEST
+
+/* min_free: a cache filesystem (a 1 MiB tmpfs) must keep 75% of it free.
+ * Reading 200 blocks (800K) through it evicts, oldest first, and what
+ * stays cached is under the quarter the data may use (less: the index's
+ * WAL takes its share of the same filesystem).  Without the min_free
+ * check the blocks would fill the tmpfs up to ENOSPC (some 500K). */
+START_TEST(test_min_free)
+{
+    struct ck_engine e;
+    char cache[PATH_MAX];
+    snprintf(cache, sizeof cache, "%s/cache", tmpdir);
+    ck_assert_int_eq(mkdir(cache, 0700), 0);
+    int r = ck_tmpfs_mount(cache, 1 << 20);
+    if (r < 0) {
+        fprintf(stderr, "test_min_free: cannot mount a tmpfs (%s): skipped\n",
+                strerror(-r));
+        return;
+    }
+    start_one(&e, "readahead = 0\nmin_free = 75%\n", 200, "");
+    struct gen *g = ck_gen(&e, "a.img");
+    for (uint64_t b = 0; b < 200; b++)
+        ck_read_blk(g, b, 1);
+    ck_assert_uint_gt(ck_stat(&g->t->st.evictions), 0);
+    ck_assert_uint_le(g->bm.present_bytes, 256 * 1024);
+    ck_assert(!ck_cached(g, 0));
+    cache_gen_put(g);
+    ck_engine_stop(&e);
+    umount2(cache, MNT_DETACH);
+}
+END_TEST
+
+static Suite *evict_suite(void)
+{
+    Suite *s = suite_create("evict");
+    const TTest *tests[] = {test_quota_lru,        test_pinned_not_chosen,
+                            test_pins_fill_quota,  test_global_lru,
+                            test_reserve_quota,    test_reserve_cache_max,
+                            test_from_gen,         test_min_free};
+
+    for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
+        TCase *tc = tcase_create("evict");
+        tcase_add_unchecked_fixture(tc, setup, teardown);
+        tcase_set_timeout(tc, 60);
+        tcase_add_test(tc, tests[i]);
+        suite_add_tcase(s, tc);
+    }
+    return s;
+}
+
+int main(void)
+{
+    log_init("check_evict", 0);
+    return ck_run(evict_suite());
+}
