@@ -284,18 +284,9 @@ END_TEST
 
 static Suite *ctl_suite(void)
 {
-    Suite *s = suite_create("ctl");
     const TTest *tests[] = {test_verbs, test_malformed, test_long_line,
                             test_warm, test_record};
-
-    for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
-        TCase *tc = tcase_create("ctl");
-        tcase_add_unchecked_fixture(tc, setup, teardown);
-        tcase_set_timeout(tc, 60);
-        tcase_add_test(tc, tests[i]);
-        suite_add_tcase(s, tc);
-    }
-    return s;
+    return ck_suite("ctl", tests, CK_NTESTS(tests), setup, teardown, 60);
 }
 
 int main(void)

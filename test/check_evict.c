@@ -276,20 +276,11 @@ END_TEST
 
 static Suite *evict_suite(void)
 {
-    Suite *s = suite_create("evict");
     const TTest *tests[] = {test_quota_lru,        test_pinned_not_chosen,
                             test_pins_fill_quota,  test_global_lru,
                             test_reserve_quota,    test_reserve_cache_max,
                             test_from_gen,         test_min_free};
-
-    for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
-        TCase *tc = tcase_create("evict");
-        tcase_add_unchecked_fixture(tc, setup, teardown);
-        tcase_set_timeout(tc, 60);
-        tcase_add_test(tc, tests[i]);
-        suite_add_tcase(s, tc);
-    }
-    return s;
+    return ck_suite("evict", tests, CK_NTESTS(tests), setup, teardown, 60);
 }
 
 int main(void)

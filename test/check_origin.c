@@ -240,18 +240,9 @@ END_TEST
 
 static Suite *origin_suite(void)
 {
-    Suite *s = suite_create("origin");
     const TTest *tests[] = {validator_equality, file_origin, file_beneath,
                             http_read,          http_404,    http_412};
-
-    for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
-        TCase *tc = tcase_create("origin");
-        tcase_add_unchecked_fixture(tc, setup, teardown);
-        tcase_set_timeout(tc, 60);
-        tcase_add_test(tc, tests[i]);
-        suite_add_tcase(s, tc);
-    }
-    return s;
+    return ck_suite("origin", tests, CK_NTESTS(tests), setup, teardown, 60);
 }
 
 int main(void)

@@ -232,18 +232,9 @@ END_TEST
 
 static Suite *pin_suite(void)
 {
-    Suite *s = suite_create("pin");
     const TTest *tests[] = {test_union,         test_unpin, test_rounding,
                             test_list_presence, test_quota, test_record};
-
-    for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
-        TCase *tc = tcase_create("pin");
-        tcase_add_unchecked_fixture(tc, setup, teardown);
-        tcase_set_timeout(tc, 60);
-        tcase_add_test(tc, tests[i]);
-        suite_add_tcase(s, tc);
-    }
-    return s;
+    return ck_suite("pin", tests, CK_NTESTS(tests), setup, teardown, 60);
 }
 
 int main(void)

@@ -221,19 +221,10 @@ END_TEST
 
 static Suite *read_suite(void)
 {
-    Suite *s = suite_create("read");
     const TTest *tests[] = {test_hit_miss, test_single_flight,
                             test_checksum_refetch, test_eof,
                             test_origin_gone};
-
-    for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
-        TCase *tc = tcase_create("read");
-        tcase_add_unchecked_fixture(tc, setup, teardown);
-        tcase_set_timeout(tc, 60);
-        tcase_add_test(tc, tests[i]);
-        suite_add_tcase(s, tc);
-    }
-    return s;
+    return ck_suite("read", tests, CK_NTESTS(tests), setup, teardown, 60);
 }
 
 int main(void)

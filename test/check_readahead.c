@@ -171,18 +171,9 @@ END_TEST
 
 static Suite *readahead_suite(void)
 {
-    Suite *s = suite_create("readahead");
     const TTest *tests[] = {test_window, test_caps, test_off,
                             test_warm_stream};
-
-    for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
-        TCase *tc = tcase_create("readahead");
-        tcase_add_unchecked_fixture(tc, setup, teardown);
-        tcase_set_timeout(tc, 60);
-        tcase_add_test(tc, tests[i]);
-        suite_add_tcase(s, tc);
-    }
-    return s;
+    return ck_suite("readahead", tests, CK_NTESTS(tests), setup, teardown, 60);
 }
 
 int main(void)

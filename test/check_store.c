@@ -235,18 +235,9 @@ static int can_mount(void)
 
 static Suite *store_suite(void)
 {
-    Suite *s = suite_create("store");
     const TTest *tests[] = {test_open, test_open_refuses, test_unlink,
                             test_punch, test_enospc};
-
-    for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
-        TCase *tc = tcase_create("store");
-        tcase_add_unchecked_fixture(tc, setup, teardown_store);
-        tcase_set_timeout(tc, 60);
-        tcase_add_test(tc, tests[i]);
-        suite_add_tcase(s, tc);
-    }
-    return s;
+    return ck_suite("store", tests, CK_NTESTS(tests), setup, teardown_store, 60);
 }
 
 int main(void)

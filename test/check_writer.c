@@ -270,19 +270,10 @@ END_TEST
 
 static Suite *writer_suite(void)
 {
-    Suite *s = suite_create("writer");
     const TTest *tests[] = {test_index_ebusy, test_busy_keeps_records,
                             test_bound, test_stop_bounded, test_order,
                             test_flush_since};
-
-    for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
-        TCase *tc = tcase_create("writer");
-        tcase_add_unchecked_fixture(tc, setup, teardown);
-        tcase_set_timeout(tc, 60);
-        tcase_add_test(tc, tests[i]);
-        suite_add_tcase(s, tc);
-    }
-    return s;
+    return ck_suite("writer", tests, CK_NTESTS(tests), setup, teardown, 60);
 }
 
 int main(void)

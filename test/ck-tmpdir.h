@@ -66,6 +66,24 @@ static inline int ck_tmpfs_mount(const char *dir, unsigned long long size)
     return 0;
 }
 
+/* A suite of one TCase per test (so each has its own directory), each
+ * between the fixtures su and td and bounded by timeout_s. */
+static inline Suite *ck_suite(const char *name, const TTest *const *tests,
+                              size_t n, void (*su)(void), void (*td)(void),
+                              double timeout_s)
+{
+    Suite *s = suite_create(name);
+    for (size_t i = 0; i < n; i++) {
+        TCase *tc = tcase_create(name);
+        tcase_add_unchecked_fixture(tc, su, td);
+        tcase_set_timeout(tc, timeout_s);
+        tcase_add_test(tc, tests[i]);
+        suite_add_tcase(s, tc);
+    }
+    return s;
+}
+#define CK_NTESTS(v) (sizeof(v) / sizeof((v)[0]))
+
 /* Run every test of s; the program's exit status. */
 static inline int ck_run(Suite *s)
 {
