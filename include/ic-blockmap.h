@@ -1,7 +1,7 @@
 /* The in-memory block table of one template generation: authoritative at
  * run time.  A flat array, one 16-byte entry per block.
  *
- * Locking: the owner (struct gen in cache.c) holds its mutex around every
+ * Locking: the owner (struct gen, fs/engine/cache-priv.h: gen.lock) holds its mutex around every
  * access to entries; blockmap functions take no locks themselves.
  *
  * State of a block:

@@ -18,7 +18,7 @@
  *    hands the pointer back through an out parameter.
  *  - A static helper that hands on another library's code (an SQLite
  *    result, a CURLcode) says so in its comment; the code becomes an errno
- *    in one place per library (index.c's db_fail, origin-http.c's
+ *    in one place per library (index.c's ix_db_fail, origin-http.c's
  *    curl_errno) before it leaves the module.
  *
  * Messages
