@@ -1,8 +1,8 @@
 /* The in-memory block table of one template generation: authoritative at
  * run time.  A flat array, one 16-byte entry per block.
  *
- * Locking: the owner (struct gen, fs/engine/cache-priv.h: gen.lock) holds its mutex around every
- * access to entries; blockmap functions take no locks themselves.
+ * Locking: the owner (struct gen, fs/engine/cache-priv.h) holds gen.lock
+ * around every access to entries; blockmap functions take no locks.
  *
  * State of a block:
  *   MISSING  -> FILLING   a reader claimed it and is fetching it (only the
