@@ -26,7 +26,6 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/statvfs.h>
-#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -34,6 +33,7 @@
 
 #include "ic-conf.h"
 #include "ic-ctl.h"
+#include "ic-ctlproto.h"
 #include "ic-health.h"
 #include "ic-index.h"
 #include "ic-log.h"
@@ -441,21 +441,9 @@ static void judge_cache(struct report *r)
 
 /* ------------------------------------------------------------ daemon */
 
-/* One answer line of "origins" (a TAB-separated line without '\n'). */
-static void origins_line(struct report *r, char *line)
+/* One informational answer line of "origins", split into f[0..nf). */
+static void origins_line(struct report *r, char **f, int nf)
 {
-    char *f[6];
-    int nf = 0;
-
-    for (char *p = line; nf < 6; nf++) {
-        f[nf] = p;
-        p = strchr(p, '\t');
-        if (p == NULL) {
-            nf++;
-            break;
-        }
-        *p++ = '\0';
-    }
     if (nf == 6 && strcmp(f[0], "host") == 0) {
         struct rhost *v = realloc(r->hosts, (r->nhosts + 1) * sizeof *v);
         if (v == NULL)
@@ -483,46 +471,30 @@ static void origins_line(struct report *r, char *line)
 /* Ask the running daemon about its origins; 0 when it answered. */
 static int ask_origins(struct report *r)
 {
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
     struct timeval tv = {.tv_sec = CTL_IO_TIMEOUT_S};
-    char buf[8192];
-    size_t len = 0;
+    static const char req[] = "origins\n";
+    struct ctl_reader rd;
+    char *line, *f[6];
     int rc = -1;
 
-    if ((size_t)snprintf(sa.sun_path, sizeof sa.sun_path, "%s/%s",
-                         r->cache_dir, CTL_SOCK_NAME) >= sizeof sa.sun_path)
-        return -1;
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int fd = ctlproto_connect(r->cache_dir);
     if (fd < 0)
         return -1;
-    if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) != 0 ||
-        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) != 0 ||
-        connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0 ||
-        send(fd, "origins\n", 8, MSG_NOSIGNAL) != 8)
+    ctl_reader_init(&rd, fd, 8192); /* longer than any line it sends */
+    if (setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) != 0 ||
+        ctlproto_send(fd, req, sizeof req - 1) != 0)
         goto out;
-    for (;;) {
-        char *nl = memchr(buf, '\n', len);
-        if (nl == NULL) {
-            if (len == sizeof buf)
-                goto out; /* a line longer than any the daemon sends */
-            ssize_t got = recv(fd, buf + len, sizeof buf - len, 0);
-            if (got <= 0)
-                goto out;
-            len += (size_t)got;
-            continue;
-        }
-        *nl = '\0';
-        if (strcmp(buf, "ok") == 0) {
+    while (ctl_reader_line(&rd, CTL_IO_TIMEOUT_S * 1000, &line) == 1) {
+        int nf = ctlproto_split(line, f, 6);
+        enum ctl_answer a = ctlproto_answer(f, nf);
+        if (a == CTL_ANSWER_OK)
             rc = 0;
-            break;
-        }
-        if (strncmp(buf, "error", 5) == 0)
-            break; /* a daemon without "origins" */
-        origins_line(r, buf);
-        len -= (size_t)(nl + 1 - buf);
-        memmove(buf, nl + 1, len);
+        if (a != CTL_ANSWER_INFO)
+            break; /* "error": a daemon without "origins" */
+        origins_line(r, f, nf);
     }
 out:
+    ctl_reader_free(&rd);
     close(fd);
     return rc;
 }

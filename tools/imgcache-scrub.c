@@ -30,15 +30,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include "ic-block.h"
 #include "ic-checksum.h"
 #include "ic-store.h"
 #include "ic-conf.h"
-#include "ic-ctl.h"
+#include "ic-ctlproto.h"
 #include "ic-index.h"
 #include "ic-log.h"
 #include "ic-util.h"
@@ -162,32 +160,23 @@ static int resolve_cache_dir(const struct opts *o, char *out, size_t len)
  * (reported).  A daemon started after this check is not detected. */
 static int daemon_stopped(const char *cache_dir)
 {
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    int n = snprintf(sa.sun_path, sizeof sa.sun_path, "%s/%s", cache_dir,
-                     CTL_SOCK_NAME);
+    int fd = ctlproto_connect(cache_dir);
 
-    if (n < 0 || (size_t)n >= sizeof sa.sun_path) {
+    if (fd == -ENOENT || fd == -ECONNREFUSED)
+        return 0;
+    if (fd >= 0) {
+        close(fd);
+        fprintf(stderr, PROG ": imgcache is running on %s (%s/%s answers); "
+                "stop it first: the daemon's block table is authoritative "
+                "while it runs\n", cache_dir, cache_dir, CTL_SOCK_NAME);
+    } else if (fd == -ENAMETOOLONG) {
         fprintf(stderr, PROG ": %s/%s: path too long to check whether "
                 "imgcache runs\n", cache_dir, CTL_SOCK_NAME);
-        return -1;
-    }
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        fprintf(stderr, PROG ": socket: %s\n", strerror(errno));
-        return -1;
-    }
-    int r = connect(fd, (struct sockaddr *)&sa, sizeof sa);
-    int e = errno;
-    close(fd);
-    if (r < 0 && (e == ENOENT || e == ECONNREFUSED))
-        return 0;
-    if (r == 0)
-        fprintf(stderr, PROG ": imgcache is running on %s (%s answers); "
-                "stop it first: the daemon's block table is authoritative "
-                "while it runs\n", cache_dir, sa.sun_path);
-    else
+    } else {
         fprintf(stderr, PROG ": cannot tell whether imgcache runs on %s: "
-                "%s: %s\n", cache_dir, sa.sun_path, strerror(e));
+                "%s/%s: %s\n", cache_dir, cache_dir, CTL_SOCK_NAME,
+                strerror(-fd));
+    }
     return -1;
 }
 
