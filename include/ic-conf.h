@@ -72,10 +72,6 @@ int conf_load(const char *path, struct conf **out, char *err, size_t errlen);
 int conf_parse_string(const char *text, const char *name, struct conf **out,
                       char *err, size_t errlen);
 void conf_free(struct conf *c);
-/* The tools' cache_dir: that of `config`, or of CONF_DEFAULT_PATH when
- * config is NULL and that file exists, else CONF_DEFAULT_CACHE_DIR.  0 with
- * *out malloc'd, or -1 with the reason in err. */
-int conf_cache_dir(const char *config, char **out, char *err, size_t errlen);
 
 /* A template name: non-empty, <= 255 bytes, no '/', not "." or "..",
  * no control characters (bytes < 0x20 and 0x7f).  Returns 1 if valid. */

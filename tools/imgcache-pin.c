@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +21,7 @@
 #include "ic-ctl.h"
 #include "ic-ctlproto.h"
 #include "ic-pinspec.h"
+#include "ic-tool.h"
 #include "ic-util.h"
 
 #define EXIT_FAIL 1
@@ -202,19 +204,13 @@ static int parse_args(int argc, char **argv, struct opts *o)
     return check_modes(o);
 }
 
-/* --cache-dir, else the config's cache_dir (--config, or the default
- * config when it exists), else the default directory.  *dir malloc'd. */
-static int cache_dir_of(const struct opts *o, char **dir)
+/* The daemon's cache_dir, as every tool finds it (ic-tool.h). */
+static int cache_dir_of(const struct opts *o, char *dir, size_t len)
 {
-    char err[1024];
+    struct tool_opts t = {.prog = "imgcache-pin", .config = o->config,
+                          .cache_dir = o->cache_dir};
 
-    if (o->cache_dir)
-        return (*dir = strdup(o->cache_dir)) ? 0 : EXIT_FAIL;
-    if (conf_cache_dir(o->config, dir, err, sizeof err) < 0) {
-        say("%s", err);
-        return EXIT_USAGE;
-    }
-    return 0;
+    return tool_cache_dir(&t, NULL, dir, len) == 0 ? 0 : EXIT_USAGE;
 }
 
 /* ------------------------------------------------------------ client */
@@ -757,7 +753,7 @@ static int do_record(const struct opts *o, const char *dir)
 int main(int argc, char **argv)
 {
     struct opts o = {0};
-    char *dir = NULL;
+    char dir[PATH_MAX];
 
     int rc = parse_args(argc, argv, &o);
     if (rc != 0)
@@ -769,7 +765,7 @@ int main(int argc, char **argv)
             printf("imgcache-pin %s\n", PACKAGE_VERSION);
         return 0;
     }
-    rc = cache_dir_of(&o, &dir);
+    rc = cache_dir_of(&o, dir, sizeof dir);
     if (rc != 0)
         return rc;
     if (o.list)
@@ -778,6 +774,5 @@ int main(int argc, char **argv)
         rc = do_record(&o, dir);
     else
         rc = do_pin(&o, dir);
-    free(dir);
     return rc;
 }

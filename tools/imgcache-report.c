@@ -38,6 +38,7 @@
 #include "ic-index.h"
 #include "ic-log.h"
 #include "ic-origin.h"
+#include "ic-tool.h"
 
 #define PROG "imgcache-report"
 #define EXIT_ATTENTION 1
@@ -48,9 +49,7 @@
 enum format { FMT_TABLE, FMT_JSON, FMT_PROM };
 
 struct opts {
-    const char *config;    /* --config, or the default when it exists */
-    int config_given;
-    const char *cache_dir; /* --cache-dir, overrides the config's */
+    struct tool_opts t;    /* --config, --cache-dir */
     enum format fmt;
     int no_advance;
     int since_given;
@@ -110,27 +109,23 @@ struct report {
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "Usage: " PROG " [OPTIONS]\n"
-            "       " PROG " --check-pinned [TEMPLATE]\n"
-            "Report imgcache usage; exit 0 all well, 1 needs attention, "
-            "2 error.\n\n"
-            "  -c, --config FILE     imgcache.conf (default %s if present)\n"
-            "  -C, --cache-dir DIR   cache directory (overrides the config)\n"
-            "  -j, --json            one JSON document\n"
-            "  -p, --prometheus      node_exporter textfile format\n"
-            "  -s, --since WHEN      events since WHEN (1h, 30m, 2d, unix "
-            "seconds,\n"
-            "                        or 2026-11-22T10:00:00) instead of the "
-            "last report\n"
-            "  -n, --no-advance      do not move the last-report cursor\n"
-            "  -r, --retention DUR   prune events older than DUR (default "
-            "30d; 0: never)\n"
-            "  -k, --check-pinned    exit 0 only if every pinned block is "
-            "present\n"
-            "  -h, --help            this help\n"
-            "  -V, --version         print the version\n",
-            CONF_DEFAULT_PATH);
+    fputs("Usage: " PROG " [OPTIONS]\n"
+          "       " PROG " --check-pinned [TEMPLATE]\n"
+          "Report imgcache usage; exit 0 all well, 1 needs attention, "
+          "2 error.\n\n"
+          TOOL_USAGE_DIRS
+          "  -j, --json            one JSON document\n"
+          "  -p, --prometheus      node_exporter textfile format\n"
+          "  -s, --since WHEN      events since WHEN (1h, 30m, 2d, unix "
+          "seconds,\n"
+          "                        or 2026-11-22T10:00:00) instead of the "
+          "last report\n"
+          "  -n, --no-advance      do not move the last-report cursor\n"
+          "  -r, --retention DUR   prune events older than DUR (default "
+          "30d; 0: never)\n"
+          "  -k, --check-pinned    exit 0 only if every pinned block is "
+          "present\n"
+            TOOL_USAGE_HELP, f);
 }
 
 /* "90s", "30m", "1h", "2d", "1w" (a unit is required, so a bare number
@@ -221,13 +216,6 @@ static int bad_arg(const char *opt, const char *val)
 static int parse_opt(int c, struct opts *o, time_t now)
 {
     switch (c) {
-    case 'c':
-        o->config = optarg;
-        o->config_given = 1;
-        return 0;
-    case 'C':
-        o->cache_dir = optarg;
-        return 0;
     case 'j':
         o->fmt = FMT_JSON;
         return 0;
@@ -252,15 +240,12 @@ static int parse_opt(int c, struct opts *o, time_t now)
         o->check_pinned = 1;
         o->check_tmpl = optarg;
         return 0;
-    case 'h':
-        usage(stdout);
-        return 1;
-    case 'V':
-        printf(PROG " %s\n", PACKAGE_VERSION);
-        return 1;
-    default:
-        usage(stderr);
-        return -1;
+    default: {
+        int r = tool_opt(&o->t, c, optarg, usage);
+        if (r < 0)
+            usage(stderr);
+        return r < 0 ? -1 : r;
+    }
     }
 }
 
@@ -269,21 +254,20 @@ static int parse_opt(int c, struct opts *o, time_t now)
 static int parse_args(int argc, char **argv, struct opts *o, time_t now)
 {
     static const struct option lopts[] = {
-        {"config", required_argument, NULL, 'c'},
-        {"cache-dir", required_argument, NULL, 'C'},
+        TOOL_LONGOPTS,
         {"json", no_argument, NULL, 'j'},
         {"prometheus", no_argument, NULL, 'p'},
         {"since", required_argument, NULL, 's'},
         {"no-advance", no_argument, NULL, 'n'},
         {"retention", required_argument, NULL, 'r'},
         {"check-pinned", optional_argument, NULL, 'k'},
-        {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
     };
     int c;
 
-    while ((c = getopt_long(argc, argv, "c:C:jps:nr:khV", lopts, NULL)) != -1) {
+    o->t.prog = PROG;
+    while ((c = getopt_long(argc, argv, TOOL_OPTSTRING "jps:nr:k", lopts,
+                            NULL)) != -1) {
         int r = parse_opt(c, o, now);
         if (r != 0)
             return r;
@@ -307,20 +291,10 @@ static int parse_args(int argc, char **argv, struct opts *o, time_t now)
  * are unknown and cache_dir is --cache-dir or the compiled-in default. */
 static int load_config(const struct opts *o, struct report *r)
 {
-    const char *path = o->config;
-    struct conf *cf = NULL;
-    char err[512];
+    struct conf *cf;
 
-    if (!o->config_given && access(CONF_DEFAULT_PATH, F_OK) == 0)
-        path = CONF_DEFAULT_PATH;
-    if (path != NULL && conf_load(path, &cf, err, sizeof err) < 0) {
-        fprintf(stderr, PROG ": %s\n", err);
+    if (tool_cache_dir(&o->t, &cf, r->cache_dir, sizeof r->cache_dir) < 0)
         return -1;
-    }
-    const char *dir = o->cache_dir ? o->cache_dir
-                      : cf         ? cf->cache_dir
-                                   : CONF_DEFAULT_CACHE_DIR;
-    snprintf(r->cache_dir, sizeof r->cache_dir, "%s", dir);
     if (cf != NULL) {
         r->have_conf = 1;
         r->cache_max = cf->cache_max;

@@ -39,6 +39,7 @@
 #include "ic-ctlproto.h"
 #include "ic-index.h"
 #include "ic-log.h"
+#include "ic-tool.h"
 #include "ic-util.h"
 
 #define PROG "imgcache-scrub"
@@ -48,8 +49,7 @@
 #define DEL_CHUNK 1024
 
 struct opts {
-    const char *config;    /* --config, or the default when it exists */
-    const char *cache_dir; /* --cache-dir, overrides the config's */
+    struct tool_opts t;    /* --config, --cache-dir */
     int repair;
     char **names;          /* templates to check; all when nnames is 0 */
     int nnames;
@@ -77,79 +77,45 @@ struct totals {
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "Usage: " PROG " [OPTIONS] [TEMPLATE...]\n"
-            "Check every cached block against its checksum (imgcache must "
-            "be stopped).\n"
-            "Exit 0 all good, 1 bad blocks found, 2 error.\n\n"
-            "  -c, --config FILE     imgcache.conf (default %s if present)\n"
-            "  -C, --cache-dir DIR   cache directory (overrides the config)\n"
-            "  -r, --repair          remove bad blocks from the index and "
-            "punch them\n"
-            "                        out of the data file (refetched on "
-            "next read)\n"
-            "  -h, --help            this help\n"
-            "  -V, --version         print the version\n",
-            CONF_DEFAULT_PATH);
+    fputs("Usage: " PROG " [OPTIONS] [TEMPLATE...]\n"
+          "Check every cached block against its checksum (imgcache must "
+          "be stopped).\n"
+          "Exit 0 all good, 1 bad blocks found, 2 error.\n\n"
+          TOOL_USAGE_DIRS
+          "  -r, --repair          remove bad blocks from the index and "
+          "punch them\n"
+          "                        out of the data file (refetched on "
+          "next read)\n"
+          TOOL_USAGE_HELP, f);
 }
 
 /* 0 to go on, 1 to exit 0 (help, version), -1 to exit 2. */
 static int parse_args(int argc, char **argv, struct opts *o)
 {
     static const struct option lopts[] = {
-        {"config", required_argument, NULL, 'c'},
-        {"cache-dir", required_argument, NULL, 'C'},
+        TOOL_LONGOPTS,
         {"repair", no_argument, NULL, 'r'},
-        {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
     };
     int c;
 
-    while ((c = getopt_long(argc, argv, "c:C:rhV", lopts, NULL)) != -1) {
-        switch (c) {
-        case 'c':
-            o->config = optarg;
-            break;
-        case 'C':
-            o->cache_dir = optarg;
-            break;
-        case 'r':
+    o->t.prog = PROG;
+    while ((c = getopt_long(argc, argv, TOOL_OPTSTRING "r", lopts, NULL)) !=
+           -1) {
+        if (c == 'r') {
             o->repair = 1;
-            break;
-        case 'h':
-            usage(stdout);
+            continue;
+        }
+        int r = tool_opt(&o->t, c, optarg, usage);
+        if (r == 1)
             return 1;
-        case 'V':
-            printf(PROG " %s\n", PACKAGE_VERSION);
-            return 1;
-        default:
+        if (r < 0) {
             usage(stderr);
             return -1;
         }
     }
     o->names = argv + optind;
     o->nnames = argc - optind;
-    return 0;
-}
-
-/* cache_dir: --cache-dir, else the config's, else the default.  The
- * config is read only for that.  0 or -1 (reported). */
-static int resolve_cache_dir(const struct opts *o, char *out, size_t len)
-{
-    char err[512], *dir = NULL;
-
-    if (o->cache_dir == NULL &&
-        conf_cache_dir(o->config, &dir, err, sizeof err) < 0) {
-        fprintf(stderr, PROG ": %s\n", err);
-        return -1;
-    }
-    int n = snprintf(out, len, "%s", o->cache_dir ? o->cache_dir : dir);
-    free(dir);
-    if (n < 0 || (size_t)n >= len) {
-        fprintf(stderr, PROG ": cache directory name too long\n");
-        return -1;
-    }
     return 0;
 }
 
@@ -495,7 +461,7 @@ int main(int argc, char **argv)
     rc = parse_args(argc, argv, &o);
     if (rc != 0)
         return rc > 0 ? 0 : EXIT_TROUBLE;
-    if (resolve_cache_dir(&o, cache_dir, sizeof cache_dir) < 0 ||
+    if (tool_cache_dir(&o.t, NULL, cache_dir, sizeof cache_dir) < 0 ||
         daemon_stopped(cache_dir) < 0 || run(&o, cache_dir, &tot) < 0)
         return EXIT_TROUBLE;
     printf(PROG ": %" PRIu64 " template%s, %" PRIu64 " blocks checked (%"
