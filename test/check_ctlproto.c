@@ -86,23 +86,23 @@ END_TEST
 
 START_TEST(answer_kinds)
 {
-    char ok[] = "ok", okf[] = "ok\tpinned\t42", er[] = "error\tno template",
-         okay[] = "okay", prog[] = "progress\t1\t2", errx[] = "errors";
-    char *f[4];
-    int nf;
+    static const struct {
+        const char *line;
+        enum ctl_answer want;
+    } cases[] = {
+        {"ok", CTL_ANSWER_OK},         {"ok\tpinned\t42", CTL_ANSWER_OK},
+        {"error\tno template", CTL_ANSWER_ERROR},
+        {"okay", CTL_ANSWER_INFO},     {"progress\t1\t2", CTL_ANSWER_INFO},
+        {"errors", CTL_ANSWER_INFO},   {"", CTL_ANSWER_INFO},
+    };
+    char line[64], *f[4];
 
-    nf = ctlproto_split(ok, f, 4);
-    ck_assert_int_eq(ctlproto_answer(f, nf), CTL_ANSWER_OK);
-    nf = ctlproto_split(okf, f, 4);
-    ck_assert_int_eq(ctlproto_answer(f, nf), CTL_ANSWER_OK);
-    nf = ctlproto_split(er, f, 4);
-    ck_assert_int_eq(ctlproto_answer(f, nf), CTL_ANSWER_ERROR);
-    nf = ctlproto_split(okay, f, 4);
-    ck_assert_int_eq(ctlproto_answer(f, nf), CTL_ANSWER_INFO);
-    nf = ctlproto_split(prog, f, 4);
-    ck_assert_int_eq(ctlproto_answer(f, nf), CTL_ANSWER_INFO);
-    nf = ctlproto_split(errx, f, 4);
-    ck_assert_int_eq(ctlproto_answer(f, nf), CTL_ANSWER_INFO);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        snprintf(line, sizeof line, "%s", cases[i].line);
+        int nf = ctlproto_split(line, f, 4);
+        ck_assert_msg(ctlproto_answer(f, nf) == cases[i].want, "'%s'",
+                      cases[i].line);
+    }
 }
 END_TEST
 
