@@ -13,7 +13,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CONF_DEFAULT_PATH "/etc/imgcache/imgcache.conf"
+/* Where the tools look for a config when given none.  SYSCONFDIR is
+ * configure's sysconfdir (AM_CPPFLAGS): /etc for the prefixes /usr and
+ * /usr/local (configure.ac), else PREFIX/etc, unless --sysconfdir says. */
+#define CONF_DEFAULT_PATH SYSCONFDIR "/imgcache/imgcache.conf"
 #define CONF_DEFAULT_CACHE_DIR "/var/cache/imgcache"
 #define CONF_DEFAULT_READAHEAD (16u << 20)
 
