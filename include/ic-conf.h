@@ -15,7 +15,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CONF_DEFAULT_PATH "/etc/imgcache/imgcache.conf"
+/* Where the tools look for a config when given none.  SYSCONFDIR is
+ * configure's sysconfdir (AM_CPPFLAGS): /etc for the prefixes /usr and
+ * /usr/local (configure.ac), else PREFIX/etc, unless --sysconfdir says. */
+#define CONF_DEFAULT_PATH SYSCONFDIR "/imgcache/imgcache.conf"
 #define CONF_DEFAULT_CACHE_DIR "/var/cache/imgcache"
 #define CONF_DEFAULT_READAHEAD (16u << 20)
 
@@ -74,10 +77,6 @@ int conf_load(const char *path, struct conf **out, char *err, size_t errlen);
 int conf_parse_string(const char *text, const char *name, struct conf **out,
                       char *err, size_t errlen);
 void conf_free(struct conf *c);
-/* The tools' cache_dir: that of `config`, or of CONF_DEFAULT_PATH when
- * config is NULL and that file exists, else CONF_DEFAULT_CACHE_DIR.  0 with
- * *out malloc'd, or -errno with the reason in err. */
-int conf_cache_dir(const char *config, char **out, char *err, size_t errlen);
 
 /* A template name: non-empty, <= 255 bytes, no '/', not "." or "..",
  * no control characters (bytes < 0x20 and 0x7f).  Returns 1 if valid. */

@@ -5,11 +5,12 @@
  * only uid 0 and the owner of cache_dir are served.  At most CTL_MAX_CONN
  * connections at a time, one detached worker thread each.
  *
- * Protocol: text lines ending in '\n', fields separated by TAB (template
- * names cannot contain control characters).  A client sends one request
- * line at a time (several in sequence on one connection are fine); the
- * answer is zero or more informational lines, then exactly one final line
- * "ok[\tFIELD...]" or "error\tMESSAGE".  Requests:
+ * Protocol: TAB-separated text lines, framed as ic-ctlproto.h says (the
+ * one implementation of the wire format, shared with the clients).  A
+ * client sends one request line at a time (several in sequence on one
+ * connection are fine); the answer is zero or more informational lines,
+ * then exactly one final line "ok[\tFIELD...]" or "error\tMESSAGE".
+ * Requests:
  *
  *   pin\tT\tSPEC        SPEC: comma list of START-END, START+LENGTH,
  *                       qcow2-metadata (profile:PATH is refused: the tool
@@ -47,9 +48,8 @@
 #ifndef IC_CTL_H
 #define IC_CTL_H
 
-#define CTL_SOCK_NAME "ctl.sock"
-/* Large enough for a boot profile of ~40000 merged ranges sent inline. */
-#define CTL_LINE_MAX (1u << 20)
+#include "ic-ctlproto.h" /* CTL_SOCK_NAME, CTL_LINE_MAX */
+
 #define CTL_MAX_CONN 16
 #define CTL_IO_TIMEOUT_S 10
 #define CTL_HEARTBEAT_MS 5000

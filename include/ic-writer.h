@@ -34,20 +34,30 @@ int writer_start(struct index *ix, struct writer **out);
 /* Flush everything queued, stop the thread.  ix stays open (caller closes). */
 void writer_stop(struct writer *w);
 
-/* Queue a block record; data_fd is the data file holding its bytes (ADD):
- * the writer dup()s it, so the caller may close its own fd at any time. */
-void writer_add(struct writer *w, const struct index_rec *rec, int data_fd);
-/* Queue a template row update (new generation, size...). */
-void writer_tmpl(struct writer *w, const struct index_tmpl *t);
-/* Queue removal of every block row of tid not in keep_gen. */
-void writer_drop_gens(struct writer *w, int64_t tid, uint64_t keep_gen);
-/* Queue an event row. */
-void writer_event(struct writer *w, int64_t tid, const char *kind,
-                  uint64_t blocks, uint64_t bytes, const char *detail);
-/* Queue a save of a template's cumulative counters. */
-void writer_counters(struct writer *w, int64_t tid,
-                     const struct index_counters *c);
-/* Queue replacing a template's pinned ranges.  0 or -ENOMEM. */
+/* Queueing.  Each function copies what it is given (the caller keeps its
+ * own) and returns 0 when the job is queued (or replaced a pending one),
+ * else -errno with nothing queued, already logged here:
+ *   -ENOMEM    out of memory;
+ *   -ENOBUFS   past the bound above (an ADD or an event only; logged once
+ *              until the writer catches up);
+ *   -errno     writer_add: fstat or dup of data_fd failed.
+ * A caller that must not lose the job (a template row, a DEL) checks the
+ * status; nothing is retried here. */
+
+/* A block record; data_fd is the data file holding its bytes (ADD): the
+ * writer dup()s it, so the caller may close its own fd at any time. */
+int writer_add(struct writer *w, const struct index_rec *rec, int data_fd);
+/* A template row update (new generation, size...). */
+int writer_tmpl(struct writer *w, const struct index_tmpl *t);
+/* Removal of every block row of tid not in keep_gen. */
+int writer_drop_gens(struct writer *w, int64_t tid, uint64_t keep_gen);
+/* An event row (detail may be NULL). */
+int writer_event(struct writer *w, int64_t tid, const char *kind,
+                 uint64_t blocks, uint64_t bytes, const char *detail);
+/* A save of a template's cumulative counters. */
+int writer_counters(struct writer *w, int64_t tid,
+                    const struct index_counters *c);
+/* Replacing a template's pinned ranges (n may be 0: no pins). */
 int writer_pins(struct writer *w, int64_t tid, const struct byte_range *r,
                 size_t n);
 /* Block until everything queued before the call is committed.  -EIO when a

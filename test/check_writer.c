@@ -173,6 +173,61 @@ START_TEST(test_bound)
 }
 END_TEST
 
+/* Every enqueue says whether it queued: 0 for each kind, with the
+ * caller's data copied (changing it afterwards changes nothing committed);
+ * -ENOBUFS for an ADD past the bound, while a DEL is still queued; an
+ * error for an ADD whose data file cannot be tracked, with nothing
+ * queued. */
+START_TEST(test_enqueue_status)
+{
+    struct fixture f = {0};
+    fx_start(&f);
+    struct index_tmpl t = {.id = f.tid, .size = 2 << 20, .generation = 2,
+                           .block_size = 65536};
+    snprintf(t.name, sizeof t.name, "t.img");
+    struct index_counters c = {.hits = 42};
+    struct byte_range pins[2] = {{0, 65536}, {1 << 20, 65536}};
+    char detail[] = "detail";
+    struct index_rec add = {.op = INDEX_ADD, .tid = f.tid, .gen = 2,
+                            .blk = 1, .csum = 7};
+
+    ck_assert_int_eq(writer_tmpl(f.w, &t), 0);
+    ck_assert_int_eq(writer_add(f.w, &add, f.fd), 0);
+    ck_assert_int_eq(writer_drop_gens(f.w, f.tid, 2), 0);
+    ck_assert_int_eq(writer_counters(f.w, f.tid, &c), 0);
+    ck_assert_int_eq(writer_event(f.w, f.tid, "fill", 1, 2, detail), 0);
+    ck_assert_int_eq(writer_event(f.w, f.tid, "fill", 1, 2, NULL), 0);
+    ck_assert_int_eq(writer_pins(f.w, f.tid, pins, 2), 0);
+    t.generation = 99;
+    c.hits = 99;
+    pins[0].len = 99;
+    strcpy(detail, "XXXXXX");
+    ck_assert_int_eq(writer_flush(f.w), 0);
+    ck_assert_int_eq(sql_int(f.db, "SELECT generation FROM templates"), 2);
+    ck_assert_int_eq(sql_int(f.db, "SELECT hits FROM counters"), 42);
+    ck_assert_int_eq(sql_int(f.db, "SELECT sum(len) FROM pins"), 131072);
+    ck_assert_int_eq(sql_int(f.db, "SELECT count(*) FROM events WHERE "
+                                   "detail = 'detail'"), 1);
+    ck_assert_int_eq(sql_int(f.db, "SELECT count(*) FROM blocks"), 1);
+    ck_assert_int_eq(writer_pins(f.w, f.tid, NULL, 0), 0);
+
+    int bad = dup(f.fd);
+    close(bad);
+    add.blk = 2;
+    ck_assert_int_eq(writer_add(f.w, &add, bad), -EBADF);
+    writer_set_max_pending(f.w, 0);
+    add.blk = 3;
+    ck_assert_int_eq(writer_add(f.w, &add, f.fd), -ENOBUFS);
+    add.op = INDEX_DEL;
+    add.blk = 1;
+    ck_assert_int_eq(writer_add(f.w, &add, -1), 0);
+    ck_assert_int_eq(writer_flush(f.w), 0);
+    ck_assert_int_eq(sql_int(f.db, "SELECT count(*) FROM blocks"), 0);
+    ck_assert_int_eq(sql_int(f.db, "SELECT count(*) FROM pins"), 0);
+    fx_stop(&f);
+}
+END_TEST
+
 /* Stopping while the index stays locked ends in bounded time. */
 START_TEST(test_stop_bounded)
 {
@@ -272,7 +327,7 @@ static Suite *writer_suite(void)
 {
     const TTest *tests[] = {test_index_ebusy, test_busy_keeps_records,
                             test_bound, test_stop_bounded, test_order,
-                            test_flush_since};
+                            test_flush_since, test_enqueue_status};
     return ck_suite("writer", tests, CK_NTESTS(tests), setup, teardown, 60);
 }
 

@@ -429,13 +429,25 @@ NGINXCONF
 
 FAULTSRV=$top_srcdir/test/faultsrv.py
 
+# require_local_http: for tests whose HTTP servers run here (nginx,
+# faultsrv, free_port): exit 77 (SKIP) without python3, and drop the
+# proxy settings of the environment, which would send 127.0.0.1 elsewhere.
+require_local_http() {
+	command -v python3 >/dev/null 2>&1 || skip "python3 not installed"
+	unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy \
+		ALL_PROXY no_proxy NO_PROXY
+}
+
 # start_faultsrv NAME DATA [ARGS...]: start test/faultsrv.py serving DATA,
-# logging requests to $T/NAME.log; sets PORT and PID_NAME.
+# logging requests to $T/NAME.log; sets PORT, URL (http://127.0.0.1:PORT,
+# https with --tls-cert) and PID_NAME.  A NAME may be started again after
+# stop_faultsrv NAME (e.g. with --port on the same port).
 start_faultsrv() {
 	_sf=$1
 	_sd=$2
 	shift 2
 	command -v python3 >/dev/null 2>&1 || skip "python3 not installed"
+	rm -f "$T/$_sf.port"
 	python3 "$FAULTSRV" --data "$_sd" --port-file "$T/$_sf.port" \
 		--log "$T/$_sf.log" "$@" >/dev/null 2>"$T/$_sf.err" &
 	_register $! -
@@ -445,6 +457,10 @@ start_faultsrv() {
 		fail "faultsrv $_sf did not start"
 	fi
 	PORT=$(cat "$T/$_sf.port")
+	# shellcheck disable=SC2034 # used by the tests
+	URL=http://127.0.0.1:$PORT
+	# shellcheck disable=SC2034
+	case " $* " in *" --tls-cert "*) URL=https://127.0.0.1:$PORT ;; esac
 }
 
 # stop_pid PID: stop a server of ours started with _register PID -

@@ -15,11 +15,8 @@
 # shellcheck source=test/lib.sh
 . "${top_srcdir:-$(dirname "$0")/..}/test/lib.sh"
 require_fuse
-command -v python3 >/dev/null 2>&1 || skip "python3 not installed"
+require_local_http
 command -v sqlite3 >/dev/null 2>&1 || skip "sqlite3 not installed"
-# Everything here talks to 127.0.0.1: no proxy from the environment.
-unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY \
-	no_proxy NO_PROXY
 # Debug logging: the secrets check must cover every line the daemon writes.
 IMGCACHE_DEBUG=1
 export IMGCACHE_DEBUG
@@ -40,15 +37,15 @@ open(sys.argv[2], "wb").write(d.translate(bytes(range(255, -1, -1))))' \
 
 
 start_faultsrv B "$T/data"
-B=http://127.0.0.1:$PORT
+B=$URL
 start_faultsrv A "$T/data" --redirect-to "$B"
 PA=$PORT
-A=http://127.0.0.1:$PA
+A=$URL
 # Requests to etagflip/ 1..3 see the old content, 4.. the new: 1 is the
 # HEAD at start, 2 the HEAD of the open that reads the whole file, 3 its
 # first block; the rest (and the daemon's readahead) come after the change.
 start_faultsrv C "$T/flip" --flip-after 3
-C=http://127.0.0.1:$PORT
+C=$URL
 # Credentials and a token that must never be seen again.
 SA=http://user:secret@127.0.0.1:$PA
 

@@ -12,9 +12,7 @@
 
 ORIGIN_GET=${ORIGIN_GET:-$top_builddir/test/origin-get}
 [ -x "$ORIGIN_GET" ] || fail "$ORIGIN_GET is not built (run make check)"
-command -v python3 >/dev/null 2>&1 || skip "python3 not installed"
-unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY \
-	no_proxy NO_PROXY
+require_local_http
 
 DL=3000             # --timeout-ms of every call
 BOUND=$((DL + 1000)) # one call may take DL; the rest is process start-up
@@ -65,9 +63,10 @@ read_fails() {
 }
 
 start_faultsrv B "$T/data"
-B=http://127.0.0.1:$PORT
+B=$URL
 start_faultsrv A "$T/data" --redirect-to "$B" --flip-after 2
-A=http://127.0.0.1:$PORT
+A=$URL
+PA=$PORT
 
 # --- servers that answer correctly, possibly after a transient error
 read_ok "ok/: strong ETag, If-Match" "$A/ok/t.img"
@@ -159,10 +158,10 @@ read_fails "mirror with another validator is not used" \
 
 # --- proxy (faultsrv answers absolute-form requests like a proxy)
 read_ok "proxy setting is used" http://origin.invalid/ok/t.img \
-	--proxy "http://127.0.0.1:$(cat "$T/A.port")"
+	--proxy "$A"
 check "proxy: the request went through it" \
 	grep -q '^GET http://origin.invalid/ok/t.img ' "$T/A.log"
-http_proxy=http://127.0.0.1:$(cat "$T/A.port")
+http_proxy=$A
 export http_proxy
 read_ok "http_proxy from the environment is used" \
 	http://env.invalid/ok/t.img
@@ -173,7 +172,7 @@ printf 'machine 127.0.0.1 login bob password hunter2\n' >"$T/netrc"
 : >"$T/A.log"
 read_ok "netrc" "$A/ok/t.img" --netrc "$T/netrc"
 check "netrc: credentials were sent" grep -q ' auth$' "$T/A.log"
-SECRET_A=http://user:secret@127.0.0.1:$(cat "$T/A.port")
+SECRET_A=http://user:secret@127.0.0.1:$PA
 : >"$T/B.log"
 : >"$T/leaks"
 for m in ok 404 loop redirect gzip; do
@@ -199,7 +198,7 @@ if command -v openssl >/dev/null 2>&1 &&
 		-out "$T/cert.pem" >/dev/null 2>&1; then
 	start_faultsrv C "$T/data" --redirect-to "$B" --tls-cert "$T/cert.pem" \
 		--tls-key "$T/key.pem"
-	C=https://127.0.0.1:$PORT
+	C=$URL
 	read_ok "https with ca_file" "$C/ok/t.img" --ca-file "$T/cert.pem"
 	read_fails "https, unknown CA: refused" "Input/output error" \
 		"$C/ok/t.img"

@@ -10,7 +10,7 @@
 require_fuse
 require_nginx
 command -v curl >/dev/null 2>&1 || skip "curl not installed"
-unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY
+require_local_http
 
 BS=65536
 SIZE=$((24 * 1048576 + 4321))
@@ -43,8 +43,7 @@ gen_of() {
 	getfattr --only-values -n user.imgcache.generation "$1" 2>/dev/null
 }
 
-PORT=$(python3 -c 'import socket; s = socket.socket()
-s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+PORT=$(free_port)
 start_nginx
 {
 	global_section

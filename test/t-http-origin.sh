@@ -13,10 +13,7 @@ ORIGIN_GET=${ORIGIN_GET:-$top_builddir/test/origin-get}
 [ -x "$ORIGIN_GET" ] || fail "$ORIGIN_GET is not built (run make check)"
 require_nginx
 command -v curl >/dev/null 2>&1 || skip "curl not installed"
-command -v python3 >/dev/null 2>&1 || skip "python3 not installed"
-# Everything here talks to 127.0.0.1: no proxy from the environment.
-unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY \
-	no_proxy NO_PROXY
+require_local_http
 
 SIZE=$((16 * 1048576 + 12345)) # the last block is short
 make_file_bytes "$T/www/t.img" "$SIZE"

@@ -16,7 +16,7 @@ require_fuse
 require_nginx
 command -v curl >/dev/null 2>&1 || skip "curl not installed"
 command -v sqlite3 >/dev/null 2>&1 || skip "sqlite3 not installed"
-unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY
+require_local_http
 REPORT=$top_builddir/tools/imgcache-report
 PIN=$top_builddir/tools/imgcache-pin
 

@@ -17,7 +17,7 @@ config: conf pinspec qcow2
 origin: url health http-check origin-file origin-http origin
 index:  index index-report index-scrub writer
 engine: blockmap store stage pin cache evict read readahead prewarm engine
-daemon: ctl fuse-ops main
+daemon: ctlproto ctl fuse-ops main
 "
 
 objs=$(find "$top_builddir/fs" -name '*.o' ! -path '*/.libs/*' | sort)

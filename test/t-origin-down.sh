@@ -20,9 +20,8 @@ require_fuse
 require_nginx
 command -v curl >/dev/null 2>&1 || skip "curl not installed"
 command -v getfattr >/dev/null 2>&1 || skip "getfattr not installed"
-unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY
+require_local_http
 REPORT=$top_builddir/tools/imgcache-report
-FAULTSRV=$top_srcdir/test/faultsrv.py
 [ -x "$REPORT" ] || fail "$REPORT is not built (run make)"
 
 SIZE=$((4 * 1048576))
@@ -31,6 +30,8 @@ for f in a b c; do
 	cp "$T/www/$f.img" "$T/$f.orig"
 done
 make_file_bytes "$T/d.orig" "$SIZE"
+start_faultsrv fs "$T/d.orig" --delay 1.5
+FPORT=$PORT
 
 PORT=$(free_port)
 PORT2=$(free_port)
@@ -56,12 +57,6 @@ start_nginx "$T/nginx" "$PORT"
 PID1=$NGINX_PID
 start_nginx "$T/nginx2" "$PORT2"
 PID2=$NGINX_PID
-
-python3 "$FAULTSRV" --data "$T/d.orig" --port-file "$T/fs.port" \
-	--log "$T/fs.log" --delay 1.5 >/dev/null 2>"$T/fs.err" &
-_register $! -
-wait_for 10 test -s "$T/fs.port" || fail "faultsrv did not start"
-FPORT=$(cat "$T/fs.port")
 
 {
 	printf '[global]\ncache_dir = %s\nblock_size = 64K\n' "$CACHE"

@@ -21,14 +21,13 @@
 require_fuse
 [ "$(id -u)" = 0 ] || skip "needs root (chown, setpriv)"
 command -v setpriv >/dev/null 2>&1 || skip "setpriv not installed"
-command -v python3 >/dev/null 2>&1 || skip "python3 not installed"
+require_local_http
 getent passwd 65534 >/dev/null 2>&1 || skip "no uid 65534 (nobody)"
 # As nobody: the path to the mount must be searchable.
 chmod 0711 "$T"
 NOBODY_G="setpriv --reuid=65534 --regid=65534"
 NOBODY="$NOBODY_G --clear-groups"
 REPORT=$top_builddir/tools/imgcache-report
-FAULTSRV=$top_srcdir/test/faultsrv.py
 
 make_file "$T/src/a.img" 4
 
@@ -336,29 +335,10 @@ stop_imgcache "$MNT"
 CACHE=$T/cache-e
 make_file "$T/data" 16
 SRVLOG=$T/srv.log
-start_srv() {
-	rm -f "$T/srv.port"
-	python3 "$FAULTSRV" --data "$T/data" --port-file "$T/srv.port" \
-		--log "$SRVLOG" --redirect-to "http://u:redirsecret@127.0.0.1:$1" \
-		--port "$1" >/dev/null 2>"$T/srv.err" &
-	SRV_PID=$!
-	_register "$SRV_PID" -
-	wait_for 10 test -s "$T/srv.port" || {
-		show_log "$T/srv.err"
-		fail "faultsrv did not start"
-	}
-}
-stop_srv() {
-	kill -TERM "$SRV_PID" 2>/dev/null || true
-	_wait_exit "$SRV_PID" 5 || kill -KILL "$SRV_PID" 2>/dev/null
-	wait "$SRV_PID" 2>/dev/null || true
-	_unregister "$SRV_PID"
-}
-PORT=$(python3 -c 'import socket; s = socket.socket()
-s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-DEAD=$(python3 -c 'import socket; s = socket.socket()
-s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-start_srv "$PORT"
+PORT=$(free_port)
+DEAD=$(free_port)
+start_faultsrv srv "$T/data" --port "$PORT" \
+	--redirect-to "http://u:redirsecret@127.0.0.1:$PORT" # logs to $SRVLOG
 printf 'machine 127.0.0.1 login nuser password netrcsecret\n' >"$T/netrc"
 chmod 0600 "$T/netrc"
 U=http://user:secret@127.0.0.1:$PORT
@@ -394,7 +374,7 @@ for f in g.img x.img; do # left out at start (503, 404) unless they appear
 	fi
 done
 # Failing reads: the origin goes away.
-stop_srv
+stop_faultsrv srv
 for f in s.img n.img r.img; do
 	rc=0
 	bounded dd if="$MNT/$f" of=/dev/null bs=64K skip=200 count=1 \

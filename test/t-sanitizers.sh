@@ -2,8 +2,11 @@
 # t-sanitizers: the whole suite again, built with --enable-sanitizers
 # (AddressSanitizer + UndefinedBehaviorSanitizer, halting on the first
 # error), in a fresh copy of the distribution; and the unit tests under
-# valgrind.  Skipped inside that nested run and in distcheck
-# (configure --disable-sanitizer-pass).
+# valgrind.  Skipped inside that nested run (configure
+# --disable-sanitizer-pass).  The copy is made from the build tree
+# (make distdir) into $T, so a read-only source tree (distcheck) and a
+# separate build tree are fine; the nested make check runs what TESTS
+# names when the outer make was given TESTS (MAKEFLAGS carries it).
 # shellcheck source=test/lib.sh
 . "${top_srcdir:-$(dirname "$0")/..}/test/lib.sh"
 [ "${SANITIZER_PASS:-yes}" = yes ] || skip "sanitizer pass disabled here"

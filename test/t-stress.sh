@@ -23,7 +23,7 @@
 require_fuse
 require_nginx
 command -v curl >/dev/null 2>&1 || skip "curl not installed"
-unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY
+require_local_http
 
 DURATION=${DURATION:-20}
 FLAP_UP=${FLAP_UP:-3}

@@ -15,9 +15,7 @@
 # shellcheck source=test/lib.sh
 . "${top_srcdir:-$(dirname "$0")/..}/test/lib.sh"
 require_fuse
-command -v python3 >/dev/null 2>&1 || skip "python3 not installed"
-unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY \
-	no_proxy NO_PROXY
+require_local_http
 
 MIB=1048576
 make_file "$T/v1" 32

@@ -10,18 +10,18 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
-#include <poll.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include "ic-conf.h"
 #include "ic-ctl.h"
+#include "ic-ctlproto.h"
 #include "ic-pinspec.h"
+#include "ic-tool.h"
 #include "ic-util.h"
 
 #define EXIT_FAIL 1
@@ -49,8 +49,7 @@ struct client {
     int fd;
     int timeout_s;            /* longest wait for one answer line */
     int quiet;                /* no messages from client_line() */
-    char buf[ANSWER_LINE_MAX];
-    size_t len, off;          /* buf[off, len): received, not consumed */
+    struct ctl_reader rd;
 };
 
 /* Called with each informational line's fields; non-zero stops. */
@@ -108,21 +107,6 @@ static void help(void)
 
 /* ------------------------------------------------------------ options */
 
-static int parse_count(const char *s, unsigned lo, unsigned hi,
-                       unsigned *out)
-{
-    char *end;
-
-    if (*s < '0' || *s > '9')
-        return -1;
-    errno = 0;
-    unsigned long v = strtoul(s, &end, 10);
-    if (errno != 0 || *end != '\0' || v < lo || v > hi)
-        return -1;
-    *out = (unsigned)v;
-    return 0;
-}
-
 static int parse_opt(struct opts *o, int c, const char *arg)
 {
     switch (c) {
@@ -136,11 +120,11 @@ static int parse_opt(struct opts *o, int c, const char *arg)
     case 'h': o->help = 1; return 0;
     case 'V': o->version = 1; return 0;
     case 'j':
-        if (parse_count(arg, 1, CTL_PARALLEL_MAX, &o->parallel) == 0)
+        if (ctlproto_uint(arg, 1, CTL_PARALLEL_MAX, &o->parallel) == 0)
             return 0;
         return usage_error("--parallel takes a number from 1 to 16");
     case 'r':
-        if (parse_count(arg, 1, CTL_RECORD_MAX_S, &o->record) == 0)
+        if (ctlproto_uint(arg, 1, CTL_RECORD_MAX_S, &o->record) == 0)
             return 0;
         return usage_error("--record takes a number of seconds from 1 to "
                            "3600");
@@ -220,131 +204,63 @@ static int parse_args(int argc, char **argv, struct opts *o)
     return check_modes(o);
 }
 
-/* --cache-dir, else the config's cache_dir (--config, or the default
- * config when it exists), else the default directory.  *dir malloc'd. */
-static int cache_dir_of(const struct opts *o, char **dir)
+/* The daemon's cache_dir, as every tool finds it (ic-tool.h). */
+static int cache_dir_of(const struct opts *o, char *dir, size_t len)
 {
-    char err[1024];
+    struct tool_opts t = {.prog = "imgcache-pin", .config = o->config,
+                          .cache_dir = o->cache_dir};
 
-    if (o->cache_dir)
-        return (*dir = strdup(o->cache_dir)) ? 0 : EXIT_FAIL;
-    if (conf_cache_dir(o->config, dir, err, sizeof err) < 0) {
-        say("%s", err);
-        return EXIT_USAGE;
-    }
-    return 0;
+    return tool_cache_dir(&t, NULL, dir, len) == 0 ? 0 : EXIT_USAGE;
 }
 
 /* ------------------------------------------------------------ client */
 
 static int client_connect(struct client *cl, const char *dir)
 {
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    int n = snprintf(sa.sun_path, sizeof sa.sun_path, "%s/%s", dir,
-                     CTL_SOCK_NAME);
-
     memset(cl, 0, sizeof *cl);
-    if (n < 0 || (size_t)n >= sizeof sa.sun_path) {
-        say("cannot connect to %s/%s: path too long", dir, CTL_SOCK_NAME);
-        return EXIT_FAIL;
-    }
-    cl->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (cl->fd >= 0 &&
-        connect(cl->fd, (struct sockaddr *)&sa, sizeof sa) == 0)
+    cl->fd = ctlproto_connect(dir);
+    if (cl->fd >= 0) {
+        ctl_reader_init(&cl->rd, cl->fd, ANSWER_LINE_MAX);
         return 0;
-    int e = errno;
-    if (e == EACCES || e == EPERM)
-        say("cannot connect to %s: %s (only root and the owner of %s may)",
-            sa.sun_path, strerror(e), dir);
+    }
+    int e = -cl->fd;
+    if (e == ENAMETOOLONG)
+        say("cannot connect to %s/%s: path too long", dir, CTL_SOCK_NAME);
+    else if (e == EACCES || e == EPERM)
+        say("cannot connect to %s/%s: %s (only root and the owner of %s "
+            "may)", dir, CTL_SOCK_NAME, strerror(e), dir);
     else
-        say("cannot connect to %s: %s (is imgcache running?)", sa.sun_path,
-            strerror(e));
-    if (cl->fd >= 0)
-        close(cl->fd);
+        say("cannot connect to %s/%s: %s (is imgcache running?)", dir,
+            CTL_SOCK_NAME, strerror(e));
     cl->fd = -1;
     return EXIT_FAIL;
 }
 
-/* 0 or an errno value. */
-static int client_send(struct client *cl, const char *line)
+static void client_close(struct client *cl)
 {
-    size_t n = strlen(line);
-
-    while (n > 0) {
-        ssize_t w = send(cl->fd, line, n, MSG_NOSIGNAL);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0)
-            return errno;
-        line += w;
-        n -= (size_t)w;
-    }
-    return 0;
+    ctl_reader_free(&cl->rd);
+    close(cl->fd);
 }
 
-/* Wait (at most cl->timeout_s) and read more bytes.  -1 with a message. */
-static int client_fill(struct client *cl)
-{
-    struct pollfd p = {.fd = cl->fd, .events = POLLIN};
-    int r;
-
-    do
-        r = poll(&p, 1, cl->timeout_s * 1000);
-    while (r < 0 && errno == EINTR);
-    if (r == 0) {
-        if (!cl->quiet)
-            say("no answer from the daemon for %d s", cl->timeout_s);
-        return -1;
-    }
-    ssize_t got = r < 0 ? -1 : recv(cl->fd, cl->buf + cl->len,
-                                    sizeof cl->buf - cl->len, 0);
-    if (got <= 0) {
-        if (!cl->quiet)
-            say("the daemon closed the connection%s%s", got < 0 ? ": " : "",
-            got < 0 ? strerror(errno) : "");
-        return -1;
-    }
-    cl->len += (size_t)got;
-    return 0;
-}
-
-/* Next answer line (NUL-terminated, in cl->buf), or NULL with a message. */
+/* Next answer line (NUL-terminated), or NULL with a message. */
 static char *client_line(struct client *cl)
 {
-    for (;;) {
-        char *start = cl->buf + cl->off;
-        char *nl = memchr(start, '\n', cl->len - cl->off);
-        if (nl != NULL) {
-            *nl = '\0';
-            cl->off = (size_t)(nl - cl->buf) + 1;
-            return start;
-        }
-        memmove(cl->buf, start, cl->len - cl->off);
-        cl->len -= cl->off;
-        cl->off = 0;
-        if (cl->len == sizeof cl->buf) {
-            if (!cl->quiet)
-                say("answer line from the daemon too long");
-            return NULL;
-        }
-        if (client_fill(cl) != 0)
-            return NULL;
-    }
-}
+    char *line;
+    int rc = ctl_reader_line(&cl->rd, (uint64_t)cl->timeout_s * 1000, &line);
 
-static int split(char *line, char **f, int max)
-{
-    int n = 0;
-
-    f[n++] = line;
-    while (n < max) {
-        char *tab = strchr(f[n - 1], '\t');
-        if (tab == NULL)
-            break;
-        *tab = '\0';
-        f[n++] = tab + 1;
-    }
-    return n;
+    if (rc == 1)
+        return line;
+    if (cl->quiet)
+        return NULL;
+    if (rc == -ETIMEDOUT)
+        say("no answer from the daemon for %d s", cl->timeout_s);
+    else if (rc == -EMSGSIZE)
+        say("answer line from the daemon too long");
+    else if (rc == 0)
+        say("the daemon closed the connection");
+    else
+        say("the daemon closed the connection: %s", strerror(-rc));
+    return NULL;
 }
 
 #define MAX_FIELDS 8
@@ -359,7 +275,7 @@ static int request(struct client *cl, const char *req, line_fn fn, void *ctx,
 
     /* A daemon that refuses us (permission, too many connections) answers
      * and hangs up, maybe before our request is sent: read its answer. */
-    int send_err = client_send(cl, req);
+    int send_err = -ctlproto_send(cl->fd, req, strlen(req));
     cl->quiet = send_err != 0;
     for (;;) {
         char *line = client_line(cl);
@@ -368,13 +284,14 @@ static int request(struct client *cl, const char *req, line_fn fn, void *ctx,
                 say("cannot send to the daemon: %s", strerror(send_err));
             return EXIT_FAIL;
         }
-        int nf = split(line, f, MAX_FIELDS);
-        if (strcmp(f[0], "ok") == 0 && send_err == 0) {
+        int nf = ctlproto_split(line, f, MAX_FIELDS);
+        enum ctl_answer a = ctlproto_answer(f, nf);
+        if (a == CTL_ANSWER_OK && send_err == 0) {
             for (int i = 0; i < nok; i++)
                 ok[i] = i + 1 < nf ? f[i + 1] : NULL;
             return 0;
         }
-        if (strcmp(f[0], "error") == 0) {
+        if (a == CTL_ANSWER_ERROR) {
             say("%s", nf > 1 ? f[1] : "the daemon reported an error");
             return EXIT_FAIL;
         }
@@ -635,7 +552,7 @@ static int do_pin(const struct opts *o, const char *dir)
         rc = change(&cl, o, &ps);
     if (rc == 0 && !o->unpin && !o->no_fetch)
         rc = warm(&cl, o->args[0], o->parallel);
-    close(cl.fd);
+    client_close(&cl);
     free(ps.r);
     return rc;
 }
@@ -724,7 +641,7 @@ static int do_list(const struct opts *o, const char *dir)
         snprintf(req, sizeof req, "list\n");
     cl.timeout_s = REQUEST_TIMEOUT_S;
     rc = request(&cl, req, on_pin_row, &t, NULL, 0);
-    close(cl.fd);
+    client_close(&cl);
     if (rc == 0)
         print_table(&t);
     for (size_t i = 0; i < t.n; i++)
@@ -822,7 +739,7 @@ static int do_record(const struct opts *o, const char *dir)
     int rc = client_connect(&cl, dir);
     if (rc == 0) {
         rc = record_to(&cl, o, fd, tmp);
-        close(cl.fd);
+        client_close(&cl);
     } else {
         close(fd);
         unlink(tmp);
@@ -836,7 +753,7 @@ static int do_record(const struct opts *o, const char *dir)
 int main(int argc, char **argv)
 {
     struct opts o = {0};
-    char *dir = NULL;
+    char dir[PATH_MAX];
 
     int rc = parse_args(argc, argv, &o);
     if (rc != 0)
@@ -848,7 +765,7 @@ int main(int argc, char **argv)
             printf("imgcache-pin %s\n", PACKAGE_VERSION);
         return 0;
     }
-    rc = cache_dir_of(&o, &dir);
+    rc = cache_dir_of(&o, dir, sizeof dir);
     if (rc != 0)
         return rc;
     if (o.list)
@@ -857,6 +774,5 @@ int main(int argc, char **argv)
         rc = do_record(&o, dir);
     else
         rc = do_pin(&o, dir);
-    free(dir);
     return rc;
 }

@@ -26,7 +26,6 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/statvfs.h>
-#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -34,12 +33,14 @@
 
 #include "ic-conf.h"
 #include "ic-ctl.h"
+#include "ic-ctlproto.h"
 #include "ic-health.h"
 #include "ic-index.h"
 #include "ic-index-report.h"
 #include "ic-log.h"
 #include "ic-origin.h"
 #include "ic-url.h"
+#include "ic-tool.h"
 
 #define PROG "imgcache-report"
 #define EXIT_ATTENTION 1
@@ -50,9 +51,7 @@
 enum format { FMT_TABLE, FMT_JSON, FMT_PROM };
 
 struct opts {
-    const char *config;    /* --config, or the default when it exists */
-    int config_given;
-    const char *cache_dir; /* --cache-dir, overrides the config's */
+    struct tool_opts t;    /* --config, --cache-dir */
     enum format fmt;
     int no_advance;
     int since_given;
@@ -112,27 +111,23 @@ struct report {
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "Usage: " PROG " [OPTIONS]\n"
-            "       " PROG " --check-pinned [TEMPLATE]\n"
-            "Report imgcache usage; exit 0 all well, 1 needs attention, "
-            "2 error.\n\n"
-            "  -c, --config FILE     imgcache.conf (default %s if present)\n"
-            "  -C, --cache-dir DIR   cache directory (overrides the config)\n"
-            "  -j, --json            one JSON document\n"
-            "  -p, --prometheus      node_exporter textfile format\n"
-            "  -s, --since WHEN      events since WHEN (1h, 30m, 2d, unix "
-            "seconds,\n"
-            "                        or 2026-11-22T10:00:00) instead of the "
-            "last report\n"
-            "  -n, --no-advance      do not move the last-report cursor\n"
-            "  -r, --retention DUR   prune events older than DUR (default "
-            "30d; 0: never)\n"
-            "  -k, --check-pinned    exit 0 only if every pinned block is "
-            "present\n"
-            "  -h, --help            this help\n"
-            "  -V, --version         print the version\n",
-            CONF_DEFAULT_PATH);
+    fputs("Usage: " PROG " [OPTIONS]\n"
+          "       " PROG " --check-pinned [TEMPLATE]\n"
+          "Report imgcache usage; exit 0 all well, 1 needs attention, "
+          "2 error.\n\n"
+          TOOL_USAGE_DIRS
+          "  -j, --json            one JSON document\n"
+          "  -p, --prometheus      node_exporter textfile format\n"
+          "  -s, --since WHEN      events since WHEN (1h, 30m, 2d, unix "
+          "seconds,\n"
+          "                        or 2026-11-22T10:00:00) instead of the "
+          "last report\n"
+          "  -n, --no-advance      do not move the last-report cursor\n"
+          "  -r, --retention DUR   prune events older than DUR (default "
+          "30d; 0: never)\n"
+          "  -k, --check-pinned    exit 0 only if every pinned block is "
+          "present\n"
+            TOOL_USAGE_HELP, f);
 }
 
 /* "90s", "30m", "1h", "2d", "1w" (a unit is required, so a bare number
@@ -228,13 +223,6 @@ static int bad_arg(const char *opt, const char *val)
 static int parse_opt(int c, struct opts *o, time_t now)
 {
     switch (c) {
-    case 'c':
-        o->config = optarg;
-        o->config_given = 1;
-        return 0;
-    case 'C':
-        o->cache_dir = optarg;
-        return 0;
     case 'j':
         o->fmt = FMT_JSON;
         return 0;
@@ -259,15 +247,12 @@ static int parse_opt(int c, struct opts *o, time_t now)
         o->check_pinned = 1;
         o->check_tmpl = optarg;
         return 0;
-    case 'h':
-        usage(stdout);
-        return 1;
-    case 'V':
-        printf(PROG " %s\n", PACKAGE_VERSION);
-        return 1;
-    default:
-        usage(stderr);
-        return -EINVAL;
+    default: {
+        int r = tool_opt(&o->t, c, optarg, usage);
+        if (r < 0)
+            usage(stderr);
+        return r < 0 ? -1 : r;
+    }
     }
 }
 
@@ -276,21 +261,20 @@ static int parse_opt(int c, struct opts *o, time_t now)
 static int parse_args(int argc, char **argv, struct opts *o, time_t now)
 {
     static const struct option lopts[] = {
-        {"config", required_argument, NULL, 'c'},
-        {"cache-dir", required_argument, NULL, 'C'},
+        TOOL_LONGOPTS,
         {"json", no_argument, NULL, 'j'},
         {"prometheus", no_argument, NULL, 'p'},
         {"since", required_argument, NULL, 's'},
         {"no-advance", no_argument, NULL, 'n'},
         {"retention", required_argument, NULL, 'r'},
         {"check-pinned", optional_argument, NULL, 'k'},
-        {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
     };
     int c;
 
-    while ((c = getopt_long(argc, argv, "c:C:jps:nr:khV", lopts, NULL)) != -1) {
+    o->t.prog = PROG;
+    while ((c = getopt_long(argc, argv, TOOL_OPTSTRING "jps:nr:k", lopts,
+                            NULL)) != -1) {
         int r = parse_opt(c, o, now);
         if (r != 0)
             return r;
@@ -316,21 +300,10 @@ static int parse_args(int argc, char **argv, struct opts *o, time_t now)
  * has said why on stderr; main turns that into the exit status. */
 static int load_config(const struct opts *o, struct report *r)
 {
-    const char *path = o->config;
-    struct conf *cf = NULL;
-    char err[512];
-    int rc;
+    struct conf *cf;
 
-    if (!o->config_given && access(CONF_DEFAULT_PATH, F_OK) == 0)
-        path = CONF_DEFAULT_PATH;
-    if (path != NULL && (rc = conf_load(path, &cf, err, sizeof err)) < 0) {
-        fprintf(stderr, PROG ": %s\n", err);
-        return rc;
-    }
-    const char *dir = o->cache_dir ? o->cache_dir
-                      : cf         ? cf->cache_dir
-                                   : CONF_DEFAULT_CACHE_DIR;
-    snprintf(r->cache_dir, sizeof r->cache_dir, "%s", dir);
+    if (tool_cache_dir(&o->t, &cf, r->cache_dir, sizeof r->cache_dir) < 0)
+        return -1;
     if (cf != NULL) {
         r->have_conf = 1;
         r->cache_max = cf->cache_max;
@@ -451,21 +424,9 @@ static void judge_cache(struct report *r)
 
 /* ------------------------------------------------------------ daemon */
 
-/* One answer line of "origins" (a TAB-separated line without '\n'). */
-static void origins_line(struct report *r, char *line)
+/* One informational answer line of "origins", split into f[0..nf). */
+static void origins_line(struct report *r, char **f, int nf)
 {
-    char *f[6];
-    int nf = 0;
-
-    for (char *p = line; nf < 6; nf++) {
-        f[nf] = p;
-        p = strchr(p, '\t');
-        if (p == NULL) {
-            nf++;
-            break;
-        }
-        *p++ = '\0';
-    }
     if (nf == 6 && strcmp(f[0], "host") == 0) {
         struct rhost *v = realloc(r->hosts, (r->nhosts + 1) * sizeof *v);
         if (v == NULL)
@@ -495,55 +456,30 @@ static void origins_line(struct report *r, char *line)
  * origin columns). */
 static int ask_origins(struct report *r)
 {
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
     struct timeval tv = {.tv_sec = CTL_IO_TIMEOUT_S};
-    char buf[8192];
-    size_t len = 0;
-    int rc = -EIO;
+    static const char req[] = "origins\n";
+    struct ctl_reader rd;
+    char *line, *f[6];
+    int rc = -1;
 
-    if ((size_t)snprintf(sa.sun_path, sizeof sa.sun_path, "%s/%s",
-                         r->cache_dir, CTL_SOCK_NAME) >= sizeof sa.sun_path)
-        return -ENAMETOOLONG;
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int fd = ctlproto_connect(r->cache_dir);
     if (fd < 0)
-        return -errno;
-    ssize_t sent = 0;
-    if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) != 0 ||
-        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) != 0 ||
-        connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0 ||
-        (sent = send(fd, "origins\n", 8, MSG_NOSIGNAL)) != 8) {
-        rc = sent > 0 ? -EIO : ic_neg_errno(EIO); /* short send: -EIO */
+        return -1;
+    ctl_reader_init(&rd, fd, 8192); /* longer than any line it sends */
+    if (setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) != 0 ||
+        ctlproto_send(fd, req, sizeof req - 1) != 0)
         goto out;
-    }
-    for (;;) {
-        char *nl = memchr(buf, '\n', len);
-        if (nl == NULL) {
-            /* A line longer than any the daemon sends. */
-            rc = -EPROTO;
-            if (len == sizeof buf)
-                goto out;
-            ssize_t got = recv(fd, buf + len, sizeof buf - len, 0);
-            if (got <= 0) {
-                rc = got < 0 ? -errno : -ECONNRESET;
-                goto out;
-            }
-            len += (size_t)got;
-            continue;
-        }
-        *nl = '\0';
-        if (strcmp(buf, "ok") == 0) {
+    while (ctl_reader_line(&rd, CTL_IO_TIMEOUT_S * 1000, &line) == 1) {
+        int nf = ctlproto_split(line, f, 6);
+        enum ctl_answer a = ctlproto_answer(f, nf);
+        if (a == CTL_ANSWER_OK)
             rc = 0;
-            break;
-        }
-        if (strncmp(buf, "error", 5) == 0) {
-            rc = -EOPNOTSUPP; /* a daemon without "origins" */
-            break;
-        }
-        origins_line(r, buf);
-        len -= (size_t)(nl + 1 - buf);
-        memmove(buf, nl + 1, len);
+        if (a != CTL_ANSWER_INFO)
+            break; /* "error": a daemon without "origins" */
+        origins_line(r, f, nf);
     }
 out:
+    ctl_reader_free(&rd);
     close(fd);
     return rc;
 }

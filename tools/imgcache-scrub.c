@@ -30,18 +30,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include "ic-block.h"
 #include "ic-checksum.h"
 #include "ic-store.h"
 #include "ic-conf.h"
-#include "ic-ctl.h"
+#include "ic-ctlproto.h"
 #include "ic-index.h"
 #include "ic-index-scrub.h"
 #include "ic-log.h"
+#include "ic-tool.h"
 #include "ic-util.h"
 
 #define PROG "imgcache-scrub"
@@ -51,8 +50,7 @@
 #define DEL_CHUNK 1024
 
 struct opts {
-    const char *config;    /* --config, or the default when it exists */
-    const char *cache_dir; /* --cache-dir, overrides the config's */
+    struct tool_opts t;    /* --config, --cache-dir */
     int repair;
     char **names;          /* templates to check; all when nnames is 0 */
     int nnames;
@@ -80,20 +78,16 @@ struct totals {
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "Usage: " PROG " [OPTIONS] [TEMPLATE...]\n"
-            "Check every cached block against its checksum (imgcache must "
-            "be stopped).\n"
-            "Exit 0 all good, 1 bad blocks found, 2 error.\n\n"
-            "  -c, --config FILE     imgcache.conf (default %s if present)\n"
-            "  -C, --cache-dir DIR   cache directory (overrides the config)\n"
-            "  -r, --repair          remove bad blocks from the index and "
-            "punch them\n"
-            "                        out of the data file (refetched on "
-            "next read)\n"
-            "  -h, --help            this help\n"
-            "  -V, --version         print the version\n",
-            CONF_DEFAULT_PATH);
+    fputs("Usage: " PROG " [OPTIONS] [TEMPLATE...]\n"
+          "Check every cached block against its checksum (imgcache must "
+          "be stopped).\n"
+          "Exit 0 all good, 1 bad blocks found, 2 error.\n\n"
+          TOOL_USAGE_DIRS
+          "  -r, --repair          remove bad blocks from the index and "
+          "punch them\n"
+          "                        out of the data file (refetched on "
+          "next read)\n"
+          TOOL_USAGE_HELP, f);
 }
 
 /* 0 to go on, 1 to exit 0 (help, version), -EINVAL to exit 2.  In this
@@ -103,60 +97,29 @@ static void usage(FILE *f)
 static int parse_args(int argc, char **argv, struct opts *o)
 {
     static const struct option lopts[] = {
-        {"config", required_argument, NULL, 'c'},
-        {"cache-dir", required_argument, NULL, 'C'},
+        TOOL_LONGOPTS,
         {"repair", no_argument, NULL, 'r'},
-        {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
     };
     int c;
 
-    while ((c = getopt_long(argc, argv, "c:C:rhV", lopts, NULL)) != -1) {
-        switch (c) {
-        case 'c':
-            o->config = optarg;
-            break;
-        case 'C':
-            o->cache_dir = optarg;
-            break;
-        case 'r':
+    o->t.prog = PROG;
+    while ((c = getopt_long(argc, argv, TOOL_OPTSTRING "r", lopts, NULL)) !=
+           -1) {
+        if (c == 'r') {
             o->repair = 1;
-            break;
-        case 'h':
-            usage(stdout);
+            continue;
+        }
+        int r = tool_opt(&o->t, c, optarg, usage);
+        if (r == 1)
             return 1;
-        case 'V':
-            printf(PROG " %s\n", PACKAGE_VERSION);
-            return 1;
-        default:
+        if (r < 0) {
             usage(stderr);
             return -EINVAL;
         }
     }
     o->names = argv + optind;
     o->nnames = argc - optind;
-    return 0;
-}
-
-/* cache_dir: --cache-dir, else the config's, else the default.  The
- * config is read only for that.  0 or -errno (reported). */
-static int resolve_cache_dir(const struct opts *o, char *out, size_t len)
-{
-    char err[512], *dir = NULL;
-    int rc;
-
-    if (o->cache_dir == NULL &&
-        (rc = conf_cache_dir(o->config, &dir, err, sizeof err)) < 0) {
-        fprintf(stderr, PROG ": %s\n", err);
-        return rc;
-    }
-    int n = snprintf(out, len, "%s", o->cache_dir ? o->cache_dir : dir);
-    free(dir);
-    if (n < 0 || (size_t)n >= len) {
-        fprintf(stderr, PROG ": cache directory name too long\n");
-        return -ENAMETOOLONG;
-    }
     return 0;
 }
 
@@ -168,35 +131,24 @@ static int resolve_cache_dir(const struct opts *o, char *out, size_t len)
  * started after this check is not detected. */
 static int daemon_stopped(const char *cache_dir)
 {
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    int n = snprintf(sa.sun_path, sizeof sa.sun_path, "%s/%s", cache_dir,
-                     CTL_SOCK_NAME);
+    int fd = ctlproto_connect(cache_dir);
 
-    if (n < 0 || (size_t)n >= sizeof sa.sun_path) {
+    if (fd == -ENOENT || fd == -ECONNREFUSED)
+        return 0;
+    if (fd >= 0) {
+        close(fd);
+        fprintf(stderr, PROG ": imgcache is running on %s (%s/%s answers); "
+                "stop it first: the daemon's block table is authoritative "
+                "while it runs\n", cache_dir, cache_dir, CTL_SOCK_NAME);
+    } else if (fd == -ENAMETOOLONG) {
         fprintf(stderr, PROG ": %s/%s: path too long to check whether "
                 "imgcache runs\n", cache_dir, CTL_SOCK_NAME);
-        return -ENAMETOOLONG;
+    } else {
+        fprintf(stderr, PROG ": cannot tell whether imgcache runs on %s: "
+                "%s/%s: %s\n", cache_dir, cache_dir, CTL_SOCK_NAME,
+                strerror(-fd));
     }
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        int e = errno;
-        fprintf(stderr, PROG ": socket: %s\n", strerror(e));
-        return -e;
-    }
-    int r = connect(fd, (struct sockaddr *)&sa, sizeof sa);
-    int e = errno;
-    close(fd);
-    if (r < 0 && (e == ENOENT || e == ECONNREFUSED))
-        return 0;
-    if (r == 0) {
-        fprintf(stderr, PROG ": imgcache is running on %s (%s answers); "
-                "stop it first: the daemon's block table is authoritative "
-                "while it runs\n", cache_dir, sa.sun_path);
-        return -EBUSY;
-    }
-    fprintf(stderr, PROG ": cannot tell whether imgcache runs on %s: "
-            "%s: %s\n", cache_dir, sa.sun_path, strerror(e));
-    return -e;
+    return -1;
 }
 
 /* -------------------------------------------------------------- checks */
@@ -524,7 +476,7 @@ int main(int argc, char **argv)
     rc = parse_args(argc, argv, &o);
     if (rc != 0)
         return rc > 0 ? 0 : EXIT_TROUBLE;
-    if (resolve_cache_dir(&o, cache_dir, sizeof cache_dir) < 0 ||
+    if (tool_cache_dir(&o.t, NULL, cache_dir, sizeof cache_dir) < 0 ||
         daemon_stopped(cache_dir) < 0 || run(&o, cache_dir, &tot) < 0)
         return EXIT_TROUBLE;
     printf(PROG ": %" PRIu64 " template%s, %" PRIu64 " blocks checked (%"

@@ -933,22 +933,3 @@ void conf_free(struct conf *c)
     free(c->group);
     free(c);
 }
-
-int conf_cache_dir(const char *config, char **out, char *err, size_t errlen)
-{
-    struct conf *c;
-    int rc;
-    if (config == NULL && access(CONF_DEFAULT_PATH, F_OK) == 0)
-        config = CONF_DEFAULT_PATH;
-    if (config == NULL)
-        *out = strdup(CONF_DEFAULT_CACHE_DIR);
-    else if ((rc = conf_load(config, &c, err, errlen)) < 0)
-        return rc;
-    else {
-        *out = strdup(c->cache_dir);
-        conf_free(c);
-    }
-    if (*out == NULL)
-        snprintf(err, errlen, "out of memory");
-    return *out ? 0 : -ENOMEM;
-}

@@ -23,6 +23,7 @@
 
 #include "ic-cache.h"
 #include "ic-ctl.h"
+#include "ic-ctlproto.h"
 #include "ic-health.h"
 #include "ic-origin.h"
 #include "ic-log.h"
@@ -60,8 +61,7 @@ struct conn {
     int fd;
     int dead;                /* a send failed: the client is gone */
     uid_t uid;
-    char *buf;               /* received, not yet consumed bytes */
-    size_t len, cap;
+    struct ctl_reader rd;    /* request lines */
 };
 
 static void ctl_unref_locked(struct ctl *ctl, int *last)
@@ -80,30 +80,12 @@ static void ctl_free(struct ctl *ctl)
 
 /* ------------------------------------------------------------ output */
 
-/* Control characters other than TAB would break the line framing; a
- * message may quote client input or an engine string. */
-static void sanitize(char *s)
-{
-    for (; *s != '\0'; s++)
-        if (((unsigned char)*s < 0x20 && *s != '\t') || *s == 0x7f)
-            *s = '?';
-}
-
 static int send_all(struct conn *k, const char *p, size_t n)
 {
-    while (n > 0 && !k->dead) {
-        ssize_t w = send(k->fd, p, n, MSG_NOSIGNAL);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0) {
-            /* EPIPE, or EAGAIN after SO_SNDTIMEO: a client that does not
-             * read its answers is dropped, not waited for. */
-            k->dead = 1;
-            return -1;
-        }
-        p += w;
-        n -= (size_t)w;
-    }
+    /* EPIPE, or EAGAIN after SO_SNDTIMEO: a client that does not read its
+     * answers is dropped, not waited for. */
+    if (!k->dead && ctlproto_send(k->fd, p, n) != 0)
+        k->dead = 1;
     return k->dead ? -1 : 0;
 }
 
@@ -119,7 +101,8 @@ __attribute__((format(printf, 2, 3))) static int reply(struct conn *k,
     va_end(ap);
     if (r < 0)
         return -1;
-    sanitize(line);
+    /* A message may quote client input or an engine string. */
+    ctlproto_sanitize(line);
     size_t n = strlen(line);
     line[n++] = '\n';
     return send_all(k, line, n);
@@ -132,113 +115,19 @@ static int reply_err(struct conn *k, const char *msg)
 
 /* ------------------------------------------------------------ input */
 
-/* Make room for more input (the buffer grows up to CTL_LINE_MAX). */
-static int buf_room(struct conn *k)
+/* Next request line into *line (valid until the next call), within
+ * CTL_IO_TIMEOUT_S: the deadline is per line, so a client trickling a byte
+ * now and then cannot keep a slot.  1 got a line, 0 end of input, timeout
+ * or error, -1 too long (answered). */
+static int read_line(struct conn *k, char **line)
 {
-    if (k->len < k->cap)
-        return 0;
-    size_t ncap = k->cap ? k->cap * 2 : 4096;
-    if (ncap > CTL_LINE_MAX)
-        ncap = CTL_LINE_MAX;
-    char *nb = realloc(k->buf, ncap);
-    if (nb == NULL)
+    int rc = ctl_reader_line(&k->rd, CTL_IO_TIMEOUT_S * 1000, line);
+
+    if (rc == -EMSGSIZE) {
+        reply(k, "error\trequest longer than %u bytes", CTL_LINE_MAX);
         return -1;
-    k->buf = nb;
-    k->cap = ncap;
-    return 0;
-}
-
-/* Receive more bytes before deadline (mono_ms).  The deadline is per
- * line, not per recv: a client trickling a byte now and then cannot keep
- * a slot.  1 got some, 0 end of input, timeout or error. */
-static int recv_some(struct conn *k, uint64_t deadline)
-{
-    for (;;) {
-        uint64_t now = mono_ms();
-        if (now >= deadline)
-            return 0;
-        struct pollfd p = {.fd = k->fd, .events = POLLIN};
-        int r = poll(&p, 1, (int)(deadline - now));
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            return 0;
-        ssize_t got = recv(k->fd, k->buf + k->len, k->cap - k->len,
-                           MSG_DONTWAIT);
-        if (got < 0 && (errno == EINTR || errno == EAGAIN))
-            continue;
-        if (got <= 0)
-            return 0;
-        k->len += (size_t)got;
-        return 1;
     }
-}
-
-/* Next request line into *line (NUL-terminated, '\n' and a '\r' before it
- * dropped; valid until the next call), within CTL_IO_TIMEOUT_S.  1 got a
- * line, 0 end of input or timeout, -1 too long (answered). */
-static int read_line(struct conn *k, char **line, size_t *consumed)
-{
-    uint64_t deadline = mono_ms() + CTL_IO_TIMEOUT_S * 1000;
-    size_t scanned = 0;
-
-    if (*consumed > 0) { /* drop the previous line */
-        memmove(k->buf, k->buf + *consumed, k->len - *consumed);
-        k->len -= *consumed;
-        *consumed = 0;
-    }
-    for (;;) {
-        char *nl = k->len > scanned /* buf is NULL before the first recv */
-                       ? memchr(k->buf + scanned, '\n', k->len - scanned)
-                       : NULL;
-        if (nl != NULL) {
-            *nl = '\0';
-            if (nl > k->buf && nl[-1] == '\r')
-                nl[-1] = '\0';
-            *line = k->buf;
-            *consumed = (size_t)(nl - k->buf) + 1;
-            return 1;
-        }
-        scanned = k->len;
-        if (k->len >= CTL_LINE_MAX) {
-            reply(k, "error\trequest longer than %u bytes", CTL_LINE_MAX);
-            return -1;
-        }
-        if (buf_room(k) != 0 || recv_some(k, deadline) != 1)
-            return 0;
-    }
-}
-
-/* Split at TABs in place; returns the field count (at most max; the last
- * field keeps any further TABs, which the verbs then reject). */
-static int split(char *line, char **f, int max)
-{
-    int n = 0;
-
-    f[n++] = line;
-    while (n < max) {
-        char *tab = strchr(f[n - 1], '\t');
-        if (tab == NULL)
-            break;
-        *tab = '\0';
-        f[n++] = tab + 1;
-    }
-    return n;
-}
-
-/* A bounded decimal number; -1 when s is not one in [lo, hi]. */
-static int parse_uint(const char *s, unsigned lo, unsigned hi, unsigned *out)
-{
-    char *end;
-
-    if (*s < '0' || *s > '9')
-        return -1;
-    errno = 0;
-    unsigned long v = strtoul(s, &end, 10);
-    if (errno != 0 || *end != '\0' || v < lo || v > hi)
-        return -1;
-    *out = (unsigned)v;
-    return 0;
+    return rc == 1;
 }
 
 /* ------------------------------------------------------------ verbs */
@@ -423,7 +312,7 @@ static int do_warm(struct conn *k, char **f, int nf)
 {
     struct warm w = {0};
 
-    if (nf != 3 || parse_uint(f[2], 1, CTL_PARALLEL_MAX, &w.parallel) != 0)
+    if (nf != 3 || ctlproto_uint(f[2], 1, CTL_PARALLEL_MAX, &w.parallel) != 0)
         return reply(k, "error\tusage: warm TEMPLATE PARALLEL (1..%d)",
                      CTL_PARALLEL_MAX);
     w.t = find_tmpl(k, f[1]);
@@ -504,7 +393,7 @@ static int do_record(struct conn *k, char **f, int nf)
     struct byte_range *r;
     size_t n;
 
-    if (nf != 3 || parse_uint(f[2], 1, CTL_RECORD_MAX_S, &secs) != 0)
+    if (nf != 3 || ctlproto_uint(f[2], 1, CTL_RECORD_MAX_S, &secs) != 0)
         return reply(k, "error\tusage: record TEMPLATE SECONDS (1..%d)",
                      CTL_RECORD_MAX_S);
     struct tmpl *t = find_tmpl(k, f[1]);
@@ -576,7 +465,7 @@ static const struct verb {
 static int dispatch(struct conn *k, char *line)
 {
     char *f[MAX_FIELDS];
-    int nf = split(line, f, MAX_FIELDS);
+    int nf = ctlproto_split(line, f, MAX_FIELDS);
 
     for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++)
         if (strcmp(f[0], verbs[i].name) == 0) {
@@ -609,7 +498,7 @@ static void conn_end(struct conn *k)
     struct ctl *ctl = k->ctl;
     int last;
 
-    free(k->buf);
+    ctl_reader_free(&k->rd);
     pthread_mutex_lock(&ctl->lock);
     /* Closed under the lock: ctl_stop never shuts down a reused fd. */
     close(k->fd);
@@ -627,13 +516,12 @@ static void *conn_main(void *arg)
 {
     struct conn *k = arg;
     char *line;
-    size_t consumed = 0;
 
     if (!peer_allowed(k)) {
         log_warn("ctl: refused a connection from uid %u", (unsigned)k->uid);
         reply_err(k, "permission denied");
     } else {
-        while (read_line(k, &line, &consumed) == 1)
+        while (read_line(k, &line) == 1)
             if (dispatch(k, line) != 0)
                 break;
     }
@@ -696,6 +584,7 @@ static void conn_start(struct ctl *ctl, int fd)
     if (k == NULL)
         goto fail;
     *k = (struct conn){.ctl = ctl, .slot = slot, .fd = fd};
+    ctl_reader_init(&k->rd, fd, CTL_LINE_MAX);
     set_send_timeout(fd);
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
@@ -753,14 +642,13 @@ static int sock_live(const struct sockaddr_un *sa)
 
 static int sock_bind(struct ctl *ctl)
 {
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    struct sockaddr_un sa;
     struct stat st;
 
-    if (strlen(ctl->path) >= sizeof sa.sun_path) {
+    if (ctlproto_addr(ctl->dir, &sa) != 0) {
         log_err("ctl: socket path %s is too long", ctl->path);
         return -ENAMETOOLONG;
     }
-    strcpy(sa.sun_path, ctl->path);
     if (sock_live(&sa)) {
         log_err("ctl: %s is served by another process", ctl->path);
         return -EADDRINUSE;

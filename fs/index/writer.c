@@ -59,17 +59,26 @@ enum job_kind { J_REC, J_TMPL, J_DROP, J_EVENT, J_COUNTERS, J_PINS };
 #define FILE_NONE (-1)   /* no data file: not an ADD */
 #define FILE_SYNCED (-2) /* an ADD whose data file was fdatasync'd already */
 
+/* What a job holds by kind: J_REC its rec; J_DROP rec.tid and rec.gen
+ * (the generation kept); J_EVENT rec.tid, rec.blk (blocks), rec.atime
+ * (bytes), ev_kind, data the detail string or NULL; J_TMPL data a struct
+ * index_tmpl; J_COUNTERS rec.tid, data a struct index_counters; J_PINS
+ * rec.tid, data n struct byte_range (NULL when n is 0).  data is the
+ * job's own copy, made by enqueue(). */
 struct job {
     enum job_kind kind;
     int file;               /* J_REC ADD: index into batch.files, FILE_* */
     int skip;               /* ADD whose fdatasync failed: never committed */
-    struct index_rec rec;   /* J_REC; J_DROP uses rec.tid/rec.gen */
-    struct index_tmpl *tmpl;
-    char *detail;           /* J_EVENT */
+    struct index_rec rec;
     char ev_kind[16];
-    struct index_counters *cnt;   /* J_COUNTERS */
-    struct byte_range *ranges;    /* J_PINS */
-    size_t nranges;
+    void *data;
+    size_t n;
+};
+
+static const char *const job_what[] = {
+    [J_REC] = "a block record", [J_TMPL] = "a template row",
+    [J_DROP] = "a generation drop", [J_EVENT] = "an event",
+    [J_COUNTERS] = "counters", [J_PINS] = "pins",
 };
 
 struct file_ref {
@@ -117,10 +126,7 @@ struct writer {
 
 static void job_free(struct job *j)
 {
-    free(j->tmpl);
-    free(j->detail);
-    free(j->cnt);
-    free(j->ranges);
+    free(j->data);
 }
 
 /* ------------------------------------------------------------ batches */
@@ -138,12 +144,13 @@ static int batch_grow(struct batch *b)
     return 0;
 }
 
-/* Find or add the data file behind fd in this batch; -1 on failure. */
+/* Find or add the data file behind fd in this batch: its index, or
+ * -errno. */
 static int batch_file(struct batch *b, int fd)
 {
     struct stat st;
     if (fstat(fd, &st) < 0)
-        return -1;
+        return -errno;
     for (size_t i = 0; i < b->nfiles; i++)
         if (b->files[i].dev == st.st_dev && b->files[i].ino == st.st_ino)
             return (int)i;
@@ -151,13 +158,13 @@ static int batch_file(struct batch *b, int fd)
         size_t cap = b->fcap ? b->fcap * 2 : 16;
         struct file_ref *f = realloc(b->files, cap * sizeof *f);
         if (f == NULL)
-            return -1;
+            return -ENOMEM;
         b->files = f;
         b->fcap = cap;
     }
     int dfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
     if (dfd < 0)
-        return -1;
+        return -errno;
     b->files[b->nfiles] = (struct file_ref){st.st_dev, st.st_ino, dfd, 0};
     return (int)b->nfiles++;
 }
@@ -312,9 +319,9 @@ static void drop_job(struct writer *w, struct job *j)
             "again after a restart", w->pending.nrecs + w->inflight_recs);
 }
 
-/* Queue a job (lock held).  A job that cannot be queued is dropped with a
- * log line: losing an index row only costs a refetch later. */
-static void queue_job(struct writer *w, struct job *j)
+/* Queue a job (lock held), or free it: 0, -ENOBUFS past the bound (logged
+ * once), -ENOMEM (logged). */
+static int queue_job(struct writer *w, struct job *j)
 {
     struct batch *b = &w->pending;
     uint32_t *slot;
@@ -324,102 +331,102 @@ static void queue_job(struct writer *w, struct job *j)
     if (old != NULL) {
         job_free(old);
         *old = *j;
-        return;
+        return 0;
     }
     if (over_bound(w, j)) {
         drop_job(w, j);
-        return;
+        return -ENOBUFS;
     }
     if (batch_append(b, j, slot) < 0) {
-        log_err("index writer: out of memory, dropping a record");
+        log_err("index writer: out of memory, dropping %s",
+                job_what[j->kind]);
         job_free(j);
-        return;
+        return -ENOMEM;
     }
     if (b->njobs >= FLUSH_THRESHOLD)
         pthread_cond_signal(&w->wake);
+    return 0;
 }
 
-void writer_add(struct writer *w, const struct index_rec *rec, int data_fd)
+/* The one way in, for every kind of job: copy the payload (size bytes at
+ * data; none when size is 0) into j, track an ADD's data file, queue.
+ * 0, or -errno with nothing queued (logged). */
+static int enqueue(struct writer *w, struct job j, const void *data,
+                   size_t size, int data_fd)
+{
+    int rc = 0;
+
+    if (size > 0) {
+        j.data = malloc(size);
+        if (j.data == NULL) {
+            log_err("index writer: out of memory, dropping %s",
+                    job_what[j.kind]);
+            return -ENOMEM;
+        }
+        memcpy(j.data, data, size);
+    }
+    pthread_mutex_lock(&w->lock);
+    if (j.kind == J_REC && j.rec.op == INDEX_ADD) {
+        rc = batch_file(&w->pending, data_fd);
+        if (rc < 0)
+            log_err("index writer: cannot track data file: %s",
+                    strerror(-rc));
+        else
+            j.file = rc;
+    }
+    if (rc >= 0)
+        rc = queue_job(w, &j);
+    else
+        job_free(&j);
+    pthread_mutex_unlock(&w->lock);
+    return rc;
+}
+
+int writer_add(struct writer *w, const struct index_rec *rec, int data_fd)
 {
     struct job j = {.kind = J_REC, .file = FILE_NONE, .rec = *rec};
-    pthread_mutex_lock(&w->lock);
-    if (rec->op == INDEX_ADD) {
-        j.file = batch_file(&w->pending, data_fd);
-        if (j.file < 0) {
-            log_err("index writer: cannot track data file: %s",
-                    strerror(errno));
-            pthread_mutex_unlock(&w->lock);
-            return;
-        }
-    }
-    queue_job(w, &j);
-    pthread_mutex_unlock(&w->lock);
+    return enqueue(w, j, NULL, 0, data_fd);
 }
 
-void writer_tmpl(struct writer *w, const struct index_tmpl *t)
+int writer_tmpl(struct writer *w, const struct index_tmpl *t)
 {
     struct job j = {.kind = J_TMPL, .file = FILE_NONE};
-    j.tmpl = malloc(sizeof *j.tmpl);
-    if (j.tmpl == NULL)
-        return;
-    *j.tmpl = *t;
-    pthread_mutex_lock(&w->lock);
-    queue_job(w, &j);
-    pthread_mutex_unlock(&w->lock);
+    return enqueue(w, j, t, sizeof *t, -1);
 }
 
-void writer_drop_gens(struct writer *w, int64_t tid, uint64_t keep_gen)
+int writer_drop_gens(struct writer *w, int64_t tid, uint64_t keep_gen)
 {
     struct job j = {.kind = J_DROP, .file = FILE_NONE};
     j.rec.tid = tid;
     j.rec.gen = keep_gen;
-    pthread_mutex_lock(&w->lock);
-    queue_job(w, &j);
-    pthread_mutex_unlock(&w->lock);
+    return enqueue(w, j, NULL, 0, -1);
 }
 
-void writer_event(struct writer *w, int64_t tid, const char *kind,
-                  uint64_t blocks, uint64_t bytes, const char *detail)
+int writer_event(struct writer *w, int64_t tid, const char *kind,
+                 uint64_t blocks, uint64_t bytes, const char *detail)
 {
     struct job j = {.kind = J_EVENT, .file = FILE_NONE};
     j.rec.tid = tid;
     j.rec.blk = blocks;
     j.rec.atime = bytes;
     snprintf(j.ev_kind, sizeof j.ev_kind, "%s", kind);
-    j.detail = detail ? strdup(detail) : NULL;
-    pthread_mutex_lock(&w->lock);
-    queue_job(w, &j);
-    pthread_mutex_unlock(&w->lock);
+    return enqueue(w, j, detail, detail ? strlen(detail) + 1 : 0, -1);
 }
 
-void writer_counters(struct writer *w, int64_t tid,
-                     const struct index_counters *c)
+int writer_counters(struct writer *w, int64_t tid,
+                    const struct index_counters *c)
 {
     struct job j = {.kind = J_COUNTERS, .file = FILE_NONE};
     j.rec.tid = tid;
-    j.cnt = malloc(sizeof *j.cnt);
-    if (j.cnt == NULL)
-        return;
-    *j.cnt = *c;
-    pthread_mutex_lock(&w->lock);
-    queue_job(w, &j);
-    pthread_mutex_unlock(&w->lock);
+    return enqueue(w, j, c, sizeof *c, -1);
 }
 
 int writer_pins(struct writer *w, int64_t tid, const struct byte_range *r,
                 size_t n)
 {
-    struct job j = {.kind = J_PINS, .file = FILE_NONE, .nranges = n};
+    struct job j = {.kind = J_PINS, .file = FILE_NONE, .n = n};
     j.rec.tid = tid;
-    j.ranges = malloc((n ? n : 1) * sizeof *r);
-    if (j.ranges == NULL)
-        return -ENOMEM;
-    if (n)
-        memcpy(j.ranges, r, n * sizeof *r);
-    pthread_mutex_lock(&w->lock);
-    queue_job(w, &j);
-    pthread_mutex_unlock(&w->lock);
-    return 0;
+    return enqueue(w, j, r, n * sizeof *r, -1);
 }
 
 /* ------------------------------------------------------------ committing */
@@ -487,24 +494,25 @@ static int run_job(struct writer *w, struct job *j)
 {
     int r = 0;
     switch (j->kind) {
-    case J_TMPL:
-        r = index_tmpl_put(w->ix, j->tmpl);
+    case J_TMPL: {
+        struct index_tmpl *t = j->data;
+        r = index_tmpl_put(w->ix, t);
         if (r < 0 && r != -EBUSY)
-            log_err("index writer: cannot record template %s",
-                    j->tmpl->name);
+            log_err("index writer: cannot record template %s", t->name);
         break;
+    }
     case J_DROP:
         r = index_drop_other_gens(w->ix, j->rec.tid, j->rec.gen);
         break;
     case J_EVENT:
         r = index_event(w->ix, j->rec.tid, j->ev_kind, j->rec.blk,
-                        j->rec.atime, j->detail);
+                        j->rec.atime, j->data);
         break;
     case J_COUNTERS:
-        r = index_counters_put(w->ix, j->rec.tid, j->cnt);
+        r = index_counters_put(w->ix, j->rec.tid, j->data);
         break;
     case J_PINS:
-        r = index_pins_replace(w->ix, j->rec.tid, j->ranges, j->nranges);
+        r = index_pins_replace(w->ix, j->rec.tid, j->data, j->n);
         if (r < 0 && r != -EBUSY)
             log_err("index writer: cannot record pins");
         break;
