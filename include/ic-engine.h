@@ -23,7 +23,9 @@ void engine_flush_and_exit(struct cache *c, int status)
 void engine_close(struct cache *c);
 
 /* Re-read the config (SIGHUP): add new templates, hide removed ones
- * (open handles keep working), apply new quotas and pins.  An invalid
+ * (open handles keep working), apply new quotas.  The new config pins
+ * are applied after it returns, by the housekeeping thread (they may read
+ * the origin), which logs "config pins applied" when they are.  An invalid
  * config is logged with FILE:LINE and the running one kept.  Called from
  * one thread at a time.  0 or -errno. */
 int engine_reload(struct cache *c, const char *path);

@@ -13,7 +13,9 @@
  * tmpl.rec_lock.  pin_mark_gen() and pin_retarget() are called with
  * tmpl.lock held (by cache.c, as it switches generations); every other
  * function takes the locks it needs (tmpl.lock, then gen.lock) and is
- * called with no engine lock held.  None does origin or data-file I/O. */
+ * called with no engine lock held, except pin_record_note(), which the
+ * read path calls with gen.evict_rw held shared (it takes only the leaf
+ * tmpl.rec_lock).  None does origin or data-file I/O. */
 #ifndef IC_PIN_H
 #define IC_PIN_H
 

@@ -23,10 +23,12 @@ int prewarm_resolve(struct tmpl *t, const char *spec,
  * (the `pin =` value of config load `seq`, NULL for none): resolve it (it
  * may need origin reads, e.g. qcow2-metadata), pin what it names, unpin
  * what the previous one named and this one does not.  Nothing happens when
- * a later load's pins were applied already.  Called with no engine lock
- * held (engine.c copies spec and seq under cfg_lock, then calls this).
- * Errors are logged. */
-void prewarm_config(struct tmpl *t, const char *spec, uint64_t seq);
+ * this load's or a later one's were applied already.  Called with no
+ * engine lock held (engine.c copies spec and seq under cfg_lock, then
+ * calls this).  1 when applied, 0 when there was nothing to do, -errno
+ * when the spec could not be resolved or pinned (logged; the pins kept
+ * are as they were, and the next config load tries again). */
+int prewarm_config(struct tmpl *t, const char *spec, uint64_t seq);
 /* Fill every missing pinned block, `parallel` fetches at a time (1..16).
  * progress (may be NULL) is called from any thread, serialised, with bytes
  * done and total.  Returns 0 when every pinned block is present, -EIO when

@@ -371,9 +371,13 @@ assert_eq "config pin listed" 0-1048576 "$(ranges boot.img)"
 icpin --no-fetch boot.img 8M-9M
 assert_eq "tool pin beside the config pin exits 0" 0 "$rc"
 reload_to 2M-3M
+# The reload's config pins are applied after it, in the background.
+wait_for 10 ranges_are boot.img "$(printf '2097152-3145728\n8388608-9437184')" ||
+	true
 assert_eq "reload: the dropped config range is unpinned, the new one pinned, the tool pin kept" \
 	"2097152-3145728 8388608-9437184" "$(ranges boot.img | tr '\n' ' ' | sed 's/ $//')"
 reload_to ""
+wait_for 10 ranges_are boot.img 8388608-9437184 || true
 assert_eq "reload with an empty pin list: only the tool pin is left" \
 	8388608-9437184 "$(ranges boot.img)"
 stop_imgcache "$T/mnt3"

@@ -36,7 +36,8 @@
  *   gen.lock         block table, references, fills' bookkeeping.
  * Leaves (nothing is taken under them): tmpl.rec_lock, cache.pend_lock,
  * cache.hk_lock, and the locks of the modules below the engine (writer,
- * stage, fillbuf, health, origin).  No mutex is held across origin I/O.
+ * stage, fillbuf, health, origin).  No other mutex is held across origin
+ * I/O.
  * cache_gen_put() may take tmpl.lock: never call it with tmpl.lock held. */
 #ifndef IC_CACHE_PRIV_H
 #define IC_CACHE_PRIV_H
@@ -206,7 +207,7 @@ int cache_validator_refused(struct tmpl *t, const char *validator);
 struct tmpl *cache_find_any(struct cache *c, const char *name);
 
 /* read.c: fetch the missing blocks of a range that nobody is fetching yet,
- * for readahead and pre-warming; no copy, no waiting on other fills. */
+ * for readahead; no copy, no waiting on other fills. */
 void cache_prefetch(struct gen *g, uint64_t off, uint64_t len);
 
 #endif

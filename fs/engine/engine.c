@@ -32,7 +32,7 @@
 #include "ic-util.h"
 #include "ic-writer.h"
 
-/* ---------------------------------------------------------- generations */
+/* ---------------------------------------------------------------- stage */
 
 /* How long a staged fill waits for its reader. */
 #define STAGE_MAX_AGE_MS 2000
@@ -172,14 +172,18 @@ static void counters_save(struct tmpl *t)
     stats_to_counters(t, &c);
     if (memcmp(&c, &t->saved, sizeof c) == 0)
         return;
+    /* Not queued (out of memory, logged by the writer): the next save
+     * tries again with the figures then. */
+    if (writer_counters(t->c->w, t->tid, &c) < 0)
+        return;
     /* Evictions since the last save make one event, not one per batch:
-     * under a tight quota batches come by the thousand per second. */
+     * under a tight quota batches come by the thousand per second.  An
+     * event the writer drops is only history (the counters have it). */
     if (c.evictions > t->saved.evictions)
-        writer_event(t->c->w, t->tid, "evict",
-                     c.evictions - t->saved.evictions,
-                     c.evicted_bytes - t->saved.evicted_bytes, NULL);
+        (void)writer_event(t->c->w, t->tid, "evict",
+                           c.evictions - t->saved.evictions,
+                           c.evicted_bytes - t->saved.evicted_bytes, NULL);
     t->saved = c;
-    writer_counters(t->c->w, t->tid, &c);
 }
 
 /* A data file can hold blocks the index does not claim: the index was lost
@@ -925,8 +929,9 @@ struct pin_job {
     uint64_t seq;
 };
 
-/* The jobs for every configured template (cfg_lock held).  A template left out for lack of memory keeps its pins
- * until the next reload (logged). */
+/* The jobs for every configured template (cfg_lock held).  A template
+ * left out for lack of memory keeps its pins until the next reload
+ * (logged). */
 static size_t pin_jobs_take(struct cache *c, struct pin_job **out)
 {
     struct tmpl **v;
@@ -954,13 +959,33 @@ static size_t pin_jobs_take(struct cache *c, struct pin_job **out)
     return k;
 }
 
-static void pin_jobs_run(struct pin_job *j, size_t n)
+static int hk_stopping(struct cache *c)
 {
+    if (!c->hk_running)
+        return 0;
+    pthread_mutex_lock(&c->hk_lock);
+    int stop = c->hk_stop;
+    pthread_mutex_unlock(&c->hk_lock);
+    return stop;
+}
+
+/* Apply the jobs in order; stops early when the engine is stopping (a
+ * shutdown then waits for one resolution at most, not for all). */
+static void pin_jobs_run(struct cache *c, struct pin_job *j, size_t n)
+{
+    size_t applied = 0, failed = 0;
     for (size_t i = 0; i < n; i++) {
-        prewarm_config(j[i].t, j[i].spec, j[i].seq);
+        int r = hk_stopping(c) ? 0 : prewarm_config(j[i].t, j[i].spec,
+                                                    j[i].seq);
+        applied += r > 0;
+        failed += r < 0;
         free(j[i].spec);
     }
     free(j);
+    /* What an operator waits for after a SIGHUP: the new pins in place. */
+    if (applied || failed)
+        log_info("config pins applied: %zu templates%s", applied,
+                 failed ? " (some failed, see above)" : "");
 }
 
 #define HK_INTERVAL_S 2
@@ -973,7 +998,7 @@ static void apply_config_pins(struct cache *c)
     pthread_mutex_lock(&c->cfg_lock);
     size_t njobs = pin_jobs_take(c, &jobs);
     pthread_mutex_unlock(&c->cfg_lock);
-    pin_jobs_run(jobs, njobs);
+    pin_jobs_run(c, jobs, njobs);
 }
 
 /* Ask housekeeping to apply the config pins (any thread). */
@@ -991,6 +1016,8 @@ static void *housekeeping(void *arg)
     struct tmpl **v;
     size_t n;
     unsigned ticks = 0;
+    /* A fixed period, whatever wakes us in between (pins due). */
+    uint64_t next_ms = mono_ms() + HK_INTERVAL_S * 1000;
     pthread_mutex_lock(&c->hk_lock);
     while (!c->hk_stop) {
         if (c->pins_due) {
@@ -1002,11 +1029,12 @@ static void *housekeeping(void *arg)
             pthread_mutex_lock(&c->hk_lock);
             continue;
         }
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_sec += HK_INTERVAL_S;
-        if (pthread_cond_timedwait(&c->hk_wake, &c->hk_lock, &ts) == 0)
-            continue; /* woken: stop, or pins due */
+        if (mono_ms() < next_ms) {
+            struct timespec ts = ms_timespec(next_ms);
+            pthread_cond_timedwait(&c->hk_wake, &c->hk_lock, &ts);
+            continue; /* stop, pins due, or time */
+        }
+        next_ms = mono_ms() + HK_INTERVAL_S * 1000;
         pthread_mutex_unlock(&c->hk_lock);
         n = cache_snapshot(c, &v);
         for (size_t i = 0; i < n; i++)
@@ -1019,10 +1047,10 @@ static void *housekeeping(void *arg)
         malloc_trim(0);
         if (++ticks % (RETRY_EVERY_S / HK_INTERVAL_S) == 0) {
             pthread_mutex_lock(&c->cfg_lock);
-            size_t added = retry_pending(c);
+            size_t before = retry_pending(c);
             pthread_mutex_unlock(&c->cfg_lock);
-            if (added < cache_snapshot(c, &v))
-                apply_config_pins(c);
+            if (before < cache_snapshot(c, &v))
+                apply_config_pins(c); /* the templates it published */
         }
         pthread_mutex_lock(&c->hk_lock);
     }
@@ -1154,6 +1182,8 @@ int engine_reload(struct cache *c, const char *path)
     pthread_mutex_unlock(&c->cfg_lock);
     if (applied && c->hk_running)
         config_pins_due(c);
+    else if (applied) /* no housekeeping thread: apply them here */
+        apply_config_pins(c);
     return r;
 }
 

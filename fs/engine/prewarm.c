@@ -95,20 +95,23 @@ int prewarm_resolve(struct tmpl *t, const char *spec,
 
 /* The config's pins are the config's: ranges it named before (in this
  * run) and names no more are unpinned, so editing "pin =" and reloading
- * does what it says.  Runs of one template are serialised (cfgpin_lock,
- * held across the reads a spec needs); one for an older config load than
- * the last one applied changes nothing, so reloads in quick succession
- * end with the newest one's pins whatever order their runs take. */
-void prewarm_config(struct tmpl *t, const char *spec, uint64_t seq)
+ * does what it says.  cfgpin_lock keeps cfg_pins and cfg_applied together
+ * (only the housekeeping thread applies config pins today, one template
+ * at a time; the lock makes that a rule rather than a habit). */
+int prewarm_config(struct tmpl *t, const char *spec, uint64_t seq)
 {
     struct byte_range *r = NULL, *gone = NULL;
     size_t n = 0, ngone = 0;
     char err[512];
+    int rc = 0;
     pthread_mutex_lock(&t->cfgpin_lock);
     if (seq <= t->cfg_applied)
         goto out;
+    /* One attempt per config load, failed or not (a failure is logged;
+     * the next reload tries again). */
+    t->cfg_applied = seq;
     if (spec != NULL &&
-        prewarm_resolve(t, spec, &r, &n, err, sizeof err) < 0) {
+        (rc = prewarm_resolve(t, spec, &r, &n, err, sizeof err)) < 0) {
         log_err("%s: [%s] pin: %s", cache_conf(t->c)->path, t->name, err);
         goto out; /* keep the pins we have rather than guess */
     }
@@ -118,14 +121,15 @@ void prewarm_config(struct tmpl *t, const char *spec, uint64_t seq)
         ngone > 0 && pin_change(t, gone, ngone, 1, err, sizeof err) < 0)
         log_err("[%s] unpinning ranges no longer in pin =: %s", t->name, err);
     free(gone);
-    if (n > 0 && pin_change(t, r, n, 0, err, sizeof err) < 0)
+    if (n > 0 && (rc = pin_change(t, r, n, 0, err, sizeof err)) < 0)
         log_err("%s: [%s] pin: %s", cache_conf(t->c)->path, t->name, err);
     free(t->cfg_pins);
     t->cfg_pins = r;
     t->ncfg_pins = n;
-    t->cfg_applied = seq;
+    rc = rc < 0 ? rc : 1;
 out:
     pthread_mutex_unlock(&t->cfgpin_lock);
+    return rc;
 }
 
 /* ------------------------------------------------------ warming */
