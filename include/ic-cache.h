@@ -136,10 +136,12 @@ struct cache_gen_attr {
     uint64_t size;       /* the origin's size and mtime for it */
     int64_t mtime_ns;
     uint32_t bs;         /* block size */
-    uint64_t cached;     /* bytes of present blocks, now */
 };
 struct tmpl *cache_gen_tmpl(const struct gen *g);
-void cache_gen_attr(struct gen *g, struct cache_gen_attr *a);
+/* Fixed for the generation's life: no lock (lookups and getattr). */
+void cache_gen_attr(const struct gen *g, struct cache_gen_attr *a);
+/* Bytes of its present blocks, now (takes gen.lock). */
+uint64_t cache_gen_cached_bytes(struct gen *g);
 
 /* The engine's sequential readahead (see ic-readahead.h). */
 struct readahead *cache_readahead(struct cache *c);

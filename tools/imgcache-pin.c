@@ -401,7 +401,7 @@ static int sbuf_add(struct sbuf *b, const char *s)
             cap *= 2;
         char *ns = realloc(b->s, cap);
         if (ns == NULL)
-            return -1;
+            return -ENOMEM;
         b->s = ns;
         b->cap = cap;
     }
@@ -426,7 +426,7 @@ static int pinset_add(struct pinset *ps, const struct byte_range *r,
             cap *= 2;
         struct byte_range *v = reallocarray(ps->r, cap, sizeof *v);
         if (v == NULL)
-            return -1;
+            return -ENOMEM;
         ps->r = v;
         ps->cap = cap;
     }
@@ -489,17 +489,17 @@ static int build_request(const char *verb, const char *name,
 
     if (sbuf_add(b, verb) || sbuf_add(b, "\t") || sbuf_add(b, name) ||
         sbuf_add(b, "\t"))
-        return -1;
+        return -ENOMEM;
     if (ps->qcow2) {
         if (sbuf_add(b, "qcow2-metadata"))
-            return -1;
+            return -ENOMEM;
         first = 0;
     }
     for (size_t i = 0; i < ps->n; i++, first = 0) {
         snprintf(item, sizeof item, "%s%" PRIu64 "+%" PRIu64,
                  first ? "" : ",", ps->r[i].off, ps->r[i].len);
         if (sbuf_add(b, item))
-            return -1;
+            return -ENOMEM;
     }
     return sbuf_add(b, "\n");
 }
@@ -579,14 +579,14 @@ static int on_pin_row(void *ctx, char **f, int nf)
         size_t cap = t->cap ? t->cap * 2 : 32;
         struct row *v = reallocarray(t->v, cap, sizeof *v);
         if (v == NULL)
-            return -1;
+            return -ENOMEM;
         t->v = v;
         t->cap = cap;
     }
     struct row *r = &t->v[t->n];
     r->name = strdup(f[1]);
     if (r->name == NULL)
-        return -1;
+        return -ENOMEM;
     r->off = to_u64(f[2]);
     r->len = to_u64(f[3]);
     r->bytes = to_u64(f[4]);

@@ -251,7 +251,7 @@ static int parse_opt(int c, struct opts *o, time_t now)
         int r = tool_opt(&o->t, c, optarg, usage);
         if (r < 0)
             usage(stderr);
-        return r < 0 ? -1 : r;
+        return r;
     }
     }
 }
@@ -301,9 +301,10 @@ static int parse_args(int argc, char **argv, struct opts *o, time_t now)
 static int load_config(const struct opts *o, struct report *r)
 {
     struct conf *cf;
+    int rc = tool_cache_dir(&o->t, &cf, r->cache_dir, sizeof r->cache_dir);
 
-    if (tool_cache_dir(&o->t, &cf, r->cache_dir, sizeof r->cache_dir) < 0)
-        return -1;
+    if (rc < 0)
+        return rc;
     if (cf != NULL) {
         r->have_conf = 1;
         r->cache_max = cf->cache_max;
@@ -460,11 +461,11 @@ static int ask_origins(struct report *r)
     static const char req[] = "origins\n";
     struct ctl_reader rd;
     char *line, *f[6];
-    int rc = -1;
+    int rc = -EPROTO; /* no final line */
 
     int fd = ctlproto_connect(r->cache_dir);
     if (fd < 0)
-        return -1;
+        return fd;
     ctl_reader_init(&rd, fd, 8192); /* longer than any line it sends */
     if (setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) != 0 ||
         ctlproto_send(fd, req, sizeof req - 1) != 0)
@@ -474,8 +475,10 @@ static int ask_origins(struct report *r)
         enum ctl_answer a = ctlproto_answer(f, nf);
         if (a == CTL_ANSWER_OK)
             rc = 0;
+        else if (a != CTL_ANSWER_INFO)
+            rc = -EOPNOTSUPP; /* "error": a daemon without "origins" */
         if (a != CTL_ANSWER_INFO)
-            break; /* "error": a daemon without "origins" */
+            break;
         origins_line(r, f, nf);
     }
 out:

@@ -148,7 +148,7 @@ static int daemon_stopped(const char *cache_dir)
                 "%s/%s: %s\n", cache_dir, cache_dir, CTL_SOCK_NAME,
                 strerror(-fd));
     }
-    return -1;
+    return fd >= 0 ? -EBUSY : fd;
 }
 
 /* -------------------------------------------------------------- checks */

@@ -86,10 +86,11 @@ static int send_all(struct conn *k, const char *p, size_t n)
      * answers is dropped, not waited for. */
     if (!k->dead && ctlproto_send(k->fd, p, n) != 0)
         k->dead = 1;
-    return k->dead ? -1 : 0;
+    return k->dead ? -ECONNRESET : 0;
 }
 
-/* Send one line (fmt without the '\n'). */
+/* Send one line (fmt without the '\n').  0, or -ECONNRESET once the
+ * client is gone or does not read (then every later reply fails too). */
 __attribute__((format(printf, 2, 3))) static int reply(struct conn *k,
                                                        const char *fmt, ...)
 {
@@ -100,7 +101,7 @@ __attribute__((format(printf, 2, 3))) static int reply(struct conn *k,
     int r = vsnprintf(line, REPLY_MAX, fmt, ap);
     va_end(ap);
     if (r < 0)
-        return -1;
+        return -EINVAL;
     /* A message may quote client input or an engine string. */
     ctlproto_sanitize(line);
     size_t n = strlen(line);
@@ -118,14 +119,14 @@ static int reply_err(struct conn *k, const char *msg)
 /* Next request line into *line (valid until the next call), within
  * CTL_IO_TIMEOUT_S: the deadline is per line, so a client trickling a byte
  * now and then cannot keep a slot.  1 got a line, 0 end of input, timeout
- * or error, -1 too long (answered). */
+ * or error, -EMSGSIZE too long (answered). */
 static int read_line(struct conn *k, char **line)
 {
     int rc = ctl_reader_line(&k->rd, CTL_IO_TIMEOUT_S * 1000, line);
 
     if (rc == -EMSGSIZE) {
         reply(k, "error\trequest longer than %u bytes", CTL_LINE_MAX);
-        return -1;
+        return -EMSGSIZE;
     }
     return rc == 1;
 }
@@ -140,7 +141,8 @@ static struct tmpl *find_tmpl(struct conn *k, const char *name)
     return t;
 }
 
-/* The daemon may run as root: it opens no file named by a client. */
+/* The daemon may run as root: it opens no file named by a client.  0, or
+ * -EINVAL (a bad spec) or -EPERM (a profile item), answered. */
 static int refuse_profiles(struct conn *k, const char *spec)
 {
     struct pin_item *items;
@@ -149,7 +151,7 @@ static int refuse_profiles(struct conn *k, const char *spec)
 
     if (pinspec_parse(spec, &items, &n, err, sizeof err) != 0) {
         reply_err(k, err);
-        return -1;
+        return -EINVAL;
     }
     int bad = 0;
     for (size_t i = 0; i < n; i++)
@@ -158,7 +160,7 @@ static int refuse_profiles(struct conn *k, const char *spec)
     if (bad)
         reply_err(k, "profile: items are read by imgcache-pin, not the "
                      "daemon; send their ranges");
-    return bad ? -1 : 0;
+    return bad ? -EPERM : 0;
 }
 
 static int do_change(struct conn *k, char **f, int nf, int unpin)
@@ -343,7 +345,7 @@ static int list_tmpl(struct conn *k, struct tmpl *t)
               cache_tmpl_name(t), s[i].off, s[i].len, s[i].bytes,
               s[i].present);
     free(s);
-    return k->dead ? -1 : 1; /* 1: no final line sent yet */
+    return k->dead ? -ECONNRESET : 1; /* 1: no final line sent yet */
 }
 
 static int do_list(struct conn *k, char **f, int nf)
@@ -369,7 +371,7 @@ static int do_list(struct conn *k, char **f, int nf)
 
 /* Wait up to ms; return early when the client hangs up or ctl_stop shuts
  * the socket down (both show as POLLRDHUP/POLLHUP).  0 when the full time
- * passed, -1 when cut short. */
+ * passed, -ECONNRESET when cut short (-errno when poll fails). */
 static int record_wait(struct conn *k, uint64_t ms)
 {
     uint64_t end = mono_ms() + ms;
@@ -381,9 +383,9 @@ static int record_wait(struct conn *k, uint64_t ms)
         struct pollfd p = {.fd = k->fd, .events = POLLRDHUP};
         int r = poll(&p, 1, (int)(end - now > 60000 ? 60000 : end - now));
         if (r < 0 && errno != EINTR)
-            return -1;
+            return -errno;
         if (r > 0)
-            return -1;
+            return -ECONNRESET;
     }
 }
 
@@ -461,7 +463,8 @@ static const struct verb {
     {"list", do_list}, {"record", do_record}, {"origins", do_origins},
 };
 
-/* Answer one request line.  -1 when the connection should end. */
+/* Answer one request line.  -errno (-ECONNRESET) when the connection
+ * should end. */
 static int dispatch(struct conn *k, char *line)
 {
     char *f[MAX_FIELDS];
@@ -470,10 +473,10 @@ static int dispatch(struct conn *k, char *line)
     for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++)
         if (strcmp(f[0], verbs[i].name) == 0) {
             verbs[i].fn(k, f, nf);
-            return k->dead ? -1 : 0;
+            return k->dead ? -ECONNRESET : 0;
         }
     reply(k, "error\tunknown request '%.40s'", f[0]);
-    return k->dead ? -1 : 0;
+    return k->dead ? -ECONNRESET : 0;
 }
 
 /* ------------------------------------------------------------ workers */
@@ -540,7 +543,7 @@ static void set_send_timeout(int fd)
 }
 
 /* Take a slot and a reference for a new connection (ctl.lock held).
- * -1 when all CTL_MAX_CONN slots are busy. */
+ * The slot, or -EBUSY when all CTL_MAX_CONN slots are busy. */
 static int slot_take(struct ctl *ctl, int fd)
 {
     for (int i = 0; i < CTL_MAX_CONN; i++)
@@ -550,7 +553,7 @@ static int slot_take(struct ctl *ctl, int fd)
             ctl->refs++;
             return i;
         }
-    return -1;
+    return -EBUSY;
 }
 
 static void slot_give_back(struct ctl *ctl, int slot)

@@ -51,7 +51,7 @@ static void fill_root_attr(struct stat *st)
 }
 
 /* The attributes of one generation's inode (they never change). */
-static void fill_attr(struct ic_fs *fs, struct gen *g, struct stat *st)
+static void fill_attr(struct ic_fs *fs, const struct gen *g, struct stat *st)
 {
     struct cache_gen_attr a;
     cache_gen_attr(g, &a);
@@ -341,7 +341,7 @@ static int xattr_value(struct tmpl *t, struct gen *g, const char *key,
     if (strcmp(key, "generation") == 0)
         return snprintf(out, len, "%" PRIu64, a.number);
     if (strcmp(key, "cached_bytes") == 0)
-        return snprintf(out, len, "%" PRIu64, a.cached);
+        return snprintf(out, len, "%" PRIu64, cache_gen_cached_bytes(g));
     return -ENODATA;
 }
 

@@ -297,9 +297,13 @@ static struct gen *tmpl_new_gen(struct tmpl *t, const struct origin_info *info)
     cache_gen_link(t, g);
     struct index_tmpl row;
     cache_tmpl_row(t, g, &row);
-    writer_tmpl(t->c->w, &row);
-    writer_drop_gens(t->c->w, t->tid, g->number);
-    writer_event(t->c->w, t->tid, "generation", 0, 0, NULL);
+    /* Records the writer could not queue (logged there) cost nothing
+     * wrong: without the row, the next start sees the origin differ from
+     * the index and makes this same generation number again; without the
+     * drop, the next start drops the other generations itself. */
+    (void)writer_tmpl(t->c->w, &row);
+    (void)writer_drop_gens(t->c->w, t->tid, g->number);
+    (void)writer_event(t->c->w, t->tid, "generation", 0, 0, NULL);
     pin_retarget(t);
     return old;
 }
@@ -491,16 +495,21 @@ void cache_tmpl_stats(const struct tmpl *t, struct tmpl_stats *out)
 
 struct tmpl *cache_gen_tmpl(const struct gen *g) { return g->t; }
 
-void cache_gen_attr(struct gen *g, struct cache_gen_attr *a)
+void cache_gen_attr(const struct gen *g, struct cache_gen_attr *a)
 {
     a->ino = g->ino;
     a->number = g->number;
     a->size = g->info.size;
     a->mtime_ns = g->info.mtime_ns;
     a->bs = g->bs;
+}
+
+uint64_t cache_gen_cached_bytes(struct gen *g)
+{
     pthread_mutex_lock(&g->lock);
-    a->cached = g->bm.present_bytes;
+    uint64_t cached = g->bm.present_bytes;
     pthread_mutex_unlock(&g->lock);
+    return cached;
 }
 
 struct readahead *cache_readahead(struct cache *c) { return c->ra; }

@@ -140,7 +140,7 @@ static void evict_finish(struct gen *g, struct victim *v, size_t n, int keep)
         struct index_rec rec = {.op = INDEX_ADD, .tid = g->t->tid,
                                 .gen = g->number, .blk = v[i].blk,
                                 .csum = b->csum, .atime = b->atime};
-        writer_add(g->t->c->w, &rec, g->fd);
+        (void)writer_add(g->t->c->w, &rec, g->fd); /* as read.c's ADDs */
     }
     pthread_cond_broadcast(&g->filled);
     pthread_mutex_unlock(&g->lock);
@@ -160,6 +160,7 @@ static uint64_t evict_victims(struct gen *g, struct victim *v, size_t n,
     uint64_t freed = 0;
     size_t used = 0;
     uint64_t mark = writer_mark(g->t->c->w); /* before our DELs are queued */
+    int lost = 0;
     for (; used < n && freed < bytes; used++) {
         uint32_t len = evict_mark(g, &v[used]);
         if (len == 0)
@@ -168,11 +169,12 @@ static uint64_t evict_victims(struct gen *g, struct victim *v, size_t n,
         (*nblk)++;
         struct index_rec rec = {.op = INDEX_DEL, .tid = g->t->tid,
                                 .gen = g->number, .blk = v[used].blk};
-        writer_add(g->t->c->w, &rec, -1);
+        lost |= writer_add(g->t->c->w, &rec, -1) < 0;
     }
     if (*nblk == 0)
         return 0;
-    int keep = writer_flush_since(g->t->c->w, mark) < 0;
+    /* A DEL the writer could not queue is one not made durable either. */
+    int keep = writer_flush_since(g->t->c->w, mark) < 0 || lost;
     if (keep)
         log_warn("template %s: could not record %llu evictions; keeping "
                  "those blocks", g->t->name, (unsigned long long)*nblk);

@@ -282,7 +282,9 @@ static void publish_block(struct gen *g, uint64_t blk, const char *data,
         .csum = csum, .atime = atime,
         .flags = (flags & BLK_ZERO) ? INDEX_BLK_ZERO : 0,
     };
-    writer_add(c->w, &rec, g->fd);
+    /* Not queued (logged by the writer): the index does not claim the
+     * block, and the next start frees it as unclaimed. */
+    (void)writer_add(c->w, &rec, g->fd);
 }
 
 /* Returns -EIO, or -ESTALE when the origin answered as if the template
@@ -302,8 +304,8 @@ static int fill_failed(struct rq *rq, const struct run *run, int err)
     }
     pthread_mutex_unlock(&g->lock);
     snprintf(what, sizeof what, "origin read failed: %s", strerror(-err));
-    writer_event(g->t->c->w, g->t->tid, "error", run->n,
-                 run->n * (uint64_t)g->bs, what);
+    (void)writer_event(g->t->c->w, g->t->tid, "error", run->n,
+                       run->n * (uint64_t)g->bs, what);
     /* A 404 or 410 to one range is asked about like a change (heal()):
      * one bad node must not hide the template. */
     if (err == -ENOENT && conf_origin_is_http(g->t->location))
@@ -469,7 +471,9 @@ static void discard_block(struct gen *g, uint64_t blk, const char *why)
     blockmap_set_missing(&g->bm, blk, block_len(blk, g->info.size, g->bs));
     struct index_rec rec = {.op = INDEX_DEL, .tid = g->t->tid,
                             .gen = g->number, .blk = blk};
-    writer_add(g->t->c->w, &rec, -1);
+    /* A DEL not queued leaves the index claiming bytes that fail their
+     * checksum: the first read after the next start discards them. */
+    (void)writer_add(g->t->c->w, &rec, -1);
 }
 
 /* Read present block blk into tmp (whole block), verifying its checksum

@@ -2,9 +2,9 @@
  *
  * With index-report.c and index-scrub.c (the tools' queries, sharing
  * index-priv.h), the only files that include sqlite3.h.  Every statement
- * the daemon runs is prepared once at open and kept in the struct: index_apply() runs on the
- * writer thread's group-commit path, and re-preparing per record would cost
- * more than the insert itself.
+ * the daemon runs is prepared once at open and kept in the struct:
+ * index_apply() runs on the writer thread's group-commit path, and
+ * re-preparing per record would cost more than the insert itself.
  *
  * Errors: every SQLite failure is logged once here (with sqlite3_errmsg) and
  * reported to the caller as -EIO, except a lock held by another connection

@@ -138,7 +138,7 @@ static int batch_grow(struct batch *b)
     size_t cap = b->cap ? b->cap * 2 : 256;
     struct job *j = realloc(b->jobs, cap * sizeof *j);
     if (j == NULL)
-        return -1;
+        return -ENOMEM;
     b->jobs = j;
     b->cap = cap;
     return 0;
@@ -205,7 +205,7 @@ static uint32_t *map_slot(struct batch *b, const struct job *j)
     }
 }
 
-/* Room for one more key (load at most 1/2).  -1 when out of memory. */
+/* Room for one more key (load at most 1/2).  0 or -ENOMEM. */
 static int map_reserve(struct batch *b)
 {
     if (2 * (b->mapn + 1) <= b->mapcap)
@@ -213,7 +213,7 @@ static int map_reserve(struct batch *b)
     size_t cap = b->mapcap ? b->mapcap * 2 : 1024;
     uint32_t *m = calloc(cap, sizeof *m);
     if (m == NULL)
-        return -1;
+        return -ENOMEM;
     uint32_t *old = b->map;
     size_t oldcap = b->mapcap;
     b->map = m;
@@ -255,11 +255,11 @@ static struct job *batch_find(struct batch *b, const struct job *j,
     return NULL;
 }
 
-/* Append j (its key's slot from batch_find).  -1 when out of memory. */
+/* Append j (its key's slot from batch_find).  0 or -ENOMEM. */
 static int batch_append(struct batch *b, const struct job *j, uint32_t *slot)
 {
     if (batch_grow(b) < 0)
-        return -1;
+        return -ENOMEM;
     b->jobs[b->njobs++] = *j;
     if (slot) {
         *slot = (uint32_t)b->njobs;
