@@ -98,14 +98,17 @@ struct tmpl {
     struct byte_range *cfg_pins; /* what pin_spec last resolved to */
     size_t ncfg_pins;
     uint64_t cfg_applied;    /* the pin_seq whose pins cfg_pins are */
-    struct conf_net net;     /* src's settings, mirrors resolved for us */
+    struct conf_net net;     /* src's settings, mirrors resolved for us;
+                                fixed but require_strong_etag (atomic,
+                                written under cfg_lock by a reload) */
     struct origin *origin;
     int64_t tid;             /* index row id */
-    uint64_t quota;
+    uint64_t quota;          /* atomic (a reload sets it, cfg_lock) */
     uint32_t bs;
     int link_rule;           /* 0 [template], 1 [directory], 2 ditto with
                                 follow_symlinks: fixed with the origin */
-    uint64_t timeout_ms;     /* origin_timeout */
+    uint64_t timeout_ms;     /* origin_timeout (atomic: a reload sets it
+                                under cfg_lock, readers take no lock) */
     uint64_t revalidate_ms;  /* 0: check the origin at every open */
     pthread_mutex_t lock;    /* protects cur, live, last_check_ms,
                                 checking, recheck_ms, check_*,

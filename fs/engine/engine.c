@@ -383,9 +383,11 @@ static void tmpl_update(struct tmpl *t, const struct conf_source *src,
     }
     t->pin_seq++; /* re-resolved even when unchanged, as at start */
     __atomic_store_n(&t->quota, src->quota, __ATOMIC_RELAXED);
-    t->timeout_ms = src->net.origin_timeout_ms;
+    __atomic_store_n(&t->timeout_ms, src->net.origin_timeout_ms,
+                     __ATOMIC_RELAXED);
     /* Applies from the next change of the origin's content on. */
-    t->net.require_strong_etag = src->net.require_strong_etag;
+    __atomic_store_n(&t->net.require_strong_etag,
+                     src->net.require_strong_etag, __ATOMIC_RELAXED);
     __atomic_store_n(&t->removed, 0, __ATOMIC_RELAXED);
 }
 
