@@ -28,7 +28,14 @@
  * (cache_gen_recheck): a new validator starts a new generation; the same
  * one means the answer was a fluke (a stale node behind a balancer), and
  * reads go on after a bounded backoff.
- * */
+ *
+ * Locking: callers outside the engine hold none of its locks, with one
+ * exception: a successful cache_read_fd_begin() returns with g's
+ * evict_rw held shared until cache_read_fd_end(); in between call only
+ * cache_pread_present(), cache_stage_peek() and cache_stage_unref() on g,
+ * and fillbuf: nothing that fills or evicts (an eviction from g takes
+ * evict_rw exclusively: it would wait on the caller itself).
+ */
 #ifndef IC_CACHE_H
 #define IC_CACHE_H
 

@@ -44,7 +44,20 @@
  * Limits, so a misbehaving client cannot hang or bloat the daemon: a
  * request line is at most CTL_LINE_MAX bytes, a client has CTL_IO_TIMEOUT_S
  * to send a request line (once connected, and between requests) and to
- * take each answer line. */
+ * take each answer line.
+ *
+ * Locking (ctl.c), outermost first; requests call the engine with neither
+ * held, and both are leaves:
+ *   ctl.lock   the connection slots (fds, nconn) and the references.
+ *              Held only for close() of a worker's socket and shutdown()
+ *              of every one (neither blocks), and by ctl_stop's wait for
+ *              the workers (bounded, CTL_STOP_WAIT_MS); never across a
+ *              request or a socket read or write.
+ *   warm.lock  one warm request's figures (done, total, failed, rc).
+ *              Taken by prewarm_run's progress callback under prewarm.c's
+ *              own lock, so it stays a leaf: the worker waits on it at
+ *              most PROGRESS_MS at a time and sends each progress line
+ *              with it released. */
 #ifndef IC_CTL_H
 #define IC_CTL_H
 

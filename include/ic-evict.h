@@ -8,7 +8,11 @@
  * the new bytes to the punch; readers that copied its bytes meanwhile see
  * its seq change and retry.
  *
- * Called with no locks held. */
+ * Locking: called with no engine lock held (tmpl.cfgpin_lock excepted: a
+ * config pin's read fills too).  Victims are chosen and marked under
+ * gen.lock, their removals committed (writer_flush_since, up to 30 s) with
+ * no lock held, their holes punched under gen.evict_rw taken exclusively
+ * with no other lock; see fs/engine/cache-priv.h for the order. */
 #ifndef IC_EVICT_H
 #define IC_EVICT_H
 

@@ -6,8 +6,14 @@
  * memory the host backs lazily, several times the cost of the copy itself.
  * Buffers of up to FILLBUF_SIZE come from a small pool of mappings of that
  * size; larger ones (a block size over 4M) are mapped and unmapped each
- * time, small ones (up to FILLBUF_SMALL) come from malloc's heap.  Idle pool buffers are returned to the system by fillbuf_trim, so
- * the daemon's RSS follows its load.  Thread-safe. */
+ * time, small ones (up to FILLBUF_SMALL) come from malloc's heap.  Idle
+ * pool buffers are returned to the system by fillbuf_trim, so the
+ * daemon's RSS follows its load.
+ *
+ * Locking: pool_lock (fillbuf.c) protects the pool: its list, its count
+ * and the header of each buffer in it.  A leaf, held for a few pointer
+ * moves, never across mmap or munmap; callers may hold locks of their own
+ * (origin-file.c frees an abandoned job's buffer under its lock). */
 #ifndef IC_FILLBUF_H
 #define IC_FILLBUF_H
 

@@ -26,9 +26,15 @@
  * display form (no credentials) is logged.
  *
  * Locking: health_lock (in health.c) protects the entry list and every
- * field of every entry; `down` and `fails` are also read without it
- * (written with atomic stores under it) on the fast path.  Probes run
- * with no lock held, holding a reference on their entry. */
+ * field of every entry but its key, display, probe and arg (fixed);
+ * `down` and `fails` are also read without it (written with atomic stores
+ * under it) on the fast path.  A leaf: callers hold no lock of theirs
+ * (origin-http.c reports after a transfer, with none), and under it run
+ * only memory, log lines, the start of the probe thread and, when
+ * health_get runs out of memory, arg_free (which must only free).  Probes
+ * and an entry's last arg_free run with no lock held, the probe holding a
+ * reference on its entry.  The probe thread waits on health_wake until a
+ * probe is due; health_stop() waits at most a probe's timeout. */
 #ifndef IC_HEALTH_H
 #define IC_HEALTH_H
 

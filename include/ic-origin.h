@@ -14,7 +14,16 @@
  *    down, see ic-health.h: nothing was tried), -ELOOP (a [directory] file
  *    became a symlink it may not follow), -EIO (anything else).
  *    A reader sees every failed fill as EIO (read.c).
- *  - Safe to call from several threads at once. */
+ *  - Safe to call from several threads at once.
+ *
+ * Locking: the backends' locks (origin.c's list_lock, origin-file.c's
+ * per-origin lock, origin-http.c's hosts_lock and pool locks, and
+ * health.c's) are taken last, each described where it is defined: none
+ * is held across the I/O, and the only other lock taken under one is
+ * fillbuf's pool_lock (a leaf, under origin-file.c's).  The engine calls
+ * origins with no lock held but cache.cfg_lock (stats and listings of a
+ * config load) or tmpl.cfgpin_lock (reads for config pins); see
+ * fs/engine/cache-priv.h. */
 #ifndef IC_ORIGIN_H
 #define IC_ORIGIN_H
 

@@ -10,12 +10,12 @@
  * pins is refused.
  *
  * Locking: the pin set is protected by tmpl.lock; the recording by
- * tmpl.rec_lock.  pin_mark_gen() and pin_retarget() are called with
- * tmpl.lock held (by cache.c, as it switches generations); every other
- * function takes the locks it needs (tmpl.lock, then gen.lock) and is
- * called with no engine lock held, except pin_record_note(), which the
- * read path calls with gen.evict_rw held shared (it takes only the leaf
- * tmpl.rec_lock).  None does origin or data-file I/O. */
+ * tmpl.rec_lock, a leaf.  pin_mark_gen() and pin_retarget() are called
+ * with tmpl.lock held (by cache.c, as it switches generations); every
+ * other function takes the locks it needs (tmpl.lock, then gen.lock, and
+ * the writer's under them) and is called with no engine lock held but
+ * tmpl.cfgpin_lock (prewarm_config's changes) or, for pin_record_note(),
+ * gen.evict_rw (a zero-copy read).  None does origin or data-file I/O. */
 #ifndef IC_PIN_H
 #define IC_PIN_H
 

@@ -1,6 +1,13 @@
 /* Pins that read the template through the cache: resolving pin specs,
  * the config's pins, pre-warming.  Called with no engine lock held; they
- * read the origin (bounded by origin_timeout per read). */
+ * read the origin (bounded by origin_timeout per read).
+ *
+ * Locking: prewarm_config() serialises one template's runs with
+ * tmpl.cfgpin_lock, held across the resolution's reads and the pin
+ * changes that follow (fs/engine/cache-priv.h).  prewarm_run()'s workers
+ * share a lock of the run's (the next chunk, the bytes done), held while
+ * the progress callback runs: the callback must not block, and may take
+ * only a leaf lock of its own. */
 #ifndef IC_PREWARM_H
 #define IC_PREWARM_H
 
@@ -30,8 +37,8 @@ int prewarm_resolve(struct tmpl *t, const char *spec,
  * are as they were, and the next config load tries again). */
 int prewarm_config(struct tmpl *t, const char *spec, uint64_t seq);
 /* Fill every missing pinned block, `parallel` fetches at a time (1..16).
- * progress (may be NULL) is called from any thread, serialised, with bytes
- * done and total.  Returns 0 when every pinned block is present, -EIO when
+ * progress (may be NULL) is called from any thread, serialised (under the
+ * run's lock), with bytes done and total.  Returns 0 when every pinned block is present, -EIO when
  * some could not be fetched (*failed = their bytes). */
 typedef void (*prewarm_progress_fn)(void *ctx, uint64_t done,
                                     uint64_t total);

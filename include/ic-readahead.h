@@ -5,7 +5,16 @@
  * blocks ahead of it are fetched in the background, in runs large enough to
  * keep the origin busy (several Range GETs in flight for HTTP), the window
  * doubling from RA_MIN to the config's readahead.  Readahead only fills
- * missing blocks; it never evicts pinned ones (eviction never does). */
+ * missing blocks; it never evicts pinned ones (eviction never does).
+ *
+ * Locking, outermost first (ra_note is called with no lock held):
+ *   ra_state.lock   one handle's detector; a leaf, released before any
+ *                   job is queued.
+ *   readahead.lock  (readahead.c) the job queue, its length and stop;
+ *                   each queued job's generation reference is taken under
+ *                   it (gen.lock, see fs/engine/cache-priv.h), nothing
+ *                   else.  Fetchers run jobs (origin reads, data-file
+ *                   writes) and drop their references with no lock held. */
 #ifndef IC_READAHEAD_H
 #define IC_READAHEAD_H
 
@@ -22,7 +31,8 @@ struct gen;
 struct readahead;
 
 struct ra_state {
-    pthread_mutex_t lock; /* reads of one handle may run concurrently */
+    pthread_mutex_t lock; /* protects the fields below: reads of one
+                             handle may run concurrently */
     uint64_t next_off;    /* where a sequential read would start */
     uint64_t ra_end;      /* readahead issued up to here */
     uint64_t window;      /* current window, 0 = not sequential */

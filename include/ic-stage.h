@@ -14,7 +14,13 @@
  *
  * Entries are keyed by a generation's unique id (struct gen.uid), never by
  * a pointer, so bytes of one generation cannot be served for another.
- * Thread-safe: one mutex, never held while bytes are copied. */
+ *
+ * Locking: stage.lock (stage.c) protects the list of entries, each
+ * entry's references and counts, and the stage's bytes and bound; an
+ * entry's key, range and bytes are fixed once put.  A leaf: gap reads,
+ * copies and release() all run with it released (a release may unmap
+ * 4 MiB).  Callers may hold any engine lock (the zero-copy read path
+ * holds gen.evict_rw). */
 #ifndef IC_STAGE_H
 #define IC_STAGE_H
 

@@ -20,8 +20,14 @@
  * those blocks are fetched again after a restart.  At stop a locked index
  * is retried for 5 s, then what waits is given up (logged).
  *
- * All functions are thread-safe; the writer's lock is a leaf (it may be
- * taken while holding any other lock; it takes none of another module). */
+ * Locking: writer.lock (writer.c) protects the pending batch and the
+ * writer's counters and state; the thread runs a batch (fdatasync, SQLite)
+ * with it released.  A leaf: callers may hold any other lock (gen.lock and
+ * tmpl.lock queue records under it), and nothing is taken under it; it is
+ * held only for memory, a dup() and fstat() of an ADD's data file, and log
+ * lines.  writer_flush() and writer_flush_since() wait, up to 30 s: call
+ * them with no engine lock held (tmpl.cfgpin_lock excepted, which is held
+ * across whole reads; see fs/engine/cache-priv.h). */
 #ifndef IC_WRITER_H
 #define IC_WRITER_H
 

@@ -17,13 +17,14 @@
 
 struct hdr {
     uint64_t size; /* bytes after the header */
-    uint64_t idle_since_ms;
+    uint64_t idle_since_ms; /* these two: pool_lock, while in the pool */
     struct hdr *next;
 };
 
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct hdr *pool; /* most recently used first: its pages are warm */
-static unsigned pool_n;
+/* Most recently used first (its pages are warm); pool_lock. */
+static struct hdr *pool;
+static unsigned pool_n; /* pool_lock */
 
 static struct hdr *map_buf(uint64_t size)
 {

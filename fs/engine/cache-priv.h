@@ -22,22 +22,39 @@
  * it in this list:
  *   cache.cfg_lock   serialises config loads (start, reload, pending
  *                    retries).  Held across the origin checks of templates
- *                    being added (each bounded by connect_timeout), never
- *                    across origin reads (pin resolution runs after it).
+ *                    being added (each bounded by connect_timeout), the
+ *                    listings of [directory] sources (a local one walked
+ *                    away from at connect_timeout, an HTTP one bounded by
+ *                    origin_timeout), the config file, a second index
+ *                    connection, and the data files of templates not yet
+ *                    published (created, unclaimed blocks punched, other
+ *                    generations unlinked); never across reads of template
+ *                    data (config pins are resolved after it, pin_job).
  *   tmpl.cfgpin_lock serialises applying one template's config pins; held
- *                    across the reads they need (origin_timeout each).
- *   gen.evict_rw     the one lock held across data-file I/O: shared while
- *                    bytes are copied from the data file, exclusive while
- *                    holes are punched.
+ *                    across the reads they need (origin_timeout each) and
+ *                    everything a read and a pin change take (all below).
+ *   gen.evict_rw     the read path's one lock held across data-file I/O:
+ *                    shared while bytes are copied from the data file
+ *                    (stage.lock, fillbuf and tmpl.rec_lock are taken
+ *                    under it), exclusive while holes are punched.
  *   tmpl.lock        also held while a new generation's data file is
  *                    created (open, ftruncate: its name is the generation
  *                    number, which tmpl.lock hands out); never across
- *                    reads or writes of data, nor origin I/O.
- *   gen.lock         block table, references, fills' bookkeeping.
- * Leaves (nothing is taken under them): tmpl.rec_lock, cache.pend_lock,
- * cache.hk_lock, and the locks of the modules below the engine (writer,
- * stage, fillbuf, health, origin).  No other mutex is held across origin
- * I/O.
+ *                    reads or writes of data, nor origin I/O.  Waits on
+ *                    tmpl.checked (a recheck in flight, bounded by the
+ *                    caller's deadline).
+ *   readahead.lock   the fetchers' queue (readahead.c): a queued job's
+ *                    reference is taken under it (gen.lock).
+ *   gen.lock         block table, references, fills' bookkeeping; only
+ *                    leaves under it (the writer's: records queued).
+ *                    Waits on gen.filled, bounded (the read's deadline).
+ * Leaves, taken last (nothing is taken under them): tmpl.rec_lock,
+ * cache.pend_lock, cache.hk_lock, engine.c's checker.lock, and the locks
+ * of the modules below the engine (writer, stage, fillbuf, health,
+ * origin; each header has its own rule, and none takes an engine lock).
+ * prewarm.c's warm.lock is held only around its caller's progress
+ * callback, which must take nothing but a leaf of its own (ctl.c's).
+ * Only cfg_lock and cfgpin_lock are held across origin I/O.
  * cache_gen_put() may take tmpl.lock: never call it with tmpl.lock held. */
 #ifndef IC_CACHE_PRIV_H
 #define IC_CACHE_PRIV_H
@@ -56,6 +73,8 @@
 struct conf_source;
 struct writer;
 
+/* t, number, info, uid, bs, fd, dfd, direct_reads and ino are fixed before
+ * the generation is shared (ino as it is linked, under tmpl.lock). */
 struct gen {
     struct tmpl *t;
     uint64_t number;
@@ -67,20 +86,22 @@ struct gen {
     int direct_reads;        /* data_direct_io: reads use dfd too */
     uint64_t ino;            /* its inode number (cache_gen_ino) */
     struct gen *next_live;   /* the template's live generations (tmpl.lock) */
-    pthread_mutex_t lock;    /* protects bm, refs, stale, heal_* */
+    pthread_mutex_t lock;    /* protects bm, refs, stale, heal_*, fail_*,
+                                evicting, reserved */
     pthread_cond_t filled;   /* broadcast when a fill ends (either way) */
-    struct blockmap bm;
+    struct blockmap bm;      /* (lock); a block's state and flags are also
+                                peeked at with atomic loads, as hints */
     int refs;
     int stale;               /* superseded: the origin changed; no fills
                                 (written under tmpl.lock and gen.lock) */
     /* After an answer "changed" that a recheck found false: no fill starts
      * before heal_until_ms; heal_ms is the backoff (doubles while it
      * happens again, reset by a fill that works). */
-    uint64_t heal_until_ms, heal_ms;
+    uint64_t heal_until_ms, heal_ms;  /* (lock) */
     /* The last failed fill (blocks fail_first..fail_last): a read of them
      * within FAIL_MEMORY_MS fails at once instead of waiting a second full
      * origin_timeout (the kernel retries a failed readahead page). */
-    uint64_t fail_first, fail_last, fail_until_ms;
+    uint64_t fail_first, fail_last, fail_until_ms; /* (lock) */
     /* Held shared while bytes are handed to the kernel straight from the
      * data file, exclusively while a hole is punched: an eviction cannot
      * zero bytes in the middle of a zero-copy reply. */
@@ -99,14 +120,17 @@ struct tmpl {
     struct byte_range *cfg_pins; /* what pin_spec last resolved to */
     size_t ncfg_pins;
     uint64_t cfg_applied;    /* the pin_seq whose pins cfg_pins are */
-    struct conf_net net;     /* src's settings, mirrors resolved for us */
+    struct conf_net net;     /* src's settings, mirrors resolved for us;
+                                fixed but require_strong_etag (atomic,
+                                written under cfg_lock by a reload) */
     struct origin *origin;
     int64_t tid;             /* index row id */
-    uint64_t quota;
+    uint64_t quota;          /* atomic (a reload sets it, cfg_lock) */
     uint32_t bs;
     int link_rule;           /* 0 [template], 1 [directory], 2 ditto with
                                 follow_symlinks: fixed with the origin */
-    uint64_t timeout_ms;     /* origin_timeout */
+    uint64_t timeout_ms;     /* origin_timeout (atomic: a reload sets it
+                                under cfg_lock, readers take no lock) */
     uint64_t revalidate_ms;  /* 0: check the origin at every open */
     pthread_mutex_t lock;    /* protects cur, live, last_check_ms,
                                 checking, recheck_ms, check_*,
@@ -133,11 +157,15 @@ struct tmpl {
     size_t nrec, rec_cap;
     int gone;                /* atomic: origin says the template is gone */
     int removed;             /* atomic: no longer in the configuration */
-    int start_rc, start_done, quiet; /* origin check before publishing */
+    /* The origin check before publishing: written by one checker thread,
+     * read after it is joined (cfg_lock held throughout). */
+    int start_rc, start_done, quiet;
     struct origin_info start_info;
-    uint64_t epoch;          /* config load that last named it */
+    uint64_t epoch;          /* config load that last named it (cfg_lock) */
     struct tmpl_stats st;
-    struct index_counters saved; /* figures last queued for the index */
+    struct index_counters saved; /* figures last queued for the index
+                                    (the housekeeping thread's, then
+                                    engine_close's) */
 };
 
 /* Something a config load could not resolve yet: a template whose origin
@@ -158,27 +186,34 @@ struct old_conf {
 };
 
 struct cache {
-    struct conf *conf;       /* current config (replaced on reload) */
+    struct conf *conf;       /* current config: replaced under cfg_lock
+                                (release store), read without a lock
+                                (see retire_conf) */
     struct index *ix;
     struct writer *w;
-    struct tmpl **t;         /* append-only; read via cache_snapshot */
+    struct tmpl **t;         /* append-only, under cfg_lock (release
+                                stores); read via cache_snapshot */
     size_t nt;
-    uint64_t epoch;          /* config loads so far */
-    struct tmpl **old_arrays[CACHE_OLD_ARRAYS]; /* freed at exit */
+    uint64_t epoch;          /* config loads so far (cfg_lock) */
+    struct tmpl **old_arrays[CACHE_OLD_ARRAYS]; /* freed at exit (cfg_lock) */
     size_t old_arrays_n;
     struct conf *first_conf;     /* the caller's: never freed by us */
     struct old_conf *old_confs;  /* replaced configs (cfg_lock) */
     size_t old_confs_n, old_confs_cap;
     uint64_t clock;          /* access counter for LRU (atomic) */
     pthread_t hk;            /* housekeeping thread */
-    pthread_mutex_t hk_lock; /* protects hk_stop */
+    pthread_mutex_t hk_lock; /* protects hk_stop, pins_due */
     pthread_cond_t hk_wake;
-    int hk_stop, hk_running;
+    int hk_stop;
+    int hk_running;          /* set before the reload thread starts,
+                                cleared after it is joined */
     int pins_due;            /* config pins to apply (hk_lock) */
     struct readahead *ra;    /* sequential readahead fetchers */
     struct stage *stage;     /* recent readahead fills (direct_fill) */
     uint64_t reserved;       /* room reserved by fills, all gens (atomic) */
-    pthread_mutex_t cfg_lock; /* serialises reloads and pending retries */
+    pthread_mutex_t cfg_lock; /* serialises config loads (start, reload,
+                                 pending retries); protects conf's and
+                                 t's replacement, epoch, old_* */
     pthread_mutex_t pend_lock; /* protects pend, npend */
     struct pending *pend;
     size_t npend;

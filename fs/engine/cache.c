@@ -190,7 +190,7 @@ void cache_tmpl_row(const struct tmpl *t, const struct gen *g,
     snprintf(row->validator, sizeof row->validator, "%s", g->info.validator);
     row->generation = g->number;
     row->block_size = t->bs;
-    row->quota = t->quota;
+    row->quota = __atomic_load_n(&t->quota, __ATOMIC_RELAXED);
 }
 
 /* What an HTTP origin without a strong ETag cannot tell us: the warning
@@ -206,7 +206,7 @@ int cache_validator_refused(struct tmpl *t, const char *validator)
                        : strncmp(validator, "lm:", 3) == 0
                            ? "no ETag, only Last-Modified"
                            : "neither ETag nor Last-Modified";
-    if (t->net.require_strong_etag) {
+    if (__atomic_load_n(&t->net.require_strong_etag, __ATOMIC_RELAXED)) {
         if (!t->quiet && !t->refuse_logged)
             log_err("template %s: origin %s gives %s, and "
                     "require_strong_etag = yes: refusing the template",
@@ -328,7 +328,7 @@ static int tmpl_revalidate(struct tmpl *t, uint64_t deadline)
      * origin that vanished is more likely an unmounted share: keep
      * serving what is cached there. */
     if (conf_origin_is_http(t->location) && (r == 0 || r == -ENOENT)) {
-        if (r == -ENOENT && !t->gone)
+        if (r == -ENOENT && !__atomic_load_n(&t->gone, __ATOMIC_RELAXED))
             log_warn("template %s: origin %s is gone (404/410); hiding it",
                      t->name, t->origin->display);
         __atomic_store_n(&t->gone, r == -ENOENT, __ATOMIC_RELAXED);

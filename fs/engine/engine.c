@@ -2,7 +2,15 @@
  * cached blocks), applying a configuration (templates, [directory]
  * listings, templates whose origin did not answer yet, retried in the
  * background), housekeeping, reload and shutdown.  Contract in
- * ic-engine.h; the objects and lock rules in cache-priv.h. */
+ * ic-engine.h; the objects and lock rules in cache-priv.h.
+ *
+ * Locking: cfg_lock is held by every config load but the first
+ * (engine_open's runs before the engine's other threads exist), and
+ * otherwise only to copy the config pins to apply (pin_jobs_take); what
+ * it is held across is in cache-priv.h.  pend_lock, under it or alone,
+ * only moves the pending list (a leaf); hk_lock only hands the
+ * housekeeping thread its stop and pins_due flags (a leaf, released
+ * across all of the thread's work). */
 #include "config.h"
 
 #include <errno.h>
@@ -387,9 +395,11 @@ static void tmpl_update(struct tmpl *t, const struct conf_source *src,
     }
     t->pin_seq++; /* re-resolved even when unchanged, as at start */
     __atomic_store_n(&t->quota, src->quota, __ATOMIC_RELAXED);
-    t->timeout_ms = src->net.origin_timeout_ms;
+    __atomic_store_n(&t->timeout_ms, src->net.origin_timeout_ms,
+                     __ATOMIC_RELAXED);
     /* Applies from the next change of the origin's content on. */
-    t->net.require_strong_etag = src->net.require_strong_etag;
+    __atomic_store_n(&t->net.require_strong_etag,
+                     src->net.require_strong_etag, __ATOMIC_RELAXED);
     __atomic_store_n(&t->removed, 0, __ATOMIC_RELAXED);
 }
 
@@ -683,9 +693,10 @@ static int cache_add_dir(struct cache *c, struct index *ix, struct batch *b,
 #define CHECK_THREADS 16
 
 struct checker {
-    struct batch *b;
+    struct batch *b;      /* fixed; each template's start_* is written by
+                             the one checker that took it */
     size_t next;
-    pthread_mutex_t lock;
+    pthread_mutex_t lock; /* protects next; a leaf */
 };
 
 static void *check_main(void *arg)

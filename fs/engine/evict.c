@@ -343,7 +343,7 @@ static int wait_evictions(struct gen *g)
 /* Room under the quota, reserved (see evict_make_room). */
 static int room_in_quota(struct gen *g, uint64_t need, int pinned)
 {
-    uint64_t quota = g->t->quota;
+    uint64_t quota = __atomic_load_n(&g->t->quota, __ATOMIC_RELAXED);
     /* Concurrent fills may take the room we free, and victims used again
      * since they were chosen are kept: try again while eviction helps. */
     for (int tries = 0; tries < (pinned ? 64 : 4); tries++) {

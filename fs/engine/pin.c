@@ -167,13 +167,14 @@ int pin_change(struct tmpl *t, const struct byte_range *r, size_t n,
         return rc;
     }
     uint64_t after = pin_set_bytes(v, nv, t->cur->info.size, t->bs);
-    if (!unpin && t->quota != 0 && after > t->quota) {
+    uint64_t quota = __atomic_load_n(&t->quota, __ATOMIC_RELAXED);
+    if (!unpin && quota != 0 && after > quota) {
         snprintf(err, errlen,
                  "pin of template %s refused: asks %llu bytes, %llu already "
                  "pinned, quota %llu", t->name,
                  (unsigned long long)ranges_bytes(r, n),
                  (unsigned long long)t->pinned_bytes,
-                 (unsigned long long)t->quota);
+                 (unsigned long long)quota);
         pthread_mutex_unlock(&t->lock);
         free(v);
         return -EDQUOT;

@@ -136,13 +136,15 @@ out:
 
 #define WARM_CHUNK (1u << 20)
 
+/* t, g, chunks, nchunks and total are fixed before the workers start. */
 struct warm {
     struct tmpl *t;
     struct gen *g;
     struct byte_range *chunks;
     size_t nchunks, next;
     uint64_t done, total;
-    pthread_mutex_t lock; /* protects next, done, progress calls */
+    pthread_mutex_t lock; /* protects next, done, progress calls: held
+                             across the callback (ic-prewarm.h) */
     prewarm_progress_fn progress;
     void *ctx;
 };

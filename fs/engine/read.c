@@ -636,7 +636,8 @@ ssize_t cache_read(struct gen *g, char *buf, uint64_t off, size_t size)
     pin_record_note(g->t, off, rq.len);
     rq.first = block_of(off, g->bs);
     rq.last = block_of(off + rq.len - 1, g->bs);
-    rq.deadline = mono_ms() + g->t->timeout_ms;
+    rq.deadline = mono_ms() + __atomic_load_n(&g->t->timeout_ms,
+                                              __ATOMIC_RELAXED);
     rq.done = calloc(rq.last - rq.first + 1, 1);
     if (rq.done == NULL)
         return -ENOMEM;
@@ -659,7 +660,8 @@ void cache_prefetch(struct gen *g, uint64_t off, uint64_t len)
         return;
     rq.first = block_of(off, g->bs);
     rq.last = block_of(off + rq.len - 1, g->bs);
-    rq.deadline = mono_ms() + g->t->timeout_ms;
+    rq.deadline = mono_ms() + __atomic_load_n(&g->t->timeout_ms,
+                                              __ATOMIC_RELAXED);
     rq.done = calloc(rq.last - rq.first + 1, 1);
     if (rq.done == NULL)
         return;

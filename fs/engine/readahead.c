@@ -18,12 +18,13 @@ struct ra_job {
 };
 
 struct readahead {
-    pthread_mutex_t lock; /* protects the queue and stop */
-    pthread_cond_t work;
+    pthread_mutex_t lock; /* protects head, tail, queued, stop; see
+                             ic-readahead.h for what is taken under it */
+    pthread_cond_t work;  /* a job was queued, or stop */
     struct ra_job *head, *tail;
     unsigned queued;
     int stop;
-    unsigned nthreads;
+    unsigned nthreads;    /* fixed once started */
     pthread_t th[16];
 };
 

@@ -8,6 +8,8 @@
 #include "ic-stage.h"
 #include "ic-util.h"
 
+/* key, off, len, buf and t_ms are fixed once put; the rest is the
+ * stage's lock's. */
 struct entry {
     uint64_t key, off, len;
     char *buf;
@@ -19,13 +21,14 @@ struct entry {
 };
 
 struct stage {
-    pthread_mutex_t lock;
+    pthread_mutex_t lock;      /* protects the fields below but release */
     struct entry *head, *tail; /* oldest first */
-    unsigned listed;           /* entries in the list (atomic stores) */
+    unsigned listed;           /* entries in the list (atomic stores under
+                                  the lock; peeked at without it) */
     struct entry *dead;        /* dropped, released once unlocked */
     uint64_t bytes;            /* of every entry not yet released */
     uint64_t cap;
-    void (*release)(char *buf);
+    void (*release)(char *buf); /* fixed */
 };
 
 struct stage *stage_new(uint64_t cap, void (*release)(char *buf))

@@ -10,7 +10,14 @@
  * every stat and read, not just checked when listed: a file listed as
  * regular may later be replaced by a symlink pointing anywhere (a root-only
  * file, another tenant's image), and the mount may be open to other users
- * (allow_other). */
+ * (allow_other).
+ *
+ * Locking: file_origin.lock, one per origin, protects its job queue and
+ * workers and each queued job's flags; syscalls on the origin run with it
+ * released.  Held only for the bookkeeping, the start of a worker, and
+ * the freeing of a job (fillbuf_put, whose pool_lock is a leaf): nothing
+ * else is taken under it.  A caller waits on `done` until its deadline
+ * (file_destroy for 1 s), a worker on `work` while idle. */
 #include "config.h"
 
 #include <errno.h>
@@ -44,6 +51,9 @@ struct file_job {
     struct origin_info expect;
     struct origin_info info;        /* OP_STAT result */
     int result;                     /* 0 or -errno */
+    /* started, done, abandoned, next: fo->lock.  result, info and buf are
+     * the worker's from started until done, then the caller's (or, if
+     * abandoned, freed by the worker). */
     int started, done, abandoned;
     struct file_job *next;
 };
@@ -54,7 +64,8 @@ struct file_origin {
     char *name;                     /* its name in it (else both NULL) */
     int follow;                     /* follow_symlinks */
     int refused;                    /* atomic: a refusal was logged */
-    pthread_mutex_t lock;           /* protects everything below */
+    pthread_mutex_t lock;           /* protects everything below (the
+                                       fields above are fixed) */
     pthread_cond_t work;            /* workers: a job was queued */
     pthread_cond_t done;            /* callers: a job finished */
     struct file_job *head, *tail;

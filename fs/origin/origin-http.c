@@ -48,9 +48,17 @@
  * What a response must look like is decided in http-check.c (pure, unit
  * tested and fuzzed); this file moves the bytes and logs the verdicts.
  *
- * Locking: hosts_lock protects the host table and every http_host field
- * marked so; http_origin.lock protects the idle pool.
- * A curl easy handle is used by one thread at a time. */
+ * Locking: two leaves, never held across a transfer nor while the other
+ * is taken:
+ *   hosts_lock        the host table and every http_host field marked so;
+ *                     host_acquire waits on a host's `freed` with it, up
+ *                     to the call's deadline.  The slot it hands out
+ *                     (`active`) is held across the transfer; the lock is
+ *                     not.
+ *   http_origin.lock  one origin's idle pool; curl handles are created
+ *                     and cleaned up with it released.
+ * Health reports (ic-health.h) are made with neither held.  A curl easy
+ * handle is used by one thread at a time. */
 #include "config.h"
 
 #include <curl/curl.h>
@@ -89,7 +97,8 @@
 
 struct http_host {
     struct http_host *next;   /* protected by hosts_lock */
-    char *key;                /* "scheme://host:port": no credentials */
+    char *key;                /* "scheme://host:port": no credentials;
+                                 fixed */
     unsigned refs;            /* protected by hosts_lock */
     unsigned limit;           /* protected by hosts_lock */
     unsigned active;          /* protected by hosts_lock */
@@ -216,7 +225,7 @@ struct http_origin {
     char *ca_file;
     char *netrc;
     uint64_t connect_ms;      /* connect_timeout, for probes */
-    pthread_mutex_t lock;     /* protects the fields below */
+    pthread_mutex_t lock;     /* protects idle, nidle (the rest is fixed) */
     CURL **idle;              /* idle handles, each with its connections */
     size_t nidle, idle_max;
 };

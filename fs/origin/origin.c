@@ -161,9 +161,15 @@ static int list_local_dir(const char *path, unsigned flags, char ***names)
  * or the retries (all under the config lock): it runs on its own thread,
  * and the caller walks away at connect_timeout, as from a stat.  A
  * directory whose abandoned listing is still stuck is not listed again
- * until that one returns: at most one stuck thread per directory. */
+ * until that one returns: at most one stuck thread per directory.
+ *
+ * Locking: list_lock protects `stuck` and every job's done, abandoned,
+ * result, names and next once its thread runs (path and flags are fixed).
+ * A leaf: the listing itself runs with it released; under it only the
+ * start of the listing thread and freeing memory.  The caller waits on
+ * list_done with it, until connect_timeout. */
 struct list_job {
-    char *path;
+    char *path;       /* path, flags: fixed */
     unsigned flags;
     int done, abandoned, result;
     char **names;
