@@ -1,5 +1,6 @@
-/* A tiny HTTP/1.1 origin for unit tests (check_read, check_origin): one
- * thread on a listening socket at 127.0.0.1, one request per connection
+/* A tiny HTTP/1.1 origin for unit tests (check_read, check_origin,
+ * check_cache): one thread on a listening socket at 127.0.0.1, one
+ * request per connection
  * (Connection: close), canned answers:
  *
  *   HEAD /a.img        200, Content-Length, ETag, Accept-Ranges
