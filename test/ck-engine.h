@@ -1,6 +1,7 @@
 /* Shared by the unit tests that run the real engine (check_evict,
- * check_read, check_readahead, check_pin, check_ctl): origin files and a
- * config file in the test's directory, engine_open() on it, and ways to look
+ * check_read, check_readahead, check_pin, check_ctl, check_cache,
+ * check_prewarm, check_engine): origin files and a config file in the
+ * test's directory, engine_open() on it, and ways to look
  * at what the engine holds (block table, the data file's extents).
  *
  * Include after ck-tmpdir.h and CK_TMPDIR_FIXTURES (uses `tmpdir`).

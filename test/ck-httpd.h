@@ -1,12 +1,13 @@
-/* A tiny HTTP/1.1 origin for unit tests (check_read, check_origin): one
- * thread on a listening socket at 127.0.0.1, one request per connection
+/* A tiny HTTP/1.1 origin for unit tests (check_read, check_origin,
+ * check_cache): one thread on a listening socket at 127.0.0.1, one
+ * request per connection
  * (Connection: close), canned answers:
  *
  *   HEAD /a.img        200, Content-Length, ETag, Accept-Ranges
  *   GET  /a.img        Range: bytes=A-B -> 206 with Content-Range A-B/SIZE
  *                      (no Range: 200, the whole body); an If-Match or
  *                      If-Range naming another ETag -> 412
- *   anything else      404
+ *   anything else      404 (and /a.img too while `gone` is set)
  *
  * Body bytes are ck_byte(off, salt) (ck-engine.h).  Every request is
  * counted and its Range kept, so a test can say what reached the origin.
@@ -38,6 +39,7 @@ struct ck_httpd {
     uint64_t size;
     unsigned salt;
     int hold, released, stop;
+    int gone;             /* /a.img answers 404 (withdrawn) */
     int active;           /* connection threads running */
     int requests, gets, heads, answered412;
     char ranges[CK_HTTPD_MAX_LOG][64]; /* Range of each GET, "" for none */
@@ -100,11 +102,12 @@ static inline void ck_httpd_answer(struct ck_httpd *h, int fd, const char *req)
     snprintf(etag, sizeof etag, "%s", h->etag);
     uint64_t size = h->size;
     unsigned salt = h->salt;
+    int gone = h->gone;
     int changed = cond[0] != '\0' && strcmp(cond, etag) != 0;
     h->answered412 += changed && get;
     pthread_mutex_unlock(&h->lock);
 
-    if (strcmp(path, "/a.img") != 0) {
+    if (gone || strcmp(path, "/a.img") != 0) {
         snprintf(hdr, sizeof hdr, "HTTP/1.1 404 Not Found\r\n"
                  "Content-Length: 0\r\nConnection: close\r\n\r\n");
         ck_httpd_send(fd, hdr, strlen(hdr));
