@@ -27,6 +27,9 @@
  *    -EAGAIN at once, and the caller drops the prefetch.  So readahead
  *    stops as soon as demand reads (or a warm) wait for the host.
  *  - A waiter whose deadline passes leaves the queue with -ETIMEDOUT.
+ *  - A waiter whose request is urgent (origin_req.urgent) is chosen as
+ *    a FETCH_DEMAND one, for as long as it is: no priority inversion
+ *    when a reader waits for a block a pre-warm has claimed.
  *
  * Pacing: a struct sched_bucket is a token bucket in bytes per second
  * (QEMU's block-stream speed).  Its owner takes tokens before it asks
@@ -57,6 +60,11 @@ struct origin_req {
     uint64_t group; /* fairness between templates: one value per template */
     uint64_t flow;  /* and between flows of one template: per handle, per
                        warm run */
+    /* Optional: while *urgent > 0 (read atomically) a waiting request
+     * counts as FETCH_DEMAND.  A reader that waits for blocks a pre-warm
+     * is fetching raises it, so that the pre-warm's fetch is not starved
+     * by other demand reads while a reader depends on it. */
+    const int *urgent;
 };
 
 #define SCHED_STAMPS 64

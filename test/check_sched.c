@@ -51,18 +51,24 @@ static unsigned waiting(struct sched *s)
     return st.waiting[0] + st.waiting[1] + st.waiting[2];
 }
 
-/* Start a waiter and return once it is queued. */
-static void line_up(struct waiter *w, struct sched *s, enum fetch_class cls,
-                    uint64_t group, uint64_t flow, char name)
+/* Start a waiter for rq and return once it is queued. */
+static void line_up_req(struct waiter *w, struct sched *s,
+                        struct origin_req rq, char name)
 {
     unsigned before = waiting(s);
-    *w = (struct waiter){.s = s, .rq = {cls, group, flow},
-                         .deadline = mono_ms() + 10000, .name = name};
+    *w = (struct waiter){.s = s, .rq = rq, .deadline = mono_ms() + 10000,
+                         .name = name};
     ck_assert_int_eq(pthread_create(&w->th, NULL, waiter_main, w), 0);
     uint64_t end = mono_ms() + 5000;
     while (waiting(s) == before && mono_ms() < end)
         usleep(1000);
     ck_assert_uint_eq(waiting(s), before + 1);
+}
+
+static void line_up(struct waiter *w, struct sched *s, enum fetch_class cls,
+                    uint64_t group, uint64_t flow, char name)
+{
+    line_up_req(w, s, (struct origin_req){cls, group, flow, NULL}, name);
 }
 
 static void reset_order(void)
@@ -112,6 +118,33 @@ START_TEST(strict_priority)
 }
 END_TEST
 
+/* A warm waiter counts as demand while its urgent flag is up (a reader
+ * waits for its fill); then fairness decides between it and the other
+ * demand waiter, whose template (group 0, the test's own) was served
+ * last. */
+START_TEST(urgent)
+{
+    for (int up = 0; up <= 1; up++) {
+        struct sched s;
+        struct waiter w, d;
+        int flag = 0;
+        sched_init(&s, 1);
+        reset_order();
+        ck_assert_int_eq(sched_acquire(&s, NULL, mono_ms() + 1000), 0);
+        line_up_req(&w, &s, (struct origin_req){FETCH_WARM, 5, 1, &flag},
+                    'W');
+        line_up(&d, &s, FETCH_DEMAND, 0, 0, 'D');
+        /* Raised while both wait: read at each pick. */
+        __atomic_store_n(&flag, up, __ATOMIC_RELAXED);
+        sched_release(&s);
+        pthread_join(w.th, NULL);
+        pthread_join(d.th, NULL);
+        ck_assert_str_eq(order, up ? "WD" : "DW");
+        sched_destroy(&s);
+    }
+}
+END_TEST
+
 /* Two flows of one template take turns, however many waiters each has. */
 START_TEST(fair_flows)
 {
@@ -149,7 +182,7 @@ static void *busy_main(void *arg)
 {
     struct busy *b = arg;
     for (int i = 0; i < 5; i++) {
-        struct origin_req rq = {FETCH_DEMAND, (uint64_t)i % 2, 0};
+        struct origin_req rq = {FETCH_DEMAND, (uint64_t)i % 2, 0, NULL};
         ck_assert_int_eq(sched_acquire(b->s, &rq, mono_ms() + 10000), 0);
         pthread_mutex_lock(&b->lock);
         if (++b->now > b->max)
@@ -202,7 +235,7 @@ START_TEST(readahead_skip)
 {
     struct sched s;
     struct waiter d, wm;
-    const struct origin_req ra = {FETCH_READAHEAD, 1, 1};
+    const struct origin_req ra = {FETCH_READAHEAD, 1, 1, NULL};
     sched_init(&s, 2);
     reset_order();
     ck_assert_int_eq(sched_acquire(&s, NULL, mono_ms() + 1000), 0);
@@ -258,7 +291,7 @@ START_TEST(deadline_leaves_queue)
     ck_assert_uint_ge(mono_ms() - t0, 100);
     ck_assert_uint_eq(waiting(&s), 0);
     /* A demand waiter that gives up, ahead of a warm one. */
-    quick = (struct waiter){.s = &s, .rq = {FETCH_DEMAND, 1, 1},
+    quick = (struct waiter){.s = &s, .rq = {FETCH_DEMAND, 1, 1, NULL},
                             .deadline = mono_ms() + 150};
     ck_assert_int_eq(pthread_create(&quick.th, NULL, short_main, &quick), 0);
     uint64_t end = mono_ms() + 5000;
@@ -348,6 +381,7 @@ int main(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, strict_priority);
     tcase_add_test(tc, fair_flows);
+    tcase_add_test(tc, urgent);
     tcase_add_test(tc, fair_groups);
     tcase_add_test(tc, cap);
     tcase_add_test(tc, readahead_skip);

@@ -565,17 +565,24 @@ static int any_filling(struct rq *rq)
     return 0;
 }
 
-/* Wait until no block we still need is being filled by someone else. */
+/* Wait until no block we still need is being filled by someone else.
+ * A demand reader makes the generation's waiting pre-warm fetches urgent
+ * meanwhile: the fill it waits for may be one of theirs. */
 static int wait_fills(struct rq *rq)
 {
     struct gen *g = rq->g;
     struct timespec ts = ms_timespec(rq->deadline);
+    int demand = rq->oreq.cls == FETCH_DEMAND;
     int r = 0;
+    if (demand)
+        __atomic_add_fetch(&g->demand_waiting, 1, __ATOMIC_RELAXED);
     pthread_mutex_lock(&g->lock);
     while (r == 0 && any_filling(rq))
         if (pthread_cond_timedwait(&g->filled, &g->lock, &ts) == ETIMEDOUT)
             r = any_filling(rq) ? -EIO : 0;
     pthread_mutex_unlock(&g->lock);
+    if (demand)
+        __atomic_sub_fetch(&g->demand_waiting, 1, __ATOMIC_RELAXED);
     return r;
 }
 
@@ -648,6 +655,8 @@ static struct origin_req req_of(const struct gen *g,
     if (who != NULL)
         r = *who;
     r.group = (uint64_t)g->t->tid;
+    if (r.cls != FETCH_DEMAND)
+        r.urgent = &g->demand_waiting;
     return r;
 }
 

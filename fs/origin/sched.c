@@ -108,26 +108,47 @@ static void dequeue(struct sched *s, struct sched_waiter *w)
     s->st.waiting[c]--;
 }
 
+/* The class a waiter is chosen as now: its own, or demand while urgent. */
+static unsigned class_now(const struct sched_waiter *w)
+{
+    if (w->rq.urgent != NULL &&
+        __atomic_load_n(w->rq.urgent, __ATOMIC_RELAXED) > 0)
+        return FETCH_DEMAND;
+    return w->rq.cls;
+}
+
+struct choice {
+    struct sched_waiter *best;
+    uint64_t group_stamp, flow_stamp;
+};
+
+/* Keep w if it was served less recently than the choice so far; arrival
+ * order breaks ties (each queue is in that order). */
+static void consider(const struct sched *s, struct sched_waiter *w,
+                     struct choice *ch)
+{
+    uint64_t flow = w->rq.flow == GROUP_FLOW ? 0 : w->rq.flow;
+    uint64_t g = stamp_of(s, w->rq.group, GROUP_FLOW);
+    uint64_t f = stamp_of(s, w->rq.group, flow);
+    if (ch->best == NULL || g < ch->group_stamp ||
+        (g == ch->group_stamp && f < ch->flow_stamp))
+        *ch = (struct choice){w, g, f};
+}
+
 /* The next owner of a slot: the highest class's least recently served
- * group, its least recently served flow, its oldest waiter; or NULL. */
+ * group, its least recently served flow, its oldest waiter; or NULL.
+ * Urgent waiters are in their own class's queue but count as demand, so
+ * a class is looked for in its own queue and those below it. */
 static struct sched_waiter *pick(const struct sched *s)
 {
     for (unsigned c = 0; c < FETCH_CLASSES; c++) {
-        struct sched_waiter *best = NULL;
-        uint64_t bg = 0, bf = 0;
-        for (struct sched_waiter *w = s->head[c]; w; w = w->next) {
-            uint64_t flow = w->rq.flow == GROUP_FLOW ? 0 : w->rq.flow;
-            uint64_t g = stamp_of(s, w->rq.group, GROUP_FLOW);
-            uint64_t f = stamp_of(s, w->rq.group, flow);
-            /* Arrival order breaks ties: the list is in that order. */
-            if (best == NULL || g < bg || (g == bg && f < bf)) {
-                best = w;
-                bg = g;
-                bf = f;
-            }
-        }
-        if (best != NULL)
-            return best;
+        struct choice ch = {NULL, 0, 0};
+        for (unsigned q = c; q < FETCH_CLASSES; q++)
+            for (struct sched_waiter *w = s->head[q]; w; w = w->next)
+                if (class_now(w) == c)
+                    consider(s, w, &ch);
+        if (ch.best != NULL)
+            return ch.best;
     }
     return NULL;
 }
