@@ -192,9 +192,8 @@ static void warm_read(struct warm *w, char *buf, const struct byte_range *c)
 {
     if (w->pace.rate != 0) {
         uint64_t missing = chunk_missing(w->g, c);
-        if (missing == 0)
-            return;
-        sched_bucket_take(&w->pace, missing);
+        if (missing > 0)
+            sched_bucket_take(&w->pace, missing);
     }
     /* A failure leaves the blocks missing; the final count says so. */
     (void)cache_read(w->g, buf, c->off, c->len, &w->who);
