@@ -46,6 +46,7 @@ struct cache;
 struct conf;
 struct gen;
 struct origin;
+struct origin_req;
 struct readahead;
 struct tmpl;
 
@@ -58,6 +59,8 @@ struct tmpl_stats { /* updated with __atomic builtins, no lock */
     uint64_t evictions;    /* blocks evicted */
     uint64_t evicted_bytes;
     uint64_t uncached;     /* blocks served without caching (no room) */
+    uint64_t ra_skipped;   /* readahead fetches dropped: no free slot, or
+                              demand reads waiting (not kept in the index) */
 };
 
 /* The templates (including removed ones); lock-free, see cache.c. */
@@ -106,8 +109,11 @@ struct gen *cache_cur_gen(struct tmpl *t);
 
 /* Read len bytes at off of generation g into buf.  Returns bytes read
  * (short only at end of file) or -errno (-EIO when the origin cannot supply
- * a missing block within origin_timeout). */
-ssize_t cache_read(struct gen *g, char *buf, uint64_t off, size_t len);
+ * a missing block within origin_timeout).  who: the class and flow of the
+ * origin reads it needs (ic-sched.h; its group is set here, to the
+ * template), NULL for a demand read of flow 0. */
+ssize_t cache_read(struct gen *g, char *buf, uint64_t off, size_t len,
+                   const struct origin_req *who);
 
 /* Zero-copy reads: if every block of the read is present and verified,
  * returns 1 with *len set (clamped to the file) and eviction held off

@@ -34,7 +34,9 @@ struct conf_net {
     uint64_t origin_timeout_ms;  /* "origin_timeout", default 30s */
     uint64_t connect_timeout_ms; /* "connect_timeout", default 5s */
     uint64_t revalidate_ms;      /* "revalidate", default 60s */
-    unsigned max_connections;    /* "max_connections", default 4 */
+    unsigned max_connections;    /* "origin_connections" (or its old name
+                                    "max_connections"), default 4: HTTP
+                                    transfers in flight per host */
     int require_strong_etag;     /* "require_strong_etag" yes/no, default no */
 };
 
@@ -68,7 +70,10 @@ struct conf {
     struct conf_source *src;
     size_t nsrc;
     uint64_t readahead;  /* "readahead": max sequential window, 0 = off */
+    uint64_t warm_rate;  /* "warm_rate": pre-warm bytes/s, 0 = unlimited,
+                            else >= WARM_RATE_MIN */
 };
+#define WARM_RATE_MIN (64u << 10)
 
 /* Parse a file.  0, or -errno with "FILE:LINE: message" (or
  * "FILE: cannot read: reason" for an unreadable file) in err. */

@@ -18,8 +18,11 @@
  *                       file on a client's behalf)
  *                       -> ok\tpinned\tPINNED_BYTES
  *   unpin\tT\tSPEC      -> ok\tunpinned\tPINNED_BYTES (what remains)
- *   warm\tT\tPARALLEL   fill every missing pinned block, PARALLEL (1..16)
- *                       fetches at a time
+ *   warm\tT\tPARALLEL[\tRATE]
+ *                       fill every missing pinned block, PARALLEL (1..16)
+ *                       fetches at a time, at most RATE bytes a second
+ *                       (0 or absent: unlimited; warm_rate, when lower,
+ *                       still applies)
  *                       -> progress\tDONE\tTOTAL ... (at most 5 a second,
  *                          and at least every CTL_HEARTBEAT_MS)
  *                       -> ok\twarm\tTOTAL

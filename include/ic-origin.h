@@ -15,12 +15,21 @@
  *    became a symlink it may not follow), -EIO (anything else).
  *    A reader sees every failed fill as EIO (read.c).
  *  - Safe to call from several threads at once.
+ *  - read() takes what the request is for (struct origin_req, ic-sched.h:
+ *    its class, template and flow; NULL is a demand read) and passes it to
+ *    the scheduler of the transfer slots it needs: origin-http.c's per
+ *    host (a cap, origin_connections), origin-file.c's per origin (its
+ *    worker queue, no cap beyond its workers).  A FETCH_READAHEAD that
+ *    would have to wait for a slot fails at once with -EAGAIN (nothing was
+ *    asked of the origin); no other request ever gets -EAGAIN.  stat()
+ *    and listings count as demand (someone opens or mounts).
  *
  * Locking: the backends' locks (origin.c's list_lock, origin-file.c's
  * per-origin lock, origin-http.c's hosts_lock and pool locks, and
  * health.c's) are taken last, each described where it is defined: none
  * is held across the I/O, and the only other lock taken under one is
- * fillbuf's pool_lock (a leaf, under origin-file.c's).  The engine calls
+ * fillbuf's pool_lock (a leaf, under origin-file.c's).  The scheduler's
+ * sched.lock (ic-sched.h) is a leaf taken with none of them held.  The engine calls
  * origins with no lock held but cache.cfg_lock (stats and listings of a
  * config load) or tmpl.cfgpin_lock (reads for config pins); see
  * fs/engine/cache-priv.h. */
@@ -31,6 +40,7 @@
 #include <stdint.h>
 
 #include "ic-health.h"
+#include "ic-sched.h"
 
 struct conf_net;
 
@@ -51,7 +61,8 @@ struct origin_ops {
     const char *kind; /* "file", "http" */
     int (*stat)(struct origin *o, struct origin_info *out, uint64_t deadline);
     int (*read)(struct origin *o, void *buf, uint64_t off, size_t len,
-                const struct origin_info *expect, uint64_t deadline);
+                const struct origin_info *expect,
+                const struct origin_req *rq, uint64_t deadline);
     void (*destroy)(struct origin *o);
     /* Optional: an enum health_state for the origin's URLs together, and
      * *since, when the first of its down hosts went down (0 when up). */
@@ -80,9 +91,9 @@ static inline int origin_stat(struct origin *o, struct origin_info *out,
 }
 static inline int origin_read(struct origin *o, void *buf, uint64_t off,
                               size_t len, const struct origin_info *expect,
-                              uint64_t deadline)
+                              const struct origin_req *rq, uint64_t deadline)
 {
-    return o->ops->read(o, buf, off, len, expect, deadline);
+    return o->ops->read(o, buf, off, len, expect, rq, deadline);
 }
 
 /* Reachability of the origin's hosts; a backend that does not track it

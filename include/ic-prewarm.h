@@ -36,13 +36,18 @@ int prewarm_resolve(struct tmpl *t, const char *spec,
  * when the spec could not be resolved or pinned (logged; the pins kept
  * are as they were, and the next config load tries again). */
 int prewarm_config(struct tmpl *t, const char *spec, uint64_t seq);
-/* Fill every missing pinned block, `parallel` fetches at a time (1..16).
- * progress (may be NULL) is called from any thread, serialised (under the
- * run's lock), with bytes done and total.  Returns 0 when every pinned block is present, -EIO when
- * some could not be fetched (*failed = their bytes). */
+/* Fill every missing pinned block, `parallel` fetches at a time (1..16),
+ * as one flow of class FETCH_WARM (ic-sched.h: behind every demand read
+ * of the same origin host), at most `rate` bytes per second or the
+ * config's warm_rate, the lower of the two (0: unlimited; a token bucket
+ * taken before each chunk's read, so a paced warm holds no transfer slot
+ * while it waits).  progress (may be NULL) is called from any thread,
+ * serialised (under the run's lock), with bytes done and total.  Returns
+ * 0 when every pinned block is present, -EIO when some could not be
+ * fetched (*failed = their bytes). */
 typedef void (*prewarm_progress_fn)(void *ctx, uint64_t done,
                                     uint64_t total);
-int prewarm_run(struct tmpl *t, unsigned parallel,
+int prewarm_run(struct tmpl *t, unsigned parallel, uint64_t rate,
                 prewarm_progress_fn progress, void *ctx, uint64_t *failed);
 
 #endif

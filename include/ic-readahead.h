@@ -6,6 +6,10 @@
  * keep the origin busy (several Range GETs in flight for HTTP), the window
  * doubling from RA_MIN to the config's readahead.  Readahead only fills
  * missing blocks; it never evicts pinned ones (eviction never does).
+ * Its origin reads are FETCH_READAHEAD (ic-sched.h): one that would wait
+ * for an origin slot is dropped instead (its blocks stay missing; the
+ * template's ra_skipped counts it), so fetchers never sit behind, or in
+ * front of, reads that a reader or a pre-warm waits for.
  *
  * Locking, outermost first (ra_note is called with no lock held):
  *   ra_state.lock   one handle's detector; a leaf, released before any

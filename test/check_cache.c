@@ -169,7 +169,7 @@ START_TEST(test_new_generation)
 
     ck_assert_int_eq(ck_read_salt(old, 0, CK_BS, 1), CK_BS);
     char buf[CK_BS];
-    ck_assert_int_eq(cache_read(old, buf, CK_BS, CK_BS), -EIO);
+    ck_assert_int_eq(cache_read(old, buf, CK_BS, CK_BS, NULL), -EIO);
     ck_assert(!ck_cached(old, 1));
     ck_assert_uint_eq(old->info.size, 4 * CK_BS);
 

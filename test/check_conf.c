@@ -580,6 +580,51 @@ START_TEST(test_err_values)
 }
 END_TEST
 
+/* origin_connections is the name, max_connections its old one; each
+ * section takes one of them, and [global]'s either is the default.
+ * warm_rate: [global] only, 0 or at least 64K. */
+START_TEST(test_connections_and_warm_rate)
+{
+    struct conf *c = parse_ok("[global]\norigin_connections = 6\n"
+                              "warm_rate = 10M\n"
+                              "[template a]\norigin = http://h/a\n"
+                              "[template b]\norigin = http://h/b\n"
+                              "max_connections = 3\n"
+                              "[template d]\norigin = http://h/d\n"
+                              "origin_connections = 2\n");
+    ck_assert_uint_eq(c->net.max_connections, 6);
+    ck_assert_uint_eq(find_src(c, "a")->net.max_connections, 6);
+    ck_assert_uint_eq(find_src(c, "b")->net.max_connections, 3);
+    ck_assert_uint_eq(find_src(c, "d")->net.max_connections, 2);
+    ck_assert_uint_eq(c->warm_rate, 10u << 20);
+    conf_free(c);
+    c = parse_ok("[global]\nmax_connections = 5\nwarm_rate = 0\n"
+                 "[template a]\norigin = /a\n");
+    ck_assert_uint_eq(find_src(c, "a")->net.max_connections, 5);
+    ck_assert_uint_eq(c->warm_rate, 0);
+    conf_free(c);
+    c = parse_ok("[template a]\norigin = /a\n");
+    ck_assert_uint_eq(c->warm_rate, 0);
+    conf_free(c);
+    expect_err("[global]\norigin_connections = 2\nmax_connections = 3\n",
+               "t.conf:3: max_connections is the old name of "
+               "origin_connections: give only one of them");
+    expect_err("[template a]\norigin = /a\nmax_connections = 3\n"
+               "origin_connections = 2\n",
+               "t.conf:4: max_connections is the old name of "
+               "origin_connections: give only one of them");
+    expect_err("[global]\norigin_connections = 0\n",
+               "t.conf:2: origin_connections must be from 1 to 64");
+    expect_err("[global]\nwarm_rate = 1K\n",
+               "t.conf:2: warm_rate must be 0 (unlimited) or at least 64K "
+               "(bytes per second)");
+    expect_err("[global]\nwarm_rate = fast\n",
+               "t.conf:2: bad size 'fast' for key 'warm_rate'");
+    expect_err("[template a]\norigin = /a\nwarm_rate = 1M\n",
+               "t.conf:3: key 'warm_rate' is not allowed in [template a]");
+}
+END_TEST
+
 START_TEST(test_err_nul_byte)
 {
     static const char text[] = "[global]\ncache_max = 1G\nowner = a\0b\n";
@@ -716,6 +761,7 @@ static Suite *conf_suite(void)
     tcase_add_test(ok, test_same_name_template_and_directory);
     tcase_add_test(ok, test_load_file);
     tcase_add_test(ok, test_follow_symlinks);
+    tcase_add_test(ok, test_connections_and_warm_rate);
     suite_add_tcase(s, ok);
 
     tcase_add_test(bad, test_err_unknown_section);

@@ -176,8 +176,14 @@ START_TEST(test_malformed)
     ask(&k, "pin\ta.img\t5-2", got, sizeof got);
     ck_assert_msg(strncmp(got, "error\t", 6) == 0 && strchr(got, '|') == NULL,
                   "a bad range: '%s'", got);
-    ck_ask(&k, "warm\ta.img\t99", "error\tusage: warm TEMPLATE PARALLEL (1..16)");
-    ck_ask(&k, "warm\ta.img", "error\tusage: warm TEMPLATE PARALLEL (1..16)");
+#define WARM_USAGE                                                             \
+    "error\tusage: warm TEMPLATE PARALLEL (1..16) [RATE (bytes/s, 0 or at "   \
+    "least 64K)]"
+    ck_ask(&k, "warm\ta.img\t99", WARM_USAGE);
+    ck_ask(&k, "warm\ta.img", WARM_USAGE);
+    ck_ask(&k, "warm\ta.img\t4\t1000", WARM_USAGE);
+    ck_ask(&k, "warm\ta.img\t4\tfast", WARM_USAGE);
+    ck_ask(&k, "warm\ta.img\t4\t1M\tx", WARM_USAGE);
     ck_ask(&k, "record\ta.img\t0",
            "error\tusage: record TEMPLATE SECONDS (1..3600)");
     ck_ask(&k, "record\ta.img\t-5",

@@ -184,7 +184,7 @@ START_TEST(test_counters_persist)
     ck_read_blk(g, 0, 1);
     ck_read_blk(g, 1, 1);
     char buf[CK_BS];
-    ck_assert_int_eq(cache_read(g, buf, 8 * CK_BS, CK_BS), 0);
+    ck_assert_int_eq(cache_read(g, buf, 8 * CK_BS, CK_BS, NULL), 0);
     struct tmpl_stats before, after;
     cache_tmpl_stats(g->t, &before);
     ck_assert_uint_eq(before.hits, 2);

@@ -69,10 +69,10 @@ START_TEST(file_origin)
     ck_assert(origin_validator_eq(info.validator, again.validator));
 
     char buf[2 * CK_BS];
-    ck_assert_int_eq(origin_read(o, buf, 100, sizeof buf, &info, dl), 0);
+    ck_assert_int_eq(origin_read(o, buf, 100, sizeof buf, &info, NULL, dl), 0);
     for (size_t i = 0; i < sizeof buf; i++)
         ck_assert_uint_eq((unsigned char)buf[i], ck_byte(100 + i, 3));
-    ck_assert_int_lt(origin_read(o, buf, size - 5, 10, &info, dl), 0);
+    ck_assert_int_lt(origin_read(o, buf, size - 5, 10, &info, NULL, dl), 0);
 
     /* Another version of the file: the validator moves, old reads fail. */
     int fd = open(path, O_WRONLY | O_APPEND);
@@ -82,8 +82,8 @@ START_TEST(file_origin)
     ck_assert_int_eq(origin_stat(o, &again, dl), 0);
     ck_assert_uint_eq(again.size, size + 1);
     ck_assert(!origin_validator_eq(info.validator, again.validator));
-    ck_assert_int_eq(origin_read(o, buf, 0, 100, &info, dl), -ESTALE);
-    ck_assert_int_eq(origin_read(o, buf, 0, 100, &again, dl), 0);
+    ck_assert_int_eq(origin_read(o, buf, 0, 100, &info, NULL, dl), -ESTALE);
+    ck_assert_int_eq(origin_read(o, buf, 0, 100, &again, NULL, dl), 0);
 
     ck_assert_int_eq(unlink(path), 0);
     ck_assert_int_eq(origin_stat(o, &again, dl), -ENOENT);
@@ -186,7 +186,7 @@ START_TEST(http_read)
     ck_assert_uint_eq(info.size, 5 * CK_BS);
     ck_assert_str_eq(info.validator, "etag:\"v1\"");
     char buf[CK_BS];
-    ck_assert_int_eq(origin_read(o, buf, 100, sizeof buf, &info, dl), 0);
+    ck_assert_int_eq(origin_read(o, buf, 100, sizeof buf, &info, NULL, dl), 0);
     for (size_t i = 0; i < sizeof buf; i++)
         ck_assert_uint_eq((unsigned char)buf[i], ck_byte(100 + i, 4));
     ck_assert_int_eq(ck_httpd_count(&h, &h.gets), 1);
@@ -208,7 +208,8 @@ START_TEST(http_404)
     snprintf(info.validator, sizeof info.validator, "etag:\"v1\"");
     info.size = 5 * CK_BS;
     char buf[100];
-    ck_assert_int_eq(origin_read(o, buf, 0, sizeof buf, &info, dl), -ENOENT);
+    ck_assert_int_eq(origin_read(o, buf, 0, sizeof buf, &info, NULL, dl),
+                     -ENOENT);
     origin_free(o);
     ck_httpd_stop(&h);
 }
@@ -228,11 +229,12 @@ START_TEST(http_412)
     snprintf(h.etag, sizeof h.etag, "\"v2\"");
     pthread_mutex_unlock(&h.lock);
     char buf[100];
-    ck_assert_int_eq(origin_read(o, buf, 0, sizeof buf, &info, dl), -ESTALE);
+    ck_assert_int_eq(origin_read(o, buf, 0, sizeof buf, &info, NULL, dl),
+                     -ESTALE);
     ck_assert_int_ge(ck_httpd_count(&h, &h.answered412), 1);
     ck_assert_int_eq(origin_stat(o, &info, dl), 0);
     ck_assert_str_eq(info.validator, "etag:\"v2\"");
-    ck_assert_int_eq(origin_read(o, buf, 0, sizeof buf, &info, dl), 0);
+    ck_assert_int_eq(origin_read(o, buf, 0, sizeof buf, &info, NULL, dl), 0);
     origin_free(o);
     ck_httpd_stop(&h);
 }

@@ -203,13 +203,13 @@ START_TEST(test_origin_gone)
     ck_assert_int_eq(unlink(path), 0);
     char buf[CK_BS];
     uint64_t t0 = mono_ms();
-    ck_assert_int_eq(cache_read(g, buf, CK_BS, CK_BS), -EIO);
+    ck_assert_int_eq(cache_read(g, buf, CK_BS, CK_BS, NULL), -EIO);
     uint64_t took = mono_ms() - t0;
     ck_assert_msg(took < 2000, "a failed read took %llu ms",
                   (unsigned long long)took);
     ck_assert_uint_ge(ck_stat(&g->t->st.fill_errors), 1);
     uint64_t errors = ck_stat(&g->t->st.fill_errors);
-    ck_assert_int_eq(cache_read(g, buf, CK_BS, CK_BS), -EIO);
+    ck_assert_int_eq(cache_read(g, buf, CK_BS, CK_BS, NULL), -EIO);
     ck_assert_uint_eq(ck_stat(&g->t->st.fill_errors), errors + 1);
     ck_assert(!ck_cached(g, 1));
     ck_assert_int_eq(ck_state(g, 1), BLK_MISSING);

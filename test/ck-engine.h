@@ -125,7 +125,7 @@ static inline ssize_t ck_read_salt(struct gen *g, uint64_t off, size_t len,
 {
     char *buf = malloc(len ? len : 1);
     ck_assert_ptr_nonnull(buf);
-    ssize_t r = cache_read(g, buf, off, len);
+    ssize_t r = cache_read(g, buf, off, len, NULL);
     for (ssize_t i = 0; i < r; i++)
         if ((unsigned char)buf[i] != ck_byte(off + (uint64_t)i, salt))
             ck_abort_msg("byte %llu: %u, origin has %u",

@@ -17,6 +17,9 @@ Serves one data file at /MODE/NAME; MODE picks the behaviour, NAME is free
   trickle/   206 headers, then one byte per second
   slow/      as ok, but each answer starts after --delay seconds (default
              1.5) and its body comes 8 KiB every 50 ms: slow, never stalled
+  lag/       as ok, but a ranged GET is answered after --delay seconds
+             (then at full speed); HEAD and plain GET at once: a busy,
+             distant origin whose transfer slots stay taken
   hang/      reads the request and never answers
   404/       404
   503/       503 always
@@ -49,7 +52,15 @@ Each request is logged to --log as "METHOD PATH RANGE STATUS BYTES AUTH"
 (RANGE is "-" when absent, BYTES the body bytes sent, AUTH "auth" when the
 request carried an Authorization header, else "-").  A request in absolute
 form (GET http://host/MODE/NAME) is served like /MODE/NAME: faultsrv then
-stands in for a forward proxy.  The chosen port is printed
+stands in for a forward proxy.
+
+--trace FILE logs when each request is handled, from the server's side:
+"T start N INFLIGHT METHOD PATH RANGE" as its headers are read and
+"T end N INFLIGHT" when it is answered, T in seconds (CLOCK_MONOTONIC,
+microseconds), N the request's number, INFLIGHT the requests being
+handled after this one started / ended.  A request counts as ended just
+before its last bytes are written (so the client cannot have started
+its next request before): the in-flight figure never overstates.  The chosen port is printed
 and written to --port-file.  --tls-cert/--tls-key serve HTTPS instead.
 SIGTERM stops the server.
 """
@@ -88,6 +99,10 @@ class State:
         self.switch_file = args.switch_file
         self.fault_file = args.fault_file
         self.logf = open(args.log, "a", buffering=1) if args.log else None
+        self.tracef = open(args.trace, "a", buffering=1) if args.trace \
+            else None
+        self.inflight = 0
+        self.nreq = 0
 
     def first_time(self, key):
         with self.lock:
@@ -154,6 +169,23 @@ class State:
             with self.lock:
                 self.logf.write(line + "\n")
 
+    def trace_start(self, method, path, rng):
+        with self.lock:
+            self.nreq += 1
+            self.inflight += 1
+            if self.tracef:
+                self.tracef.write("%.6f start %d %d %s %s %s\n" % (
+                    time.monotonic(), self.nreq, self.inflight, method,
+                    path, rng))
+            return self.nreq
+
+    def trace_end(self, n):
+        with self.lock:
+            self.inflight -= 1
+            if self.tracef:
+                self.tracef.write("%.6f end %d %d\n" % (
+                    time.monotonic(), n, self.inflight))
+
 
 def parse_range(header, size):
     """(start, end) inclusive, None without a usable header, 'bad' if
@@ -196,17 +228,29 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.command, self.path, rng.replace(" ", ""), status, nbytes,
             auth))
 
+    def traced_end(self):
+        """Note the request's end in the trace (once)."""
+        n = getattr(self, "trace_n", None)
+        if n is not None:
+            self.trace_n = None
+            self.server.state.trace_end(n)
+
     def send(self, status, headers, body=b"", head=False, pace=None):
         self.send_response(status)
         for k, v in headers:
             self.send_header(k, v)
         if not any(k.lower() == "content-length" for k, _ in headers):
             self.send_header("Content-Length", str(len(body)))
+        nbody = 0 if head else len(body)
+        if nbody == 0:
+            self.traced_end()
         self.end_headers()
         sent = 0
         step = pace[0] if pace else 65536
         try:
-            for i in range(0, 0 if head else len(body), step):
+            for i in range(0, nbody, step):
+                if i + step >= nbody:
+                    self.traced_end()
                 self.wfile.write(body[i:i + step])
                 sent += len(body[i:i + step])
                 if pace:
@@ -259,6 +303,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
     # -- behaviours
 
     def dispatch(self, head):
+        self.trace_n = self.server.state.trace_start(
+            self.command, self.path, self.headers.get("Range") or "-")
+        try:
+            return self.dispatch_mode(head)
+        finally:
+            self.traced_end()
+
+    def dispatch_mode(self, head):
         path = self.path.split("?", 1)[0]
         if path.startswith("http://"):
             # A proxy request (absolute form): serve it as if we were the
@@ -422,6 +474,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.stall(self.server.state.delay)
         self.ok(head, pace=(8192, 0.05))
 
+    def m_lag(self, head, name, key):
+        if not head and self.headers.get("Range"):
+            self.stall(self.server.state.delay)
+        self.ok(head)
+
     def m_hang(self, head, name, key):
         self.stall(MAX_STALL_S)
         self.close_connection = True
@@ -502,6 +559,7 @@ def main():
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--port-file")
     p.add_argument("--log", help="access log file")
+    p.add_argument("--trace", help="arrival/end trace file (see above)")
     p.add_argument("--redirect-to", help="base URL for redirect/")
     p.add_argument("--flip-after", type=int, default=3)
     p.add_argument("--switch-file", help="version of sw/: 1 or 2")

@@ -141,7 +141,8 @@ static int cmd_read(struct origin *o, const struct opts *op, char **args)
     int err = buf == NULL ? -ENOMEM : get_info(o, op, &info);
 
     if (err == 0)
-        err = origin_read(o, buf, off, len, &info, mono_ms() + op->timeout_ms);
+        err = origin_read(o, buf, off, len, &info, NULL,
+                          mono_ms() + op->timeout_ms);
     if (err == 0) {
         FILE *f = fopen(args[2], "wb");
         if (f == NULL || fwrite(buf, 1, len, f) != len || fclose(f) != 0)
@@ -190,7 +191,7 @@ static int stress_one(struct stress *s, char *got, char *want)
     pthread_mutex_unlock(&s->lock);
     if (!ok)
         return -EIO;
-    int err = origin_read(s->o, got, off, len, &s->info,
+    int err = origin_read(s->o, got, off, len, &s->info, NULL,
                           mono_ms() + s->op->timeout_ms);
     if (err == 0 && memcmp(got, want, len) != 0) {
         fprintf(stderr, "origin-get: bytes differ at %" PRIu64 "\n", off);

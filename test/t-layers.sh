@@ -14,7 +14,7 @@ command -v nm >/dev/null || skip "nm (binutils) not installed"
 LAYERS="
 base:   log util checksum fillbuf
 config: conf pinspec qcow2
-origin: url health http-check origin-file origin-http origin
+origin: url health http-check sched origin-file origin-http origin
 index:  index index-report index-scrub writer
 engine: blockmap store stage pin cache evict read readahead prewarm engine
 daemon: ctlproto ctl fuse-ops main

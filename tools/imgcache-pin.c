@@ -36,11 +36,14 @@
 #define RECORD_SLACK_S 30
 #define ANSWER_LINE_MAX 4096
 #define DEFAULT_PARALLEL 4
+/* Long options without a short one. */
+#define OPT_RATE 256
 
 struct opts {
     const char *cache_dir, *config, *output;
     int no_fetch, unpin, wait, list, help, version;
     unsigned parallel, record;
+    uint64_t rate;            /* --rate: bytes/s, 0 = unlimited */
     char **args; /* positional: TEMPLATE [ITEM...] */
     int nargs;
 };
@@ -95,6 +98,9 @@ static void help(void)
         "  -w, --wait            return when every pinned block is present\n"
         "                        (the default; exit 1 if some cannot be)\n"
         "  -j, --parallel N      fetches at a time, 1..16 (default 4)\n"
+        "      --rate RATE       fetch at most RATE bytes a second (K, M,\n"
+        "                        G; 0 or at least 64K; the daemon's\n"
+        "                        warm_rate applies too, the lower wins)\n"
         "  -l, --list            show pins and how much of each is present\n"
         "  -r, --record SECONDS  note the ranges read during SECONDS\n"
         "  -o, --output FILE     write the recorded boot profile to FILE\n"
@@ -123,6 +129,12 @@ static int parse_opt(struct opts *o, int c, const char *arg)
         if (ctlproto_uint(arg, 1, CTL_PARALLEL_MAX, &o->parallel) == 0)
             return 0;
         return usage_error("--parallel takes a number from 1 to 16");
+    case OPT_RATE:
+        if (parse_size(arg, &o->rate) == 0 &&
+            (o->rate == 0 || o->rate >= WARM_RATE_MIN))
+            return 0;
+        return usage_error("--rate takes a size in bytes per second: 0 "
+                           "(unlimited) or at least 64K");
     case 'r':
         if (ctlproto_uint(arg, 1, CTL_RECORD_MAX_S, &o->record) == 0)
             return 0;
@@ -135,7 +147,7 @@ static int parse_opt(struct opts *o, int c, const char *arg)
 /* Combinations that make no sense are refused rather than guessed. */
 static int check_modes(const struct opts *o)
 {
-    int pinning = o->no_fetch || o->unpin || o->wait;
+    int pinning = o->no_fetch || o->unpin || o->wait || o->rate;
 
     if (o->cache_dir && o->config)
         return usage_error("--cache-dir and --config exclude each other");
@@ -156,6 +168,9 @@ static int check_modes(const struct opts *o)
         return usage_error("no TEMPLATE given");
     if (o->no_fetch && o->wait)
         return usage_error("--no-fetch and --wait exclude each other");
+    if (o->rate && (o->no_fetch || o->unpin))
+        return usage_error("--rate paces fetching: not with --no-fetch or "
+                           "--unpin");
     if (o->unpin && o->nargs < 2)
         return usage_error("--unpin needs at least one ITEM");
     if (o->no_fetch && !o->unpin && o->nargs < 2)
@@ -172,6 +187,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
         {"unpin", no_argument, NULL, 'u'},
         {"wait", no_argument, NULL, 'w'},
         {"parallel", required_argument, NULL, 'j'},
+        {"rate", required_argument, NULL, OPT_RATE},
         {"list", no_argument, NULL, 'l'},
         {"record", required_argument, NULL, 'r'},
         {"output", required_argument, NULL, 'o'},
@@ -366,13 +382,19 @@ static int on_progress(void *ctx, char **f, int nf)
     return 0;
 }
 
-static int warm(struct client *cl, const char *name, unsigned parallel)
+static int warm(struct client *cl, const char *name, unsigned parallel,
+                uint64_t rate)
 {
     struct progress p = {.tty = isatty(STDERR_FILENO), .t0 = mono_ms()};
     char req[512], *ok[2];
     char a[32];
 
-    snprintf(req, sizeof req, "warm\t%s\t%u\n", name, parallel);
+    /* The rate only when given: a daemon that predates it still warms. */
+    if (rate != 0)
+        snprintf(req, sizeof req, "warm\t%s\t%u\t%" PRIu64 "\n", name,
+                 parallel, rate);
+    else
+        snprintf(req, sizeof req, "warm\t%s\t%u\n", name, parallel);
     cl->timeout_s = WARM_IDLE_S;
     int rc = request(cl, req, on_progress, &p, ok, 2);
     if (p.drawn)
@@ -551,7 +573,7 @@ static int do_pin(const struct opts *o, const char *dir)
     if (have)
         rc = change(&cl, o, &ps);
     if (rc == 0 && !o->unpin && !o->no_fetch)
-        rc = warm(&cl, o->args[0], o->parallel);
+        rc = warm(&cl, o->args[0], o->parallel, o->rate);
     client_close(&cl);
     free(ps.r);
     return rc;

@@ -44,6 +44,7 @@ enum key_id {
     K_GROUP, K_MODE, K_BLOCK_SIZE, K_ORIGIN, K_QUOTA, K_PIN, K_MIRROR,
     K_PROXY, K_CA_FILE, K_NETRC, K_ORIGIN_TIMEOUT, K_CONNECT_TIMEOUT,
     K_REVALIDATE, K_MAX_CONNECTIONS, K_REQUIRE_STRONG_ETAG, K_FOLLOW_SYMLINKS,
+    K_ORIGIN_CONNECTIONS, K_WARM_RATE,
     K_COUNT
 };
 #define KBIT(k) (1u << (k))
@@ -458,19 +459,33 @@ static int set_require_strong_etag(struct parser *p, const char *key,
     return get_bool(p, key, val, &cur_net(p)->require_strong_etag);
 }
 
+/* origin_connections, and max_connections, its older name. */
 static int set_max_connections(struct parser *p, const char *key,
                                const char *val)
 {
     char m[MASK_LEN];
     unsigned long n;
 
+    if ((p->seen & KBIT(K_ORIGIN_CONNECTIONS)) &&
+        (p->seen & KBIT(K_MAX_CONNECTIONS)))
+        return fail(p, "max_connections is the old name of "
+                       "origin_connections: give only one of them");
     if (get_ulong(val, 10, &n) < 0)
         return fail(p, "bad number '%s' for key '%s'", mask(val, m, sizeof m),
                     key);
     if (n < 1 || n > MAX_CONNECTIONS)
-        return fail(p, "max_connections must be from 1 to %u", MAX_CONNECTIONS);
+        return fail(p, "%s must be from 1 to %u", key, MAX_CONNECTIONS);
     cur_net(p)->max_connections = (unsigned)n;
     return 0;
+}
+
+static int set_warm_rate(struct parser *p, const char *key, const char *val)
+{
+    int rc = get_size(p, key, val, &p->c->warm_rate);
+    if (rc == 0 && p->c->warm_rate != 0 && p->c->warm_rate < WARM_RATE_MIN)
+        return fail(p, "warm_rate must be 0 (unlimited) or at least 64K "
+                       "(bytes per second)");
+    return rc;
 }
 
 static int set_follow_symlinks(struct parser *p, const char *key,
@@ -502,6 +517,9 @@ static const struct key_def keys[K_COUNT] = {
     [K_CONNECT_TIMEOUT] = {"connect_timeout", IN_ANY, 0, 0, set_connect_timeout},
     [K_REVALIDATE] = {"revalidate", IN_ANY, 0, 0, set_revalidate},
     [K_MAX_CONNECTIONS] = {"max_connections", IN_ANY, 0, 0, set_max_connections},
+    [K_ORIGIN_CONNECTIONS] = {"origin_connections", IN_ANY, 0, 0,
+                              set_max_connections},
+    [K_WARM_RATE] = {"warm_rate", IN_GLOBAL, 0, 0, set_warm_rate},
     [K_REQUIRE_STRONG_ETAG] = {"require_strong_etag", IN_ANY, 0, 0,
                                set_require_strong_etag},
     [K_FOLLOW_SYMLINKS] = {"follow_symlinks", IN_DIRECTORY, 0, 0,
@@ -746,7 +764,7 @@ static int merge_net(struct conf_net *dst, const struct conf_net *g,
         dst->connect_timeout_ms = g->connect_timeout_ms;
     if (!(seen & KBIT(K_REVALIDATE)))
         dst->revalidate_ms = g->revalidate_ms;
-    if (!(seen & KBIT(K_MAX_CONNECTIONS)))
+    if (!(seen & (KBIT(K_MAX_CONNECTIONS) | KBIT(K_ORIGIN_CONNECTIONS))))
         dst->max_connections = g->max_connections;
     if (!(seen & KBIT(K_REQUIRE_STRONG_ETAG)))
         dst->require_strong_etag = g->require_strong_etag;

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "ic-cache.h"
+#include "ic-conf.h"
 #include "ic-ctl.h"
 #include "ic-ctlproto.h"
 #include "ic-health.h"
@@ -211,6 +212,7 @@ static int do_unpin(struct conn *k, char **f, int nf)
 struct warm {
     struct tmpl *t;
     unsigned parallel;
+    uint64_t rate;           /* bytes/s, 0: unlimited */
     pthread_mutex_t lock;    /* protects the fields below */
     pthread_cond_t cond;
     uint64_t done, total, failed;
@@ -232,7 +234,8 @@ static void *warm_main(void *arg)
     struct warm *w = arg;
     uint64_t failed = 0;
 
-    int rc = prewarm_run(w->t, w->parallel, warm_progress, w, &failed);
+    int rc = prewarm_run(w->t, w->parallel, w->rate, warm_progress, w,
+                         &failed);
     pthread_mutex_lock(&w->lock);
     w->rc = rc;
     w->failed = failed;
@@ -314,8 +317,12 @@ static int do_warm(struct conn *k, char **f, int nf)
 {
     struct warm w = {0};
 
-    if (nf != 3 || ctlproto_uint(f[2], 1, CTL_PARALLEL_MAX, &w.parallel) != 0)
-        return reply(k, "error\tusage: warm TEMPLATE PARALLEL (1..%d)",
+    if (nf < 3 || nf > 4 ||
+        ctlproto_uint(f[2], 1, CTL_PARALLEL_MAX, &w.parallel) != 0 ||
+        (nf == 4 && (parse_size(f[3], &w.rate) != 0 ||
+                     (w.rate != 0 && w.rate < WARM_RATE_MIN))))
+        return reply(k, "error\tusage: warm TEMPLATE PARALLEL (1..%d) "
+                        "[RATE (bytes/s, 0 or at least 64K)]",
                      CTL_PARALLEL_MAX);
     w.t = find_tmpl(k, f[1]);
     if (w.t == NULL)

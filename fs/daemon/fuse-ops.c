@@ -20,6 +20,7 @@
 #include "ic-log.h"
 #include "ic-pin.h"
 #include "ic-readahead.h"
+#include "ic-sched.h"
 #include "ic-util.h"
 
 /* A name's inode changes with a new generation: the kernel keeps the
@@ -263,7 +264,11 @@ static void ic_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
         fuse_reply_err(req, ENOMEM);
         return;
     }
-    ssize_t n = off < 0 ? -EINVAL : cache_read(g, buf, (uint64_t)off, size);
+    /* A reader waits: demand, one flow per handle (ic-sched.h). */
+    const struct origin_req who = {.cls = FETCH_DEMAND,
+                                   .flow = (uint64_t)(uintptr_t)h};
+    ssize_t n = off < 0 ? -EINVAL
+                        : cache_read(g, buf, (uint64_t)off, size, &who);
     if (n < 0)
         fuse_reply_err(req, (int)-n);
     else
@@ -308,7 +313,7 @@ static void ic_statfs(fuse_req_t req, fuse_ino_t ino)
 
 static const char *const xattr_names[] = {
     "origin", "generation", "cached_bytes", "pinned_bytes", "quota",
-    "hits", "misses", "origin_bytes", "origin_state",
+    "hits", "misses", "origin_bytes", "origin_state", "readahead_skipped",
 };
 #define N_XATTRS (sizeof xattr_names / sizeof xattr_names[0])
 
@@ -327,6 +332,8 @@ static int xattr_value(struct tmpl *t, struct gen *g, const char *key,
         return snprintf(out, len, "%" PRIu64, st.misses);
     if (strcmp(key, "origin_bytes") == 0)
         return snprintf(out, len, "%" PRIu64, st.origin_bytes);
+    if (strcmp(key, "readahead_skipped") == 0)
+        return snprintf(out, len, "%" PRIu64, st.ra_skipped);
     if (strcmp(key, "pinned_bytes") == 0)
         return snprintf(out, len, "%" PRIu64, pin_bytes(t));
     if (strcmp(key, "origin_state") == 0) {

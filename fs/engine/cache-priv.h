@@ -51,7 +51,10 @@
  * Leaves, taken last (nothing is taken under them): tmpl.rec_lock,
  * cache.pend_lock, cache.hk_lock, engine.c's checker.lock, and the locks
  * of the modules below the engine (writer, stage, fillbuf, health,
- * origin; each header has its own rule, and none takes an engine lock).
+ * origin and its fetch scheduler; each header has its own rule, and none
+ * takes an engine lock).  A fill waits for an origin slot (ic-sched.h)
+ * and a pre-warm for its rate with no engine lock held, but cfgpin_lock
+ * for config pins' reads.
  * prewarm.c's warm.lock is held only around its caller's progress
  * callback, which must take nothing but a leaf of its own (ctl.c's).
  * Only cfg_lock and cfgpin_lock are held across origin I/O.
@@ -108,6 +111,10 @@ struct gen {
     pthread_rwlock_t evict_rw;
     uint64_t evicting; /* bytes marked for eviction, not yet punched (lock) */
     uint64_t reserved; /* room taken by fills not yet published (lock) */
+    /* Demand readers waiting for others' fills (atomic): while above 0,
+     * the generation's pre-warm fetches waiting for an origin slot count
+     * as demand reads (origin_req.urgent, ic-sched.h). */
+    int demand_waiting;
 };
 
 struct tmpl {

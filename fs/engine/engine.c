@@ -151,7 +151,8 @@ static int tmpl_pick_gen(struct tmpl *t, struct index *ix)
     return 0;
 }
 
-/* tmpl_stats and index_counters hold the same figures. */
+/* tmpl_stats and index_counters hold the same figures, but ra_skipped
+ * (a run-time figure of the scheduler's: not kept). */
 static void stats_to_counters(struct tmpl *t, struct index_counters *c)
 {
     struct tmpl_stats st;
@@ -169,7 +170,7 @@ static void counters_load(struct tmpl *t, struct index *ix)
         return;
     t->st = (struct tmpl_stats){c.hits, c.misses, c.origin_bytes,
                                 c.origin_reads, c.fill_errors, c.evictions,
-                                c.evicted_bytes, c.uncached};
+                                c.evicted_bytes, c.uncached, 0};
     t->saved = c;
 }
 

@@ -16,12 +16,16 @@
 #include "ic-pin.h"
 #include "ic-prewarm.h"
 #include "ic-qcow2.h"
+#include "ic-sched.h"
+#include "ic-util.h"
 
 /* ------------------------------------------------------ resolving */
 
+/* Pin work, not a reader: fetched as a pre-warm would be (unpaced). */
 static int qcow2_rd(void *ctx, void *buf, uint64_t off, size_t len)
 {
-    ssize_t r = cache_read(ctx, buf, off, len);
+    const struct origin_req who = {.cls = FETCH_WARM, .flow = 0};
+    ssize_t r = cache_read(ctx, buf, off, len, &who);
     if (r < 0)
         return (int)r;
     return (size_t)r == len ? 0 : -EIO;
@@ -136,13 +140,16 @@ out:
 
 #define WARM_CHUNK (1u << 20)
 
-/* t, g, chunks, nchunks and total are fixed before the workers start. */
+/* t, g, chunks, nchunks, total and who are fixed before the workers
+ * start. */
 struct warm {
     struct tmpl *t;
     struct gen *g;
     struct byte_range *chunks;
     size_t nchunks, next;
     uint64_t done, total;
+    struct origin_req who;   /* FETCH_WARM, this run's own flow */
+    struct sched_bucket pace; /* warm_rate / the caller's rate */
     pthread_mutex_t lock; /* protects next, done, progress calls: held
                              across the callback (ic-prewarm.h) */
     prewarm_progress_fn progress;
@@ -176,6 +183,22 @@ static int warm_chunks(struct warm *w)
     return 0;
 }
 
+static uint64_t chunk_missing(struct gen *g, const struct byte_range *c);
+
+/* Read one chunk as this warm's, after taking the bytes it will fetch
+ * from the bucket: the wait is over before the read starts, so it holds
+ * no transfer slot and eats none of the read's origin_timeout. */
+static void warm_read(struct warm *w, char *buf, const struct byte_range *c)
+{
+    if (w->pace.rate != 0) {
+        uint64_t missing = chunk_missing(w->g, c);
+        if (missing > 0)
+            sched_bucket_take(&w->pace, missing);
+    }
+    /* A failure leaves the blocks missing; the final count says so. */
+    (void)cache_read(w->g, buf, c->off, c->len, &w->who);
+}
+
 static void *warm_worker(void *arg)
 {
     struct warm *w = arg;
@@ -188,8 +211,7 @@ static void *warm_worker(void *arg)
         pthread_mutex_unlock(&w->lock);
         if (i >= w->nchunks)
             break;
-        /* A failure leaves the blocks missing; the final count says so. */
-        (void)cache_read(w->g, buf, w->chunks[i].off, w->chunks[i].len);
+        warm_read(w, buf, &w->chunks[i]);
         pthread_mutex_lock(&w->lock);
         w->done += w->chunks[i].len;
         if (w->progress)
@@ -229,14 +251,14 @@ static uint64_t warm_retry(struct warm *w)
             continue;
         if (buf == NULL && (buf = malloc(WARM_CHUNK)) == NULL)
             return chunk_missing(w->g, &w->chunks[i]);
-        (void)cache_read(w->g, buf, w->chunks[i].off, w->chunks[i].len);
+        warm_read(w, buf, &w->chunks[i]);
         missing += chunk_missing(w->g, &w->chunks[i]);
     }
     free(buf);
     return missing;
 }
 
-int prewarm_run(struct tmpl *t, unsigned parallel,
+int prewarm_run(struct tmpl *t, unsigned parallel, uint64_t rate,
                 prewarm_progress_fn progress, void *ctx, uint64_t *failed)
 {
     struct warm w = {.t = t, .progress = progress, .ctx = ctx};
@@ -244,6 +266,11 @@ int prewarm_run(struct tmpl *t, unsigned parallel,
     int r = cache_gen_open(t, 0, &w.g);
     if (r < 0)
         return r;
+    w.who = (struct origin_req){.cls = FETCH_WARM,
+                                .flow = (uint64_t)(uintptr_t)&w};
+    sched_bucket_init(&w.pace,
+                      sched_rate_min(cache_conf(t->c)->warm_rate, rate),
+                      mono_ms());
     pthread_mutex_init(&w.lock, NULL);
     pthread_mutex_lock(&t->lock);
     r = warm_chunks(&w);
@@ -263,6 +290,7 @@ int prewarm_run(struct tmpl *t, unsigned parallel,
     cache_gen_put(w.g);
     free(w.chunks);
     pthread_mutex_destroy(&w.lock);
+    sched_bucket_destroy(&w.pace);
     if (r < 0)
         return r;
     return *failed ? -EIO : 0;

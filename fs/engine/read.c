@@ -5,7 +5,12 @@
  * A reader claims MISSING blocks by setting them FILLING (under gen.lock),
  * fetches them with no lock held, writes them to the data file, then marks
  * them PRESENT and wakes the waiters.  Readers that find a block FILLING wait
- * for it, bounded by the read's deadline. */
+ * for it, bounded by the read's deadline.
+ *
+ * Each origin read says what it is for (struct origin_req, ic-sched.h):
+ * the caller's class and flow, the template as its group.  A prefetch is
+ * FETCH_READAHEAD and never waits for a transfer slot: refused (-EAGAIN),
+ * its blocks go back to missing, quietly, and it counts in ra_skipped. */
 #include "config.h"
 
 #include <errno.h>
@@ -44,6 +49,7 @@ struct rq {
     uint8_t *done;          /* per block of the range: bytes copied */
     uint64_t ndone;
     uint64_t deadline;
+    struct origin_req oreq; /* what its origin reads are for */
 };
 
 struct run {
@@ -355,8 +361,15 @@ static int fill_run(struct rq *rq, const struct run *run)
     char *data = fillbuf_get(len);
     if (data == NULL)
         return -ENOMEM;
+    int r = origin_read(g->t->origin, data, off, len, &g->info, &rq->oreq,
+                        rq->deadline);
+    if (r == -EAGAIN && rq->oreq.cls == FETCH_READAHEAD) {
+        /* No slot for readahead now: not a failure of the origin. */
+        fillbuf_put(data);
+        stat_add(&g->t->st.ra_skipped, 1);
+        return r;
+    }
     stat_add(&g->t->st.origin_reads, 1);
-    int r = origin_read(g->t->origin, data, off, len, &g->info, rq->deadline);
     if (r < 0) {
         fillbuf_put(data);
         return fill_failed(rq, run, r);
@@ -552,17 +565,24 @@ static int any_filling(struct rq *rq)
     return 0;
 }
 
-/* Wait until no block we still need is being filled by someone else. */
+/* Wait until no block we still need is being filled by someone else.
+ * A demand reader makes the generation's waiting pre-warm fetches urgent
+ * meanwhile: the fill it waits for may be one of theirs. */
 static int wait_fills(struct rq *rq)
 {
     struct gen *g = rq->g;
     struct timespec ts = ms_timespec(rq->deadline);
+    int demand = rq->oreq.cls == FETCH_DEMAND;
     int r = 0;
+    if (demand)
+        __atomic_add_fetch(&g->demand_waiting, 1, __ATOMIC_RELAXED);
     pthread_mutex_lock(&g->lock);
     while (r == 0 && any_filling(rq))
         if (pthread_cond_timedwait(&g->filled, &g->lock, &ts) == ETIMEDOUT)
             r = any_filling(rq) ? -EIO : 0;
     pthread_mutex_unlock(&g->lock);
+    if (demand)
+        __atomic_sub_fetch(&g->demand_waiting, 1, __ATOMIC_RELAXED);
     return r;
 }
 
@@ -626,9 +646,24 @@ static int read_round(struct rq *rq)
     return wait_fills(rq);
 }
 
-ssize_t cache_read(struct gen *g, char *buf, uint64_t off, size_t size)
+/* The request's class and flow from the caller (NULL: a demand read),
+ * its group the template. */
+static struct origin_req req_of(const struct gen *g,
+                                const struct origin_req *who)
 {
-    struct rq rq = {.g = g, .buf = buf, .off = off};
+    struct origin_req r = {.cls = FETCH_DEMAND};
+    if (who != NULL)
+        r = *who;
+    r.group = (uint64_t)g->t->tid;
+    if (r.cls != FETCH_DEMAND)
+        r.urgent = &g->demand_waiting;
+    return r;
+}
+
+ssize_t cache_read(struct gen *g, char *buf, uint64_t off, size_t size,
+                   const struct origin_req *who)
+{
+    struct rq rq = {.g = g, .buf = buf, .off = off, .oreq = req_of(g, who)};
 
     rq.len = block_clamp(off, size, g->info.size);
     if (rq.len == 0)
@@ -652,7 +687,8 @@ ssize_t cache_read(struct gen *g, char *buf, uint64_t off, size_t size)
 
 void cache_prefetch(struct gen *g, uint64_t off, uint64_t len)
 {
-    struct rq rq = {.g = g, .off = off};
+    const struct origin_req ra = {.cls = FETCH_READAHEAD};
+    struct rq rq = {.g = g, .off = off, .oreq = req_of(g, &ra)};
     struct run runs[16];
 
     rq.len = block_clamp(off, len, g->info.size);

@@ -12,6 +12,13 @@
  * file, another tenant's image), and the mount may be open to other users
  * (allow_other).
  *
+ * Scheduling: the workers take jobs in class order (ic-sched.h): a
+ * demand read waits for a worker behind no pre-warm and no readahead,
+ * and a readahead is refused (-EAGAIN) while a demand read waits for a
+ * worker.  There is no cap across the templates of one share: each
+ * origin's workers are its bound, so that a file that hangs (a stuck
+ * NFS server holds its callers in the kernel) holds only its own.
+ *
  * Locking: file_origin.lock, one per origin, protects its job queue and
  * workers and each queued job's flags; syscalls on the origin run with it
  * released.  Held only for the bookkeeping, the start of a worker, and
@@ -45,6 +52,7 @@ enum job_op { OP_STAT, OP_READ };
 
 struct file_job {
     enum job_op op;
+    enum fetch_class cls;           /* fixed */
     uint64_t off;
     size_t len;
     char *buf;                      /* OP_READ: owned by the job */
@@ -283,14 +291,17 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-/* Queue a job, starting a worker if none is idle (lock held). */
+/* Queue a job behind those of its class and higher ones, starting a
+ * worker if none is idle (lock held). */
 static void submit(struct file_origin *fo, struct file_job *j)
 {
-    if (fo->tail)
-        fo->tail->next = j;
-    else
-        fo->head = j;
-    fo->tail = j;
+    struct file_job **pp = &fo->head;
+    while (*pp != NULL && (*pp)->cls <= j->cls)
+        pp = &(*pp)->next;
+    j->next = *pp;
+    *pp = j;
+    if (j->next == NULL)
+        fo->tail = j;
     if (fo->idle == 0 && fo->workers < FILE_WORKERS_MAX) {
         pthread_t t;
         pthread_attr_t a;
@@ -316,13 +327,23 @@ static void unqueue(struct file_origin *fo, struct file_job *j)
     }
 }
 
+static int demand_queued(const struct file_origin *fo)
+{
+    return fo->head != NULL && fo->head->cls == FETCH_DEMAND;
+}
+
 /* Run a job with a deadline.  Returns the job's result, or -ETIMEDOUT after
- * which the job belongs to the worker (or is freed here if never started). */
+ * which the job belongs to the worker (or is freed here if never started);
+ * a readahead refused is -EAGAIN (the job is the caller's to free). */
 static int run_bounded(struct file_origin *fo, struct file_job *j,
                        uint64_t deadline)
 {
     struct timespec ts = ms_timespec(deadline);
     pthread_mutex_lock(&fo->lock);
+    if (j->cls == FETCH_READAHEAD && demand_queued(fo)) {
+        pthread_mutex_unlock(&fo->lock);
+        return -EAGAIN;
+    }
     submit(fo, j);
     while (!j->done) {
         if (pthread_cond_timedwait(&fo->done, &fo->lock, &ts) == ETIMEDOUT &&
@@ -359,7 +380,8 @@ static int file_stat(struct origin *o, struct origin_info *out,
 }
 
 static int file_read(struct origin *o, void *buf, uint64_t off, size_t len,
-                     const struct origin_info *expect, uint64_t deadline)
+                     const struct origin_info *expect,
+                     const struct origin_req *rq, uint64_t deadline)
 {
     struct file_job *j = calloc(1, sizeof *j);
     if (j == NULL)
@@ -374,6 +396,8 @@ static int file_read(struct origin *o, void *buf, uint64_t off, size_t len,
         return -ENOMEM;
     }
     j->op = OP_READ;
+    j->cls = rq != NULL && (unsigned)rq->cls < FETCH_CLASSES ? rq->cls
+                                                            : FETCH_DEMAND;
     j->off = off;
     j->len = len;
     j->expect = *expect;

@@ -26,8 +26,11 @@
  *
  * Connections: each origin keeps idle curl handles (which keep their
  * connections alive); a process-wide table of hosts caps the transfers in
- * flight per scheme://host:port at max_connections (the smallest value
- * configured for that host), waited for with the call's deadline.
+ * flight per scheme://host:port at origin_connections (the smallest value
+ * configured for that host).  Who gets a host's next slot is the fetch
+ * scheduler's choice (ic-sched.h): demand reads before pre-warm before
+ * readahead, fair between templates and handles; a waiter waits with the
+ * call's deadline, a readahead not at all (-EAGAIN).
  *
  * Reachability: each URL also holds the health entry (ic-health.h) of
  * what its requests connect to: its proxy when it goes through one (the
@@ -50,11 +53,10 @@
  *
  * Locking: two leaves, never held across a transfer nor while the other
  * is taken:
- *   hosts_lock        the host table and every http_host field marked so;
- *                     host_acquire waits on a host's `freed` with it, up
- *                     to the call's deadline.  The slot it hands out
- *                     (`active`) is held across the transfer; the lock is
- *                     not.
+ *   hosts_lock        the host table and every http_host field marked so.
+ *                     The slots are the host's struct sched (its own leaf
+ *                     lock, taken without hosts_lock): one is held across
+ *                     each transfer, no lock is.
  *   http_origin.lock  one origin's idle pool; curl handles are created
  *                     and cleaned up with it released.
  * Health reports (ic-health.h) are made with neither held.  A curl easy
@@ -100,9 +102,7 @@ struct http_host {
     char *key;                /* "scheme://host:port": no credentials;
                                  fixed */
     unsigned refs;            /* protected by hosts_lock */
-    unsigned limit;           /* protected by hosts_lock */
-    unsigned active;          /* protected by hosts_lock */
-    pthread_cond_t freed;     /* signalled when active drops */
+    struct sched slots;       /* the transfer slots (its own lock) */
 };
 
 static pthread_mutex_t hosts_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -118,13 +118,12 @@ static struct http_host *host_new(const char *key, unsigned limit)
         free(hh);
         return NULL;
     }
-    cond_init_mono(&hh->freed);
-    hh->limit = limit;
+    sched_init(&hh->slots, limit);
     return hh;
 }
 
 /* Find or create the entry of a host; the smallest limit wins, since
- * max_connections is a politeness bound towards a shared server. */
+ * origin_connections is a politeness bound towards a shared server. */
 static struct http_host *host_get(const char *key, unsigned limit)
 {
     struct http_host *hh;
@@ -138,12 +137,11 @@ static struct http_host *host_get(const char *key, unsigned limit)
             hh->next = hosts;
             hosts = hh;
         }
+    } else {
+        sched_lower_cap(&hh->slots, limit);
     }
-    if (hh != NULL) {
+    if (hh != NULL)
         hh->refs++;
-        if (limit < hh->limit)
-            hh->limit = limit;
-    }
     pthread_mutex_unlock(&hosts_lock);
     return hh;
 }
@@ -162,50 +160,10 @@ static void host_put(struct http_host *hh)
     }
     pthread_mutex_unlock(&hosts_lock);
     if (last) {
-        pthread_cond_destroy(&hh->freed);
+        sched_destroy(&hh->slots);
         free(hh->key);
         free(hh);
     }
-}
-
-/* The absolute CLOCK_MONOTONIC time of a mono_ms() deadline. */
-static void deadline_timespec(uint64_t deadline, struct timespec *ts)
-{
-    uint64_t now = mono_ms();
-    uint64_t left = deadline > now ? deadline - now : 0;
-    clock_gettime(CLOCK_MONOTONIC, ts);
-    ts->tv_sec += (time_t)(left / 1000);
-    ts->tv_nsec += (long)(left % 1000) * 1000000L;
-    if (ts->tv_nsec >= 1000000000L) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000L;
-    }
-}
-
-/* Take one of the host's transfer slots, waiting at most until deadline. */
-static int host_acquire(struct http_host *hh, uint64_t deadline)
-{
-    struct timespec ts;
-    deadline_timespec(deadline, &ts);
-    pthread_mutex_lock(&hosts_lock);
-    while (hh->active >= hh->limit) {
-        if (pthread_cond_timedwait(&hh->freed, &hosts_lock, &ts) == ETIMEDOUT &&
-            hh->active >= hh->limit) {
-            pthread_mutex_unlock(&hosts_lock);
-            return -ETIMEDOUT;
-        }
-    }
-    hh->active++;
-    pthread_mutex_unlock(&hosts_lock);
-    return 0;
-}
-
-static void host_release(struct http_host *hh)
-{
-    pthread_mutex_lock(&hosts_lock);
-    hh->active--;
-    pthread_cond_signal(&hh->freed);
-    pthread_mutex_unlock(&hosts_lock);
 }
 
 /* ------------------------------------------------------------ origin */
@@ -600,7 +558,8 @@ static void note_health(struct health *hl, CURL *c, CURLcode rc, long status,
 /* One request to one URL.  *retry: whether trying again may help;
  * *retry_after: the server's Retry-After in seconds, or -1. */
 static int http_perform(struct origin *o, size_t ui, struct xfer *x,
-                        uint64_t deadline, int *retry, long *retry_after)
+                        const struct origin_req *rq, uint64_t deadline,
+                        int *retry, long *retry_after)
 {
     struct http_origin *h = o->priv;
     struct http_url *u = &h->urls[ui];
@@ -612,12 +571,12 @@ static int http_perform(struct origin *o, size_t ui, struct xfer *x,
     x->display = u->display;
     httpc_resp_reset(&x->resp);
     x->filetime = -1;
-    err = host_acquire(u->host, deadline);
+    err = sched_acquire(&u->host->slots, rq, deadline);
     if (err != 0)
         return err;
     CURL *c = pool_get(h);
     if (c == NULL) {
-        host_release(u->host);
+        sched_release(&u->host->slots);
         *retry = 1;
         return -EIO;
     }
@@ -644,7 +603,7 @@ static int http_perform(struct origin *o, size_t ui, struct xfer *x,
     }
     curl_slist_free_all(hdrs);
     pool_put(h, c);
-    host_release(u->host);
+    sched_release(&u->host->slots);
     return err;
 }
 
@@ -790,7 +749,7 @@ static int stat_attempt(struct origin *o, size_t ui, void *arg,
     struct xfer x = {.want = {.kind = HTTPC_HEAD}};
     char byte;
 
-    int err = http_perform(o, ui, &x, deadline, retry, retry_after);
+    int err = http_perform(o, ui, &x, NULL, deadline, retry, retry_after);
     if (err == 0 && x.resp.have_length && !x.resp.length_bad)
         return info_from(o, &x, out);
     /* No HEAD, or no length in it: ask for one byte instead. */
@@ -798,7 +757,7 @@ static int stat_attempt(struct origin *o, size_t ui, void *arg,
         return err;
     struct xfer g = {.want = {.kind = HTTPC_PROBE, .off = 0, .len = 1},
                      .buf = &byte};
-    err = http_perform(o, ui, &g, deadline, retry, retry_after);
+    err = http_perform(o, ui, &g, NULL, deadline, retry, retry_after);
     return err != 0 ? err : info_from(o, &g, out);
 }
 
@@ -815,6 +774,7 @@ struct read_req {
     uint64_t off;
     size_t len;
     const struct origin_info *expect;
+    const struct origin_req *rq;
 };
 
 static int read_attempt(struct origin *o, size_t ui, void *arg,
@@ -824,13 +784,15 @@ static int read_attempt(struct origin *o, size_t ui, void *arg,
     struct xfer x = {.want = {.kind = HTTPC_RANGE, .off = r->off,
                               .len = r->len, .info = r->expect},
                      .buf = r->buf};
-    return http_perform(o, ui, &x, deadline, retry, retry_after);
+    return http_perform(o, ui, &x, r->rq, deadline, retry, retry_after);
 }
 
 static int http_read(struct origin *o, void *buf, uint64_t off, size_t len,
-                     const struct origin_info *expect, uint64_t deadline)
+                     const struct origin_info *expect,
+                     const struct origin_req *rq, uint64_t deadline)
 {
-    struct read_req r = {.buf = buf, .off = off, .len = len, .expect = expect};
+    struct read_req r = {.buf = buf, .off = off, .len = len, .expect = expect,
+                         .rq = rq};
 
     /* Only validators that http_stat makes are sent. */
     if (!httpc_validator_usable(expect->validator))
@@ -1253,7 +1215,7 @@ static int list_attempt(struct origin *o, size_t ui, void *arg,
     struct list_req *r = arg;
     struct xfer x = {.want = {.kind = HTTPC_WHOLE, .len = HTTP_LIST_MAX}};
 
-    int err = http_perform(o, ui, &x, deadline, retry, retry_after);
+    int err = http_perform(o, ui, &x, NULL, deadline, retry, retry_after);
     if (err != 0) {
         free(x.buf);
         return err;

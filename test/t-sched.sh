@@ -1,0 +1,162 @@
+#!/bin/sh
+# t-sched: the fetch scheduler (include/ic-sched.h) seen from the origin's
+# side.  One HTTP origin (test/faultsrv.py, lag/: every ranged GET waits
+# 0.4 s before it is answered) serves three templates; origin_connections
+# = 2.  faultsrv's --trace notes when each request arrives and ends, and
+# how many were in flight, so every figure below is the server's own:
+#  (a) never more than 2 requests in flight;
+#  (b) a pre-warm of a.img (24 chunks of 1 MiB, --parallel 16: 14
+#      fetches waiting) keeps the host busy while a reader reads 6 blocks
+#      of b.img: each of the reader's requests arrives after at most 2
+#      a.img requests start (those whose slots came free while it was on
+#      its way), not behind the warm's queue;
+#  (d) the reader's sequential reads ask for readahead, which never gets
+#      a slot while others wait: no readahead-sized request of b.img
+#      before the warm's last one starts, each block the reader reads is
+#      its own request, and user.imgcache.readahead_skipped counts the
+#      skips;
+#  (c) imgcache-pin --rate 1M: the warm's requests, from the server's
+#      timestamps, come at no more than 1.5 MiB/s beyond its first 2 MiB
+#      (a second's burst and one chunk taken on credit).
+# Bytes read through the mount are the origin's.  SKIP (77) without
+# python3 or FUSE.
+# shellcheck source=test/lib.sh
+. "${top_srcdir:-$(dirname "$0")/..}/test/lib.sh"
+require_fuse
+require_local_http
+
+PIN=$top_builddir/tools/imgcache-pin
+[ -x "$PIN" ] || fail "$PIN is not built (run make)"
+command -v getfattr >/dev/null 2>&1 || skip "getfattr not installed"
+
+MIB=1048576
+make_file "$T/data" 32
+TRACE=$T/trace
+start_faultsrv S "$T/data" --delay 0.4 --trace "$TRACE"
+
+{
+	printf '[global]\ncache_dir = %s\nblock_size = 64K\n' "$CACHE"
+	printf 'origin_timeout = 30s\nrevalidate = 1h\nreadahead = 4M\n'
+	printf 'origin_connections = 2\n'
+	for n in a b; do
+		printf '\n[template %s.img]\norigin = %s/lag/%s.img\n' "$n" "$URL" "$n"
+	done
+	printf '\n[template c.img]\norigin = %s/ok/c.img\n' "$URL"
+} >"$T/conf"
+MNT=$T/mnt
+start_imgcache "$T/conf" "$MNT"
+
+# icpin ARGS...: imgcache-pin on our cache, bounded; output in $T/pin.out.
+icpin() {
+	bounded "$PIN" --cache-dir "$CACHE" "$@" >"$T/pin.out" 2>&1
+}
+
+# starts PATH: ranged GETs of PATH that have arrived so far.
+starts() {
+	awk -v p="$1" '$2 == "start" && $6 == p && $7 != "-" { n++ }
+	               END { print n + 0 }' "$TRACE"
+}
+
+# Both templates opened (validated) before the measurement: with
+# revalidate = 1h no HEAD request comes in between.
+bounded dd if="$MNT/a.img" of=/dev/null bs=64K skip=448 count=1 \
+	iflag=direct status=none
+bounded dd if="$MNT/b.img" of=/dev/null bs=64K count=1 iflag=direct \
+	status=none
+
+# ------------------------------------------------ (a), (b), (d)
+icpin --parallel 16 a.img 0-24M &
+PIN_PID=$!
+wait_for 20 sh -c "[ \$(awk '\$2 == \"start\" && \$6 == \"/lag/a.img\" &&
+	\$7 != \"-\"' '$TRACE' | wc -l) -ge 2 ]" ||
+	fail "the warm of a.img sent no requests"
+N0=$(starts /lag/a.img)
+L0=$(wc -l <"$TRACE")
+bounded dd if="$MNT/b.img" of="$T/b.out" bs=64K skip=1 count=6 \
+	iflag=direct status=none || not_ok "reading b.img failed"
+rc=0
+wait "$PIN_PID" || rc=$?
+assert_eq "the warm of a.img succeeds" 0 "$rc"
+[ "$rc" = 0 ] || show_log "$T/pin.out"
+extract "$T/data" 65536 $((6 * 65536)) "$T/b.want"
+assert_same "b.img read during the warm: the origin's bytes" \
+	"$T/b.want" "$T/b.out"
+extract "$T/data" 0 $((24 * MIB)) "$T/a.want"
+extract "$MNT/a.img" 0 $((24 * MIB)) "$T/a.got"
+assert_same "a.img pre-warmed: the origin's bytes" "$T/a.want" "$T/a.got"
+
+# (a) the cap, from the server's in-flight count at each arrival.
+MAXIN=$(awk '$2 == "start" && $4 > m { m = $4 } END { print m + 0 }' \
+	"$TRACE")
+assert_le "requests in flight at the origin, at most origin_connections" \
+	"$MAXIN" 2
+assert_eq "the warm kept both connections busy" 2 "$MAXIN"
+
+# (b) a.img requests that started while each b.img request was on its
+# way: after the test's mark for the first, after the previous one's end
+# for the others.
+awk -v n0="$N0" -v l0="$L0" '
+	$2 == "start" && $7 != "-" && $6 == "/lag/a.img" { na++ }
+	NR > l0 && $2 == "start" && $7 != "-" && $6 == "/lag/b.img" {
+		b[$3] = 1
+		between = nb == 0 ? na - n0 : na - mark
+		print between
+		nb++
+	}
+	$2 == "end" && ($3 in b) { mark = na }
+' "$TRACE" >"$T/between"
+NB=$(wc -l <"$T/between")
+assert_eq "b.img: one request per block read, none ahead" 6 "$NB"
+WORST=$(sort -n "$T/between" | tail -n 1)
+note "a.img requests started while each b.img request waited:" \
+	"$(tr '\n' ' ' <"$T/between")"
+assert_le "a demand read waits for no more warm requests than are in flight" \
+	"${WORST:-99}" 2
+
+# (d) no readahead of b.img while the warm's requests still waited.
+RA=$(awk '
+	$2 == "start" && $7 != "-" {
+		split(substr($7, 7), r, "-")
+		len = r[2] - r[1] + 1
+		if ($6 == "/lag/a.img") last_a = NR
+		if ($6 == "/lag/b.img" && len > 65536) big[NR] = 1
+	}
+	END { for (i in big) if (i < last_a) n++; print n + 0 }
+' "$TRACE")
+assert_eq "no readahead request of b.img while others wait for a slot" 0 "$RA"
+SKIPPED=$(getfattr --only-values -n user.imgcache.readahead_skipped \
+	"$MNT/b.img" 2>/dev/null || echo none)
+case $SKIPPED in
+'' | none | *[!0-9]*)
+	not_ok "user.imgcache.readahead_skipped of b.img: '$SKIPPED'" ;;
+*) assert_le "b.img: readahead skips counted" 1 "$SKIPPED" ;;
+esac
+
+# ------------------------------------------------ (c) --rate
+icpin --rate 1M c.img 0-8M || {
+	show_log "$T/pin.out"
+	not_ok "imgcache-pin --rate 1M c.img 0-8M"
+}
+# Bytes of c.img's requests, their first arrival and their last end.
+awk '
+	$2 == "start" && $6 == "/ok/c.img" && $7 != "-" {
+		split(substr($7, 7), r, "-")
+		bytes += r[2] - r[1] + 1
+		c[$3] = 1
+		if (t0 == "") t0 = $1
+	}
+	$2 == "end" && ($3 in c) { t1 = $1 }
+	END { printf "%d %d\n", bytes, (t1 - t0) * 1000 }
+' "$TRACE" >"$T/rate"
+read -r CBYTES CMS <"$T/rate"
+assert_eq "c.img: the warm fetched the 8 MiB pinned" $((8 * MIB)) "$CBYTES"
+# 6 MiB beyond the credit at 1 MiB/s: 6 s; 1.5 MiB/s would be 4 s.
+note "c.img: $CBYTES bytes in $CMS ms (server side)"
+assert_le "c.img: --rate 1M: 6 MiB past the credit take >= 4 s (ms)" \
+	4000 "$CMS"
+extract "$T/data" 0 $((8 * MIB)) "$T/c.want"
+extract "$MNT/c.img" 0 $((8 * MIB)) "$T/c.got"
+assert_same "c.img pre-warmed at a rate: the origin's bytes" \
+	"$T/c.want" "$T/c.got"
+
+stop_imgcache "$MNT"
