@@ -74,6 +74,9 @@ struct conf {
                             else >= WARM_RATE_MIN */
 };
 #define WARM_RATE_MIN (64u << 10)
+/* ... and at most this (1T/s: far above any link; keeps the token
+ * bucket's arithmetic in range). */
+#define WARM_RATE_MAX (1ull << 40)
 
 /* Parse a file.  0, or -errno with "FILE:LINE: message" (or
  * "FILE: cannot read: reason" for an unreadable file) in err. */

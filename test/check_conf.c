@@ -582,7 +582,7 @@ END_TEST
 
 /* origin_connections is the name, max_connections its old one; each
  * section takes one of them, and [global]'s either is the default.
- * warm_rate: [global] only, 0 or at least 64K. */
+ * warm_rate: [global] only, 0 or from 64K to 1T. */
 START_TEST(test_connections_and_warm_rate)
 {
     struct conf *c = parse_ok("[global]\norigin_connections = 6\n"
@@ -615,8 +615,11 @@ START_TEST(test_connections_and_warm_rate)
                "origin_connections: give only one of them");
     expect_err("[global]\norigin_connections = 0\n",
                "t.conf:2: origin_connections must be from 1 to 64");
+    expect_err("[global]\nwarm_rate = 8E\n",
+               "t.conf:2: warm_rate must be 0 (unlimited) or from 64K to 1T "
+               "(bytes per second)");
     expect_err("[global]\nwarm_rate = 1K\n",
-               "t.conf:2: warm_rate must be 0 (unlimited) or at least 64K "
+               "t.conf:2: warm_rate must be 0 (unlimited) or from 64K to 1T "
                "(bytes per second)");
     expect_err("[global]\nwarm_rate = fast\n",
                "t.conf:2: bad size 'fast' for key 'warm_rate'");

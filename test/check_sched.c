@@ -15,6 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "ic-conf.h"
 #include "ic-sched.h"
 #include "ic-util.h"
 
@@ -356,6 +357,19 @@ START_TEST(bucket)
     ck_assert_uint_eq(sched_rate_min(7, 0), 7);
     ck_assert_uint_eq(sched_rate_min(7, 5), 5);
     ck_assert_uint_eq(sched_rate_min(0, 0), 0);
+
+    /* Rates past what the parsers allow are clamped, not overflowed: at
+     * 2^63 the bucket used to start in debt and never grant again; and a
+     * long idle time does not wrap the refill. */
+    sched_bucket_init(&b, UINT64_MAX, 0);
+    ck_assert_uint_eq(sched_bucket_try(&b, 1u << 20, 0), 0);
+    ck_assert_uint_eq(sched_bucket_try(&b, 1u << 20, 1), 0);
+    sched_bucket_destroy(&b);
+    sched_bucket_init(&b, WARM_RATE_MAX, 0);
+    ck_assert_uint_eq(sched_bucket_try(&b, WARM_RATE_MAX + 4096, 0), 0);
+    ck_assert_uint_gt(sched_bucket_try(&b, 1, 0), 0);
+    ck_assert_uint_eq(sched_bucket_try(&b, 1, 40ull * 3600 * 1000), 0);
+    sched_bucket_destroy(&b);
 }
 END_TEST
 

@@ -1,7 +1,7 @@
 #!/bin/sh
 # t-sched: the fetch scheduler (include/ic-sched.h) seen from the origin's
 # side.  One HTTP origin (test/faultsrv.py, lag/: every ranged GET waits
-# 0.4 s before it is answered) serves three templates; origin_connections
+# 1 s before it is answered) serves three templates; origin_connections
 # = 2.  faultsrv's --trace notes when each request arrives and ends, and
 # how many were in flight, so every figure below is the server's own:
 #  (a) never more than 2 requests in flight;
@@ -32,7 +32,7 @@ command -v getfattr >/dev/null 2>&1 || skip "getfattr not installed"
 MIB=1048576
 make_file "$T/data" 32
 TRACE=$T/trace
-start_faultsrv S "$T/data" --delay 0.4 --trace "$TRACE"
+start_faultsrv S "$T/data" --delay 1 --trace "$TRACE"
 
 {
 	printf '[global]\ncache_dir = %s\nblock_size = 64K\n' "$CACHE"

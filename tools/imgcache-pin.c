@@ -131,10 +131,11 @@ static int parse_opt(struct opts *o, int c, const char *arg)
         return usage_error("--parallel takes a number from 1 to 16");
     case OPT_RATE:
         if (parse_size(arg, &o->rate) == 0 &&
-            (o->rate == 0 || o->rate >= WARM_RATE_MIN))
+            (o->rate == 0 ||
+             (o->rate >= WARM_RATE_MIN && o->rate <= WARM_RATE_MAX)))
             return 0;
         return usage_error("--rate takes a size in bytes per second: 0 "
-                           "(unlimited) or at least 64K");
+                           "(unlimited) or from 64K to 1T");
     case 'r':
         if (ctlproto_uint(arg, 1, CTL_RECORD_MAX_S, &o->record) == 0)
             return 0;

@@ -482,8 +482,9 @@ static int set_max_connections(struct parser *p, const char *key,
 static int set_warm_rate(struct parser *p, const char *key, const char *val)
 {
     int rc = get_size(p, key, val, &p->c->warm_rate);
-    if (rc == 0 && p->c->warm_rate != 0 && p->c->warm_rate < WARM_RATE_MIN)
-        return fail(p, "warm_rate must be 0 (unlimited) or at least 64K "
+    if (rc == 0 && p->c->warm_rate != 0 &&
+        (p->c->warm_rate < WARM_RATE_MIN || p->c->warm_rate > WARM_RATE_MAX))
+        return fail(p, "warm_rate must be 0 (unlimited) or from 64K to 1T "
                        "(bytes per second)");
     return rc;
 }

@@ -320,9 +320,10 @@ static int do_warm(struct conn *k, char **f, int nf)
     if (nf < 3 || nf > 4 ||
         ctlproto_uint(f[2], 1, CTL_PARALLEL_MAX, &w.parallel) != 0 ||
         (nf == 4 && (parse_size(f[3], &w.rate) != 0 ||
-                     (w.rate != 0 && w.rate < WARM_RATE_MIN))))
+                     (w.rate != 0 && (w.rate < WARM_RATE_MIN ||
+                                      w.rate > WARM_RATE_MAX)))))
         return reply(k, "error\tusage: warm TEMPLATE PARALLEL (1..%d) "
-                        "[RATE (bytes/s, 0 or at least 64K)]",
+                        "[RATE (bytes/s, 0 or from 64K to 1T)]",
                      CTL_PARALLEL_MAX);
     w.t = find_tmpl(k, f[1]);
     if (w.t == NULL)

@@ -12,10 +12,13 @@
  * file, another tenant's image), and the mount may be open to other users
  * (allow_other).
  *
- * Scheduling: the workers take jobs in class order (ic-sched.h): a
- * demand read waits for a worker behind no pre-warm and no readahead,
- * and a readahead is refused (-EAGAIN) while a demand read waits for a
- * worker.  There is no cap across the templates of one share: each
+ * Scheduling: a free worker takes the oldest job of the highest class
+ * (ic-sched.h), a class read when it picks: a pre-warm or readahead
+ * read a reader waits on (urgent) counts as demand.  A readahead is
+ * refused with -EAGAIN while a demand read is queued, and one that only
+ * waited in the queue until its deadline (later demand reads went
+ * first) ends with -EAGAIN too: a skip, not a failed fill that the
+ * reader after it would meet as EIO.  There is no cap across the templates of one share: each
  * origin's workers are its bound, so that a file that hangs (a stuck
  * NFS server holds its callers in the kernel) holds only its own.
  *
@@ -53,6 +56,7 @@ enum job_op { OP_STAT, OP_READ };
 struct file_job {
     enum job_op op;
     enum fetch_class cls;           /* fixed */
+    const int *urgent;              /* origin_req.urgent (may be NULL) */
     uint64_t off;
     size_t len;
     char *buf;                      /* OP_READ: owned by the job */
@@ -247,6 +251,41 @@ static void job_free(struct file_job *j)
     free(j);
 }
 
+static void unqueue(struct file_origin *fo, struct file_job *j)
+{
+    struct file_job **pp = &fo->head, *prev = NULL;
+    for (; *pp; prev = *pp, pp = &(*pp)->next) {
+        if (*pp == j) {
+            *pp = j->next;
+            if (fo->tail == j)
+                fo->tail = prev;
+            return;
+        }
+    }
+}
+
+/* The class a job is chosen as now: demand while a reader waits on it
+ * (its urgent counter), else its own. */
+static enum fetch_class job_class(const struct file_job *j)
+{
+    if (j->urgent != NULL && __atomic_load_n(j->urgent, __ATOMIC_RELAXED) > 0)
+        return FETCH_DEMAND;
+    return j->cls;
+}
+
+/* The first queued job of the highest class now (lock held).  The queue
+ * is in arrival order, and a class is read when a worker picks, not when
+ * the job is queued: a pre-warm read that a reader came to wait on is
+ * demand from then on (ic-sched.h, urgent). */
+static struct file_job *best_job(struct file_origin *fo)
+{
+    struct file_job *best = NULL;
+    for (struct file_job *j = fo->head; j != NULL; j = j->next)
+        if (best == NULL || job_class(j) < job_class(best))
+            best = j;
+    return best;
+}
+
 static struct file_job *next_job(struct file_origin *fo)
 {
     while (fo->head == NULL && !fo->stopping) {
@@ -259,11 +298,9 @@ static struct file_job *next_job(struct file_origin *fo)
         if (e == ETIMEDOUT && fo->head == NULL)
             return NULL;
     }
-    struct file_job *j = fo->head;
+    struct file_job *j = best_job(fo);
     if (j != NULL) {
-        fo->head = j->next;
-        if (fo->head == NULL)
-            fo->tail = NULL;
+        unqueue(fo, j);
         j->started = 1;
     }
     return j;
@@ -291,17 +328,16 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-/* Queue a job behind those of its class and higher ones, starting a
- * worker if none is idle (lock held). */
+/* Queue a job (in arrival order: best_job picks), starting a worker if
+ * none is idle (lock held). */
 static void submit(struct file_origin *fo, struct file_job *j)
 {
-    struct file_job **pp = &fo->head;
-    while (*pp != NULL && (*pp)->cls <= j->cls)
-        pp = &(*pp)->next;
-    j->next = *pp;
-    *pp = j;
-    if (j->next == NULL)
-        fo->tail = j;
+    j->next = NULL;
+    if (fo->tail != NULL)
+        fo->tail->next = j;
+    else
+        fo->head = j;
+    fo->tail = j;
     if (fo->idle == 0 && fo->workers < FILE_WORKERS_MAX) {
         pthread_t t;
         pthread_attr_t a;
@@ -314,31 +350,25 @@ static void submit(struct file_origin *fo, struct file_job *j)
     pthread_cond_signal(&fo->work);
 }
 
-static void unqueue(struct file_origin *fo, struct file_job *j)
-{
-    struct file_job **pp = &fo->head, *prev = NULL;
-    for (; *pp; prev = *pp, pp = &(*pp)->next) {
-        if (*pp == j) {
-            *pp = j->next;
-            if (fo->tail == j)
-                fo->tail = prev;
-            return;
-        }
-    }
-}
-
+/* Whether a demand read (or one a reader waits on) is queued (lock
+ * held): then a readahead is refused, as over HTTP. */
 static int demand_queued(const struct file_origin *fo)
 {
-    return fo->head != NULL && fo->head->cls == FETCH_DEMAND;
+    for (const struct file_job *j = fo->head; j != NULL; j = j->next)
+        if (job_class(j) == FETCH_DEMAND)
+            return 1;
+    return 0;
 }
 
 /* Run a job with a deadline.  Returns the job's result, or -ETIMEDOUT after
  * which the job belongs to the worker (or is freed here if never started);
- * a readahead refused is -EAGAIN (the job is the caller's to free). */
+ * a readahead refused, or that never started by its deadline, is -EAGAIN
+ * (the job is the caller's to free). */
 static int run_bounded(struct file_origin *fo, struct file_job *j,
                        uint64_t deadline)
 {
     struct timespec ts = ms_timespec(deadline);
+    enum fetch_class cls = j->cls; /* j may be freed below */
     pthread_mutex_lock(&fo->lock);
     if (j->cls == FETCH_READAHEAD && demand_queued(fo)) {
         pthread_mutex_unlock(&fo->lock);
@@ -348,14 +378,19 @@ static int run_bounded(struct file_origin *fo, struct file_job *j,
     while (!j->done) {
         if (pthread_cond_timedwait(&fo->done, &fo->lock, &ts) == ETIMEDOUT &&
             !j->done) {
-            if (!j->started) {
+            int waited = !j->started;
+            if (waited) {
                 unqueue(fo, j);
-                job_free(j);
+                if (cls != FETCH_READAHEAD) /* -EAGAIN: the caller's */
+                    job_free(j);
             } else {
                 j->abandoned = 1;
             }
             pthread_mutex_unlock(&fo->lock);
-            return -ETIMEDOUT;
+            /* A readahead that only waited (later demand reads went
+             * first) asked nothing of the origin: a skip, not a failure
+             * (which the reader after it would meet as EIO). */
+            return waited && cls == FETCH_READAHEAD ? -EAGAIN : -ETIMEDOUT;
         }
     }
     pthread_mutex_unlock(&fo->lock);
@@ -398,6 +433,7 @@ static int file_read(struct origin *o, void *buf, uint64_t off, size_t len,
     j->op = OP_READ;
     j->cls = rq != NULL && (unsigned)rq->cls < FETCH_CLASSES ? rq->cls
                                                             : FETCH_DEMAND;
+    j->urgent = rq != NULL ? rq->urgent : NULL;
     j->off = off;
     j->len = len;
     j->expect = *expect;

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "ic-conf.h"
 #include "ic-sched.h"
 #include "ic-util.h"
 
@@ -242,6 +243,9 @@ void sched_get_stats(struct sched *s, struct sched_stats *out)
 
 void sched_bucket_init(struct sched_bucket *b, uint64_t rate, uint64_t now_ms)
 {
+    /* The parsers stop at WARM_RATE_MAX; more could overflow below. */
+    if (rate > WARM_RATE_MAX)
+        rate = WARM_RATE_MAX;
     *b = (struct sched_bucket){.rate = rate, .last_ms = now_ms};
     b->burst = rate > BUCKET_MIN_BURST ? rate : BUCKET_MIN_BURST;
     b->tokens = (int64_t)b->burst;
@@ -263,6 +267,10 @@ uint64_t sched_bucket_try(struct sched_bucket *b, uint64_t bytes,
     if (now_ms > b->last_ms) {
         /* Whole milliseconds' worth only, so that no fraction is lost. */
         uint64_t ms = now_ms - b->last_ms;
+        /* A minute refills any bucket (burst: a second; debt: a chunk,
+         * 16 s at the lowest rate), and keeps ms * rate in range. */
+        if (ms > 60000)
+            ms = 60000;
         uint64_t add = ms * b->rate / 1000;
         if (add > 0) {
             int64_t t = b->tokens + (int64_t)add;
