@@ -8,7 +8,8 @@
  *   MISSING  -> FILLING   a reader claimed it and is fetching it (only the
  *                         claimer changes it next)
  *   FILLING  -> PRESENT   bytes written to the data file (or a zero block)
- *   FILLING  -> MISSING   the fill failed; waiters retry or give up
+ *   FILLING  -> MISSING   the fill failed; waiters retry or give up (with
+ *                         BLK_FAILED: they give up for a while)
  *   PRESENT  -> MISSING   checksum mismatch, eviction (seq is bumped so a
  *                         reader that copied the bytes meanwhile retries)
  */
@@ -22,9 +23,17 @@ enum blk_state { BLK_MISSING = 0, BLK_FILLING = 1, BLK_PRESENT = 2 };
 #define BLK_VERIFIED 0x1 /* checksum checked (or filled) during this run */
 #define BLK_ZERO 0x2     /* all-zero block, stored as a hole */
 #define BLK_PINNED 0x4   /* never evicted */
+/* A MISSING block whose last fill failed: fail_until_ms says until when a
+ * read of it fails at once rather than asking the origin again (read.c:
+ * the kernel retries a failed read, and every concurrent failure must be
+ * remembered, not only the last one). */
+#define BLK_FAILED 0x8
 
 struct blk {
-    uint64_t csum;  /* XXH3-64 of the block's bytes (PRESENT only) */
+    union {
+        uint64_t csum;          /* XXH3-64 of the block's bytes (PRESENT) */
+        uint64_t fail_until_ms; /* mono_ms() (MISSING with BLK_FAILED) */
+    };
     uint32_t atime; /* access counter value at last use (LRU order) */
     uint8_t state;  /* enum blk_state */
     uint8_t flags;  /* BLK_* */
@@ -47,6 +56,12 @@ void blockmap_set_present(struct blockmap *bm, uint64_t i, uint64_t csum,
                           uint8_t flags, uint32_t len);
 void blockmap_set_missing(struct blockmap *bm, uint64_t i, uint32_t len);
 
+/* Mark a MISSING (or FILLING) block MISSING with BLK_FAILED until
+ * until_ms; the next set_present or set_missing clears it. */
+void blockmap_set_failed(struct blockmap *bm, uint64_t i, uint32_t len,
+                         uint64_t until_ms);
+/* Whether block i is MISSING with a failure remembered past now_ms. */
+int blockmap_failed(const struct blockmap *bm, uint64_t i, uint64_t now_ms);
 /* Length of the run of MISSING blocks starting at i, at most max. */
 uint64_t blockmap_missing_run(const struct blockmap *bm, uint64_t i,
                               uint64_t max);

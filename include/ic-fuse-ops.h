@@ -5,6 +5,13 @@
 
 #include <sys/types.h>
 
+/* FUSE requests in flight that a hung origin may hold without the other
+ * templates waiting (fuse-ops.c's init, main.c's session loop):
+ * background requests the kernel sends us at once, and worker threads
+ * (every background request, and as many synchronous ones again). */
+#define IC_MAX_BACKGROUND 512
+#define IC_MAX_THREADS 1024
+
 struct cache;
 struct fuse_session;
 

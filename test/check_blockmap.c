@@ -60,12 +60,44 @@ START_TEST(blockmap_runs)
 }
 END_TEST
 
+/* A failed fill is remembered per block until its time, is still a
+ * missing block (a run, claimable), keeps a pin, and is forgotten by the
+ * block's next transition. */
+START_TEST(blockmap_failed_fills)
+{
+    struct blockmap bm;
+    ck_assert_int_eq(blockmap_init(&bm, 4), 0);
+    bm.v[1].flags = BLK_PINNED;
+    bm.v[1].state = BLK_FILLING;
+    bm.v[2].state = BLK_FILLING;
+    blockmap_set_failed(&bm, 1, 4096, 1000);
+    blockmap_set_failed(&bm, 2, 4096, 2000);
+    ck_assert(!blockmap_failed(&bm, 0, 0));
+    ck_assert(blockmap_failed(&bm, 1, 999));
+    ck_assert(!blockmap_failed(&bm, 1, 1000));
+    ck_assert(blockmap_failed(&bm, 2, 1500)); /* each its own time */
+    ck_assert_uint_eq(bm.v[1].flags, BLK_PINNED | BLK_FAILED);
+    ck_assert_uint_eq(blockmap_missing_run(&bm, 0, 4), 4);
+    bm.v[2].state = BLK_FILLING; /* claimed again: not failed meanwhile */
+    ck_assert(!blockmap_failed(&bm, 2, 1500));
+    blockmap_set_present(&bm, 2, 7, BLK_VERIFIED, 4096);
+    ck_assert_uint_eq(bm.v[2].flags, BLK_VERIFIED);
+    ck_assert_uint_eq(bm.v[2].csum, 7);
+    blockmap_set_missing(&bm, 1, 4096);
+    ck_assert_uint_eq(bm.v[1].flags, BLK_PINNED);
+    ck_assert(!blockmap_failed(&bm, 1, 0));
+    ck_assert_uint_eq(bm.present, 1);
+    blockmap_free(&bm);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("blockmap");
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, blockmap_counts);
     tcase_add_test(tc, blockmap_runs);
+    tcase_add_test(tc, blockmap_failed_fills);
     suite_add_tcase(s, tc);
     return ck_run(s);
 }

@@ -446,6 +446,17 @@ static void ic_init(void *userdata, struct fuse_conn_info *conn)
      * generation each), and it would cost a GETATTR per buffered read
      * once the attributes expire. */
     conn->want &= ~(unsigned)FUSE_CAP_AUTO_INVAL_DATA;
+    /* Buffered reads (the kernel's readahead) and asynchronous O_DIRECT
+     * (QEMU's aio=native, io_uring) are background requests: beyond
+     * max_background the kernel holds them in one queue for the whole
+     * mount, unseen by us, so with the default 12 a dozen readers of a
+     * hung origin held every other template's reads there, and their own
+     * deadlines started only once they reached us.  IC_MAX_BACKGROUND
+     * leaves room for hundreds of blocked ones; each reaching us takes a
+     * worker (main.c: IC_MAX_THREADS is larger still).  The kernel caps
+     * it for an unprivileged daemon (fuse's max_user_bgreq). */
+    conn->max_background = IC_MAX_BACKGROUND;
+    conn->congestion_threshold = IC_MAX_BACKGROUND * 3 / 4;
 }
 
 const struct fuse_lowlevel_ops ic_fuse_ops = {

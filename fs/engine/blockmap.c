@@ -66,6 +66,21 @@ void blockmap_set_missing(struct blockmap *bm, uint64_t i, uint32_t len)
     b->csum = 0;
 }
 
+void blockmap_set_failed(struct blockmap *bm, uint64_t i, uint32_t len,
+                         uint64_t until_ms)
+{
+    blockmap_set_missing(bm, i, len);
+    bm->v[i].flags |= BLK_FAILED;
+    bm->v[i].fail_until_ms = until_ms;
+}
+
+int blockmap_failed(const struct blockmap *bm, uint64_t i, uint64_t now_ms)
+{
+    const struct blk *b = &bm->v[i];
+    return b->state == BLK_MISSING && (b->flags & BLK_FAILED) &&
+           now_ms < b->fail_until_ms;
+}
+
 uint64_t blockmap_missing_run(const struct blockmap *bm, uint64_t i,
                               uint64_t max)
 {

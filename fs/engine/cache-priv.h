@@ -89,7 +89,8 @@ struct gen {
     int direct_reads;        /* data_direct_io: reads use dfd too */
     uint64_t ino;            /* its inode number (cache_gen_ino) */
     struct gen *next_live;   /* the template's live generations (tmpl.lock) */
-    pthread_mutex_t lock;    /* protects bm, refs, stale, heal_*, fail_*,
+    pthread_mutex_t lock;    /* protects bm (with its failed fills:
+                                BLK_FAILED, read.c), refs, stale, heal_*,
                                 evicting, reserved */
     pthread_cond_t filled;   /* broadcast when a fill ends (either way) */
     struct blockmap bm;      /* (lock); a block's state and flags are also
@@ -101,10 +102,6 @@ struct gen {
      * before heal_until_ms; heal_ms is the backoff (doubles while it
      * happens again, reset by a fill that works). */
     uint64_t heal_until_ms, heal_ms;  /* (lock) */
-    /* The last failed fill (blocks fail_first..fail_last): a read of them
-     * within FAIL_MEMORY_MS fails at once instead of waiting a second full
-     * origin_timeout (the kernel retries a failed readahead page). */
-    uint64_t fail_first, fail_last, fail_until_ms; /* (lock) */
     /* Held shared while bytes are handed to the kernel straight from the
      * data file, exclusively while a hole is punched: an eviction cannot
      * zero bytes in the middle of a zero-copy reply. */

@@ -38,7 +38,7 @@
 #define FILL_MAX_BYTES (4u << 20)
 /* Fill buffers are page-aligned, for O_DIRECT writes. */
 #define FILL_ALIGN 4096u
-/* How long a failed fill is remembered (see struct gen). */
+/* How long a failed fill is remembered (BLK_FAILED, ic-blockmap.h). */
 #define FAIL_MEMORY_MS 500
 
 struct rq {
@@ -304,9 +304,18 @@ static int fill_failed(struct rq *rq, const struct run *run, int err)
     pthread_mutex_lock(&g->lock);
     int first = g->heal_ms == 0;
     if (err != -ESTALE && err != -ENOENT) {
-        g->fail_first = run->start;
-        g->fail_last = run->start + run->n - 1;
-        g->fail_until_ms = mono_ms() + FAIL_MEMORY_MS;
+        /* Remembered per block, so that each of many concurrent failures
+         * is: the kernel retries a failed read (a readahead's pages one by
+         * one), and a retry that asked the origin again would wait a
+         * second origin_timeout. */
+        uint64_t until = mono_ms() + FAIL_MEMORY_MS;
+        for (uint64_t i = 0; i < run->n; i++)
+            if (g->bm.v[run->start + i].state == BLK_FILLING)
+                blockmap_set_failed(&g->bm, run->start + i,
+                                    block_len(run->start + i, g->info.size,
+                                              g->bs),
+                                    until);
+        pthread_cond_broadcast(&g->filled);
     }
     pthread_mutex_unlock(&g->lock);
     snprintf(what, sizeof what, "origin read failed: %s", strerror(-err));
@@ -593,12 +602,9 @@ static int wait_fills(struct rq *rq)
 static int recently_failed(const struct rq *rq)
 {
     const struct gen *g = rq->g;
-    if (g->fail_until_ms == 0 || mono_ms() >= g->fail_until_ms)
-        return 0;
-    uint64_t a = rq->first > g->fail_first ? rq->first : g->fail_first;
-    uint64_t b = rq->last < g->fail_last ? rq->last : g->fail_last;
-    for (; a <= b; a++)
-        if (!rq->done[a - rq->first] && g->bm.v[a].state == BLK_MISSING)
+    uint64_t now = mono_ms();
+    for (uint64_t b = rq->first; b <= rq->last; b++)
+        if (!rq->done[b - rq->first] && blockmap_failed(&g->bm, b, now))
             return 1;
     return 0;
 }
