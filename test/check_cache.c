@@ -346,20 +346,11 @@ END_TEST
 
 static Suite *cache_suite(void)
 {
-    Suite *s = suite_create("cache");
     const TTest *tests[] = {test_ino,           test_open_estale_retry,
                             test_new_generation, test_recheck_same,
                             test_recheck_changed, test_http_gone,
                             test_accessors};
-
-    for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
-        TCase *tc = tcase_create("cache");
-        tcase_add_unchecked_fixture(tc, setup, teardown);
-        tcase_set_timeout(tc, 60);
-        tcase_add_test(tc, tests[i]);
-        suite_add_tcase(s, tc);
-    }
-    return s;
+    return ck_suite("cache", tests, CK_NTESTS(tests), setup, teardown, 60);
 }
 
 int main(void)

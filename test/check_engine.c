@@ -210,18 +210,9 @@ END_TEST
 
 static Suite *engine_suite(void)
 {
-    Suite *s = suite_create("engine");
     const TTest *tests[] = {test_open, test_open_origin_away, test_reload,
                             test_counters_persist};
-
-    for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
-        TCase *tc = tcase_create("engine");
-        tcase_add_unchecked_fixture(tc, setup, teardown);
-        tcase_set_timeout(tc, 60);
-        tcase_add_test(tc, tests[i]);
-        suite_add_tcase(s, tc);
-    }
-    return s;
+    return ck_suite("engine", tests, CK_NTESTS(tests), setup, teardown, 60);
 }
 
 int main(void)

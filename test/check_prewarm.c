@@ -275,19 +275,10 @@ END_TEST
 
 static Suite *prewarm_suite(void)
 {
-    Suite *s = suite_create("prewarm");
     const TTest *tests[] = {test_resolve, test_resolve_errors,
                             test_run_fills_pins, test_run_origin_gone,
                             test_config};
-
-    for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
-        TCase *tc = tcase_create("prewarm");
-        tcase_add_unchecked_fixture(tc, setup, teardown);
-        tcase_set_timeout(tc, 60);
-        tcase_add_test(tc, tests[i]);
-        suite_add_tcase(s, tc);
-    }
-    return s;
+    return ck_suite("prewarm", tests, CK_NTESTS(tests), setup, teardown, 60);
 }
 
 int main(void)
