@@ -159,7 +159,9 @@ static void stats_to_counters(struct tmpl *t, struct index_counters *c)
     cache_tmpl_stats(t, &st);
     *c = (struct index_counters){st.hits, st.misses, st.origin_bytes,
                                  st.origin_reads, st.fill_errors,
-                                 st.evictions, st.evicted_bytes, st.uncached};
+                                 st.evictions, st.evicted_bytes, st.uncached,
+                                 st.evicted_class[PIN_LOW],
+                                 st.evicted_class[PIN_HIGH]};
 }
 
 /* The counters are cumulative across restarts: start from the index's. */
@@ -170,7 +172,9 @@ static void counters_load(struct tmpl *t, struct index *ix)
         return;
     t->st = (struct tmpl_stats){c.hits, c.misses, c.origin_bytes,
                                 c.origin_reads, c.fill_errors, c.evictions,
-                                c.evicted_bytes, c.uncached, 0};
+                                {0}, c.evicted_bytes, c.uncached, 0};
+    t->st.evicted_class[PIN_LOW] = c.evicted_low;
+    t->st.evicted_class[PIN_HIGH] = c.evicted_high;
     t->saved = c;
 }
 
@@ -343,10 +347,12 @@ static void tmpl_free(struct tmpl *t)
         cache_gen_put(t->cur);
     origin_free(t->origin);
     tmpl_net_free(t);
-    free(t->pins);
+    for (int k = 0; k < PIN_NCLASS; k++) {
+        free(t->pins[k]);
+        free(t->cfg_pins[k]);
+    }
     free(t->rec);
     free(t->pin_spec);
-    free(t->cfg_pins);
     pthread_mutex_destroy(&t->lock);
     pthread_mutex_destroy(&t->rec_lock);
     pthread_mutex_destroy(&t->cfgpin_lock);

@@ -50,10 +50,13 @@ static int resolve_qcow2(struct tmpl *t, struct byte_range **out, size_t *n,
     return r;
 }
 
-static int resolve_item(struct tmpl *t, const struct pin_item *it,
-                        struct byte_range **acc, size_t *nacc, char *err,
+static int resolve_item(struct tmpl *t, const struct pin_item *it, int dflt,
+                        struct byte_range **sets, size_t *ns, char *err,
                         size_t errlen)
 {
+    int cls = it->cls != PIN_NONE ? it->cls : dflt;
+    struct byte_range **acc = &sets[cls];
+    size_t *nacc = &ns[cls];
     struct byte_range *v = NULL, one = {it->off, it->len};
     size_t n = 1;
     int r = 0;
@@ -75,25 +78,37 @@ static int resolve_item(struct tmpl *t, const struct pin_item *it,
     return 0;
 }
 
-int prewarm_resolve(struct tmpl *t, const char *spec,
-                    struct byte_range **out, size_t *n, char *err,
+void prewarm_sets_free(struct byte_range **sets, size_t *n)
+{
+    for (int k = 0; k < PIN_NCLASS; k++) {
+        free(sets[k]);
+        sets[k] = NULL;
+        n[k] = 0;
+    }
+}
+
+int prewarm_resolve(struct tmpl *t, const char *spec, int dflt,
+                    struct byte_range **sets, size_t *n, char *err,
                     size_t errlen)
 {
     struct pin_item *items;
     size_t ni;
-    *out = NULL;
-    *n = 0;
+    for (int k = 0; k < PIN_NCLASS; k++) {
+        sets[k] = NULL;
+        n[k] = 0;
+    }
+    if (dflt < PIN_NONE || dflt >= PIN_NCLASS) {
+        snprintf(err, errlen, "bad pin class %d", dflt);
+        return -EINVAL;
+    }
     if (pinspec_parse(spec, &items, &ni, err, errlen) < 0)
         return -EINVAL;
     int r = 0;
     for (size_t i = 0; i < ni && r == 0; i++)
-        r = resolve_item(t, &items[i], out, n, err, errlen);
+        r = resolve_item(t, &items[i], dflt, sets, n, err, errlen);
     pinspec_free(items, ni);
-    if (r < 0) {
-        free(*out);
-        *out = NULL;
-        *n = 0;
-    }
+    if (r < 0)
+        prewarm_sets_free(sets, n);
     return r;
 }
 
@@ -102,10 +117,54 @@ int prewarm_resolve(struct tmpl *t, const char *spec,
  * does what it says.  cfgpin_lock keeps cfg_pins and cfg_applied together
  * (only the housekeeping thread applies config pins today, one template
  * at a time; the lock makes that a rule rather than a habit). */
+/* All classes of a set of sets as one normalized set (*out malloc'd). */
+static int sets_union(struct byte_range *const *sets, const size_t *n,
+                      struct byte_range **out, size_t *nout)
+{
+    *out = NULL;
+    *nout = 0;
+    for (int k = PIN_LOW; k < PIN_NCLASS; k++) {
+        struct byte_range *u;
+        size_t nu;
+        if (pin_set_union(*out, *nout, sets[k], n[k], &u, &nu) < 0) {
+            free(*out);
+            return -ENOMEM;
+        }
+        free(*out);
+        *out = u;
+        *nout = nu;
+    }
+    return 0;
+}
+
+/* Ranges in the config's previous sets and in none of the new ones are
+ * unpinned (whatever their class now); a range that only changed class
+ * is moved by pin_change below. */
+static void unpin_gone(struct tmpl *t, struct byte_range *const *r,
+                       const size_t *n)
+{
+    struct byte_range *was, *now, *gone;
+    size_t nwas, nnow, ngone;
+    char err[512];
+    if (sets_union(t->cfg_pins, t->ncfg_pins, &was, &nwas) < 0)
+        return;
+    if (nwas > 0 && sets_union(r, n, &now, &nnow) == 0) {
+        if (pin_set_subtract(was, nwas, now, nnow, &gone, &ngone) == 0) {
+            if (ngone > 0 &&
+                pin_change(t, gone, ngone, PIN_NONE, 1, err, sizeof err) < 0)
+                log_err("[%s] unpinning ranges no longer in pin =: %s",
+                        t->name, err);
+            free(gone);
+        }
+        free(now);
+    }
+    free(was);
+}
+
 int prewarm_config(struct tmpl *t, const char *spec, uint64_t seq)
 {
-    struct byte_range *r = NULL, *gone = NULL;
-    size_t n = 0, ngone = 0;
+    struct byte_range *r[PIN_NCLASS] = {0};
+    size_t n[PIN_NCLASS] = {0};
     char err[512];
     int rc = 0;
     pthread_mutex_lock(&t->cfgpin_lock);
@@ -114,22 +173,29 @@ int prewarm_config(struct tmpl *t, const char *spec, uint64_t seq)
     /* One attempt per config load, failed or not (a failure is logged;
      * the next reload tries again). */
     t->cfg_applied = seq;
-    if (spec != NULL &&
-        (rc = prewarm_resolve(t, spec, &r, &n, err, sizeof err)) < 0) {
+    /* Items without a class are boot: what "pin =" meant before classes. */
+    if (spec != NULL && (rc = prewarm_resolve(t, spec, PIN_BOOT, r, n, err,
+                                              sizeof err)) < 0) {
         log_err("%s: [%s] pin: %s", cache_conf(t->c)->path, t->name, err);
         goto out; /* keep the pins we have rather than guess */
     }
-    if (t->cfg_pins != NULL &&
-        pin_set_subtract(t->cfg_pins, t->ncfg_pins, r, n, &gone, &ngone) ==
-            0 &&
-        ngone > 0 && pin_change(t, gone, ngone, 1, err, sizeof err) < 0)
-        log_err("[%s] unpinning ranges no longer in pin =: %s", t->name, err);
-    free(gone);
-    if (n > 0 && (rc = pin_change(t, r, n, 0, err, sizeof err)) < 0)
-        log_err("%s: [%s] pin: %s", cache_conf(t->c)->path, t->name, err);
-    free(t->cfg_pins);
-    t->cfg_pins = r;
-    t->ncfg_pins = n;
+    unpin_gone(t, r, n);
+    /* Weakest first: a range the config names in two classes ends in the
+     * stronger (each pin_change moves its ranges out of the others). */
+    for (int k = PIN_LOW; k < PIN_NCLASS; k++) {
+        int e = n[k] > 0 ? pin_change(t, r[k], n[k], k, 0, err, sizeof err)
+                         : 0;
+        if (e < 0) {
+            log_err("%s: [%s] pin: %s", cache_conf(t->c)->path, t->name,
+                    err);
+            rc = e;
+        }
+    }
+    for (int k = 0; k < PIN_NCLASS; k++) {
+        free(t->cfg_pins[k]);
+        t->cfg_pins[k] = r[k];
+        t->ncfg_pins[k] = n[k];
+    }
     rc = rc < 0 ? rc : 1;
 out:
     pthread_mutex_unlock(&t->cfgpin_lock);
@@ -156,14 +222,18 @@ struct warm {
     void *ctx;
 };
 
-/* Cut the pin set into block-aligned chunks of at most WARM_CHUNK. */
-static int warm_chunks(struct warm *w)
+/* Cut the pin sets of class cls (PIN_NONE: every class, strongest first)
+ * into block-aligned chunks of at most WARM_CHUNK, in the order they are
+ * to be fetched. */
+static int warm_chunks(struct warm *w, int cls)
 {
     struct tmpl *t = w->t;
     uint64_t size = w->g->info.size, bs = w->g->bs, b0, b1;
     size_t cap = 0;
-    for (size_t i = 0; i < t->npins; i++) {
-        if (!pin_range_blocks(&t->pins[i], size, (uint32_t)bs, &b0, &b1))
+    for (int k = PIN_BOOT; k >= PIN_LOW; k--)
+    for (size_t i = 0; i < t->npins[k] && (cls == PIN_NONE || cls == k);
+         i++) {
+        if (!pin_range_blocks(&t->pins[k][i], size, (uint32_t)bs, &b0, &b1))
             continue;
         for (uint64_t off = b0 * bs; off < b1 * bs && off < size;
              off += WARM_CHUNK) {
@@ -258,7 +328,7 @@ static uint64_t warm_retry(struct warm *w)
     return missing;
 }
 
-int prewarm_run(struct tmpl *t, unsigned parallel, uint64_t rate,
+int prewarm_run(struct tmpl *t, int cls, unsigned parallel, uint64_t rate,
                 prewarm_progress_fn progress, void *ctx, uint64_t *failed)
 {
     struct warm w = {.t = t, .progress = progress, .ctx = ctx};
@@ -273,7 +343,7 @@ int prewarm_run(struct tmpl *t, unsigned parallel, uint64_t rate,
                       mono_ms());
     pthread_mutex_init(&w.lock, NULL);
     pthread_mutex_lock(&t->lock);
-    r = warm_chunks(&w);
+    r = warm_chunks(&w, cls);
     pthread_mutex_unlock(&t->lock);
     for (size_t i = 0; i < w.nchunks; i++)
         w.total += w.chunks[i].len;
