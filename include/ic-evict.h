@@ -7,7 +7,9 @@
  * blk.atime, as CVMFS orders by a counter rather than wall-clock time);
  * boot blocks never.  A fill takes from the tiers up to its own class (the
  * strongest class of its blocks; a boot fill up to high): a fill may
- * displace blocks of a weaker class, never of a stronger one.  Under
+ * displace blocks of a weaker class, never of a stronger one, and blocks
+ * of its own class (LRU) only of other templates: a pinned set larger
+ * than its room stays partly resident rather than churning.  Under
  * cache_max and min_free the tiers span the templates: every template's
  * unpinned blocks go before any template's low blocks.  A victim is claimed like a fill
  * (FILLING) while its hole is punched, so no reader can refill it and lose
@@ -42,8 +44,8 @@ int evict_make_room(struct gen *g, uint64_t need, int cls);
 void evict_unreserve(struct gen *g, uint64_t need);
 
 /* Evict up to `bytes` bytes from template generation g, the tiers a fill
- * of class cls may take (PIN_NONE: unpinned blocks only), weakest tier
- * first, LRU first within one.  Returns the bytes freed. */
+ * of g's template of class cls may take (PIN_NONE: unpinned blocks only),
+ * weakest tier first, LRU first within one.  Returns the bytes freed. */
 uint64_t evict_from_gen(struct gen *g, uint64_t bytes, int cls);
 
 /* Bytes of cached data over all templates' current generations, and the

@@ -57,4 +57,15 @@ typedef void (*prewarm_progress_fn)(void *ctx, uint64_t done,
 int prewarm_run(struct tmpl *t, int cls, unsigned parallel, uint64_t rate,
                 prewarm_progress_fn progress, void *ctx, uint64_t *failed);
 
+struct cache;
+/* The daemon's own pre-warm (config "prewarm", after start-up and each
+ * reload): every template's missing boot blocks, then every template's
+ * high, then low; within a class the most recently used template first
+ * (the newest access count among its present blocks).  Each template and
+ * class is one prewarm_run-like warm (FETCH_WARM, warm_rate) that reads
+ * only chunks with something missing, so present blocks' hits and ages
+ * are left alone.  Stops between chunks once *stop (atomic) is set.
+ * Returns the bytes that could not be fetched (logged per template). */
+uint64_t prewarm_pending(struct cache *c, unsigned parallel, const int *stop);
+
 #endif

@@ -49,7 +49,8 @@
  *                    leaves under it (the writer's: records queued).
  *                    Waits on gen.filled, bounded (the read's deadline).
  * Leaves, taken last (nothing is taken under them): tmpl.rec_lock,
- * cache.pend_lock, cache.hk_lock, engine.c's checker.lock, and the locks
+ * cache.pend_lock, cache.hk_lock (the housekeeping and warmer threads'
+ * flags; both drop it across their work), engine.c's checker.lock, and the locks
  * of the modules below the engine (writer, stage, fillbuf, health,
  * origin and its fetch scheduler; each header has its own rule, and none
  * takes an engine lock).  A fill waits for an origin slot (ic-sched.h)
@@ -214,9 +215,14 @@ struct cache {
     size_t old_confs_n, old_confs_cap;
     uint64_t clock;          /* access counter for LRU (atomic) */
     pthread_t hk;            /* housekeeping thread */
-    pthread_mutex_t hk_lock; /* protects hk_stop, pins_due */
+    pthread_mutex_t hk_lock; /* protects hk_stop, pins_due, warm_due */
     pthread_cond_t hk_wake;
-    int hk_stop;
+    int hk_stop;             /* (hk_lock; the warmer also loads it atomically
+                                between chunks) */
+    pthread_t warmer;        /* the background pre-warm (prewarm = yes) */
+    pthread_cond_t warm_wake;
+    int warm_due;            /* a pass of prewarm_pending to run */
+    int warm_running;        /* the warmer thread exists */
     int hk_running;          /* set before the reload thread starts,
                                 cleared after it is joined */
     int pins_due;            /* config pins to apply (hk_lock) */

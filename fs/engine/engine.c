@@ -74,6 +74,13 @@ static int load_block(void *arg, const struct index_rec *rec)
     }
     uint8_t flags = (rec->flags & INDEX_BLK_ZERO) ? BLK_ZERO : 0;
     blockmap_set_present(&g->bm, rec->blk, rec->csum, flags, len);
+    /* The LRU order survives a restart (as of each block's fill, what
+     * the index records): eviction and the pre-warm's template order
+     * start from it instead of every block being equally old. */
+    g->bm.v[rec->blk].atime = rec->atime;
+    uint64_t clock = __atomic_load_n(&g->t->c->clock, __ATOMIC_RELAXED);
+    if (rec->atime > clock)
+        __atomic_store_n(&g->t->c->clock, rec->atime, __ATOMIC_RELAXED);
     lc->loaded++;
     return 0;
 }
@@ -1019,6 +1026,44 @@ static void apply_config_pins(struct cache *c)
     pin_jobs_run(c, jobs, njobs);
 }
 
+/* The pins may have changed: have the warmer fetch what is missing
+ * (hk_lock held). */
+static void warm_due_locked(struct cache *c)
+{
+    if (!c->warm_running)
+        return;
+    c->warm_due = 1;
+    pthread_cond_signal(&c->warm_wake);
+}
+
+#define WARM_PARALLEL 2
+
+/* The background pre-warm: a pass over every template's pins after the
+ * config pins were applied (start-up, reloads, pending templates
+ * published), in class order (prewarm_pending).  Its own thread: a pass
+ * can take as long as the origin needs, and housekeeping must go on. */
+static void *warmer(void *arg)
+{
+    struct cache *c = arg;
+    pthread_mutex_lock(&c->hk_lock);
+    while (!c->hk_stop) {
+        if (!c->warm_due) {
+            pthread_cond_wait(&c->warm_wake, &c->hk_lock);
+            continue;
+        }
+        c->warm_due = 0;
+        pthread_mutex_unlock(&c->hk_lock);
+        uint64_t failed = prewarm_pending(c, WARM_PARALLEL, &c->hk_stop);
+        if (failed)
+            log_warn("pre-warm: %llu bytes of pinned blocks could not be "
+                     "fetched; tried again after the next reload",
+                     (unsigned long long)failed);
+        pthread_mutex_lock(&c->hk_lock);
+    }
+    pthread_mutex_unlock(&c->hk_lock);
+    return NULL;
+}
+
 /* Ask housekeeping to apply the config pins (any thread). */
 static void config_pins_due(struct cache *c)
 {
@@ -1045,6 +1090,7 @@ static void *housekeeping(void *arg)
             pthread_mutex_unlock(&c->hk_lock);
             apply_config_pins(c);
             pthread_mutex_lock(&c->hk_lock);
+            warm_due_locked(c);
             continue;
         }
         if (mono_ms() < next_ms) {
@@ -1067,8 +1113,12 @@ static void *housekeeping(void *arg)
             pthread_mutex_lock(&c->cfg_lock);
             size_t before = retry_pending(c);
             pthread_mutex_unlock(&c->cfg_lock);
-            if (before < cache_snapshot(c, &v))
+            if (before < cache_snapshot(c, &v)) {
                 apply_config_pins(c); /* the templates it published */
+                pthread_mutex_lock(&c->hk_lock);
+                warm_due_locked(c);
+                pthread_mutex_unlock(&c->hk_lock);
+            }
         }
         pthread_mutex_lock(&c->hk_lock);
     }
@@ -1076,24 +1126,52 @@ static void *housekeeping(void *arg)
     return NULL;
 }
 
+static void stop_warmer(struct cache *c);
+
 int engine_start_housekeeping(struct cache *c)
 {
     cond_init_mono(&c->hk_wake);
     pthread_mutex_init(&c->hk_lock, NULL);
     c->pins_due = 1;
+    cond_init_mono(&c->warm_wake);
+    /* Whether a later reload says prewarm = no is read here only: the
+     * thread, once there, runs each pass it is asked for. */
+    if (c->conf->prewarm &&
+        pthread_create(&c->warmer, NULL, warmer, c) == 0)
+        c->warm_running = 1;
+    else if (c->conf->prewarm)
+        log_warn("cannot start the pre-warm thread; pins are fetched only "
+                 "when asked (imgcache-pin)");
     int e = pthread_create(&c->hk, NULL, housekeeping, c);
-    if (e != 0)
+    if (e != 0) {
+        stop_warmer(c);
         return -e;
+    }
     c->hk_running = 1;
     return 0;
 }
 
+static void stop_warmer(struct cache *c)
+{
+    if (!c->warm_running)
+        return;
+    pthread_mutex_lock(&c->hk_lock);
+    __atomic_store_n(&c->hk_stop, 1, __ATOMIC_RELAXED);
+    pthread_cond_signal(&c->warm_wake);
+    pthread_mutex_unlock(&c->hk_lock);
+    /* A pass stops between chunks: this waits for the reads in flight,
+     * each bounded by origin_timeout. */
+    pthread_join(c->warmer, NULL);
+    c->warm_running = 0;
+}
+
 static void stop_housekeeping(struct cache *c)
 {
+    stop_warmer(c);
     if (!c->hk_running)
         return;
     pthread_mutex_lock(&c->hk_lock);
-    c->hk_stop = 1;
+    __atomic_store_n(&c->hk_stop, 1, __ATOMIC_RELAXED);
     pthread_cond_signal(&c->hk_wake);
     pthread_mutex_unlock(&c->hk_lock);
     pthread_join(c->hk, NULL);

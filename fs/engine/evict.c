@@ -86,13 +86,24 @@ static void collect(struct gen *g, struct heap *h, int cls)
             heap_offer(h, i, g->bm.v[i].atime);
 }
 
-/* The weakest tier a fill of class `cls` may not take from: a fill
- * displaces unpinned blocks and blocks of weaker classes, and of its own
- * class (least recently used first) but boot; never a stronger class.
- * Returns the strongest tier it may take. */
+/* The strongest tier a fill of class `cls` may take from: unpinned
+ * blocks and blocks of weaker classes, and of its own class (least
+ * recently used first) but boot; never a stronger class. */
 static int tier_max(int cls)
 {
     return cls >= PIN_BOOT ? PIN_HIGH : cls < PIN_NONE ? PIN_NONE : cls;
+}
+
+/* Whether a pinned fill of template t, class cls, may take the blocks of
+ * tier k from template u: not its own template's blocks of its own class.
+ * A pin set larger than its room then stays partly resident instead of
+ * a warm evicting its own first chunks to fetch its last ones (and a
+ * retry the reverse).  Unpinned fills take their own template's blocks
+ * (the quota's plain LRU). */
+static int may_take(const struct tmpl *t, int cls, const struct tmpl *u,
+                    int k)
+{
+    return cls == PIN_NONE || k != cls || t != u;
 }
 
 /* Take a chosen block out of service if it is still the block we chose:
@@ -239,9 +250,17 @@ static uint64_t evict_tiers(struct gen *g, uint64_t need, uint64_t want,
     return freed;
 }
 
+/* The strongest tier a fill of class cls may take from its own
+ * template (may_take). */
+static int self_tier_max(int cls)
+{
+    int max = tier_max(cls);
+    return may_take(NULL, cls, NULL, max) ? max : max - 1;
+}
+
 uint64_t evict_from_gen(struct gen *g, uint64_t bytes, int cls)
 {
-    return evict_tiers(g, bytes, bytes, tier_max(cls));
+    return evict_tiers(g, bytes, bytes, self_tier_max(cls));
 }
 
 /* Disk the generation's blocks take, a short last block a whole 4K page
@@ -318,7 +337,8 @@ static uint32_t oldest_atime(struct gen *g, int cls)
 /* Free `bytes` across templates from tier cls: repeatedly from the
  * template holding its least recently used block, in chunks,
  * approximating a global LRU. */
-static uint64_t evict_global_tier(struct cache *c, uint64_t bytes, int cls)
+static uint64_t evict_global_tier(struct cache *c, uint64_t bytes, int cls,
+                                  const struct tmpl *skip)
 {
     uint64_t freed = 0;
     while (freed < bytes) {
@@ -327,6 +347,8 @@ static uint64_t evict_global_tier(struct cache *c, uint64_t bytes, int cls)
         struct tmpl **v;
         size_t nt = cache_snapshot(c, &v);
         for (size_t i = 0; i < nt; i++) {
+            if (v[i] == skip)
+                continue;
             struct gen *g = cache_cur_gen(v[i]);
             uint32_t at = oldest_atime(g, cls);
             if (at < best_at) {
@@ -355,12 +377,13 @@ static uint64_t evict_global_tier(struct cache *c, uint64_t bytes, int cls)
 /* Across templates: every template's unpinned blocks before any low
  * block, every low before any high, up to the fill's tier; need and want
  * as in evict_tiers. */
-static uint64_t evict_global(struct cache *c, uint64_t need, uint64_t want,
-                             int cls)
+static uint64_t evict_global(struct cache *c, const struct tmpl *t,
+                             uint64_t need, uint64_t want, int cls)
 {
     uint64_t freed = 0;
     for (int k = PIN_NONE; k <= tier_max(cls) && freed < need; k++)
-        freed += evict_global_tier(c, want - freed, k);
+        freed += evict_global_tier(c, want - freed, k,
+                                   may_take(t, cls, NULL, k) ? NULL : t);
     return freed;
 }
 
@@ -405,7 +428,7 @@ static int room_in_quota(struct gen *g, uint64_t need, int cls)
             continue; /* freed meanwhile */
         uint64_t over = used + need - quota;
         if (evict_tiers(g, over, over + quota / EVICT_SLACK_DIV,
-                        tier_max(cls)) == 0 &&
+                        self_tier_max(cls)) == 0 &&
             !wait_evictions(g))
             break;
     }
@@ -415,21 +438,21 @@ static int room_in_quota(struct gen *g, uint64_t need, int cls)
 /* cache_max and min_free.  The caller's room is reserved already: it
  * counts in evict_cache_used, and every reservation not yet written must
  * find its disk space above min_free. */
-static int room_in_cache(struct cache *c, int cls)
+static int room_in_cache(struct cache *c, const struct tmpl *t, int cls)
 {
     uint64_t max = c->conf->cache_max;
     if (max != 0) {
         uint64_t used = evict_cache_used(c);
         if (used > max)
-            evict_global(c, used - max, used - max + max / EVICT_SLACK_DIV,
-                         cls);
+            evict_global(c, t, used - max,
+                         used - max + max / EVICT_SLACK_DIV, cls);
         if (evict_cache_used(c) > max)
             return -ENOSPC;
     }
     uint64_t pending = __atomic_load_n(&c->reserved, __ATOMIC_RELAXED);
     uint64_t short_by = fs_free_shortfall(c, pending);
     if (short_by) {
-        evict_global(c, short_by, short_by, cls);
+        evict_global(c, t, short_by, short_by, cls);
         if (fs_free_shortfall(c, pending))
             return -ENOSPC;
     }
@@ -439,7 +462,7 @@ static int room_in_cache(struct cache *c, int cls)
 int evict_make_room(struct gen *g, uint64_t need, int cls)
 {
     int r = room_in_quota(g, need, cls);
-    if (r == 0 && (r = room_in_cache(g->t->c, cls)) < 0)
+    if (r == 0 && (r = room_in_cache(g->t->c, g->t, cls)) < 0)
         evict_unreserve(g, need);
     return r;
 }

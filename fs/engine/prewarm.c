@@ -215,6 +215,8 @@ struct warm {
     size_t nchunks, next;
     uint64_t done, total;
     struct origin_req who;   /* FETCH_WARM, this run's own flow */
+    const int *stop;         /* atomic, may be NULL: stop taking chunks */
+    int skip_present;        /* chunks with nothing missing are not read */
     struct sched_bucket pace; /* warm_rate / the caller's rate */
     pthread_mutex_t lock; /* protects next, done, progress calls: held
                              across the callback (ic-prewarm.h) */
@@ -269,6 +271,11 @@ static void warm_read(struct warm *w, char *buf, const struct byte_range *c)
     (void)cache_read(w->g, buf, c->off, c->len, &w->who);
 }
 
+static int warm_stopped(const struct warm *w)
+{
+    return w->stop != NULL && __atomic_load_n(w->stop, __ATOMIC_RELAXED);
+}
+
 static void *warm_worker(void *arg)
 {
     struct warm *w = arg;
@@ -279,9 +286,13 @@ static void *warm_worker(void *arg)
         pthread_mutex_lock(&w->lock);
         size_t i = w->next++;
         pthread_mutex_unlock(&w->lock);
-        if (i >= w->nchunks)
+        if (i >= w->nchunks || warm_stopped(w))
             break;
-        warm_read(w, buf, &w->chunks[i]);
+        /* The background pre-warm reads only what is missing: a read of
+         * present blocks would count as hits and refresh their LRU age
+         * though nobody used them. */
+        if (!w->skip_present || chunk_missing(w->g, &w->chunks[i]) > 0)
+            warm_read(w, buf, &w->chunks[i]);
         pthread_mutex_lock(&w->lock);
         w->done += w->chunks[i].len;
         if (w->progress)
@@ -316,22 +327,37 @@ static uint64_t warm_retry(struct warm *w)
 {
     uint64_t missing = 0;
     char *buf = NULL;
-    for (size_t i = 0; i < w->nchunks; i++) {
+    for (size_t i = 0; i < w->nchunks && !warm_stopped(w); i++) {
         if (chunk_missing(w->g, &w->chunks[i]) == 0)
             continue;
         if (buf == NULL && (buf = malloc(WARM_CHUNK)) == NULL)
             return chunk_missing(w->g, &w->chunks[i]);
         warm_read(w, buf, &w->chunks[i]);
-        missing += chunk_missing(w->g, &w->chunks[i]);
     }
     free(buf);
+    /* Counted after all the reads: a later chunk's fill may have taken
+     * an earlier chunk's blocks (another template's stronger pins, or a
+     * reader's fill). */
+    for (size_t i = 0; i < w->nchunks; i++)
+        missing += chunk_missing(w->g, &w->chunks[i]);
     return missing;
 }
+
+static int warm_run(struct warm *w0, int cls, unsigned parallel,
+                    uint64_t rate, uint64_t *failed);
 
 int prewarm_run(struct tmpl *t, int cls, unsigned parallel, uint64_t rate,
                 prewarm_progress_fn progress, void *ctx, uint64_t *failed)
 {
     struct warm w = {.t = t, .progress = progress, .ctx = ctx};
+    return warm_run(&w, cls, parallel, rate, failed);
+}
+
+static int warm_run(struct warm *w0, int cls, unsigned parallel,
+                    uint64_t rate, uint64_t *failed)
+{
+    struct warm w = *w0;
+    struct tmpl *t = w.t;
     pthread_t th[16];
     int r = cache_gen_open(t, 0, &w.g);
     if (r < 0)
@@ -364,4 +390,90 @@ int prewarm_run(struct tmpl *t, int cls, unsigned parallel, uint64_t rate,
     if (r < 0)
         return r;
     return *failed ? -EIO : 0;
+}
+
+/* ------------------------------------------------------ pending pins */
+
+/* When t was last used: the newest access count of its present blocks
+ * (the LRU clock, which the index keeps across restarts). */
+static uint32_t last_used(struct tmpl *t)
+{
+    uint32_t newest = 0;
+    struct gen *g = cache_cur_gen(t);
+    pthread_mutex_lock(&g->lock);
+    for (uint64_t i = 0; i < g->bm.nblocks; i++)
+        if (g->bm.v[i].state == BLK_PRESENT && g->bm.v[i].atime > newest)
+            newest = g->bm.v[i].atime;
+    pthread_mutex_unlock(&g->lock);
+    cache_gen_put(g);
+    return newest;
+}
+
+/* Bytes of t's blocks of class cls that are not present. */
+static uint64_t class_missing(struct tmpl *t, int cls)
+{
+    uint64_t missing = 0;
+    struct gen *g = cache_cur_gen(t);
+    pthread_mutex_lock(&g->lock);
+    for (uint64_t i = 0; i < g->bm.nblocks; i++) {
+        const struct blk *b = &g->bm.v[i];
+        if ((int)BLK_CLASS(b->flags) == cls && b->state != BLK_PRESENT)
+            missing += block_len(i, g->info.size, g->bs);
+    }
+    pthread_mutex_unlock(&g->lock);
+    cache_gen_put(g);
+    return missing;
+}
+
+struct pending_warm {
+    struct tmpl *t;
+    uint32_t used;
+};
+
+static int by_recency(const void *a, const void *b)
+{
+    const struct pending_warm *x = a, *y = b;
+    return x->used > y->used ? -1 : x->used < y->used;
+}
+
+uint64_t prewarm_pending(struct cache *c, unsigned parallel, const int *stop)
+{
+    struct tmpl **v;
+    size_t nt = cache_snapshot(c, &v);
+    uint64_t failed_all = 0;
+    struct pending_warm *p = calloc(nt + 1, sizeof *p);
+    if (p == NULL)
+        return 0;
+    /* The order is taken once, before anything is warmed: the warm's own
+     * fills make a template look used. */
+    size_t np = 0;
+    for (size_t i = 0; i < nt; i++)
+        if (!__atomic_load_n(&v[i]->removed, __ATOMIC_RELAXED) &&
+            !__atomic_load_n(&v[i]->gone, __ATOMIC_RELAXED))
+            p[np++] = (struct pending_warm){v[i], last_used(v[i])};
+    qsort(p, np, sizeof *p, by_recency);
+    for (int cls = PIN_BOOT; cls >= PIN_LOW; cls--) {
+        for (size_t i = 0; i < np; i++) {
+            if (class_missing(p[i].t, cls) == 0)
+                continue;
+            if (stop && __atomic_load_n(stop, __ATOMIC_RELAXED))
+                goto out;
+            struct warm w = {.t = p[i].t, .stop = stop, .skip_present = 1};
+            uint64_t failed = 0;
+            log_info("template %s: pre-warming its %s pins", p[i].t->name,
+                     pin_class_name(cls));
+            int r = warm_run(&w, cls, parallel, 0, &failed);
+            if (r < 0 && r != -EIO)
+                log_warn("template %s: pre-warm of its %s pins: %s",
+                         p[i].t->name, pin_class_name(cls), strerror(-r));
+            else if (failed)
+                log_warn("template %s: pre-warm of its %s pins: %llu bytes "
+                         "not fetched", p[i].t->name, pin_class_name(cls),
+                         (unsigned long long)failed);
+            failed_all += failed;
+        }
+    }
+out:
+    free(p);
+    return failed_all;
 }
