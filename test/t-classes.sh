@@ -10,6 +10,9 @@
 #     files' extents.
 #  3. A high fill displaces low blocks, a low fill never high ones; a
 #     range's class changes with one imgcache-pin --class.
+#  5. (with 2 and 3) imgcache-report's per-class figures (JSON,
+#     Prometheus, the table) and --check-pinned --class, and the
+#     per-class xattrs, match the data files.
 #  4. After a restart the daemon pre-warms the pins that are not resident,
 #     unasked: every template's boot pins, then high, then low, within a
 #     class the most recently used template first, seen in the order of
@@ -20,7 +23,9 @@ require_fuse
 
 MIB=1048576
 PIN=$top_builddir/tools/imgcache-pin
+REPORT=$top_builddir/tools/imgcache-report
 [ -x "$PIN" ] || fail "$PIN is not built (run make)"
+[ -x "$REPORT" ] || fail "$REPORT is not built (run make)"
 command -v sqlite3 >/dev/null 2>&1 || skip "sqlite3 shell not installed"
 for n in a b c; do make_file "$T/src/$n.img" 4; done
 OLOG=$T/origin.log
@@ -47,6 +52,27 @@ icpin() { # ARGS...: imgcache-pin on our cache; exit status in $rc
 classes() {
 	bounded "$PIN" --cache-dir "$CACHE" --list "$1" |
 		awk 'NR > 1 { print $3, $2, $NF }'
+}
+
+rep() { # ARGS...: imgcache-report on our cache; output in $T/rep, $RC
+	RC=0
+	bounded "$REPORT" --cache-dir "$CACHE" --no-advance "$@" >"$T/rep" \
+		2>"$T/rep.err" || RC=$?
+}
+
+# jclass NAME CLASS FIELD: one per-class figure of the last --json report.
+jclass() {
+	python3 - "$T/rep" "$1" "$2" "$3" <<'PYEOF'
+import json, sys
+d = json.load(open(sys.argv[1]))
+t = {x["name"]: x for x in d["templates"]}
+print(t[sys.argv[2]]["classes"][sys.argv[3]][sys.argv[4]])
+PYEOF
+}
+
+# xattr NAME KEY: user.imgcache.KEY of the mounted template NAME.
+xattr() {
+	bounded getfattr --only-values -n "user.imgcache.$2" "$MNT/$1" 2>/dev/null
 }
 
 start_daemon() { # CONF
@@ -133,7 +159,50 @@ bounded cmp "$MNT/a.img" "$T/src/a.img" ||
 ok "a.img reads equal the origin (the rest served uncached)"
 assert_le "the cache holds at most cache_max" \
 	$(($(data a.img) + $(data b.img) + $(data c.img))) $((3 * MIB))
+if command -v getfattr >/dev/null 2>&1; then
+	assert_eq "xattr pinned_bytes.boot of a.img" $((4 * MIB)) \
+		"$(xattr a.img pinned_bytes.boot)"
+	assert_eq "xattr pinned_present_bytes.boot of a.img = its data file" \
+		"$(data a.img)" "$(xattr a.img pinned_present_bytes.boot)"
+	assert_eq "xattr pinned_present_bytes.high of b.img = its data file" \
+		"$(data b.img)" "$(xattr b.img pinned_present_bytes.high)"
+	assert_eq "xattr pinned_bytes.low of c.img" "$MIB" \
+		"$(xattr c.img pinned_bytes.low)"
+else
+	not_ok "getfattr missing: cannot check the per-class xattrs"
+fi
 stop_imgcache "$MNT"
+# The report reads the index: with the daemon stopped it is final.
+rep --json
+assert_eq "report: a.img boot pinned bytes" $((4 * MIB)) \
+	"$(jclass a.img boot pinned_bytes)"
+assert_eq "report: a.img boot present bytes = its data file" "$(data a.img)" \
+	"$(jclass a.img boot present_bytes)"
+assert_eq "report: b.img high present bytes = its data file" "$(data b.img)" \
+	"$(jclass b.img high present_bytes)"
+assert_eq "report: c.img low present bytes = its data file" "$(data c.img)" \
+	"$(jclass c.img low present_bytes)"
+assert_eq "report: c.img's 16 low blocks evicted" 16 \
+	"$(jclass c.img low evicted_blocks)"
+assert_eq "report: b.img's 16 high blocks evicted" 16 \
+	"$(jclass b.img high evicted_blocks)"
+assert_eq "report: no boot block evicted" 0 "$(jclass a.img boot evicted_blocks)"
+rep --prometheus
+check "Prometheus: a.img's boot present bytes" grep -qx \
+	"imgcache_class_present_bytes{template=\"a.img\",class=\"boot\"} $(data a.img)" \
+	"$T/rep"
+check "Prometheus: c.img's low evictions" grep -qx \
+	"imgcache_class_evicted_blocks_total{template=\"c.img\",class=\"low\"} 16" \
+	"$T/rep"
+rep
+check "the table lists the classes" grep -Eq "^b.img +high +1.0M +0 +0% +16$" \
+	"$T/rep"
+rep --check-pinned --class boot a.img
+assert_eq "--check-pinned --class boot a.img: its boot set is not all resident" 1 "$RC"
+assert_eq "... and says how much" "a.img: $MIB boot pinned bytes missing" \
+	"$(cut -d' ' -f1-6 "$T/rep")"
+rep --check-pinned --class low a.img
+assert_eq "--check-pinned --class low a.img: no low pins, nothing missing" 0 "$RC"
 rm -rf "$CACHE"
 
 # --- 3. high displaces low, low never high; a class change is one command
@@ -165,6 +234,17 @@ assert_eq "... a low fill never displaces high blocks: b.img keeps 1 MiB" \
 assert_le "... c.img only took what was free" "$(data c.img)" \
 	$((2 * MIB - $(data b.img)))
 stop_imgcache "$MNT"
+rep --json
+assert_eq "report: c.img low present bytes = its data file" "$(data c.img)" \
+	"$(jclass c.img low present_bytes)"
+assert_eq "report: b.img high present bytes = its data file" "$(data b.img)" \
+	"$(jclass b.img high present_bytes)"
+rep --check-pinned --class high b.img
+assert_eq "--check-pinned --class high b.img: resident" 0 "$RC"
+rep --check-pinned --class low c.img
+assert_eq "--check-pinned --class low c.img: partly resident" 1 "$RC"
+rep
+assert_eq "a partly resident low pin needs no attention (exit 0)" 0 "$RC"
 rm -rf "$CACHE"
 
 # --- 4. after a restart, pre-warm resumes in class order
