@@ -1053,7 +1053,11 @@ static void *warmer(void *arg)
         }
         c->warm_due = 0;
         pthread_mutex_unlock(&c->hk_lock);
-        uint64_t failed = prewarm_pending(c, WARM_PARALLEL, &c->hk_stop);
+        /* The config of now: a reload may have turned it on or off. */
+        uint64_t failed =
+            cache_conf(c)->prewarm
+                ? prewarm_pending(c, WARM_PARALLEL, &c->hk_stop)
+                : 0;
         if (failed)
             log_warn("pre-warm: %llu bytes of pinned blocks could not be "
                      "fetched; tried again after the next reload",
@@ -1134,12 +1138,10 @@ int engine_start_housekeeping(struct cache *c)
     pthread_mutex_init(&c->hk_lock, NULL);
     c->pins_due = 1;
     cond_init_mono(&c->warm_wake);
-    /* Whether a later reload says prewarm = no is read here only: the
-     * thread, once there, runs each pass it is asked for. */
-    if (c->conf->prewarm &&
-        pthread_create(&c->warmer, NULL, warmer, c) == 0)
+    /* Started whatever prewarm says: a reload may turn it on. */
+    if (pthread_create(&c->warmer, NULL, warmer, c) == 0)
         c->warm_running = 1;
-    else if (c->conf->prewarm)
+    else
         log_warn("cannot start the pre-warm thread; pins are fetched only "
                  "when asked (imgcache-pin)");
     int e = pthread_create(&c->hk, NULL, housekeeping, c);
