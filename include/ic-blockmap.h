@@ -22,12 +22,18 @@ enum blk_state { BLK_MISSING = 0, BLK_FILLING = 1, BLK_PRESENT = 2 };
 
 #define BLK_VERIFIED 0x1 /* checksum checked (or filled) during this run */
 #define BLK_ZERO 0x2     /* all-zero block, stored as a hole */
-#define BLK_PINNED 0x4   /* never evicted */
+/* Bits 2-3: the block's pin class (enum pin_class, ic-pinspec.h: 0
+ * unpinned, 1 low, 2 high, 3 boot), the strongest of the pins covering
+ * it.  BLK_PINNED is the mask: flags & BLK_PINNED is true for a pinned
+ * block of any class. */
+#define BLK_CLASS_SHIFT 2
+#define BLK_PINNED 0xc
+#define BLK_CLASS(flags) (((flags) & BLK_PINNED) >> BLK_CLASS_SHIFT)
 /* A MISSING block whose last fill failed: fail_until_ms says until when a
  * read of it fails at once rather than asking the origin again (read.c:
  * the kernel retries a failed read, and every concurrent failure must be
  * remembered, not only the last one). */
-#define BLK_FAILED 0x8
+#define BLK_FAILED 0x10
 
 struct blk {
     union {

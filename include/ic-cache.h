@@ -57,6 +57,8 @@ struct tmpl_stats { /* updated with __atomic builtins, no lock */
     uint64_t origin_reads; /* origin read requests */
     uint64_t fill_errors;  /* failed fills */
     uint64_t evictions;    /* blocks evicted */
+    uint64_t evicted_class[4]; /* ... of them, per pin class (PIN_LOW,
+                                  PIN_HIGH; the others stay 0) */
     uint64_t evicted_bytes;
     uint64_t uncached;     /* blocks served without caching (no room) */
     uint64_t ra_skipped;   /* readahead fetches dropped: no free slot, or

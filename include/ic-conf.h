@@ -72,6 +72,9 @@ struct conf {
     uint64_t readahead;  /* "readahead": max sequential window, 0 = off */
     uint64_t warm_rate;  /* "warm_rate": pre-warm bytes/s, 0 = unlimited,
                             else >= WARM_RATE_MIN */
+    int prewarm;         /* "prewarm" yes/no (default yes): the daemon
+                            fetches pinned blocks that are not present,
+                            after start-up and each reload */
 };
 #define WARM_RATE_MIN (64u << 10)
 /* ... and at most this (1T/s: far above any link; keeps the token

@@ -12,12 +12,20 @@
  * then exactly one final line "ok[\tFIELD...]" or "error\tMESSAGE".
  * Requests:
  *
- *   pin\tT\tSPEC        SPEC: comma list of START-END, START+LENGTH,
- *                       qcow2-metadata (profile:PATH is refused: the tool
- *                       reads profiles itself, so the daemon never opens a
- *                       file on a client's behalf)
- *                       -> ok\tpinned\tPINNED_BYTES
- *   unpin\tT\tSPEC      -> ok\tunpinned\tPINNED_BYTES (what remains)
+ *   pin\tT\tSPEC[\tCLASS]
+ *                       SPEC: comma list of START-END, START+LENGTH,
+ *                       qcow2-metadata, each optionally CLASS: prefixed
+ *                       (profile:PATH is refused: the tool reads profiles
+ *                       itself, so the daemon never opens a file on a
+ *                       client's behalf); CLASS (boot, high, low) is the
+ *                       class of items without a prefix, boot when absent
+ *                       (what a client from before classes means).  The
+ *                       ranges move to that class from any other.
+ *                       -> ok\tpinned\tPINNED_BYTES (all classes)
+ *   unpin\tT\tSPEC[\tCLASS]
+ *                       the ranges out of CLASS; without one, out of
+ *                       every class -> ok\tunpinned\tPINNED_BYTES (what
+ *                       remains)
  *   warm\tT\tPARALLEL[\tRATE]
  *                       fill every missing pinned block, PARALLEL (1..16)
  *                       fetches at a time, at most RATE bytes a second
@@ -28,7 +36,10 @@
  *                       -> ok\twarm\tTOTAL
  *                        | error\tN bytes of pinned blocks could not be
  *                          fetched
- *   list[\tT]           -> pin\tT\tOFF\tLEN\tBYTES\tPRESENT ... -> ok
+ *   list[\tT]           -> pin\tT\tOFF\tLEN\tBYTES\tPRESENT[\tCLASS] ... -> ok
+ *                       (boot ranges first, then high, low; a boot row has
+ *                       no CLASS field, so clients from before classes
+ *                       still read it and skip the others)
  *   record\tT\tSECONDS  note the ranges readers of T read for SECONDS
  *                       (1..3600) -> range\tOFF\tLEN ... -> ok
  *   origins             reachability of the origin hosts (ic-health.h)

@@ -1,9 +1,17 @@
 /* Eviction: keep each template under its quota, the whole cache under
  * cache_max and the cache filesystem above min_free.
  *
- * Victims are present, unpinned, non-zero blocks, least recently used first
- * (the global access counter in struct blk.atime, as CVMFS orders by a
- * counter rather than wall-clock time).  A victim is claimed like a fill
+ * Victims are present, non-zero blocks, taken in tiers: unpinned blocks
+ * first, then those of pin class low, then high (ic-pinspec.h), least
+ * recently used first within a tier (the global access counter in struct
+ * blk.atime, as CVMFS orders by a counter rather than wall-clock time);
+ * boot blocks never.  A fill takes from the tiers up to its own class (the
+ * strongest class of its blocks; a boot fill up to high): a fill may
+ * displace blocks of a weaker class, never of a stronger one, and blocks
+ * of its own class (LRU) only of other templates: a pinned set larger
+ * than its room stays partly resident rather than churning.  Under
+ * cache_max and min_free the tiers span the templates: every template's
+ * unpinned blocks go before any template's low blocks.  A victim is claimed like a fill
  * (FILLING) while its hole is punched, so no reader can refill it and lose
  * the new bytes to the punch; readers that copied its bytes meanwhile see
  * its seq change and retry.
@@ -28,14 +36,17 @@ struct cache;
  * cache_max and is kept free above min_free, so fills running at once
  * cannot overshoot together -- until the caller, its blocks published (or
  * given up), calls evict_unreserve(g, need).
- * A fill of pinned blocks (`pinned`) tries many more eviction rounds (64,
- * against 4), so concurrent fills of unpinned blocks cannot starve it. */
-int evict_make_room(struct gen *g, uint64_t need, int pinned);
+ * `cls` is the fill's pin class (enum pin_class, PIN_NONE for unpinned
+ * blocks): what it may displace (above).  A fill of pinned blocks tries
+ * many more eviction rounds (64, against 4), so concurrent fills of
+ * unpinned blocks cannot starve it. */
+int evict_make_room(struct gen *g, uint64_t need, int cls);
 void evict_unreserve(struct gen *g, uint64_t need);
 
-/* Evict up to `bytes` bytes from template generation g (LRU first).
- * Returns the bytes freed. */
-uint64_t evict_from_gen(struct gen *g, uint64_t bytes);
+/* Evict up to `bytes` bytes from template generation g, the tiers a fill
+ * of g's template of class cls may take (PIN_NONE: unpinned blocks only),
+ * weakest tier first, LRU first within one.  Returns the bytes freed. */
+uint64_t evict_from_gen(struct gen *g, uint64_t bytes, int cls);
 
 /* Bytes of cached data over all templates' current generations, and the
  * room fills have reserved (any generation). */

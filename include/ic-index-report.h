@@ -27,6 +27,10 @@ struct index_usage {
     uint64_t pinned_bytes;          /* ... and their bytes */
     uint64_t pinned_present_blocks; /* of those, present (zero ones too) */
     uint64_t pinned_present_bytes;
+    /* Per pin class (enum pin_class, [PIN_LOW..PIN_BOOT]): bytes of the
+     * blocks whose strongest pin is of that class, and of those present. */
+    uint64_t class_pinned_bytes[PIN_NCLASS];
+    uint64_t class_present_bytes[PIN_NCLASS];
 };
 int index_usage_get(struct index *ix, const struct index_tmpl *t,
                     struct index_usage *out);

@@ -8,7 +8,10 @@
  * block whose bytes are not durable.  A corrupt or unreadable index is moved
  * aside (index.db.bad-<unix time>, with -wal/-shm) and a fresh one created.
  *
- * Schema (version 1, meta.schema_version):
+ * Schema (version 2, meta.schema_version; version 1, from before pin
+ * classes, lacked pins.class and counters.evicted_low/high: a read-write
+ * open migrates it in one transaction, its pins becoming boot pins, and a
+ * read-only open reads it as such):
  *   meta(key TEXT PRIMARY KEY, value TEXT)   -- also see index_meta_get
  *   templates(id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, origin TEXT,
  *             size INTEGER, mtime_ns INTEGER, validator TEXT,
@@ -16,11 +19,13 @@
  *   blocks(tid INTEGER, gen INTEGER, blk INTEGER, csum INTEGER,
  *          atime INTEGER, flags INTEGER, PRIMARY KEY(tid, gen, blk))
  *          WITHOUT ROWID                      -- present blocks
- *   pins(tid INTEGER, start INTEGER, len INTEGER, source TEXT)
+ *   pins(tid INTEGER, start INTEGER, len INTEGER, source TEXT,
+ *        class TEXT NOT NULL DEFAULT 'boot')   -- boot, high or low
  *   events(id INTEGER PRIMARY KEY, ts INTEGER, tid INTEGER, kind TEXT,
  *          blocks INTEGER, bytes INTEGER, detail TEXT)
  *   counters(tid INTEGER PRIMARY KEY, hits, misses, origin_bytes,
- *          origin_reads, fill_errors, evictions, evicted_bytes, uncached)
+ *          origin_reads, fill_errors, evictions, evicted_bytes, uncached,
+ *          evicted_low, evicted_high)        -- evictions: blocks, any class
  *          -- cumulative per template, saved by the daemon at each flush
  *
  * Errors: 0 or -errno; a failed statement is -EIO (logged), except one
@@ -39,7 +44,7 @@
 
 #include "ic-pinspec.h"
 
-#define INDEX_SCHEMA_VERSION 1
+#define INDEX_SCHEMA_VERSION 2
 #define INDEX_FILE "index.db"
 
 struct index;
@@ -129,6 +134,8 @@ int index_event(struct index *ix, int64_t tid, const char *kind,
 struct index_counters {
     uint64_t hits, misses, origin_bytes, origin_reads, fill_errors;
     uint64_t evictions, evicted_bytes, uncached;
+    uint64_t evicted_low, evicted_high; /* blocks of pin class low, high
+                                           among the evictions */
 };
 /* Zeros when the template has no row yet.  0 or -EIO. */
 int index_counters_get(struct index *ix, int64_t tid,
@@ -136,11 +143,13 @@ int index_counters_get(struct index *ix, int64_t tid,
 int index_counters_put(struct index *ix, int64_t tid,
                        const struct index_counters *c);
 
-/* Pinned byte ranges of a template (a normalized set). */
+/* Pinned byte ranges of a template with their classes (each class's
+ * ranges a normalized set, the classes disjoint). */
 int index_pins_replace(struct index *ix, int64_t tid,
-                       const struct byte_range *r, size_t n);
-/* *out malloc'd (NULL when none).  0, -ENOMEM or -EIO. */
-int index_pins_load(struct index *ix, int64_t tid, struct byte_range **out,
+                       const struct class_range *r, size_t n);
+/* *out malloc'd (NULL when none), by class then offset; a row of an
+ * unknown class is read as boot.  0, -ENOMEM or -EIO. */
+int index_pins_load(struct index *ix, int64_t tid, struct class_range **out,
                     size_t *n);
 
 /* Every template row, by name.  *out malloc'd (NULL when *n is 0).  The

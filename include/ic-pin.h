@@ -1,13 +1,19 @@
-/* Pin sets: byte ranges of a template whose blocks are never evicted, and
- * boot-profile recording.  Resolving specs and pre-warming, which read
- * through the cache, are in ic-prewarm.h.
+/* Pin sets: byte ranges of a template whose blocks are kept in preference
+ * to others, by class, and boot-profile recording.  Resolving specs and
+ * pre-warming, which read through the cache, are in ic-prewarm.h.
  *
- * Each template keeps its pins as a normalized set of byte ranges (sorted,
- * merged), rounded out to blocks when applied: every block they touch gets
- * BLK_PINNED in the current generation (and in each new one).  The set is
- * persisted in the index (pins table) by the writer.  Pinned bytes count
- * against the quota; a change that would put more than the quota under
- * pins is refused.
+ * Each template keeps one normalized set of byte ranges (sorted, merged)
+ * per pin class (ic-pinspec.h: boot, high, low), the sets pairwise
+ * disjoint: pinning a range with a class moves it out of the others, so
+ * changing a range's class is one pin_change.  Applied, the ranges are
+ * rounded out to blocks: every block they touch gets its class in its
+ * flags (BLK_CLASS, ic-blockmap.h) in the current generation (and in each
+ * new one), the strongest class when ranges of two classes share a block.
+ * The sets are persisted in the index (pins table, with their class) by
+ * the writer.  Boot blocks are never evicted and count against the quota:
+ * a change that would put more than the quota under boot pins is refused.
+ * High and low blocks are evicted after every unpinned block (ic-evict.h);
+ * pinning them is never refused, and they may be partly resident.
  *
  * Locking: the pin set is protected by tmpl.lock; the recording by
  * tmpl.rec_lock, a leaf.  pin_mark_gen() and pin_retarget() are called
@@ -27,22 +33,35 @@
 struct tmpl;
 struct gen;
 
-/* Add (unpin = 0) or remove (unpin = 1) ranges.  Adding is refused with
- * -EDQUOT and a message "pin of template X refused: asks N bytes, M
- * already pinned, quota Q" when the pinned blocks would exceed the quota.
+/* Add (unpin = 0) ranges to class cls (taking them out of the other
+ * classes), or remove (unpin = 1) them from class cls, PIN_NONE: from
+ * every class.  Adding boot ranges is refused with -EDQUOT and a message
+ * "pin of template X refused: asks N bytes, M already pinned, quota Q"
+ * when the boot blocks would exceed the quota (M: the boot bytes).
  * 0 or -errno. */
-int pin_change(struct tmpl *t, const struct byte_range *r, size_t n,
+int pin_change(struct tmpl *t, const struct byte_range *r, size_t n, int cls,
                int unpin, char *err, size_t errlen);
 
-/* Bytes of the blocks covered by the template's pins. */
+/* Bytes of the blocks covered by the template's pins, any class. */
 uint64_t pin_bytes(struct tmpl *t);
 
+/* Per class (index enum pin_class; [PIN_NONE]: all classes together):
+ * bytes of the blocks whose strongest pin is of that class, and of those
+ * present in the cache.  A pass over the block table. */
+struct pin_class_figures {
+    uint64_t pinned[PIN_NCLASS];
+    uint64_t present[PIN_NCLASS];
+};
+void pin_class_bytes(struct tmpl *t, struct pin_class_figures *f);
+
 struct pin_status {
-    uint64_t off, len;   /* one range of the pin set */
+    uint64_t off, len;   /* one range of a class's pin set */
+    int cls;             /* its class */
     uint64_t bytes;      /* bytes of the blocks it covers */
     uint64_t present;    /* of which present in the cache */
 };
-/* The pin set with presence figures; *out malloc'd.  0 or -ENOMEM. */
+/* The pin sets with presence figures, boot ranges first, then high, then
+ * low, each by offset; *out malloc'd.  0 or -ENOMEM. */
 int pin_list(struct tmpl *t, struct pin_status **out, size_t *n);
 
 /* Recording: note the byte ranges readers of t read.  begin fails with
@@ -57,7 +76,7 @@ struct index;
 /* At start, before the writer runs: load the persisted pin set and mark
  * the current generation.  Errors are logged. */
 void pin_load(struct tmpl *t, struct index *ix);
-/* Mark BLK_PINNED in a generation's block table from t's pin set
+/* Mark the classes in a generation's block table from t's pin sets
  * (tmpl.lock held; g not yet shared, or its lock taken inside). */
 void pin_mark_gen(struct tmpl *t, struct gen *g);
 /* After t->cur changed (tmpl.lock held): recount and re-mark. */

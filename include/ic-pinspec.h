@@ -9,6 +9,13 @@
  *     profile:PATH     ranges listed in a boot profile file
  *     qcow2-metadata   header, L1, L2, refcount and snapshot tables
  *
+ * Any item may start with a pin class and a colon (boot:0-16M,
+ * low:qcow2-metadata, high:profile:PATH); an item without one takes the
+ * caller's default (boot for the config and imgcache-pin without
+ * --class).  Classes, strongest first: boot (never evicted, counted
+ * against the quota), high, low (kept in preference to every unpinned
+ * block, evicted lowest class first).
+ *
  * Sizes are parse_size() sizes (K, M, G, T = binary multiples).  A PATH
  * cannot contain a comma; blanks inside it are kept.
  *
@@ -43,8 +50,28 @@ struct byte_range {
 
 enum pin_kind { PIN_RANGE, PIN_PROFILE, PIN_QCOW2 };
 
+/* Pin classes, ordered: a block's class is the strongest of the pins
+ * covering it, and eviction takes weaker classes first.  The values are
+ * stored in a block's flags (ic-blockmap.h, BLK_CLASS) and compared as
+ * numbers.  PIN_NONE is an unpinned block, or "no class given". */
+enum pin_class { PIN_NONE = 0, PIN_LOW = 1, PIN_HIGH = 2, PIN_BOOT = 3 };
+#define PIN_NCLASS 4
+
+/* "boot", "high", "low"; "none" for PIN_NONE (and anything else). */
+const char *pin_class_name(int cls);
+/* The class named by the n bytes at s (exactly one of the three names),
+ * or -EINVAL. */
+int pin_class_parse(const char *s, size_t n);
+
+/* A range of one class: how pin sets are persisted and listed. */
+struct class_range {
+    uint64_t off, len;
+    int cls; /* enum pin_class, never PIN_NONE */
+};
+
 struct pin_item {
     enum pin_kind kind;
+    int cls;           /* the item's CLASS: prefix, PIN_NONE without one */
     uint64_t off, len; /* PIN_RANGE only, len > 0 */
     char *path;        /* PIN_PROFILE only (malloc'd), else NULL */
 };

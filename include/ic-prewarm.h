@@ -18,13 +18,18 @@
 
 struct tmpl;
 
-/* Turn a pin spec (comma list: START-END, START+LENGTH, profile:PATH,
- * qcow2-metadata) into a normalized range set.  qcow2-metadata reads the
- * template's header and tables through the cache (fetching them if
- * needed).  0, or -errno with a one-line message in err. */
-int prewarm_resolve(struct tmpl *t, const char *spec,
-                    struct byte_range **out, size_t *n, char *err,
+/* Turn a pin spec (comma list: [CLASS:] and START-END, START+LENGTH,
+ * profile:PATH, qcow2-metadata) into one normalized range set per class:
+ * sets[k] for the items of class k, those without a class in sets[dflt]
+ * (dflt may be PIN_NONE: "any class", for unpinning).  qcow2-metadata
+ * reads the template's header and tables through the cache (fetching
+ * them if needed).  sets and n have PIN_NCLASS entries (free the sets
+ * with prewarm_sets_free).  0, or -errno with a one-line message in err
+ * (and no sets). */
+int prewarm_resolve(struct tmpl *t, const char *spec, int dflt,
+                    struct byte_range **sets, size_t *n, char *err,
                     size_t errlen);
+void prewarm_sets_free(struct byte_range **sets, size_t *n);
 
 /* After the mount is up: make the template's config pins those of `spec`
  * (the `pin =` value of config load `seq`, NULL for none): resolve it (it
@@ -36,7 +41,9 @@ int prewarm_resolve(struct tmpl *t, const char *spec,
  * when the spec could not be resolved or pinned (logged; the pins kept
  * are as they were, and the next config load tries again). */
 int prewarm_config(struct tmpl *t, const char *spec, uint64_t seq);
-/* Fill every missing pinned block, `parallel` fetches at a time (1..16),
+/* Fill every missing pinned block of class cls (PIN_NONE: of every
+ * class, boot ranges first, then high, then low), `parallel` fetches at a
+ * time (1..16),
  * as one flow of class FETCH_WARM (ic-sched.h: behind every demand read
  * of the same origin host), at most `rate` bytes per second or the
  * config's warm_rate, the lower of the two (0: unlimited; a token bucket
@@ -47,7 +54,18 @@ int prewarm_config(struct tmpl *t, const char *spec, uint64_t seq);
  * fetched (*failed = their bytes). */
 typedef void (*prewarm_progress_fn)(void *ctx, uint64_t done,
                                     uint64_t total);
-int prewarm_run(struct tmpl *t, unsigned parallel, uint64_t rate,
+int prewarm_run(struct tmpl *t, int cls, unsigned parallel, uint64_t rate,
                 prewarm_progress_fn progress, void *ctx, uint64_t *failed);
+
+struct cache;
+/* The daemon's own pre-warm (config "prewarm", after start-up and each
+ * reload): every template's missing boot blocks, then every template's
+ * high, then low; within a class the most recently used template first
+ * (the newest access count among its present blocks).  Each template and
+ * class is one prewarm_run-like warm (FETCH_WARM, warm_rate) that reads
+ * only chunks with something missing, so present blocks' hits and ages
+ * are left alone.  Stops between chunks once *stop (atomic) is set.
+ * Returns the bytes that could not be fetched (logged per template). */
+uint64_t prewarm_pending(struct cache *c, unsigned parallel, const int *stop);
 
 #endif

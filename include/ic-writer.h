@@ -64,7 +64,7 @@ int writer_event(struct writer *w, int64_t tid, const char *kind,
 int writer_counters(struct writer *w, int64_t tid,
                     const struct index_counters *c);
 /* Replacing a template's pinned ranges (n may be 0: no pins). */
-int writer_pins(struct writer *w, int64_t tid, const struct byte_range *r,
+int writer_pins(struct writer *w, int64_t tid, const struct class_range *r,
                 size_t n);
 /* Block until everything queued before the call is committed.  -EIO when a
  * commit of block records failed meanwhile (the caller's among them,

@@ -102,6 +102,7 @@ START_TEST(test_full)
     ck_assert_uint_eq(c->block_size, 128 * KiB);
     ck_assert_int_eq(c->data_direct_io, 1);
     ck_assert_int_eq(c->direct_fill, 0);
+    ck_assert_int_eq(c->prewarm, 1); /* the default */
     ck_assert_str_eq(c->owner, "qemu");
     ck_assert_str_eq(c->group, "kvm");
     ck_assert_uint_eq(c->file_mode, 0440);
@@ -175,6 +176,7 @@ START_TEST(test_defaults)
     ck_assert_uint_eq(c->block_size, 64 * KiB);
     ck_assert_int_eq(c->data_direct_io, 0);
     ck_assert_int_eq(c->direct_fill, 1);
+    ck_assert_int_eq(c->prewarm, 1);
     ck_assert_ptr_null(c->owner);
     ck_assert_ptr_null(c->group);
     ck_assert_uint_eq(c->file_mode, 0444);
@@ -565,6 +567,9 @@ START_TEST(test_err_values)
     expect_err("[global]\ndirect_fill = 2\n",
                "t.conf:2: bad boolean '2' for key 'direct_fill' "
                "(use yes or no)");
+    expect_err("[global]\nprewarm = later\n",
+               "t.conf:2: bad boolean 'later' for key 'prewarm' "
+               "(use yes or no)");
     expect_err("[global]\norigin_timeout = 0\n",
                "t.conf:2: origin_timeout must be greater than 0");
     expect_err("[global]\nconnect_timeout = 0s\n",
@@ -605,7 +610,13 @@ START_TEST(test_connections_and_warm_rate)
     conf_free(c);
     c = parse_ok("[template a]\norigin = /a\n");
     ck_assert_uint_eq(c->warm_rate, 0);
+    ck_assert_int_eq(c->prewarm, 1);
     conf_free(c);
+    c = parse_ok("[global]\nprewarm = no\n[template a]\norigin = /a\n");
+    ck_assert_int_eq(c->prewarm, 0);
+    conf_free(c);
+    expect_err("[template a]\norigin = /a\nprewarm = no\n",
+               "t.conf:3: key 'prewarm' is not allowed in [template a]");
     expect_err("[global]\norigin_connections = 2\nmax_connections = 3\n",
                "t.conf:3: max_connections is the old name of "
                "origin_connections: give only one of them");

@@ -148,6 +148,21 @@ START_TEST(test_verbs)
     ck_ask(&k, "list", /* every template */
            "pin\ta.img\t0\t8192\t8192\t0|pin\ta.img\t20000\t1\t4096\t0|ok");
     ck_ask(&k, "unpin\ta.img\t4096-8192", "ok\tunpinned\t8192");
+    /* Classes: a CLASS field or an item's prefix; a range pinned with a
+     * new class moves to it (one request), a boot row has no class
+     * field, an unpin with a class leaves other classes' ranges. */
+    ck_ask(&k, "pin\ta.img\t20000-20001\tlow", "ok\tpinned\t8192");
+    ck_ask(&k, "list\ta.img",
+           "pin\ta.img\t0\t4096\t4096\t0|"
+           "pin\ta.img\t20000\t1\t4096\t0\tlow|ok");
+    ck_ask(&k, "pin\ta.img\thigh:0-4096", "ok\tpinned\t8192");
+    ck_ask(&k, "list\ta.img",
+           "pin\ta.img\t0\t4096\t4096\t0\thigh|"
+           "pin\ta.img\t20000\t1\t4096\t0\tlow|ok");
+    ck_ask(&k, "unpin\ta.img\t0-4096\tlow", "ok\tunpinned\t8192");
+    ck_ask(&k, "unpin\ta.img\t0-4096", "ok\tunpinned\t4096");
+    ck_ask(&k, "pin\ta.img\t0-1\tmedium",
+           "error\tusage: pin|unpin TEMPLATE SPEC [boot|high|low]");
     ck_ask(&k, "origins", "tmpl\ta.img\tup\t0|ok");
     close(k.fd);
     srv_stop(&s);
@@ -164,9 +179,11 @@ START_TEST(test_malformed)
     cl_open(&s, &k);
     ck_ask(&k, "bogus", "error\tunknown request 'bogus'");
     ck_ask(&k, "", "error\tunknown request ''");
-    ck_ask(&k, "pin", "error\tusage: pin|unpin TEMPLATE SPEC");
-    ck_ask(&k, "pin\ta.img", "error\tusage: pin|unpin TEMPLATE SPEC");
-    ck_ask(&k, "pin\ta.img\t0-1\textra", "error\tusage: pin|unpin TEMPLATE SPEC");
+#define PIN_USAGE "error\tusage: pin|unpin TEMPLATE SPEC [boot|high|low]"
+    ck_ask(&k, "pin", PIN_USAGE);
+    ck_ask(&k, "pin\ta.img", PIN_USAGE);
+    ck_ask(&k, "pin\ta.img\t0-1\textra", PIN_USAGE);
+    ck_ask(&k, "pin\ta.img\t0-1\tlow\textra", PIN_USAGE);
     ck_ask(&k, "pin\tnope.img\t0-1", "error\tno template 'nope.img'");
     ck_ask(&k, "pin\ta\x01" "b\t0-1", "error\tno template 'a?b'");
     ck_ask(&k, "pin\ta.img\tprofile:/etc/passwd",
@@ -177,11 +194,12 @@ START_TEST(test_malformed)
     ck_assert_msg(strncmp(got, "error\t", 6) == 0 && strchr(got, '|') == NULL,
                   "a bad range: '%s'", got);
 #define WARM_USAGE                                                             \
-    "error\tusage: warm TEMPLATE PARALLEL (1..16) [RATE (bytes/s, 0 or at "   \
-    "least 64K)]"
+    "error\tusage: warm TEMPLATE PARALLEL (1..16) [RATE (bytes/s, 0 or "      \
+    "from 64K to 1T)]"
     ck_ask(&k, "warm\ta.img\t99", WARM_USAGE);
     ck_ask(&k, "warm\ta.img", WARM_USAGE);
     ck_ask(&k, "warm\ta.img\t4\t1000", WARM_USAGE);
+    ck_ask(&k, "warm\ta.img\t4\t8E", WARM_USAGE); /* past 1T/s */
     ck_ask(&k, "warm\ta.img\t4\tfast", WARM_USAGE);
     ck_ask(&k, "warm\ta.img\t4\t1M\tx", WARM_USAGE);
     ck_ask(&k, "record\ta.img\t0",

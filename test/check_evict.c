@@ -41,8 +41,16 @@ static void pin_range(struct tmpl *t, uint64_t off, uint64_t len)
 {
     struct byte_range r = {off, len};
     char err[256] = "";
-    ck_assert_msg(pin_change(t, &r, 1, 0, err, sizeof err) == 0, "pin: %s",
+    ck_assert_msg(pin_change(t, &r, 1, PIN_BOOT, 0, err, sizeof err) == 0, "pin: %s",
                   err);
+}
+
+static void pin_cls(struct tmpl *t, uint64_t blk, int cls)
+{
+    struct byte_range r = {blk * CK_BS, CK_BS};
+    char err[256] = "";
+    ck_assert_msg(pin_change(t, &r, 1, cls, 0, err, sizeof err) == 0,
+                  "pin: %s", err);
 }
 
 /* Over its quota, a template loses its least recently used blocks: read
@@ -217,18 +225,18 @@ START_TEST(test_from_gen)
     const uint64_t order[] = {3, 1, 0, 2, 5};
     for (size_t i = 0; i < 5; i++)
         ck_read_blk(g, order[i], 1);
-    ck_assert_uint_eq(evict_from_gen(g, 1), CK_BS);
+    ck_assert_uint_eq(evict_from_gen(g, 1, PIN_NONE), CK_BS);
     ck_assert(!ck_cached(g, 3));
     ck_assert(ck_cached(g, 1));
-    ck_assert_uint_eq(evict_from_gen(g, CK_BS + 1), 2 * CK_BS);
+    ck_assert_uint_eq(evict_from_gen(g, CK_BS + 1, PIN_NONE), 2 * CK_BS);
     ck_assert(!ck_cached(g, 1) && !ck_cached(g, 0));
     ck_assert(ck_cached(g, 2) && ck_cached(g, 5));
     ck_assert_uint_eq(ck_stat(&g->t->st.evictions), 3);
     ck_assert_uint_eq(ck_stat(&g->t->st.evicted_bytes), 3 * CK_BS);
     pin_range(g->t, 2 * CK_BS, CK_BS);
-    ck_assert_uint_eq(evict_from_gen(g, CK_BS), CK_BS); /* 5, not 2 */
+    ck_assert_uint_eq(evict_from_gen(g, CK_BS, PIN_NONE), CK_BS); /* 5, not 2 */
     ck_assert(ck_cached(g, 2) && !ck_cached(g, 5));
-    ck_assert_uint_eq(evict_from_gen(g, 1 << 20), 0);
+    ck_assert_uint_eq(evict_from_gen(g, 1 << 20, PIN_NONE), 0);
     ck_assert(ck_cached(g, 2));
     cache_gen_put(g);
     ck_engine_stop(&e);
@@ -274,12 +282,140 @@ START_TEST(test_min_free)
 }
 END_TEST
 
+
+/* Under a quota the tiers go in order, whatever the blocks' ages: blocks
+ * 0 low, 1 high, 2 boot, 3 unpinned, filled in that order (0 the oldest).
+ * A boot fill of 4 takes the unpinned 3 (the slack never reaches into a
+ * stronger tier), one of 5 the low 0, one of 6 the high 1, not the
+ * oldest blocks by LRU.  Then only boot blocks are left and an unpinned
+ * read is served uncached: boot is never a victim. */
+START_TEST(test_class_tiers)
+{
+    struct ck_engine e;
+    start_one(&e, NULL, 8, "quota = 16K");
+    struct gen *g = ck_gen(&e, "a.img");
+    pin_cls(g->t, 0, PIN_LOW);
+    pin_cls(g->t, 1, PIN_HIGH);
+    pin_cls(g->t, 2, PIN_BOOT);
+    pin_cls(g->t, 4, PIN_BOOT);
+    pin_cls(g->t, 5, PIN_BOOT);
+    pin_cls(g->t, 6, PIN_BOOT);
+    for (uint64_t b = 0; b < 4; b++)
+        ck_read_blk(g, b, 1);
+    ck_read_blk(g, 4, 1);
+    ck_assert(!ck_cached(g, 3));
+    ck_assert(ck_cached(g, 0) && ck_cached(g, 1) && ck_cached(g, 2) &&
+              ck_cached(g, 4));
+    ck_assert_uint_eq(ck_stat(&g->t->st.evictions), 1);
+    ck_read_blk(g, 5, 1);
+    ck_assert(!ck_cached(g, 0));
+    ck_assert(ck_cached(g, 1) && ck_cached(g, 5));
+    ck_assert_uint_eq(ck_stat(&g->t->st.evicted_class[PIN_LOW]), 1);
+    ck_assert_uint_eq(ck_stat(&g->t->st.evicted_class[PIN_HIGH]), 0);
+    ck_read_blk(g, 6, 1);
+    ck_assert(!ck_cached(g, 1));
+    ck_assert_uint_eq(ck_stat(&g->t->st.evicted_class[PIN_HIGH]), 1);
+    ck_read_blk(g, 7, 1); /* all boot now: no victim */
+    ck_assert(!ck_cached(g, 7));
+    ck_assert(ck_cached(g, 2) && ck_cached(g, 4) && ck_cached(g, 5) &&
+              ck_cached(g, 6));
+    ck_assert_uint_eq(ck_stat(&g->t->st.evictions), 3);
+    ck_assert_uint_eq(ck_stat(&g->t->st.uncached), 1);
+    cache_gen_put(g);
+    ck_engine_stop(&e);
+}
+END_TEST
+
+/* Never the reverse: with the quota full of high blocks, a low fill (and
+ * an unpinned one) finds no victim and is served uncached; so is a high
+ * fill: its own template's blocks of its own class are not its victims
+ * (a set larger than its room stays partly resident, no churn). */
+START_TEST(test_class_no_reverse)
+{
+    struct ck_engine e;
+    start_one(&e, NULL, 8, "quota = 16K");
+    struct gen *g = ck_gen(&e, "a.img");
+    for (uint64_t b = 0; b < 4; b++) {
+        pin_cls(g->t, b, PIN_HIGH);
+        ck_read_blk(g, b, 1);
+    }
+    pin_cls(g->t, 4, PIN_LOW);
+    pin_cls(g->t, 5, PIN_HIGH);
+    ck_read_blk(g, 4, 1);
+    ck_read_blk(g, 6, 1);
+    ck_read_blk(g, 5, 1);
+    ck_assert(!ck_cached(g, 4) && !ck_cached(g, 5) && !ck_cached(g, 6));
+    for (uint64_t b = 0; b < 4; b++)
+        ck_assert(ck_cached(g, b));
+    ck_assert_uint_eq(ck_stat(&g->t->st.uncached), 3);
+    ck_assert_uint_eq(ck_stat(&g->t->st.evictions), 0);
+    /* A boot fill may take them, the least recently used first (the
+     * slack, inside the tier, takes a second one). */
+    pin_cls(g->t, 7, PIN_BOOT);
+    ck_read_blk(g, 7, 1);
+    ck_assert(ck_cached(g, 7));
+    ck_assert(!ck_cached(g, 0) && !ck_cached(g, 1));
+    ck_assert(ck_cached(g, 2) && ck_cached(g, 3));
+    ck_assert_uint_eq(ck_stat(&g->t->st.evicted_class[PIN_HIGH]), 2);
+    cache_gen_put(g);
+    ck_engine_stop(&e);
+}
+END_TEST
+
+/* Under cache_max the tiers span templates: a's low block is the least
+ * recently used of all, yet b's unpinned blocks go first; a boot fill of
+ * b then takes a's low block before b's high one. */
+START_TEST(test_class_global)
+{
+    struct ck_engine e;
+    char pa[PATH_MAX], pb[PATH_MAX];
+    ck_origin_write("a.img", 8 * CK_BS, 1, pa, sizeof pa);
+    ck_origin_write("b.img", 8 * CK_BS, 2, pb, sizeof pb);
+    ck_engine_start(&e, "readahead = 0\ncache_max = 16K\n",
+                    "[template a.img]\norigin = %s\n"
+                    "[template b.img]\norigin = %s\n", pa, pb);
+    struct gen *a = ck_gen(&e, "a.img"), *b = ck_gen(&e, "b.img");
+    pin_cls(a->t, 0, PIN_LOW);
+    pin_cls(b->t, 0, PIN_HIGH);
+    pin_cls(b->t, 3, PIN_BOOT);
+    pin_cls(b->t, 4, PIN_BOOT);
+    pin_cls(b->t, 5, PIN_BOOT);
+    ck_read_blk(a, 0, 1);
+    ck_read_blk(b, 0, 2);
+    ck_read_blk(b, 1, 2);
+    ck_read_blk(b, 2, 2);
+    ck_read_blk(b, 3, 2); /* boot: b's unpinned 1 and 2 make the room */
+    ck_assert(ck_cached(a, 0) && ck_cached(b, 0) && ck_cached(b, 3));
+    ck_assert(!ck_cached(b, 1) && !ck_cached(b, 2));
+    ck_read_blk(b, 4, 2); /* fits: 16K */
+    ck_read_blk(b, 5, 2); /* boot again: a's low block, not b's high */
+    ck_assert(!ck_cached(a, 0));
+    ck_assert(ck_cached(b, 0) && ck_cached(b, 3) && ck_cached(b, 4) &&
+              ck_cached(b, 5));
+    ck_assert_uint_eq(ck_stat(&a->t->st.evicted_class[PIN_LOW]), 1);
+    ck_assert_uint_le(evict_cache_used(e.c), 16 * 1024);
+    /* A high fill of a may take b's high block (another template's, LRU
+     * within the class), and nothing of b's boot. */
+    pin_cls(a->t, 1, PIN_HIGH);
+    ck_read_blk(a, 1, 1);
+    ck_assert(ck_cached(a, 1));
+    ck_assert(!ck_cached(b, 0));
+    ck_assert(ck_cached(b, 3) && ck_cached(b, 4) && ck_cached(b, 5));
+    ck_assert_uint_eq(ck_stat(&b->t->st.evicted_class[PIN_HIGH]), 1);
+    cache_gen_put(a);
+    cache_gen_put(b);
+    ck_engine_stop(&e);
+}
+END_TEST
+
 static Suite *evict_suite(void)
 {
     const TTest *tests[] = {test_quota_lru,        test_pinned_not_chosen,
                             test_pins_fill_quota,  test_global_lru,
                             test_reserve_quota,    test_reserve_cache_max,
-                            test_from_gen,         test_min_free};
+                            test_from_gen,         test_min_free,
+                            test_class_tiers,      test_class_no_reverse,
+                            test_class_global};
     return ck_suite("evict", tests, CK_NTESTS(tests), setup, teardown, 60);
 }
 

@@ -822,6 +822,101 @@ END_TEST
 
 /* ------------------------------------------------------------ main */
 
+/* ------------------------------------------------------------ migration */
+
+/* Schema version 1 exactly as released before pin classes. */
+static const char v1_schema[] =
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);"
+    "CREATE TABLE templates (id INTEGER PRIMARY KEY,"
+    " name TEXT UNIQUE NOT NULL, origin TEXT, size INTEGER,"
+    " mtime_ns INTEGER, validator TEXT, generation INTEGER,"
+    " block_size INTEGER, quota INTEGER);"
+    "CREATE TABLE blocks (tid INTEGER, gen INTEGER,"
+    " blk INTEGER, csum INTEGER, atime INTEGER, flags INTEGER,"
+    " PRIMARY KEY (tid, gen, blk)) WITHOUT ROWID;"
+    "CREATE TABLE pins (tid INTEGER, start INTEGER,"
+    " len INTEGER, source TEXT);"
+    "CREATE TABLE events (id INTEGER PRIMARY KEY, ts INTEGER,"
+    " tid INTEGER, kind TEXT, blocks INTEGER, bytes INTEGER, detail TEXT);"
+    "CREATE TABLE counters (tid INTEGER PRIMARY KEY,"
+    " hits INTEGER, misses INTEGER, origin_bytes INTEGER,"
+    " origin_reads INTEGER, fill_errors INTEGER, evictions INTEGER,"
+    " evicted_bytes INTEGER, uncached INTEGER);"
+    "CREATE INDEX events_ts ON events (ts);"
+    "CREATE INDEX pins_tid ON pins (tid);"
+    "INSERT INTO meta VALUES ('schema_version', '1');"
+    "INSERT INTO templates (id, name, size, generation, block_size)"
+    " VALUES (1, 'old.img', 1048576, 1, 4096);"
+    "INSERT INTO blocks VALUES (1, 1, 3, 7, 1, 0);"
+    "INSERT INTO pins VALUES (1, 0, 65536, ''), (1, 131072, 4096, '');"
+    "INSERT INTO counters VALUES (1, 5, 6, 7, 8, 0, 9, 36864, 0);";
+
+static void assert_old_pins_boot(struct index *ix)
+{
+    struct class_range *r;
+    size_t n;
+    struct index_counters c;
+    ck_assert_int_eq(index_pins_load(ix, 1, &r, &n), 0);
+    ck_assert_uint_eq(n, 2);
+    ck_assert_uint_eq(r[0].off, 0);
+    ck_assert_uint_eq(r[0].len, 65536);
+    ck_assert_int_eq(r[0].cls, PIN_BOOT);
+    ck_assert_uint_eq(r[1].off, 131072);
+    ck_assert_int_eq(r[1].cls, PIN_BOOT);
+    free(r);
+    ck_assert_int_eq(index_counters_get(ix, 1, &c), 0);
+    ck_assert_uint_eq(c.evictions, 9);
+    ck_assert_uint_eq(c.evicted_low, 0);
+    ck_assert_uint_eq(c.evicted_high, 0);
+}
+
+/* An index from before pin classes: read as it is by a read-only open
+ * (its pins boot), migrated in place by a read-write one, nothing moved
+ * aside or lost; the new columns then take classes. */
+START_TEST(v1_index_migrated)
+{
+    const char *db = tpath(INDEX_FILE);
+    sql_exec(db, v1_schema);
+    struct index *ix = NULL;
+    ck_assert_int_eq(index_open_ro(tmpdir, &ix), 0);
+    assert_old_pins_boot(ix);
+    index_close(ix);
+    ck_assert_int_eq(sql_int(db, "SELECT value FROM meta "
+                                 "WHERE key = 'schema_version'"), 1);
+
+    ix = open_ok();
+    ck_assert_ptr_null(index_moved_aside(ix));
+    ck_assert_int_eq(sql_int(db, "SELECT value FROM meta "
+                                 "WHERE key = 'schema_version'"),
+                     INDEX_SCHEMA_VERSION);
+    ck_assert_int_eq(sql_int(db, "SELECT count(*) FROM pins "
+                                 "WHERE class = 'boot'"), 2);
+    ck_assert_int_eq(count_blocks(ix, 1, 1), 1);
+    assert_old_pins_boot(ix);
+    struct class_range w[2] = {{0, 4096, PIN_LOW}, {8192, 4096, PIN_HIGH}};
+    ck_assert_int_eq(index_pins_replace(ix, 1, w, 2), 0);
+    struct index_counters c = {.evictions = 3, .evicted_low = 2,
+                               .evicted_high = 1};
+    ck_assert_int_eq(index_counters_put(ix, 1, &c), 0);
+    index_close(ix);
+
+    ix = open_ok(); /* reopened: version 2 as it is */
+    struct class_range *r;
+    size_t n;
+    ck_assert_int_eq(index_pins_load(ix, 1, &r, &n), 0);
+    ck_assert_uint_eq(n, 2);
+    ck_assert(r[0].cls != r[1].cls);
+    for (size_t i = 0; i < n; i++)
+        ck_assert_int_eq(r[i].cls, r[i].off == 0 ? PIN_LOW : PIN_HIGH);
+    free(r);
+    struct index_counters got;
+    ck_assert_int_eq(index_counters_get(ix, 1, &got), 0);
+    ck_assert_uint_eq(got.evicted_low, 2);
+    ck_assert_uint_eq(got.evicted_high, 1);
+    index_close(ix);
+}
+END_TEST
+
 static Suite *index_suite(void)
 {
     Suite *s = suite_create("index");
@@ -843,6 +938,7 @@ static Suite *index_suite(void)
                     unknown_version_moved_aside, tampered_schema_moved_aside,
                     empty_file_initialised, garbage_wal_and_shm_ignored}},
         {"readonly", {ro_missing, ro_sees_rw_rows, ro_never_moves_aside}},
+        {"migration", {v1_index_migrated}},
     };
 
     for (size_t g = 0; g < sizeof groups / sizeof groups[0]; g++) {

@@ -37,7 +37,8 @@ static int change(struct tmpl *t, uint64_t off, uint64_t len, int unpin)
 {
     struct byte_range r = {off, len};
     char err[256] = "";
-    int rc = pin_change(t, &r, 1, unpin, err, sizeof err);
+    int rc = pin_change(t, &r, 1, unpin ? PIN_NONE : PIN_BOOT, unpin, err,
+                        sizeof err);
     ck_assert_msg(rc == 0 || err[0] != '\0', "error %d without a message",
                   rc);
     return rc;
@@ -176,7 +177,8 @@ START_TEST(test_quota)
     struct byte_range r = {2 * CK_BS, 3 * CK_BS};
     char err[256] = "";
     ck_assert_int_eq(change(t, 0, 2 * CK_BS, 0), 0);
-    ck_assert_int_eq(pin_change(t, &r, 1, 0, err, sizeof err), -EDQUOT);
+    ck_assert_int_eq(pin_change(t, &r, 1, PIN_BOOT, 0, err, sizeof err),
+                     -EDQUOT);
     ck_assert_str_eq(err, "pin of template a.img refused: asks 12288 bytes, "
                           "8192 already pinned, quota 16384");
     ck_assert_set(t, "0+8192");
@@ -230,10 +232,145 @@ START_TEST(test_record)
 }
 END_TEST
 
+
+static int cchange(struct tmpl *t, uint64_t off, uint64_t len, int cls,
+                   int unpin)
+{
+    struct byte_range r = {off, len};
+    char err[256] = "";
+    return pin_change(t, &r, 1, cls, unpin, err, sizeof err);
+}
+
+static int blk_class(struct tmpl *t, uint64_t blk)
+{
+    struct gen *g = cache_cur_gen(t);
+    pthread_mutex_lock(&g->lock);
+    int c = BLK_CLASS(g->bm.v[blk].flags);
+    pthread_mutex_unlock(&g->lock);
+    cache_gen_put(g);
+    return c;
+}
+
+/* The sets with their classes, "CLASS:OFF+LEN ..." (from pin_list). */
+static void cset_str(struct tmpl *t, char *out, size_t len)
+{
+    struct pin_status *v;
+    size_t n, used = 0;
+    ck_assert_int_eq(pin_list(t, &v, &n), 0);
+    out[0] = '\0';
+    for (size_t i = 0; i < n; i++)
+        used += (size_t)snprintf(out + used, len - used, "%s%s:%llu+%llu",
+                                 i ? " " : "", pin_class_name(v[i].cls),
+                                 (unsigned long long)v[i].off,
+                                 (unsigned long long)v[i].len);
+    free(v);
+}
+
+#define ck_assert_cset(t, want)                                                \
+    do {                                                                       \
+        char got_[512];                                                        \
+        cset_str((t), got_, sizeof got_);                                      \
+        ck_assert_str_eq(got_, (want));                                        \
+    } while (0)
+
+/* Classes: pinning a range with a class moves it out of the others (one
+ * call changes a range's class); a block shared by ranges of two classes
+ * is the stronger's, in the flags and in the per-class bytes; an unpin
+ * with a class leaves the other classes alone, PIN_NONE takes any. */
+START_TEST(test_classes)
+{
+    struct ck_engine e;
+    struct tmpl *t = start(&e, 16 * CK_BS, "");
+    struct pin_class_figures f;
+    ck_assert_int_eq(cchange(t, 0, 4 * CK_BS, PIN_BOOT, 0), 0);
+    ck_assert_int_eq(cchange(t, 2 * CK_BS, 4 * CK_BS, PIN_LOW, 0), 0);
+    ck_assert_cset(t, "boot:0+8192 low:8192+16384");
+    ck_assert_int_eq(blk_class(t, 1), PIN_BOOT);
+    ck_assert_int_eq(blk_class(t, 2), PIN_LOW);
+    ck_assert_int_eq(blk_class(t, 6), PIN_NONE);
+    /* 100 bytes of block 4 go high: block 4 is high, the rest stays low. */
+    ck_assert_int_eq(cchange(t, 4 * CK_BS + 10, 100, PIN_HIGH, 0), 0);
+    ck_assert_cset(t, "boot:0+8192 high:16394+100 "
+                      "low:8192+8202 low:16494+8082");
+    ck_assert_int_eq(blk_class(t, 4), PIN_HIGH);
+    ck_assert_int_eq(blk_class(t, 5), PIN_LOW);
+    pin_class_bytes(t, &f);
+    ck_assert_uint_eq(f.pinned[PIN_BOOT], 2 * CK_BS);
+    ck_assert_uint_eq(f.pinned[PIN_HIGH], CK_BS);
+    ck_assert_uint_eq(f.pinned[PIN_LOW], 3 * CK_BS);
+    ck_assert_uint_eq(f.pinned[PIN_NONE], 6 * CK_BS);
+    ck_assert_uint_eq(pin_bytes(t), 6 * CK_BS);
+    /* Present bytes per class, from the block table. */
+    struct gen *g = ck_gen(&e, "a.img");
+    ck_read_blk(g, 0, 1);
+    ck_read_blk(g, 4, 1);
+    ck_read_blk(g, 5, 1);
+    ck_read_blk(g, 9, 1);
+    cache_gen_put(g);
+    pin_class_bytes(t, &f);
+    ck_assert_uint_eq(f.present[PIN_BOOT], CK_BS);
+    ck_assert_uint_eq(f.present[PIN_HIGH], CK_BS);
+    ck_assert_uint_eq(f.present[PIN_LOW], CK_BS);
+    ck_assert_uint_eq(f.present[PIN_NONE], 3 * CK_BS);
+    /* An unpin of the wrong class does nothing; of any class, all. */
+    ck_assert_int_eq(cchange(t, 0, 4 * CK_BS, PIN_LOW, 1), 0);
+    ck_assert_cset(t, "boot:0+8192 high:16394+100 low:16384+10 "
+                      "low:16494+8082");
+    ck_assert_int_eq(cchange(t, 0, 16 * CK_BS, PIN_NONE, 1), 0);
+    ck_assert_cset(t, "");
+    ck_assert_int_eq(blk_class(t, 0), PIN_NONE);
+    ck_assert_int_eq(cchange(t, 0, 1, PIN_NONE, 0), -EINVAL);
+    ck_engine_stop(&e);
+}
+END_TEST
+
+/* Only boot counts against the quota: a softer pin larger than it is
+ * accepted; a boot pin past it refused with the boot figures; moving a
+ * range from low to boot is checked like any boot pin. */
+START_TEST(test_class_quota)
+{
+    struct ck_engine e;
+    struct tmpl *t = start(&e, 16 * CK_BS, "quota = 16K");
+    struct byte_range r = {2 * CK_BS, 3 * CK_BS};
+    char err[256] = "";
+    ck_assert_int_eq(cchange(t, 0, 16 * CK_BS, PIN_LOW, 0), 0);
+    ck_assert_int_eq(cchange(t, 0, 2 * CK_BS, PIN_HIGH, 0), 0);
+    ck_assert_int_eq(cchange(t, 0, 2 * CK_BS, PIN_BOOT, 0), 0);
+    ck_assert_int_eq(pin_change(t, &r, 1, PIN_BOOT, 0, err, sizeof err),
+                     -EDQUOT);
+    ck_assert_str_eq(err, "pin of template a.img refused: asks 12288 bytes, "
+                          "8192 already pinned, quota 16384");
+    ck_assert_cset(t, "boot:0+8192 low:8192+57344");
+    ck_assert_int_eq(cchange(t, 2 * CK_BS, 2 * CK_BS, PIN_BOOT, 0), 0);
+    ck_assert_cset(t, "boot:0+16384 low:16384+49152");
+    ck_engine_stop(&e);
+}
+END_TEST
+
+/* Classes persist: after a restart the sets and the marks are back. */
+START_TEST(test_class_persist)
+{
+    struct ck_engine e;
+    struct tmpl *t = start(&e, 16 * CK_BS, "");
+    ck_assert_int_eq(cchange(t, 0, CK_BS, PIN_BOOT, 0), 0);
+    ck_assert_int_eq(cchange(t, 2 * CK_BS, CK_BS, PIN_HIGH, 0), 0);
+    ck_assert_int_eq(cchange(t, 4 * CK_BS, 2 * CK_BS, PIN_LOW, 0), 0);
+    ck_engine_stop(&e);
+    t = start(&e, 16 * CK_BS, "");
+    ck_assert_cset(t, "boot:0+4096 high:8192+4096 low:16384+8192");
+    ck_assert_int_eq(blk_class(t, 0), PIN_BOOT);
+    ck_assert_int_eq(blk_class(t, 2), PIN_HIGH);
+    ck_assert_int_eq(blk_class(t, 5), PIN_LOW);
+    ck_engine_stop(&e);
+}
+END_TEST
+
 static Suite *pin_suite(void)
 {
     const TTest *tests[] = {test_union,         test_unpin, test_rounding,
-                            test_list_presence, test_quota, test_record};
+                            test_list_presence, test_quota, test_record,
+                            test_classes,       test_class_quota,
+                            test_class_persist};
     return ck_suite("pin", tests, CK_NTESTS(tests), setup, teardown, 60);
 }
 

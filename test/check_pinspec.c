@@ -87,6 +87,39 @@ START_TEST(spec_mixture)
 }
 END_TEST
 
+/* A CLASS: prefix on any item; none is PIN_NONE (the caller's default);
+ * "profile:" is not a class. */
+START_TEST(spec_classes)
+{
+    struct pin_item *it;
+    size_t n;
+    const char *spec = "low:0-16M, high: profile:/p/a.boot, boot:qcow2-metadata,"
+                       " 1G+64K, profile:/p/b";
+
+    ck_assert_int_eq(pinspec_parse(spec, &it, &n, err, sizeof err), 0);
+    ck_assert_uint_eq(n, 5);
+    check_range(&it[0], 0, 16u << 20);
+    ck_assert_int_eq(it[0].cls, PIN_LOW);
+    ck_assert_int_eq(it[1].kind, PIN_PROFILE);
+    ck_assert_str_eq(it[1].path, "/p/a.boot");
+    ck_assert_int_eq(it[1].cls, PIN_HIGH);
+    ck_assert_int_eq(it[2].kind, PIN_QCOW2);
+    ck_assert_int_eq(it[2].cls, PIN_BOOT);
+    ck_assert_int_eq(it[3].cls, PIN_NONE);
+    ck_assert_int_eq(it[4].cls, PIN_NONE);
+    ck_assert_str_eq(it[4].path, "/p/b");
+    pinspec_free(it, n);
+    ck_assert_str_eq(pin_class_name(PIN_HIGH), "high");
+    ck_assert_str_eq(pin_class_name(PIN_NONE), "none");
+    ck_assert_int_eq(pin_class_parse("boot", 4), PIN_BOOT);
+    ck_assert_int_eq(pin_class_parse("Boot", 4), -EINVAL);
+    ck_assert_int_eq(pin_class_parse("bo", 2), -EINVAL);
+    spec_fails("medium:0-1M", "bad pin item 'medium:0-1M': unknown pin class");
+    spec_fails("low:", "empty item after its class");
+    spec_fails("low:high:0-1M", "unknown item");
+}
+END_TEST
+
 START_TEST(spec_empty)
 {
     struct pin_item *it = (struct pin_item *)1;
@@ -411,6 +444,7 @@ int main(void)
     tcase_add_test(tc, spec_mixture);
     tcase_add_test(tc, spec_empty);
     tcase_add_test(tc, spec_errors);
+    tcase_add_test(tc, spec_classes);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("profile");

@@ -38,7 +38,7 @@ static void pin_range(struct tmpl *t, uint64_t off, uint64_t len)
 {
     struct byte_range r = {off, len};
     char err[256] = "";
-    ck_assert_msg(pin_change(t, &r, 1, 0, err, sizeof err) == 0, "pin: %s",
+    ck_assert_msg(pin_change(t, &r, 1, PIN_BOOT, 0, err, sizeof err) == 0, "pin: %s",
                   err);
 }
 
@@ -46,11 +46,14 @@ static void pin_range(struct tmpl *t, uint64_t off, uint64_t len)
  * off, len pairs. */
 static void resolve_is(struct tmpl *t, const char *spec, size_t n, ...)
 {
-    struct byte_range *r = NULL;
-    size_t nr = 0;
+    struct byte_range *sets[PIN_NCLASS];
+    size_t ns[PIN_NCLASS];
     char err[512] = "";
-    ck_assert_msg(prewarm_resolve(t, spec, &r, &nr, err, sizeof err) == 0,
+    ck_assert_msg(prewarm_resolve(t, spec, PIN_BOOT, sets, ns, err,
+                                  sizeof err) == 0,
                   "%s: %s", spec, err);
+    struct byte_range *r = sets[PIN_BOOT];
+    size_t nr = ns[PIN_BOOT];
     ck_assert_msg(nr == n, "%s: %zu ranges, want %zu", spec, nr, n);
     va_list ap;
     va_start(ap, n);
@@ -97,13 +100,19 @@ END_TEST
 static void resolve_fails(struct tmpl *t, const char *spec, int want,
                           const char *msg_has)
 {
-    struct byte_range *r = (struct byte_range *)&r; /* must become NULL */
-    size_t n = 99;
+    struct byte_range *sets[PIN_NCLASS];
+    size_t ns[PIN_NCLASS];
+    for (int k = 0; k < PIN_NCLASS; k++) {
+        sets[k] = (struct byte_range *)&sets; /* must become NULL */
+        ns[k] = 99;
+    }
     char err[512] = "";
-    int rc = prewarm_resolve(t, spec, &r, &n, err, sizeof err);
+    int rc = prewarm_resolve(t, spec, PIN_BOOT, sets, ns, err, sizeof err);
     ck_assert_msg(rc == want, "%s: %d, want %d (%s)", spec, rc, want, err);
-    ck_assert_ptr_null(r);
-    ck_assert_uint_eq(n, 0);
+    for (int k = 0; k < PIN_NCLASS; k++) {
+        ck_assert_ptr_null(sets[k]);
+        ck_assert_uint_eq(ns[k], 0);
+    }
     ck_assert_msg(strstr(err, msg_has) != NULL, "%s: message '%s' lacks '%s'",
                   spec, err, msg_has);
 }
@@ -120,17 +129,19 @@ START_TEST(test_resolve_errors)
     resolve_fails(t, "0-4K,bogus", -EINVAL, "bogus");
     char spec[PATH_MAX + 32];
     snprintf(spec, sizeof spec, "0-4K,profile:%s/nothere", tmpdir);
-    struct byte_range *r = NULL;
-    size_t n = 0;
+    struct byte_range *r[PIN_NCLASS];
+    size_t n[PIN_NCLASS];
     char err[512] = "";
-    ck_assert_int_lt(prewarm_resolve(t, spec, &r, &n, err, sizeof err), 0);
-    ck_assert_ptr_null(r);
-    ck_assert_uint_eq(n, 0);
+    ck_assert_int_lt(prewarm_resolve(t, spec, PIN_BOOT, r, n, err,
+                                     sizeof err), 0);
+    ck_assert_ptr_null(r[PIN_BOOT]);
+    ck_assert_uint_eq(n[PIN_BOOT], 0);
     ck_assert_msg(strstr(err, "nothere") != NULL, "message '%s'", err);
     err[0] = '\0';
-    int rc = prewarm_resolve(t, "qcow2-metadata", &r, &n, err, sizeof err);
+    int rc = prewarm_resolve(t, "qcow2-metadata", PIN_BOOT, r, n, err,
+                             sizeof err);
     ck_assert_int_lt(rc, 0);
-    ck_assert_ptr_null(r);
+    ck_assert_ptr_null(r[PIN_BOOT]);
     ck_assert_msg(strstr(err, "a.img") && strstr(err, "qcow2-metadata") &&
                       strstr(err, "not a qcow2 image"),
                   "message '%s'", err);
@@ -169,7 +180,7 @@ START_TEST(test_run_fills_pins)
     const uint64_t pinned = 3 * CK_BS + (1 << 20) + CK_BS;
     struct progress p = {0};
     uint64_t failed = 99;
-    ck_assert_int_eq(prewarm_run(t, 4, 0, on_progress, &p, &failed), 0);
+    ck_assert_int_eq(prewarm_run(t, PIN_NONE, 4, 0, on_progress, &p, &failed), 0);
     ck_assert_uint_eq(failed, 0);
     ck_assert(!p.backwards);
     ck_assert_uint_ge(p.calls, 3); /* one per chunk: the 1M pin is two */
@@ -188,7 +199,7 @@ START_TEST(test_run_fills_pins)
     ck_read_blk(g, 300, 1); /* the bytes are the origin's */
     ck_assert_uint_eq(ck_stat(&t->st.origin_reads), reads);
     failed = 99;
-    ck_assert_int_eq(prewarm_run(t, 1, 0, NULL, NULL, &failed), 0);
+    ck_assert_int_eq(prewarm_run(t, PIN_NONE, 1, 0, NULL, NULL, &failed), 0);
     ck_assert_uint_eq(failed, 0);
     ck_assert_uint_eq(ck_stat(&t->st.origin_reads), reads);
     cache_gen_put(g);
@@ -210,7 +221,7 @@ START_TEST(test_run_origin_gone)
     snprintf(path, sizeof path, "%s/origin/a.img", tmpdir);
     ck_assert_int_eq(unlink(path), 0);
     uint64_t failed = 0;
-    ck_assert_int_eq(prewarm_run(t, 2, 0, NULL, NULL, &failed), -EIO);
+    ck_assert_int_eq(prewarm_run(t, PIN_NONE, 2, 0, NULL, NULL, &failed), -EIO);
     ck_assert_uint_eq(failed, 3 * CK_BS);
     ck_assert(ck_cached(g, 2));
     ck_assert(!ck_cached(g, 0) && !ck_cached(g, 1) && !ck_cached(g, 3));

@@ -186,7 +186,8 @@ START_TEST(test_enqueue_status)
                            .block_size = 65536};
     snprintf(t.name, sizeof t.name, "t.img");
     struct index_counters c = {.hits = 42};
-    struct byte_range pins[2] = {{0, 65536}, {1 << 20, 65536}};
+    struct class_range pins[2] = {{0, 65536, PIN_BOOT},
+                                  {1 << 20, 65536, PIN_LOW}};
     char detail[] = "detail";
     struct index_rec add = {.op = INDEX_ADD, .tid = f.tid, .gen = 2,
                             .blk = 1, .csum = 7};

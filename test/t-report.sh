@@ -165,7 +165,7 @@ rep --prometheus
 assert_eq "prometheus: exit 0" 0 "$RC"
 if python3 - "$T/out" >"$T/prom.err" <<'EOF'; then
 import re, sys
-sample = re.compile(r'^imgcache_[a-z_]+(\{template="[^"]*"\})? [0-9.e+-]+$')
+sample = re.compile(r'^imgcache_[a-z_]+(\{template="[^"]*"(,class="(boot|high|low)")?\})? [0-9.e+-]+$')
 help_, type_, bad = set(), {}, []
 for n, line in enumerate(open(sys.argv[1]), 1):
     line = line.rstrip("\n")

@@ -38,12 +38,14 @@
 #define DEFAULT_PARALLEL 4
 /* Long options without a short one. */
 #define OPT_RATE 256
+#define OPT_CLASS 257
 
 struct opts {
     const char *cache_dir, *config, *output;
     int no_fetch, unpin, wait, list, help, version;
     unsigned parallel, record;
     uint64_t rate;            /* --rate: bytes/s, 0 = unlimited */
+    int cls;                  /* --class, PIN_NONE when not given */
     char **args; /* positional: TEMPLATE [ITEM...] */
     int nargs;
 };
@@ -84,17 +86,22 @@ static void help(void)
         "       imgcache-pin [--cache-dir DIR] --record SECONDS "
         "--output FILE TEMPLATE\n"
         "\n"
-        "Pin byte ranges of a template served by imgcache (never evicted)\n"
-        "and fetch them now.  ITEM: START-END, START+LENGTH, profile:FILE\n"
-        "or qcow2-metadata (sizes take K, M, G, T).  Without ITEMs, fetch\n"
-        "the blocks already pinned.\n"
+        "Pin byte ranges of a template served by imgcache and fetch them\n"
+        "now.  ITEM: START-END, START+LENGTH, profile:FILE or\n"
+        "qcow2-metadata (sizes take K, M, G, T), optionally after CLASS:.\n"
+        "Without ITEMs, fetch the blocks already pinned.\n"
         "\n"
         "  -d, --cache-dir DIR   the daemon's cache_dir (default: from the\n"
         "                        config, else " CONF_DEFAULT_CACHE_DIR ")\n"
         "  -c, --config FILE     read cache_dir from FILE (default "
         CONF_DEFAULT_PATH ")\n"
         "  -n, --no-fetch        pin without fetching\n"
-        "  -u, --unpin           remove the ranges from the pins\n"
+        "  -u, --unpin           remove the ranges from the pins (of\n"
+        "                        every class, or of --class)\n"
+        "      --class CLASS     boot (never evicted, the default), high or\n"
+        "                        low (evicted after unpinned blocks, low\n"
+        "                        first); pinning a pinned range moves it\n"
+        "                        to CLASS; with --list, only CLASS\n"
         "  -w, --wait            return when every pinned block is present\n"
         "                        (the default; exit 1 if some cannot be)\n"
         "  -j, --parallel N      fetches at a time, 1..16 (default 4)\n"
@@ -129,6 +136,11 @@ static int parse_opt(struct opts *o, int c, const char *arg)
         if (ctlproto_uint(arg, 1, CTL_PARALLEL_MAX, &o->parallel) == 0)
             return 0;
         return usage_error("--parallel takes a number from 1 to 16");
+    case OPT_CLASS:
+        o->cls = pin_class_parse(arg, strlen(arg));
+        if (o->cls > 0)
+            return 0;
+        return usage_error("--class takes boot, high or low");
     case OPT_RATE:
         if (parse_size(arg, &o->rate) == 0 &&
             (o->rate == 0 ||
@@ -152,6 +164,8 @@ static int check_modes(const struct opts *o)
 
     if (o->cache_dir && o->config)
         return usage_error("--cache-dir and --config exclude each other");
+    if (o->cls && (o->record || o->output))
+        return usage_error("--class does not go with --record");
     if (o->list && (pinning || o->record || o->output))
         return usage_error("--list takes no other action options");
     if (o->list)
@@ -189,6 +203,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
         {"wait", no_argument, NULL, 'w'},
         {"parallel", required_argument, NULL, 'j'},
         {"rate", required_argument, NULL, OPT_RATE},
+        {"class", required_argument, NULL, OPT_CLASS},
         {"list", no_argument, NULL, 'l'},
         {"record", required_argument, NULL, 'r'},
         {"output", required_argument, NULL, 'o'},
@@ -480,9 +495,26 @@ static int add_item(struct pinset *ps, const struct pin_item *it)
     return rc;
 }
 
-static int collect_items(char **args, int nargs, struct pinset *ps)
+/* One class per request: an item's CLASS: prefix must agree with
+ * --class and with the other items' (the profiles' ranges are merged
+ * into one set before they are sent). */
+static int item_class(int *cls, const struct pin_item *it, int given)
+{
+    if (it->cls == PIN_NONE || it->cls == *cls)
+        return 0;
+    if (*cls == PIN_NONE && !given) {
+        *cls = it->cls;
+        return 0;
+    }
+    say("items of different classes (%s, %s): one class per command",
+        pin_class_name(*cls), pin_class_name(it->cls));
+    return EXIT_USAGE;
+}
+
+static int collect_items(char **args, int nargs, struct pinset *ps, int *cls)
 {
     char err[1024];
+    int given = *cls != PIN_NONE;
 
     for (int i = 0; i < nargs; i++) {
         struct pin_item *items;
@@ -494,7 +526,8 @@ static int collect_items(char **args, int nargs, struct pinset *ps)
             return EXIT_USAGE;
         }
         for (size_t j = 0; j < n && rc == 0; j++)
-            rc = add_item(ps, &items[j]);
+            if ((rc = item_class(cls, &items[j], given)) == 0)
+                rc = add_item(ps, &items[j]);
         pinspec_free(items, n);
         if (rc != 0)
             return rc;
@@ -503,9 +536,12 @@ static int collect_items(char **args, int nargs, struct pinset *ps)
     return 0;
 }
 
-/* "VERB\tTEMPLATE\tSPEC\n" with the ranges as START+LENGTH items. */
+/* "VERB\tTEMPLATE\tSPEC[\tCLASS]\n" with the ranges as START+LENGTH
+ * items.  No CLASS field for what a daemon from before classes does
+ * without one (a boot pin, an unpin of any class): such a daemon still
+ * understands the request. */
 static int build_request(const char *verb, const char *name,
-                         const struct pinset *ps, struct sbuf *b)
+                         const struct pinset *ps, int cls, struct sbuf *b)
 {
     char item[64];
     int first = 1;
@@ -524,19 +560,22 @@ static int build_request(const char *verb, const char *name,
         if (sbuf_add(b, item))
             return -ENOMEM;
     }
+    if (cls != PIN_NONE && !(cls == PIN_BOOT && strcmp(verb, "pin") == 0) &&
+        (sbuf_add(b, "\t") || sbuf_add(b, pin_class_name(cls))))
+        return -ENOMEM;
     return sbuf_add(b, "\n");
 }
 
 /* Send the pin or unpin request for the collected ITEMs. */
 static int change(struct client *cl, const struct opts *o,
-                  const struct pinset *ps)
+                  const struct pinset *ps, int cls)
 {
     struct sbuf b = {0};
     char *ok[2], a[32];
     const char *name = o->args[0];
     int rc = 0;
 
-    if (build_request(o->unpin ? "unpin" : "pin", name, ps, &b) != 0) {
+    if (build_request(o->unpin ? "unpin" : "pin", name, ps, cls, &b) != 0) {
         say("out of memory");
         rc = EXIT_FAIL;
     } else if (b.len > CTL_LINE_MAX) {
@@ -560,7 +599,8 @@ static int do_pin(const struct opts *o, const char *dir)
 
     /* Every ITEM is checked (and profiles read) before we talk to the
      * daemon: bad input is exit 2 whether or not the daemon runs. */
-    int rc = collect_items(o->args + 1, o->nargs - 1, &ps);
+    int cls = o->cls;
+    int rc = collect_items(o->args + 1, o->nargs - 1, &ps, &cls);
     int have = ps.n > 0 || ps.qcow2;
     if (rc == 0 && o->nargs > 1 && !have)
         say("%s: nothing to %s (empty profile)", o->args[0],
@@ -572,7 +612,7 @@ static int do_pin(const struct opts *o, const char *dir)
         return rc;
     }
     if (have)
-        rc = change(&cl, o, &ps);
+        rc = change(&cl, o, &ps, cls);
     if (rc == 0 && !o->unpin && !o->no_fetch)
         rc = warm(&cl, o->args[0], o->parallel, o->rate);
     client_close(&cl);
@@ -585,18 +625,24 @@ static int do_pin(const struct opts *o, const char *dir)
 struct row {
     char *name;
     uint64_t off, len, bytes, present;
+    int cls;
 };
 
 struct table {
     struct row *v;
     size_t n, cap;
+    int cls; /* only rows of this class (PIN_NONE: all) */
 };
 
 static int on_pin_row(void *ctx, char **f, int nf)
 {
     struct table *t = ctx;
 
-    if (nf != 6 || strcmp(f[0], "pin") != 0)
+    /* A row without a class is boot (and all a daemon from before
+     * classes sends). */
+    int cls = nf == 7 ? pin_class_parse(f[6], strlen(f[6])) : PIN_BOOT;
+    if (nf < 6 || nf > 7 || strcmp(f[0], "pin") != 0 || cls < 0 ||
+        (t->cls != PIN_NONE && cls != t->cls))
         return 0;
     if (t->n == t->cap) {
         size_t cap = t->cap ? t->cap * 2 : 32;
@@ -614,6 +660,7 @@ static int on_pin_row(void *ctx, char **f, int nf)
     r->len = to_u64(f[3]);
     r->bytes = to_u64(f[4]);
     r->present = to_u64(f[5]);
+    r->cls = cls;
     t->n++;
     return 0;
 }
@@ -627,8 +674,8 @@ static void print_row(const struct row *r, int wname)
     if (r->bytes > 0)
         snprintf(pct, sizeof pct, "%u%%",
                  (unsigned)(r->present * 100 / r->bytes));
-    printf("%-*s  %-27s  %10s  %10s  %4s\n", wname, r->name, range,
-           human(r->bytes, size, sizeof size),
+    printf("%-*s  %-27s  %-5s  %10s  %10s  %4s\n", wname, r->name, range,
+           pin_class_name(r->cls), human(r->bytes, size, sizeof size),
            human(r->present, pres, sizeof pres), pct);
 }
 
@@ -643,8 +690,8 @@ static void print_table(const struct table *t)
     for (size_t i = 0; i < t->n; i++)
         if ((int)strlen(t->v[i].name) > w)
             w = (int)strlen(t->v[i].name);
-    printf("%-*s  %-27s  %10s  %10s  %4s\n", w, "TEMPLATE", "RANGE",
-           "PINNED", "PRESENT", "%");
+    printf("%-*s  %-27s  %-5s  %10s  %10s  %4s\n", w, "TEMPLATE", "RANGE",
+           "CLASS", "PINNED", "PRESENT", "%");
     for (size_t i = 0; i < t->n; i++)
         print_row(&t->v[i], w);
 }
@@ -652,7 +699,7 @@ static void print_table(const struct table *t)
 static int do_list(const struct opts *o, const char *dir)
 {
     struct client cl;
-    struct table t = {0};
+    struct table t = {.cls = o->cls};
     char req[512];
 
     int rc = client_connect(&cl, dir);

@@ -47,6 +47,8 @@
 #define EXIT_TROUBLE 2
 #define DAY_S (24 * 3600)
 #define DEFAULT_RETENTION_S (30 * DAY_S)
+/* Long options without a short one. */
+#define OPT_CLASS 256
 
 enum format { FMT_TABLE, FMT_JSON, FMT_PROM };
 
@@ -59,6 +61,7 @@ struct opts {
     int64_t retention_s;   /* 0: never prune */
     int check_pinned;
     const char *check_tmpl; /* --check-pinned TEMPLATE, NULL = all */
+    int check_cls;          /* --class, PIN_NONE: every class */
 };
 
 /* One template as reported. */
@@ -69,6 +72,9 @@ struct trow {
     struct index_counters c;
     struct index_event_sum ev;
     int over_quota, pins_missing, attention;
+    int boot_missing;        /* boot-pinned bytes missing: attention (the
+                                softer classes may be partly resident by
+                                design) */
     int ostate;              /* enum health_state, -1 unknown */
     int64_t odown_since;     /* its first down host's, 0 when up */
 };
@@ -127,6 +133,9 @@ static void usage(FILE *f)
           "30d; 0: never)\n"
           "  -k, --check-pinned    exit 0 only if every pinned block is "
           "present\n"
+          "      --class CLASS     with --check-pinned: only the pins of "
+          "CLASS\n"
+          "                        (boot, high or low)\n"
             TOOL_USAGE_HELP, f);
 }
 
@@ -247,6 +256,9 @@ static int parse_opt(int c, struct opts *o, time_t now)
         o->check_pinned = 1;
         o->check_tmpl = optarg;
         return 0;
+    case OPT_CLASS:
+        o->check_cls = pin_class_parse(optarg, strlen(optarg));
+        return o->check_cls > 0 ? 0 : bad_arg("--class", optarg);
     default: {
         int r = tool_opt(&o->t, c, optarg, usage);
         if (r < 0)
@@ -268,6 +280,7 @@ static int parse_args(int argc, char **argv, struct opts *o, time_t now)
         {"no-advance", no_argument, NULL, 'n'},
         {"retention", required_argument, NULL, 'r'},
         {"check-pinned", optional_argument, NULL, 'k'},
+        {"class", required_argument, NULL, OPT_CLASS},
         {NULL, 0, NULL, 0},
     };
     int c;
@@ -283,6 +296,10 @@ static int parse_args(int argc, char **argv, struct opts *o, time_t now)
         o->check_tmpl = argv[optind++];
     if (optind < argc) {
         fprintf(stderr, PROG ": unexpected argument '%s'\n", argv[optind]);
+        return -EINVAL;
+    }
+    if (o->check_cls && !o->check_pinned) {
+        fprintf(stderr, PROG ": --class goes with --check-pinned\n");
         return -EINVAL;
     }
     if (o->check_pinned && (o->fmt != FMT_TABLE || o->since_given)) {
@@ -375,7 +392,9 @@ static void judge_row(struct trow *w)
 {
     w->over_quota = w->t.quota && w->u.cached_bytes > w->t.quota;
     w->pins_missing = w->u.pinned_present_blocks < w->u.pinned_blocks;
-    w->attention = w->over_quota || w->pins_missing || w->ev.error_events;
+    w->boot_missing = w->u.class_present_bytes[PIN_BOOT] <
+                      w->u.class_pinned_bytes[PIN_BOOT];
+    w->attention = w->over_quota || w->boot_missing || w->ev.error_events;
 }
 
 static int gather_row(struct index *ix, struct report *r, struct trow *w)
@@ -572,6 +591,13 @@ static void printable(char *s)
             *s = '?';
 }
 
+/* Blocks of class k evicted (cumulative); boot never is. */
+static uint64_t class_evicted(const struct index_counters *c, int k)
+{
+    return k == PIN_LOW ? c->evicted_low : k == PIN_HIGH ? c->evicted_high
+                                                         : 0;
+}
+
 /* hits / (hits + misses), or -1 (not a status: "no reads yet"). */
 static double hit_ratio(const struct index_counters *c)
 {
@@ -761,10 +787,11 @@ static void row_reasons(const struct trow *w, reason_fn fn, void *ctx)
         say(fn, ctx, "%s: %s cached, over quota %s", w->t.name,
             human(a, sizeof a, w->u.cached_bytes),
             human(b, sizeof b, w->t.quota));
-    if (w->pins_missing)
-        say(fn, ctx, "%s: %s of %s pinned missing", w->t.name,
-            human(a, sizeof a, w->u.pinned_bytes - w->u.pinned_present_bytes),
-            human(b, sizeof b, w->u.pinned_bytes));
+    if (w->boot_missing)
+        say(fn, ctx, "%s: %s of %s pinned missing (boot)", w->t.name,
+            human(a, sizeof a, w->u.class_pinned_bytes[PIN_BOOT] -
+                                   w->u.class_present_bytes[PIN_BOOT]),
+            human(b, sizeof b, w->u.class_pinned_bytes[PIN_BOOT]));
     if (w->ev.error_events)
         say(fn, ctx, "%s: %" PRIu64 " fill errors (last: %s)", w->t.name,
             w->ev.error_events, w->ev.last_error);
@@ -813,6 +840,38 @@ static void print_attention(const struct report *r)
     reasons(r, print_reason, NULL);
 }
 
+/* Per template and class: pinned, present, evicted (cumulative). */
+static void print_classes(const struct report *r)
+{
+    int w = (int)strlen("TEMPLATE"), any = 0;
+    char a[32], b[32], name[256];
+
+    for (size_t i = 0; i < r->n; i++) {
+        int l = (int)strlen(r->rows[i].t.name);
+        w = l > w ? l : w;
+        any |= r->rows[i].u.pinned_bytes > 0;
+    }
+    if (!any)
+        return;
+    printf("\n%-*s  %-5s  %10s  %10s  %4s  %8s\n", w, "TEMPLATE", "CLASS",
+           "PINNED", "PRESENT", "%", "EV.BLK");
+    for (size_t i = 0; i < r->n; i++) {
+        const struct trow *t = &r->rows[i];
+        for (int k = PIN_BOOT; k >= PIN_LOW; k--) {
+            uint64_t p = t->u.class_pinned_bytes[k];
+            if (p == 0)
+                continue;
+            snprintf(name, sizeof name, "%s", t->t.name);
+            printable(name);
+            printf("%-*s  %-5s  %10s  %10s  %3u%%  %8" PRIu64 "\n", w, name,
+                   pin_class_name(k), human(a, sizeof a, p),
+                   human(b, sizeof b, t->u.class_present_bytes[k]),
+                   (unsigned)(t->u.class_present_bytes[k] * 100 / p),
+                   class_evicted(&t->c, k));
+        }
+    }
+}
+
 static void print_table(const struct report *r)
 {
     print_window_head(r);
@@ -820,6 +879,7 @@ static void print_table(const struct report *r)
         printf("no templates in the index\n");
     else
         print_rows(r);
+    print_classes(r);
     print_totals(r);
     print_attention(r);
 }
@@ -930,6 +990,25 @@ static void json_counters(json_object *o, const struct trow *w)
     jadd(o, "uncached_blocks", ju64(w->c.uncached));
 }
 
+/* "classes": {"boot": {...}, "high": {...}, "low": {...}}, every class
+ * listed (zeros when it has no pins). */
+static json_object *json_classes(const struct trow *w)
+{
+    json_object *o = json_object_new_object();
+
+    for (int k = PIN_BOOT; k >= PIN_LOW; k--) {
+        json_object *c = json_object_new_object();
+        uint64_t p = w->u.class_pinned_bytes[k];
+        uint64_t q = w->u.class_present_bytes[k];
+        jadd(c, "pinned_bytes", ju64(p));
+        jadd(c, "present_bytes", ju64(q));
+        jadd(c, "missing_bytes", ju64(p - q));
+        jadd(c, "evicted_blocks", ju64(class_evicted(&w->c, k)));
+        jadd(o, pin_class_name(k), c);
+    }
+    return o;
+}
+
 static json_object *json_row(const struct trow *w)
 {
     json_object *o = json_object_new_object();
@@ -940,6 +1019,7 @@ static json_object *json_row(const struct trow *w)
     jadd(o, "generation", ju64(w->t.generation));
     jadd(o, "block_size", ju64(w->t.block_size));
     json_usage(o, w);
+    jadd(o, "classes", json_classes(w));
     json_counters(o, w);
     jadd(o, "window", json_window_row(&w->ev));
     jadd(o, "origin_state", w->ostate < 0 ? NULL
@@ -1126,7 +1206,7 @@ static int state_attention(const struct report *r)
     int a = r->over_cache_max || r->low_space;
 
     for (size_t i = 0; i < r->n; i++)
-        a |= r->rows[i].over_quota || r->rows[i].pins_missing;
+        a |= r->rows[i].over_quota || r->rows[i].boot_missing;
     return a || r->hosts_down;
 }
 
@@ -1146,7 +1226,7 @@ static void prom_cache(const struct report *r)
         prom_scalar("fs_free_bytes", "Free bytes on the cache filesystem.",
                     r->fs_free);
     }
-    prom_scalar("attention", "1 when a template is over quota, pinned "
+    prom_scalar("attention", "1 when a template is over quota, boot-pinned "
                 "blocks are missing, an origin host is down, or the cache "
                 "is over cache_max or below min_free.",
                 (uint64_t)state_attention(r));
@@ -1179,6 +1259,37 @@ static void prom_origins(const struct report *r)
     }
 }
 
+/* Per template and class: the same figures as json_classes. */
+static void prom_classes(const struct report *r)
+{
+    static const struct {
+        const char *name, *type, *help;
+    } m[] = {
+        {"class_pinned_bytes", "gauge",
+         "Bytes of the blocks whose strongest pin is of the class."},
+        {"class_present_bytes", "gauge",
+         "Of those, bytes present in the cache."},
+        {"class_evicted_blocks_total", "counter",
+         "Blocks of the class evicted (boot never is)."},
+    };
+    if (r->n == 0)
+        return;
+    for (size_t j = 0; j < sizeof m / sizeof m[0]; j++) {
+        prom_head(m[j].name, m[j].type, m[j].help);
+        for (size_t i = 0; i < r->n; i++)
+            for (int k = PIN_BOOT; k >= PIN_LOW; k--) {
+                const struct trow *w = &r->rows[i];
+                uint64_t v = j == 0   ? w->u.class_pinned_bytes[k]
+                             : j == 1 ? w->u.class_present_bytes[k]
+                                      : class_evicted(&w->c, k);
+                printf("imgcache_%s{template=\"", m[j].name);
+                prom_label(w->t.name);
+                printf("\",class=\"%s\"} %" PRIu64 "\n",
+                       pin_class_name(k), v);
+            }
+    }
+}
+
 static int print_prom(const struct report *r)
 {
     for (size_t m = 0; m < sizeof prom_tmpl / sizeof prom_tmpl[0]; m++) {
@@ -1192,6 +1303,7 @@ static int print_prom(const struct report *r)
             printf("\"} %" PRIu64 "\n", pm->get(&r->rows[i]));
         }
     }
+    prom_classes(r);
     prom_cache(r);
     prom_origins(r);
     return 0;
@@ -1199,8 +1311,25 @@ static int print_prom(const struct report *r)
 
 /* ------------------------------------------------------------ main flows */
 
-/* One line per template missing pinned blocks; 0 when none is. */
-static int check_pinned(const struct report *r, const char *only)
+/* One class's line of a template missing some of its blocks (--class). */
+static int check_class(const struct trow *w, int k)
+{
+    char a[32], b[32], name[256];
+    uint64_t p = w->u.class_pinned_bytes[k], q = w->u.class_present_bytes[k];
+
+    if (q >= p)
+        return 0;
+    snprintf(name, sizeof name, "%s", w->t.name);
+    printable(name);
+    printf("%s: %" PRIu64 " %s pinned bytes missing (%s of %s)\n", name,
+           p - q, pin_class_name(k), human(a, sizeof a, p - q),
+           human(b, sizeof b, p));
+    return 1;
+}
+
+/* One line per template missing pinned blocks (of class cls, PIN_NONE:
+ * any); 0 when none is. */
+static int check_pinned(const struct report *r, const char *only, int cls)
 {
     char a[32], b[32], name[256];
     int found = 0, missing = 0;
@@ -1210,6 +1339,10 @@ static int check_pinned(const struct report *r, const char *only)
         if (only && strcmp(only, w->t.name) != 0)
             continue;
         found = 1;
+        if (cls != PIN_NONE) {
+            missing |= check_class(w, cls);
+            continue;
+        }
         if (!w->pins_missing)
             continue;
         missing = 1;
@@ -1289,7 +1422,7 @@ int main(int argc, char **argv)
         return EXIT_TROUBLE;
     }
     if (o.check_pinned)
-        rc = check_pinned(&r, o.check_tmpl);
+        rc = check_pinned(&r, o.check_tmpl, o.check_cls);
     else if (emit(&o, &r) < 0 || advance(&o, &r) < 0)
         rc = EXIT_TROUBLE;
     /* Prometheus output is published by `... && mv`: a cache that needs

@@ -44,7 +44,7 @@ enum key_id {
     K_GROUP, K_MODE, K_BLOCK_SIZE, K_ORIGIN, K_QUOTA, K_PIN, K_MIRROR,
     K_PROXY, K_CA_FILE, K_NETRC, K_ORIGIN_TIMEOUT, K_CONNECT_TIMEOUT,
     K_REVALIDATE, K_MAX_CONNECTIONS, K_REQUIRE_STRONG_ETAG, K_FOLLOW_SYMLINKS,
-    K_ORIGIN_CONNECTIONS, K_WARM_RATE,
+    K_ORIGIN_CONNECTIONS, K_WARM_RATE, K_PREWARM,
     K_COUNT
 };
 #define KBIT(k) (1u << (k))
@@ -326,6 +326,11 @@ static int set_direct_fill(struct parser *p, const char *key, const char *val)
     return get_bool(p, key, val, &p->c->direct_fill);
 }
 
+static int set_prewarm(struct parser *p, const char *key, const char *val)
+{
+    return get_bool(p, key, val, &p->c->prewarm);
+}
+
 static int set_readahead(struct parser *p, const char *key, const char *val)
 {
     return get_size(p, key, val, &p->c->readahead);
@@ -521,6 +526,7 @@ static const struct key_def keys[K_COUNT] = {
     [K_ORIGIN_CONNECTIONS] = {"origin_connections", IN_ANY, 0, 0,
                               set_max_connections},
     [K_WARM_RATE] = {"warm_rate", IN_GLOBAL, 0, 0, set_warm_rate},
+    [K_PREWARM] = {"prewarm", IN_GLOBAL, 0, 0, set_prewarm},
     [K_REQUIRE_STRONG_ETAG] = {"require_strong_etag", IN_ANY, 0, 0,
                                set_require_strong_etag},
     [K_FOLLOW_SYMLINKS] = {"follow_symlinks", IN_DIRECTORY, 0, 0,
@@ -815,6 +821,7 @@ static struct conf *conf_new(const char *name)
     c->block_size = IC_BS_DEFAULT;
     c->readahead = CONF_DEFAULT_READAHEAD;
     c->direct_fill = 1;
+    c->prewarm = 1;
     c->file_mode = DEF_FILE_MODE;
     c->net.origin_timeout_ms = DEF_ORIGIN_TIMEOUT_MS;
     c->net.connect_timeout_ms = DEF_CONNECT_TIMEOUT_MS;

@@ -146,6 +146,47 @@ static int parse_profile_item(const char *p, size_t n, struct pin_item *it,
     return 0;
 }
 
+static const char *const class_names[PIN_NCLASS] = {
+    [PIN_NONE] = "none", [PIN_LOW] = "low", [PIN_HIGH] = "high",
+    [PIN_BOOT] = "boot"};
+
+const char *pin_class_name(int cls)
+{
+    return cls > PIN_NONE && cls < PIN_NCLASS ? class_names[cls] : "none";
+}
+
+int pin_class_parse(const char *s, size_t n)
+{
+    for (int c = PIN_LOW; c < PIN_NCLASS; c++)
+        if (n == strlen(class_names[c]) && memcmp(s, class_names[c], n) == 0)
+            return c;
+    return -EINVAL;
+}
+
+/* A leading "CLASS:" (a word of letters then a colon, and not "profile",
+ * whose colon is its own): its class in it->cls, *p and *n past it.
+ * -EINVAL for a word that is no class. */
+static int parse_class_prefix(const char **p, size_t *n, struct pin_item *it,
+                              char *err, size_t errlen)
+{
+    size_t k = 0;
+    while (k < *n && (*p)[k] >= 'a' && (*p)[k] <= 'z')
+        k++;
+    if (k == 0 || k == *n || (*p)[k] != ':' ||
+        (k == strlen("profile") && has_prefix(*p, k, "profile")))
+        return 0;
+    int c = pin_class_parse(*p, k);
+    if (c < 0)
+        return item_error(*p, *n,
+                          "unknown pin class (expected boot, high or low)",
+                          err, errlen);
+    it->cls = c;
+    *p += k + 1;
+    *n -= k + 1;
+    trim(p, n);
+    return 0;
+}
+
 /* One comma-free item of n bytes at p. */
 static int parse_item(const char *p, size_t n, struct pin_item *it, char *err,
                       size_t errlen)
@@ -157,6 +198,10 @@ static int parse_item(const char *p, size_t n, struct pin_item *it, char *err,
     memset(it, 0, sizeof *it);
     if (n == 0)
         return item_error(p, n, "empty item", err, errlen);
+    if (parse_class_prefix(&p, &n, it, err, errlen) != 0)
+        return -EINVAL;
+    if (n == 0)
+        return item_error(p, n, "empty item after its class", err, errlen);
     if (n == strlen("qcow2-metadata") && has_prefix(p, n, "qcow2-metadata")) {
         it->kind = PIN_QCOW2;
         return 0;
@@ -167,8 +212,8 @@ static int parse_item(const char *p, size_t n, struct pin_item *it, char *err,
      * know, and saying so beats complaining about a "bad size". */
     if (*p < '0' || *p > '9')
         return item_error(p, n,
-                          "unknown item (expected START-END, START+LENGTH, "
-                          "profile:PATH or qcow2-metadata)",
+                          "unknown item (expected [CLASS:] and START-END, "
+                          "START+LENGTH, profile:PATH or qcow2-metadata)",
                           err, errlen);
     if (parse_range(p, n, 0, &r, why) != 0)
         return item_error(p, n, why, err, errlen);

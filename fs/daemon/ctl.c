@@ -164,22 +164,39 @@ static int refuse_profiles(struct conn *k, const char *spec)
     return bad ? -EPERM : 0;
 }
 
+/* Apply resolved sets, weakest class first (a range named in two ends in
+ * the stronger); an unpin's sets[PIN_NONE] comes out of every class. */
+static int change_sets(struct tmpl *t, struct byte_range **sets, size_t *n,
+                       int unpin, char *err, size_t errlen)
+{
+    int rc = 0;
+    for (int c = unpin ? PIN_NONE : PIN_LOW; c < PIN_NCLASS && rc == 0; c++)
+        if (n[c] > 0)
+            rc = pin_change(t, sets[c], n[c], c, unpin, err, errlen);
+    return rc;
+}
+
 static int do_change(struct conn *k, char **f, int nf, int unpin)
 {
-    struct byte_range *r = NULL;
-    size_t n = 0;
+    struct byte_range *sets[PIN_NCLASS];
+    size_t n[PIN_NCLASS];
     char err[512];
+    /* Without a CLASS field (a client from before classes): pins are
+     * boot, unpins take the ranges out of whatever class holds them. */
+    int cls = unpin ? PIN_NONE : PIN_BOOT;
 
-    if (nf != 3 || strchr(f[2], '\t') != NULL)
-        return reply_err(k, "usage: pin|unpin TEMPLATE SPEC");
+    if (nf < 3 || nf > 4 || strchr(f[2], '\t') != NULL ||
+        (nf == 4 && (cls = pin_class_parse(f[3], strlen(f[3]))) < 0))
+        return reply_err(k, "usage: pin|unpin TEMPLATE SPEC "
+                            "[boot|high|low]");
     struct tmpl *t = find_tmpl(k, f[1]);
     if (t == NULL || refuse_profiles(k, f[2]) != 0)
         return 0;
     err[0] = '\0';
-    int rc = prewarm_resolve(t, f[2], &r, &n, err, sizeof err);
+    int rc = prewarm_resolve(t, f[2], cls, sets, n, err, sizeof err);
     if (rc == 0)
-        rc = pin_change(t, r, n, unpin, err, sizeof err);
-    free(r);
+        rc = change_sets(t, sets, n, unpin, err, sizeof err);
+    prewarm_sets_free(sets, n);
     if (rc != 0) {
         if (err[0] == '\0')
             snprintf(err, sizeof err, "%s of %s failed: %s",
@@ -234,8 +251,8 @@ static void *warm_main(void *arg)
     struct warm *w = arg;
     uint64_t failed = 0;
 
-    int rc = prewarm_run(w->t, w->parallel, w->rate, warm_progress, w,
-                         &failed);
+    int rc = prewarm_run(w->t, PIN_NONE, w->parallel, w->rate, warm_progress,
+                         w, &failed);
     pthread_mutex_lock(&w->lock);
     w->rc = rc;
     w->failed = failed;
@@ -347,11 +364,15 @@ static int list_tmpl(struct conn *k, struct tmpl *t)
 
     if (pin_list(t, &s, &n) != 0)
         return reply_err(k, "out of memory");
+    /* A boot row without its class: what a client from before classes
+     * reads (it skips rows of another length). */
     for (size_t i = 0; i < n && !k->dead; i++)
         reply(k,
-              "pin\t%s\t%" PRIu64 "\t%" PRIu64 "\t%" PRIu64 "\t%" PRIu64,
+              "pin\t%s\t%" PRIu64 "\t%" PRIu64 "\t%" PRIu64 "\t%" PRIu64
+              "%s%s",
               cache_tmpl_name(t), s[i].off, s[i].len, s[i].bytes,
-              s[i].present);
+              s[i].present, s[i].cls == PIN_BOOT ? "" : "\t",
+              s[i].cls == PIN_BOOT ? "" : pin_class_name(s[i].cls));
     free(s);
     return k->dead ? -ECONNRESET : 1; /* 1: no final line sent yet */
 }

@@ -314,7 +314,37 @@ static void ic_statfs(fuse_req_t req, fuse_ino_t ino)
 static const char *const xattr_names[] = {
     "origin", "generation", "cached_bytes", "pinned_bytes", "quota",
     "hits", "misses", "origin_bytes", "origin_state", "readahead_skipped",
+    "pinned_bytes.boot", "pinned_bytes.high", "pinned_bytes.low",
+    "pinned_present_bytes.boot", "pinned_present_bytes.high",
+    "pinned_present_bytes.low",
 };
+
+/* "pinned_bytes.CLASS", "pinned_present_bytes.CLASS": the figures of
+ * pin_class_bytes, -ENODATA for another key. */
+static int class_xattr(struct tmpl *t, const char *key, char *out,
+                       size_t len)
+{
+    const char *dot = strchr(key, '.');
+    int present;
+    if (dot == NULL)
+        return -ENODATA;
+    if ((size_t)(dot - key) == strlen("pinned_bytes") &&
+        strncmp(key, "pinned_bytes", strlen("pinned_bytes")) == 0)
+        present = 0;
+    else if ((size_t)(dot - key) == strlen("pinned_present_bytes") &&
+             strncmp(key, "pinned_present_bytes",
+                     strlen("pinned_present_bytes")) == 0)
+        present = 1;
+    else
+        return -ENODATA;
+    int cls = pin_class_parse(dot + 1, strlen(dot + 1));
+    if (cls < 0)
+        return -ENODATA;
+    struct pin_class_figures f;
+    pin_class_bytes(t, &f);
+    return snprintf(out, len, "%" PRIu64,
+                    present ? f.present[cls] : f.pinned[cls]);
+}
 #define N_XATTRS (sizeof xattr_names / sizeof xattr_names[0])
 
 static int xattr_value(struct tmpl *t, struct gen *g, const char *key,
@@ -336,6 +366,8 @@ static int xattr_value(struct tmpl *t, struct gen *g, const char *key,
         return snprintf(out, len, "%" PRIu64, st.ra_skipped);
     if (strcmp(key, "pinned_bytes") == 0)
         return snprintf(out, len, "%" PRIu64, pin_bytes(t));
+    if (strchr(key, '.') != NULL)
+        return class_xattr(t, key, out, len);
     if (strcmp(key, "origin_state") == 0) {
         int64_t since;
         health_format(origin_state(cache_tmpl_origin(t), &since), since, out,

@@ -5,8 +5,8 @@
  * Layers, bottom first; each file calls only the ones above it in this
  * list (test/t-layers.sh checks it from the objects' symbols):
  *   blockmap.c, store.c, stage.c   block table, data files, recent fills
- *   pin.c        pin sets: range algebra, BLK_PINNED marks in a block
- *                table, the quota check, recording
+ *   pin.c        pin sets per class: range algebra, class marks
+ *                (BLK_CLASS) in a block table, the quota check, recording
  *   cache.c      templates, generations, references, inodes, the LRU
  *                clock, revalidation (a new validator: a new generation,
  *                its blocks marked from the pin set)
@@ -49,7 +49,8 @@
  *                    leaves under it (the writer's: records queued).
  *                    Waits on gen.filled, bounded (the read's deadline).
  * Leaves, taken last (nothing is taken under them): tmpl.rec_lock,
- * cache.pend_lock, cache.hk_lock, engine.c's checker.lock, and the locks
+ * cache.pend_lock, cache.hk_lock (the housekeeping and warmer threads'
+ * flags; both drop it across their work), engine.c's checker.lock, and the locks
  * of the modules below the engine (writer, stage, fillbuf, health,
  * origin and its fetch scheduler; each header has its own rule, and none
  * takes an engine lock).  A fill waits for an origin slot (ic-sched.h)
@@ -121,8 +122,9 @@ struct tmpl {
     char *pin_spec;          /* the config's "pin =" value (cfg_lock) */
     uint64_t pin_seq;        /* config loads that set pin_spec (cfg_lock) */
     pthread_mutex_t cfgpin_lock; /* protects cfg_pins, cfg_applied */
-    struct byte_range *cfg_pins; /* what pin_spec last resolved to */
-    size_t ncfg_pins;
+    struct byte_range *cfg_pins[PIN_NCLASS]; /* what pin_spec last resolved
+                                                to, per class */
+    size_t ncfg_pins[PIN_NCLASS];
     uint64_t cfg_applied;    /* the pin_seq whose pins cfg_pins are */
     struct conf_net net;     /* src's settings, mirrors resolved for us;
                                 fixed but require_strong_etag (atomic,
@@ -152,9 +154,13 @@ struct tmpl {
     int weak_warned;         /* "no strong ETag" said (tmpl.lock) */
     int refuse_logged;       /* require_strong_etag's refusal said (ditto) */
     uint64_t uncached_log_ms; /* last serve-through log line (atomic) */
-    struct byte_range *pins; /* pin set, normalized (tmpl.lock) */
-    size_t npins;
-    uint64_t pinned_bytes;   /* bytes of the blocks pins cover (tmpl.lock) */
+    /* Pin sets per class (ic-pin.h), [PIN_LOW..PIN_BOOT]: each normalized,
+     * pairwise disjoint (tmpl.lock). */
+    struct byte_range *pins[PIN_NCLASS];
+    size_t npins[PIN_NCLASS];
+    /* Bytes of the blocks whose strongest pin is of each class, [PIN_NONE]
+     * all pinned blocks (tmpl.lock). */
+    uint64_t pinned_bytes[PIN_NCLASS];
     pthread_mutex_t rec_lock; /* protects rec, nrec, rec_cap */
     int recording;           /* atomic: readers note their ranges */
     struct byte_range *rec;
@@ -206,9 +212,14 @@ struct cache {
     size_t old_confs_n, old_confs_cap;
     uint64_t clock;          /* access counter for LRU (atomic) */
     pthread_t hk;            /* housekeeping thread */
-    pthread_mutex_t hk_lock; /* protects hk_stop, pins_due */
+    pthread_mutex_t hk_lock; /* protects hk_stop, pins_due, warm_due */
     pthread_cond_t hk_wake;
-    int hk_stop;
+    int hk_stop;             /* (hk_lock; the warmer also loads it atomically
+                                between chunks) */
+    pthread_t warmer;        /* the background pre-warm (prewarm = yes) */
+    pthread_cond_t warm_wake;
+    int warm_due;            /* a pass of prewarm_pending to run */
+    int warm_running;        /* the warmer thread exists */
     int hk_running;          /* set before the reload thread starts,
                                 cleared after it is joined */
     int pins_due;            /* config pins to apply (hk_lock) */

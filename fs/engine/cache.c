@@ -490,6 +490,9 @@ void cache_tmpl_stats(const struct tmpl *t, struct tmpl_stats *out)
     out->evictions = __atomic_load_n(&st->evictions, __ATOMIC_RELAXED);
     out->evicted_bytes =
         __atomic_load_n(&st->evicted_bytes, __ATOMIC_RELAXED);
+    for (int k = 0; k < 4; k++)
+        out->evicted_class[k] =
+            __atomic_load_n(&st->evicted_class[k], __ATOMIC_RELAXED);
     out->uncached = __atomic_load_n(&st->uncached, __ATOMIC_RELAXED);
     out->ra_skipped = __atomic_load_n(&st->ra_skipped, __ATOMIC_RELAXED);
 }

@@ -74,6 +74,13 @@ static int load_block(void *arg, const struct index_rec *rec)
     }
     uint8_t flags = (rec->flags & INDEX_BLK_ZERO) ? BLK_ZERO : 0;
     blockmap_set_present(&g->bm, rec->blk, rec->csum, flags, len);
+    /* The LRU order survives a restart (as of each block's fill, what
+     * the index records): eviction and the pre-warm's template order
+     * start from it instead of every block being equally old. */
+    g->bm.v[rec->blk].atime = rec->atime;
+    uint64_t clock = __atomic_load_n(&g->t->c->clock, __ATOMIC_RELAXED);
+    if (rec->atime > clock)
+        __atomic_store_n(&g->t->c->clock, rec->atime, __ATOMIC_RELAXED);
     lc->loaded++;
     return 0;
 }
@@ -159,7 +166,9 @@ static void stats_to_counters(struct tmpl *t, struct index_counters *c)
     cache_tmpl_stats(t, &st);
     *c = (struct index_counters){st.hits, st.misses, st.origin_bytes,
                                  st.origin_reads, st.fill_errors,
-                                 st.evictions, st.evicted_bytes, st.uncached};
+                                 st.evictions, st.evicted_bytes, st.uncached,
+                                 st.evicted_class[PIN_LOW],
+                                 st.evicted_class[PIN_HIGH]};
 }
 
 /* The counters are cumulative across restarts: start from the index's. */
@@ -170,7 +179,9 @@ static void counters_load(struct tmpl *t, struct index *ix)
         return;
     t->st = (struct tmpl_stats){c.hits, c.misses, c.origin_bytes,
                                 c.origin_reads, c.fill_errors, c.evictions,
-                                c.evicted_bytes, c.uncached, 0};
+                                {0}, c.evicted_bytes, c.uncached, 0};
+    t->st.evicted_class[PIN_LOW] = c.evicted_low;
+    t->st.evicted_class[PIN_HIGH] = c.evicted_high;
     t->saved = c;
 }
 
@@ -343,10 +354,12 @@ static void tmpl_free(struct tmpl *t)
         cache_gen_put(t->cur);
     origin_free(t->origin);
     tmpl_net_free(t);
-    free(t->pins);
+    for (int k = 0; k < PIN_NCLASS; k++) {
+        free(t->pins[k]);
+        free(t->cfg_pins[k]);
+    }
     free(t->rec);
     free(t->pin_spec);
-    free(t->cfg_pins);
     pthread_mutex_destroy(&t->lock);
     pthread_mutex_destroy(&t->rec_lock);
     pthread_mutex_destroy(&t->cfgpin_lock);
@@ -1013,6 +1026,48 @@ static void apply_config_pins(struct cache *c)
     pin_jobs_run(c, jobs, njobs);
 }
 
+/* The pins may have changed: have the warmer fetch what is missing
+ * (hk_lock held). */
+static void warm_due_locked(struct cache *c)
+{
+    if (!c->warm_running)
+        return;
+    c->warm_due = 1;
+    pthread_cond_signal(&c->warm_wake);
+}
+
+#define WARM_PARALLEL 2
+
+/* The background pre-warm: a pass over every template's pins after the
+ * config pins were applied (start-up, reloads, pending templates
+ * published), in class order (prewarm_pending).  Its own thread: a pass
+ * can take as long as the origin needs, and housekeeping must go on. */
+static void *warmer(void *arg)
+{
+    struct cache *c = arg;
+    pthread_mutex_lock(&c->hk_lock);
+    while (!c->hk_stop) {
+        if (!c->warm_due) {
+            pthread_cond_wait(&c->warm_wake, &c->hk_lock);
+            continue;
+        }
+        c->warm_due = 0;
+        pthread_mutex_unlock(&c->hk_lock);
+        /* The config of now: a reload may have turned it on or off. */
+        uint64_t failed =
+            cache_conf(c)->prewarm
+                ? prewarm_pending(c, WARM_PARALLEL, &c->hk_stop)
+                : 0;
+        if (failed)
+            log_warn("pre-warm: %llu bytes of pinned blocks could not be "
+                     "fetched; tried again after the next reload",
+                     (unsigned long long)failed);
+        pthread_mutex_lock(&c->hk_lock);
+    }
+    pthread_mutex_unlock(&c->hk_lock);
+    return NULL;
+}
+
 /* Ask housekeeping to apply the config pins (any thread). */
 static void config_pins_due(struct cache *c)
 {
@@ -1039,6 +1094,7 @@ static void *housekeeping(void *arg)
             pthread_mutex_unlock(&c->hk_lock);
             apply_config_pins(c);
             pthread_mutex_lock(&c->hk_lock);
+            warm_due_locked(c);
             continue;
         }
         if (mono_ms() < next_ms) {
@@ -1061,8 +1117,12 @@ static void *housekeeping(void *arg)
             pthread_mutex_lock(&c->cfg_lock);
             size_t before = retry_pending(c);
             pthread_mutex_unlock(&c->cfg_lock);
-            if (before < cache_snapshot(c, &v))
+            if (before < cache_snapshot(c, &v)) {
                 apply_config_pins(c); /* the templates it published */
+                pthread_mutex_lock(&c->hk_lock);
+                warm_due_locked(c);
+                pthread_mutex_unlock(&c->hk_lock);
+            }
         }
         pthread_mutex_lock(&c->hk_lock);
     }
@@ -1070,24 +1130,50 @@ static void *housekeeping(void *arg)
     return NULL;
 }
 
+static void stop_warmer(struct cache *c);
+
 int engine_start_housekeeping(struct cache *c)
 {
     cond_init_mono(&c->hk_wake);
     pthread_mutex_init(&c->hk_lock, NULL);
     c->pins_due = 1;
+    cond_init_mono(&c->warm_wake);
+    /* Started whatever prewarm says: a reload may turn it on. */
+    if (pthread_create(&c->warmer, NULL, warmer, c) == 0)
+        c->warm_running = 1;
+    else
+        log_warn("cannot start the pre-warm thread; pins are fetched only "
+                 "when asked (imgcache-pin)");
     int e = pthread_create(&c->hk, NULL, housekeeping, c);
-    if (e != 0)
+    if (e != 0) {
+        stop_warmer(c);
         return -e;
+    }
     c->hk_running = 1;
     return 0;
 }
 
+static void stop_warmer(struct cache *c)
+{
+    if (!c->warm_running)
+        return;
+    pthread_mutex_lock(&c->hk_lock);
+    __atomic_store_n(&c->hk_stop, 1, __ATOMIC_RELAXED);
+    pthread_cond_signal(&c->warm_wake);
+    pthread_mutex_unlock(&c->hk_lock);
+    /* A pass stops between chunks: this waits for the reads in flight,
+     * each bounded by origin_timeout. */
+    pthread_join(c->warmer, NULL);
+    c->warm_running = 0;
+}
+
 static void stop_housekeeping(struct cache *c)
 {
+    stop_warmer(c);
     if (!c->hk_running)
         return;
     pthread_mutex_lock(&c->hk_lock);
-    c->hk_stop = 1;
+    __atomic_store_n(&c->hk_stop, 1, __ATOMIC_RELAXED);
     pthread_cond_signal(&c->hk_wake);
     pthread_mutex_unlock(&c->hk_lock);
     pthread_join(c->hk, NULL);

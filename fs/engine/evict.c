@@ -13,6 +13,7 @@
 #include "ic-evict.h"
 #include "ic-index.h"
 #include "ic-log.h"
+#include "ic-pinspec.h"
 #include "ic-store.h"
 #include "ic-util.h"
 #include "ic-writer.h"
@@ -68,29 +69,53 @@ static void heap_offer(struct heap *h, uint64_t blk, uint32_t atime)
     heap_sift_down(h, 0);
 }
 
-static int evictable(const struct blk *b)
+/* A victim of eviction tier `cls`: present, not a hole, of exactly that
+ * pin class (PIN_BOOT is never a tier). */
+static int evictable(const struct blk *b, int cls)
 {
-    return b->state == BLK_PRESENT && !(b->flags & (BLK_PINNED | BLK_ZERO));
+    return b->state == BLK_PRESENT && !(b->flags & BLK_ZERO) &&
+           (int)BLK_CLASS(b->flags) == cls && cls != PIN_BOOT;
 }
 
-/* Collect the k least recently used evictable blocks (gen.lock held). */
-static void collect(struct gen *g, struct heap *h)
+/* Collect the k least recently used evictable blocks of tier cls
+ * (gen.lock held). */
+static void collect(struct gen *g, struct heap *h, int cls)
 {
     for (uint64_t i = 0; i < g->bm.nblocks; i++)
-        if (evictable(&g->bm.v[i]))
+        if (evictable(&g->bm.v[i], cls))
             heap_offer(h, i, g->bm.v[i].atime);
+}
+
+/* The strongest tier a fill of class `cls` may take from: unpinned
+ * blocks and blocks of weaker classes, and of its own class (least
+ * recently used first) but boot; never a stronger class. */
+static int tier_max(int cls)
+{
+    return cls >= PIN_BOOT ? PIN_HIGH : cls < PIN_NONE ? PIN_NONE : cls;
+}
+
+/* Whether a pinned fill of template t, class cls, may take the blocks of
+ * tier k from template u: not its own template's blocks of its own class.
+ * A pin set larger than its room then stays partly resident instead of
+ * a warm evicting its own first chunks to fetch its last ones (and a
+ * retry the reverse).  Unpinned fills take their own template's blocks
+ * (the quota's plain LRU). */
+static int may_take(const struct tmpl *t, int cls, const struct tmpl *u,
+                    int k)
+{
+    return cls == PIN_NONE || k != cls || t != u;
 }
 
 /* Take a chosen block out of service if it is still the block we chose:
  * missing in the table, FILLING so no fill races the punch.  Its bytes, or
  * 0 when it was used again since (then v->blk is set to UINT64_MAX). */
-static uint32_t evict_mark(struct gen *g, struct victim *v)
+static uint32_t evict_mark(struct gen *g, struct victim *v, int cls)
 {
     uint32_t len = block_len(v->blk, g->info.size, g->bs);
     struct blk *b = &g->bm.v[v->blk];
 
     pthread_mutex_lock(&g->lock);
-    if (!evictable(b) || b->atime != v->atime) {
+    if (!evictable(b, cls) || b->atime != v->atime) {
         pthread_mutex_unlock(&g->lock);
         v->blk = UINT64_MAX;
         return 0;
@@ -155,14 +180,14 @@ static int victim_cmp(const void *a, const void *b)
 /* Order matters for power cuts: the removals are committed durably before
  * any hole is punched, so the index never claims a punched block. */
 static uint64_t evict_victims(struct gen *g, struct victim *v, size_t n,
-                              uint64_t bytes, uint64_t *nblk)
+                              uint64_t bytes, int cls, uint64_t *nblk)
 {
     uint64_t freed = 0;
     size_t used = 0;
     uint64_t mark = writer_mark(g->t->c->w); /* before our DELs are queued */
     int lost = 0;
     for (; used < n && freed < bytes; used++) {
-        uint32_t len = evict_mark(g, &v[used]);
+        uint32_t len = evict_mark(g, &v[used], cls);
         if (len == 0)
             continue;
         freed += len;
@@ -184,7 +209,8 @@ static uint64_t evict_victims(struct gen *g, struct victim *v, size_t n,
     return keep ? 0 : freed;
 }
 
-uint64_t evict_from_gen(struct gen *g, uint64_t bytes)
+/* Evict up to `bytes` from tier cls of g, least recently used first. */
+static uint64_t evict_tier(struct gen *g, uint64_t bytes, int cls)
 {
     struct heap h = {.k = bytes / g->bs + 1};
     uint64_t freed, nblk = 0;
@@ -195,16 +221,46 @@ uint64_t evict_from_gen(struct gen *g, uint64_t bytes)
     if (h.v == NULL)
         return 0;
     pthread_mutex_lock(&g->lock);
-    collect(g, &h);
+    collect(g, &h, cls);
     pthread_mutex_unlock(&g->lock);
     qsort(h.v, h.n, sizeof *h.v, victim_cmp);
-    freed = evict_victims(g, h.v, h.n, bytes, &nblk);
+    freed = evict_victims(g, h.v, h.n, bytes, cls, &nblk);
     free(h.v);
     if (nblk) {
         __atomic_add_fetch(&g->t->st.evictions, nblk, __ATOMIC_RELAXED);
         __atomic_add_fetch(&g->t->st.evicted_bytes, freed, __ATOMIC_RELAXED);
+        if (cls != PIN_NONE)
+            __atomic_add_fetch(&g->t->st.evicted_class[cls], nblk,
+                               __ATOMIC_RELAXED);
     }
     return freed;
+}
+
+/* Unpinned blocks first, then each tier up to max, weakest first, until
+ * `need` bytes are free; up to `want` (need and the slack) from a tier
+ * already being taken.  The slack never reaches into the next tier: it
+ * would cost blocks of a stronger class for a fill that did not need
+ * them. */
+static uint64_t evict_tiers(struct gen *g, uint64_t need, uint64_t want,
+                            int max)
+{
+    uint64_t freed = 0;
+    for (int cls = PIN_NONE; cls <= max && freed < need; cls++)
+        freed += evict_tier(g, want - freed, cls);
+    return freed;
+}
+
+/* The strongest tier a fill of class cls may take from its own
+ * template (may_take). */
+static int self_tier_max(int cls)
+{
+    int max = tier_max(cls);
+    return may_take(NULL, cls, NULL, max) ? max : max - 1;
+}
+
+uint64_t evict_from_gen(struct gen *g, uint64_t bytes, int cls)
+{
+    return evict_tiers(g, bytes, bytes, self_tier_max(cls));
 }
 
 /* Disk the generation's blocks take, a short last block a whole 4K page
@@ -265,21 +321,24 @@ uint64_t evict_cache_used(struct cache *c)
     return total + __atomic_load_n(&c->reserved, __ATOMIC_RELAXED);
 }
 
-/* Oldest evictable block's atime of a generation, UINT32_MAX if none. */
-static uint32_t oldest_atime(struct gen *g)
+/* Oldest evictable block's atime of a generation in tier cls, UINT32_MAX
+ * if none. */
+static uint32_t oldest_atime(struct gen *g, int cls)
 {
     uint32_t best = UINT32_MAX;
     pthread_mutex_lock(&g->lock);
     for (uint64_t i = 0; i < g->bm.nblocks; i++)
-        if (evictable(&g->bm.v[i]) && g->bm.v[i].atime < best)
+        if (evictable(&g->bm.v[i], cls) && g->bm.v[i].atime < best)
             best = g->bm.v[i].atime;
     pthread_mutex_unlock(&g->lock);
     return best;
 }
 
-/* Free `bytes` across templates: repeatedly from the template holding the
- * least recently used block, in chunks, approximating a global LRU. */
-static uint64_t evict_global(struct cache *c, uint64_t bytes)
+/* Free `bytes` across templates from tier cls: repeatedly from the
+ * template holding its least recently used block, in chunks,
+ * approximating a global LRU. */
+static uint64_t evict_global_tier(struct cache *c, uint64_t bytes, int cls,
+                                  const struct tmpl *skip)
 {
     uint64_t freed = 0;
     while (freed < bytes) {
@@ -288,8 +347,10 @@ static uint64_t evict_global(struct cache *c, uint64_t bytes)
         struct tmpl **v;
         size_t nt = cache_snapshot(c, &v);
         for (size_t i = 0; i < nt; i++) {
+            if (v[i] == skip)
+                continue;
             struct gen *g = cache_cur_gen(v[i]);
-            uint32_t at = oldest_atime(g);
+            uint32_t at = oldest_atime(g, cls);
             if (at < best_at) {
                 if (best)
                     cache_gen_put(best);
@@ -304,12 +365,25 @@ static uint64_t evict_global(struct cache *c, uint64_t bytes)
         uint64_t chunk = bytes - freed;
         if (chunk > 64u * best->bs)
             chunk = 64u * best->bs;
-        uint64_t n = evict_from_gen(best, chunk);
+        uint64_t n = evict_tier(best, chunk, cls);
         cache_gen_put(best);
         if (n == 0)
             break;
         freed += n;
     }
+    return freed;
+}
+
+/* Across templates: every template's unpinned blocks before any low
+ * block, every low before any high, up to the fill's tier; need and want
+ * as in evict_tiers. */
+static uint64_t evict_global(struct cache *c, const struct tmpl *t,
+                             uint64_t need, uint64_t want, int cls)
+{
+    uint64_t freed = 0;
+    for (int k = PIN_NONE; k <= tier_max(cls) && freed < need; k++)
+        freed += evict_global_tier(c, want - freed, k,
+                                   may_take(t, cls, NULL, k) ? NULL : t);
     return freed;
 }
 
@@ -341,19 +415,21 @@ static int wait_evictions(struct gen *g)
 }
 
 /* Room under the quota, reserved (see evict_make_room). */
-static int room_in_quota(struct gen *g, uint64_t need, int pinned)
+static int room_in_quota(struct gen *g, uint64_t need, int cls)
 {
     uint64_t quota = __atomic_load_n(&g->t->quota, __ATOMIC_RELAXED);
     /* Concurrent fills may take the room we free, and victims used again
      * since they were chosen are kept: try again while eviction helps. */
-    for (int tries = 0; tries < (pinned ? 64 : 4); tries++) {
+    for (int tries = 0; tries < (cls != PIN_NONE ? 64 : 4); tries++) {
         if (reserve_in_quota(g, need, quota))
             return 0;
         uint64_t used = gen_used(g, 1);
         if (used + need <= quota)
             continue; /* freed meanwhile */
-        uint64_t want = used + need - quota + quota / EVICT_SLACK_DIV;
-        if (evict_from_gen(g, want) == 0 && !wait_evictions(g))
+        uint64_t over = used + need - quota;
+        if (evict_tiers(g, over, over + quota / EVICT_SLACK_DIV,
+                        self_tier_max(cls)) == 0 &&
+            !wait_evictions(g))
             break;
     }
     return reserve_in_quota(g, need, quota) ? 0 : -ENOSPC;
@@ -362,30 +438,31 @@ static int room_in_quota(struct gen *g, uint64_t need, int pinned)
 /* cache_max and min_free.  The caller's room is reserved already: it
  * counts in evict_cache_used, and every reservation not yet written must
  * find its disk space above min_free. */
-static int room_in_cache(struct cache *c)
+static int room_in_cache(struct cache *c, const struct tmpl *t, int cls)
 {
     uint64_t max = c->conf->cache_max;
     if (max != 0) {
         uint64_t used = evict_cache_used(c);
         if (used > max)
-            evict_global(c, used - max + max / EVICT_SLACK_DIV);
+            evict_global(c, t, used - max,
+                         used - max + max / EVICT_SLACK_DIV, cls);
         if (evict_cache_used(c) > max)
             return -ENOSPC;
     }
     uint64_t pending = __atomic_load_n(&c->reserved, __ATOMIC_RELAXED);
     uint64_t short_by = fs_free_shortfall(c, pending);
     if (short_by) {
-        evict_global(c, short_by);
+        evict_global(c, t, short_by, short_by, cls);
         if (fs_free_shortfall(c, pending))
             return -ENOSPC;
     }
     return 0;
 }
 
-int evict_make_room(struct gen *g, uint64_t need, int pinned)
+int evict_make_room(struct gen *g, uint64_t need, int cls)
 {
-    int r = room_in_quota(g, need, pinned);
-    if (r == 0 && (r = room_in_cache(g->t->c)) < 0)
+    int r = room_in_quota(g, need, cls);
+    if (r == 0 && (r = room_in_cache(g->t->c, g->t, cls)) < 0)
         evict_unreserve(g, need);
     return r;
 }

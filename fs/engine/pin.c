@@ -106,42 +106,136 @@ void pin_mark_gen(struct tmpl *t, struct gen *g)
     for (uint64_t i = 0; i < g->bm.nblocks; i++)
         if (g->bm.v[i].flags & BLK_PINNED)
             g->bm.v[i].flags &= (uint8_t)~BLK_PINNED;
-    for (size_t i = 0; i < t->npins; i++)
-        if (pin_range_blocks(&t->pins[i], g->info.size, g->bs, &b0, &b1))
-            for (; b0 < b1; b0++)
-                g->bm.v[b0].flags |= BLK_PINNED;
+    /* Weakest first, each class only raising a block's: a block shared
+     * by two classes' ranges gets the stronger. */
+    for (int k = PIN_LOW; k < PIN_NCLASS; k++)
+        for (size_t i = 0; i < t->npins[k]; i++)
+            if (pin_range_blocks(&t->pins[k][i], g->info.size, g->bs, &b0,
+                                 &b1))
+                for (; b0 < b1; b0++) {
+                    uint8_t *f = &g->bm.v[b0].flags;
+                    if ((int)BLK_CLASS(*f) < k)
+                        *f = (uint8_t)((*f & ~BLK_PINNED) |
+                                       (k << BLK_CLASS_SHIFT));
+                }
     pthread_mutex_unlock(&g->lock);
 }
 
-/* Install a new pin set (t->lock held); takes ownership of v. */
-static void set_install(struct tmpl *t, struct byte_range *v, size_t n)
+/* Bytes per class of a template's sets, a block counted once, in the
+ * strongest class covering it; out[PIN_NONE] is all classes together. */
+static void class_bytes(struct byte_range *const *sets, const size_t *ns,
+                        uint64_t size, uint32_t bs, uint64_t *out)
 {
-    free(t->pins);
-    t->pins = v;
-    t->npins = n;
-    t->pinned_bytes = pin_set_bytes(v, n, t->cur->info.size, t->bs);
-    pin_mark_gen(t, t->cur);
+    struct byte_range *acc = NULL;
+    size_t nacc = 0;
+    uint64_t below = 0;
+    memset(out, 0, PIN_NCLASS * sizeof *out);
+    for (int k = PIN_BOOT; k >= PIN_LOW; k--) {
+        struct byte_range *u;
+        size_t nu;
+        if (pin_set_union(acc, nacc, sets[k], ns[k], &u, &nu) < 0) {
+            /* Out of memory: an overestimate (shared blocks twice). */
+            out[k] = pin_set_bytes(sets[k], ns[k], size, bs);
+            below += out[k];
+            continue;
+        }
+        free(acc);
+        acc = u;
+        nacc = nu;
+        uint64_t all = pin_set_bytes(acc, nacc, size, bs);
+        out[k] = all > below ? all - below : 0;
+        below = all > below ? all : below;
+    }
+    free(acc);
+    out[PIN_NONE] = below;
+}
+
+/* Install new pin sets (t->lock held); takes ownership of v[1..]. */
+static void set_install(struct tmpl *t, struct byte_range **v, size_t *n)
+{
+    for (int k = PIN_LOW; k < PIN_NCLASS; k++) {
+        free(t->pins[k]);
+        t->pins[k] = v[k];
+        t->npins[k] = n[k];
+    }
+    pin_retarget(t);
 }
 
 void pin_retarget(struct tmpl *t)
 {
-    t->pinned_bytes =
-        pin_set_bytes(t->pins, t->npins, t->cur->info.size, t->bs);
+    class_bytes(t->pins, t->npins, t->cur->info.size, t->bs,
+                t->pinned_bytes);
     pin_mark_gen(t, t->cur);
+}
+
+/* The sets as one list of class ranges for the index (*out malloc'd). */
+static int flatten(struct byte_range *const *v, const size_t *n,
+                   struct class_range **out, size_t *nout)
+{
+    size_t total = 0, k = 0;
+    for (int c = PIN_LOW; c < PIN_NCLASS; c++)
+        total += n[c];
+    struct class_range *r = malloc((total + 1) * sizeof *r);
+    if (r == NULL)
+        return -ENOMEM;
+    for (int c = PIN_BOOT; c >= PIN_LOW; c--)
+        for (size_t i = 0; i < n[c]; i++)
+            r[k++] = (struct class_range){v[c][i].off, v[c][i].len, c};
+    *out = r;
+    *nout = k;
+    return 0;
+}
+
+/* Make the sets disjoint, a range kept in the strongest class naming it
+ * (sets normalized; on failure they stay as they were). */
+static int make_disjoint(struct byte_range **v, size_t *n)
+{
+    for (int hi = PIN_BOOT; hi > PIN_LOW; hi--)
+        for (int lo = hi - 1; lo >= PIN_LOW; lo--) {
+            struct byte_range *d;
+            size_t nd;
+            if (n[hi] == 0 || n[lo] == 0)
+                continue;
+            if (pin_set_subtract(v[lo], n[lo], v[hi], n[hi], &d, &nd) < 0)
+                return -ENOMEM;
+            free(v[lo]);
+            v[lo] = d;
+            n[lo] = nd;
+        }
+    return 0;
 }
 
 void pin_load(struct tmpl *t, struct index *ix)
 {
-    struct byte_range *v;
-    size_t n;
-    if (index_pins_load(ix, t->tid, &v, &n) < 0) {
+    struct class_range *r;
+    size_t nr;
+    struct byte_range *v[PIN_NCLASS] = {0};
+    size_t n[PIN_NCLASS] = {0};
+    if (index_pins_load(ix, t->tid, &r, &nr) < 0) {
         log_err("template %s: cannot load its pins from the index", t->name);
         return;
     }
-    ranges_normalize(v, &n);
+    for (int k = PIN_LOW; k < PIN_NCLASS; k++) {
+        v[k] = malloc((nr + 1) * sizeof *v[k]);
+        if (v[k] == NULL)
+            goto oom;
+        for (size_t i = 0; i < nr; i++)
+            if (r[i].cls == k)
+                v[k][n[k]++] = (struct byte_range){r[i].off, r[i].len};
+        ranges_normalize(v[k], &n[k]);
+    }
+    if (make_disjoint(v, n) < 0)
+        goto oom;
+    free(r);
     pthread_mutex_lock(&t->lock);
     set_install(t, v, n);
     pthread_mutex_unlock(&t->lock);
+    return;
+oom:
+    log_err("template %s: out of memory loading its pins", t->name);
+    for (int k = PIN_LOW; k < PIN_NCLASS; k++)
+        free(v[k]);
+    free(r);
 }
 
 static uint64_t ranges_bytes(const struct byte_range *r, size_t n)
@@ -152,35 +246,81 @@ static uint64_t ranges_bytes(const struct byte_range *r, size_t n)
     return b;
 }
 
-int pin_change(struct tmpl *t, const struct byte_range *r, size_t n,
+/* The sets after the change (each normalized, disjoint), in v[1..]. */
+static int sets_after(struct tmpl *t, const struct byte_range *r, size_t n,
+                      int cls, int unpin, struct byte_range **v, size_t *nv)
+{
+    for (int k = PIN_LOW; k < PIN_NCLASS; k++) {
+        int rc;
+        if (unpin && cls != PIN_NONE && k != cls)
+            rc = pin_set_union(t->pins[k], t->npins[k], NULL, 0, &v[k],
+                               &nv[k]); /* a copy */
+        else if (!unpin && k == cls)
+            rc = pin_set_union(t->pins[k], t->npins[k], r, n, &v[k], &nv[k]);
+        else /* unpinned here, or moved to cls */
+            rc = pin_set_subtract(t->pins[k], t->npins[k], r, n, &v[k],
+                                  &nv[k]);
+        if (rc < 0) {
+            while (--k >= PIN_LOW)
+                free(v[k]);
+            return rc;
+        }
+    }
+    return 0;
+}
+
+int pin_change(struct tmpl *t, const struct byte_range *r, size_t n, int cls,
                int unpin, char *err, size_t errlen)
 {
-    struct byte_range *v;
-    size_t nv;
+    struct byte_range *v[PIN_NCLASS] = {0};
+    size_t nv[PIN_NCLASS] = {0};
+    struct byte_range *in = NULL;
+    size_t nin = 0;
+    uint64_t after[PIN_NCLASS];
 
+    if (cls < PIN_NONE || cls >= PIN_NCLASS || (!unpin && cls == PIN_NONE)) {
+        snprintf(err, errlen, "bad pin class %d", cls);
+        return -EINVAL;
+    }
+    /* The caller's ranges normalized: the set algebra needs it. */
+    if (pin_set_union(r, n, NULL, 0, &in, &nin) < 0) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
     pthread_mutex_lock(&t->lock);
-    int rc = unpin ? pin_set_subtract(t->pins, t->npins, r, n, &v, &nv)
-                   : pin_set_union(t->pins, t->npins, r, n, &v, &nv);
+    int rc = sets_after(t, in, nin, cls, unpin, v, nv);
     if (rc < 0) {
         pthread_mutex_unlock(&t->lock);
+        free(in);
         snprintf(err, errlen, "out of memory");
         return rc;
     }
-    uint64_t after = pin_set_bytes(v, nv, t->cur->info.size, t->bs);
+    class_bytes(v, nv, t->cur->info.size, t->bs, after);
     uint64_t quota = __atomic_load_n(&t->quota, __ATOMIC_RELAXED);
-    if (!unpin && quota != 0 && after > quota) {
+    /* Only boot blocks are reserved inside the quota: softer classes
+     * compete for it (and for cache_max) by eviction order instead. */
+    if (!unpin && cls == PIN_BOOT && quota != 0 && after[PIN_BOOT] > quota) {
         snprintf(err, errlen,
                  "pin of template %s refused: asks %llu bytes, %llu already "
                  "pinned, quota %llu", t->name,
-                 (unsigned long long)ranges_bytes(r, n),
-                 (unsigned long long)t->pinned_bytes,
+                 (unsigned long long)ranges_bytes(in, nin),
+                 (unsigned long long)t->pinned_bytes[PIN_BOOT],
                  (unsigned long long)quota);
         pthread_mutex_unlock(&t->lock);
-        free(v);
+        for (int k = PIN_LOW; k < PIN_NCLASS; k++)
+            free(v[k]);
+        free(in);
         return -EDQUOT;
     }
+    free(in);
     set_install(t, v, nv);
-    rc = writer_pins(t->c->w, t->tid, v, nv);
+    struct class_range *flat;
+    size_t nflat;
+    rc = flatten(t->pins, t->npins, &flat, &nflat);
+    if (rc == 0) {
+        rc = writer_pins(t->c->w, t->tid, flat, nflat);
+        free(flat);
+    }
     pthread_mutex_unlock(&t->lock);
     if (rc < 0)
         snprintf(err, errlen, "out of memory");
@@ -190,9 +330,29 @@ int pin_change(struct tmpl *t, const struct byte_range *r, size_t n,
 uint64_t pin_bytes(struct tmpl *t)
 {
     pthread_mutex_lock(&t->lock);
-    uint64_t b = t->pinned_bytes;
+    uint64_t b = t->pinned_bytes[PIN_NONE];
     pthread_mutex_unlock(&t->lock);
     return b;
+}
+
+void pin_class_bytes(struct tmpl *t, struct pin_class_figures *f)
+{
+    memset(f, 0, sizeof *f);
+    pthread_mutex_lock(&t->lock);
+    memcpy(f->pinned, t->pinned_bytes, sizeof f->pinned);
+    struct gen *g = t->cur;
+    pthread_mutex_lock(&g->lock);
+    /* A pass over the block table: the classes are in the flags. */
+    for (uint64_t i = 0; i < g->bm.nblocks; i++) {
+        const struct blk *b = &g->bm.v[i];
+        if (!(b->flags & BLK_PINNED) || b->state != BLK_PRESENT)
+            continue;
+        uint32_t len = block_len(i, g->info.size, g->bs);
+        f->present[BLK_CLASS(b->flags)] += len;
+        f->present[PIN_NONE] += len;
+    }
+    pthread_mutex_unlock(&g->lock);
+    pthread_mutex_unlock(&t->lock);
 }
 
 /* Bytes of present blocks in [b0, b1) (g->lock held). */
@@ -209,23 +369,29 @@ int pin_list(struct tmpl *t, struct pin_status **out, size_t *n)
 {
     pthread_mutex_lock(&t->lock);
     struct gen *g = t->cur;
-    struct pin_status *v = calloc(t->npins + 1, sizeof *v);
+    size_t total = 0, k = 0;
+    for (int c = PIN_LOW; c < PIN_NCLASS; c++)
+        total += t->npins[c];
+    struct pin_status *v = calloc(total + 1, sizeof *v);
     if (v == NULL) {
         pthread_mutex_unlock(&t->lock);
         return -ENOMEM;
     }
     pthread_mutex_lock(&g->lock);
-    for (size_t i = 0; i < t->npins; i++) {
-        uint64_t b0, b1;
-        v[i].off = t->pins[i].off;
-        v[i].len = t->pins[i].len;
-        if (!pin_range_blocks(&t->pins[i], g->info.size, g->bs, &b0, &b1))
-            continue;
-        v[i].bytes = pin_set_bytes(&t->pins[i], 1, g->info.size, g->bs);
-        v[i].present = present_in(g, b0, b1);
-    }
+    for (int c = PIN_BOOT; c >= PIN_LOW; c--)
+        for (size_t i = 0; i < t->npins[c]; i++, k++) {
+            uint64_t b0, b1;
+            const struct byte_range *r = &t->pins[c][i];
+            v[k].off = r->off;
+            v[k].len = r->len;
+            v[k].cls = c;
+            if (!pin_range_blocks(r, g->info.size, g->bs, &b0, &b1))
+                continue;
+            v[k].bytes = pin_set_bytes(r, 1, g->info.size, g->bs);
+            v[k].present = present_in(g, b0, b1);
+        }
     pthread_mutex_unlock(&g->lock);
-    *n = t->npins;
+    *n = total;
     pthread_mutex_unlock(&t->lock);
     *out = v;
     return 0;

@@ -50,10 +50,13 @@ static int resolve_qcow2(struct tmpl *t, struct byte_range **out, size_t *n,
     return r;
 }
 
-static int resolve_item(struct tmpl *t, const struct pin_item *it,
-                        struct byte_range **acc, size_t *nacc, char *err,
+static int resolve_item(struct tmpl *t, const struct pin_item *it, int dflt,
+                        struct byte_range **sets, size_t *ns, char *err,
                         size_t errlen)
 {
+    int cls = it->cls != PIN_NONE ? it->cls : dflt;
+    struct byte_range **acc = &sets[cls];
+    size_t *nacc = &ns[cls];
     struct byte_range *v = NULL, one = {it->off, it->len};
     size_t n = 1;
     int r = 0;
@@ -75,25 +78,37 @@ static int resolve_item(struct tmpl *t, const struct pin_item *it,
     return 0;
 }
 
-int prewarm_resolve(struct tmpl *t, const char *spec,
-                    struct byte_range **out, size_t *n, char *err,
+void prewarm_sets_free(struct byte_range **sets, size_t *n)
+{
+    for (int k = 0; k < PIN_NCLASS; k++) {
+        free(sets[k]);
+        sets[k] = NULL;
+        n[k] = 0;
+    }
+}
+
+int prewarm_resolve(struct tmpl *t, const char *spec, int dflt,
+                    struct byte_range **sets, size_t *n, char *err,
                     size_t errlen)
 {
     struct pin_item *items;
     size_t ni;
-    *out = NULL;
-    *n = 0;
+    for (int k = 0; k < PIN_NCLASS; k++) {
+        sets[k] = NULL;
+        n[k] = 0;
+    }
+    if (dflt < PIN_NONE || dflt >= PIN_NCLASS) {
+        snprintf(err, errlen, "bad pin class %d", dflt);
+        return -EINVAL;
+    }
     if (pinspec_parse(spec, &items, &ni, err, errlen) < 0)
         return -EINVAL;
     int r = 0;
     for (size_t i = 0; i < ni && r == 0; i++)
-        r = resolve_item(t, &items[i], out, n, err, errlen);
+        r = resolve_item(t, &items[i], dflt, sets, n, err, errlen);
     pinspec_free(items, ni);
-    if (r < 0) {
-        free(*out);
-        *out = NULL;
-        *n = 0;
-    }
+    if (r < 0)
+        prewarm_sets_free(sets, n);
     return r;
 }
 
@@ -102,10 +117,54 @@ int prewarm_resolve(struct tmpl *t, const char *spec,
  * does what it says.  cfgpin_lock keeps cfg_pins and cfg_applied together
  * (only the housekeeping thread applies config pins today, one template
  * at a time; the lock makes that a rule rather than a habit). */
+/* All classes of a set of sets as one normalized set (*out malloc'd). */
+static int sets_union(struct byte_range *const *sets, const size_t *n,
+                      struct byte_range **out, size_t *nout)
+{
+    *out = NULL;
+    *nout = 0;
+    for (int k = PIN_LOW; k < PIN_NCLASS; k++) {
+        struct byte_range *u;
+        size_t nu;
+        if (pin_set_union(*out, *nout, sets[k], n[k], &u, &nu) < 0) {
+            free(*out);
+            return -ENOMEM;
+        }
+        free(*out);
+        *out = u;
+        *nout = nu;
+    }
+    return 0;
+}
+
+/* Ranges in the config's previous sets and in none of the new ones are
+ * unpinned (whatever their class now); a range that only changed class
+ * is moved by pin_change below. */
+static void unpin_gone(struct tmpl *t, struct byte_range *const *r,
+                       const size_t *n)
+{
+    struct byte_range *was, *now, *gone;
+    size_t nwas, nnow, ngone;
+    char err[512];
+    if (sets_union(t->cfg_pins, t->ncfg_pins, &was, &nwas) < 0)
+        return;
+    if (nwas > 0 && sets_union(r, n, &now, &nnow) == 0) {
+        if (pin_set_subtract(was, nwas, now, nnow, &gone, &ngone) == 0) {
+            if (ngone > 0 &&
+                pin_change(t, gone, ngone, PIN_NONE, 1, err, sizeof err) < 0)
+                log_err("[%s] unpinning ranges no longer in pin =: %s",
+                        t->name, err);
+            free(gone);
+        }
+        free(now);
+    }
+    free(was);
+}
+
 int prewarm_config(struct tmpl *t, const char *spec, uint64_t seq)
 {
-    struct byte_range *r = NULL, *gone = NULL;
-    size_t n = 0, ngone = 0;
+    struct byte_range *r[PIN_NCLASS] = {0};
+    size_t n[PIN_NCLASS] = {0};
     char err[512];
     int rc = 0;
     pthread_mutex_lock(&t->cfgpin_lock);
@@ -114,22 +173,29 @@ int prewarm_config(struct tmpl *t, const char *spec, uint64_t seq)
     /* One attempt per config load, failed or not (a failure is logged;
      * the next reload tries again). */
     t->cfg_applied = seq;
-    if (spec != NULL &&
-        (rc = prewarm_resolve(t, spec, &r, &n, err, sizeof err)) < 0) {
+    /* Items without a class are boot: what "pin =" meant before classes. */
+    if (spec != NULL && (rc = prewarm_resolve(t, spec, PIN_BOOT, r, n, err,
+                                              sizeof err)) < 0) {
         log_err("%s: [%s] pin: %s", cache_conf(t->c)->path, t->name, err);
         goto out; /* keep the pins we have rather than guess */
     }
-    if (t->cfg_pins != NULL &&
-        pin_set_subtract(t->cfg_pins, t->ncfg_pins, r, n, &gone, &ngone) ==
-            0 &&
-        ngone > 0 && pin_change(t, gone, ngone, 1, err, sizeof err) < 0)
-        log_err("[%s] unpinning ranges no longer in pin =: %s", t->name, err);
-    free(gone);
-    if (n > 0 && (rc = pin_change(t, r, n, 0, err, sizeof err)) < 0)
-        log_err("%s: [%s] pin: %s", cache_conf(t->c)->path, t->name, err);
-    free(t->cfg_pins);
-    t->cfg_pins = r;
-    t->ncfg_pins = n;
+    unpin_gone(t, r, n);
+    /* Weakest first: a range the config names in two classes ends in the
+     * stronger (each pin_change moves its ranges out of the others). */
+    for (int k = PIN_LOW; k < PIN_NCLASS; k++) {
+        int e = n[k] > 0 ? pin_change(t, r[k], n[k], k, 0, err, sizeof err)
+                         : 0;
+        if (e < 0) {
+            log_err("%s: [%s] pin: %s", cache_conf(t->c)->path, t->name,
+                    err);
+            rc = e;
+        }
+    }
+    for (int k = 0; k < PIN_NCLASS; k++) {
+        free(t->cfg_pins[k]);
+        t->cfg_pins[k] = r[k];
+        t->ncfg_pins[k] = n[k];
+    }
     rc = rc < 0 ? rc : 1;
 out:
     pthread_mutex_unlock(&t->cfgpin_lock);
@@ -149,6 +215,8 @@ struct warm {
     size_t nchunks, next;
     uint64_t done, total;
     struct origin_req who;   /* FETCH_WARM, this run's own flow */
+    const int *stop;         /* atomic, may be NULL: stop taking chunks */
+    int skip_present;        /* chunks with nothing missing are not read */
     struct sched_bucket pace; /* warm_rate / the caller's rate */
     pthread_mutex_t lock; /* protects next, done, progress calls: held
                              across the callback (ic-prewarm.h) */
@@ -156,14 +224,18 @@ struct warm {
     void *ctx;
 };
 
-/* Cut the pin set into block-aligned chunks of at most WARM_CHUNK. */
-static int warm_chunks(struct warm *w)
+/* Cut the pin sets of class cls (PIN_NONE: every class, strongest first)
+ * into block-aligned chunks of at most WARM_CHUNK, in the order they are
+ * to be fetched. */
+static int warm_chunks(struct warm *w, int cls)
 {
     struct tmpl *t = w->t;
     uint64_t size = w->g->info.size, bs = w->g->bs, b0, b1;
     size_t cap = 0;
-    for (size_t i = 0; i < t->npins; i++) {
-        if (!pin_range_blocks(&t->pins[i], size, (uint32_t)bs, &b0, &b1))
+    for (int k = PIN_BOOT; k >= PIN_LOW; k--)
+    for (size_t i = 0; i < t->npins[k] && (cls == PIN_NONE || cls == k);
+         i++) {
+        if (!pin_range_blocks(&t->pins[k][i], size, (uint32_t)bs, &b0, &b1))
             continue;
         for (uint64_t off = b0 * bs; off < b1 * bs && off < size;
              off += WARM_CHUNK) {
@@ -199,6 +271,11 @@ static void warm_read(struct warm *w, char *buf, const struct byte_range *c)
     (void)cache_read(w->g, buf, c->off, c->len, &w->who);
 }
 
+static int warm_stopped(const struct warm *w)
+{
+    return w->stop != NULL && __atomic_load_n(w->stop, __ATOMIC_RELAXED);
+}
+
 static void *warm_worker(void *arg)
 {
     struct warm *w = arg;
@@ -209,9 +286,13 @@ static void *warm_worker(void *arg)
         pthread_mutex_lock(&w->lock);
         size_t i = w->next++;
         pthread_mutex_unlock(&w->lock);
-        if (i >= w->nchunks)
+        if (i >= w->nchunks || warm_stopped(w))
             break;
-        warm_read(w, buf, &w->chunks[i]);
+        /* The background pre-warm reads only what is missing: a read of
+         * present blocks would count as hits and refresh their LRU age
+         * though nobody used them. */
+        if (!w->skip_present || chunk_missing(w->g, &w->chunks[i]) > 0)
+            warm_read(w, buf, &w->chunks[i]);
         pthread_mutex_lock(&w->lock);
         w->done += w->chunks[i].len;
         if (w->progress)
@@ -246,22 +327,37 @@ static uint64_t warm_retry(struct warm *w)
 {
     uint64_t missing = 0;
     char *buf = NULL;
-    for (size_t i = 0; i < w->nchunks; i++) {
+    for (size_t i = 0; i < w->nchunks && !warm_stopped(w); i++) {
         if (chunk_missing(w->g, &w->chunks[i]) == 0)
             continue;
         if (buf == NULL && (buf = malloc(WARM_CHUNK)) == NULL)
             return chunk_missing(w->g, &w->chunks[i]);
         warm_read(w, buf, &w->chunks[i]);
-        missing += chunk_missing(w->g, &w->chunks[i]);
     }
     free(buf);
+    /* Counted after all the reads: a later chunk's fill may have taken
+     * an earlier chunk's blocks (another template's stronger pins, or a
+     * reader's fill). */
+    for (size_t i = 0; i < w->nchunks; i++)
+        missing += chunk_missing(w->g, &w->chunks[i]);
     return missing;
 }
 
-int prewarm_run(struct tmpl *t, unsigned parallel, uint64_t rate,
+static int warm_run(struct warm *w0, int cls, unsigned parallel,
+                    uint64_t rate, uint64_t *failed);
+
+int prewarm_run(struct tmpl *t, int cls, unsigned parallel, uint64_t rate,
                 prewarm_progress_fn progress, void *ctx, uint64_t *failed)
 {
     struct warm w = {.t = t, .progress = progress, .ctx = ctx};
+    return warm_run(&w, cls, parallel, rate, failed);
+}
+
+static int warm_run(struct warm *w0, int cls, unsigned parallel,
+                    uint64_t rate, uint64_t *failed)
+{
+    struct warm w = *w0;
+    struct tmpl *t = w.t;
     pthread_t th[16];
     int r = cache_gen_open(t, 0, &w.g);
     if (r < 0)
@@ -273,7 +369,7 @@ int prewarm_run(struct tmpl *t, unsigned parallel, uint64_t rate,
                       mono_ms());
     pthread_mutex_init(&w.lock, NULL);
     pthread_mutex_lock(&t->lock);
-    r = warm_chunks(&w);
+    r = warm_chunks(&w, cls);
     pthread_mutex_unlock(&t->lock);
     for (size_t i = 0; i < w.nchunks; i++)
         w.total += w.chunks[i].len;
@@ -294,4 +390,90 @@ int prewarm_run(struct tmpl *t, unsigned parallel, uint64_t rate,
     if (r < 0)
         return r;
     return *failed ? -EIO : 0;
+}
+
+/* ------------------------------------------------------ pending pins */
+
+/* When t was last used: the newest access count of its present blocks
+ * (the LRU clock, which the index keeps across restarts). */
+static uint32_t last_used(struct tmpl *t)
+{
+    uint32_t newest = 0;
+    struct gen *g = cache_cur_gen(t);
+    pthread_mutex_lock(&g->lock);
+    for (uint64_t i = 0; i < g->bm.nblocks; i++)
+        if (g->bm.v[i].state == BLK_PRESENT && g->bm.v[i].atime > newest)
+            newest = g->bm.v[i].atime;
+    pthread_mutex_unlock(&g->lock);
+    cache_gen_put(g);
+    return newest;
+}
+
+/* Bytes of t's blocks of class cls that are not present. */
+static uint64_t class_missing(struct tmpl *t, int cls)
+{
+    uint64_t missing = 0;
+    struct gen *g = cache_cur_gen(t);
+    pthread_mutex_lock(&g->lock);
+    for (uint64_t i = 0; i < g->bm.nblocks; i++) {
+        const struct blk *b = &g->bm.v[i];
+        if ((int)BLK_CLASS(b->flags) == cls && b->state != BLK_PRESENT)
+            missing += block_len(i, g->info.size, g->bs);
+    }
+    pthread_mutex_unlock(&g->lock);
+    cache_gen_put(g);
+    return missing;
+}
+
+struct pending_warm {
+    struct tmpl *t;
+    uint32_t used;
+};
+
+static int by_recency(const void *a, const void *b)
+{
+    const struct pending_warm *x = a, *y = b;
+    return x->used > y->used ? -1 : x->used < y->used;
+}
+
+uint64_t prewarm_pending(struct cache *c, unsigned parallel, const int *stop)
+{
+    struct tmpl **v;
+    size_t nt = cache_snapshot(c, &v);
+    uint64_t failed_all = 0;
+    struct pending_warm *p = calloc(nt + 1, sizeof *p);
+    if (p == NULL)
+        return 0;
+    /* The order is taken once, before anything is warmed: the warm's own
+     * fills make a template look used. */
+    size_t np = 0;
+    for (size_t i = 0; i < nt; i++)
+        if (!__atomic_load_n(&v[i]->removed, __ATOMIC_RELAXED) &&
+            !__atomic_load_n(&v[i]->gone, __ATOMIC_RELAXED))
+            p[np++] = (struct pending_warm){v[i], last_used(v[i])};
+    qsort(p, np, sizeof *p, by_recency);
+    for (int cls = PIN_BOOT; cls >= PIN_LOW; cls--) {
+        for (size_t i = 0; i < np; i++) {
+            if (class_missing(p[i].t, cls) == 0)
+                continue;
+            if (stop && __atomic_load_n(stop, __ATOMIC_RELAXED))
+                goto out;
+            struct warm w = {.t = p[i].t, .stop = stop, .skip_present = 1};
+            uint64_t failed = 0;
+            log_info("template %s: pre-warming its %s pins", p[i].t->name,
+                     pin_class_name(cls));
+            int r = warm_run(&w, cls, parallel, 0, &failed);
+            if (r < 0 && r != -EIO)
+                log_warn("template %s: pre-warm of its %s pins: %s",
+                         p[i].t->name, pin_class_name(cls), strerror(-r));
+            else if (failed)
+                log_warn("template %s: pre-warm of its %s pins: %llu bytes "
+                         "not fetched", p[i].t->name, pin_class_name(cls),
+                         (unsigned long long)failed);
+            failed_all += failed;
+        }
+    }
+out:
+    free(p);
+    return failed_all;
 }

@@ -171,7 +171,7 @@ static ssize_t write_span(struct gen *g, const char *data, uint64_t len,
     ssize_t w = pwrite_span(g, data, len, off);
     if (w == -ENOSPC || w == -EDQUOT) {
         /* The disk filled under us: free some of ours and retry once. */
-        evict_from_gen(g, 16u * g->bs);
+        evict_from_gen(g, 16u * g->bs, PIN_NONE);
         w = pwrite_span(g, data, len, off);
     }
     return w;
@@ -197,15 +197,18 @@ static uint64_t punch_zeros(struct gen *g, const struct run *run,
     return cost;
 }
 
-/* Whether a run holds a pinned block (a racy peek at the flags is enough:
- * it only decides how hard to try for room). */
-static int run_pinned(struct gen *g, const struct run *run)
+/* The strongest pin class of a run's blocks, the fill's class for
+ * eviction (a racy peek at the flags is enough: a pin changing meanwhile
+ * only changes how hard the fill tries and whom it may displace). */
+static int run_class(struct gen *g, const struct run *run)
 {
-    for (uint64_t i = 0; i < run->n; i++)
-        if (__atomic_load_n(&g->bm.v[run->start + i].flags,
-                            __ATOMIC_RELAXED) & BLK_PINNED)
-            return 1;
-    return 0;
+    int cls = 0;
+    for (uint64_t i = 0; i < run->n; i++) {
+        int c = BLK_CLASS(__atomic_load_n(&g->bm.v[run->start + i].flags,
+                                          __ATOMIC_RELAXED));
+        cls = c > cls ? c : cls;
+    }
+    return cls;
 }
 
 /* Write blocks i..j-1 of a fetched run in one write; when the disk is
@@ -244,7 +247,7 @@ static uint64_t store_run(struct gen *g, const struct run *run,
                           const char *data, int *flags)
 {
     uint64_t cost = punch_zeros(g, run, data, flags);
-    int room = cost ? evict_make_room(g, cost, run_pinned(g, run)) : 0;
+    int room = cost ? evict_make_room(g, cost, run_class(g, run)) : 0;
     for (uint64_t i = 0, j; i < run->n; i = j) {
         for (j = i; j < run->n && flags[j] == 0; j++)
             ;

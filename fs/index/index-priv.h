@@ -37,6 +37,8 @@ struct index {
     sqlite3 *db;
     sqlite3_stmt *st[ST_COUNT];
     int wal; /* journal_mode=WAL (then synchronous is NORMAL by default) */
+    int version; /* its schema version: INDEX_SCHEMA_VERSION, or 1 (from
+                    before pin classes) in a read-only open */
     int retry_busy; /* the caller retries -EBUSY: do not log it */
     char *moved_aside; /* path of the file index_open() moved aside */
 };

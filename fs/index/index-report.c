@@ -161,10 +161,45 @@ static int usage_pinned(struct index *ix, const struct index_tmpl *t,
     return ret;
 }
 
+/* Per class: the figures of the ranges of that class and every stronger
+ * one, less those of the stronger ones (a block shared by two classes is
+ * the stronger's, as in the daemon); then all classes together. */
+static int usage_classes(struct index *ix, const struct index_tmpl *t,
+                         const struct class_range *cr, size_t ncr,
+                         struct index_usage *out)
+{
+    struct byte_range *r = malloc((ncr + 1) * sizeof *r);
+    size_t n = 0;
+    struct index_usage above = {0};
+    int ret = 0;
+
+    if (r == NULL)
+        return -ENOMEM;
+    for (int k = PIN_BOOT; k >= PIN_LOW && ret == 0; k--) {
+        for (size_t i = 0; i < ncr; i++)
+            if (cr[i].cls == k)
+                r[n++] = (struct byte_range){cr[i].off, cr[i].len};
+        /* Stored normalized, but a hand-edited table need not be. */
+        ranges_normalize(r, &n);
+        struct index_usage cum = {0};
+        ret = usage_pinned(ix, t, r, n, &cum);
+        out->class_pinned_bytes[k] = cum.pinned_bytes - above.pinned_bytes;
+        out->class_present_bytes[k] =
+            cum.pinned_present_bytes - above.pinned_present_bytes;
+        above = cum;
+    }
+    out->pinned_blocks = above.pinned_blocks;
+    out->pinned_bytes = above.pinned_bytes;
+    out->pinned_present_blocks = above.pinned_present_blocks;
+    out->pinned_present_bytes = above.pinned_present_bytes;
+    free(r);
+    return ret;
+}
+
 int index_usage_get(struct index *ix, const struct index_tmpl *t,
                     struct index_usage *out)
 {
-    struct byte_range *r = NULL;
+    struct class_range *r = NULL;
     size_t n = 0;
 
     memset(out, 0, sizeof *out);
@@ -175,11 +210,8 @@ int index_usage_get(struct index *ix, const struct index_tmpl *t,
     int ret = usage_cached(ix, t, out);
     if (ret == 0)
         ret = index_pins_load(ix, t->id, &r, &n);
-    if (ret == 0) {
-        /* Stored normalized, but a hand-edited table need not be. */
-        ranges_normalize(r, &n);
-        ret = usage_pinned(ix, t, r, n, out);
-    }
+    if (ret == 0)
+        ret = usage_classes(ix, t, r, n, out);
     free(r);
     return ret;
 }

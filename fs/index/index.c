@@ -85,13 +85,15 @@ static const char schema_sql[] =
     " blk INTEGER, csum INTEGER, atime INTEGER, flags INTEGER,"
     " PRIMARY KEY (tid, gen, blk)) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS pins (tid INTEGER, start INTEGER,"
-    " len INTEGER, source TEXT);"
+    " len INTEGER, source TEXT, class TEXT NOT NULL DEFAULT 'boot');"
     "CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY, ts INTEGER,"
     " tid INTEGER, kind TEXT, blocks INTEGER, bytes INTEGER, detail TEXT);"
     "CREATE TABLE IF NOT EXISTS counters (tid INTEGER PRIMARY KEY,"
     " hits INTEGER, misses INTEGER, origin_bytes INTEGER,"
     " origin_reads INTEGER, fill_errors INTEGER, evictions INTEGER,"
-    " evicted_bytes INTEGER, uncached INTEGER);"
+    " evicted_bytes INTEGER, uncached INTEGER,"
+    " evicted_low INTEGER NOT NULL DEFAULT 0,"
+    " evicted_high INTEGER NOT NULL DEFAULT 0);"
     "CREATE INDEX IF NOT EXISTS events_ts ON events (ts);"
     "CREATE INDEX IF NOT EXISTS pins_tid ON pins (tid);"
     /* OR IGNORE: a second process initialising the same empty file at the
@@ -291,10 +293,50 @@ static int check_schema(struct index *ix, int *empty, char *why,
     }
     if (rc != SQLITE_OK)
         return open_fail(ix, rc, "reading schema version", why, whylen);
+    if (strcmp(res, "1") == 0) {
+        ix->version = 1; /* before pin classes: migrate_v1() */
+        return 0;
+    }
     if (strcmp(res, IX_VERSION) != 0) {
         snprintf(why, whylen, "unknown schema version %s", res);
         return IX_UNUSABLE;
     }
+    ix->version = INDEX_SCHEMA_VERSION;
+    return 0;
+}
+
+/* Version 1 to 2 (pin classes): every pin it holds was what is now a boot
+ * pin (the column's default), no eviction was of a class.  Under BEGIN
+ * IMMEDIATE, the version read again inside: of two processes opening the
+ * same old index at once, the second finds it migrated. */
+static const char migrate_v1_sql[] =
+    "ALTER TABLE pins ADD COLUMN class TEXT NOT NULL DEFAULT 'boot';"
+    "ALTER TABLE counters ADD COLUMN evicted_low INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE counters ADD COLUMN evicted_high INTEGER NOT NULL DEFAULT 0;"
+    "UPDATE meta SET value = '2' WHERE key = 'schema_version';";
+
+static int migrate_v1(struct index *ix)
+{
+    char res[64];
+    if (sqlite3_exec(ix->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) !=
+        SQLITE_OK)
+        return ix_db_fail(ix, "schema migration begin");
+    int rc = ix_query_text(ix->db,
+                           "SELECT value FROM meta WHERE key = "
+                           "'schema_version'", res, sizeof res);
+    if (rc == SQLITE_OK && strcmp(res, "1") == 0)
+        rc = sqlite3_exec(ix->db, migrate_v1_sql, NULL, NULL, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(ix->db, "COMMIT", NULL, NULL, NULL);
+    if (rc != SQLITE_OK) {
+        int ret = ix_db_fail(ix, "schema migration to version 2");
+        if (!sqlite3_get_autocommit(ix->db))
+            sqlite3_exec(ix->db, "ROLLBACK", NULL, NULL, NULL);
+        return ret;
+    }
+    log_info("index: migrated to schema version 2 (pin classes): its pins "
+             "are boot pins");
+    ix->version = INDEX_SCHEMA_VERSION;
     return 0;
 }
 
@@ -417,8 +459,12 @@ static int open_rw(struct index *ix, const char *path, int again, char *why,
         ret = check_schema(ix, &empty, why, whylen);
     if (ret == 0)
         ret = set_journal(ix);
-    if (ret == 0 && empty)
+    if (ret == 0 && empty) {
         ret = create_schema(ix);
+        ix->version = INDEX_SCHEMA_VERSION;
+    }
+    if (ret == 0 && ix->version == 1)
+        ret = migrate_v1(ix);
     if (ret == 0)
         ret = prepare_all(ix, why, whylen);
     return ret;
@@ -888,22 +934,29 @@ int index_event(struct index *ix, int64_t tid, const char *kind,
  * Rare operations (once per flush or per pin change): statements are
  * prepared per call. */
 
-#define N_COUNTERS 8
+#define N_COUNTERS 10
 
 static const char counters_get_sql[] =
     "SELECT hits, misses, origin_bytes, origin_reads, fill_errors,"
-    " evictions, evicted_bytes, uncached FROM counters WHERE tid = ?1";
+    " evictions, evicted_bytes, uncached, evicted_low, evicted_high"
+    " FROM counters WHERE tid = ?1";
+/* A version 1 index read as it is (a read-only open). */
+static const char counters_get_v1_sql[] =
+    "SELECT hits, misses, origin_bytes, origin_reads, fill_errors,"
+    " evictions, evicted_bytes, uncached, 0, 0 FROM counters WHERE tid = ?1";
 static const char counters_put_sql[] =
     "INSERT OR REPLACE INTO counters (tid, hits, misses, origin_bytes,"
-    " origin_reads, fill_errors, evictions, evicted_bytes, uncached)"
-    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+    " origin_reads, fill_errors, evictions, evicted_bytes, uncached,"
+    " evicted_low, evicted_high)"
+    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
 
 static uint64_t *counter_field(struct index_counters *c, int i)
 {
     uint64_t *f[N_COUNTERS] = {&c->hits, &c->misses, &c->origin_bytes,
                                &c->origin_reads, &c->fill_errors,
                                &c->evictions, &c->evicted_bytes,
-                               &c->uncached};
+                               &c->uncached, &c->evicted_low,
+                               &c->evicted_high};
     return f[i];
 }
 
@@ -912,7 +965,10 @@ int index_counters_get(struct index *ix, int64_t tid,
 {
     sqlite3_stmt *st = NULL;
     memset(out, 0, sizeof *out);
-    if (sqlite3_prepare_v2(ix->db, counters_get_sql, -1, &st, NULL) !=
+    if (sqlite3_prepare_v2(ix->db,
+                           ix->version == 1 ? counters_get_v1_sql
+                                            : counters_get_sql,
+                           -1, &st, NULL) !=
             SQLITE_OK ||
         ix_bind_i64(st, 1, tid)) {
         int ret = ix_db_fail(ix, "counters_get");
@@ -956,18 +1012,20 @@ static int exec_tid(struct index *ix, const char *sql, int64_t tid)
 }
 
 static int pins_insert(struct index *ix, int64_t tid,
-                       const struct byte_range *r, size_t n)
+                       const struct class_range *r, size_t n)
 {
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(ix->db,
-                           "INSERT INTO pins (tid, start, len, source)"
-                           " VALUES (?1, ?2, ?3, '')",
+                           "INSERT INTO pins (tid, start, len, source, class)"
+                           " VALUES (?1, ?2, ?3, '', ?4)",
                            -1, &st, NULL) != SQLITE_OK)
         return ix_db_fail(ix, "pins insert");
     int ret = 0;
     for (size_t i = 0; i < n && ret == 0; i++) {
         if (ix_bind_i64(st, 1, tid) || ix_bind_u64(st, 2, r[i].off) ||
-            ix_bind_u64(st, 3, r[i].len) || sqlite3_step(st) != SQLITE_DONE)
+            ix_bind_u64(st, 3, r[i].len) ||
+            ix_bind_cstr(st, 4, pin_class_name(r[i].cls)) ||
+            sqlite3_step(st) != SQLITE_DONE)
             ret = ix_db_fail(ix, "pins insert");
         sqlite3_reset(st);
     }
@@ -976,7 +1034,7 @@ static int pins_insert(struct index *ix, int64_t tid,
 }
 
 int index_pins_replace(struct index *ix, int64_t tid,
-                       const struct byte_range *r, size_t n)
+                       const struct class_range *r, size_t n)
 {
     int ret = step_done(ix, ST_BEGIN, "pins begin");
     if (ret < 0)
@@ -991,19 +1049,22 @@ int index_pins_replace(struct index *ix, int64_t tid,
     return ret;
 }
 
-int index_pins_load(struct index *ix, int64_t tid, struct byte_range **out,
+int index_pins_load(struct index *ix, int64_t tid, struct class_range **out,
                     size_t *n)
 {
     sqlite3_stmt *st = NULL;
-    struct byte_range *v = NULL;
+    struct class_range *v = NULL;
     size_t cnt = 0, cap = 0;
     int rc;
 
     *out = NULL;
     *n = 0;
     if (sqlite3_prepare_v2(ix->db,
-                           "SELECT start, len FROM pins WHERE tid = ?1"
-                           " ORDER BY start",
+                           ix->version == 1
+                               ? "SELECT start, len, 'boot' FROM pins"
+                                 " WHERE tid = ?1 ORDER BY start"
+                               : "SELECT start, len, class FROM pins"
+                                 " WHERE tid = ?1 ORDER BY class, start",
                            -1, &st, NULL) != SQLITE_OK ||
         ix_bind_i64(st, 1, tid)) {
         sqlite3_finalize(st);
@@ -1012,15 +1073,18 @@ int index_pins_load(struct index *ix, int64_t tid, struct byte_range **out,
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         if (cnt == cap) {
             cap = cap ? cap * 2 : 16;
-            struct byte_range *nv = realloc(v, cap * sizeof *v);
+            struct class_range *nv = realloc(v, cap * sizeof *v);
             if (nv == NULL) {
                 rc = SQLITE_NOMEM;
                 break;
             }
             v = nv;
         }
+        const char *cls = (const char *)sqlite3_column_text(st, 2);
+        int c = cls ? pin_class_parse(cls, strlen(cls)) : -EINVAL;
         v[cnt].off = ix_col_u64(st, 0);
-        v[cnt++].len = ix_col_u64(st, 1);
+        v[cnt].len = ix_col_u64(st, 1);
+        v[cnt++].cls = c < 0 ? PIN_BOOT : c;
     }
     sqlite3_finalize(st);
     if (rc != SQLITE_DONE) {

@@ -421,7 +421,7 @@ int writer_counters(struct writer *w, int64_t tid,
     return enqueue(w, j, c, sizeof *c, -1);
 }
 
-int writer_pins(struct writer *w, int64_t tid, const struct byte_range *r,
+int writer_pins(struct writer *w, int64_t tid, const struct class_range *r,
                 size_t n)
 {
     struct job j = {.kind = J_PINS, .file = FILE_NONE, .n = n};
