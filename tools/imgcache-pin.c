@@ -515,6 +515,7 @@ static int collect_items(char **args, int nargs, struct pinset *ps, int *cls)
 {
     char err[1024];
     int given = *cls != PIN_NONE;
+    int plain = 0, prefixed = 0; /* items without and with CLASS: */
 
     for (int i = 0; i < nargs; i++) {
         struct pin_item *items;
@@ -525,12 +526,22 @@ static int collect_items(char **args, int nargs, struct pinset *ps, int *cls)
             say("%s", err);
             return EXIT_USAGE;
         }
-        for (size_t j = 0; j < n && rc == 0; j++)
+        for (size_t j = 0; j < n && rc == 0; j++) {
+            plain += items[j].cls == PIN_NONE;
+            prefixed += items[j].cls != PIN_NONE;
             if ((rc = item_class(cls, &items[j], given)) == 0)
                 rc = add_item(ps, &items[j]);
+        }
         pinspec_free(items, n);
         if (rc != 0)
             return rc;
+    }
+    /* An item without a prefix is a boot pin (as in the config): next to
+     * a prefixed one it would silently take that one's class. */
+    if (!given && plain && prefixed) {
+        say("items with and without a CLASS: prefix: one class per "
+            "command (give it with --class, or on every item)");
+        return EXIT_USAGE;
     }
     ranges_normalize(ps->r, &ps->n);
     return 0;

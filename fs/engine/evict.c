@@ -383,7 +383,7 @@ static uint64_t evict_global(struct cache *c, const struct tmpl *t,
     uint64_t freed = 0;
     for (int k = PIN_NONE; k <= tier_max(cls) && freed < need; k++)
         freed += evict_global_tier(c, want - freed, k,
-                                   may_take(t, cls, NULL, k) ? NULL : t);
+                                   may_take(t, cls, t, k) ? NULL : t);
     return freed;
 }
 
