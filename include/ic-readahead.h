@@ -1,7 +1,9 @@
 /* Asynchronous sequential readahead that earns its bytes.
  *
  * Each open handle carries a detector (a stream).  A read that continues
- * where the previous one ended extends the stream's run; from the run's
+ * where the previous one ended, or lands between the run's start and the
+ * end of its readahead (the kernel's readahead requests arrive out of
+ * order), extends the stream's run; from the run's
  * second read on, the blocks ahead of it are fetched in the background
  * (RA_RUN_BYTES per job, several jobs in flight), topped up once the
  * reader is half a window from the readahead's end.  The window:
@@ -61,6 +63,7 @@ struct ra_state {
     pthread_mutex_t lock; /* protects the fields below: reads of one
                              handle may run concurrently */
     uint64_t next_off;    /* where a sequential read would start */
+    uint64_t run_start;   /* where the current run started */
     uint64_t run;         /* bytes of the current run, up to next_off */
     uint64_t ra_lo, ra_end; /* readahead asked for and not read yet */
     uint64_t window;      /* this run's window, 0: none asked for yet */

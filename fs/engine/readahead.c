@@ -91,7 +91,7 @@ void ra_stop(struct readahead *ra)
 void ra_state_init(struct ra_state *s)
 {
     pthread_mutex_init(&s->lock, NULL);
-    s->next_off = s->run = s->ra_lo = s->ra_end = 0;
+    s->next_off = s->run = s->run_start = s->ra_lo = s->ra_end = 0;
     s->window = s->grow_at = s->run_read = 0;
     s->first = RA_FIRST;
     s->issued = s->read = 0;
@@ -167,19 +167,27 @@ void ra_note(struct readahead *ra, struct ra_state *s, struct gen *g,
     if (ra == NULL || ra->nthreads == 0 || max == 0 || len == 0)
         return;
     pthread_mutex_lock(&s->lock);
-    int seq = off == s->next_off && s->run > 0;
+    /* Sequential: where the last read ended, or (the kernel's concurrent
+     * readahead requests arrive out of order) anywhere between the run's
+     * start and the end of its readahead. */
+    uint64_t reach = s->ra_end > s->next_off ? s->ra_end : s->next_off;
+    int seq = s->run > 0 && (off == s->next_off ||
+                             (off >= s->run_start && off <= reach));
     if (!seq) {
         run_ended(s, bs, max);
         s->run = s->run_read = s->window = s->grow_at = 0;
         s->ra_lo = s->ra_end = 0;
+        s->run_start = off;
     } else if (s->ra_end > s->ra_lo && end > s->ra_lo) {
         uint64_t e = end < s->ra_end ? end : s->ra_end;
         s->read += e - s->ra_lo;
         s->run_read += e - s->ra_lo;
         s->ra_lo = e;
     }
-    s->run += len;
-    s->next_off = end;
+    if (end > s->next_off || !seq)
+        s->next_off = end;
+    s->run = s->next_off - s->run_start;
+    end = s->next_off; /* readahead runs from the stream's front */
     if (seq && (s->first != 0 || s->run >= RA_PROVE * bs)) {
         if (s->window == 0)
             s->window = s->first ? s->first : bs;
