@@ -389,10 +389,18 @@ static int fill_run(struct rq *rq, const struct run *run)
         return -ENOMEM;
     int r = origin_read(g->t->origin, data, off, len, &g->info, &rq->oreq,
                         rq->deadline);
-    if (r == -EAGAIN && rq->oreq.cls == FETCH_READAHEAD) {
-        /* No slot for readahead now: not a failure of the origin. */
+    if (r == -EAGAIN && rq->oreq.cls != FETCH_DEMAND) {
+        /* No slot for readahead now, or none for a pre-warm before its
+         * deadline: not a failure of the origin (no failed-fill memory,
+         * not in fill_errors); the caller gives the blocks back. */
         fillbuf_put(data);
-        stat_add(&g->t->st.ra_skipped, 1);
+        if (rq->oreq.cls == FETCH_READAHEAD)
+            stat_add(&g->t->st.ra_skipped, 1);
+        else
+            log_debug("template %s: pre-warm of %llu bytes at %llu found "
+                      "no origin slot before its deadline; left missing",
+                      g->t->name, (unsigned long long)len,
+                      (unsigned long long)off);
         return r;
     }
     stat_add(&g->t->st.origin_reads, 1);
