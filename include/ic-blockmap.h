@@ -34,6 +34,9 @@ enum blk_state { BLK_MISSING = 0, BLK_FILLING = 1, BLK_PRESENT = 2 };
  * the kernel retries a failed read, and every concurrent failure must be
  * remembered, not only the last one). */
 #define BLK_FAILED 0x10
+/* A PRESENT block that readahead fetched and no reader has read yet: the
+ * first read counts it as readahead used (read.c), once. */
+#define BLK_RA 0x20
 
 struct blk {
     union {

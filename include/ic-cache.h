@@ -63,6 +63,9 @@ struct tmpl_stats { /* updated with __atomic builtins, no lock */
     uint64_t uncached;     /* blocks served without caching (no room) */
     uint64_t ra_skipped;   /* readahead fetches dropped: no free slot, or
                               demand reads waiting (not kept in the index) */
+    uint64_t ra_fetched;   /* bytes readahead fetched from the origin */
+    uint64_t ra_used;      /* ... of them, bytes a reader read since (a
+                              block counted at its first read) */
 };
 
 /* The templates (including removed ones); lock-free, see cache.c. */
@@ -155,6 +158,9 @@ struct cache_gen_attr {
 struct tmpl *cache_gen_tmpl(const struct gen *g);
 /* Fixed for the generation's life: no lock (lookups and getattr). */
 void cache_gen_attr(const struct gen *g, struct cache_gen_attr *a);
+/* Readahead's bytes of this generation: fetched, and read since. */
+void cache_gen_readahead(const struct gen *g, uint64_t *fetched,
+                         uint64_t *used);
 /* Bytes of its present blocks, now (takes gen.lock). */
 uint64_t cache_gen_cached_bytes(struct gen *g);
 

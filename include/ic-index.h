@@ -25,7 +25,10 @@
  *          blocks INTEGER, bytes INTEGER, detail TEXT)
  *   counters(tid INTEGER PRIMARY KEY, hits, misses, origin_bytes,
  *          origin_reads, fill_errors, evictions, evicted_bytes, uncached,
- *          evicted_low, evicted_high)        -- evictions: blocks, any class
+ *          evicted_low, evicted_high,        -- evictions: blocks, any class
+          ra_fetched, ra_used)              -- readahead bytes (added to a
+          -- schema 2 index that lacks them, with defaults 0: an older
+          -- binary keeps working on the file)
  *          -- cumulative per template, saved by the daemon at each flush
  *
  * Errors: 0 or -errno; a failed statement is -EIO (logged), except one
@@ -136,6 +139,7 @@ struct index_counters {
     uint64_t evictions, evicted_bytes, uncached;
     uint64_t evicted_low, evicted_high; /* blocks of pin class low, high
                                            among the evictions */
+    uint64_t ra_fetched, ra_used; /* readahead bytes fetched, and read */
 };
 /* Zeros when the template has no row yet.  0 or -EIO. */
 int index_counters_get(struct index *ix, int64_t tid,

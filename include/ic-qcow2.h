@@ -59,4 +59,31 @@ int qcow2_metadata_ranges(qcow2_read_fn rd, void *ctx, uint64_t file_size,
                           struct byte_range **out, size_t *n, char *err,
                           size_t errlen);
 
+/* The guest-to-host cluster mapping, for readahead (fs/engine/qmap.c):
+ * the header and the active L1 table, read through rd; the caller reads
+ * the L2 tables it wants (cluster_size bytes at l1[i], when not 0) and
+ * hands each to qcow2_l2_reverse.  A hint, not a verdict: an L1 entry
+ * that is misaligned or points past the file reads as unallocated. */
+struct qcow2_map {
+    uint32_t cluster_bits;
+    uint32_t l2_entries;  /* entries per L2 table */
+    uint32_t l2e_bytes;   /* 8, or 16 with extended L2 entries */
+    uint64_t l1_size;     /* entries */
+    uint64_t *l1;         /* L2 table offsets, 0: none (malloc'd) */
+};
+
+/* 0, -EINVAL (not qcow2, unsupported, an external data file: no data
+ * clusters here), -ENOMEM or rd's error, with err as for
+ * qcow2_metadata_ranges. */
+int qcow2_map_open(qcow2_read_fn rd, void *ctx, uint64_t file_size,
+                   struct qcow2_map *m, char *err, size_t errlen);
+void qcow2_map_close(struct qcow2_map *m);
+
+/* For L2 table l1i (its cluster_size bytes in l2): rev[h] = guest cluster
+ * + 1 for every host cluster h < nclusters that it maps as plain data (not
+ * compressed, not a zero cluster, cluster-aligned); guest clusters beyond
+ * 2^32 - 2 are left out. */
+void qcow2_l2_reverse(const struct qcow2_map *m, uint64_t l1i,
+                      const void *l2, uint32_t *rev, uint64_t nclusters);
+
 #endif

@@ -27,6 +27,9 @@
  *    -EAGAIN at once, and the caller drops the prefetch.  So readahead
  *    stops as soon as demand reads (or a warm) wait for the host.
  *  - A waiter whose deadline passes leaves the queue with -ETIMEDOUT.
+ *    The origins turn that into -EAGAIN for a pre-warm or readahead
+ *    request (it asked nothing of the origin), which the engine treats
+ *    as a skip: blocks given back, no failed-fill memory, no fill_errors.
  *  - A waiter whose request is urgent (origin_req.urgent) is chosen as
  *    a FETCH_DEMAND one, for as long as it is: no priority inversion
  *    when a reader waits for a block a pre-warm has claimed.

@@ -50,11 +50,12 @@ static void note(struct ck_engine *e, struct ra_state *s, struct gen *g,
     ra_note(e->c->ra, s, g, off, len);
 }
 
-/* Two reads in a row make a stream sequential; the window starts at
- * RA_MIN and doubles per read up to the config's readahead (2M); the
- * fetch is topped up only once half the window is consumed; a read
- * elsewhere resets it, and the next stream starts small again.  The
- * fetched blocks are those up to ra_end, and none past it. */
+/* Two reads in a row make a stream sequential; the window starts small
+ * (no more than the run has read), doubles only once all it had asked for
+ * is read, up to the config's readahead (2M), never above the run; the
+ * fetch is topped up only once half the window is consumed.  The fetched
+ * blocks are those up to ra_end, and none past it; the stream counts what
+ * it asked for and read. */
 START_TEST(test_window)
 {
     struct ck_engine e;
@@ -67,20 +68,27 @@ START_TEST(test_window)
     ck_assert_uint_eq(s.window, 0);
     ck_assert_uint_eq(s.ra_end, 0);
     ck_assert_uint_eq(s.next_off, r);
-    note(&e, &s, g, r, r);
-    ck_assert_uint_eq(s.window, RA_MIN);
-    ck_assert_uint_eq(s.ra_end, 2 * r + RA_MIN);
-    note(&e, &s, g, 2 * r, r);
-    ck_assert_uint_eq(s.window, 2 * RA_MIN);
-    ck_assert_uint_eq(s.ra_end, 3 * r + 2 * RA_MIN);
-    note(&e, &s, g, 3 * r, r);
+    note(&e, &s, g, r, r); /* RA_FIRST, but no more than the run */
+    ck_assert_uint_eq(s.window, 2 * r);
+    ck_assert_uint_eq(s.ra_end, 4 * r);
+    note(&e, &s, g, 2 * r, r); /* not all read yet: no growth, no top-up */
+    ck_assert_uint_eq(s.window, 2 * r);
+    ck_assert_uint_eq(s.ra_end, 4 * r);
+    note(&e, &s, g, 3 * r, r); /* all read: doubles */
+    ck_assert_uint_eq(s.window, 4 * r);
+    ck_assert_uint_eq(s.ra_end, 8 * r);
+    uint64_t off = 4 * r;
+    for (; off < 6 * MiB; off += r) {
+        note(&e, &s, g, off, r);
+        ck_assert_uint_le(s.window, off + r);
+        ck_assert_uint_le(s.window, 2 * MiB);
+    }
     ck_assert_uint_eq(s.window, 2 * MiB);
-    ck_assert_uint_eq(s.ra_end, 4 * r + 2 * MiB);
-    /* At the cap; less than half the window consumed: no new fetch. */
-    note(&e, &s, g, 4 * r, r);
-    ck_assert_uint_eq(s.window, 2 * MiB);
-    ck_assert_uint_eq(s.ra_end, 4 * r + 2 * MiB);
+    ck_assert_uint_ge(s.ra_end, off + MiB);
+    ck_assert_uint_le(s.ra_end, off + 2 * MiB);
     uint64_t fetched_to = s.ra_end;
+    ck_assert_uint_eq(s.issued, fetched_to - 2 * r);
+    ck_assert_uint_eq(s.read, off - 2 * r);
 
     /* Everything up to ra_end arrives; past it, nothing is fetched. */
     ck_assert(wait_present(g, (fetched_to - 1) / CK_BS));
@@ -88,16 +96,90 @@ START_TEST(test_window)
     ck_assert_int_eq(ck_state(g, fetched_to / CK_BS), BLK_MISSING);
     ck_assert_int_eq(ck_state(g, 0), BLK_MISSING); /* nobody read it */
 
-    /* A random read resets the detector ... */
+    /* A read elsewhere resets the detector. */
     note(&e, &s, g, 10 * MiB, r);
     ck_assert_uint_eq(s.window, 0);
     ck_assert_uint_eq(s.ra_end, 0);
     ck_assert_uint_eq(s.next_off, 10 * MiB + r);
-    /* ... and a stream from there starts at the first window again. */
-    note(&e, &s, g, 10 * MiB + r, r);
-    ck_assert_uint_eq(s.window, RA_MIN);
-    ck_assert_uint_eq(s.ra_end, 10 * MiB + 2 * r + RA_MIN);
-    ck_assert(wait_present(g, (s.ra_end - 1) / CK_BS));
+    ra_state_destroy(&s);
+    cache_gen_put(g);
+    ck_engine_stop(&e);
+}
+END_TEST
+
+/* Runs that leave more readahead unread than they read halve the first
+ * window, down to none: then a run gets readahead only after RA_PROVE
+ * blocks; a run that reads (nearly) all of its readahead doubles it. */
+START_TEST(test_shrink)
+{
+    struct ck_engine e;
+    struct ra_state s;
+    struct gen *g = start(&e, "2M");
+    const uint64_t r = 4 * KiB;
+    uint64_t base = 0, want = RA_FIRST;
+
+    ra_state_init(&s);
+    ck_assert_uint_eq(s.first, RA_FIRST);
+    while (want != 0) {
+        /* A run of two blocks, then a read elsewhere: none of its
+         * readahead read. */
+        for (uint64_t i = 0; i < 2; i++)
+            note(&e, &s, g, base + i * r, r);
+        ck_assert_uint_gt(s.ra_end, base + 2 * r);
+        base += 512 * KiB;
+        note(&e, &s, g, base + 256 * KiB, r); /* elsewhere */
+        want = want > CK_BS ? want / 2 : 0;
+        ck_assert_uint_eq(s.first, want);
+    }
+    /* Stopped: two reads ask for nothing, RA_PROVE blocks do. */
+    note(&e, &s, g, base, r);
+    note(&e, &s, g, base + r, r);
+    ck_assert_uint_eq(s.ra_end, 0);
+    for (uint64_t i = 2; i < RA_PROVE; i++)
+        note(&e, &s, g, base + i * r, r);
+    ck_assert_uint_eq(s.window, CK_BS);
+    ck_assert_uint_eq(s.ra_end, base + (RA_PROVE + 1) * r);
+    /* It reads that block and the run ends there: a whole block read, none
+     * unread (the next top-up is only asked after this read's). */
+    uint64_t end = s.ra_end;
+    note(&e, &s, g, base + RA_PROVE * r, r);
+    ck_assert_uint_eq(s.run_read, CK_BS);
+    s.ra_end = end; /* as if the top-up had not been asked for */
+    s.ra_lo = end;
+    note(&e, &s, g, 14 * MiB, r);
+    ck_assert_uint_eq(s.first, CK_BS);
+    ra_state_destroy(&s);
+    cache_gen_put(g);
+    ck_engine_stop(&e);
+}
+END_TEST
+
+/* The generation and the template count readahead's bytes fetched and,
+ * at a reader's first read of each block, used. */
+START_TEST(test_accounting)
+{
+    struct ck_engine e;
+    struct ra_state s;
+    struct gen *g = start(&e, "2M");
+    const uint64_t r = 64 * KiB;
+
+    ra_state_init(&s);
+    note(&e, &s, g, 0, r);
+    note(&e, &s, g, r, r);
+    uint64_t to = s.ra_end;
+    ck_assert(wait_present(g, (to - 1) / CK_BS));
+    uint64_t want = to - 2 * r;
+    uint64_t end = mono_ms() + 10000;
+    while (ck_stat(&g->ra_fetched) < want && mono_ms() < end)
+        usleep(10000);
+    ck_assert_uint_eq(ck_stat(&g->ra_fetched), want);
+    ck_assert_uint_eq(ck_stat(&g->t->st.ra_fetched), want);
+    ck_assert_uint_eq(ck_stat(&g->ra_used), 0);
+    ck_assert_int_eq(ck_read_salt(g, 2 * r, r, 1), (ssize_t)r);
+    ck_assert_uint_eq(ck_stat(&g->ra_used), r);
+    ck_assert_int_eq(ck_read_salt(g, 2 * r, r, 1), (ssize_t)r); /* again */
+    ck_assert_uint_eq(ck_stat(&g->ra_used), r);
+    ck_assert_uint_eq(ck_stat(&g->t->st.ra_used), r);
     ra_state_destroy(&s);
     cache_gen_put(g);
     ck_engine_stop(&e);
@@ -105,7 +187,7 @@ START_TEST(test_window)
 END_TEST
 
 /* The window never reaches past the end of the file, and a config
- * readahead below RA_MIN caps even the first window. */
+ * readahead below RA_FIRST caps even the first window. */
 START_TEST(test_caps)
 {
     struct ck_engine e;
@@ -114,10 +196,10 @@ START_TEST(test_caps)
     const uint64_t r = 64 * KiB;
 
     ra_state_init(&s);
-    note(&e, &s, g, 0, r);
-    note(&e, &s, g, r, r);
+    for (uint64_t i = 0; i < 8; i++)
+        note(&e, &s, g, i * r, r);
     ck_assert_uint_eq(s.window, 256 * KiB);
-    ck_assert_uint_eq(s.ra_end, 2 * r + 256 * KiB);
+    ck_assert_uint_le(s.ra_end, 8 * r + 256 * KiB);
     note(&e, &s, g, FILE_SIZE - 3 * r, r); /* elsewhere: reset */
     note(&e, &s, g, FILE_SIZE - 2 * r, r);
     ck_assert_uint_eq(s.ra_end, FILE_SIZE);
@@ -159,7 +241,7 @@ START_TEST(test_warm_stream)
     ck_assert_int_eq(ck_read_salt(g, 0, 4 * MiB, 1), (ssize_t)(4 * MiB));
     uint64_t reads = ck_stat(&g->t->st.origin_reads);
     ra_state_init(&s);
-    for (uint64_t i = 0; i < 6; i++)
+    for (uint64_t i = 0; i < 64; i++)
         note(&e, &s, g, i * r, r);
     ck_assert_uint_eq(s.window, 2 * MiB);
     ck_assert_uint_eq(ck_stat(&g->t->st.origin_reads), reads);
@@ -171,8 +253,8 @@ END_TEST
 
 static Suite *readahead_suite(void)
 {
-    const TTest *tests[] = {test_window, test_caps, test_off,
-                            test_warm_stream};
+    const TTest *tests[] = {test_window, test_shrink, test_accounting,
+                            test_caps, test_off, test_warm_stream};
     return ck_suite("readahead", tests, CK_NTESTS(tests), setup, teardown, 60);
 }
 

@@ -610,13 +610,13 @@ static double hit_ratio(const struct index_counters *c)
 enum col {
     C_NAME, C_SIZE, C_GEN, C_CACHED, C_PINNED, C_PRESENT, C_QUOTA, C_USE,
     C_HITS, C_MISSES, C_HITR, C_FETCHED, C_EVBLK, C_EVBYTES, C_ERRORS,
-    C_STATE, C_ORIGIN, NCOLS
+    C_RA, C_STATE, C_ORIGIN, NCOLS
 };
 
 static const char *const col_head[NCOLS] = {
     "TEMPLATE", "SIZE", "GEN", "CACHED", "PINNED", "PRESENT", "QUOTA",
     "USE%", "HITS", "MISSES", "HIT%", "FETCHED", "EV.BLK", "EVICTED",
-    "ERRORS", "STATE", "ORIGIN",
+    "ERRORS", "RA.READ", "STATE", "ORIGIN",
 };
 
 /* Wide enough for a template name (255 bytes). */
@@ -651,6 +651,11 @@ static void row_cells(const struct trow *w, char cell[NCOLS][CELL])
     snprintf(cell[C_EVBLK], CELL, "%" PRIu64, w->ev.evicted_blocks);
     human(cell[C_EVBYTES], CELL, w->ev.evicted_bytes);
     snprintf(cell[C_ERRORS], CELL, "%" PRIu64, w->ev.error_events);
+    if (w->c.ra_fetched == 0)
+        snprintf(cell[C_RA], CELL, "-");
+    else
+        snprintf(cell[C_RA], CELL, "%.0f%%",
+                 100.0 * (double)w->c.ra_used / (double)w->c.ra_fetched);
     snprintf(cell[C_STATE], CELL, "%s",
              w->ostate < 0 ? "-" : health_state_name(w->ostate));
     cell[C_ORIGIN][0] = '\0'; /* printed whole, last: may exceed CELL */
@@ -988,6 +993,12 @@ static void json_counters(json_object *o, const struct trow *w)
     jadd(o, "evicted_blocks", ju64(w->c.evictions));
     jadd(o, "evicted_bytes", ju64(w->c.evicted_bytes));
     jadd(o, "uncached_blocks", ju64(w->c.uncached));
+    jadd(o, "readahead_fetched_bytes", ju64(w->c.ra_fetched));
+    jadd(o, "readahead_used_bytes", ju64(w->c.ra_used));
+    jadd(o, "readahead_used_ratio",
+         w->c.ra_fetched ? jratio((double)w->c.ra_used /
+                                      (double)w->c.ra_fetched, 4)
+                         : NULL);
 }
 
 /* "classes": {"boot": {...}, "high": {...}, "low": {...}}, every class
@@ -1164,6 +1175,8 @@ PROM_GET(pg_errors, w->c.fill_errors)
 PROM_GET(pg_evblk, w->c.evictions)
 PROM_GET(pg_evbytes, w->c.evicted_bytes)
 PROM_GET(pg_uncached, w->c.uncached)
+PROM_GET(pg_rafetched, w->c.ra_fetched)
+PROM_GET(pg_raused, w->c.ra_used)
 
 static const struct prom_metric prom_tmpl[] = {
     {"size_bytes", "gauge", "Template size in bytes.", pg_size},
@@ -1191,6 +1204,10 @@ static const struct prom_metric prom_tmpl[] = {
     {"evicted_bytes_total", "counter", "Bytes evicted.", pg_evbytes},
     {"uncached_blocks_total", "counter", "Blocks served without caching "
      "(no room).", pg_uncached},
+    {"readahead_fetched_bytes_total", "counter", "Bytes readahead fetched "
+     "from the origin.", pg_rafetched},
+    {"readahead_used_bytes_total", "counter", "Bytes readahead fetched that "
+     "a reader then read (each block once).", pg_raused},
 };
 
 static void prom_scalar(const char *name, const char *help, uint64_t v)

@@ -473,3 +473,93 @@ int qcow2_metadata_ranges(qcow2_read_fn rd, void *ctx, uint64_t file_size,
     *n = w.n;
     return 0;
 }
+
+/* ------------------------------------------------------------ guest map */
+
+#define INCOMPAT_DATA_FILE 0x4u
+#define INCOMPAT_EXTL2 0x10u
+#define L2E_OFFSET_MASK 0x00fffffffffffe00ull
+#define L2E_COMPRESSED (1ull << 62)
+#define L2E_ZERO 0x1ull /* version 3: reads as zeros, host not read */
+
+int qcow2_map_open(qcow2_read_fn rd, void *ctx, uint64_t file_size,
+                   struct qcow2_map *m, char *err, size_t errlen)
+{
+    struct walk w = {
+        .rd = rd, .ctx = ctx, .file_size = file_size,
+        .err = err, .errlen = errlen,
+    };
+    struct header h;
+    uint64_t bytes = 0;
+    int rc;
+
+    memset(m, 0, sizeof *m);
+    if ((rc = read_header(&w, &h)) != 0)
+        return rc;
+    w.cs = (uint64_t)1 << h.cluster_bits;
+    if (h.incompat & INCOMPAT_DATA_FILE)
+        return bad(&w, "external data file: no data clusters here");
+    if (h.l1_size > 0 &&
+        ((rc = table_bytes(&w, "L1 table", h.l1_size, QCOW2_MAX_L1_BYTES,
+                           &bytes)) != 0 ||
+         (rc = check_table(&w, "L1 table", h.l1_off, bytes)) != 0))
+        return rc;
+    uint8_t *buf = bytes ? malloc(bytes < QCOW2_READ_MAX ? bytes
+                                                         : QCOW2_READ_MAX)
+                         : NULL;
+    m->l1 = calloc(h.l1_size ? h.l1_size : 1, sizeof *m->l1);
+    if (m->l1 == NULL || (bytes && buf == NULL)) {
+        free(buf);
+        free(m->l1);
+        m->l1 = NULL;
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    for (uint64_t done = 0; done < bytes && rc == 0;) {
+        size_t len = bytes - done < QCOW2_READ_MAX ? (size_t)(bytes - done)
+                                                    : QCOW2_READ_MAX;
+        if ((rc = wread(&w, buf, h.l1_off + done, len)) != 0)
+            break;
+        for (size_t i = 0; i < len; i += 8) {
+            uint64_t p = get64(buf + i) & L1E_OFFSET_MASK;
+            if ((p & (w.cs - 1)) == 0 && p < file_size &&
+                file_size - p >= w.cs)
+                m->l1[(done + i) / 8] = p;
+        }
+        done += len;
+    }
+    free(buf);
+    if (rc != 0) {
+        qcow2_map_close(m);
+        return rc;
+    }
+    m->cluster_bits = h.cluster_bits;
+    m->l2e_bytes = (h.incompat & INCOMPAT_EXTL2) ? 16 : 8;
+    m->l2_entries = (uint32_t)(w.cs / m->l2e_bytes);
+    m->l1_size = h.l1_size;
+    return 0;
+}
+
+void qcow2_map_close(struct qcow2_map *m)
+{
+    free(m->l1);
+    memset(m, 0, sizeof *m);
+}
+
+void qcow2_l2_reverse(const struct qcow2_map *m, uint64_t l1i,
+                      const void *l2, uint32_t *rev, uint64_t nclusters)
+{
+    const uint8_t *b = l2;
+    uint64_t cs = (uint64_t)1 << m->cluster_bits;
+    for (uint32_t j = 0; j < m->l2_entries; j++) {
+        uint64_t e = get64(b + (size_t)j * m->l2e_bytes);
+        uint64_t off = e & L2E_OFFSET_MASK;
+        if ((e & L2E_COMPRESSED) || (e & L2E_ZERO) || off == 0 ||
+            (off & (cs - 1)))
+            continue;
+        uint64_t hc = off >> m->cluster_bits;
+        uint64_t guest = l1i * m->l2_entries + j;
+        if (hc < nclusters && guest < UINT32_MAX - 1)
+            rev[hc] = (uint32_t)(guest + 1);
+    }
+}

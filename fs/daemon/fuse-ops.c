@@ -280,6 +280,12 @@ static void ic_release(fuse_req_t req, fuse_ino_t ino,
                        struct fuse_file_info *fi)
 {
     struct handle *h = handle_of(fi);
+    uint64_t issued, read;
+    ra_state_figures(&h->ra, &issued, &read);
+    if (issued != 0)
+        log_debug("template %s: a handle closed; its readahead asked for "
+                  "%" PRIu64 " bytes, of which it read %" PRIu64,
+                  cache_tmpl_name(cache_gen_tmpl(h->g)), issued, read);
     ra_state_destroy(&h->ra);
     cache_gen_put(h->g);
     free(h);
@@ -314,6 +320,7 @@ static void ic_statfs(fuse_req_t req, fuse_ino_t ino)
 static const char *const xattr_names[] = {
     "origin", "generation", "cached_bytes", "pinned_bytes", "quota",
     "hits", "misses", "origin_bytes", "origin_state", "readahead_skipped",
+    "readahead_fetched", "readahead_used",
     "pinned_bytes.boot", "pinned_bytes.high", "pinned_bytes.low",
     "pinned_present_bytes.boot", "pinned_present_bytes.high",
     "pinned_present_bytes.low",
@@ -381,6 +388,12 @@ static int xattr_value(struct tmpl *t, struct gen *g, const char *key,
         return snprintf(out, len, "%" PRIu64, a.number);
     if (strcmp(key, "cached_bytes") == 0)
         return snprintf(out, len, "%" PRIu64, cache_gen_cached_bytes(g));
+    uint64_t ra_fetched, ra_used;
+    cache_gen_readahead(g, &ra_fetched, &ra_used);
+    if (strcmp(key, "readahead_fetched") == 0)
+        return snprintf(out, len, "%" PRIu64, ra_fetched);
+    if (strcmp(key, "readahead_used") == 0)
+        return snprintf(out, len, "%" PRIu64, ra_used);
     return -ENODATA;
 }
 

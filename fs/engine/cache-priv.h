@@ -5,6 +5,8 @@
  * Layers, bottom first; each file calls only the ones above it in this
  * list (test/t-layers.sh checks it from the objects' symbols):
  *   blockmap.c, store.c, stage.c   block table, data files, recent fills
+ *   qmap.c       a qcow2 template's host-to-guest cluster map, from the
+ *                cached tables (readahead's guide)
  *   pin.c        pin sets per class: range algebra, class marks
  *                (BLK_CLASS) in a block table, the quota check, recording
  *   cache.c      templates, generations, references, inodes, the LRU
@@ -33,6 +35,8 @@
  *   tmpl.cfgpin_lock serialises applying one template's config pins; held
  *                    across the reads they need (origin_timeout each) and
  *                    everything a read and a pin change take (all below).
+ *   qmap.lock        one generation's qcow2 map (qmap.c): held across
+ *                    reads of its cached tables (evict_rw, gen.lock).
  *   gen.evict_rw     the read path's one lock held across data-file I/O:
  *                    shared while bytes are copied from the data file
  *                    (stage.lock, fillbuf and tmpl.rec_lock are taken
@@ -113,6 +117,10 @@ struct gen {
      * the generation's pre-warm fetches waiting for an origin slot count
      * as demand reads (origin_req.urgent, ic-sched.h). */
     int demand_waiting;
+    /* Readahead's bytes (atomic): fetched from the origin, and those of
+     * them a reader has read since (each block once: BLK_RA). */
+    uint64_t ra_fetched, ra_used;
+    struct qmap *qmap;       /* set once (compare-and-swap), qmap.c */
 };
 
 struct tmpl {
@@ -255,6 +263,15 @@ void cache_tmpl_row(const struct tmpl *t, const struct gen *g,
 int cache_validator_refused(struct tmpl *t, const char *validator);
 /* Find a template by name, removed ones included. */
 struct tmpl *cache_find_any(struct cache *c, const char *name);
+
+/* qmap.c.  How far readahead after a read ending at host offset `end`
+ * may go, looking at most `want` bytes on: the end of the run of host
+ * clusters that continue the guest region of the read's last cluster (end
+ * itself when that cluster maps no guest data: metadata, unallocated), or
+ * UINT64_MAX when g has no qcow2 map (not qcow2, not cached yet). */
+struct qmap;
+uint64_t qmap_limit(struct gen *g, uint64_t end, uint64_t want);
+void qmap_free(struct qmap *q);
 
 /* read.c: fetch the missing blocks of a range that nobody is fetching yet,
  * for readahead; no copy, no waiting on other fills. */

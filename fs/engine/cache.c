@@ -113,6 +113,7 @@ static void gen_destroy(struct gen *g)
     if (superseded && t->c->w != NULL)
         store_unlink(t->c->conf->cache_dir, t->name, g->number);
     blockmap_free(&g->bm);
+    qmap_free(g->qmap);
     pthread_mutex_destroy(&g->lock);
     pthread_cond_destroy(&g->filled);
     pthread_rwlock_destroy(&g->evict_rw);
@@ -495,6 +496,15 @@ void cache_tmpl_stats(const struct tmpl *t, struct tmpl_stats *out)
             __atomic_load_n(&st->evicted_class[k], __ATOMIC_RELAXED);
     out->uncached = __atomic_load_n(&st->uncached, __ATOMIC_RELAXED);
     out->ra_skipped = __atomic_load_n(&st->ra_skipped, __ATOMIC_RELAXED);
+    out->ra_fetched = __atomic_load_n(&st->ra_fetched, __ATOMIC_RELAXED);
+    out->ra_used = __atomic_load_n(&st->ra_used, __ATOMIC_RELAXED);
+}
+
+void cache_gen_readahead(const struct gen *g, uint64_t *fetched,
+                         uint64_t *used)
+{
+    *fetched = __atomic_load_n(&g->ra_fetched, __ATOMIC_RELAXED);
+    *used = __atomic_load_n(&g->ra_used, __ATOMIC_RELAXED);
 }
 
 struct tmpl *cache_gen_tmpl(const struct gen *g) { return g->t; }

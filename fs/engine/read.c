@@ -82,6 +82,18 @@ static void stat_add(uint64_t *counter, uint64_t v)
     __atomic_add_fetch(counter, v, __ATOMIC_RELAXED);
 }
 
+/* A reader's first read of a block readahead fetched (gen.lock held):
+ * counted as readahead used, once. */
+static void note_ra_used(struct gen *g, struct blk *b, uint64_t blk)
+{
+    if (!(b->flags & BLK_RA))
+        return;
+    b->flags &= (uint8_t)~BLK_RA;
+    uint32_t len = block_len(blk, g->info.size, g->bs);
+    stat_add(&g->ra_used, len);
+    stat_add(&g->t->st.ra_used, len);
+}
+
 /* ------------------------------------------------------------ claiming */
 
 /* Claim runs of MISSING blocks not yet done (gen.lock held).  Returns the
@@ -350,11 +362,13 @@ static void publish_run(struct rq *rq, const struct run *run, const char *data)
     struct gen *g = rq->g;
     int flags[FILL_MAX_BYTES / IC_BS_MIN];
     uint64_t reserved = store_run(g, run, data, flags);
+    int ra = rq->oreq.cls == FETCH_READAHEAD ? BLK_RA : 0;
     for (uint64_t i = 0; i < run->n; i++) {
         uint64_t blk = run->start + i;
         uint32_t blen = block_len(blk, g->info.size, g->bs);
         const char *p = data + i * g->bs;
-        publish_block(g, blk, p, blen, flags[i]);
+        publish_block(g, blk, p, blen, flags[i] < 0 ? flags[i]
+                                                    : flags[i] | ra);
         rq_copy(rq, p, block_start(blk, g->bs), blen);
         rq_mark_done(rq, blk);
     }
@@ -375,10 +389,18 @@ static int fill_run(struct rq *rq, const struct run *run)
         return -ENOMEM;
     int r = origin_read(g->t->origin, data, off, len, &g->info, &rq->oreq,
                         rq->deadline);
-    if (r == -EAGAIN && rq->oreq.cls == FETCH_READAHEAD) {
-        /* No slot for readahead now: not a failure of the origin. */
+    if (r == -EAGAIN && rq->oreq.cls != FETCH_DEMAND) {
+        /* No slot for readahead now, or none for a pre-warm before its
+         * deadline: not a failure of the origin (no failed-fill memory,
+         * not in fill_errors); the caller gives the blocks back. */
         fillbuf_put(data);
-        stat_add(&g->t->st.ra_skipped, 1);
+        if (rq->oreq.cls == FETCH_READAHEAD)
+            stat_add(&g->t->st.ra_skipped, 1);
+        else
+            log_debug("template %s: pre-warm of %llu bytes at %llu found "
+                      "no origin slot before its deadline; left missing",
+                      g->t->name, (unsigned long long)len,
+                      (unsigned long long)off);
         return r;
     }
     stat_add(&g->t->st.origin_reads, 1);
@@ -388,6 +410,10 @@ static int fill_run(struct rq *rq, const struct run *run)
     }
     stat_add(&g->t->st.origin_bytes, len);
     stat_add(&g->t->st.misses, run->n);
+    if (rq->oreq.cls == FETCH_READAHEAD) {
+        stat_add(&g->ra_fetched, len);
+        stat_add(&g->t->st.ra_fetched, len);
+    }
     /* Written with O_DIRECT, the bytes will be in no page cache: a
      * readahead fill's are staged, before any block is published, for the
      * reader it runs ahead of.  (A reader's own fill has served it.) */
@@ -544,6 +570,8 @@ static int copy_block(struct rq *rq, uint64_t blk, char *tmp)
         if (verified_now)
             b->flags |= BLK_VERIFIED;
         b->atime = cache_tick(g->t->c);
+        if (rq->oreq.cls == FETCH_DEMAND)
+            note_ra_used(g, b, blk);
     }
     pthread_mutex_unlock(&g->lock);
     if (!same || r < 0)
@@ -739,8 +767,10 @@ int cache_read_fd_begin(struct gen *g, uint64_t off, size_t size,
     }
     if (ok) {
         uint32_t now = cache_tick(g->t->c);
-        for (uint64_t b = first; b <= last; b++)
+        for (uint64_t b = first; b <= last; b++) {
             g->bm.v[b].atime = now;
+            note_ra_used(g, &g->bm.v[b], b);
+        }
     }
     pthread_mutex_unlock(&g->lock);
     if (!ok) {

@@ -91,12 +91,21 @@ void ra_stop(struct readahead *ra)
 void ra_state_init(struct ra_state *s)
 {
     pthread_mutex_init(&s->lock, NULL);
-    s->next_off = 0;
-    s->ra_end = 0;
-    s->window = 0;
+    s->next_off = s->run = s->run_start = s->ra_lo = s->ra_end = 0;
+    s->window = s->grow_at = s->run_read = 0;
+    s->first = RA_FIRST;
+    s->issued = s->read = 0;
 }
 
 void ra_state_destroy(struct ra_state *s) { pthread_mutex_destroy(&s->lock); }
+
+void ra_state_figures(struct ra_state *s, uint64_t *issued, uint64_t *read)
+{
+    pthread_mutex_lock(&s->lock);
+    *issued = s->issued;
+    *read = s->read;
+    pthread_mutex_unlock(&s->lock);
+}
 
 /* Queue [off, off+len) in RA_RUN_BYTES pieces; a full queue drops the rest
  * (readahead is only a hint). */
@@ -136,34 +145,91 @@ static int ends_present(struct gen *g, uint64_t off, uint64_t len)
                BLK_PRESENT;
 }
 
+/* The run that ended at next_off: did its readahead earn its bytes?
+ * (ra_state.lock held.) */
+static void run_ended(struct ra_state *s, uint64_t bs, uint64_t max)
+{
+    if (s->window == 0)
+        return; /* it asked for none */
+    uint64_t unread = s->ra_end > s->ra_lo ? s->ra_end - s->ra_lo : 0;
+    if (unread > s->run_read) /* it cost more than it served */
+        s->first = s->first > bs ? s->first / 2 : 0;
+    else if (unread * 4 <= s->run_read) /* at most a fifth of it unread */
+        s->first = s->first == 0 ? bs : s->first * 2 < max ? s->first * 2
+                                                           : max;
+}
+
 void ra_note(struct readahead *ra, struct ra_state *s, struct gen *g,
              uint64_t off, uint64_t len)
 {
     uint64_t q_off = 0, q_len = 0, end = off + len;
-    uint64_t max = g->t->c->conf->readahead;
-    if (ra == NULL || ra->nthreads == 0 || max == 0)
+    uint64_t max = g->t->c->conf->readahead, bs = g->bs;
+    if (ra == NULL || ra->nthreads == 0 || max == 0 || len == 0)
         return;
     pthread_mutex_lock(&s->lock);
-    if (off == s->next_off && off != 0) {
-        s->window = s->window ? s->window * 2 : RA_MIN;
-        if (s->window > max)
-            s->window = max;
+    /* Sequential: where the last read ended, or (the kernel's concurrent
+     * readahead requests arrive out of order) anywhere between the run's
+     * start and the end of its readahead. */
+    uint64_t reach = s->ra_end > s->next_off ? s->ra_end : s->next_off;
+    int seq = s->run > 0 && (off == s->next_off ||
+                             (off >= s->run_start && off <= reach));
+    if (!seq) {
+        run_ended(s, bs, max);
+        s->run = s->run_read = s->window = s->grow_at = 0;
+        s->ra_lo = s->ra_end = 0;
+        s->run_start = off;
+    } else if (s->ra_end > s->ra_lo && end > s->ra_lo) {
+        uint64_t e = end < s->ra_end ? end : s->ra_end;
+        s->read += e - s->ra_lo;
+        s->run_read += e - s->ra_lo;
+        s->ra_lo = e;
+    }
+    if (end > s->next_off || !seq)
+        s->next_off = end;
+    s->run = s->next_off - s->run_start;
+    end = s->next_off; /* readahead runs from the stream's front */
+    if (seq && (s->first != 0 || s->run >= RA_PROVE * bs)) {
+        if (s->window == 0)
+            s->window = s->first ? s->first : bs;
+        else if (end >= s->grow_at)
+            s->window *= 2; /* all it had asked for is read */
+        uint64_t cap = s->run > bs ? s->run : bs;
+        cap = cap < max ? cap : max;
+        s->window = s->window < cap ? s->window : cap;
         uint64_t target = end + s->window;
         if (target > g->info.size)
             target = g->info.size;
-        /* Top up once half the window is consumed. */
         uint64_t from = s->ra_end > end ? s->ra_end : end;
         if (target > from && s->ra_end < end + s->window / 2) {
             q_off = from;
             q_len = target - from;
+            if (s->ra_end <= end)
+                s->ra_lo = end;
             s->ra_end = target;
+            if (end >= s->grow_at)
+                s->grow_at = target;
         }
-    } else if (off != s->next_off) {
-        s->window = 0;
-        s->ra_end = 0;
     }
-    s->next_off = end;
     pthread_mutex_unlock(&s->lock);
-    if (q_len && !ends_present(g, q_off, q_len))
+    if (q_len == 0)
+        return;
+    /* A qcow2 image: not past the read's guest region (no lock held). */
+    uint64_t lim = qmap_limit(g, end, q_off + q_len - end);
+    if (lim < q_off + q_len) {
+        uint64_t cut = lim > q_off ? lim : q_off;
+        pthread_mutex_lock(&s->lock);
+        if (s->ra_end == q_off + q_len)
+            s->ra_end = cut;
+        if (s->grow_at == q_off + q_len)
+            s->grow_at = cut;
+        pthread_mutex_unlock(&s->lock);
+        q_len = cut - q_off;
+    }
+    if (q_len == 0)
+        return;
+    pthread_mutex_lock(&s->lock);
+    s->issued += q_len;
+    pthread_mutex_unlock(&s->lock);
+    if (!ends_present(g, q_off, q_len))
         ra_queue(ra, g, q_off, q_len);
 }

@@ -93,7 +93,9 @@ static const char schema_sql[] =
     " origin_reads INTEGER, fill_errors INTEGER, evictions INTEGER,"
     " evicted_bytes INTEGER, uncached INTEGER,"
     " evicted_low INTEGER NOT NULL DEFAULT 0,"
-    " evicted_high INTEGER NOT NULL DEFAULT 0);"
+    " evicted_high INTEGER NOT NULL DEFAULT 0,"
+    " ra_fetched INTEGER NOT NULL DEFAULT 0,"
+    " ra_used INTEGER NOT NULL DEFAULT 0);"
     "CREATE INDEX IF NOT EXISTS events_ts ON events (ts);"
     "CREATE INDEX IF NOT EXISTS pins_tid ON pins (tid);"
     /* OR IGNORE: a second process initialising the same empty file at the
@@ -340,6 +342,48 @@ static int migrate_v1(struct index *ix)
     return 0;
 }
 
+/* Whether counters has the readahead columns (schema 2 got them later,
+ * without a version bump). */
+static int has_ra_columns(struct index *ix)
+{
+    char res[32];
+    return ix_query_text(ix->db,
+                         "SELECT COUNT(*) FROM pragma_table_info('counters')"
+                         " WHERE name = 'ra_used'",
+                         res, sizeof res) == SQLITE_OK &&
+           strcmp(res, "1") == 0;
+}
+
+/* Add them, with defaults (an older binary of schema 2 ignores them, and
+ * one that replaces a row leaves them 0).  Under BEGIN IMMEDIATE, looked
+ * for again inside: two processes may open the index at once. */
+static int add_ra_columns(struct index *ix)
+{
+    if ((ix->has_ra = has_ra_columns(ix)))
+        return 0;
+    if (sqlite3_exec(ix->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) !=
+        SQLITE_OK)
+        return ix_db_fail(ix, "counters columns begin");
+    int rc = SQLITE_OK;
+    if (!has_ra_columns(ix))
+        rc = sqlite3_exec(ix->db,
+                          "ALTER TABLE counters ADD COLUMN ra_fetched "
+                          "INTEGER NOT NULL DEFAULT 0;"
+                          "ALTER TABLE counters ADD COLUMN ra_used "
+                          "INTEGER NOT NULL DEFAULT 0;",
+                          NULL, NULL, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(ix->db, "COMMIT", NULL, NULL, NULL);
+    if (rc != SQLITE_OK) {
+        int ret = ix_db_fail(ix, "adding the readahead counters");
+        if (!sqlite3_get_autocommit(ix->db))
+            sqlite3_exec(ix->db, "ROLLBACK", NULL, NULL, NULL);
+        return ret;
+    }
+    ix->has_ra = 1;
+    return 0;
+}
+
 /* WAL lets the tools read while the writer commits.  synchronous=NORMAL
  * does not sync the WAL at each commit, so a power loss may drop the last
  * commits; it never makes the index claim a block whose data is not durable,
@@ -465,6 +509,8 @@ static int open_rw(struct index *ix, const char *path, int again, char *why,
     }
     if (ret == 0 && ix->version == 1)
         ret = migrate_v1(ix);
+    if (ret == 0)
+        ret = add_ra_columns(ix);
     if (ret == 0)
         ret = prepare_all(ix, why, whylen);
     return ret;
@@ -641,8 +687,10 @@ int index_open_ro(const char *cache_dir, struct index **out)
         snprintf(why, sizeof why, "no tables");
         rc = IX_UNUSABLE;
     }
-    if (rc == 0)
+    if (rc == 0) {
+        ix->has_ra = has_ra_columns(ix);
         rc = prepare_all(ix, why, sizeof why);
+    }
     if (rc == IX_UNUSABLE) {
         log_err("index: %s is unreadable (%s)", path, why);
         rc = -EIO;
@@ -934,21 +982,27 @@ int index_event(struct index *ix, int64_t tid, const char *kind,
  * Rare operations (once per flush or per pin change): statements are
  * prepared per call. */
 
-#define N_COUNTERS 10
+#define N_COUNTERS 12
 
 static const char counters_get_sql[] =
     "SELECT hits, misses, origin_bytes, origin_reads, fill_errors,"
-    " evictions, evicted_bytes, uncached, evicted_low, evicted_high"
+    " evictions, evicted_bytes, uncached, evicted_low, evicted_high,"
+    " ra_fetched, ra_used FROM counters WHERE tid = ?1";
+/* Schema 2 without the readahead columns (a read-only open). */
+static const char counters_get_nora_sql[] =
+    "SELECT hits, misses, origin_bytes, origin_reads, fill_errors,"
+    " evictions, evicted_bytes, uncached, evicted_low, evicted_high, 0, 0"
     " FROM counters WHERE tid = ?1";
 /* A version 1 index read as it is (a read-only open). */
 static const char counters_get_v1_sql[] =
     "SELECT hits, misses, origin_bytes, origin_reads, fill_errors,"
-    " evictions, evicted_bytes, uncached, 0, 0 FROM counters WHERE tid = ?1";
+    " evictions, evicted_bytes, uncached, 0, 0, 0, 0 FROM counters"
+    " WHERE tid = ?1";
 static const char counters_put_sql[] =
     "INSERT OR REPLACE INTO counters (tid, hits, misses, origin_bytes,"
     " origin_reads, fill_errors, evictions, evicted_bytes, uncached,"
-    " evicted_low, evicted_high)"
-    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
+    " evicted_low, evicted_high, ra_fetched, ra_used)"
+    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)";
 
 static uint64_t *counter_field(struct index_counters *c, int i)
 {
@@ -956,7 +1010,8 @@ static uint64_t *counter_field(struct index_counters *c, int i)
                                &c->origin_reads, &c->fill_errors,
                                &c->evictions, &c->evicted_bytes,
                                &c->uncached, &c->evicted_low,
-                               &c->evicted_high};
+                               &c->evicted_high, &c->ra_fetched,
+                               &c->ra_used};
     return f[i];
 }
 
@@ -967,7 +1022,8 @@ int index_counters_get(struct index *ix, int64_t tid,
     memset(out, 0, sizeof *out);
     if (sqlite3_prepare_v2(ix->db,
                            ix->version == 1 ? counters_get_v1_sql
-                                            : counters_get_sql,
+                           : ix->has_ra     ? counters_get_sql
+                                            : counters_get_nora_sql,
                            -1, &st, NULL) !=
             SQLITE_OK ||
         ix_bind_i64(st, 1, tid)) {

@@ -362,8 +362,8 @@ static int demand_queued(const struct file_origin *fo)
 
 /* Run a job with a deadline.  Returns the job's result, or -ETIMEDOUT after
  * which the job belongs to the worker (or is freed here if never started);
- * a readahead refused, or that never started by its deadline, is -EAGAIN
- * (the job is the caller's to free). */
+ * a readahead refused, or a readahead or pre-warm that never started by
+ * its deadline, is -EAGAIN (the job is the caller's to free). */
 static int run_bounded(struct file_origin *fo, struct file_job *j,
                        uint64_t deadline)
 {
@@ -381,16 +381,16 @@ static int run_bounded(struct file_origin *fo, struct file_job *j,
             int waited = !j->started;
             if (waited) {
                 unqueue(fo, j);
-                if (cls != FETCH_READAHEAD) /* -EAGAIN: the caller's */
+                if (cls == FETCH_DEMAND) /* -EAGAIN: the caller's */
                     job_free(j);
             } else {
                 j->abandoned = 1;
             }
             pthread_mutex_unlock(&fo->lock);
-            /* A readahead that only waited (later demand reads went
-             * first) asked nothing of the origin: a skip, not a failure
-             * (which the reader after it would meet as EIO). */
-            return waited && cls == FETCH_READAHEAD ? -EAGAIN : -ETIMEDOUT;
+            /* A readahead or pre-warm that only waited (later demand
+             * reads went first) asked nothing of the origin: a skip, not
+             * a failure (which the reader after it would meet as EIO). */
+            return waited && cls != FETCH_DEMAND ? -EAGAIN : -ETIMEDOUT;
         }
     }
     pthread_mutex_unlock(&fo->lock);

@@ -572,6 +572,11 @@ static int http_perform(struct origin *o, size_t ui, struct xfer *x,
     httpc_resp_reset(&x->resp);
     x->filetime = -1;
     err = sched_acquire(&u->host->slots, rq, deadline);
+    /* A pre-warm or readahead that only waited for a slot asked nothing
+     * of the origin: not its failure (-EAGAIN, the caller gives the
+     * blocks back). */
+    if (err == -ETIMEDOUT && rq != NULL && rq->cls != FETCH_DEMAND)
+        return -EAGAIN;
     if (err != 0)
         return err;
     CURL *c = pool_get(h);
