@@ -7,7 +7,8 @@
 #
 # The profile: test/bench/boot.trace[.xz] with its skeleton image
 # (test/bench/boot.skel.qcow2.xz and boot.datamap, written by
-# record-boot.sh: the image's real metadata, its data clusters filled here
+# record-boot.sh; without boot.datamap, qemu-img map of the skeleton gives
+# the data clusters: the image's real metadata, its data clusters filled here
 # with deterministic pseudo-random bytes) when shipped, else a synthetic one
 # (~35 MB in ~220 ranges of mixed sizes in a 640 MiB file: the shape of a
 # Debian 12 guest's boot).  STORM_TRACE=FILE and STORM_IMAGE=FILE replay
@@ -239,15 +240,30 @@ if [ -n "${STORM_TRACE:-}" ]; then
 	PROFILE_DESC="$STORM_TRACE"
 	IMAGE_DESC="$STORM_IMAGE"
 elif [ -z "$SMOKE" ] && { [ -e "$shipped" ] || [ -e "$shipped.xz" ]; } &&
-	[ -e "$S/test/bench/boot.skel.qcow2.xz" ] && [ -e "$S/test/bench/boot.datamap" ]; then
+	[ -e "$S/test/bench/boot.skel.qcow2.xz" ]; then
 	TRACE=$T/trace
 	if [ -e "$shipped.xz" ]; then xz -dc "$shipped.xz" >"$TRACE"; else cp "$shipped" "$TRACE"; fi
 	log "expanding the skeleton image, filling its data clusters"
 	xz -dc "$S/test/bench/boot.skel.qcow2.xz" >"$IMG" || exit 1
 	isz=$(stat -c %s "$IMG")
-	rand_stream "$isz" >"$T/rand" || exit 1
-	# boot.datamap: "HOST_OFFSET LENGTH" of every data cluster run.
-	python3 - "$IMG" "$T/rand" "$S/test/bench/boot.datamap" <<'PY' || exit 1
+	rand_stream "$isz" >"$T/rand" # (openssl ends on SIGPIPE: check the size)
+	[ "$(stat -c %s "$T/rand")" = "$isz" ] || exit 1
+	# boot.datamap: "HOST_OFFSET LENGTH" of every data cluster run; without
+	# it, the runs qemu-img map finds in the skeleton (its zeroed clusters
+	# are still allocated: their L2 entries are the real image's).
+	DATAMAP=$S/test/bench/boot.datamap
+	if [ ! -e "$DATAMAP" ]; then
+		DATAMAP=$T/datamap
+		command -v qemu-img >/dev/null 2>&1 || {
+			echo "storm: no test/bench/boot.datamap, and no qemu-img to make one (apt-get install qemu-utils)" >&2
+			exit 1
+		}
+		qemu-img map --output=json -f qcow2 "$IMG" | python3 -c 'import json, sys
+for e in json.load(sys.stdin):
+    if e.get("data") and "offset" in e:
+        print(e["offset"], e["length"])' >"$DATAMAP" || exit 1
+	fi
+	python3 - "$IMG" "$T/rand" "$DATAMAP" <<'PY' || exit 1
 import sys
 img, rnd, m = sys.argv[1:4]
 with open(img, "r+b") as f, open(rnd, "rb") as r, open(m) as mp:
@@ -261,7 +277,7 @@ with open(img, "r+b") as f, open(rnd, "rb") as r, open(m) as mp:
             off += k; ln -= k
 PY
 	rm -f "$T/rand"
-	PROFILE_DESC="shipped boot trace ($(sed -n 's/^# //p' "$TRACE" | sed -n 2p))"
+	PROFILE_DESC="shipped boot trace (test/bench/boot.trace: template $(sed -n 's/^# template //p' "$TRACE" | head -n 1))"
 	IMAGE_DESC="skeleton qcow2, $(stat -c %s "$IMG") bytes, data clusters pseudo-random"
 else
 	if [ -n "$SMOKE" ]; then
