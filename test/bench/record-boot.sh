@@ -32,7 +32,7 @@ set -u -o pipefail
 export LC_ALL=C
 
 SECS=300 MEM=1024 APPEND="root=/dev/vda1 ro console=ttyS0 panic=-1"
-MARKER="login:" CACHE_DIR= OUT=. ORIGIN=
+MARKER="login:" CACHE_DIR="" OUT=. ORIGIN=""
 usage() {
 	sed -n '3,5p' "$0" | sed 's/^# \{0,1\}//' >&2
 	exit 2
@@ -90,7 +90,7 @@ fmt=$(qemu-img info --output=json "$TEMPLATE" | python3 -c 'import json, sys; pr
 }
 
 W=$(mktemp -d "${TMPDIR:-/var/tmp}/record-boot.XXXXXX") || exit 1
-QEMU_PID= REC_PID=
+QEMU_PID="" REC_PID=""
 cleanup() {
 	[ -z "$QEMU_PID" ] || kill "$QEMU_PID" 2>/dev/null
 	[ -z "$REC_PID" ] || kill "$REC_PID" 2>/dev/null

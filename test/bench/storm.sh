@@ -1,4 +1,5 @@
 #!/bin/bash
+# shellcheck disable=SC2317 # functions are called indirectly (trap, wait_for)
 # storm.sh BUILD_DIR — `make bench-storm`: a recorded boot replayed as N
 # concurrent VMs on one host, through one imgcache daemon, HTTP origin on a
 # local nginx.  Figures, not tests: nothing here fails on a slow figure
@@ -396,7 +397,7 @@ exact_failed() {
 
 # ------------------------------------------------------------ 1. storm
 
-MED1= BYTES1=
+MED1="" BYTES1=""
 for n in $NS; do
 	log "storm: N = $n concurrent replays of the trace"
 	fresh_origin
@@ -466,7 +467,7 @@ ft() {
 
 log "first touch: idle"
 fresh_origin
-IDLE50= IDLE99=
+IDLE50="" IDLE99=""
 if ft ft-idle; then
 	IDLE50=$FT_P50 IDLE99=$FT_P99
 	row "first-touch 4K, idle, p50 of $FT_N" "$IDLE50" us - - -
