@@ -28,7 +28,14 @@
  * blocks has a 50 MiB manifest: it is mmap'd, never copied into RAM.
  *
  * Errors: 0 or -errno per ic-error.h.  The open functions fill err with one
- * line on failure and never log; manifest_build likewise.
+ * line on failure and never log; manifest_build and manifest_verify
+ * likewise.  err does not repeat the manifest's path or URL: the caller,
+ * who knows where it came from, puts it in front.
+ *
+ * manifest_open maps the file: the file must not be truncated while it is
+ * open (a read past the new end is SIGBUS).  Whoever replaces a manifest
+ * does it by rename, as manifest_build does, which leaves the mapped
+ * inode alone.
  *
  * Threads: a struct manifest is immutable once opened; any number of
  * threads may call the accessors and manifest_entry on it at once, until
@@ -77,5 +84,15 @@ bool manifest_is_zero(const void *buf, size_t len);
  * either the old file or the whole new one, never half of one.  threads
  * < 1 means 1.  -EINVAL for a block size the format refuses. */
 int  manifest_build(int fd, uint32_t block_size, int threads, const char *out_path, char *err, size_t errlen);
+
+/* Hash every block of the file on fd with `threads` workers and compare
+ * with m.  0 when the whole file was read: *nbad blocks differ, and the
+ * smallest min(*nbad, max_first) of their indexes are in first_bad,
+ * ascending.  -ESTALE when the file's size is not the manifest's (err
+ * gives both), other -errno when it cannot be read.  (An addition to the
+ * lead's contract (C), for imgcache-manifest --verify.) */
+int  manifest_verify(const struct manifest *m, int fd, int threads,
+                     uint64_t *first_bad, size_t max_first, uint64_t *nbad,
+                     char *err, size_t errlen);
 
 #endif
