@@ -16,7 +16,7 @@ base:   log util checksum fillbuf manifest
 config: conf pinspec qcow2
 origin: url health http-check sched origin-file origin-http origin
 index:  index index-report index-scrub writer
-engine: blockmap store stage pin cache evict read readahead prewarm engine
+engine: blockmap store stage pin cache evict verify read readahead prewarm engine
 daemon: ctlproto ctl fuse-ops main
 "
 

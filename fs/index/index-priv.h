@@ -28,6 +28,7 @@ enum stmt_id {
     ST_ADD,
     ST_DEL,
     ST_EVENT,
+    ST_SHA_FIND, /* prepared only when blocks has its sha column */
     ST_COUNT
 };
 
@@ -40,6 +41,7 @@ struct index {
     int version; /* its schema version: INDEX_SCHEMA_VERSION, or 1 (from
                     before pin classes) in a read-only open */
     int retry_busy; /* the caller retries -EBUSY: do not log it */
+    int has_sha;    /* blocks.sha exists (added by a read-write open) */
     char *moved_aside; /* path of the file index_open() moved aside */
 };
 
