@@ -93,6 +93,30 @@ else
 	ok "a block no source serves right fails (EIO)"
 fi
 stop_imgcache "$MNT"
+# imgcache-report --json: the figures, and the failures per source.
+"$top_builddir/tools/imgcache-report" --cache-dir "$CACHE" --json \
+	>"$T/report.json" || true
+got=$(python3 - "$T/report.json" "$BAD/corrupt/t.img" <<'PYEOF'
+import json, sys
+def walk(o):
+    if isinstance(o, dict):
+        if o.get("name") == "t.img" or o.get("template") == "t.img":
+            yield o
+        for v in o.values():
+            yield from walk(v)
+    elif isinstance(o, list):
+        for v in o:
+            yield from walk(v)
+d = json.load(open(sys.argv[1]))
+for t in walk(d):
+    c = t.get("counters", t)
+    print(c.get("verify_failures"), c.get("verified_blocks"),
+          c.get("verify_failures_by_source", {}).get(sys.argv[2]))
+    break
+PYEOF
+)
+assert_eq "imgcache-report --json: failures, verified, per source" \
+	"$((SIZE / BS)) $((SIZE / BS)) $((SIZE / BS))" "$got"
 
 # --- zero blocks never fetched; a corrupted manifest refused
 ZSIZE=$((4 * 1048576 + 1000))

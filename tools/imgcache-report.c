@@ -609,13 +609,15 @@ static double hit_ratio(const struct index_counters *c)
 
 enum col {
     C_NAME, C_SIZE, C_GEN, C_CACHED, C_PINNED, C_PRESENT, C_QUOTA, C_USE,
-    C_HITS, C_MISSES, C_HITR, C_FETCHED, C_EVBLK, C_EVBYTES, C_ERRORS,
+    C_HITS, C_MISSES, C_HITR, C_FETCHED, C_LOCAL, C_VFAIL, C_EVBLK,
+    C_EVBYTES, C_ERRORS,
     C_STATE, C_ORIGIN, NCOLS
 };
 
 static const char *const col_head[NCOLS] = {
     "TEMPLATE", "SIZE", "GEN", "CACHED", "PINNED", "PRESENT", "QUOTA",
-    "USE%", "HITS", "MISSES", "HIT%", "FETCHED", "EV.BLK", "EVICTED",
+    "USE%", "HITS", "MISSES", "HIT%", "FETCHED", "LOCAL", "VFAIL", "EV.BLK",
+    "EVICTED",
     "ERRORS", "STATE", "ORIGIN",
 };
 
@@ -648,6 +650,8 @@ static void row_cells(const struct trow *w, char cell[NCOLS][CELL])
     else
         snprintf(cell[C_HITR], CELL, "%.1f%%", 100 * hr);
     human(cell[C_FETCHED], CELL, w->c.origin_bytes);
+    human(cell[C_LOCAL], CELL, w->c.local_bytes);
+    snprintf(cell[C_VFAIL], CELL, "%" PRIu64, w->c.verify_failed);
     snprintf(cell[C_EVBLK], CELL, "%" PRIu64, w->ev.evicted_blocks);
     human(cell[C_EVBYTES], CELL, w->ev.evicted_bytes);
     snprintf(cell[C_ERRORS], CELL, "%" PRIu64, w->ev.error_events);
@@ -988,6 +992,16 @@ static void json_counters(json_object *o, const struct trow *w)
     jadd(o, "evicted_blocks", ju64(w->c.evictions));
     jadd(o, "evicted_bytes", ju64(w->c.evicted_bytes));
     jadd(o, "uncached_blocks", ju64(w->c.uncached));
+    jadd(o, "local_bytes", ju64(w->c.local_bytes));
+    jadd(o, "local_blocks", ju64(w->c.local_blocks));
+    jadd(o, "verified_blocks", ju64(w->c.verified));
+    jadd(o, "verify_failures", ju64(w->c.verify_failed));
+    jadd(o, "zero_blocks_skipped", ju64(w->c.zero_skipped));
+    /* Windowed, like the events: which sources served wrong bytes. */
+    json_object *src = json_object_new_object();
+    for (size_t i = 0; i < w->ev.nverify; i++)
+        jadd(src, w->ev.verify[i].source, ju64(w->ev.verify[i].count));
+    jadd(o, "verify_failures_by_source", src);
 }
 
 /* "classes": {"boot": {...}, "high": {...}, "low": {...}}, every class
@@ -1164,6 +1178,10 @@ PROM_GET(pg_errors, w->c.fill_errors)
 PROM_GET(pg_evblk, w->c.evictions)
 PROM_GET(pg_evbytes, w->c.evicted_bytes)
 PROM_GET(pg_uncached, w->c.uncached)
+PROM_GET(pg_local, w->c.local_bytes)
+PROM_GET(pg_verified, w->c.verified)
+PROM_GET(pg_vfail, w->c.verify_failed)
+PROM_GET(pg_zero, w->c.zero_skipped)
 
 static const struct prom_metric prom_tmpl[] = {
     {"size_bytes", "gauge", "Template size in bytes.", pg_size},
@@ -1191,6 +1209,14 @@ static const struct prom_metric prom_tmpl[] = {
     {"evicted_bytes_total", "counter", "Bytes evicted.", pg_evbytes},
     {"uncached_blocks_total", "counter", "Blocks served without caching "
      "(no room).", pg_uncached},
+    {"local_bytes_total", "counter", "Bytes filled from local copies of "
+     "identical blocks (delta fills) instead of the origin.", pg_local},
+    {"verified_blocks_total", "counter", "Fetched blocks that matched the "
+     "block manifest.", pg_verified},
+    {"verify_failures_total", "counter", "Fetched blocks that did not match "
+     "the block manifest (any source).", pg_vfail},
+    {"zero_blocks_skipped_total", "counter", "Zero blocks the manifest "
+     "spared a fetch.", pg_zero},
 };
 
 static void prom_scalar(const char *name, const char *help, uint64_t v)
