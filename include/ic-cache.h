@@ -66,6 +66,12 @@ struct tmpl_stats { /* updated with __atomic builtins, no lock */
     uint64_t ra_fetched;   /* bytes readahead fetched from the origin */
     uint64_t ra_used;      /* ... of them, bytes a reader read since (a
                               block counted at its first read) */
+    /* Block manifests (ic-verify.h): */
+    uint64_t local_blocks; /* blocks filled from local copies (delta) */
+    uint64_t local_bytes;  /* ... their bytes */
+    uint64_t verified;     /* fetched blocks that matched the manifest */
+    uint64_t verify_failed; /* fetched blocks that did not (any source) */
+    uint64_t zero_skipped; /* zero blocks the manifest spared a fetch */
 };
 
 /* The templates (including removed ones); lock-free, see cache.c. */
@@ -147,6 +153,9 @@ uint32_t cache_tmpl_bs(const struct tmpl *t);
 int cache_tmpl_removed(const struct tmpl *t);
 struct origin *cache_tmpl_origin(const struct tmpl *t);
 uint64_t cache_tmpl_quota(const struct tmpl *t);
+/* Verification failures per source of its origin (origin_source_name's
+ * index) into n[0..max): the number of sources filled. */
+int cache_tmpl_verify_failures(const struct tmpl *t, uint64_t *n, int max);
 /* A copy of the template's counters (each read atomically). */
 void cache_tmpl_stats(const struct tmpl *t, struct tmpl_stats *out);
 

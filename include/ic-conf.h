@@ -51,8 +51,13 @@ struct conf_source {
     /* [directory] "follow_symlinks" yes/no, default no: serve symlinks
      * that resolve to regular files inside the directory. */
     int follow_symlinks;
+    /* "manifest" (imgcache.conf(5) BLOCK MANIFESTS): where the block
+     * manifest of the template is, per generation. */
+    int manifest_mode;   /* CONF_MANIFEST_*, default AUTO */
+    char *manifest;      /* CONF_MANIFEST_URL: path or http(s) URL */
     int line;            /* line of the section header */
 };
+enum { CONF_MANIFEST_AUTO = 0, CONF_MANIFEST_NONE = 1, CONF_MANIFEST_URL = 2 };
 
 struct conf {
     char *path;

@@ -45,7 +45,17 @@ struct index_event_sum {
     uint64_t generations;  /* "generation" events: origin changed */
     int64_t last_error_ts; /* newest "error" event in the window, 0 = none */
     char last_error[256];  /* ... and its detail text */
+    /* "verify" events (a fetched block failed its manifest check), per
+     * source (the event's detail: a masked URL), the most frequent
+     * first, at most INDEX_VERIFY_SOURCES of them. */
+    uint64_t verify_events;
+    size_t nverify;
+    struct {
+        char source[256];
+        uint64_t count;
+    } verify[8];
 };
+#define INDEX_VERIFY_SOURCES 8
 int index_events_sum(struct index *ix, int64_t tid,
                      const struct index_window *w,
                      struct index_event_sum *out);

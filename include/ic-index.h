@@ -17,8 +17,12 @@
  *             size INTEGER, mtime_ns INTEGER, validator TEXT,
  *             generation INTEGER, block_size INTEGER, quota INTEGER)
  *   blocks(tid INTEGER, gen INTEGER, blk INTEGER, csum INTEGER,
- *          atime INTEGER, flags INTEGER, PRIMARY KEY(tid, gen, blk))
- *          WITHOUT ROWID                      -- present blocks
+ *          atime INTEGER, flags INTEGER, sha BLOB,
+ *          PRIMARY KEY(tid, gen, blk)) WITHOUT ROWID  -- present blocks;
+ *          sha: the block's SHA-256 when a block manifest vouched for it
+ *          (else NULL), indexed by blocks_sha (WHERE sha IS NOT NULL);
+ *          added in place by a read-write open (ALTER TABLE, no version
+ *          bump: an older binary ignores it)
  *   pins(tid INTEGER, start INTEGER, len INTEGER, source TEXT,
  *        class TEXT NOT NULL DEFAULT 'boot')   -- boot, high or low
  *   events(id INTEGER PRIMARY KEY, ts INTEGER, tid INTEGER, kind TEXT,
@@ -26,9 +30,11 @@
  *   counters(tid INTEGER PRIMARY KEY, hits, misses, origin_bytes,
  *          origin_reads, fill_errors, evictions, evicted_bytes, uncached,
  *          evicted_low, evicted_high,        -- evictions: blocks, any class
-          ra_fetched, ra_used)              -- readahead bytes (added to a
-          -- schema 2 index that lacks them, with defaults 0: an older
-          -- binary keeps working on the file)
+ *          ra_fetched, ra_used,              -- readahead bytes
+ *          local_blocks, local_bytes, verified, verify_failed,
+ *          zero_skipped)                     -- manifests
+ *          -- (the last seven added in place when missing, with defaults
+ *          -- 0: an older schema 2 binary keeps working on the file)
  *          -- cumulative per template, saved by the daemon at each flush
  *
  * Errors: 0 or -errno; a failed statement is -EIO (logged), except one
@@ -70,6 +76,8 @@ struct index_tmpl {
 
 enum index_op { INDEX_ADD = 1, INDEX_DEL = 2 };
 
+#define INDEX_SHA_LEN 32
+
 struct index_rec {
     enum index_op op;
     int64_t tid;
@@ -78,6 +86,8 @@ struct index_rec {
     uint64_t csum;
     uint64_t atime;
     uint32_t flags;
+    int has_sha;                 /* ADD: sha holds the block's SHA-256 */
+    uint8_t sha[INDEX_SHA_LEN];
 };
 
 /* Open (creating cache_dir/index.db if needed) read-write.  A file that is
@@ -112,14 +122,24 @@ int index_tmpl_put(struct index *ix, struct index_tmpl *t);
 #define INDEX_META_DIR_PREFIX "dir-listing:"
 int index_meta_get(struct index *ix, const char *key, char **out);
 int index_meta_put(struct index *ix, const char *key, const char *value);
-/* Delete every block row of template tid whose gen != keep_gen. */
-int index_drop_other_gens(struct index *ix, int64_t tid, uint64_t keep_gen);
+/* Delete every block row of template tid whose gen is neither keep_gen
+ * nor keep_also (INDEX_NO_GEN: none; a template's previous generation
+ * is kept while delta fills may copy from it). */
+#define INDEX_NO_GEN UINT64_MAX
+int index_drop_other_gens(struct index *ix, int64_t tid, uint64_t keep_gen,
+                          uint64_t keep_also);
 
 /* Call cb for every present block of (tid, gen).  A non-zero return from cb
  * stops the walk and is returned.  Otherwise 0 or -EIO. */
 typedef int (*index_block_cb)(void *ctx, const struct index_rec *rec);
 int index_blocks_load(struct index *ix, int64_t tid, uint64_t gen,
                       index_block_cb cb, void *ctx);
+
+/* Up to max present blocks (tid, gen, blk into out) whose SHA-256 is sha,
+ * any template, any generation: one query on the partial index
+ * blocks_sha.  Count, or -errno. */
+int index_sha_find(struct index *ix, const uint8_t sha[INDEX_SHA_LEN],
+                   struct index_rec *out, size_t max);
 
 /* Apply add/delete records in one transaction (all or nothing).
  * ADD replaces an existing row.  0, -EBUSY or -EIO. */
@@ -140,6 +160,11 @@ struct index_counters {
     uint64_t evicted_low, evicted_high; /* blocks of pin class low, high
                                            among the evictions */
     uint64_t ra_fetched, ra_used; /* readahead bytes fetched, and read */
+    /* Block manifests: blocks (and bytes) filled from local copies,
+     * fetched blocks that matched, that did not, zero blocks not
+     * fetched. */
+    uint64_t local_blocks, local_bytes, verified, verify_failed;
+    uint64_t zero_skipped;
 };
 /* Zeros when the template has no row yet.  0 or -EIO. */
 int index_counters_get(struct index *ix, int64_t tid,

@@ -67,6 +67,11 @@ struct origin_ops {
     /* Optional: an enum health_state for the origin's URLs together, and
      * *since, when the first of its down hosts went down (0 when up). */
     int (*state)(struct origin *o, int64_t *since);
+    /* Optional: the sources a read may come from (HTTP: the primary URL,
+     * then each mirror, in order) and source i's masked name.  Without
+     * them an origin is one source, named by its display. */
+    int (*nsources)(struct origin *o);
+    const char *(*source_name)(struct origin *o, int i);
 };
 
 struct origin {
@@ -104,6 +109,31 @@ static inline enum health_state origin_state(struct origin *o, int64_t *since)
     return o->ops->state ? (enum health_state)o->ops->state(o, since)
                          : HEALTH_UP;
 }
+
+static inline int origin_nsources(struct origin *o)
+{
+    return o->ops->nsources ? o->ops->nsources(o) : 1;
+}
+/* Masked: fit for logs and reports. */
+static inline const char *origin_source_name(struct origin *o, int i)
+{
+    return o->ops->source_name && i >= 0 && i < origin_nsources(o)
+               ? o->ops->source_name(o, i)
+               : o->display;
+}
+
+/* Copy the whole file at location (an absolute path, or an http(s) URL
+ * fetched with one GET, through net's proxy and TLS settings but not its
+ * mirrors) into fd from offset 0, by the deadline.  Returns its length, or
+ * -ENOENT when there is no such file (ENOENT, 404, 410), -EFBIG when it is
+ * longer than max, another -errno otherwise (why says what, masked).
+ * Block manifests (fs/engine/manifest-fill.c). */
+int64_t origin_fetch(const char *location, const struct conf_net *net,
+                     int fd, uint64_t max, uint64_t deadline, char *why,
+                     size_t whylen);
+int64_t origin_http_fetch(const char *url, const struct conf_net *net,
+                          int fd, uint64_t max, uint64_t deadline, char *why,
+                          size_t whylen);
 
 /* Flags for the [directory] functions below. */
 #define ORIGIN_FOLLOW_SYMLINKS 0x1 /* path: serve symlinks resolving to

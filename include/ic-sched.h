@@ -68,6 +68,12 @@ struct origin_req {
      * is fetching raises it, so that the pre-warm's fetch is not starved
      * by other demand reads while a reader depends on it. */
     const int *urgent;
+    /* Optional, for reads whose bytes the caller verifies (a block
+     * manifest): the sources (bit i: the origin's source i, see
+     * origin_source_name in ic-origin.h) not to ask while another is
+     * left, and where the index of the source that answered is stored. */
+    uint32_t avoid;
+    int *source;
 };
 
 #define SCHED_STAMPS 64

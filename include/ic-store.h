@@ -12,6 +12,11 @@ int store_init(const char *cache_dir);
 /* The data file's path: cache_dir/data/<name>.<gen>.  0 or -ENAMETOOLONG. */
 int store_path(char *out, size_t len, const char *cache_dir,
                const char *name, uint64_t gen);
+/* Its block manifest's path: cache_dir/data/<name>.<gen>.imgcache-manifest
+ * (removed with the data file by the unlink functions below).  0 or
+ * -ENAMETOOLONG. */
+int store_manifest_path(char *out, size_t len, const char *cache_dir,
+                        const char *name, uint64_t gen);
 /* Open (creating) the data file of a template generation, sized to `size`.
  * O_NOFOLLOW: a symlink planted in data/ is refused.  fd or -errno. */
 int store_open(const char *cache_dir, const char *name, uint64_t gen,
@@ -20,7 +25,7 @@ int store_open(const char *cache_dir, const char *name, uint64_t gen,
  * bypasses the page cache (whole 4K pages only).  fd or -errno (quietly:
  * the caller falls back to the first descriptor). */
 int store_open_direct(const char *cache_dir, const char *name, uint64_t gen);
-/* Remove a generation's data file (missing is not an error).  0 or
+/* Remove a generation's data file and manifest (missing is not an error).  0 or
  * -errno. */
 int store_unlink(const char *cache_dir, const char *name, uint64_t gen);
 /* Remove every data file of `name` except generation keep_gen; best

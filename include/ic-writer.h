@@ -55,8 +55,10 @@ void writer_stop(struct writer *w);
 int writer_add(struct writer *w, const struct index_rec *rec, int data_fd);
 /* A template row update (new generation, size...). */
 int writer_tmpl(struct writer *w, const struct index_tmpl *t);
-/* Removal of every block row of tid not in keep_gen. */
-int writer_drop_gens(struct writer *w, int64_t tid, uint64_t keep_gen);
+/* Removal of every block row of tid in neither keep_gen nor keep_also
+ * (INDEX_NO_GEN: none). */
+int writer_drop_gens(struct writer *w, int64_t tid, uint64_t keep_gen,
+                     uint64_t keep_also);
 /* An event row (detail may be NULL). */
 int writer_event(struct writer *w, int64_t tid, const char *kind,
                  uint64_t blocks, uint64_t bytes, const char *detail);

@@ -177,9 +177,12 @@ START_TEST(test_new_generation)
     ck_assert_ptr_eq(again, old);
     cache_gen_put(again);
     ck_assert(data_file_exists(&e, n));
-    cache_gen_put(old); /* the last reference: the template dropped its own */
-    ck_assert(!data_file_exists(&e, n));
+    cache_gen_put(old); /* the last handle's: the template keeps it for
+                           delta fills, but its inode is gone */
     ck_assert_ptr_null(cache_gen_get_ino(e.c, ino));
+    ck_assert(data_file_exists(&e, n));
+    ck_assert_uint_gt(cache_drop_prev(cache_gen_tmpl(g)), 0);
+    ck_assert(!data_file_exists(&e, n));
     ck_assert(data_file_exists(&e, n + 1));
 
     struct gen *cur = cache_gen_get_ino(e.c, g->ino);

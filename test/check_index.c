@@ -553,16 +553,16 @@ START_TEST(drop_other_gens)
     apply_adds(ix, 1, 2, 20);
     apply_adds(ix, 1, 3, 30);
     apply_adds(ix, 2, 1, 40);
-    ck_assert_int_eq(index_drop_other_gens(ix, 1, 2), 0);
+    ck_assert_int_eq(index_drop_other_gens(ix, 1, 2, INDEX_NO_GEN), 0);
     ck_assert_int_eq(count_blocks(ix, 1, 1), 0);
     ck_assert_int_eq(count_blocks(ix, 1, 2), 20);
     ck_assert_int_eq(count_blocks(ix, 1, 3), 0);
     ck_assert_int_eq(count_blocks(ix, 2, 1), 40);
     /* Idempotent, and a generation beyond INT64_MAX is compared exactly. */
-    ck_assert_int_eq(index_drop_other_gens(ix, 1, 2), 0);
+    ck_assert_int_eq(index_drop_other_gens(ix, 1, 2, INDEX_NO_GEN), 0);
     apply_adds(ix, 3, UINT64_MAX, 5);
     apply_adds(ix, 3, 1, 5);
-    ck_assert_int_eq(index_drop_other_gens(ix, 3, UINT64_MAX), 0);
+    ck_assert_int_eq(index_drop_other_gens(ix, 3, UINT64_MAX, INDEX_NO_GEN), 0);
     ck_assert_int_eq(count_blocks(ix, 3, UINT64_MAX), 5);
     ck_assert_int_eq(count_blocks(ix, 3, 1), 0);
     index_close(ix);

@@ -69,7 +69,7 @@ static void line_up_req(struct waiter *w, struct sched *s,
 static void line_up(struct waiter *w, struct sched *s, enum fetch_class cls,
                     uint64_t group, uint64_t flow, char name)
 {
-    line_up_req(w, s, (struct origin_req){cls, group, flow, NULL}, name);
+    line_up_req(w, s, (struct origin_req){cls, group, flow, NULL, 0, NULL}, name);
 }
 
 static void reset_order(void)
@@ -132,7 +132,7 @@ START_TEST(urgent)
         sched_init(&s, 1);
         reset_order();
         ck_assert_int_eq(sched_acquire(&s, NULL, mono_ms() + 1000), 0);
-        line_up_req(&w, &s, (struct origin_req){FETCH_WARM, 5, 1, &flag},
+        line_up_req(&w, &s, (struct origin_req){FETCH_WARM, 5, 1, &flag, 0, NULL},
                     'W');
         line_up(&d, &s, FETCH_DEMAND, 0, 0, 'D');
         /* Raised while both wait: read at each pick. */
@@ -183,7 +183,7 @@ static void *busy_main(void *arg)
 {
     struct busy *b = arg;
     for (int i = 0; i < 5; i++) {
-        struct origin_req rq = {FETCH_DEMAND, (uint64_t)i % 2, 0, NULL};
+        struct origin_req rq = {FETCH_DEMAND, (uint64_t)i % 2, 0, NULL, 0, NULL};
         ck_assert_int_eq(sched_acquire(b->s, &rq, mono_ms() + 10000), 0);
         pthread_mutex_lock(&b->lock);
         if (++b->now > b->max)
@@ -236,7 +236,7 @@ START_TEST(readahead_skip)
 {
     struct sched s;
     struct waiter d, wm;
-    const struct origin_req ra = {FETCH_READAHEAD, 1, 1, NULL};
+    const struct origin_req ra = {FETCH_READAHEAD, 1, 1, NULL, 0, NULL};
     sched_init(&s, 2);
     reset_order();
     ck_assert_int_eq(sched_acquire(&s, NULL, mono_ms() + 1000), 0);

@@ -194,7 +194,7 @@ START_TEST(test_enqueue_status)
 
     ck_assert_int_eq(writer_tmpl(f.w, &t), 0);
     ck_assert_int_eq(writer_add(f.w, &add, f.fd), 0);
-    ck_assert_int_eq(writer_drop_gens(f.w, f.tid, 2), 0);
+    ck_assert_int_eq(writer_drop_gens(f.w, f.tid, 2, INDEX_NO_GEN), 0);
     ck_assert_int_eq(writer_counters(f.w, f.tid, &c), 0);
     ck_assert_int_eq(writer_event(f.w, f.tid, "fill", 1, 2, detail), 0);
     ck_assert_int_eq(writer_event(f.w, f.tid, "fill", 1, 2, NULL), 0);
@@ -278,7 +278,7 @@ START_TEST(test_order)
     struct fixture f = {0};
     fx_start(&f);
     rec(&f, INDEX_ADD, 1);
-    writer_drop_gens(f.w, f.tid, 2);
+    writer_drop_gens(f.w, f.tid, 2, INDEX_NO_GEN);
     rec(&f, INDEX_ADD, 3); /* gen 1, after the drop */
     rec(&f, INDEX_ADD, 4);
     rec(&f, INDEX_DEL, 4); /* evicted: gone */

@@ -85,12 +85,16 @@ static inline void ck_httpd_answer(struct ck_httpd *h, int fd, const char *req)
         ck_httpd_header(req, "If-Range", cond, sizeof cond);
 
     pthread_mutex_lock(&h->lock);
-    int get = strcmp(method, "GET") == 0;
+    /* gets, heads and holds concern the template's path only: a GET of
+     * another path (the daemon's look for a block manifest beside the
+     * template) is answered 404 at once and counted in `requests` only. */
+    int ours = strcmp(path, "/a.img") == 0;
+    int get = ours && strcmp(method, "GET") == 0;
     h->requests++;
     if (get && h->gets < CK_HTTPD_MAX_LOG)
         snprintf(h->ranges[h->gets], sizeof h->ranges[0], "%s", range);
     h->gets += get;
-    h->heads += strcmp(method, "HEAD") == 0;
+    h->heads += ours && strcmp(method, "HEAD") == 0;
     pthread_cond_broadcast(&h->cond);
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -107,7 +111,7 @@ static inline void ck_httpd_answer(struct ck_httpd *h, int fd, const char *req)
     h->answered412 += changed && get;
     pthread_mutex_unlock(&h->lock);
 
-    if (gone || strcmp(path, "/a.img") != 0) {
+    if (gone || !ours) {
         snprintf(hdr, sizeof hdr, "HTTP/1.1 404 Not Found\r\n"
                  "Content-Length: 0\r\nConnection: close\r\n\r\n");
         ck_httpd_send(fd, hdr, strlen(hdr));

@@ -39,6 +39,12 @@ Serves one data file at /MODE/NAME; MODE picks the behaviour, NAME is free
              inverted, with another strong ETag; the same size and the
              same Last-Modified for both (a change only the ETag shows)
   swlm/      as sw/ without ETag (a change no validator shows)
+  corrupt/   as ok (same ETag, Last-Modified, lengths), but the first byte
+             of every 64 KiB block in a ranged answer is inverted: a
+             mirror or site cache serving wrong bytes under the right ETag
+  Any NAME ending in .imgcache-manifest (in any mode) is answered as ok/
+  would with the bytes of --manifest FILE (read at each request), or 404
+  without it or while FILE does not exist.
   A ranged GET of sw/ or swlm/ while --fault-file exists consumes it
   (the file is removed) and gets the one bad answer it names: "412",
   "416", "total" (a 206 whose total size is one byte more), "etag" (a 206
@@ -98,6 +104,7 @@ class State:
         self.flip_count = {}  # per mode: etagflip/ and lmflip/ apart
         self.switch_file = args.switch_file
         self.fault_file = args.fault_file
+        self.manifest = args.manifest
         self.logf = open(args.log, "a", buffering=1) if args.log else None
         self.tracef = open(args.trace, "a", buffering=1) if args.trace \
             else None
@@ -320,6 +327,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         mode = parts[0]
         name = parts[1] if len(parts) > 1 else "file"
         key = (self.command, path, self.headers.get("Range"))
+        if name.endswith(".imgcache-manifest"):
+            return self.m_manifest(head)
         fn = getattr(self, "m_" + mode.replace("-", "_"), None)
         if fn is None:
             return self.send(404, [], b"no such mode\n", head)
@@ -327,6 +336,29 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def m_ok(self, head, name, key):
         self.ok(head)
+
+    def m_manifest(self, head):
+        try:
+            with open(self.server.state.manifest or "", "rb") as f:
+                data = f.read()
+        except OSError:
+            return self.send(404, [], b"no manifest\n", head)
+        etag = '"m%s"' % hashlib.sha1(data).hexdigest()[:16]
+        self.serve(data, etag, self.server.state.lm, head)
+
+    def m_corrupt(self, head, name, key):
+        st = self.server.state
+        rng = parse_range(self.headers.get("Range"), len(st.data))
+        if head or rng is None or rng == "bad":
+            return self.ok(head)
+        a, b = rng
+        body = bytearray(st.data[a:b + 1])
+        for i in range((-a) % 65536, len(body), 65536):
+            body[i] ^= 0xff
+        h = [("ETag", st.etag), ("Last-Modified", st.lm),
+             ("Accept-Ranges", "bytes"),
+             ("Content-Range", "bytes %d-%d/%d" % (a, b, len(st.data)))]
+        self.send(206, h, bytes(body))
 
     def m_weak(self, head, name, key):
         st = self.server.state
@@ -564,6 +596,7 @@ def main():
     p.add_argument("--flip-after", type=int, default=3)
     p.add_argument("--switch-file", help="version of sw/: 1 or 2")
     p.add_argument("--fault-file", help="one-shot fault for sw/, swlm/")
+    p.add_argument("--manifest", help="served for NAME.imgcache-manifest")
     p.add_argument("--delay", type=float, default=1.5,
                    help="seconds before slow/ answers")
     p.add_argument("--tls-cert")

@@ -609,14 +609,14 @@ static double hit_ratio(const struct index_counters *c)
 
 enum col {
     C_NAME, C_SIZE, C_GEN, C_CACHED, C_PINNED, C_PRESENT, C_QUOTA, C_USE,
-    C_HITS, C_MISSES, C_HITR, C_FETCHED, C_EVBLK, C_EVBYTES, C_ERRORS,
-    C_RA, C_STATE, C_ORIGIN, NCOLS
+    C_HITS, C_MISSES, C_HITR, C_FETCHED, C_LOCAL, C_VFAIL, C_EVBLK,
+    C_EVBYTES, C_ERRORS, C_RA, C_STATE, C_ORIGIN, NCOLS
 };
 
 static const char *const col_head[NCOLS] = {
     "TEMPLATE", "SIZE", "GEN", "CACHED", "PINNED", "PRESENT", "QUOTA",
-    "USE%", "HITS", "MISSES", "HIT%", "FETCHED", "EV.BLK", "EVICTED",
-    "ERRORS", "RA.READ", "STATE", "ORIGIN",
+    "USE%", "HITS", "MISSES", "HIT%", "FETCHED", "LOCAL", "VFAIL", "EV.BLK",
+    "EVICTED", "ERRORS", "RA.READ", "STATE", "ORIGIN",
 };
 
 /* Wide enough for a template name (255 bytes). */
@@ -648,6 +648,8 @@ static void row_cells(const struct trow *w, char cell[NCOLS][CELL])
     else
         snprintf(cell[C_HITR], CELL, "%.1f%%", 100 * hr);
     human(cell[C_FETCHED], CELL, w->c.origin_bytes);
+    human(cell[C_LOCAL], CELL, w->c.local_bytes);
+    snprintf(cell[C_VFAIL], CELL, "%" PRIu64, w->c.verify_failed);
     snprintf(cell[C_EVBLK], CELL, "%" PRIu64, w->ev.evicted_blocks);
     human(cell[C_EVBYTES], CELL, w->ev.evicted_bytes);
     snprintf(cell[C_ERRORS], CELL, "%" PRIu64, w->ev.error_events);
@@ -999,6 +1001,16 @@ static void json_counters(json_object *o, const struct trow *w)
          w->c.ra_fetched ? jratio((double)w->c.ra_used /
                                       (double)w->c.ra_fetched, 4)
                          : NULL);
+    jadd(o, "local_bytes", ju64(w->c.local_bytes));
+    jadd(o, "local_blocks", ju64(w->c.local_blocks));
+    jadd(o, "verified_blocks", ju64(w->c.verified));
+    jadd(o, "verify_failures", ju64(w->c.verify_failed));
+    jadd(o, "zero_blocks_skipped", ju64(w->c.zero_skipped));
+    /* Windowed, like the events: which sources served wrong bytes. */
+    json_object *src = json_object_new_object();
+    for (size_t i = 0; i < w->ev.nverify; i++)
+        jadd(src, w->ev.verify[i].source, ju64(w->ev.verify[i].count));
+    jadd(o, "verify_failures_by_source", src);
 }
 
 /* "classes": {"boot": {...}, "high": {...}, "low": {...}}, every class
@@ -1177,6 +1189,10 @@ PROM_GET(pg_evbytes, w->c.evicted_bytes)
 PROM_GET(pg_uncached, w->c.uncached)
 PROM_GET(pg_rafetched, w->c.ra_fetched)
 PROM_GET(pg_raused, w->c.ra_used)
+PROM_GET(pg_local, w->c.local_bytes)
+PROM_GET(pg_verified, w->c.verified)
+PROM_GET(pg_vfail, w->c.verify_failed)
+PROM_GET(pg_zero, w->c.zero_skipped)
 
 static const struct prom_metric prom_tmpl[] = {
     {"size_bytes", "gauge", "Template size in bytes.", pg_size},
@@ -1208,6 +1224,14 @@ static const struct prom_metric prom_tmpl[] = {
      "from the origin.", pg_rafetched},
     {"readahead_used_bytes_total", "counter", "Bytes readahead fetched that "
      "a reader then read (each block once).", pg_raused},
+    {"local_bytes_total", "counter", "Bytes filled from local copies of "
+     "identical blocks (delta fills) instead of the origin.", pg_local},
+    {"verified_blocks_total", "counter", "Fetched blocks that matched the "
+     "block manifest.", pg_verified},
+    {"verify_failures_total", "counter", "Fetched blocks that did not match "
+     "the block manifest (any source).", pg_vfail},
+    {"zero_blocks_skipped_total", "counter", "Zero blocks the manifest "
+     "spared a fetch.", pg_zero},
 };
 
 static void prom_scalar(const char *name, const char *help, uint64_t v)

@@ -44,6 +44,7 @@ enum key_id {
     K_GROUP, K_MODE, K_BLOCK_SIZE, K_ORIGIN, K_QUOTA, K_PIN, K_MIRROR,
     K_PROXY, K_CA_FILE, K_NETRC, K_ORIGIN_TIMEOUT, K_CONNECT_TIMEOUT,
     K_REVALIDATE, K_MAX_CONNECTIONS, K_REQUIRE_STRONG_ETAG, K_FOLLOW_SYMLINKS,
+    K_MANIFEST,
     K_ORIGIN_CONNECTIONS, K_WARM_RATE, K_PREWARM,
     K_COUNT
 };
@@ -422,6 +423,34 @@ static int set_pin(struct parser *p, const char *key, const char *val)
     return set_string(p, &cur_src(p)->pin, val);
 }
 
+/* auto (the default: the origin's location + MANIFEST_SUFFIX), none, or
+ * the manifest's own location (a [template] only: a [directory]'s files
+ * each have their own). */
+static int set_manifest(struct parser *p, const char *key, const char *val)
+{
+    struct conf_source *s = cur_src(p);
+    (void)key;
+    free(s->manifest);
+    s->manifest = NULL;
+    if (strcmp(val, "auto") == 0) {
+        s->manifest_mode = CONF_MANIFEST_AUTO;
+        return 0;
+    }
+    if (strcmp(val, "none") == 0) {
+        s->manifest_mode = CONF_MANIFEST_NONE;
+        return 0;
+    }
+    if (s->kind == CONF_DIRECTORY)
+        return fail(p, "manifest in a [directory] must be auto or none");
+    if (!location_ok(val))
+        return fail(p, "manifest must be auto, none, an absolute path or "
+                       "an http(s) URL");
+    if (has_ctl(val))
+        return fail(p, "manifest contains a control character");
+    s->manifest_mode = CONF_MANIFEST_URL;
+    return set_string(p, &s->manifest, val);
+}
+
 static int set_proxy(struct parser *p, const char *key, const char *val)
 {
     (void)key;
@@ -531,6 +560,7 @@ static const struct key_def keys[K_COUNT] = {
                                set_require_strong_etag},
     [K_FOLLOW_SYMLINKS] = {"follow_symlinks", IN_DIRECTORY, 0, 0,
                            set_follow_symlinks},
+    [K_MANIFEST] = {"manifest", IN_SOURCE, 0, 0, set_manifest},
 };
 
 /* The key's id, or -ENOENT for a key we do not know. */
@@ -949,6 +979,7 @@ void conf_free(struct conf *c)
         free(c->src[i].name);
         free(c->src[i].origin);
         free(c->src[i].pin);
+        free(c->src[i].manifest);
         net_free(&c->src[i].net);
     }
     free(c->src);

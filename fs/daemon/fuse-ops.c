@@ -22,6 +22,7 @@
 #include "ic-readahead.h"
 #include "ic-sched.h"
 #include "ic-util.h"
+#include "ic-verify.h"
 
 /* A name's inode changes with a new generation: the kernel keeps the
  * name's entry for a second at most, so a new size shows within one.  An
@@ -324,7 +325,28 @@ static const char *const xattr_names[] = {
     "pinned_bytes.boot", "pinned_bytes.high", "pinned_bytes.low",
     "pinned_present_bytes.boot", "pinned_present_bytes.high",
     "pinned_present_bytes.low",
+    "local_bytes", "verified_blocks", "verify_failures",
+    "verify_failures_by_source", "zero_blocks_skipped",
 };
+
+/* "SOURCE COUNT" lines, one per source that failed a check. */
+static int failures_by_source(struct tmpl *t, char *out, size_t len)
+{
+    uint64_t n[VERIFY_MAX_SOURCES];
+    int ns = cache_tmpl_verify_failures(t, n, VERIFY_MAX_SOURCES);
+    size_t pos = 0;
+    out[0] = '\0';
+    for (int i = 0; i < ns; i++) {
+        if (n[i] == 0)
+            continue;
+        int w = snprintf(out + pos, len - pos, "%s %" PRIu64 "\n",
+                         origin_source_name(cache_tmpl_origin(t), i), n[i]);
+        if (w < 0 || (size_t)w >= len - pos)
+            break; /* what fits */
+        pos += (size_t)w;
+    }
+    return (int)pos;
+}
 
 /* "pinned_bytes.CLASS", "pinned_present_bytes.CLASS": the figures of
  * pin_class_bytes, -ENODATA for another key. */
@@ -371,6 +393,16 @@ static int xattr_value(struct tmpl *t, struct gen *g, const char *key,
         return snprintf(out, len, "%" PRIu64, st.origin_bytes);
     if (strcmp(key, "readahead_skipped") == 0)
         return snprintf(out, len, "%" PRIu64, st.ra_skipped);
+    if (strcmp(key, "local_bytes") == 0)
+        return snprintf(out, len, "%" PRIu64, st.local_bytes);
+    if (strcmp(key, "verified_blocks") == 0)
+        return snprintf(out, len, "%" PRIu64, st.verified);
+    if (strcmp(key, "verify_failures") == 0)
+        return snprintf(out, len, "%" PRIu64, st.verify_failed);
+    if (strcmp(key, "zero_blocks_skipped") == 0)
+        return snprintf(out, len, "%" PRIu64, st.zero_skipped);
+    if (strcmp(key, "verify_failures_by_source") == 0)
+        return failures_by_source(t, out, len);
     if (strcmp(key, "pinned_bytes") == 0)
         return snprintf(out, len, "%" PRIu64, pin_bytes(t));
     if (strchr(key, '.') != NULL)
@@ -424,7 +456,7 @@ static void ic_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 
 static void ic_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
-    char buf[512];
+    char buf[1024];
     size_t pos = 0;
 
     struct gen *g = cache_gen_get_ino(fs_of(req)->c, ino);

@@ -77,6 +77,7 @@
 #include "ic-index.h"
 #include "ic-origin.h"
 #include "ic-pinspec.h"
+#include "ic-verify.h"
 
 struct conf_source;
 struct writer;
@@ -113,6 +114,12 @@ struct gen {
     pthread_rwlock_t evict_rw;
     uint64_t evicting; /* bytes marked for eviction, not yet punched (lock) */
     uint64_t reserved; /* room taken by fills not yet published (lock) */
+    /* Its block manifest (verify.c): mf_state MF_UNSET until a fill first
+     * needs it, MF_FETCHING while one fetches or opens it (the others wait
+     * on filled), MF_SETTLED after; mf is then fixed until the generation
+     * is destroyed (NULL: none, or refused).  mf_state (lock). */
+    int mf_state;
+    struct manifest *mf;
     /* Demand readers waiting for others' fills (atomic): while above 0,
      * the generation's pre-warm fetches waiting for an origin slot count
      * as demand reads (origin_req.urgent, ic-sched.h). */
@@ -151,6 +158,11 @@ struct tmpl {
                                 retry_* */
     struct gen *cur;
     struct gen *live;        /* cur and every older one still referenced */
+    /* The generation before cur, kept (its data file and index rows) for
+     * delta fills to copy from until an eviction wants its room, or the
+     * next generation replaces it (verify.c); NULL when none.  Holds a
+     * reference. */
+    struct gen *prev;
     uint64_t last_check_ms;
     int checking;            /* a recheck is asking the origin */
     uint64_t recheck_ms;     /* when the last recheck ended */
@@ -160,6 +172,8 @@ struct tmpl {
     uint64_t retry_until_ms; /* ... if it comes before this */
     pthread_cond_t checked;  /* broadcast when a recheck ends */
     int weak_warned;         /* "no strong ETag" said (tmpl.lock) */
+    int manifest_mode;       /* CONF_MANIFEST_*, and its location: fixed */
+    char *manifest_loc;      /* CONF_MANIFEST_URL's (may hold secrets) */
     int refuse_logged;       /* require_strong_etag's refusal said (ditto) */
     uint64_t uncached_log_ms; /* last serve-through log line (atomic) */
     /* Pin sets per class (ic-pin.h), [PIN_LOW..PIN_BOOT]: each normalized,
@@ -184,6 +198,8 @@ struct tmpl {
     struct origin_info start_info;
     uint64_t epoch;          /* config load that last named it (cfg_lock) */
     struct tmpl_stats st;
+    uint64_t vfail[VERIFY_MAX_SOURCES]; /* verification failures per source
+                                           (origin_source_name; atomic) */
     struct index_counters saved; /* figures last queued for the index
                                     (the housekeeping thread's, then
                                     engine_close's) */
@@ -197,6 +213,8 @@ struct pending {
     struct tmpl *t;
     const struct conf_source *dir;
 };
+
+enum { MF_UNSET = 0, MF_FETCHING = 1, MF_SETTLED = 2 };
 
 #define CACHE_OLD_ARRAYS 1024
 
@@ -240,6 +258,13 @@ struct cache {
     pthread_mutex_t cfg_lock; /* serialises config loads (start, reload,
                                  pending retries); protects conf's and
                                  t's replacement, epoch, old_* */
+    /* A second index connection for delta fills' lookups (verify.c),
+     * NULL if it could not be opened; lookup_lock (a leaf, held across
+     * one query) serialises its users. */
+    struct index *lookup_ix;
+    pthread_mutex_t lookup_lock;
+    int no_reflink;          /* FICLONERANGE refused once: copy instead
+                                (atomic) */
     pthread_mutex_t pend_lock; /* protects pend, npend */
     struct pending *pend;
     size_t npend;
@@ -264,6 +289,15 @@ void cache_tmpl_row(const struct tmpl *t, const struct gen *g,
 /* The "no strong ETag" warning or, with require_strong_etag, the refusal
  * (1).  tmpl.lock held, or t not yet published. */
 int cache_validator_refused(struct tmpl *t, const char *validator);
+/* Drop t's previous generation (kept for delta fills): its index rows
+ * and, once nothing references it, its data file.  Its bytes, 0 when
+ * there was none.  No engine lock held. */
+uint64_t cache_drop_prev(struct tmpl *t);
+/* Bytes of t's previous generation's present blocks (0: none). */
+uint64_t cache_prev_bytes(struct tmpl *t);
+/* A reference to generation `number` of the template whose index row is
+ * tid, if it is that template's current or previous one; else NULL. */
+struct gen *cache_gen_find(struct cache *c, int64_t tid, uint64_t number);
 /* Find a template by name, removed ones included. */
 struct tmpl *cache_find_any(struct cache *c, const char *name);
 

@@ -14,6 +14,7 @@
 #include "ic-block.h"
 #include "ic-http-check.h"
 #include "ic-log.h"
+#include "ic-manifest.h"
 #include "ic-pin.h"
 #include "ic-stage.h"
 #include "ic-store.h"
@@ -106,6 +107,7 @@ static void gen_destroy(struct gen *g)
     pthread_mutex_unlock(&t->lock);
     if (t->c->stage)
         stage_forget(t->c->stage, g->uid);
+    manifest_close(g->mf);
     close(g->fd);
     if (g->dfd >= 0)
         close(g->dfd);
@@ -160,7 +162,10 @@ struct gen *cache_gen_get_ino(struct cache *c, uint64_t ino)
         if (g->ino != ino)
             continue;
         pthread_mutex_lock(&g->lock);
-        if (g->refs > 0) { /* else on its way out */
+        /* The previous generation, kept only for delta fills (its one
+         * reference the template's), is as gone for its inode. */
+        int kept_only = g == t->prev && g->refs == 1;
+        if (g->refs > 0 && !kept_only) { /* else on its way out */
             g->refs++;
             found = g;
         }
@@ -303,10 +308,14 @@ static struct gen *tmpl_new_gen(struct tmpl *t, const struct origin_info *info)
      * the index and makes this same generation number again; without the
      * drop, the next start drops the other generations itself. */
     (void)writer_tmpl(t->c->w, &row);
-    (void)writer_drop_gens(t->c->w, t->tid, g->number);
+    /* The old generation stays, with its rows, for delta fills to copy
+     * from (cache_drop_prev); the one before it goes. */
+    (void)writer_drop_gens(t->c->w, t->tid, g->number, old->number);
     (void)writer_event(t->c->w, t->tid, "generation", 0, 0, NULL);
     pin_retarget(t);
-    return old;
+    struct gen *drop = t->prev;
+    t->prev = old; /* the template's reference moves there */
+    return drop;
 }
 
 /* Ask the origin for the template's validator, by the deadline and at
@@ -464,6 +473,63 @@ int cache_gen_recheck(struct gen *g, uint64_t deadline)
     return __atomic_load_n(&t->gone, __ATOMIC_RELAXED) ? -ENOENT : 0;
 }
 
+/* ------------------------------------------------------- previous gen */
+
+uint64_t cache_drop_prev(struct tmpl *t)
+{
+    pthread_mutex_lock(&t->lock);
+    struct gen *p = t->prev;
+    t->prev = NULL;
+    uint64_t cur = t->cur ? t->cur->number : INDEX_NO_GEN;
+    pthread_mutex_unlock(&t->lock);
+    if (p == NULL)
+        return 0;
+    uint64_t bytes = cache_gen_cached_bytes(p);
+    log_info("template %s: dropping generation %llu (%llu bytes), kept for "
+             "delta fills: its room is needed", t->name,
+             (unsigned long long)p->number, (unsigned long long)bytes);
+    if (t->c->w != NULL)
+        (void)writer_drop_gens(t->c->w, t->tid, cur, INDEX_NO_GEN);
+    cache_gen_put(p); /* unlinked once a handle still on it closes */
+    return bytes;
+}
+
+uint64_t cache_prev_bytes(struct tmpl *t)
+{
+    pthread_mutex_lock(&t->lock);
+    struct gen *p = t->prev;
+    if (p != NULL)
+        gen_get(p);
+    pthread_mutex_unlock(&t->lock);
+    if (p == NULL)
+        return 0;
+    uint64_t bytes = cache_gen_cached_bytes(p);
+    cache_gen_put(p);
+    return bytes;
+}
+
+struct gen *cache_gen_find(struct cache *c, int64_t tid, uint64_t number)
+{
+    struct tmpl **v;
+    size_t n = cache_snapshot(c, &v);
+    for (size_t i = 0; i < n; i++) {
+        struct tmpl *t = v[i];
+        if (t->tid != tid)
+            continue;
+        struct gen *found = NULL;
+        pthread_mutex_lock(&t->lock);
+        if (t->cur != NULL && t->cur->number == number)
+            found = t->cur;
+        else if (t->prev != NULL && t->prev->number == number)
+            found = t->prev;
+        if (found != NULL)
+            gen_get(found);
+        pthread_mutex_unlock(&t->lock);
+        return found;
+    }
+    return NULL;
+}
+
 /* ------------------------------------------------------------ accessors */
 
 const char *cache_tmpl_name(const struct tmpl *t) { return t->name; }
@@ -480,6 +546,16 @@ struct origin *cache_tmpl_origin(const struct tmpl *t) { return t->origin; }
 uint64_t cache_tmpl_quota(const struct tmpl *t)
 {
     return __atomic_load_n(&t->quota, __ATOMIC_RELAXED);
+}
+
+int cache_tmpl_verify_failures(const struct tmpl *t, uint64_t *n, int max)
+{
+    int ns = origin_nsources(t->origin);
+    ns = ns < max ? ns : max;
+    ns = ns < VERIFY_MAX_SOURCES ? ns : VERIFY_MAX_SOURCES;
+    for (int i = 0; i < ns; i++)
+        n[i] = __atomic_load_n(&t->vfail[i], __ATOMIC_RELAXED);
+    return ns;
 }
 
 void cache_tmpl_stats(const struct tmpl *t, struct tmpl_stats *out)
@@ -500,6 +576,12 @@ void cache_tmpl_stats(const struct tmpl *t, struct tmpl_stats *out)
     out->ra_skipped = __atomic_load_n(&st->ra_skipped, __ATOMIC_RELAXED);
     out->ra_fetched = __atomic_load_n(&st->ra_fetched, __ATOMIC_RELAXED);
     out->ra_used = __atomic_load_n(&st->ra_used, __ATOMIC_RELAXED);
+    out->local_blocks = __atomic_load_n(&st->local_blocks, __ATOMIC_RELAXED);
+    out->local_bytes = __atomic_load_n(&st->local_bytes, __ATOMIC_RELAXED);
+    out->verified = __atomic_load_n(&st->verified, __ATOMIC_RELAXED);
+    out->verify_failed =
+        __atomic_load_n(&st->verify_failed, __ATOMIC_RELAXED);
+    out->zero_skipped = __atomic_load_n(&st->zero_skipped, __ATOMIC_RELAXED);
 }
 
 void cache_gen_readahead(const struct gen *g, uint64_t *fetched,

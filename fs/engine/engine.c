@@ -164,12 +164,22 @@ static void stats_to_counters(struct tmpl *t, struct index_counters *c)
 {
     struct tmpl_stats st;
     cache_tmpl_stats(t, &st);
-    *c = (struct index_counters){st.hits, st.misses, st.origin_bytes,
-                                 st.origin_reads, st.fill_errors,
-                                 st.evictions, st.evicted_bytes, st.uncached,
-                                 st.evicted_class[PIN_LOW],
-                                 st.evicted_class[PIN_HIGH], st.ra_fetched,
-                                 st.ra_used};
+    *c = (struct index_counters){.hits = st.hits, .misses = st.misses,
+                                 .origin_bytes = st.origin_bytes,
+                                 .origin_reads = st.origin_reads,
+                                 .fill_errors = st.fill_errors,
+                                 .evictions = st.evictions,
+                                 .evicted_bytes = st.evicted_bytes,
+                                 .uncached = st.uncached,
+                                 .evicted_low = st.evicted_class[PIN_LOW],
+                                 .evicted_high = st.evicted_class[PIN_HIGH],
+                                 .ra_fetched = st.ra_fetched,
+                                 .ra_used = st.ra_used,
+                                 .local_blocks = st.local_blocks,
+                                 .local_bytes = st.local_bytes,
+                                 .verified = st.verified,
+                                 .verify_failed = st.verify_failed,
+                                 .zero_skipped = st.zero_skipped};
 }
 
 /* The counters are cumulative across restarts: start from the index's. */
@@ -178,12 +188,22 @@ static void counters_load(struct tmpl *t, struct index *ix)
     struct index_counters c;
     if (index_counters_get(ix, t->tid, &c) < 0)
         return;
-    t->st = (struct tmpl_stats){c.hits, c.misses, c.origin_bytes,
-                                c.origin_reads, c.fill_errors, c.evictions,
-                                {0}, c.evicted_bytes, c.uncached, 0,
-                                c.ra_fetched, c.ra_used};
+    t->st = (struct tmpl_stats){.hits = c.hits, .misses = c.misses,
+                                .origin_bytes = c.origin_bytes,
+                                .origin_reads = c.origin_reads,
+                                .fill_errors = c.fill_errors,
+                                .evictions = c.evictions,
+                                .evicted_bytes = c.evicted_bytes,
+                                .uncached = c.uncached,
+                                .ra_fetched = c.ra_fetched,
+                                .ra_used = c.ra_used};
     t->st.evicted_class[PIN_LOW] = c.evicted_low;
     t->st.evicted_class[PIN_HIGH] = c.evicted_high;
+    t->st.local_blocks = c.local_blocks;
+    t->st.local_bytes = c.local_bytes;
+    t->st.verified = c.verified;
+    t->st.verify_failed = c.verify_failed;
+    t->st.zero_skipped = c.zero_skipped;
     t->saved = c;
 }
 
@@ -241,7 +261,7 @@ static int tmpl_load(struct tmpl *t, struct index *ix)
     struct gen *g = t->cur;
     struct load_ctx lc = {.g = g};
 
-    index_drop_other_gens(ix, t->tid, g->number);
+    index_drop_other_gens(ix, t->tid, g->number, INDEX_NO_GEN);
     store_unlink_others(t->c->conf->cache_dir, t->name, g->number);
     if (index_blocks_load(ix, t->tid, g->number, load_block, &lc) < 0)
         log_warn("template %s: cannot load cached block list; starting "
@@ -320,6 +340,11 @@ static struct tmpl *tmpl_new(struct cache *c, const struct conf_source *src,
     t->location = strdup(location);
     t->quota = src->quota;
     t->bs = src->block_size;
+    t->manifest_mode = src->manifest_mode;
+    if (src->manifest != NULL)
+        t->manifest_loc = strdup(src->manifest);
+    if (src->manifest != NULL && t->manifest_loc == NULL)
+        t->manifest_mode = CONF_MANIFEST_NONE; /* out of memory */
     t->link_rule = src->kind == CONF_DIRECTORY ? 1 + src->follow_symlinks : 0;
     t->timeout_ms = src->net.origin_timeout_ms;
     /* A directory's file is opened beneath the directory (symlink rule). */
@@ -352,8 +377,11 @@ static struct tmpl *tmpl_new(struct cache *c, const struct conf_source *src,
 
 static void tmpl_free(struct tmpl *t)
 {
+    if (t->prev)
+        cache_gen_put(t->prev);
     if (t->cur)
         cache_gen_put(t->cur);
+    free(t->manifest_loc);
     origin_free(t->origin);
     tmpl_net_free(t);
     for (int k = 0; k < PIN_NCLASS; k++) {
@@ -926,8 +954,16 @@ int engine_open(struct conf *conf, struct cache **out)
     pthread_mutex_init(&c->cfg_lock, NULL);
     pthread_mutex_init(&c->pend_lock, NULL);
     r = cache_dir_check(conf->cache_dir);
+    pthread_mutex_init(&c->lookup_lock, NULL);
     if (r == 0)
         r = index_open(conf->cache_dir, &c->ix);
+    /* Delta fills look hashes up on their own connection (the writer
+     * owns the first one); without it they only fetch. */
+    if (r == 0 && index_reopen(conf->cache_dir, &c->lookup_ix) < 0) {
+        log_warn("index: no second connection for delta fills' lookups; "
+                 "blocks are fetched instead of copied");
+        c->lookup_ix = NULL;
+    }
     c->epoch = 1;
     if (r == 0)
         r = add_sources(c, c->ix, conf);
@@ -1220,6 +1256,8 @@ void engine_close(struct cache *c)
     free(c->old_confs);
     if (c->conf != c->first_conf)
         conf_free(c->conf);
+    if (c->lookup_ix)
+        index_close(c->lookup_ix);
     if (c->ix)
         index_close(c->ix);
     stage_free(c->stage);

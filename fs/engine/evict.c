@@ -315,10 +315,23 @@ uint64_t evict_cache_used(struct cache *c)
     size_t nt = cache_snapshot(c, &v);
     for (size_t i = 0; i < nt; i++) {
         struct gen *g = cache_cur_gen(v[i]);
-        total += gen_used(g, 0);
+        total += gen_used(g, 0) + cache_prev_bytes(v[i]);
         cache_gen_put(g);
     }
     return total + __atomic_load_n(&c->reserved, __ATOMIC_RELAXED);
+}
+
+/* Previous generations kept for delta fills (cache.c) are the first to
+ * go when room is short: whole, before any block of a current one.
+ * Whether one was dropped. */
+static int drop_one_prev(struct cache *c)
+{
+    struct tmpl **v;
+    size_t nt = cache_snapshot(c, &v);
+    for (size_t i = 0; i < nt; i++)
+        if (cache_drop_prev(v[i]) > 0)
+            return 1;
+    return 0;
 }
 
 /* Oldest evictable block's atime of a generation in tier cls, UINT32_MAX
@@ -418,6 +431,10 @@ static int wait_evictions(struct gen *g)
 static int room_in_quota(struct gen *g, uint64_t need, int cls)
 {
     uint64_t quota = __atomic_load_n(&g->t->quota, __ATOMIC_RELAXED);
+    /* The previous generation counts against the quota too. */
+    uint64_t prev = quota ? cache_prev_bytes(g->t) : 0;
+    if (prev && gen_used(g, 1) + prev + need > quota)
+        cache_drop_prev(g->t);
     /* Concurrent fills may take the room we free, and victims used again
      * since they were chosen are kept: try again while eviction helps. */
     for (int tries = 0; tries < (cls != PIN_NONE ? 64 : 4); tries++) {
@@ -443,6 +460,8 @@ static int room_in_cache(struct cache *c, const struct tmpl *t, int cls)
     uint64_t max = c->conf->cache_max;
     if (max != 0) {
         uint64_t used = evict_cache_used(c);
+        while (used > max && drop_one_prev(c))
+            used = evict_cache_used(c);
         if (used > max)
             evict_global(c, t, used - max,
                          used - max + max / EVICT_SLACK_DIV, cls);
@@ -451,6 +470,8 @@ static int room_in_cache(struct cache *c, const struct tmpl *t, int cls)
     }
     uint64_t pending = __atomic_load_n(&c->reserved, __ATOMIC_RELAXED);
     uint64_t short_by = fs_free_shortfall(c, pending);
+    while (short_by && drop_one_prev(c))
+        short_by = fs_free_shortfall(c, pending);
     if (short_by) {
         evict_global(c, t, short_by, short_by, cls);
         if (fs_free_shortfall(c, pending))

@@ -27,10 +27,12 @@
 #include "ic-fillbuf.h"
 #include "ic-index.h"
 #include "ic-log.h"
+#include "ic-manifest.h"
 #include "ic-pin.h"
 #include "ic-stage.h"
 #include "ic-store.h"
 #include "ic-util.h"
+#include "ic-verify.h"
 #include "ic-writer.h"
 
 /* Largest single origin read: large enough to stream, small enough that a
@@ -281,7 +283,7 @@ static uint64_t store_run(struct gen *g, const struct run *run,
 }
 
 static void publish_block(struct gen *g, uint64_t blk, const char *data,
-                          uint32_t len, int flags)
+                          uint32_t len, int flags, const uint8_t *sha)
 {
     uint64_t csum = checksum_block(data, len);
     struct cache *c = g->t->c;
@@ -303,6 +305,12 @@ static void publish_block(struct gen *g, uint64_t blk, const char *data,
         .csum = csum, .atime = atime,
         .flags = (flags & BLK_ZERO) ? INDEX_BLK_ZERO : 0,
     };
+    /* A hash the manifest vouched for: delta fills find the block by it
+     * (never a zero block's: those are not copied). */
+    if (sha != NULL && !(flags & BLK_ZERO)) {
+        memcpy(rec.sha, sha, INDEX_SHA_LEN);
+        rec.has_sha = 1;
+    }
     /* Not queued (logged by the writer): the index does not claim the
      * block, and the next start frees it as unclaimed. */
     (void)writer_add(c->w, &rec, g->fd);
@@ -356,7 +364,8 @@ static int fill_failed(struct rq *rq, const struct run *run, int err)
     return -EIO;
 }
 
-/* Store and publish the blocks of a fetched run. */
+/* Store and publish the blocks of a fetched run, with the manifest's
+ * hash of each when it has them. */
 static void publish_run(struct rq *rq, const struct run *run, const char *data)
 {
     struct gen *g = rq->g;
@@ -367,8 +376,11 @@ static void publish_run(struct rq *rq, const struct run *run, const char *data)
         uint64_t blk = run->start + i;
         uint32_t blen = block_len(blk, g->info.size, g->bs);
         const char *p = data + i * g->bs;
+        uint8_t sha[MANIFEST_HASH_LEN];
+        int have = g->mf != NULL && verify_block_sha(g, blk, sha);
         publish_block(g, blk, p, blen, flags[i] < 0 ? flags[i]
-                                                    : flags[i] | ra);
+                                                    : flags[i] | ra,
+                      have ? sha : NULL);
         rq_copy(rq, p, block_start(blk, g->bs), blen);
         rq_mark_done(rq, blk);
     }
@@ -376,7 +388,20 @@ static void publish_run(struct rq *rq, const struct run *run, const char *data)
         evict_unreserve(g, reserved);
 }
 
-static int fill_run(struct rq *rq, const struct run *run)
+/* The origin answered a fill as it should: end a heal backoff. */
+static void fill_worked(struct gen *g)
+{
+    pthread_mutex_lock(&g->lock);
+    if (g->heal_ms != 0) /* the origin answers as it should again */
+        log_info("template %s: the origin answers reads of generation %llu "
+                 "again", g->t->name, (unsigned long long)g->number);
+    g->heal_ms = 0;
+    g->heal_until_ms = 0;
+    pthread_cond_broadcast(&g->filled);
+    pthread_mutex_unlock(&g->lock);
+}
+
+static int fill_plain(struct rq *rq, const struct run *run)
 {
     struct gen *g = rq->g;
     uint64_t off = block_start(run->start, g->bs);
@@ -426,15 +451,222 @@ static int fill_run(struct rq *rq, const struct run *run)
         stage_unref(st, ref);
     else
         fillbuf_put(data);
-    pthread_mutex_lock(&g->lock);
-    if (g->heal_ms != 0) /* the origin answers as it should again */
-        log_info("template %s: the origin answers reads of generation %llu "
-                 "again", g->t->name, (unsigned long long)g->number);
-    g->heal_ms = 0;
-    g->heal_until_ms = 0;
-    pthread_cond_broadcast(&g->filled);
-    pthread_mutex_unlock(&g->lock);
+    fill_worked(g);
     return 0;
+}
+
+/* ------------------------------------------------- fills with a manifest */
+
+/* Fetch [foff, foff+flen) into data from a source not in avoid; the
+ * source's index in *src.  0 or -errno (counted as fill_plain does). */
+static int fetch_from(struct rq *rq, char *data, uint64_t foff,
+                      uint64_t flen, uint32_t avoid, int *src)
+{
+    struct gen *g = rq->g;
+    struct origin_req oreq = rq->oreq;
+    oreq.avoid = avoid;
+    oreq.source = src;
+    *src = 0;
+    int r = origin_read(g->t->origin, data, foff, flen, &g->info, &oreq,
+                        rq->deadline);
+    if (r == -EAGAIN && rq->oreq.cls == FETCH_READAHEAD) {
+        stat_add(&g->t->st.ra_skipped, 1);
+        return r;
+    }
+    stat_add(&g->t->st.origin_reads, 1);
+    if (r == 0)
+        stat_add(&g->t->st.origin_bytes, flen);
+    return r;
+}
+
+/* Blocks of a fetched span that failed their check: ask another source
+ * once for each run of them (the next mirror, or the origin), copying
+ * what matches now into data.  Returns the blocks still bad. */
+static uint64_t refetch_bad(struct rq *rq, const struct run *run, char *data,
+                            uint64_t foff, uint8_t *bad, int src)
+{
+    struct gen *g = rq->g;
+    uint64_t left = 0;
+    for (uint64_t i = 0, j; i < run->n; i = j) {
+        for (; i < run->n && !bad[i]; i++)
+            ;
+        for (j = i; j < run->n && bad[j]; j++)
+            ;
+        if (i == j)
+            break;
+        struct run sub = {run->start + i, j - i};
+        uint64_t off = block_start(sub.start, g->bs);
+        uint64_t end = block_start(sub.start + sub.n, g->bs);
+        end = end < g->info.size ? end : g->info.size;
+        uint64_t soff = off, slen = end - off;
+        verify_span(g, &soff, &slen);
+        char *again = fillbuf_get(slen);
+        uint8_t sbad[FILL_MAX_BYTES / IC_BS_MIN];
+        int src2 = src;
+        int r = again ? fetch_from(rq, again, soff, slen, 1u << src, &src2)
+                      : -ENOMEM;
+        uint64_t nb = r == 0 ? verify_check(g, again, soff, slen, sub.start,
+                                            sub.n, sbad)
+                             : sub.n;
+        for (uint64_t k = 0; k < sub.n; k++) {
+            if (r == 0 && !sbad[k]) {
+                uint64_t b = sub.start + k;
+                memcpy(data + (block_start(b, g->bs) - foff),
+                       again + (block_start(b, g->bs) - soff),
+                       block_len(b, g->info.size, g->bs));
+                bad[i + k] = 0;
+            } else if (r == 0) {
+                verify_note_failure(g, src2, sub.start + k, 1);
+            }
+        }
+        if (r == 0)
+            stat_add(&g->t->st.verified, sub.n - nb);
+        left += nb;
+        if (again)
+            fillbuf_put(again);
+    }
+    return left;
+}
+
+/* Fetch a run of blocks the manifest has hashes for, check every block
+ * before anything is stored or served, and publish the good ones. */
+static int fill_checked(struct rq *rq, const struct run *run)
+{
+    struct gen *g = rq->g;
+    uint64_t off = block_start(run->start, g->bs);
+    uint64_t end = block_start(run->start + run->n, g->bs);
+    end = end < g->info.size ? end : g->info.size;
+    uint64_t foff = off, flen = end - off;
+    verify_span(g, &foff, &flen);
+    char *data = fillbuf_get(flen);
+    if (data == NULL)
+        return -ENOMEM;
+    int src;
+    int r = fetch_from(rq, data, foff, flen, 0, &src);
+    if (r == -EAGAIN && rq->oreq.cls == FETCH_READAHEAD) {
+        fillbuf_put(data);
+        return r;
+    }
+    if (r < 0) {
+        fillbuf_put(data);
+        return fill_failed(rq, run, r);
+    }
+    stat_add(&g->t->st.misses, run->n);
+    uint8_t bad[FILL_MAX_BYTES / IC_BS_MIN];
+    uint64_t nbad = verify_check(g, data, foff, flen, run->start, run->n,
+                                 bad);
+    stat_add(&g->t->st.verified, run->n - nbad);
+    for (uint64_t i = 0; i < run->n; i++)
+        if (bad[i])
+            verify_note_failure(g, src, run->start + i, 0);
+    if (nbad)
+        nbad = refetch_bad(rq, run, data, foff, bad, src);
+    /* Only checked bytes are staged, stored or served. */
+    const char *base = data + (off - foff);
+    struct stage *st = g->t->c->stage;
+    void *ref = nbad == 0 && foff == off && g->dfd >= 0 && rq->buf == NULL
+                    ? stage_put(st, g->uid, off, data, flen)
+                    : NULL;
+    for (uint64_t i = 0, j; i < run->n; i = j) {
+        for (j = i; j < run->n && bad[j] == bad[i]; j++)
+            ;
+        struct run part = {run->start + i, j - i};
+        if (!bad[i])
+            publish_run(rq, &part, base + i * g->bs);
+    }
+    if (ref)
+        stage_unref(st, ref);
+    else
+        fillbuf_put(data);
+    if (nbad == 0) {
+        fill_worked(g);
+        return 0;
+    }
+    /* The blocks no source could give right: their readers get EIO. */
+    for (uint64_t i = 0, j; i < run->n; i = j) {
+        for (j = i; j < run->n && bad[j] == bad[i]; j++)
+            ;
+        struct run part = {run->start + i, j - i};
+        if (bad[i])
+            fill_failed(rq, &part, -EIO);
+    }
+    return -EIO;
+}
+
+/* A block the manifest knows: all zeros (never fetched: a hole), or one
+ * with a twin present somewhere in the cache (copied).  1 when done. */
+static int fill_known(struct rq *rq, uint64_t blk, char *tmp)
+{
+    struct gen *g = rq->g;
+    uint32_t len = block_len(blk, g->info.size, g->bs);
+    uint64_t reserved = 0;
+    if (verify_zero(g, blk)) {
+        memset(tmp, 0, len);
+        int flags = store_punch(g->fd, block_start(blk, g->bs), len) == 0
+                        ? BLK_ZERO : 0;
+        if (!flags) /* no holes here: store the zeros */
+            flags = write_span(g, tmp, len, block_start(blk, g->bs)) ==
+                            (ssize_t)len ? 0 : -1;
+        publish_block(g, blk, tmp, len, flags, NULL);
+        stat_add(&g->t->st.zero_skipped, 1);
+    } else if (verify_copy_local(g, blk, tmp, &reserved)) {
+        uint8_t sha[MANIFEST_HASH_LEN];
+        verify_block_sha(g, blk, sha);
+        publish_block(g, blk, tmp, len, 0, sha);
+        evict_unreserve(g, reserved);
+    } else {
+        return 0;
+    }
+    rq_copy(rq, tmp, block_start(blk, g->bs), len);
+    rq_mark_done(rq, blk);
+    return 1;
+}
+
+static int fill_with_manifest(struct rq *rq, const struct run *run)
+{
+    struct gen *g = rq->g;
+    uint8_t need[FILL_MAX_BYTES / IC_BS_MIN];
+    char *tmp = fillbuf_get(g->bs);
+    if (tmp == NULL)
+        return -ENOMEM;
+    for (uint64_t i = 0; i < run->n; i++)
+        need[i] = !fill_known(rq, run->start + i, tmp);
+    fillbuf_put(tmp);
+    int err = 0;
+    for (uint64_t i = 0, j; i < run->n; i = j) {
+        for (j = i; j < run->n && need[j] == need[i]; j++)
+            ;
+        struct run part = {run->start + i, j - i};
+        int r = need[i] ? fill_checked(rq, &part) : 0;
+        if (r < 0 && err == 0)
+            err = r;
+        if (r < 0) /* give back what this run has not filled */
+            release_runs(g, &part, 1);
+    }
+    return err;
+}
+
+/* g's manifest, settled first (NULL: none).  -EIO when it could not be
+ * settled by the read's deadline: never fill unchecked then. */
+static int gen_manifest(struct rq *rq, struct manifest **out)
+{
+    struct gen *g = rq->g;
+    if (__atomic_load_n(&g->mf_state, __ATOMIC_ACQUIRE) != MF_SETTLED)
+        verify_settle(g, rq->deadline);
+    pthread_mutex_lock(&g->lock);
+    int settled = g->mf_state == MF_SETTLED;
+    *out = g->mf;
+    pthread_mutex_unlock(&g->lock);
+    return settled ? 0 : -EIO;
+}
+
+static int fill_run(struct rq *rq, const struct run *run)
+{
+    struct manifest *m;
+    int r = gen_manifest(rq, &m);
+    if (r < 0)
+        return fill_failed(rq, run, r);
+    return m != NULL ? fill_with_manifest(rq, run) : fill_plain(rq, run);
 }
 
 static int fill_claimed(struct rq *rq, struct run *runs, size_t n)

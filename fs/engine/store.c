@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "ic-log.h"
+#include "ic-manifest.h"
 #include "ic-store.h"
 
 int store_init(const char *cache_dir)
@@ -29,6 +30,14 @@ int store_path(char *out, size_t len, const char *cache_dir,
 {
     int n = snprintf(out, len, "%s/data/%s.%llu", cache_dir, name,
                      (unsigned long long)gen);
+    return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
+int store_manifest_path(char *out, size_t len, const char *cache_dir,
+                        const char *name, uint64_t gen)
+{
+    int n = snprintf(out, len, "%s/data/%s.%llu" MANIFEST_SUFFIX, cache_dir,
+                     name, (unsigned long long)gen);
     return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
 }
 
@@ -85,6 +94,8 @@ int store_unlink(const char *cache_dir, const char *name, uint64_t gen)
         return rc; /* never unlink a cut path: it names another file */
     if (unlink(path) < 0 && errno != ENOENT)
         return -errno;
+    if (store_manifest_path(path, sizeof path, cache_dir, name, gen) == 0)
+        unlink(path); /* its manifest, if it has one */
     return 0;
 }
 
@@ -98,7 +109,7 @@ static int parse_data_name(const char *d_name, const char *name,
         return 0;
     char *end;
     unsigned long long g = strtoull(d_name + n + 1, &end, 10);
-    if (*end != '\0')
+    if (*end != '\0' && strcmp(end, MANIFEST_SUFFIX) != 0)
         return 0;
     *gen = g;
     return 1;

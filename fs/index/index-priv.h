@@ -28,6 +28,7 @@ enum stmt_id {
     ST_ADD,
     ST_DEL,
     ST_EVENT,
+    ST_SHA_FIND, /* prepared only when blocks has its sha column */
     ST_COUNT
 };
 
@@ -42,6 +43,7 @@ struct index {
     int has_ra;  /* counters has ra_fetched, ra_used (added to a schema 2
                     index that lacks them by a read-write open) */
     int retry_busy; /* the caller retries -EBUSY: do not log it */
+    int has_sha;    /* blocks.sha exists (added by a read-write open) */
     char *moved_aside; /* path of the file index_open() moved aside */
 };
 

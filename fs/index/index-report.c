@@ -254,6 +254,8 @@ static int events_kinds(struct index *ix, sqlite3_stmt *st,
             s->error_bytes = bytes;
         } else if (strcmp(kind, "generation") == 0) {
             s->generations = cnt;
+        } else if (strcmp(kind, "verify") == 0) {
+            s->verify_events = cnt;
         }
     }
     return rc == SQLITE_DONE ? 0 : ix_db_fail(ix, "events sum");
@@ -291,6 +293,34 @@ static int events_last_error(struct index *ix, int64_t tid,
     return ret == -ENOENT ? 0 : ret;
 }
 
+static int events_verify(struct index *ix, int64_t tid,
+                         const struct index_window *w,
+                         struct index_event_sum *s)
+{
+    sqlite3_stmt *st = ix_prepare(
+        ix, "SELECT coalesce(detail, '?'), count(*) FROM events WHERE "
+            RP_WINDOW " AND kind = 'verify' GROUP BY detail"
+            " ORDER BY count(*) DESC LIMIT 8");
+    int rc;
+
+    if (st == NULL)
+        return -EIO;
+    if (bind_window(st, tid, w)) {
+        sqlite3_finalize(st);
+        return ix_db_fail(ix, "verify sources bind");
+    }
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW &&
+           s->nverify < INDEX_VERIFY_SOURCES) {
+        ix_col_str(st, 0, s->verify[s->nverify].source,
+                   sizeof s->verify[0].source);
+        s->verify[s->nverify++].count = ix_col_u64(st, 1);
+    }
+    int ret = rc == SQLITE_DONE || rc == SQLITE_ROW
+                  ? 0 : ix_db_fail(ix, "verify sources");
+    sqlite3_finalize(st);
+    return ret;
+}
+
 int index_events_sum(struct index *ix, int64_t tid,
                      const struct index_window *w, struct index_event_sum *out)
 {
@@ -310,6 +340,8 @@ int index_events_sum(struct index *ix, int64_t tid,
     sqlite3_finalize(st);
     if (ret == 0 && out->error_events)
         ret = events_last_error(ix, tid, w, out);
+    if (ret == 0 && out->verify_events)
+        ret = events_verify(ix, tid, w, out);
     return ret;
 }
 

@@ -62,7 +62,8 @@ static const char *const stmt_sql[ST_COUNT] = {
                     "block_size = excluded.block_size, "
                     "quota = excluded.quota",
     [ST_TMPL_ID] = "SELECT id FROM templates WHERE name = ?1",
-    [ST_DROP_GENS] = "DELETE FROM blocks WHERE tid = ?1 AND gen <> ?2",
+    [ST_DROP_GENS] = "DELETE FROM blocks WHERE tid = ?1 AND gen <> ?2 "
+                     "AND gen <> ?3",
     [ST_LOAD] = "SELECT blk, csum, atime, flags FROM blocks "
                 "WHERE tid = ?1 AND gen = ?2 ORDER BY blk",
     [ST_ADD] = "INSERT OR REPLACE INTO blocks (tid, gen, blk, csum, atime, "
@@ -70,7 +71,40 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_DEL] = "DELETE FROM blocks WHERE tid = ?1 AND gen = ?2 AND blk = ?3",
     [ST_EVENT] = "INSERT INTO events (ts, tid, kind, blocks, bytes, detail) "
                  "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [ST_SHA_FIND] = "SELECT tid, gen, blk FROM blocks WHERE sha = ?1 "
+                    "LIMIT 4",
 };
+
+/* ST_ADD once blocks has its sha column.  A record without a hash (an
+ * eviction that kept its block, a fill without a manifest) keeps the
+ * row's hash as long as the block's checksum says it is the same bytes. */
+static const char add_sha_sql[] =
+    "INSERT INTO blocks (tid, gen, blk, csum, atime, flags, sha) "
+    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) "
+    "ON CONFLICT (tid, gen, blk) DO UPDATE SET csum = excluded.csum, "
+    "atime = excluded.atime, flags = excluded.flags, "
+    "sha = CASE WHEN excluded.sha IS NOT NULL THEN excluded.sha "
+    "WHEN blocks.csum = excluded.csum THEN blocks.sha END";
+
+/* Columns added to schema 2 in place (ALTER TABLE ... ADD COLUMN, with
+ * defaults: a binary that does not know them keeps working on the file):
+ *   blocks.sha BLOB  the SHA-256 of a present block, when the daemon knew
+ *                    it (a manifest verified it): delta fills look blocks
+ *                    up by it, through the partial index blocks_sha;
+ *   counters.local_blocks, local_bytes, verified, verify_failed,
+ *   zero_skipped     the manifest figures (INTEGER NOT NULL DEFAULT 0).
+ * All are added together: blocks.sha stands for them (has_sha). */
+static const char add_sha_col_sql[] =
+    "ALTER TABLE blocks ADD COLUMN sha BLOB DEFAULT NULL;"
+    "ALTER TABLE counters ADD COLUMN local_blocks INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE counters ADD COLUMN local_bytes INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE counters ADD COLUMN verified INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE counters ADD COLUMN verify_failed INTEGER NOT NULL "
+    "DEFAULT 0;"
+    "ALTER TABLE counters ADD COLUMN zero_skipped INTEGER NOT NULL "
+    "DEFAULT 0;"
+    "CREATE INDEX IF NOT EXISTS blocks_sha ON blocks (sha) "
+    "WHERE sha IS NOT NULL;";
 
 /* Created in one transaction so a crash never leaves half a schema (which
  * would later look like a foreign database). */
@@ -384,6 +418,65 @@ static int add_ra_columns(struct index *ix)
     return 0;
 }
 
+/* Whether blocks has the column (-1: there is no table blocks).  An
+ * SQLite code. */
+static int probe_sha_col(struct index *ix, int *has)
+{
+    sqlite3_stmt *st;
+    int ncols = 0;
+    *has = 0;
+    int rc = sqlite3_prepare_v2(ix->db, "PRAGMA table_info(blocks)", -1,
+                                &st, NULL);
+    if (rc != SQLITE_OK)
+        return rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const unsigned char *name = sqlite3_column_text(st, 1);
+        if (name != NULL && strcmp((const char *)name, "sha") == 0)
+            *has = 1;
+        ncols++;
+    }
+    sqlite3_finalize(st);
+    if (ncols == 0)
+        *has = -1;
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/* Add the columns schema 2 gained in place (rule: no version bump),
+ * under BEGIN IMMEDIATE with the check repeated inside: of two processes
+ * opening the index at once, the second finds them there. */
+static int add_columns(struct index *ix)
+{
+    int has;
+    int rc = probe_sha_col(ix, &has);
+    if (rc == SQLITE_OK && has >= 0) {
+        int ret = add_ra_columns(ix);
+        if (ret < 0)
+            return ret;
+    }
+    if (rc == SQLITE_OK && has < 0)
+        return 0; /* not our schema: prepare_all says so */
+    if (rc == SQLITE_OK && has) {
+        ix->has_sha = 1;
+        return 0;
+    }
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(ix->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+    if (rc == SQLITE_OK)
+        rc = probe_sha_col(ix, &has);
+    if (rc == SQLITE_OK && !has)
+        rc = sqlite3_exec(ix->db, add_sha_col_sql, NULL, NULL, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(ix->db, "COMMIT", NULL, NULL, NULL);
+    if (rc != SQLITE_OK) {
+        int ret = ix_db_fail(ix, "adding blocks.sha");
+        if (!sqlite3_get_autocommit(ix->db))
+            sqlite3_exec(ix->db, "ROLLBACK", NULL, NULL, NULL);
+        return ret;
+    }
+    ix->has_sha = 1;
+    return 0;
+}
+
 /* WAL lets the tools read while the writer commits.  synchronous=NORMAL
  * does not sync the WAL at each commit, so a power loss may drop the last
  * commits; it never makes the index claim a block whose data is not durable,
@@ -426,8 +519,16 @@ static int create_schema(struct index *ix)
  * table/column): unusable.  Other failures are environmental. */
 static int prepare_all(struct index *ix, char *why, size_t whylen)
 {
+    if (!ix->has_sha && (probe_sha_col(ix, &ix->has_sha) != SQLITE_OK ||
+                         ix->has_sha < 0))
+        ix->has_sha = 0; /* a read-only open of an older file */
     for (int i = 0; i < ST_COUNT; i++) {
-        int rc = sqlite3_prepare_v3(ix->db, stmt_sql[i], -1,
+        const char *sql = stmt_sql[i];
+        if (i == ST_ADD && ix->has_sha)
+            sql = add_sha_sql;
+        if (i == ST_SHA_FIND && !ix->has_sha)
+            continue;
+        int rc = sqlite3_prepare_v3(ix->db, sql, -1,
                                     SQLITE_PREPARE_PERSISTENT, &ix->st[i],
                                     NULL);
         if (rc == SQLITE_OK)
@@ -510,7 +611,7 @@ static int open_rw(struct index *ix, const char *path, int again, char *why,
     if (ret == 0 && ix->version == 1)
         ret = migrate_v1(ix);
     if (ret == 0)
-        ret = add_ra_columns(ix);
+        ret = add_columns(ix);
     if (ret == 0)
         ret = prepare_all(ix, why, whylen);
     return ret;
@@ -858,11 +959,13 @@ int index_meta_put(struct index *ix, const char *key, const char *value)
 
 /* ------------------------------------------------------------ blocks */
 
-int index_drop_other_gens(struct index *ix, int64_t tid, uint64_t keep_gen)
+int index_drop_other_gens(struct index *ix, int64_t tid, uint64_t keep_gen,
+                          uint64_t keep_also)
 {
     sqlite3_stmt *st = ix->st[ST_DROP_GENS];
 
-    if (ix_bind_i64(st, 1, tid) || ix_bind_u64(st, 2, keep_gen)) {
+    if (ix_bind_i64(st, 1, tid) || ix_bind_u64(st, 2, keep_gen) ||
+        ix_bind_u64(st, 3, keep_also)) {
         int ret = ix_db_fail(ix, "drop_other_gens bind");
         st_done(st);
         return ret;
@@ -899,6 +1002,35 @@ out:
     return ret;
 }
 
+int index_sha_find(struct index *ix, const uint8_t sha[INDEX_SHA_LEN],
+                   struct index_rec *out, size_t max)
+{
+    sqlite3_stmt *st = ix->st[ST_SHA_FIND];
+    size_t n = 0;
+    int rc = SQLITE_DONE;
+
+    if (st == NULL)
+        return 0; /* an older file, read-only: no hashes */
+    if (sqlite3_bind_blob(st, 1, sha, INDEX_SHA_LEN, SQLITE_STATIC)) {
+        int ret = ix_db_fail(ix, "sha_find bind");
+        st_done(st);
+        return ret;
+    }
+    while (n < max && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        out[n] = (struct index_rec){.op = INDEX_ADD};
+        out[n].tid = sqlite3_column_int64(st, 0);
+        out[n].gen = ix_col_u64(st, 1);
+        out[n].blk = ix_col_u64(st, 2);
+        memcpy(out[n].sha, sha, INDEX_SHA_LEN);
+        out[n].has_sha = 1;
+        n++;
+    }
+    int ret = n == max || rc == SQLITE_DONE ? (int)n
+                                             : ix_db_fail(ix, "sha_find");
+    st_done(st);
+    return ret;
+}
+
 static int apply_one(struct index *ix, const struct index_rec *r)
 {
     sqlite3_stmt *st;
@@ -909,6 +1041,11 @@ static int apply_one(struct index *ix, const struct index_rec *r)
         bad = ix_bind_i64(st, 1, r->tid) || ix_bind_u64(st, 2, r->gen) ||
               ix_bind_u64(st, 3, r->blk) || ix_bind_u64(st, 4, r->csum) ||
               ix_bind_u64(st, 5, r->atime) || ix_bind_u64(st, 6, r->flags);
+        if (!bad && ix->has_sha)
+            bad = r->has_sha ? sqlite3_bind_blob(st, 7, r->sha,
+                                                 INDEX_SHA_LEN,
+                                                 SQLITE_TRANSIENT)
+                             : sqlite3_bind_null(st, 7);
     } else if (r->op == INDEX_DEL) {
         st = ix->st[ST_DEL];
         bad = ix_bind_i64(st, 1, r->tid) || ix_bind_u64(st, 2, r->gen) ||
@@ -982,27 +1119,33 @@ int index_event(struct index *ix, int64_t tid, const char *kind,
  * Rare operations (once per flush or per pin change): statements are
  * prepared per call. */
 
-#define N_COUNTERS 12
+#define N_COUNTERS 17
 
-static const char counters_get_sql[] =
-    "SELECT hits, misses, origin_bytes, origin_reads, fill_errors,"
-    " evictions, evicted_bytes, uncached, evicted_low, evicted_high,"
-    " ra_fetched, ra_used FROM counters WHERE tid = ?1";
-/* Schema 2 without the readahead columns (a read-only open). */
-static const char counters_get_nora_sql[] =
-    "SELECT hits, misses, origin_bytes, origin_reads, fill_errors,"
-    " evictions, evicted_bytes, uncached, evicted_low, evicted_high, 0, 0"
-    " FROM counters WHERE tid = ?1";
+/* The columns added in place come last, as two groups (readahead, then
+ * manifests); a read-only open of an index lacking a group reads zeros. */
+#define COUNTERS_BASE                                                       \
+    "SELECT hits, misses, origin_bytes, origin_reads, fill_errors,"         \
+    " evictions, evicted_bytes, uncached, "
+#define COUNTERS_RA " ra_fetched, ra_used,"
+#define COUNTERS_NORA " 0, 0,"
+#define COUNTERS_MF " local_blocks, local_bytes, verified, verify_failed,"    \
+                    " zero_skipped FROM counters WHERE tid = ?1"
+#define COUNTERS_NOMF " 0, 0, 0, 0, 0 FROM counters WHERE tid = ?1"
+static const char *const counters_get_sql[2][2] = {
+    {COUNTERS_BASE "evicted_low, evicted_high," COUNTERS_NORA COUNTERS_NOMF,
+     COUNTERS_BASE "evicted_low, evicted_high," COUNTERS_NORA COUNTERS_MF},
+    {COUNTERS_BASE "evicted_low, evicted_high," COUNTERS_RA COUNTERS_NOMF,
+     COUNTERS_BASE "evicted_low, evicted_high," COUNTERS_RA COUNTERS_MF}};
 /* A version 1 index read as it is (a read-only open). */
 static const char counters_get_v1_sql[] =
-    "SELECT hits, misses, origin_bytes, origin_reads, fill_errors,"
-    " evictions, evicted_bytes, uncached, 0, 0, 0, 0 FROM counters"
-    " WHERE tid = ?1";
+    COUNTERS_BASE "0, 0," COUNTERS_NORA COUNTERS_NOMF;
 static const char counters_put_sql[] =
     "INSERT OR REPLACE INTO counters (tid, hits, misses, origin_bytes,"
     " origin_reads, fill_errors, evictions, evicted_bytes, uncached,"
-    " evicted_low, evicted_high, ra_fetched, ra_used)"
-    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)";
+    " evicted_low, evicted_high, ra_fetched, ra_used, local_blocks,"
+    " local_bytes, verified, verify_failed, zero_skipped)"
+    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,"
+    " ?15, ?16, ?17, ?18)";
 
 static uint64_t *counter_field(struct index_counters *c, int i)
 {
@@ -1011,7 +1154,9 @@ static uint64_t *counter_field(struct index_counters *c, int i)
                                &c->evictions, &c->evicted_bytes,
                                &c->uncached, &c->evicted_low,
                                &c->evicted_high, &c->ra_fetched,
-                               &c->ra_used};
+                               &c->ra_used, &c->local_blocks,
+                               &c->local_bytes, &c->verified,
+                               &c->verify_failed, &c->zero_skipped};
     return f[i];
 }
 
@@ -1022,8 +1167,8 @@ int index_counters_get(struct index *ix, int64_t tid,
     memset(out, 0, sizeof *out);
     if (sqlite3_prepare_v2(ix->db,
                            ix->version == 1 ? counters_get_v1_sql
-                           : ix->has_ra     ? counters_get_sql
-                                            : counters_get_nora_sql,
+                           : counters_get_sql[ix->has_ra != 0]
+                                             [ix->has_sha > 0],
                            -1, &st, NULL) !=
             SQLITE_OK ||
         ix_bind_i64(st, 1, tid)) {

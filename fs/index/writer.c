@@ -394,11 +394,13 @@ int writer_tmpl(struct writer *w, const struct index_tmpl *t)
     return enqueue(w, j, t, sizeof *t, -1);
 }
 
-int writer_drop_gens(struct writer *w, int64_t tid, uint64_t keep_gen)
+int writer_drop_gens(struct writer *w, int64_t tid, uint64_t keep_gen,
+                     uint64_t keep_also)
 {
     struct job j = {.kind = J_DROP, .file = FILE_NONE};
     j.rec.tid = tid;
     j.rec.gen = keep_gen;
+    j.rec.blk = keep_also;
     return enqueue(w, j, NULL, 0, -1);
 }
 
@@ -502,7 +504,8 @@ static int run_job(struct writer *w, struct job *j)
         break;
     }
     case J_DROP:
-        r = index_drop_other_gens(w->ix, j->rec.tid, j->rec.gen);
+        r = index_drop_other_gens(w->ix, j->rec.tid, j->rec.gen,
+                                  j->rec.blk);
         break;
     case J_EVENT:
         r = index_event(w->ix, j->rec.tid, j->ev_kind, j->rec.blk,

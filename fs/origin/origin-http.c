@@ -73,6 +73,7 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "ic-conf.h"
 #include "ic-health.h"
@@ -267,6 +268,8 @@ struct xfer {
     char *buf;                 /* RANGE/PROBE: caller's; WHOLE: grown */
     size_t cap;                /* WHOLE: allocated size of buf */
     size_t got;                /* body bytes stored */
+    int sink, sink_fd;         /* WHOLE with sink: the body goes to
+                                  sink_fd (from offset 0), not to buf */
     struct http_resp resp;     /* reset at every status line (redirects, 1xx) */
     int64_t filetime;          /* from CURLINFO_FILETIME_T, -1 unknown */
 
@@ -334,6 +337,15 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
         x->verdict = -EIO;
         x->retry = 0;
         return 0;
+    }
+    if (x->sink) {
+        if (pwrite_full(x->sink_fd, data, n, (off_t)x->got) < 0) {
+            x->verdict = -EIO;
+            x->retry = 0;
+            return 0;
+        }
+        x->got += n;
+        return n;
     }
     if (x->want.kind == HTTPC_WHOLE &&
         whole_reserve(x, x->got + n + 1) != 0) {
@@ -688,8 +700,9 @@ static void skip_down(const struct http_origin *h, struct url_state *st)
 
 /* Run attempts over the primary and mirrors until one succeeds, none is
  * left, or the deadline comes.  Never sleeps past the deadline. */
-static int http_run(struct origin *o, const char *what, attempt_fn fn,
-                    void *arg, uint64_t deadline)
+static int http_run_from(struct origin *o, const char *what, attempt_fn fn,
+                         void *arg, uint64_t deadline, uint32_t avoid,
+                         int *used)
 {
     struct http_origin *h = o->priv;
     struct url_state st[HTTP_MAX_URLS] = {{0}};
@@ -697,6 +710,13 @@ static int http_run(struct origin *o, const char *what, attempt_fn fn,
     unsigned attempts = 0;
     int last = -ETIMEDOUT;
 
+    /* Sources the caller does not trust for this read (their bytes
+     * failed its check) are out of the call, unless no other is left. */
+    uint32_t all = h->nurls >= 32 ? UINT32_MAX : (1u << h->nurls) - 1;
+    if ((avoid & all) != all)
+        for (size_t i = 0; i < h->nurls; i++)
+            if (avoid & (1u << i))
+                st[i].err = -EIO;
     for (;;) {
         for (size_t i = 0; i < h->nurls; i++) {
             skip_down(h, st);
@@ -707,8 +727,11 @@ static int http_run(struct origin *o, const char *what, attempt_fn fn,
             int retry;
             long ra;
             int err = fn(o, i, arg, deadline, &retry, &ra);
-            if (err == 0)
+            if (err == 0) {
+                if (used != NULL)
+                    *used = (int)i;
                 return 0;
+            }
             attempts++;
             last = err;
             if (note_failure(&st[i], i, err, retry, ra, deadline))
@@ -726,6 +749,12 @@ timeout:
     log_warn("%s: %s: giving up at the deadline after %u attempts (last: %s)",
              o->display, what, attempts, strerror(-last));
     return -ETIMEDOUT;
+}
+
+static int http_run(struct origin *o, const char *what, attempt_fn fn,
+                    void *arg, uint64_t deadline)
+{
+    return http_run_from(o, what, fn, arg, deadline, 0, NULL);
 }
 
 /* ------------------------------------------------------------ stat */
@@ -806,7 +835,21 @@ static int http_read(struct origin *o, void *buf, uint64_t off, size_t len,
         return -EIO; /* the caller's bug; never ask the server */
     if (len == 0)
         return 0;
-    return http_run(o, "read", read_attempt, &r, deadline);
+    return http_run_from(o, "read", read_attempt, &r, deadline,
+                         rq != NULL ? rq->avoid : 0,
+                         rq != NULL ? rq->source : NULL);
+}
+
+static int http_nsources(struct origin *o)
+{
+    const struct http_origin *h = o->priv;
+    return (int)h->nurls;
+}
+
+static const char *http_source_name(struct origin *o, int i)
+{
+    const struct http_origin *h = o->priv;
+    return h->urls[i].display;
 }
 
 /* ------------------------------------------------------------ health */
@@ -1034,6 +1077,8 @@ static const struct origin_ops http_ops = {
     .read = http_read,
     .destroy = http_destroy,
     .state = http_state,
+    .nsources = http_nsources,
+    .source_name = http_source_name,
 };
 
 static char *masked(const char *url)
@@ -1290,4 +1335,60 @@ int origin_http_list(const char *url, const struct conf_net *net,
     free(r.body);
     http_destroy(o);
     return err;
+}
+
+/* ------------------------------------------------------------ fetch */
+
+struct fetch_req {
+    int fd;
+    uint64_t max;
+    size_t got;
+    int big;
+};
+
+static int fetch_attempt(struct origin *o, size_t ui, void *arg,
+                         uint64_t deadline, int *retry, long *retry_after)
+{
+    struct fetch_req *r = arg;
+    /* One byte over the limit tells "too large" from "exactly max". */
+    struct xfer x = {.want = {.kind = HTTPC_WHOLE, .len = r->max + 1},
+                     .sink = 1, .sink_fd = r->fd};
+
+    if (ftruncate(r->fd, 0) < 0)
+        return -errno;
+    int err = http_perform(o, ui, &x, NULL, deadline, retry, retry_after);
+    if (err == 0 && x.got > r->max) {
+        r->big = 1;
+        *retry = 0;
+        return -EFBIG;
+    }
+    r->got = x.got;
+    return err;
+}
+
+int64_t origin_http_fetch(const char *url, const struct conf_net *net,
+                          int fd, uint64_t max, uint64_t deadline, char *why,
+                          size_t whylen)
+{
+    struct conf_net one = {0};
+    char err[256];
+    if (net != NULL)
+        one = *net;
+    one.mirrors = NULL;
+    one.nmirrors = 0;
+    struct origin *o = origin_http_new(url, &one, err, sizeof err);
+    if (o == NULL) {
+        snprintf(why, whylen, "%s", err);
+        return -EINVAL;
+    }
+    struct fetch_req r = {.fd = fd, .max = max};
+    int rc = http_run(o, "fetch", fetch_attempt, &r, deadline);
+    if (rc == -EFBIG || r.big)
+        snprintf(why, whylen, "larger than %llu bytes",
+                 (unsigned long long)max);
+    else if (rc < 0)
+        snprintf(why, whylen, "%s", rc == -ENOENT ? "not found"
+                                                  : strerror(-rc));
+    http_destroy(o);
+    return rc < 0 ? rc : (int64_t)r.got;
 }

@@ -15,6 +15,7 @@
 #include "ic-conf.h"
 #include "ic-http-check.h"
 #include "ic-log.h"
+#include "ic-manifest.h"
 #include "ic-origin.h"
 #include "ic-url.h"
 #include "ic-util.h"
@@ -125,8 +126,11 @@ static int list_local_dir(const char *path, unsigned flags, char ***names)
         return -errno;
     while ((de = readdir(d)) != NULL) {
         int link;
-        /* Hidden files are skipped: editors and rsync use them as temps. */
-        if (de->d_name[0] == '.')
+        /* Hidden files are skipped: editors and rsync use them as temps;
+         * block manifests beside templates are not templates. */
+        size_t nl = strlen(de->d_name), sl = strlen(MANIFEST_SUFFIX);
+        if (de->d_name[0] == '.' ||
+            (nl > sl && strcmp(de->d_name + nl - sl, MANIFEST_SUFFIX) == 0))
             continue;
         if (!entry_ok(dirfd(d), de->d_name, follow, &link)) {
             if (link)
@@ -300,4 +304,58 @@ struct origin *origin_new_in_dir(const char *dir, const char *name,
         o->connect_timeout_ms = net->connect_timeout_ms;
     }
     return o;
+}
+
+/* A file through the file backend (its reads bounded, on its workers: a
+ * hung share holds a worker, not the caller), in chunks; the file must
+ * keep its validator throughout. */
+static int64_t fetch_path(const char *path, int fd, uint64_t max,
+                          uint64_t deadline, char *why, size_t whylen)
+{
+    char err[256];
+    struct origin *o = origin_file_new(path, err, sizeof err);
+    if (o == NULL) {
+        snprintf(why, whylen, "%s", err);
+        return -EINVAL;
+    }
+    struct origin_info info;
+    int64_t r = origin_stat(o, &info, deadline);
+    if (r == 0 && info.size > max) {
+        snprintf(why, whylen, "larger than %llu bytes",
+                 (unsigned long long)max);
+        r = -EFBIG;
+    }
+    const size_t chunk = 1u << 20;
+    char *buf = r == 0 ? malloc(chunk) : NULL;
+    if (r == 0 && buf == NULL)
+        r = -ENOMEM;
+    if (r == 0 && ftruncate(fd, 0) < 0)
+        r = -errno;
+    for (uint64_t off = 0; r == 0 && off < info.size; off += chunk) {
+        size_t n = info.size - off < chunk ? (size_t)(info.size - off)
+                                           : chunk;
+        r = origin_read(o, buf, off, n, &info, NULL, deadline);
+        if (r == 0) {
+            ssize_t w = pwrite_full(fd, buf, n, off);
+            r = w < 0 ? w : 0;
+        }
+    }
+    free(buf);
+    if (r < 0 && why[0] == '\0')
+        snprintf(why, whylen, "%s", r == -ENOENT ? "not found"
+                                    : r == -ESTALE ? "changed while read"
+                                                   : strerror((int)-r));
+    origin_free(o);
+    return r < 0 ? r : (int64_t)info.size;
+}
+
+int64_t origin_fetch(const char *location, const struct conf_net *net,
+                     int fd, uint64_t max, uint64_t deadline, char *why,
+                     size_t whylen)
+{
+    why[0] = '\0';
+    if (conf_origin_is_http(location))
+        return origin_http_fetch(location, net, fd, max, deadline, why,
+                                 whylen);
+    return fetch_path(location, fd, max, deadline, why, whylen);
 }

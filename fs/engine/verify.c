@@ -1,0 +1,390 @@
+/* Block manifests in the engine: each generation's manifest, the check of
+ * fetched bytes, zero blocks, and local copies (delta fills).  Contract
+ * and locks: include/ic-verify.h. */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/fs.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include "cache-priv.h"
+#include "ic-block.h"
+#include "ic-evict.h"
+#include "ic-index.h"
+#include "ic-log.h"
+#include "ic-manifest.h"
+#include "ic-store.h"
+#include "ic-url.h"
+#include "ic-util.h"
+#include "ic-verify.h"
+#include "ic-writer.h"
+
+/* ------------------------------------------------------------ location */
+
+/* Where the manifest of t is (malloc'd), or NULL for none.  auto: the
+ * origin's location with the suffix appended to its path (before a
+ * query string, which may carry a token). */
+static char *manifest_location(const struct tmpl *t)
+{
+    if (t->manifest_mode == CONF_MANIFEST_NONE)
+        return NULL;
+    if (t->manifest_mode == CONF_MANIFEST_URL)
+        return strdup(t->manifest_loc);
+    const char *loc = t->location;
+    size_t n = strcspn(loc, conf_origin_is_http(loc) ? "?#" : "");
+    char *out;
+    if (asprintf(&out, "%.*s%s%s", (int)n, loc, MANIFEST_SUFFIX, loc + n) < 0)
+        return NULL;
+    return out;
+}
+
+/* The largest manifest a template of `size` bytes can have: one entry per
+ * 4 KiB, the smallest block size. */
+static uint64_t manifest_max(uint64_t size)
+{
+    return MANIFEST_HEADER_LEN + 32 +
+           (size + MANIFEST_MIN_BLOCK - 1) / MANIFEST_MIN_BLOCK *
+               (uint64_t)MANIFEST_HASH_LEN;
+}
+
+/* Whether the opened manifest fits generation g; warns when not. */
+static int manifest_fits(const struct gen *g, const struct manifest *m,
+                         const char *where)
+{
+    uint32_t mb = manifest_block_size(m);
+    if (manifest_file_size(m) != g->info.size) {
+        log_warn("template %s: manifest %s is stale (it describes %llu "
+                 "bytes, the template has %llu); ignoring it", g->t->name,
+                 where, (unsigned long long)manifest_file_size(m),
+                 (unsigned long long)g->info.size);
+        return 0;
+    }
+    if (mb % g->bs != 0 && g->bs % mb != 0) {
+        log_warn("template %s: manifest %s has blocks of %u bytes, neither "
+                 "a multiple nor a divisor of block_size %u; ignoring it",
+                 g->t->name, where, mb, g->bs);
+        return 0;
+    }
+    return 1;
+}
+
+/* Fetch the manifest to path (via path.tmp, renamed: a crash leaves no
+ * half manifest under the real name) and open it.  NULL when none. */
+static struct manifest *fetch_manifest(struct gen *g, const char *path,
+                                       uint64_t deadline)
+{
+    struct tmpl *t = g->t;
+    char *loc = manifest_location(t);
+    if (loc == NULL)
+        return NULL;
+    char shown[1024], why[256] = "", tmp[PATH_MAX];
+    if (conf_origin_is_http(loc))
+        url_mask(loc, shown, sizeof shown);
+    else
+        snprintf(shown, sizeof shown, "%s", loc);
+    struct manifest *m = NULL;
+    int n = snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    int fd = n > 0 && (size_t)n < sizeof tmp
+                 ? open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_NOFOLLOW |
+                                 O_CLOEXEC, 0600)
+                 : -1;
+    if (fd < 0) {
+        log_warn("template %s: cannot store manifest %s: %s", t->name, shown,
+                 strerror(errno));
+        free(loc);
+        return NULL;
+    }
+    int64_t r = origin_fetch(loc, &t->net, fd, manifest_max(g->info.size),
+                             deadline, why, sizeof why);
+    if (r >= 0 && fdatasync(fd) < 0)
+        r = -errno;
+    close(fd);
+    if (r == -ENOENT) {
+        log_debug("template %s: no manifest at %s", t->name, shown);
+    } else if (r < 0) {
+        log_warn("template %s: manifest %s: %s; verifying nothing for "
+                 "generation %llu", t->name, shown,
+                 why[0] ? why : strerror((int)-r),
+                 (unsigned long long)g->number);
+    } else if (rename(tmp, path) < 0) {
+        log_warn("template %s: cannot store manifest %s: %s", t->name,
+                 shown, strerror(errno));
+    } else {
+        char err[256];
+        int o = manifest_open(path, &m, err, sizeof err);
+        if (o < 0) {
+            log_warn("template %s: manifest %s refused: %s; the template "
+                     "is served without it", t->name, shown, err);
+            m = NULL;
+        } else if (!manifest_fits(g, m, shown)) {
+            manifest_close(m);
+            m = NULL;
+        } else {
+            log_info("template %s: generation %llu verified against "
+                     "manifest %s (%llu blocks of %u bytes)", t->name,
+                     (unsigned long long)g->number, shown,
+                     (unsigned long long)manifest_nblocks(m),
+                     manifest_block_size(m));
+        }
+        if (m == NULL)
+            unlink(path);
+    }
+    unlink(tmp);
+    free(loc);
+    return m;
+}
+
+/* The stored manifest of g, or the fetched one. */
+static struct manifest *find_manifest(struct gen *g, uint64_t deadline)
+{
+    struct tmpl *t = g->t;
+    char path[PATH_MAX], err[256];
+    if (t->manifest_mode == CONF_MANIFEST_NONE ||
+        store_manifest_path(path, sizeof path, t->c->conf->cache_dir,
+                            t->name, g->number) < 0)
+        return NULL;
+    struct manifest *m = NULL;
+    if (manifest_open(path, &m, err, sizeof err) == 0) {
+        if (manifest_fits(g, m, path))
+            return m;
+        manifest_close(m);
+        return NULL; /* fetched for this generation already */
+    }
+    if (access(path, F_OK) == 0) {
+        log_warn("template %s: stored manifest %s refused (%s); fetching "
+                 "it again", t->name, path, err);
+        unlink(path);
+    }
+    return fetch_manifest(g, path, deadline);
+}
+
+void verify_settle(struct gen *g, uint64_t deadline)
+{
+    struct timespec ts = ms_timespec(deadline);
+    pthread_mutex_lock(&g->lock);
+    while (g->mf_state == MF_FETCHING)
+        if (pthread_cond_timedwait(&g->filled, &g->lock, &ts) == ETIMEDOUT)
+            break;
+    int mine = g->mf_state == MF_UNSET;
+    if (mine)
+        g->mf_state = MF_FETCHING;
+    pthread_mutex_unlock(&g->lock);
+    if (!mine)
+        return;
+    /* One fetch per generation: bounded by origin_timeout, not by the
+     * first reader's deadline alone (the others wait for it). */
+    uint64_t lim = mono_ms() + __atomic_load_n(&g->t->timeout_ms,
+                                               __ATOMIC_RELAXED);
+    struct manifest *m = find_manifest(g, lim > deadline ? lim : deadline);
+    pthread_mutex_lock(&g->lock);
+    g->mf = m;
+    g->mf_state = MF_SETTLED;
+    pthread_cond_broadcast(&g->filled);
+    pthread_mutex_unlock(&g->lock);
+}
+
+/* ------------------------------------------------------------ checking */
+
+/* Manifest entries [*a, *b) covering template block blk. */
+static void entries_of(const struct gen *g, uint64_t blk, uint64_t *a,
+                       uint64_t *b)
+{
+    uint32_t mb = manifest_block_size(g->mf);
+    uint64_t off = block_start(blk, g->bs);
+    uint64_t end = off + block_len(blk, g->info.size, g->bs);
+    *a = off / mb;
+    *b = (end + mb - 1) / mb;
+}
+
+int verify_zero(const struct gen *g, uint64_t blk)
+{
+    if (g->mf == NULL)
+        return 0;
+    uint64_t a, b;
+    uint8_t h[MANIFEST_HASH_LEN];
+    entries_of(g, blk, &a, &b);
+    for (uint64_t e = a; e < b; e++)
+        if (manifest_entry(g->mf, e, h) != 1)
+            return 0;
+    return 1;
+}
+
+int verify_block_sha(const struct gen *g, uint64_t blk,
+                     uint8_t sha[MANIFEST_HASH_LEN])
+{
+    if (g->mf == NULL || manifest_block_size(g->mf) != g->bs)
+        return 0;
+    return manifest_entry(g->mf, blk, sha) == 0;
+}
+
+void verify_span(const struct gen *g, uint64_t *off, uint64_t *len)
+{
+    if (g->mf == NULL || manifest_block_size(g->mf) <= g->bs)
+        return;
+    uint32_t mb = manifest_block_size(g->mf);
+    uint64_t s = *off / mb * mb;
+    uint64_t e = (*off + *len + mb - 1) / mb * mb;
+    if (e > g->info.size)
+        e = g->info.size;
+    *off = s;
+    *len = e - s;
+}
+
+uint64_t verify_check(const struct gen *g, const char *data, uint64_t off,
+                      uint64_t len, uint64_t first, uint64_t n,
+                      uint8_t *bad)
+{
+    uint32_t mb = manifest_block_size(g->mf);
+    uint8_t want[MANIFEST_HASH_LEN], got[MANIFEST_HASH_LEN];
+    uint64_t nbad = 0;
+    memset(bad, 0, n);
+    /* Every manifest block the data covers whole (all of them, as
+     * verify_span widened the fetch). */
+    for (uint64_t e = (off + mb - 1) / mb; e * mb < off + len; e++) {
+        uint64_t s = e * mb;
+        uint64_t l = g->info.size - s < mb ? g->info.size - s : mb;
+        if (s + l > off + len)
+            break;
+        int z = manifest_entry(g->mf, e, want);
+        const char *p = data + (s - off);
+        int ok = z == 1 ? buf_is_zero(p, l)
+                 : z == 0 ? (manifest_hash(p, l, got),
+                             memcmp(got, want, sizeof got) == 0)
+                          : 0;
+        if (ok)
+            continue;
+        /* The template blocks it overlaps, among first..first+n-1. */
+        uint64_t b0 = s / g->bs, b1 = (s + l - 1) / g->bs;
+        for (uint64_t b = b0; b <= b1; b++)
+            if (b >= first && b < first + n && !bad[b - first]) {
+                bad[b - first] = 1;
+                nbad++;
+            }
+    }
+    return nbad;
+}
+
+void verify_note_failure(struct gen *g, int src, uint64_t blk, int retried)
+{
+    struct tmpl *t = g->t;
+    const char *name = origin_source_name(t->origin, src);
+    __atomic_add_fetch(&t->st.verify_failed, 1, __ATOMIC_RELAXED);
+    if (src >= 0 && src < VERIFY_MAX_SOURCES)
+        __atomic_add_fetch(&t->vfail[src], 1, __ATOMIC_RELAXED);
+    log_warn("template %s: block %llu of generation %llu from %s does not "
+             "match the manifest; %s", t->name, (unsigned long long)blk,
+             (unsigned long long)g->number, name,
+             retried ? "no source left to ask: EIO"
+                     : "asking another source");
+    /* The report's per-source figures (imgcache-report(8)). */
+    (void)writer_event(t->c->w, t->tid, "verify", 1, g->bs, name);
+}
+
+/* ------------------------------------------------------------ copies */
+
+/* Copy len bytes at soff of sfd to doff of dfd: a reflink where the
+ * filesystem shares extents, else copy_file_range.  0 or -errno. */
+static int copy_bytes(struct cache *c, int sfd, uint64_t soff, int dfd,
+                      uint64_t doff, uint64_t len)
+{
+    if (!__atomic_load_n(&c->no_reflink, __ATOMIC_RELAXED)) {
+        struct file_clone_range r = {.src_fd = sfd, .src_offset = soff,
+                                     .src_length = len, .dest_offset = doff};
+        if (ioctl(dfd, FICLONERANGE, &r) == 0)
+            return 0;
+        if (errno == EOPNOTSUPP || errno == ENOTTY || errno == EXDEV ||
+            errno == ENOSYS)
+            __atomic_store_n(&c->no_reflink, 1, __ATOMIC_RELAXED);
+        /* EINVAL: an unaligned tail; copy that one. */
+    }
+    loff_t si = (loff_t)soff, di = (loff_t)doff;
+    uint64_t done = 0;
+    while (done < len) {
+        ssize_t n = copy_file_range(sfd, &si, dfd, &di, len - done, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        if (n == 0)
+            return -EIO;
+        done += (uint64_t)n;
+    }
+    return 0;
+}
+
+/* Copy block sblk of sg into block blk of g and check the result against
+ * want (the bytes land in buf).  0, or -errno with nothing kept. */
+static int copy_from(struct gen *g, uint64_t blk, struct gen *sg,
+                     uint64_t sblk, const uint8_t *want, char *buf)
+{
+    uint32_t len = block_len(blk, g->info.size, g->bs);
+    if (sg->bs != g->bs || sblk >= sg->bm.nblocks ||
+        block_len(sblk, sg->info.size, sg->bs) != len)
+        return -EINVAL;
+    pthread_rwlock_rdlock(&sg->evict_rw);
+    pthread_mutex_lock(&sg->lock);
+    const struct blk *b = &sg->bm.v[sblk];
+    int present = b->state == BLK_PRESENT && !(b->flags & BLK_ZERO);
+    pthread_mutex_unlock(&sg->lock);
+    int r = present ? copy_bytes(g->t->c, sg->fd, block_start(sblk, sg->bs),
+                                 g->fd, block_start(blk, g->bs), len)
+                    : -ENOENT;
+    pthread_rwlock_unlock(&sg->evict_rw);
+    if (r == 0 && pread_full(g->fd, buf, len, block_start(blk, g->bs)) !=
+                      (ssize_t)len)
+        r = -EIO;
+    uint8_t got[MANIFEST_HASH_LEN];
+    if (r == 0) {
+        manifest_hash(buf, len, got);
+        if (memcmp(got, want, sizeof got) != 0)
+            r = -EBADMSG; /* the index was wrong, or the disk: fetch it */
+    }
+    if (r < 0 && r != -ENOENT && r != -EINVAL)
+        store_punch(g->fd, block_start(blk, g->bs), len);
+    return r;
+}
+
+int verify_copy_local(struct gen *g, uint64_t blk, char *buf,
+                      uint64_t *reserved)
+{
+    struct cache *c = g->t->c;
+    uint8_t want[MANIFEST_HASH_LEN];
+    struct index_rec cand[4];
+    *reserved = 0;
+    if (c->lookup_ix == NULL || !verify_block_sha(g, blk, want))
+        return 0;
+    pthread_mutex_lock(&c->lookup_lock);
+    int n = index_sha_find(c->lookup_ix, want, cand, 4);
+    pthread_mutex_unlock(&c->lookup_lock);
+    if (n <= 0)
+        return 0;
+    uint32_t len = block_len(blk, g->info.size, g->bs);
+    uint64_t cost = (len + 4095) & ~4095u;
+    int cls = BLK_CLASS(__atomic_load_n(&g->bm.v[blk].flags,
+                                        __ATOMIC_RELAXED));
+    if (evict_make_room(g, cost, cls) < 0)
+        return 0; /* a fetch would not be stored either: let it serve */
+    for (int i = 0; i < n; i++) {
+        struct gen *sg = cand[i].tid == g->t->tid && cand[i].gen == g->number
+                             ? (cache_gen_ref(g), g)
+                             : cache_gen_find(c, cand[i].tid, cand[i].gen);
+        if (sg == NULL)
+            continue;
+        int r = copy_from(g, blk, sg, cand[i].blk, want, buf);
+        cache_gen_put(sg);
+        if (r == 0) {
+            __atomic_add_fetch(&g->t->st.local_blocks, 1, __ATOMIC_RELAXED);
+            __atomic_add_fetch(&g->t->st.local_bytes, len, __ATOMIC_RELAXED);
+            *reserved = cost;
+            return 1;
+        }
+    }
+    evict_unreserve(g, cost);
+    return 0;
+}

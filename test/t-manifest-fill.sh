@@ -1,0 +1,253 @@
+#!/bin/sh
+# t-manifest-fill: the daemon checks every fetched block against the
+# template's block manifest (imgcache-manifest beside it).  A source that
+# serves wrong bytes under the right ETag is caught and the bytes come from
+# the other one (both wrong: EIO, never a wrong byte); a stale manifest
+# costs EIO on the changed blocks, never a wrong byte; a corrupted one is
+# refused with a warning and the template served without it; zero blocks
+# are never fetched; a new generation, and another template with common
+# blocks at other offsets, copy those blocks from the cache instead of
+# fetching them (origin bytes counted from the servers' logs).
+# shellcheck source=test/lib.sh
+. "${top_srcdir:-$(dirname "$0")/..}/test/lib.sh"
+require_fuse
+require_local_http
+
+MANIFEST=$top_builddir/tools/imgcache-manifest
+[ -x "$MANIFEST" ] || fail "$MANIFEST is not built (run make)"
+BS=65536
+
+# range_bytes LOG: body bytes of the ranged GETs of LOG, manifests aside.
+range_bytes() {
+	awk '$1 == "GET" && $3 != "-" && $2 !~ /imgcache-manifest/ { s += $5 }
+	     END { printf "%d\n", s }' "$1"
+}
+
+# wait_hashed NAME N: until the index lists N blocks of template NAME's
+# current generation with their hashes (the writer commits about once a
+# second; a delta fill finds only committed blocks).
+wait_hashed() {
+	command -v sqlite3 >/dev/null || skip "sqlite3 not installed"
+	wait_for 20 sh -c "[ \$(sqlite3 '$CACHE/index.db' \"SELECT count(*)
+		FROM blocks b JOIN templates t ON b.tid = t.id AND
+		b.gen = t.generation WHERE t.name = '$1' AND
+		b.sha IS NOT NULL\") -ge $2 ]" ||
+		fail "the index never listed $2 hashed blocks of $1"
+}
+
+# --- a source serving wrong bytes under the right ETag
+SIZE=$((4 * 1048576))
+make_file_bytes "$T/t.img" "$SIZE"
+"$MANIFEST" -o "$T/t.img.imgcache-manifest" "$T/t.img" ||
+	fail "imgcache-manifest failed"
+start_faultsrv bad "$T/t.img" --manifest "$T/t.img.imgcache-manifest"
+BAD=$URL
+start_faultsrv good "$T/t.img" --manifest "$T/t.img.imgcache-manifest"
+GOOD=$URL
+start_faultsrv bad2 "$T/t.img"
+BAD2=$URL
+
+CACHE=$T/cache
+global_section >"$T/conf"
+cat >>"$T/conf" <<EOF
+
+[template t.img]
+origin = $BAD/corrupt/t.img
+mirror = $GOOD/ok/t.img
+
+[template both.img]
+origin = $BAD/corrupt/t.img
+mirror = $BAD2/corrupt/t.img
+EOF
+MNT=$T/mnt
+start_imgcache "$T/conf" "$MNT"
+
+if bounded cmp "$MNT/t.img" "$T/t.img"; then
+	ok "bytes from a corrupting origin equal the template's"
+else
+	not_ok "wrong bytes served from a corrupting origin"
+fi
+assert_le "the corrupting origin was asked for blocks" "$SIZE" \
+	"$(range_bytes "$T/bad.log")"
+assert_le "the mirror served the blocks again" "$SIZE" \
+	"$(range_bytes "$T/good.log")"
+if grep -q "from $BAD/corrupt/t.img does not match the manifest" \
+	"$IMGCACHE_LOG"; then
+	ok "the log names the source that served wrong bytes"
+else
+	show_log "$IMGCACHE_LOG"
+	not_ok "no log line names the corrupting source"
+fi
+fails=$(getfattr --only-values -n user.imgcache.verify_failures_by_source \
+	"$MNT/t.img" 2>/dev/null)
+assert_eq "failures are counted for the corrupting source only" \
+	"$BAD/corrupt/t.img $((SIZE / BS))" "$fails"
+assert_eq "every block was verified" $((SIZE / BS)) \
+	"$(getfattr --only-values -n user.imgcache.verified_blocks "$MNT/t.img")"
+
+# Both sources wrong: EIO, never a byte.
+if bounded dd if="$MNT/both.img" of="$T/both.out" bs=64K count=1 \
+	status=none 2>/dev/null; then
+	not_ok "a block no source serves right was served"
+else
+	ok "a block no source serves right fails (EIO)"
+fi
+stop_imgcache "$MNT"
+# imgcache-report --json: the figures, and the failures per source.
+"$top_builddir/tools/imgcache-report" --cache-dir "$CACHE" --json \
+	>"$T/report.json" || true
+got=$(python3 - "$T/report.json" "$BAD/corrupt/t.img" <<'PYEOF'
+import json, sys
+def walk(o):
+    if isinstance(o, dict):
+        if o.get("name") == "t.img" or o.get("template") == "t.img":
+            yield o
+        for v in o.values():
+            yield from walk(v)
+    elif isinstance(o, list):
+        for v in o:
+            yield from walk(v)
+d = json.load(open(sys.argv[1]))
+for t in walk(d):
+    c = t.get("counters", t)
+    print(c.get("verify_failures"), c.get("verified_blocks"),
+          c.get("verify_failures_by_source", {}).get(sys.argv[2]))
+    break
+PYEOF
+)
+assert_eq "imgcache-report --json: failures, verified, per source" \
+	"$((SIZE / BS)) $((SIZE / BS)) $((SIZE / BS))" "$got"
+
+# --- zero blocks never fetched; a corrupted manifest refused
+ZSIZE=$((4 * 1048576 + 1000))
+make_file_bytes "$T/z.img" "$ZSIZE"
+dd if=/dev/zero of="$T/z.img" bs=64K seek=8 count=32 conv=notrunc \
+	status=none # 2 MiB of zeros at 512K
+"$MANIFEST" -o "$T/z.img.imgcache-manifest" "$T/z.img" ||
+	fail "imgcache-manifest failed"
+cp "$T/z.img.imgcache-manifest" "$T/bad.imgcache-manifest"
+printf '\377' | dd of="$T/bad.imgcache-manifest" bs=1 seek=200 \
+	conv=notrunc status=none
+start_faultsrv zsrv "$T/z.img" --manifest "$T/z.img.imgcache-manifest"
+ZURL=$URL
+start_faultsrv badm "$T/z.img" --manifest "$T/bad.imgcache-manifest"
+BADM=$URL
+rm -rf "$CACHE"
+global_section >"$T/conf"
+cat >>"$T/conf" <<EOF
+
+[template z.img]
+origin = $ZURL/ok/z.img
+
+[template badm.img]
+origin = $BADM/ok/z.img
+EOF
+start_imgcache "$T/conf" "$MNT"
+if bounded cmp "$MNT/z.img" "$T/z.img"; then
+	ok "a template with zero blocks reads back"
+else
+	not_ok "a template with zero blocks reads back wrong"
+fi
+assert_eq "its zero blocks were not fetched" $((ZSIZE - 2097152)) \
+	"$(range_bytes "$T/zsrv.log")"
+assert_eq "user.imgcache.zero_blocks_skipped" 32 \
+	"$(getfattr --only-values -n user.imgcache.zero_blocks_skipped \
+		"$MNT/z.img")"
+if bounded cmp "$MNT/badm.img" "$T/z.img"; then
+	ok "a template with a corrupted manifest is served without it"
+else
+	not_ok "a template with a corrupted manifest reads back wrong"
+fi
+if grep "template badm.img: manifest" "$IMGCACHE_LOG" | grep -q refused; then
+	ok "the corrupted manifest is refused with a warning"
+else
+	show_log "$IMGCACHE_LOG"
+	not_ok "no warning for the corrupted manifest"
+fi
+stop_imgcache "$MNT"
+
+# --- file origins: a stale manifest, delta fills
+make_file_bytes "$T/src/v.img" $((8 * 1048576))
+"$MANIFEST" "$T/src/v.img" || fail "imgcache-manifest failed"
+cp "$T/src/v.img" "$T/v1.img"
+# Stale: the template changes (same size), its manifest does not.
+make_file_bytes "$T/src/s.img" $((1048576))
+"$MANIFEST" "$T/src/s.img" || fail "imgcache-manifest failed"
+write_at "$T/src/s.img" $((3 * BS)) 100
+cp "$T/src/s.img" "$T/s.copy"
+rm -rf "$CACHE"
+ORIG=$T/origin
+start_originfs "$T/src" "$T/originfs.log" "$ORIG"
+global_section >"$T/conf"
+cat >>"$T/conf" <<EOF
+
+[template v.img]
+origin = $ORIG/v.img
+
+[template s.img]
+origin = $ORIG/s.img
+EOF
+start_imgcache "$T/conf" "$MNT"
+wrong=0 eio=0
+for b in $(seq 0 15); do
+	if bounded dd if="$MNT/s.img" of="$T/blk" bs=64K skip="$b" count=1 iflag=direct \
+		status=none 2>/dev/null; then
+		extract "$T/s.copy" $((b * BS)) $BS "$T/want"
+		cmp -s "$T/blk" "$T/want" || wrong=$((wrong + 1))
+	else
+		eio=$((eio + 1))
+	fi
+done
+assert_eq "a stale manifest: no wrong byte served" 0 "$wrong"
+assert_eq "a stale manifest: the changed block fails (EIO)" 1 "$eio"
+
+if bounded cmp "$MNT/v.img" "$T/v1.img"; then
+	ok "v1 reads back"
+else
+	not_ok "v1 reads back wrong"
+fi
+wait_hashed v.img 128
+before=$(count_bytes "$T/originfs.log" /v.img)
+# v2: 4 blocks rewritten in place, 1 MiB appended; published with a new
+# manifest (a new file: a new inode, hence a new generation).
+cp "$T/v1.img" "$T/v2.img"
+for b in 5 17 60 99; do write_at "$T/v2.img" $((b * BS)) $BS; done
+head -c 1048576 /dev/urandom >>"$T/v2.img"
+"$MANIFEST" -o "$T/src/v.img.imgcache-manifest" "$T/v2.img" ||
+	fail "imgcache-manifest failed"
+cp "$T/v2.img" "$T/src/v.img.new" && mv "$T/src/v.img.new" "$T/src/v.img"
+if bounded cmp "$MNT/v.img" "$T/v2.img"; then
+	ok "v2 reads back"
+else
+	not_ok "v2 reads back wrong"
+fi
+after=$(count_bytes "$T/originfs.log" /v.img)
+changed=$((4 * BS + 1048576))
+assert_le "v2 pulled about only its changed blocks from the origin" \
+	$((after - before)) $((changed + changed / 20))
+assert_le "... and copied the rest" $((8 * 1048576 - 4 * BS)) \
+	"$(getfattr --only-values -n user.imgcache.local_bytes "$MNT/v.img")"
+
+wait_hashed v.img 144
+# Another template: v2's first 3 MiB at an offset of 1 MiB, after 1 MiB
+# of its own.
+head -c 1048576 /dev/urandom >"$T/o.img"
+head -c $((3 * 1048576)) "$T/v2.img" >>"$T/o.img"
+"$MANIFEST" -o "$T/src/o.img.imgcache-manifest" "$T/o.img" ||
+	fail "imgcache-manifest failed"
+cp "$T/o.img" "$T/src/o.img"
+cat >>"$T/conf" <<EOF
+
+[template o.img]
+origin = $ORIG/o.img
+EOF
+reload_imgcache
+if bounded cmp "$MNT/o.img" "$T/o.img"; then
+	ok "a template sharing blocks with another reads back"
+else
+	not_ok "a template sharing blocks with another reads back wrong"
+fi
+assert_le "it pulled only its own blocks from the origin" \
+	"$(count_bytes "$T/originfs.log" /o.img)" $((1048576 + 1048576 / 20))
+stop_imgcache "$MNT"
+stop_originfs "$ORIG"
