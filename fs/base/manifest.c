@@ -367,7 +367,10 @@ static void *scan_worker(void *arg)
 {
     struct scan *s = arg;
     size_t cap = (size_t)(s->chunk_blocks * s->bs);
-    uint8_t *buf = malloc(cap);
+    /* Page-aligned: the kernel's copy from the page cache into a buffer
+     * 16 bytes off a page boundary (plain malloc of 4 MiB) runs at a
+     * third of the speed here, and costs more than the hashing. */
+    uint8_t *buf = aligned_alloc(4096, cap);
     uint8_t *ent = malloc((size_t)s->chunk_blocks * MANIFEST_HASH_LEN);
 
     if (buf == NULL || ent == NULL) {
@@ -493,7 +496,7 @@ static int hash_file_prefix(int fd, uint64_t len, uint8_t out[MANIFEST_HASH_LEN]
 {
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     size_t cap = 1u << 20;
-    uint8_t *buf = malloc(cap);
+    uint8_t *buf = aligned_alloc(4096, cap); /* see scan_worker */
     int rc = 0;
 
     pthread_once(&md_once, md_fetch);
