@@ -1,6 +1,7 @@
 #!/bin/sh
-# t-fuzz-smoke: build the libFuzzer harnesses of test/fuzz/ with `make fuzz`
-# (into the work directory) and run each for FUZZ_SECONDS (default 10) from
+# t-fuzz-smoke: build the libFuzzer harnesses of test/fuzz/ with `make
+# fuzz-build` (into the work directory) and run each of FUZZ_HARNESSES
+# (default all) for FUZZ_SECONDS (default 10; `make fuzz` runs it so with 60) from
 # a copy of its seed corpus, all at once.  A crash, leak, sanitizer report,
 # failed invariant or an input taking over 10 s fails the test; the log
 # tail and the saved input are shown.  Long runs: see test/fuzz/README.
@@ -10,7 +11,7 @@
 
 CLANG=${CLANG:-clang}
 FUZZ_SECONDS=${FUZZ_SECONDS:-10}
-HARNESSES="conf profile qcow2 http"
+HARNESSES=${FUZZ_HARNESSES:-conf profile qcow2 http manifest}
 
 command -v "$CLANG" >/dev/null 2>&1 || skip "$CLANG not installed"
 command -v make >/dev/null 2>&1 || skip "make not installed"
@@ -22,7 +23,7 @@ printf 'int LLVMFuzzerTestOneInput(const unsigned char *d, unsigned long n)%s\n'
 
 # Our own make: not the jobserver of a `make check` that may run us.
 if env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL timeout 120 make -s -j4 \
-	-C "$top_builddir" fuzz CLANG="$CLANG" FUZZ_DIR="$T/bin" \
+	-C "$top_builddir" fuzz-build CLANG="$CLANG" FUZZ_DIR="$T/bin" \
 	>"$T/build.log" 2>&1; then
 	ok "make fuzz builds the harnesses"
 else

@@ -218,11 +218,12 @@ static int build(const struct opts *o)
     char out[PATH_MAX], err[512];
     struct stat fst, ost;
 
-    if (o->out != NULL)
-        snprintf(out, sizeof out, "%s", o->out);
-    else if ((size_t)snprintf(out, sizeof out, "%s" MANIFEST_SUFFIX, o->file) >=
-             sizeof out) {
-        fprintf(stderr, PROG ": %s: name too long\n", o->file);
+    int n = o->out != NULL
+                ? snprintf(out, sizeof out, "%s", o->out)
+                : snprintf(out, sizeof out, "%s" MANIFEST_SUFFIX, o->file);
+    if (n < 0 || (size_t)n >= sizeof out) {
+        fprintf(stderr, PROG ": %s: output name too long\n",
+                o->out != NULL ? o->out : o->file);
         return EXIT_TROUBLE;
     }
     int fd = open_file(o->file);

@@ -82,13 +82,27 @@ static void put_le64(uint8_t *p, uint64_t v)
     put_le32(p + 4, (uint32_t)(v >> 32));
 }
 
+/* The SHA-256 implementation, fetched from OpenSSL's provider once: with
+ * EVP_sha256() every EVP_Digest fetches it again under a lock, which costs
+ * a fifth of the speed on 4 KiB blocks.  Kept for the process's life. */
+static pthread_once_t md_once = PTHREAD_ONCE_INIT;
+static const EVP_MD *md_sha256;
+
+static void md_fetch(void)
+{
+    md_sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+    if (md_sha256 == NULL)
+        md_sha256 = EVP_sha256(); /* the implicit fetch, slower */
+}
+
 /* SHA-256 of buf.  0, or -ENOMEM when OpenSSL could not set up a digest
  * context (its only way to fail here). */
 static int sha256(const void *buf, size_t len, uint8_t out[MANIFEST_HASH_LEN])
 {
     unsigned int n = 0;
 
-    if (EVP_Digest(buf, len, out, &n, EVP_sha256(), NULL) != 1 ||
+    pthread_once(&md_once, md_fetch);
+    if (EVP_Digest(buf, len, out, &n, md_sha256, NULL) != 1 ||
         n != MANIFEST_HASH_LEN)
         return -ENOMEM;
     return 0;
@@ -353,7 +367,10 @@ static void *scan_worker(void *arg)
 {
     struct scan *s = arg;
     size_t cap = (size_t)(s->chunk_blocks * s->bs);
-    uint8_t *buf = malloc(cap);
+    /* Page-aligned: the kernel's copy from the page cache into a buffer
+     * 16 bytes off a page boundary (plain malloc of 4 MiB) runs at a
+     * third of the speed here, and costs more than the hashing. */
+    uint8_t *buf = aligned_alloc(4096, cap);
     uint8_t *ent = malloc((size_t)s->chunk_blocks * MANIFEST_HASH_LEN);
 
     if (buf == NULL || ent == NULL) {
@@ -479,11 +496,12 @@ static int hash_file_prefix(int fd, uint64_t len, uint8_t out[MANIFEST_HASH_LEN]
 {
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     size_t cap = 1u << 20;
-    uint8_t *buf = malloc(cap);
+    uint8_t *buf = aligned_alloc(4096, cap); /* see scan_worker */
     int rc = 0;
 
+    pthread_once(&md_once, md_fetch);
     if (ctx == NULL || buf == NULL ||
-        EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) {
+        EVP_DigestInit_ex(ctx, md_sha256, NULL) != 1) {
         set_err(err, errlen, "out of memory");
         rc = -ENOMEM;
         goto out;
