@@ -28,7 +28,8 @@
  * Route entries are process-wide, keyed by URL and reference counted by
  * the chains that name them, so one template's failures steer every
  * template's requests.  "In use" is, per chain, the route of its last
- * successful attempt; an entry is in use while some chain says so.
+ * successful attempt; an entry is in use while some chain says so and
+ * it is not backed off.
  *
  * Locking: proxy_lock (proxy.c) protects the entry table, every entry
  * field but url and display (fixed), and each chain's turn counter and

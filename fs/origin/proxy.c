@@ -231,9 +231,10 @@ int proxy_list(struct proxy_info **out, uint64_t now_ms)
     for (struct route *r = routes; r != NULL; r = r->next, k++) {
         struct proxy_info *p = &v[n - 1 - k]; /* in creation order */
         snprintf(p->display, sizeof p->display, "%s", r->display);
-        p->in_use = r->in_use > 0;
         p->fails = r->fails;
         p->backed_off = r->fails > 0 && r->until_ms > now_ms;
+        /* A chain whose last success went this way moves on meanwhile. */
+        p->in_use = r->in_use > 0 && !p->backed_off;
         p->retry_in_ms = p->backed_off ? r->until_ms - now_ms : 0;
         p->requests = r->requests;
         p->errors = r->errors;
