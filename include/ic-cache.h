@@ -138,6 +138,8 @@ void cache_gen_ref(struct gen *g);
 /* ------------------------------------------------------------ accessors */
 
 const char *cache_tmpl_name(const struct tmpl *t);
+/* Its block size (fixed for the template's life). */
+uint32_t cache_tmpl_bs(const struct tmpl *t);
 /* No longer in the configuration (its open handles keep working). */
 int cache_tmpl_removed(const struct tmpl *t);
 struct origin *cache_tmpl_origin(const struct tmpl *t);

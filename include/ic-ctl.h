@@ -42,6 +42,14 @@
  *                       still read it and skip the others)
  *   record\tT\tSECONDS  note the ranges readers of T read for SECONDS
  *                       (1..3600) -> range\tOFF\tLEN ... -> ok
+ *                       (merged and sorted: a boot profile)
+ *   record\tT\tSECONDS\ttrace
+ *                       every read readers of T were served in SECONDS, in
+ *                       arrival order, not merged (ic-pin.h)
+ *                       -> trace\tSIZE\tBLOCK_SIZE\tDROPPED
+ *                       -> read\tT_US\tOFF\tLEN ... -> ok
+ *                       (T_US: microseconds since the first read; DROPPED:
+ *                       reads past PIN_TRACE_MAX, not listed)
  *   origins             reachability of the origin hosts (ic-health.h)
  *                       -> host\tHOST\tup|down\tSINCE\tFAILS\tNEXT_PROBE_MS
  *                          ... (HOST: "scheme://host:port" or "proxy

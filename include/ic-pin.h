@@ -64,12 +64,31 @@ struct pin_status {
  * low, each by offset; *out malloc'd.  0 or -ENOMEM. */
 int pin_list(struct tmpl *t, struct pin_status **out, size_t *n);
 
-/* Recording: note the byte ranges readers of t read.  begin fails with
- * -EBUSY when a recording of t is already running. */
-int pin_record_begin(struct tmpl *t);
-/* Stop and return the normalized ranges read since begin (*out malloc'd). */
+/* Recording: note the byte ranges readers of t read, either as a boot
+ * profile (PIN_REC_PROFILE: merged and sorted, what a pin needs) or as an
+ * ordered trace (PIN_REC_TRACE: every read as it arrived, with its time,
+ * never merged: what a replay of the boot needs, test/bench/replay).
+ * begin fails with -EBUSY when a recording of t is already running. */
+enum { PIN_REC_PROFILE = 1, PIN_REC_TRACE = 2 };
+int pin_record_begin(struct tmpl *t, int mode);
+/* Stop and return the normalized ranges read since begin (*out malloc'd;
+ * none after a trace recording). */
 int pin_record_end(struct tmpl *t, struct byte_range **out, size_t *n);
-/* Read-path hook (cheap when not recording). */
+/* One read of a trace: t_us microseconds after the recording's first read
+ * (CLOCK_MONOTONIC), its offset and length as the reader asked (clamped to
+ * the end of the file only, not rounded to blocks). */
+struct trace_read {
+    uint64_t t_us, off, len;
+};
+/* At most this many reads are kept (24 MiB); later ones are counted in
+ * *dropped. */
+#define PIN_TRACE_MAX (1u << 20)
+/* Stop and return the reads since begin in arrival order (*out malloc'd;
+ * none after a profile recording). */
+int pin_trace_end(struct tmpl *t, struct trace_read **out, size_t *n,
+                  uint64_t *dropped);
+/* Read-path hook for every read a reader (not a pre-warm) is served (cheap
+ * when not recording). */
 void pin_record_note(struct tmpl *t, uint64_t off, uint64_t len);
 
 struct index;

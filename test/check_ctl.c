@@ -11,6 +11,7 @@
 
 #include <check.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -24,6 +25,7 @@
 #include "ic-engine.h"
 #include "ic-ctl.h"
 #include "ic-log.h"
+#include "ic-pin.h"
 
 #include "ck-tmpdir.h"
 
@@ -203,9 +205,9 @@ START_TEST(test_malformed)
     ck_ask(&k, "warm\ta.img\t4\tfast", WARM_USAGE);
     ck_ask(&k, "warm\ta.img\t4\t1M\tx", WARM_USAGE);
     ck_ask(&k, "record\ta.img\t0",
-           "error\tusage: record TEMPLATE SECONDS (1..3600)");
+           "error\tusage: record TEMPLATE SECONDS (1..3600) [trace]");
     ck_ask(&k, "record\ta.img\t-5",
-           "error\tusage: record TEMPLATE SECONDS (1..3600)");
+           "error\tusage: record TEMPLATE SECONDS (1..3600) [trace]");
     ck_ask(&k, "list\ta.img\tx", "error\tusage: list [TEMPLATE]");
     ck_ask(&k, "origins\tx", "error\tusage: origins");
     ck_ask(&k, "pin\ta.img\t0-4096", "ok\tpinned\t4096");
@@ -306,10 +308,59 @@ START_TEST(test_record)
 }
 END_TEST
 
+/* record ... trace: a header line, then every read in arrival order. */
+START_TEST(test_record_trace)
+{
+    struct server s;
+    struct client k;
+    char got[4096];
+    srv_start(&s);
+    cl_open(&s, &k);
+    struct gen *g = ck_gen(&s.e, "a.img");
+    cl_send(&k, "record\ta.img\t1\ttrace\n", 21);
+    uint64_t end = mono_ms() + 5000;
+    while (!__atomic_load_n(&g->t->recording, __ATOMIC_ACQUIRE) &&
+           mono_ms() < end)
+        usleep(1000);
+    ck_assert_int_eq(__atomic_load_n(&g->t->recording, __ATOMIC_ACQUIRE),
+                     PIN_REC_TRACE);
+    ck_read_blk(g, 3, 1);
+    ck_read_blk(g, 1, 1);
+    size_t used = 0;
+    got[0] = '\0';
+    for (;;) {
+        char line[256];
+        ck_assert(cl_line(&k, line, sizeof line));
+        /* The times are the clock's: keep only "read" and off/len. */
+        char *f = line;
+        if (strncmp(line, "read\t", 5) == 0) {
+            char *t = strchr(line + 5, '\t');
+            ck_assert_ptr_nonnull(t);
+            memmove(line + 5, t + 1, strlen(t + 1) + 1);
+        }
+        used += (size_t)snprintf(got + used, sizeof got - used, "%s%s",
+                                 used ? "|" : "", f);
+        if (strncmp(line, "ok", 2) == 0 || strncmp(line, "error", 5) == 0)
+            break;
+    }
+    char want[256];
+    snprintf(want, sizeof want,
+             "trace\t%" PRIu64 "\t%u\t0|read\t12288\t4096|read\t4096\t4096|ok",
+             g->info.size, (unsigned)g->bs);
+    ck_assert_str_eq(got, want);
+    ck_ask(&k, "record\ta.img\t1\tnope",
+           "error\tusage: record TEMPLATE SECONDS (1..3600) [trace]");
+    cache_gen_put(g);
+    close(k.fd);
+    srv_stop(&s);
+}
+END_TEST
+
 static Suite *ctl_suite(void)
 {
     const TTest *tests[] = {test_verbs, test_malformed, test_long_line,
-                            test_warm, test_record};
+                            test_warm, test_record,
+                            test_record_trace};
     return ck_suite("ctl", tests, CK_NTESTS(tests), setup, teardown, 60);
 }
 

@@ -193,6 +193,54 @@ START_TEST(test_quota)
 }
 END_TEST
 
+/* Trace: every read in arrival order, unmerged and unsorted, times from
+ * the first read; a profile recording and a trace exclude each other. */
+START_TEST(test_trace)
+{
+    struct ck_engine e;
+    struct tmpl *t = start(&e, 16 * CK_BS, "");
+    struct gen *g = ck_gen(&e, "a.img");
+    struct trace_read *v;
+    struct byte_range *r;
+    size_t n;
+    uint64_t dropped;
+
+    ck_assert_int_eq(pin_record_begin(t, 3), -EINVAL);
+    ck_assert_int_eq(pin_record_begin(t, PIN_REC_TRACE), 0);
+    ck_assert_int_eq(pin_record_begin(t, PIN_REC_PROFILE), -EBUSY);
+    pin_record_note(t, 8192, 10);
+    pin_record_note(t, 100, 100);
+    pin_record_note(t, 200, 100); /* adjacent: kept apart */
+    pin_record_note(t, 100, 100); /* again: kept */
+    pin_record_note(t, 300, 0);   /* empty */
+    ck_read_blk(g, 5, 1);
+    ck_assert_int_eq(pin_trace_end(t, &v, &n, &dropped), 0);
+    ck_assert_uint_eq(n, 5);
+    ck_assert_uint_eq(dropped, 0);
+    const uint64_t want[5][2] = {{8192, 10}, {100, 100}, {200, 100},
+                                 {100, 100}, {5 * CK_BS, CK_BS}};
+    for (size_t i = 0; i < 5; i++) {
+        ck_assert_uint_eq(v[i].off, want[i][0]);
+        ck_assert_uint_eq(v[i].len, want[i][1]);
+        if (i > 0)
+            ck_assert_uint_ge(v[i].t_us, v[i - 1].t_us);
+    }
+    ck_assert_uint_eq(v[0].t_us, 0);
+    free(v);
+    /* Ended: notes are dropped, and a profile now records nothing of it. */
+    pin_record_note(t, 0, 10);
+    ck_assert_int_eq(pin_record_begin(t, PIN_REC_PROFILE), 0);
+    ck_assert_int_eq(pin_trace_end(t, &v, &n, &dropped), 0);
+    ck_assert_uint_eq(n, 0);
+    free(v);
+    ck_assert_int_eq(pin_record_end(t, &r, &n), 0);
+    ck_assert_uint_eq(n, 0);
+    free(r);
+    cache_gen_put(g);
+    ck_engine_stop(&e);
+}
+END_TEST
+
 /* Recording: one at a time, reads (and notes) in between come out sorted
  * and merged, a note outside a recording is not kept. */
 START_TEST(test_record)
@@ -204,8 +252,8 @@ START_TEST(test_record)
     size_t n;
 
     pin_record_note(t, 0, 4096); /* not recording: dropped */
-    ck_assert_int_eq(pin_record_begin(t), 0);
-    ck_assert_int_eq(pin_record_begin(t), -EBUSY);
+    ck_assert_int_eq(pin_record_begin(t, PIN_REC_PROFILE), 0);
+    ck_assert_int_eq(pin_record_begin(t, PIN_REC_PROFILE), -EBUSY);
     pin_record_note(t, 8192, 10);
     pin_record_note(t, 100, 100);
     pin_record_note(t, 200, 100); /* adjacent */
@@ -223,7 +271,7 @@ START_TEST(test_record)
     free(r);
     /* Ended: a new one may start, and starts empty. */
     pin_record_note(t, 0, 10);
-    ck_assert_int_eq(pin_record_begin(t), 0);
+    ck_assert_int_eq(pin_record_begin(t, PIN_REC_PROFILE), 0);
     ck_assert_int_eq(pin_record_end(t, &r, &n), 0);
     ck_assert_uint_eq(n, 0);
     free(r);
@@ -368,7 +416,7 @@ END_TEST
 static Suite *pin_suite(void)
 {
     const TTest *tests[] = {test_union,         test_unpin, test_rounding,
-                            test_list_presence, test_quota, test_record,
+                            test_list_presence, test_quota, test_record, test_trace,
                             test_classes,       test_class_quota,
                             test_class_persist};
     return ck_suite("pin", tests, CK_NTESTS(tests), setup, teardown, 60);

@@ -83,6 +83,23 @@ for fig in "imgcache cold seq, HTTP origin" "imgcache cold seq, file origin" \
 	fi
 done
 
+# The cold-read limits (issue 14): the cache disk's O_DIRECT write rates,
+# the CPU split and the daemon's CPU per GiB, and the target ratio.
+for fig in "O_DIRECT write to the cache filesystem, 64 KiB writes" \
+	"O_DIRECT write to the cache filesystem, 2 MiB writes" \
+	"imgcache cold seq HTTP vs min(curl, O_DIRECT write 64K)" \
+	"machine CPU during cold seq HTTP: busy" \
+	"machine CPU during cold seq HTTP: iowait" \
+	"machine CPU during cold seq HTTP: idle" \
+	"imgcache daemon CPU per GiB of cold seq HTTP"; do
+	v=$(value "$fig")
+	if isnum "$v" || { [ "$v" = n/a ] && [ -n "$(reason "$fig")" ]; }; then
+		ok "$fig: $v"
+	else
+		not_ok "$fig: value '$v'"
+	fi
+done
+
 check "markdown table written" grep -q '^| imgcache cold seq, file origin | ' "$T/bench.md"
 if awk -v t="$T/" 'index($2, t) == 1 { f = 1 } END { exit !f }' /proc/mounts; then
 	not_ok "no mount left under $T: $(awk -v t="$T/" 'index($2, t) == 1 { print $2 }' /proc/mounts)"

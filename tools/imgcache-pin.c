@@ -39,10 +39,11 @@
 /* Long options without a short one. */
 #define OPT_RATE 256
 #define OPT_CLASS 257
+#define OPT_TRACE 258
 
 struct opts {
     const char *cache_dir, *config, *output;
-    int no_fetch, unpin, wait, list, help, version;
+    int no_fetch, unpin, wait, list, help, version, trace;
     unsigned parallel, record;
     uint64_t rate;            /* --rate: bytes/s, 0 = unlimited */
     int cls;                  /* --class, PIN_NONE when not given */
@@ -84,7 +85,7 @@ static void help(void)
         "usage: imgcache-pin [OPTIONS] TEMPLATE [ITEM...]\n"
         "       imgcache-pin [--cache-dir DIR] --list [TEMPLATE]\n"
         "       imgcache-pin [--cache-dir DIR] --record SECONDS "
-        "--output FILE TEMPLATE\n"
+        "[--trace] --output FILE TEMPLATE\n"
         "\n"
         "Pin byte ranges of a template served by imgcache and fetch them\n"
         "now.  ITEM: START-END, START+LENGTH, profile:FILE or\n"
@@ -111,6 +112,10 @@ static void help(void)
         "  -l, --list            show pins and how much of each is present\n"
         "  -r, --record SECONDS  note the ranges read during SECONDS\n"
         "  -o, --output FILE     write the recorded boot profile to FILE\n"
+        "      --trace           with --record: write every read in the\n"
+        "                        order it arrived, with its time (an\n"
+        "                        imgcache-trace v1, for replaying a boot),\n"
+        "                        not the merged profile\n"
         "  -h, --help            this help\n"
         "  -V, --version         print the version\n"
         "\n"
@@ -132,6 +137,7 @@ static int parse_opt(struct opts *o, int c, const char *arg)
     case 'o': o->output = arg; return 0;
     case 'h': o->help = 1; return 0;
     case 'V': o->version = 1; return 0;
+    case OPT_TRACE: o->trace = 1; return 0;
     case 'j':
         if (ctlproto_uint(arg, 1, CTL_PARALLEL_MAX, &o->parallel) == 0)
             return 0;
@@ -166,6 +172,8 @@ static int check_modes(const struct opts *o)
         return usage_error("--cache-dir and --config exclude each other");
     if (o->cls && (o->record || o->output))
         return usage_error("--class does not go with --record");
+    if (o->trace && !o->record)
+        return usage_error("--trace goes with --record");
     if (o->list && (pinning || o->record || o->output))
         return usage_error("--list takes no other action options");
     if (o->list)
@@ -207,6 +215,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
         {"list", no_argument, NULL, 'l'},
         {"record", required_argument, NULL, 'r'},
         {"output", required_argument, NULL, 'o'},
+        {"trace", no_argument, NULL, OPT_TRACE},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -771,6 +780,122 @@ static int write_profile(int fd, const char *tmp, const char *path,
     return 0;
 }
 
+/* The ordered trace (test/bench/replay reads it), as the daemon sends it:
+ * its header, then every read in arrival order. */
+struct trace {
+    uint64_t size, dropped;
+    uint32_t bs;
+    int have_header;
+    struct trace_line {
+        uint64_t t_us, off, len;
+    } *v;
+    size_t n, cap;
+    int oom;
+};
+
+static int on_read(void *ctx, char **f, int nf)
+{
+    struct trace *tr = ctx;
+
+    if (nf == 4 && strcmp(f[0], "trace") == 0) {
+        tr->size = to_u64(f[1]);
+        tr->bs = (uint32_t)to_u64(f[2]);
+        tr->dropped = to_u64(f[3]);
+        tr->have_header = 1;
+        return 0;
+    }
+    if (nf != 4 || strcmp(f[0], "read") != 0)
+        return 0;
+    if (tr->n == tr->cap) {
+        size_t cap = tr->cap ? tr->cap * 2 : 1024;
+        void *nv = realloc(tr->v, cap * sizeof *tr->v);
+        if (nv == NULL) {
+            tr->oom = 1;
+            return 1;
+        }
+        tr->v = nv;
+        tr->cap = cap;
+    }
+    tr->v[tr->n++] = (struct trace_line){to_u64(f[1]), to_u64(f[2]),
+                                         to_u64(f[3])};
+    return 0;
+}
+
+static int write_trace(int fd, const char *tmp, const char *path,
+                       const char *name, const struct trace *tr)
+{
+    FILE *f = fdopen(fd, "w");
+    int rc = f ? 0 : -errno;
+
+    if (f != NULL) {
+        fprintf(f, "# imgcache-trace v1\n");
+        if (tr->have_header)
+            fprintf(f, "# template %s size %" PRIu64 " block %" PRIu32 "\n",
+                    name, tr->size, tr->bs);
+        if (tr->dropped)
+            fprintf(f, "# incomplete: %" PRIu64 " later reads were not "
+                       "kept\n", tr->dropped);
+        fprintf(f, "# T_US OFFSET LENGTH, in arrival order\n");
+        for (size_t i = 0; i < tr->n; i++)
+            fprintf(f, "%" PRIu64 " %" PRIu64 " %" PRIu64 "\n", tr->v[i].t_us,
+                    tr->v[i].off, tr->v[i].len);
+        if (ferror(f) || fflush(f) != 0 || fsync(fileno(f)) != 0)
+            rc = -(errno ? errno : EIO);
+        if (fclose(f) != 0 && rc == 0)
+            rc = -errno;
+    } else {
+        close(fd);
+    }
+    if (rc == 0 && rename(tmp, path) != 0)
+        rc = -errno;
+    if (rc != 0) {
+        say("cannot write %s: %s", path, strerror(-rc));
+        unlink(tmp);
+        return EXIT_FAIL;
+    }
+    return 0;
+}
+
+static int record_trace_to(struct client *cl, const struct opts *o, int fd,
+                           const char *tmp)
+{
+    struct trace tr = {0};
+    char req[512], a[32];
+    uint64_t sum = 0;
+
+    snprintf(req, sizeof req, "record\t%s\t%u\ttrace\n", o->args[0],
+             o->record);
+    cl->timeout_s = (int)o->record + RECORD_SLACK_S;
+    if (isatty(STDERR_FILENO))
+        say("%s: recording a trace of the reads for %u s", o->args[0],
+            o->record);
+    int rc = request(cl, req, on_read, &tr, NULL, 0);
+    if (tr.oom) {
+        say("out of memory for the trace");
+        rc = EXIT_FAIL;
+    }
+    if (rc != 0) {
+        close(fd);
+        unlink(tmp);
+        free(tr.v);
+        return rc;
+    }
+    if (tr.n == 0)
+        say("warning: no reads of %s were seen; the trace is empty",
+            o->args[0]);
+    if (tr.dropped)
+        say("warning: the trace holds the first %zu reads; %" PRIu64
+            " later ones were not kept", tr.n, tr.dropped);
+    rc = write_trace(fd, tmp, o->output, o->args[0], &tr);
+    for (size_t i = 0; i < tr.n; i++)
+        sum += tr.v[i].len;
+    if (rc == 0 && isatty(STDERR_FILENO))
+        say("%s: %zu reads, %s, written to %s", o->args[0], tr.n,
+            human(sum, a, sizeof a), o->output);
+    free(tr.v);
+    return rc;
+}
+
 static int record_to(struct client *cl, const struct opts *o, int fd,
                      const char *tmp)
 {
@@ -819,7 +944,8 @@ static int do_record(const struct opts *o, const char *dir)
     }
     int rc = client_connect(&cl, dir);
     if (rc == 0) {
-        rc = record_to(&cl, o, fd, tmp);
+        rc = o->trace ? record_trace_to(&cl, o, fd, tmp)
+                      : record_to(&cl, o, fd, tmp);
         client_close(&cl);
     } else {
         close(fd);

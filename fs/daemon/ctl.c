@@ -419,28 +419,60 @@ static int record_wait(struct conn *k, uint64_t ms)
     }
 }
 
+/* The ordered trace: a header with what the replayer's user needs to
+ * know of the template, then every read as it arrived. */
+static int send_trace(struct conn *k, struct tmpl *t)
+{
+    struct trace_read *v;
+    size_t n;
+    uint64_t dropped, size;
+    int64_t mtime;
+
+    int rc = pin_trace_end(t, &v, &n, &dropped);
+    if (rc != 0)
+        return reply(k, "error\trecording %s: %s", cache_tmpl_name(t),
+                     strerror(-rc));
+    cache_tmpl_attr(t, &size, &mtime);
+    reply(k, "trace\t%" PRIu64 "\t%" PRIu32 "\t%" PRIu64, size,
+          cache_tmpl_bs(t), dropped);
+    for (size_t i = 0; i < n && !k->dead; i++)
+        reply(k, "read\t%" PRIu64 "\t%" PRIu64 "\t%" PRIu64, v[i].t_us,
+              v[i].off, v[i].len);
+    free(v);
+    if (dropped)
+        log_warn("ctl: trace of %s: %" PRIu64 " reads past the first %u "
+                 "were not kept", cache_tmpl_name(t), dropped,
+                 PIN_TRACE_MAX);
+    return reply(k, "ok");
+}
+
 static int do_record(struct conn *k, char **f, int nf)
 {
     unsigned secs;
     struct byte_range *r;
     size_t n;
+    int trace = nf == 4 && strcmp(f[3], "trace") == 0;
 
-    if (nf != 3 || ctlproto_uint(f[2], 1, CTL_RECORD_MAX_S, &secs) != 0)
-        return reply(k, "error\tusage: record TEMPLATE SECONDS (1..%d)",
-                     CTL_RECORD_MAX_S);
+    if ((nf != 3 && !trace) ||
+        ctlproto_uint(f[2], 1, CTL_RECORD_MAX_S, &secs) != 0)
+        return reply(k, "error\tusage: record TEMPLATE SECONDS (1..%d) "
+                        "[trace]", CTL_RECORD_MAX_S);
     struct tmpl *t = find_tmpl(k, f[1]);
     if (t == NULL)
         return 0;
-    int rc = pin_record_begin(t);
+    int rc = pin_record_begin(t, trace ? PIN_REC_TRACE : PIN_REC_PROFILE);
     if (rc == -EBUSY)
         return reply(k, "error\ta recording of %s is already running",
                      cache_tmpl_name(t));
     if (rc != 0)
         return reply(k, "error\trecording %s: %s", cache_tmpl_name(t),
                      strerror(-rc));
-    log_info("ctl: uid %u: recording reads of %s for %u s", (unsigned)k->uid,
-             cache_tmpl_name(t), secs);
+    log_info("ctl: uid %u: recording %s of %s for %u s", (unsigned)k->uid,
+             trace ? "a trace of the reads" : "reads", cache_tmpl_name(t),
+             secs);
     int cut = record_wait(k, (uint64_t)secs * 1000);
+    if (trace && !cut)
+        return send_trace(k, t);
     rc = pin_record_end(t, &r, &n);
     if (rc != 0)
         return reply(k, "error\trecording %s: %s", cache_tmpl_name(t),

@@ -161,10 +161,13 @@ struct tmpl {
     /* Bytes of the blocks whose strongest pin is of each class, [PIN_NONE]
      * all pinned blocks (tmpl.lock). */
     uint64_t pinned_bytes[PIN_NCLASS];
-    pthread_mutex_t rec_lock; /* protects rec, nrec, rec_cap */
-    int recording;           /* atomic: readers note their ranges */
+    pthread_mutex_t rec_lock; /* protects rec*, trace* */
+    int recording;           /* atomic: 0, or PIN_REC_PROFILE / _TRACE */
     struct byte_range *rec;
     size_t nrec, rec_cap;
+    struct trace_read *trace; /* PIN_REC_TRACE: every read, in order */
+    size_t ntrace, trace_cap;
+    uint64_t trace_dropped;  /* reads past PIN_TRACE_MAX */
     int gone;                /* atomic: origin says the template is gone */
     int removed;             /* atomic: no longer in the configuration */
     /* The origin check before publishing: written by one checker thread,

@@ -467,6 +467,8 @@ int cache_gen_recheck(struct gen *g, uint64_t deadline)
 
 const char *cache_tmpl_name(const struct tmpl *t) { return t->name; }
 
+uint32_t cache_tmpl_bs(const struct tmpl *t) { return t->bs; }
+
 int cache_tmpl_removed(const struct tmpl *t)
 {
     return __atomic_load_n(&t->removed, __ATOMIC_RELAXED);

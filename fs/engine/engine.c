@@ -359,6 +359,7 @@ static void tmpl_free(struct tmpl *t)
         free(t->cfg_pins[k]);
     }
     free(t->rec);
+    free(t->trace);
     free(t->pin_spec);
     pthread_mutex_destroy(&t->lock);
     pthread_mutex_destroy(&t->rec_lock);

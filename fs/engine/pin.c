@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "ic-block.h"
 #include "cache-priv.h"
@@ -399,39 +400,114 @@ int pin_list(struct tmpl *t, struct pin_status **out, size_t *n)
 
 /* ------------------------------------------------------ recording */
 
-int pin_record_begin(struct tmpl *t)
+int pin_record_begin(struct tmpl *t, int mode)
 {
+    if (mode != PIN_REC_PROFILE && mode != PIN_REC_TRACE)
+        return -EINVAL;
     pthread_mutex_lock(&t->rec_lock);
     int busy = t->recording;
     if (!busy) {
         t->nrec = 0;
-        __atomic_store_n(&t->recording, 1, __ATOMIC_RELEASE);
+        t->ntrace = 0;
+        t->trace_dropped = 0;
+        __atomic_store_n(&t->recording, mode, __ATOMIC_RELEASE);
     }
     pthread_mutex_unlock(&t->rec_lock);
     return busy ? -EBUSY : 0;
 }
 
-int pin_record_end(struct tmpl *t, struct byte_range **out, size_t *n)
+/* Ends either kind of recording and hands over both lists (one is empty). */
+static void record_stop(struct tmpl *t, struct byte_range **r, size_t *nr,
+                        struct trace_read **tr, size_t *ntr,
+                        uint64_t *dropped)
 {
     pthread_mutex_lock(&t->rec_lock);
     __atomic_store_n(&t->recording, 0, __ATOMIC_RELEASE);
-    *out = t->rec;
-    *n = t->nrec;
+    *r = t->rec;
+    *nr = t->nrec;
+    *tr = t->trace;
+    *ntr = t->ntrace;
+    *dropped = t->trace_dropped;
     t->rec = NULL;
     t->nrec = t->rec_cap = 0;
+    t->trace = NULL;
+    t->ntrace = t->trace_cap = 0;
+    t->trace_dropped = 0;
     pthread_mutex_unlock(&t->rec_lock);
+}
+
+int pin_record_end(struct tmpl *t, struct byte_range **out, size_t *n)
+{
+    struct trace_read *tr;
+    size_t ntr;
+    uint64_t dropped;
+
+    record_stop(t, out, n, &tr, &ntr, &dropped);
+    free(tr);
     if (*out)
         ranges_normalize(*out, n);
     return 0;
 }
 
-/* Adjacent sequential reads are merged on the fly so a long boot does not
- * grow the list by one entry per request. */
+int pin_trace_end(struct tmpl *t, struct trace_read **out, size_t *n,
+                  uint64_t *dropped)
+{
+    struct byte_range *r;
+    size_t nr;
+
+    record_stop(t, &r, &nr, out, n, dropped);
+    free(r);
+    /* Times were taken as absolute clock readings: make them relative to
+     * the first read, the trace's zero. */
+    for (size_t i = *n; i-- > 0;)
+        (*out)[i].t_us -= (*out)[0].t_us;
+    return 0;
+}
+
+static uint64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* Trace: the arrival order is the order readers took rec_lock, and the
+ * time is read under it, so times never go backwards in the list. */
+static void trace_note(struct tmpl *t, uint64_t off, uint64_t len)
+{
+    if (t->ntrace == t->trace_cap && t->trace_cap < PIN_TRACE_MAX) {
+        size_t cap = t->trace_cap ? t->trace_cap * 2 : 1024;
+        if (cap > PIN_TRACE_MAX)
+            cap = PIN_TRACE_MAX;
+        void *nv = realloc(t->trace, cap * sizeof *t->trace);
+        if (nv != NULL) {
+            t->trace = nv;
+            t->trace_cap = cap;
+        }
+    }
+    if (t->ntrace < t->trace_cap)
+        t->trace[t->ntrace++] = (struct trace_read){mono_us(), off, len};
+    else
+        t->trace_dropped++;
+}
+
+/* Profile: adjacent sequential reads are merged on the fly so a long boot
+ * does not grow the list by one entry per request. */
 void pin_record_note(struct tmpl *t, uint64_t off, uint64_t len)
 {
-    if (!__atomic_load_n(&t->recording, __ATOMIC_ACQUIRE) || len == 0)
+    int mode = __atomic_load_n(&t->recording, __ATOMIC_ACQUIRE);
+    if (!mode || len == 0)
         return;
     pthread_mutex_lock(&t->rec_lock);
+    if (t->recording == PIN_REC_TRACE) {
+        trace_note(t, off, len);
+        pthread_mutex_unlock(&t->rec_lock);
+        return;
+    }
+    if (t->recording != PIN_REC_PROFILE) { /* ended meanwhile */
+        pthread_mutex_unlock(&t->rec_lock);
+        return;
+    }
     struct byte_range *last = t->nrec ? &t->rec[t->nrec - 1] : NULL;
     if (last && last->off + last->len == off) {
         last->len += len;

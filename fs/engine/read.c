@@ -677,7 +677,10 @@ ssize_t cache_read(struct gen *g, char *buf, uint64_t off, size_t size,
     rq.len = block_clamp(off, size, g->info.size);
     if (rq.len == 0)
         return 0;
-    pin_record_note(g->t, off, rq.len);
+    /* A recording is of what readers asked for; a pre-warm or a qcow2
+     * walk reading through here is the cache's own work. */
+    if (rq.oreq.cls == FETCH_DEMAND)
+        pin_record_note(g->t, off, rq.len);
     rq.first = block_of(off, g->bs);
     rq.last = block_of(off + rq.len - 1, g->bs);
     rq.deadline = mono_ms() + __atomic_load_n(&g->t->timeout_ms,

@@ -481,6 +481,18 @@ proc_cpu() {
 		awk -v hz="$hz" '{ printf "%.2f", ($12 + $13) / hz }'
 }
 
+# sys_cpu: the machine's CPU time so far, "BUSY IOWAIT IDLE" in ticks
+# (/proc/stat: busy = user nice system irq softirq steal).
+sys_cpu() {
+	awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9, $6, $5; exit }' /proc/stat
+}
+# cpu_split BEFORE AFTER: the deltas in CPU-seconds, "BUSY IOWAIT IDLE".
+cpu_split() {
+	awk -v a="$1" -v b="$2" -v hz="$(getconf CLK_TCK)" 'BEGIN {
+		split(a, x, " "); split(b, y, " ")
+		printf "%.2f %.2f %.2f\n", (y[1] - x[1]) / hz, (y[2] - x[2]) / hz, (y[3] - x[3]) / hz }'
+}
+
 # proc_hwm PID: VmHWM in MiB.
 proc_hwm() { awk '/^VmHWM:/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
 
@@ -656,6 +668,34 @@ else
 	na "curl one 64 KiB Range GET, median of 9" us - - - "$HTTP_WHY"
 fi
 
+# direct_write BS: O_DIRECT writes of BS into a new file on the cache_dir's
+# filesystem ($W/cache is the daemon's cache_dir), SIZE bytes in all, made
+# durable (fdatasync) before the clock stops: the most a cold read that
+# stores every byte can reach on this disk.  RESULT = MiB/s.
+direct_write() {
+	local bs=$1 n t0 t1 rc=0
+	n=$((SIZE / $(size_bytes "$bs")))
+	mkdir -p "$W/cache"
+	t0=$EPOCHREALTIME
+	bounded dd if=/dev/zero of="$W/cache/direct.test" bs="$bs" count="$n" 		oflag=direct conv=fdatasync status=none 2>"$W/dw.err" || rc=$?
+	t1=$EPOCHREALTIME
+	rm -f "$W/cache/direct.test"
+	if [ "$rc" != 0 ]; then
+		WHY="dd oflag=direct bs=$bs failed: $(tail -n 1 "$W/dw.err")"
+		return 1
+	fi
+	RESULT=$(mibps $((n * $(size_bytes "$bs"))) "$t0" "$t1")
+}
+# imgcache writes a demand fill block by block (block_size 64K) and a
+# readahead run in spans of up to 2 MiB (RA_RUN_BYTES, ic-readahead.h).
+log "references: O_DIRECT writes to the cache filesystem"
+meas direct_write 64K
+REF_DW_BLOCK=$RESULT
+val_or_na "O_DIRECT write to the cache filesystem, 64 KiB writes" MiB/s - - -
+meas direct_write 2M
+REF_DW_SPAN=$RESULT
+val_or_na "O_DIRECT write to the cache filesystem, 2 MiB writes" MiB/s - - -
+
 # --- libfuse passthrough_ll: the FUSE ceiling
 PT=
 PT_WHY=
@@ -773,6 +813,9 @@ F_CPU="imgcache daemon CPU (utime+stime), whole run"
 F_CPU_HTTP="imgcache daemon CPU during cold seq HTTP"
 F_START="imgcache start-up with a 1M-block index"
 F_HTTP_GETS="imgcache cold seq HTTP, mean Range GET size"
+F_HTTP_LIMIT="imgcache cold seq HTTP vs min(curl, O_DIRECT write 64K)"
+F_CPU_GIB="imgcache daemon CPU per GiB of cold seq HTTP"
+F_SPLIT="machine CPU during cold seq HTTP"
 CPU_HTTP=
 CPU_HTTP_WHY=
 
@@ -790,13 +833,39 @@ if [ -n "$URL" ]; then
 	fresh_origin
 	from=$(($(loglines) + 1))
 	cpu0=$(proc_cpu "$IC_PID")
+	stat0=$(sys_cpu)
 	meas seq_read "$IC_MNT/http.img"
+	stat1=$(sys_cpu)
 	cpu1=$(proc_cpu "$IC_PID")
 	val_or_na "$F_HTTP_COLD" MiB/s curl "$REF_CURL" ">=0.9"
 	HTTP_COLD=$RESULT
 	mem_mark "cold seq HTTP"
+	# The limit of a cold read that stores every byte: the origin, or the
+	# cache disk's O_DIRECT write rate at imgcache's write size.
+	lim=$(awk -v a="$REF_CURL" -v b="$REF_DW_BLOCK" 'BEGIN {
+		na = a !~ /^[0-9.]+$/; nb = b !~ /^[0-9.]+$/
+		if (na && nb) print "n/a"; else if (na) print b; else if (nb) print a
+		else print (a < b ? a : b) }')
+	if [ "$MEAS_RC" = 0 ] && isnum "$lim"; then
+		row "$F_HTTP_LIMIT" "$HTTP_COLD" MiB/s "min(curl, O_DIRECT write 64K)" "$lim" ">=0.9"
+	else
+		na "$F_HTTP_LIMIT" MiB/s "min(curl, O_DIRECT write 64K)" "$lim" ">=0.9" \
+			"the cold read or both references failed"
+	fi
+	if [ "$MEAS_RC" = 0 ]; then
+		read -r busy iow idle <<<"$(cpu_split "$stat0" "$stat1")"
+		row "$F_SPLIT: busy" "$busy" CPU-s - - -
+		row "$F_SPLIT: iowait" "$iow" CPU-s - - -
+		row "$F_SPLIT: idle" "$idle" CPU-s - - -
+		remark "cold seq HTTP: the machine's $(nproc) CPUs were busy $busy, in iowait $iow and idle $idle CPU-seconds (/proc/stat), the daemon used $(fmt "$(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN { print b - a }')" 2) of them."
+	else
+		for x in busy iowait idle; do
+			na "$F_SPLIT: $x" CPU-s - - - "the cold HTTP read failed"
+		done
+	fi
 	if [ "$MEAS_RC" = 0 ]; then
 		CPU_HTTP=$(fmt "$(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN { print b - a }')" 2)
+		row "$F_CPU_GIB" "$(fmt "$(awk -v c="$CPU_HTTP" -v s="$SIZE" 'BEGIN { print c / (s / 1073741824) }')" 2)" s/GiB - - -
 		# How the read reached the origin: GETs and their mean size.
 		awk -F'|' -v from="$from" 'NR >= from && index($1, "GET /t.img ") == 1 {
 			n++; s += $3 } END { printf "%d %.0f\n", n, n ? s / n / 1024 : 0 }' \
@@ -807,9 +876,15 @@ if [ -n "$URL" ]; then
 	else
 		CPU_HTTP_WHY="the cold HTTP read failed"
 		na "$F_HTTP_GETS" KiB "block size" 64 - "$CPU_HTTP_WHY"
+		na "$F_CPU_GIB" s/GiB - - - "$CPU_HTTP_WHY"
 	fi
 else
 	na "$F_HTTP_COLD" MiB/s curl n/a ">=0.9" "$HTTP_WHY"
+	na "$F_HTTP_LIMIT" MiB/s "min(curl, O_DIRECT write 64K)" n/a ">=0.9" "$HTTP_WHY"
+	for x in busy iowait idle; do
+		na "$F_SPLIT: $x" CPU-s - - - "$HTTP_WHY"
+	done
+	na "$F_CPU_GIB" s/GiB - - - "$HTTP_WHY"
 	CPU_HTTP_WHY=$HTTP_WHY
 	na "$F_HTTP_GETS" KiB "block size" 64 - "$HTTP_WHY"
 fi

@@ -1,0 +1,559 @@
+#!/bin/bash
+# shellcheck disable=SC2317 # functions are called indirectly (trap, wait_for)
+# storm.sh BUILD_DIR — `make bench-storm`: a recorded boot replayed as N
+# concurrent VMs on one host, through one imgcache daemon, HTTP origin on a
+# local nginx.  Figures, not tests: nothing here fails on a slow figure
+# (STORM_SMOKE=1, run by make check, exits 1 only when bytes differ from the
+# origin's or a figure is missing).
+#
+# The profile: test/bench/boot.trace[.xz] with its skeleton image
+# (test/bench/boot.skel.qcow2.xz and boot.datamap, written by
+# record-boot.sh; without boot.datamap, qemu-img map of the skeleton gives
+# the data clusters: the image's real metadata, its data clusters filled here
+# with deterministic pseudo-random bytes) when shipped, else a synthetic one
+# (~35 MB in ~220 ranges of mixed sizes in a 640 MiB file: the shape of a
+# Debian 12 guest's boot).  STORM_TRACE=FILE and STORM_IMAGE=FILE replay
+# another trace on another image.
+#
+# Phases, each template with an empty cache (same bytes, another name):
+#   1. storm: for N in STORM_N (1 8 32), test/bench/replay -j N: N replayers
+#      each read every range of the trace in recorded order, O_DIRECT, as
+#      QEMU cache=none; median and p99 of their times vs N = 1; origin
+#      bytes (nginx's access log) vs the trace's block-rounded working set,
+#      and vs N = 1's; readahead used/fetched (xattrs, when the daemon has
+#      them);
+#   2. first-touch latency (test/bench/lat, 4 KiB O_DIRECT reads of distinct
+#      blocks of a fresh template): idle, then while imgcache-pin pre-warms
+#      ANOTHER whole template (the origin saturated);
+#   3. one hung origin among the templates (test/faultsrv.py, sw/ with a
+#      lasting "hang!" fault): STORM_HUNG_READERS replayers blocked on it
+#      must get EIO within origin_timeout + 1 s; meanwhile first-touch
+#      latency of a healthy template vs idle.
+# Every replayed read is compared with the origin's bytes (replay -c).
+#
+# Environment:
+#   STORM_N="1 8 32"      replayer counts
+#   STORM_TRACE, STORM_IMAGE  the trace and the image it was recorded on
+#   STORM_DIR=/var/tmp    parent of the temporary directory
+#   STORM_TIMEOUT=600     limit for any one replay or reader
+#   STORM_HUNG_READERS=32 replayers on the hung origin
+#   STORM_ORIGIN_TIMEOUT=4  the daemon's origin_timeout, seconds
+#   STORM_SMOKE=1         tiny: 16 MiB image, ~1 MiB synthetic trace, N "1 4",
+#                         8 first-touch reads, 4 hung readers, 2 s timeout
+#   STORM_KEEP=1          keep the temporary directory
+set -u -o pipefail
+export LC_ALL=C
+
+B=$(cd "${1:-.}" && pwd)
+S=$(cd "$(dirname "$0")/../.." && pwd)
+top_builddir=$B top_srcdir=$S
+export top_builddir top_srcdir
+REPLAY=$B/test/bench/replay
+LAT=$B/test/bench/lat
+PIN=$B/tools/imgcache-pin
+SMOKE=${STORM_SMOKE:-}
+BS=65536
+log() { echo "storm: $*" >&2; }
+for x in "$B/fs/imgcache" "$REPLAY" "$LAT" "$PIN"; do
+	[ -x "$x" ] || {
+		echo "storm: $x is not built (run make bench-storm)" >&2
+		exit 1
+	}
+done
+if ! [ -c /dev/fuse ] || ! command -v fusermount3 >/dev/null 2>&1; then
+	echo "storm: needs /dev/fuse and fusermount3 (package fuse3)" >&2
+	exit 1
+fi
+
+# lib.sh: $T, the EXIT trap that unmounts and stops what we started (by
+# pid), start_imgcache, nginx_config, start_faultsrv.
+TMPDIR=${STORM_DIR:-/var/tmp}
+KEEP_TMP=${STORM_KEEP:-}
+export TMPDIR
+# shellcheck source=test/lib.sh
+. "$S/test/lib.sh"
+set +e
+require_local_http
+command -v curl >/dev/null 2>&1 || {
+	echo "storm: needs curl" >&2
+	exit 1
+}
+[ -x "$NGINX" ] || {
+	echo "storm: needs nginx (apt-get install nginx-light)" >&2
+	exit 1
+}
+T_TIMEOUT=${STORM_TIMEOUT:-600}
+
+if [ -n "$SMOKE" ]; then
+	NS=${STORM_N:-1 4}
+	FT_N=8
+	HUNG_READERS=${STORM_HUNG_READERS:-4}
+	OT=${STORM_ORIGIN_TIMEOUT:-2}
+else
+	NS=${STORM_N:-1 8 32}
+	FT_N=64
+	HUNG_READERS=${STORM_HUNG_READERS:-32}
+	OT=${STORM_ORIGIN_TIMEOUT:-4}
+fi
+ROWS=$T/rows.tsv
+NOTES=$T/notes
+: >"$ROWS"
+: >"$NOTES"
+BAD=0 # bytes differed, or a figure is missing (smoke fails on it)
+
+# ------------------------------------------------------------ results
+
+isnum() { [[ $1 =~ ^[0-9]+(\.[0-9]+)?$ ]]; }
+fmt() { awk -v v="$1" -v d="$2" 'BEGIN { printf "%.*f", d, v }'; }
+div() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.4f", b > 0 ? a / b : 0 }'; }
+
+# row FIGURE VALUE UNIT REF_NAME REF_VALUE TARGET (as bench.sh's)
+row() {
+	local fig=$1 val=$2 unit=$3 rname=$4 rval=$5 tgt=$6 ref=- ratio=- t=-
+	[ "$rname" = - ] || ref="$rname ($rval)"
+	if isnum "$val" && isnum "$rval" && awk -v r="$rval" 'BEGIN { exit !(r > 0) }'; then
+		ratio=$(awk -v a="$val" -v b="$rval" 'BEGIN { printf "%.2f", a / b }')
+	fi
+	if [ "$tgt" != - ]; then
+		t=$tgt
+		if [ "$ratio" != - ]; then
+			if awk -v r="$ratio" -v op="${tgt:0:2}" -v x="${tgt:2}" \
+				'BEGIN { exit !(op == ">=" ? r >= x : r <= x) }'; then
+				t="$tgt met"
+			else
+				t="$tgt MISSED"
+			fi
+		fi
+	fi
+	printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$fig" "$val" "$unit" "$ref" "$ratio" "$t" >>"$ROWS"
+}
+# na FIGURE UNIT REF_NAME REF_VALUE TARGET WHY
+na() {
+	row "$1" n/a "$2" "$3" "$4" "$5"
+	printf '%s: %s\n' "$1" "$6" >>"$NOTES"
+}
+remark() { echo "$*" >>"$T/remarks"; }
+
+print_table() {
+	echo "imgcache bench-storm: $(date -u '+%Y-%m-%d %H:%M UTC')"
+	echo "machine: $(nproc) CPUs, $(awk -F': *' '/^model name/ { print $2; exit }' /proc/cpuinfo), $(awk '/^MemTotal:/ { printf "%.1f", $2 / 1048576 }' /proc/meminfo) GiB RAM, kernel $(uname -r)"
+	echo "profile: $PROFILE_DESC"
+	echo "image: $IMAGE_DESC; block_size 64K; origin_timeout ${OT}s; cache on $(df -PT "$T" | awk 'NR == 2 { print $2 }')"
+	echo "load average: $LOAD0 at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end"
+	echo "bytes exact: $BYTES_EXACT"
+	echo
+	{
+		printf 'figure\tvalue\tunit\treference\tratio\ttarget\n'
+		cat "$ROWS"
+	} | awk -F'\t' '
+		{ for (i = 1; i <= NF; i++) { c[NR, i] = $i; if (length($i) > w[i]) w[i] = length($i) } n = NR }
+		END {
+			for (r = 1; r <= n; r++) {
+				line = ""
+				for (i = 1; i <= 6; i++) {
+					f = (i == 2 || i == 5) ? "%" w[i] "s" : "%-" w[i] "s"
+					line = line (i > 1 ? "  " : "") sprintf(f, c[r, i])
+				}
+				sub(/ +$/, "", line)
+				print line
+				if (r == 1) {
+					sep = ""
+					for (i = 1; i <= 6; i++) sep = sep (i > 1 ? "  " : "") sprintf("%" w[i] "s", "")
+					gsub(/ /, "-", sep)
+					print sep
+				}
+			}
+		}'
+	if [ -s "$NOTES" ]; then
+		echo
+		echo "not measured:"
+		sed 's/^/  /' "$NOTES"
+	fi
+	if [ -s "$T/remarks" ]; then
+		echo
+		echo "notes:"
+		sed 's/^/  /' "$T/remarks"
+	fi
+}
+
+LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
+CAN_DROP=
+if [ -w /proc/sys/vm/drop_caches ]; then CAN_DROP=1; fi
+
+# ------------------------------------------------------------ profile
+
+mkdir -p "$T/www"
+IMG=$T/www/img
+# rand_stream BYTES: deterministic pseudo-random bytes (the same every run).
+rand_stream() {
+	if command -v openssl >/dev/null 2>&1; then
+		openssl enc -aes-128-ctr -nosalt -pbkdf2 -pass pass:imgcache-storm \
+			-in /dev/zero 2>/dev/null | head -c "$1"
+	else
+		python3 -c 'import random, sys
+r = random.Random(14); n = int(sys.argv[1]); o = sys.stdout.buffer
+while n > 0:
+    k = min(n, 1 << 20); o.write(r.randbytes(k)); n -= k' "$1"
+	fi
+}
+
+# synth_trace SIZE NRANGES TARGET_BYTES SEED: a boot-like trace: NRANGES
+# extents at scattered offsets (a boot jumps between the kernel, initrd,
+# libraries, config), mixed sizes (most 4-64 KiB, some up to 2 MiB: about
+# TARGET_BYTES in all), each read as consecutive requests of at most
+# 128 KiB, with a few re-reads, 4 KiB aligned.
+synth_trace() {
+	awk -v size="$1" -v n="$2" -v want="$3" -v seed="$4" 'BEGIN {
+		srand(seed); print "# imgcache-trace v1"
+		print "# synthetic boot profile: " n " ranges, ~" want " bytes, file size " size
+		t = 0; total = 0
+		for (i = 0; i < n; i++) {
+			u = rand()
+			if (u < 0.55) len = 4096 * (1 + int(rand() * 4))
+			else if (u < 0.85) len = 4096 * (4 + int(rand() * 28))
+			else len = 4096 * (32 + int(rand() * 480))
+			len = int(len * want / (n * 160000)); len = len - len % 4096
+			if (len < 4096) len = 4096
+			off = int(rand() * (size - len) / 4096) * 4096
+			if (i > 0 && rand() < 0.05) { off = poff; len = plen }
+			poff = off; plen = len
+			for (d = 0; d < len; d += 131072) {
+				r = len - d; if (r > 131072) r = 131072
+				print t, off + d, r; t += 50 + int(rand() * 400)
+			}
+		}
+	}'
+}
+
+PROFILE_DESC=
+IMAGE_DESC=
+TRACE=
+shipped=$S/test/bench/boot.trace
+if [ -n "${STORM_TRACE:-}" ]; then
+	[ -n "${STORM_IMAGE:-}" ] || {
+		echo "storm: STORM_TRACE needs STORM_IMAGE" >&2
+		exit 1
+	}
+	TRACE=$T/trace
+	case $STORM_TRACE in *.xz) xz -dc "$STORM_TRACE" >"$TRACE" ;; *) cp "$STORM_TRACE" "$TRACE" ;; esac
+	ln -s "$(cd "$(dirname "$STORM_IMAGE")" && pwd)/$(basename "$STORM_IMAGE")" "$IMG" 2>/dev/null ||
+		cp "$STORM_IMAGE" "$IMG"
+	PROFILE_DESC="$STORM_TRACE"
+	IMAGE_DESC="$STORM_IMAGE"
+elif [ -z "$SMOKE" ] && { [ -e "$shipped" ] || [ -e "$shipped.xz" ]; } &&
+	[ -e "$S/test/bench/boot.skel.qcow2.xz" ]; then
+	TRACE=$T/trace
+	if [ -e "$shipped.xz" ]; then xz -dc "$shipped.xz" >"$TRACE"; else cp "$shipped" "$TRACE"; fi
+	log "expanding the skeleton image, filling its data clusters"
+	xz -dc "$S/test/bench/boot.skel.qcow2.xz" >"$IMG" || exit 1
+	isz=$(stat -c %s "$IMG")
+	rand_stream "$isz" >"$T/rand" # (openssl ends on SIGPIPE: check the size)
+	[ "$(stat -c %s "$T/rand")" = "$isz" ] || exit 1
+	# boot.datamap: "HOST_OFFSET LENGTH" of every data cluster run; without
+	# it, the runs qemu-img map finds in the skeleton (its zeroed clusters
+	# are still allocated: their L2 entries are the real image's).
+	DATAMAP=$S/test/bench/boot.datamap
+	if [ ! -e "$DATAMAP" ]; then
+		DATAMAP=$T/datamap
+		command -v qemu-img >/dev/null 2>&1 || {
+			echo "storm: no test/bench/boot.datamap, and no qemu-img to make one (apt-get install qemu-utils)" >&2
+			exit 1
+		}
+		qemu-img map --output=json -f qcow2 "$IMG" | python3 -c 'import json, sys
+for e in json.load(sys.stdin):
+    if e.get("data") and "offset" in e:
+        print(e["offset"], e["length"])' >"$DATAMAP" || exit 1
+	fi
+	python3 - "$IMG" "$T/rand" "$DATAMAP" <<'PY' || exit 1
+import sys
+img, rnd, m = sys.argv[1:4]
+with open(img, "r+b") as f, open(rnd, "rb") as r, open(m) as mp:
+    for line in mp:
+        if not line.strip() or line.startswith("#"):
+            continue
+        off, ln = (int(x) for x in line.split()[:2])
+        while ln > 0:
+            k = min(ln, 8 << 20)
+            r.seek(off); f.seek(off); f.write(r.read(k))
+            off += k; ln -= k
+PY
+	rm -f "$T/rand"
+	PROFILE_DESC="shipped boot trace (test/bench/boot.trace: template $(sed -n 's/^# template //p' "$TRACE" | head -n 1))"
+	IMAGE_DESC="skeleton qcow2, $(stat -c %s "$IMG") bytes, data clusters pseudo-random"
+else
+	if [ -n "$SMOKE" ]; then
+		isz=$((16 * 1048576)) nr=20 want=$((1048576))
+	else
+		isz=$((640 * 1048576)) nr=220 want=$((35 * 1000 * 1000))
+	fi
+	log "generating a $((isz >> 20)) MiB image and a synthetic trace"
+	rand_stream "$isz" >"$IMG"
+	TRACE=$T/trace
+	synth_trace "$isz" "$nr" "$want" 14 >"$TRACE"
+	PROFILE_DESC="synthetic ($nr ranges; no shipped trace in test/bench)"
+	IMAGE_DESC="$((isz >> 20)) MiB of pseudo-random bytes"
+fi
+ISZ=$(stat -L -c %s "$IMG")
+# Working set of one boot: the trace's bytes and its blocks (block-rounded,
+# the last block as long as the file allows).
+read -r TR_READS TR_BYTES WS <<<"$(awk -v bs=$BS -v size="$ISZ" '!/^#/ && NF == 3 {
+	n++; b += $3; for (k = int($2 / bs); k <= int(($2 + $3 - 1) / bs); k++) s[k] = 1 }
+	END { for (k in s) { e = (k + 1) * bs; w += (e > size ? size - k * bs : bs) }
+		print n + 0, b + 0, w + 0 }' "$TRACE")"
+[ "$TR_READS" -gt 0 ] || {
+	echo "storm: the trace holds no reads" >&2
+	exit 1
+}
+PROFILE_DESC="$PROFILE_DESC; $TR_READS reads, $TR_BYTES bytes, working set $WS bytes at 64K blocks"
+mib() { fmt "$(awk -v b="$1" 'BEGIN { print b / 1048576 }')" 1; }
+
+# ------------------------------------------------------------ origins
+
+# Every template is its own name for the same bytes (hard links: one page
+# cache for nginx), each with an empty cache.
+NAMES=""
+for n in $NS; do NAMES="$NAMES s$n"; done
+NAMES="$NAMES ft-idle ft-warm ft-hung pw"
+for nm in $NAMES; do
+	[ "$nm" = pw ] && [ -n "$SMOKE" ] && continue
+	ln "$IMG" "$T/www/$nm.img" 2>/dev/null || ln -s "$IMG" "$T/www/$nm.img"
+done
+# Smoke: the image is too small for a pre-warm to outlast 8 reads; a
+# sparse 256 MiB one does (zeros: still fetched, though never written).
+PW_SIZE=$ISZ
+if [ -n "$SMOKE" ]; then
+	PW_SIZE=$((256 * 1048576))
+	truncate -s "$PW_SIZE" "$T/www/pw.img"
+fi
+PORT=
+for _try in 1 2 3; do
+	PORT=$(free_port)
+	nginx_config "$PORT" "log_format t '\$request|\$status|\$body_bytes_sent|\$http_range';
+    access_log $T/nginx/access.log t; sendfile on;"
+	"$NGINX" -p "$T/nginx/" -c "$T/nginx/nginx.conf" >"$T/nginx/stderr" 2>&1 &
+	NGINX_PID=$!
+	_register "$NGINX_PID" -
+	wait_for 10 curl -sf -r 0-0 -o /dev/null "http://127.0.0.1:$PORT/pw.img" && break
+	stop_pid "$NGINX_PID"
+	PORT=
+done
+[ -n "$PORT" ] || {
+	echo "storm: nginx did not start: $(tail -n 1 "$T/nginx/error.log")" >&2
+	exit 1
+}
+NURL=http://127.0.0.1:$PORT
+# served FROM_LINE NAME: body bytes and requests nginx answered for NAME.
+served() {
+	awk -F'|' -v from="$1" -v p="GET /$2 " 'NR >= from && index($1, p) == 1 {
+		s += $3; n++ } END { printf "%d %d\n", s, n }' "$T/nginx/access.log"
+}
+loglines() { wc -l <"$T/nginx/access.log"; }
+
+# The hung origin: faultsrv sw/ (HEAD answers, so the template is served),
+# its ranged GETs hanging once the fault file says "hang!".
+# The whole image: the trace's reads must all be misses there, none past
+# its end.
+start_faultsrv H "$IMG" --fault-file "$T/fault"
+HURL=$URL
+
+CONF=$T/imgcache.conf
+{
+	printf '[global]\ncache_dir = %s\nblock_size = 64K\n' "$CACHE"
+	printf 'origin_timeout = %ss\nrevalidate = 1h\n' "$OT"
+	for nm in $NAMES; do
+		printf '\n[template %s.img]\norigin = %s/%s.img\n' "$nm" "$NURL" "$nm"
+	done
+	printf '\n[template hung.img]\norigin = %s/sw/hung.img\n' "$HURL"
+} >"$CONF"
+start_imgcache "$CONF" "$T/mnt"
+wait_for 10 test -S "$CACHE/ctl.sock" || {
+	echo "storm: no control socket" >&2
+	exit 1
+}
+M=$T/mnt
+IC_PID=$IMGCACHE_PID
+
+fresh_origin() {
+	if [ -n "$CAN_DROP" ]; then
+		sync
+		echo 3 >/proc/sys/vm/drop_caches
+	fi
+	cat "$IMG" >/dev/null
+}
+
+# xattr FILE NAME: a user.imgcache.NAME value, "" when absent.
+xattr() {
+	getfattr --only-values -n "user.imgcache.$2" "$1" 2>/dev/null ||
+		python3 -c 'import os, sys
+try: print(os.getxattr(sys.argv[1], "user.imgcache." + sys.argv[2]).decode())
+except OSError: pass' "$1" "$2" 2>/dev/null
+}
+
+BYTES_EXACT="yes: every read of every replayer equal to the origin's bytes (replay -c)"
+exact_failed() {
+	BYTES_EXACT="NO: $1"
+	BAD=1
+}
+
+# ------------------------------------------------------------ 1. storm
+
+MED1="" BYTES1=""
+for n in $NS; do
+	log "storm: N = $n concurrent replays of the trace"
+	fresh_origin
+	from=$(($(loglines) + 1))
+	rc=0
+	bounded "$REPLAY" -j "$n" -l "$T/lat.s$n" -c "$IMG" "$M/s$n.img" "$TRACE" \
+		>"$T/replay.s$n" 2>"$T/replay.s$n.err" || rc=$?
+	fig="storm N=$n replay time"
+	if [ "$rc" != 0 ]; then
+		why="replay exited $rc: $(head -n 1 "$T/replay.s$n.err")"
+		grep -q "differ" "$T/replay.s$n.err" && exact_failed "N=$n: $why"
+		na "$fig, median" ms - - - "$why"
+		na "$fig, p99" ms - - - "$why"
+		na "storm N=$n origin bytes" MiB - - - "$why"
+		BAD=1
+		continue
+	fi
+	read -r med p99 <<<"$(awk '/^median_us/ { print $2, $4 }' "$T/replay.s$n")"
+	med=$(fmt "$(awk -v v="$med" 'BEGIN { print v / 1000 }')" 1)
+	p99=$(fmt "$(awk -v v="$p99" 'BEGIN { print v / 1000 }')" 1)
+	read -r obytes oreqs <<<"$(served "$from" "s$n.img")"
+	if [ -z "$MED1" ]; then
+		MED1=$med BYTES1=$obytes
+		row "$fig, median" "$med" ms - - -
+		row "$fig, p99" "$p99" ms "N=$n median" "$med" -
+	else
+		tgt=-
+		[ "$n" -lt 32 ] || tgt="<=1.5"
+		row "$fig, median" "$med" ms "N=${NS%% *} median" "$MED1" "$tgt"
+		row "$fig, p99" "$p99" ms "N=${NS%% *} median" "$MED1" -
+	fi
+	row "storm N=$n origin bytes / working set" "$(mib "$obytes")" MiB \
+		"block-rounded working set" "$(mib "$WS")" "<=1.3"
+	if [ "$n" != "${NS%% *}" ]; then
+		row "storm N=$n origin bytes / N=${NS%% *}'s" "$(mib "$obytes")" MiB \
+			"N=${NS%% *} origin bytes" "$(mib "$BYTES1")" "<=1.05"
+	fi
+	remark "N=$n: $oreqs GETs to nginx, mean $(awk -v b="$obytes" -v n="$oreqs" 'BEGIN { printf "%.0f", n ? b / n / 1024 : 0 }') KiB; read latency p50/p99 $(sort -n "$T/lat.s$n" | awk '{ v[NR] = $1 } END { i = int(NR * 0.99 + 0.999); if (i < 1) i = 1; printf "%d/%d", v[int((NR + 1) / 2)], v[i] }') us."
+	fetched=$(xattr "$M/s$n.img" readahead_fetched)
+	used=$(xattr "$M/s$n.img" readahead_used)
+	if isnum "${fetched:-x}" && isnum "${used:-x}"; then
+		if [ "$fetched" -gt 0 ]; then
+			row "storm N=$n readahead read / fetched" "$(mib "$used")" MiB \
+				"readahead fetched" "$(mib "$fetched")" -
+		else
+			row "storm N=$n readahead read / fetched" 0 MiB "readahead fetched" 0 -
+		fi
+	else
+		na "storm N=$n readahead read / fetched" MiB - - - \
+			"the daemon has no user.imgcache.readahead_fetched / readahead_used xattrs"
+	fi
+done
+
+# ------------------------------------------------------------ 2. pre-warm
+
+# ft NAME TAG: first-touch latency of FT_N reads on NAME; sets FT_P50,
+# FT_P99 (us) or returns 1 with WHY.
+ft() {
+	local out
+	if ! out=$(bounded "$LAT" -n "$FT_N" -s 7 "$M/$1.img" 2>&1); then
+		WHY="lat failed: $(tail -n 1 <<<"$out")"
+		return 1
+	fi
+	FT_P50=$(sed -n 's/.*median_us=\([0-9]*\).*/\1/p' <<<"$out")
+	FT_P99=$(sed -n 's/.*p99_us=\([0-9]*\).*/\1/p' <<<"$out")
+}
+
+log "first touch: idle"
+fresh_origin
+IDLE50="" IDLE99=""
+if ft ft-idle; then
+	IDLE50=$FT_P50 IDLE99=$FT_P99
+	row "first-touch 4K, idle, p50 of $FT_N" "$IDLE50" us - - -
+	row "first-touch 4K, idle, p99 of $FT_N" "$IDLE99" us - - -
+else
+	na "first-touch 4K, idle, p50 of $FT_N" us - - - "$WHY"
+	BAD=1
+fi
+
+log "first touch while pre-warming another template"
+from=$(($(loglines) + 1))
+"$PIN" --cache-dir "$CACHE" --wait pw.img "0+$PW_SIZE" >"$T/pw.out" 2>&1 &
+PW=$!
+# The pre-warm is under way once nginx has answered some of it.
+pw_started() { [ "$(served "$from" pw.img | cut -d' ' -f2)" -ge 4 ]; }
+wait_for 30 pw_started ||
+	remark "the pre-warm had not reached nginx within 30 s."
+if ft ft-warm; then
+	if kill -0 "$PW" 2>/dev/null; then
+		row "first-touch 4K, during pre-warm, p50" "$FT_P50" us "idle p50" "${IDLE50:-n/a}" -
+		row "first-touch 4K, during pre-warm, p99" "$FT_P99" us "idle p99" "${IDLE99:-n/a}" "<=1.5"
+	else
+		why="the pre-warm ended before the latency run did (origin not saturated throughout)"
+		na "first-touch 4K, during pre-warm, p50" us "idle p50" "${IDLE50:-n/a}" - "$why"
+		na "first-touch 4K, during pre-warm, p99" us "idle p99" "${IDLE99:-n/a}" "<=1.5" "$why"
+		[ -n "$SMOKE" ] || BAD=1
+	fi
+else
+	na "first-touch 4K, during pre-warm, p99" us - - "<=1.5" "$WHY"
+	BAD=1
+fi
+wait "$PW" || remark "the pre-warm failed: $(tail -n 1 "$T/pw.out")"
+read -r pwb pwn <<<"$(served "$from" pw.img)"
+remark "pre-warm of pw.img: $(mib "$pwb") MiB in $pwn GETs."
+
+# ------------------------------------------------------------ 3. hung origin
+
+log "one hung origin: $HUNG_READERS replayers blocked on it"
+echo 'hang!' >"$T/fault"
+t0=$EPOCHREALTIME
+bounded "$REPLAY" -j "$HUNG_READERS" "$M/hung.img" "$TRACE" >"$T/replay.hung" \
+	2>"$T/replay.hung.err" &
+HR=$!
+# Blocked once faultsrv has taken a ranged GET for the hung template.
+wait_for 10 test -s "$T/fault.taken" || remark "no ranged GET reached the hung origin within 10 s."
+if ft ft-hung; then
+	row "first-touch 4K, one origin hung, p50" "$FT_P50" us "idle p50" "${IDLE50:-n/a}" -
+	row "first-touch 4K, one origin hung, p99" "$FT_P99" us "idle p99" "${IDLE99:-n/a}" "<=1.5"
+else
+	na "first-touch 4K, one origin hung, p99" us - - "<=1.5" "$WHY"
+	BAD=1
+fi
+rc=0
+wait "$HR" || rc=$?
+t1=$EPOCHREALTIME
+eio=$(grep -c "Input/output error" "$T/replay.hung.err")
+slow=$(awk '/^replayer/ { if ($4 > m) m = $4 } END { printf "%.2f", m / 1e6 }' "$T/replay.hung")
+if [ "$rc" = 1 ] && isnum "$slow" && [ "$eio" -gt 0 ]; then
+	row "hung origin: slowest reader's EIO" "$slow" s "origin_timeout + 1 s" "$((OT + 1))" "<=1"
+	row "hung origin: readers with EIO" "$eio" readers "readers" "$HUNG_READERS" ">=1"
+else
+	na "hung origin: slowest reader's EIO" s "origin_timeout + 1 s" "$((OT + 1))" "<=1" \
+		"replay on the hung origin exited $rc: $(head -n 1 "$T/replay.hung.err")"
+	BAD=1
+fi
+remark "hung phase: $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }') s from the first blocked reader to the last EIO."
+rm -f "$T/fault"
+
+# ------------------------------------------------------------ end
+
+if kill -0 "$IC_PID" 2>/dev/null; then
+	remark "daemon: VmHWM $(awk '/^VmHWM:/ { printf "%.1f MiB", $2 / 1024 }' "/proc/$IC_PID/status"), CPU $(sed 's/^.*) //' "/proc/$IC_PID/stat" | awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f s", ($12 + $13) / hz }') for the whole run."
+fi
+stop_imgcache "$M"
+stop_pid "$NGINX_PID"
+stop_faultsrv H
+remark "each replayer reads every range of the trace in recorded order, back to back (no think time), O_DIRECT (buffered where not 512-aligned); all start together; replay time = from the start to its last read."
+print_table
+if [ -n "${STORM_MD:-}" ]; then
+	{
+		echo "| figure | value | unit | reference | ratio | target |"
+		echo "|---|---:|---|---|---:|---|"
+		awk -F'\t' '{ printf "| %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5, $6 }' "$ROWS"
+	} >"$STORM_MD"
+fi
+if [ -n "$SMOKE" ] && [ "$BAD" != 0 ]; then
+	exit 1
+fi
+exit 0
