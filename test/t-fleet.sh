@@ -90,7 +90,8 @@ site_cache() {
 	_p=$(free_port)
 	mkdir -p "$T/$1/store"
 	sed -e "s|/var/cache/nginx/imgcache|$T/$1/store|" \
-		-e "s|max_size=200g|max_size=1g|" \
+		-e "s|max_size=100g|max_size=1g|" \
+		-e "s|keys_zone=imgcache:256m|keys_zone=imgcache:8m|" \
 		-e "s|server images.example.org:80;|server 127.0.0.1:$PO;|" \
 		-e "s|Host images.example.org;|Host 127.0.0.1:$PO;|" \
 		-e "s|listen 8080;|listen 127.0.0.1:$_p;|" \
@@ -110,8 +111,8 @@ site_cache cacheB
 CA=http://127.0.0.1:$P_cacheA
 # shellcheck disable=SC2154
 CB=http://127.0.0.1:$P_cacheB
-grep -q "slice 1m;" "$T/cacheA.site.conf" || fail "dist config: no slice 1m"
-SLICE=$MIB
+grep -q "slice 64k;" "$T/cacheA.site.conf" || fail "dist config: no slice 64k"
+SLICE=65536
 
 # Squid: the shipped snippet, with this machine's paths and port.
 PS=$(free_port)
@@ -201,12 +202,12 @@ for h in $(seq 1 $K); do
 	eval "LOG_$h=\$IMGCACHE_LOG"
 done
 
-# on_all CMD...: run CMD with $h set to each host, in parallel; fail if any
-# fails.
+# on_all CMD: run the shell command CMD with $h set to each host, in
+# parallel; fail if any fails.
 on_all() {
 	_pids=
 	for h in $(seq 1 $K); do
-		(eval "$@") &
+		(eval "$1") &
 		_pids="$_pids $!"
 	done
 	_rc=0
@@ -233,7 +234,7 @@ for h in $(seq 1 $K); do
 	assert_same "host $h: its range of fo.img exact" "$T/fo.want" \
 		"$T/h$h/fo.part"
 done
-# The tier reads whole slices: the union rounded out to 1 MiB.
+# The tier reads whole slices: the union rounded out to them.
 U=$(union_read "$T/cacheA/access.log" /fo.img)
 assert_le "origin bytes for overlapping ranges <= 1.05x their union ($U)" \
 	"$(origin_bytes /fo.img)" $((U * 105 / 100 + SLICE))
@@ -342,11 +343,12 @@ with open(out, "wb") as f:
 print(int(worst))
 EOF
 all_half() {
-	for h in $(seq 1 $K); do [ -e "$T/h$h/$1.got.half" ] || return 1; done
+	for h in $(seq 1 "$K"); do [ -e "$T/h$h/$1.got.half" ] || return 1; done
 }
 # kill_mid NAME PID ORIG WHAT: every host reads NAME; when each is half
 # way, PID dies (SIGKILL); the rest must come, exact, in time.
 kill_mid() {
+	# shellcheck disable=SC2034 # used in on_all's command
 	KM=$1 # (on_all's own $1 is its command)
 	on_all 'python3 "$T/timed.py" "$T/h$h/mnt/$KM" "$T/h$h/$KM.got" >"$T/h$h/$KM.ms"' &
 	_readers=$!
@@ -391,4 +393,4 @@ if [ "$_failed" != 0 ]; then
 fi
 
 for h in $(seq 1 $K); do stop_imgcache "$T/h$h/mnt"; done
-exit $_failed
+exit "$_failed"
