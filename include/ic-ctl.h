@@ -55,6 +55,11 @@
  *                          ... (HOST: "scheme://host:port" or "proxy
  *                          scheme://host:port"; SINCE: unix seconds, 0
  *                          while up; FAILS: unreachable attempts in a row)
+ *                       -> proxy\tPROXY\tok|backoff\tIN_USE\tREQUESTS\tERRORS
+ *                          \tFAILS\tRETRY_IN_MS ... (every route of a proxy
+ *                          list, ic-proxy.h: PROXY masked, or DIRECT;
+ *                          IN_USE 1 when some origin's last success went
+ *                          through it; FAILS: failures in a row)
  *                       -> tmpl\tT\tup|degraded|down\tSINCE ...
  *                          (degraded: some of T's URLs are on a down host)
  *                       -> ok

@@ -366,6 +366,39 @@ START_TEST(test_empty_proxy)
 }
 END_TEST
 
+/* CernVM-FS's proxy list is kept as written (the origin parses it). */
+START_TEST(test_proxy_list)
+{
+    struct conf *c = parse_ok(
+        "[global]\nproxy = http://a:3128 | http://b:3128; http://c:3128;"
+        "DIRECT\n[template a]\norigin = http://h/a\n");
+
+    ck_assert_str_eq(c->net.proxy,
+                     "http://a:3128 | http://b:3128; http://c:3128;DIRECT");
+    conf_free(c);
+}
+END_TEST
+
+START_TEST(test_err_proxy)
+{
+    expect_err("[global]\nproxy = http://a:1||http://b:1\n",
+               "t.conf:2: proxy: empty proxy name in group 1");
+    expect_err("[global]\n\nproxy = http://a:1;\n",
+               "t.conf:3: proxy: empty proxy name in group 2");
+    expect_err("[global]\nproxy = DIRECT;http://a:1\n",
+               "t.conf:2: proxy: DIRECT must be the last group");
+    expect_err("[global]\nproxy = http://a:1|DIRECT\n",
+               "t.conf:2: proxy: DIRECT cannot be part of a '|' group "
+               "(group 1)");
+    expect_err("[template a]\norigin = http://h/a\nproxy = ftp://a:1\n",
+               "t.conf:3: proxy: proxy 'ftp://a:1' has a scheme other than "
+               "http, https, socks4(a) or socks5(h)");
+    expect_err("[global]\nproxy = http://a:1 http://b:1\n",
+               "t.conf:2: proxy: proxy 'http://a:1 http://b:1' contains a "
+               "blank or a control character");
+}
+END_TEST
+
 START_TEST(test_same_name_template_and_directory)
 {
     struct conf *c = parse_ok("[template x]\norigin = /a\n"
@@ -772,6 +805,7 @@ static Suite *conf_suite(void)
     tcase_add_test(ok, test_comments_crlf);
     tcase_add_test(ok, test_sizes_and_durations);
     tcase_add_test(ok, test_empty_proxy);
+    tcase_add_test(ok, test_proxy_list);
     tcase_add_test(ok, test_same_name_template_and_directory);
     tcase_add_test(ok, test_load_file);
     tcase_add_test(ok, test_follow_symlinks);
@@ -792,6 +826,7 @@ static Suite *conf_suite(void)
     tcase_add_test(bad, test_err_mode);
     tcase_add_test(bad, test_err_min_free);
     tcase_add_test(bad, test_err_values);
+    tcase_add_test(bad, test_err_proxy);
     tcase_add_test(bad, test_err_nul_byte);
     tcase_add_test(bad, test_load_missing);
     tcase_add_test(bad, test_err_truncation);

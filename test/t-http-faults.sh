@@ -127,7 +127,9 @@ assert_eq "4 reads, 1 connection, server hangs: all fail" \
 	"4 reads, 4 failed" "$(head -n 1 "$T/out")"
 assert_le "... together within one deadline (ms)" "$MS" "$BOUND"
 
-# --- content changes after the validator was taken: -ESTALE, no retry
+# --- content changes after the validator was taken: -ESTALE after one
+# confirmation (Cache-Control: no-cache: a cache on the way may have
+# answered from an older copy), no further retry
 for m in etagflip lmflip; do
 	get "$A/$m/t.img" stat # request 1 of --flip-after 2
 	V=$(sed -n 's/^validator //p' "$T/out")
@@ -135,9 +137,11 @@ for m in etagflip lmflip; do
 		--size 4194304
 	read_fails "$m/: read after the change" "Stale file handle" \
 		"$A/$m/t.img" --validator "$V" --size 4194304
-	assert_eq "$m/: not retried after the change" 1 \
+	# (<=: the server logs an answer once it is sent, and the client
+	# stops taking a refused 200 at its first bytes.)
+	assert_le "$m/: confirmed once, not retried after the change" \
 		"$(awk -v p="/$m/t.img" '$2 == p && $4 != 206 && $1 == "GET"' \
-			"$T/A.log" | wc -l)"
+			"$T/A.log" | wc -l)" 2
 done
 
 # --- mirrors, in order

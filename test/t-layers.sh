@@ -13,8 +13,8 @@ command -v nm >/dev/null || skip "nm (binutils) not installed"
 # Bottom first; one line per folder (README, "Layout").
 LAYERS="
 base:   log util checksum fillbuf manifest
-config: conf pinspec qcow2
-origin: url health http-check sched origin-file origin-http origin
+config: proxyspec conf pinspec qcow2
+origin: url health http-check sched proxy origin-file origin-http origin
 index:  index index-report index-scrub writer
 engine: blockmap store stage qmap pin cache evict verify read readahead prewarm engine
 daemon: ctlproto ctl fuse-ops main

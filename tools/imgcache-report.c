@@ -87,6 +87,14 @@ struct rhost {
     unsigned fails;
 };
 
+/* One route of a proxy list (ic-proxy.h), as the daemon sees it. */
+struct rproxy {
+    char name[512];
+    int backoff, in_use;
+    uint64_t requests, errors, retry_in_ms;
+    unsigned fails;
+};
+
 struct report {
     time_t now;
     char cache_dir[PATH_MAX];
@@ -111,6 +119,8 @@ struct report {
     struct rhost *hosts;
     size_t nhosts;
     int hosts_down;
+    struct rproxy *proxies;
+    size_t nproxies;
 };
 
 /* ------------------------------------------------------------ parsing */
@@ -458,6 +468,20 @@ static void origins_line(struct report *r, char **f, int nf)
         h->since = strtoll(f[3], NULL, 10);
         h->fails = (unsigned)strtoul(f[4], NULL, 10);
         r->hosts_down += h->down;
+    } else if (nf == 8 && strcmp(f[0], "proxy") == 0) {
+        struct rproxy *v = realloc(r->proxies,
+                                   (r->nproxies + 1) * sizeof *v);
+        if (v == NULL)
+            return;
+        r->proxies = v;
+        struct rproxy *p = &v[r->nproxies++];
+        snprintf(p->name, sizeof p->name, "%s", f[1]);
+        p->backoff = strcmp(f[2], "backoff") == 0;
+        p->in_use = strcmp(f[3], "1") == 0;
+        p->requests = strtoull(f[4], NULL, 10);
+        p->errors = strtoull(f[5], NULL, 10);
+        p->fails = (unsigned)strtoul(f[6], NULL, 10);
+        p->retry_in_ms = strtoull(f[7], NULL, 10);
     } else if (nf == 4 && strcmp(f[0], "tmpl") == 0) {
         for (size_t i = 0; i < r->n; i++) {
             struct trow *w = &r->rows[i];
@@ -479,7 +503,7 @@ static int ask_origins(struct report *r)
     struct timeval tv = {.tv_sec = CTL_IO_TIMEOUT_S};
     static const char req[] = "origins\n";
     struct ctl_reader rd;
-    char *line, *f[6];
+    char *line, *f[8];
     int rc = -EPROTO; /* no final line */
 
     int fd = ctlproto_connect(r->cache_dir);
@@ -490,7 +514,7 @@ static int ask_origins(struct report *r)
         ctlproto_send(fd, req, sizeof req - 1) != 0)
         goto out;
     while (ctl_reader_line(&rd, CTL_IO_TIMEOUT_S * 1000, &line) == 1) {
-        int nf = ctlproto_split(line, f, 6);
+        int nf = ctlproto_split(line, f, 8);
         enum ctl_answer a = ctlproto_answer(f, nf);
         if (a == CTL_ANSWER_OK)
             rc = 0;
@@ -517,6 +541,9 @@ static void gather_origins(struct report *r)
         r->hosts = NULL;
         r->nhosts = 0;
         r->hosts_down = 0;
+        free(r->proxies);
+        r->proxies = NULL;
+        r->nproxies = 0;
         return;
     }
     r->have_origins = 1;
@@ -757,6 +784,19 @@ static void print_totals(const struct report *r)
                "control socket did not answer)\n");
     else
         printf("origin hosts: %zu, %d down\n", r->nhosts, r->hosts_down);
+    for (size_t i = 0; i < r->nproxies; i++) {
+        const struct rproxy *p = &r->proxies[i];
+        char name[512];
+        snprintf(name, sizeof name, "%s", p->name);
+        printable(name);
+        printf("proxy %s: %s%s, %" PRIu64 " requests, %" PRIu64 " errors",
+               name, p->in_use ? "in use, " : "",
+               p->backoff ? "backed off" : "ok", p->requests, p->errors);
+        if (p->backoff)
+            printf(" (%u in a row, retried in %.1f s)", p->fails,
+                   (double)p->retry_in_ms / 1000.0);
+        printf("\n");
+    }
     if (!r->have_fs)
         printf("filesystem: cannot stat %s\n", r->cache_dir);
     else
@@ -1115,6 +1155,27 @@ static json_object *json_hosts(const struct report *r)
     return a;
 }
 
+static json_object *json_proxies(const struct report *r)
+{
+    if (!r->have_origins)
+        return NULL;
+    json_object *a = json_object_new_array();
+    for (size_t i = 0; i < r->nproxies; i++) {
+        const struct rproxy *p = &r->proxies[i];
+        json_object *o = json_object_new_object();
+        jadd(o, "proxy", jstr(p->name));
+        jadd(o, "state", json_object_new_string(p->backoff ? "backoff"
+                                                           : "ok"));
+        jadd(o, "in_use", json_object_new_boolean(p->in_use));
+        jadd(o, "requests", ju64(p->requests));
+        jadd(o, "errors", ju64(p->errors));
+        jadd(o, "consecutive_failures", json_object_new_int64(p->fails));
+        jadd(o, "retry_in_ms", p->backoff ? ju64(p->retry_in_ms) : NULL);
+        json_object_array_add(a, o);
+    }
+    return a;
+}
+
 static int print_json(const struct report *r)
 {
     json_object *doc = json_object_new_object();
@@ -1133,6 +1194,7 @@ static int print_json(const struct report *r)
         json_object_array_add(rows, json_row(&r->rows[i]));
     jadd(doc, "templates", rows);
     jadd(doc, "origin_hosts", json_hosts(r));
+    jadd(doc, "proxies", json_proxies(r));
     const char *s = json_object_to_json_string_ext(
         doc, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
                  JSON_C_TO_STRING_NOSLASHESCAPE);
@@ -1298,6 +1360,32 @@ static void prom_origins(const struct report *r)
             printf("\"} %d\n", !r->hosts[i].down);
         }
     }
+    if (r->nproxies > 0) {
+        static const struct {
+            const char *name, *type, *help;
+        } m[] = {
+            {"proxy_up", "gauge", "1 unless the proxy (or DIRECT) of a "
+             "proxy list is backed off after failures."},
+            {"proxy_in_use", "gauge", "1 when some origin's last successful "
+             "request went through this route."},
+            {"proxy_requests_total", "counter", "Requests sent through the "
+             "route."},
+            {"proxy_errors_total", "counter", "Requests through the route "
+             "that failed it (no connection, timeout, 5xx)."},
+        };
+        for (size_t k = 0; k < sizeof m / sizeof *m; k++) {
+            prom_head(m[k].name, m[k].type, m[k].help);
+            for (size_t i = 0; i < r->nproxies; i++) {
+                const struct rproxy *p = &r->proxies[i];
+                uint64_t v = k == 0 ? (uint64_t)!p->backoff
+                             : k == 1 ? (uint64_t)p->in_use
+                             : k == 2 ? p->requests : p->errors;
+                printf("imgcache_%s{proxy=\"", m[k].name);
+                prom_label(p->name);
+                printf("\"} %" PRIu64 "\n", v);
+            }
+        }
+    }
 }
 
 /* Per template and class: the same figures as json_classes. */
@@ -1446,6 +1534,7 @@ static void report_free(struct report *r)
 {
     free(r->rows);
     free(r->hosts);
+    free(r->proxies);
 }
 
 int main(int argc, char **argv)

@@ -7,6 +7,7 @@
 
 #include "ic-conf.h"
 #include "ic-block.h"
+#include "ic-proxyspec.h"
 #include "ic-util.h"
 
 #include <ctype.h>
@@ -451,9 +452,20 @@ static int set_manifest(struct parser *p, const char *key, const char *val)
     return set_string(p, &s->manifest, val);
 }
 
+/* Checked here (file:line on a bad list), kept as written: the origin
+ * parses it again into its routes (ic-proxy.h). */
 static int set_proxy(struct parser *p, const char *key, const char *val)
 {
+    struct proxyspec ps;
+    char why[256];
+
     (void)key;
+    int rc = proxyspec_parse(val, &ps, why, sizeof why);
+    proxyspec_free(&ps);
+    if (rc == -ENOMEM)
+        return oom(p);
+    if (rc < 0)
+        return fail(p, "proxy: %s", why);
     return set_string(p, &cur_net(p)->proxy, val);
 }
 

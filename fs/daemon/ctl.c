@@ -26,6 +26,7 @@
 #include "ic-ctl.h"
 #include "ic-ctlproto.h"
 #include "ic-health.h"
+#include "ic-proxy.h"
 #include "ic-origin.h"
 #include "ic-log.h"
 #include "ic-pin.h"
@@ -504,6 +505,16 @@ static int do_origins(struct conn *k, char **f, int nf)
               hv[i].down ? "down" : "up", (long long)hv[i].since,
               hv[i].fails, hv[i].next_probe_in_ms);
     free(hv);
+    struct proxy_info *pv;
+    n = proxy_list(&pv, mono_ms());
+    if (n < 0)
+        return reply_err(k, "out of memory");
+    for (int i = 0; i < n && !k->dead; i++)
+        reply(k, "proxy\t%s\t%s\t%d\t%" PRIu64 "\t%" PRIu64 "\t%u\t%" PRIu64,
+              pv[i].display, pv[i].backed_off ? "backoff" : "ok",
+              pv[i].in_use, pv[i].requests, pv[i].errors, pv[i].fails,
+              pv[i].retry_in_ms);
+    free(pv);
     size_t nt = cache_snapshot(k->ctl->c, &v);
     for (size_t i = 0; i < nt && !k->dead; i++) {
         int64_t since;

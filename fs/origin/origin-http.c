@@ -80,6 +80,8 @@
 #include "ic-http-check.h"
 #include "ic-log.h"
 #include "ic-origin.h"
+#include "ic-proxy.h"
+#include "ic-proxyspec.h"
 #include "ic-url.h"
 #include "ic-util.h"
 
@@ -181,6 +183,8 @@ struct http_origin {
     struct http_url urls[HTTP_MAX_URLS]; /* [0] primary, then mirrors */
     size_t nurls;
     char *proxy;              /* NULL: libcurl reads the proxy environment */
+    struct proxy_chain *chain; /* the routes of proxy (ic-proxy.h), or NULL
+                                  with it */
     char *ca_file;
     char *netrc;
     uint64_t connect_ms;      /* connect_timeout, for probes */
@@ -272,6 +276,8 @@ struct xfer {
                                   sink_fd (from offset 0), not to buf */
     struct http_resp resp;     /* reset at every status line (redirects, 1xx) */
     int64_t filetime;          /* from CURLINFO_FILETIME_T, -1 unknown */
+    int refresh;               /* RANGE: ask caches on the way for a copy
+                                  fresh from the origin */
 
     /* Set by the first body byte or, without a body, after the transfer. */
     int checked;
@@ -447,8 +453,6 @@ static int set_common(CURL *c, const struct http_origin *h,
     SETOPT(c, CURLOPT_HTTP_CONTENT_DECODING, 0L);
     SETOPT(c, CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L);
     SETOPT(c, CURLOPT_USERAGENT, "imgcache/" PACKAGE_VERSION);
-    if (h->proxy != NULL)
-        SETOPT(c, CURLOPT_PROXY, h->proxy);
     /* CAINFO replaces libcurl's default CA bundle file; a default CA
      * directory (Debian: CAPATH /etc/ssl/certs) stays trusted, so there
      * ca_file adds a CA.  Builds without a CA path trust only ca_file. */
@@ -520,6 +524,17 @@ static int set_request(CURL *c, struct xfer *x, struct curl_slist **hdrs)
         return -EIO;
     if (w->kind == HTTPC_HEAD)
         SETOPT(c, CURLOPT_NOBODY, 1L);
+    /* A stat decides the generation: a cache between us and the origin
+     * (Squid, nginx: README "Fleets") must ask the origin, not answer
+     * from a copy that may predate a change (max-age=0 lets it
+     * revalidate with a 304 instead of refetching).  A range is taken
+     * from the cache unless refresh says that copy just failed us. */
+    if ((w->kind == HTTPC_HEAD || w->kind == HTTPC_PROBE) &&
+        slist_add(hdrs, "Cache-Control: max-age=0") != 0)
+        return -EIO;
+    if (x->refresh && (slist_add(hdrs, "Cache-Control: no-cache") != 0 ||
+                       slist_add(hdrs, "Pragma: no-cache") != 0))
+        return -EIO;
     if (w->kind == HTTPC_RANGE || w->kind == HTTPC_PROBE) {
         snprintf(range, sizeof range, "%" PRIu64 "-%" PRIu64, w->off,
                  w->off + w->len - 1);
@@ -567,6 +582,55 @@ static void note_health(struct health *hl, CURL *c, CURLcode rc, long status,
     }
 }
 
+/* Whether an attempt through a route failed it: no connection, the
+ * connection lost before an answer, a timeout (the call's own deadline
+ * or a stalled transfer: no tighter one, ic-proxy.h), or a 5xx, which a
+ * proxy sends when it cannot serve (502, 503, 504). */
+static int route_failed(CURLcode rc, long status, int clamped)
+{
+    if (status >= 500)
+        return 1;
+    if (status > 0)
+        return 0;
+    switch (rc) {
+    case CURLE_OPERATION_TIMEDOUT:
+        return !clamped;
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_COULDNT_RESOLVE_PROXY:
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_SEND_ERROR:
+    case CURLE_RECV_ERROR:
+    case CURLE_GOT_NOTHING:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* The outcome of an attempt through a proxy list: to its route, and to
+ * the URL's health entry, which stands for the whole chain (more than
+ * one route) and hears "unreachable" only once every route is backed
+ * off: one dead proxy of a group is the policy's business, not a reason
+ * to mark the origin down. */
+static void note_route(struct http_origin *h, struct http_url *u, CURL *c,
+                       CURLcode rc, long status, size_t route, uint64_t start,
+                       int clamped)
+{
+    uint64_t now = mono_ms();
+    int failed = route_failed(rc, status, clamped);
+
+    proxy_done(h->chain, route, failed, now);
+    if (failed && status == 0)
+        log_debug("%s: through %s: %s", u->display,
+                  proxy_chain_display(h->chain, route),
+                  curl_easy_strerror(rc));
+    if (proxy_chain_routes(h->chain) == 1 ||
+        proxy_chain_all_failed(h->chain, now))
+        note_health(u->health, c, rc, status, start, clamped);
+    else
+        health_answered(u->health);
+}
+
 /* One request to one URL.  *retry: whether trying again may help;
  * *retry_after: the server's Retry-After in seconds, or -1. */
 static int http_perform(struct origin *o, size_t ui, struct xfer *x,
@@ -600,6 +664,13 @@ static int http_perform(struct origin *o, size_t ui, struct xfer *x,
     curl_easy_reset(c); /* keeps the handle's live connections */
     err = set_common(c, h, u);
     int clamped = 0;
+    size_t route = 0;
+    if (err == 0 && h->chain != NULL) {
+        route = proxy_pick(h->chain, mono_ms());
+        if (curl_easy_setopt(c, CURLOPT_PROXY,
+                             proxy_chain_url(h->chain, route)) != CURLE_OK)
+            err = -EIO;
+    }
     if (err == 0)
         err = set_timeouts(c, o->connect_timeout_ms, deadline, &clamped);
     if (err == 0)
@@ -607,7 +678,10 @@ static int http_perform(struct origin *o, size_t ui, struct xfer *x,
     if (err == 0) {
         uint64_t start = mono_ms();
         CURLcode rc = curl_easy_perform(c);
-        note_health(u->health, c, rc, x->resp.status, start, clamped);
+        if (h->chain != NULL)
+            note_route(h, u, c, rc, x->resp.status, route, start, clamped);
+        else
+            note_health(u->health, c, rc, x->resp.status, start, clamped);
         curl_off_t ft = -1;
         if (curl_easy_getinfo(c, CURLINFO_FILETIME_T, &ft) == CURLE_OK)
             x->filetime = ft;
@@ -818,7 +892,20 @@ static int read_attempt(struct origin *o, size_t ui, void *arg,
     struct xfer x = {.want = {.kind = HTTPC_RANGE, .off = r->off,
                               .len = r->len, .info = r->expect},
                      .buf = r->buf};
-    return http_perform(o, ui, &x, r->rq, deadline, retry, retry_after);
+    int err = http_perform(o, ui, &x, r->rq, deadline, retry, retry_after);
+    /* "Changed" (412, another validator) or a 206 cut short (nginx's
+     * slice module ends a response whose slices carry different ETags)
+     * may come from a cache on the way holding an older copy: ask once
+     * more for one fresh from the origin, which also replaces that copy.
+     * Only the second answer is believed; each is checked as ever, so no
+     * answer can mix versions. */
+    if (err == -ESTALE || (err == -EIO && *retry && x.resp.status == 206)) {
+        log_debug("%s: asking the caches on the way for a fresh copy",
+                  x.display);
+        struct xfer y = {.want = x.want, .buf = r->buf, .refresh = 1};
+        err = http_perform(o, ui, &y, r->rq, deadline, retry, retry_after);
+    }
+    return err;
 }
 
 static int http_read(struct origin *o, void *buf, uint64_t off, size_t len,
@@ -867,7 +954,9 @@ static int dup_opt(char **dst, const char *src)
  * outlive the origin that created it. */
 struct http_probe {
     char *url;                /* scheme://host:port/: no credentials */
-    char *proxy;              /* as the origin's (may hold credentials) */
+    char *proxy[PROXYSPEC_MAX + 1]; /* the routes, as the origin's (may
+                                  hold credentials; "": direct) */
+    size_t nproxies;          /* 0: the proxy environment */
     char *ca_file;
     uint64_t connect_ms;
 };
@@ -878,16 +967,18 @@ static void probe_free(void *arg)
     if (p == NULL)
         return;
     free(p->url);
-    free(p->proxy);
+    for (size_t i = 0; i < p->nproxies; i++)
+        free(p->proxy[i]);
     free(p->ca_file);
     free(p);
 }
 
 /* Connect only: name, TCP, TLS and any proxy tunnel, as a real request
- * would, but nothing is asked of the server. */
-static int probe_run(void *arg, uint64_t deadline)
+ * would, but nothing is asked of the server.  proxy NULL: the
+ * environment's. */
+static int probe_route(const struct http_probe *p, const char *proxy,
+                       uint64_t deadline)
 {
-    struct http_probe *p = arg;
     uint64_t now = mono_ms();
     uint64_t left = deadline > now ? deadline - now : 1;
     uint64_t cms = p->connect_ms && p->connect_ms < left ? p->connect_ms
@@ -903,8 +994,8 @@ static int probe_run(void *arg, uint64_t deadline)
         curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)left) == CURLE_OK &&
         curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)cms) ==
             CURLE_OK &&
-        (p->proxy == NULL ||
-         curl_easy_setopt(c, CURLOPT_PROXY, p->proxy) == CURLE_OK) &&
+        (proxy == NULL ||
+         curl_easy_setopt(c, CURLOPT_PROXY, proxy) == CURLE_OK) &&
         (p->ca_file == NULL ||
          curl_easy_setopt(c, CURLOPT_CAINFO, p->ca_file) == CURLE_OK)) {
         CURLcode rc = curl_easy_perform(c);
@@ -913,6 +1004,19 @@ static int probe_run(void *arg, uint64_t deadline)
     }
     curl_easy_cleanup(c);
     return reached;
+}
+
+/* Reached when one route is. */
+static int probe_run(void *arg, uint64_t deadline)
+{
+    struct http_probe *p = arg;
+
+    if (p->nproxies == 0)
+        return probe_route(p, NULL, deadline);
+    for (size_t i = 0; i < p->nproxies && mono_ms() < deadline; i++)
+        if (probe_route(p, p->proxy[i], deadline))
+            return 1;
+    return 0;
 }
 
 /* Whether no_proxy (libcurl's syntax: "*", or names and domains separated
@@ -997,14 +1101,28 @@ static struct health *url_health(const struct http_origin *h,
     const char *colon = strrchr(hs, ':');
     char host[512], key[1100];
     const char *proxy = h->proxy;
+    size_t nroutes = h->chain != NULL ? proxy_chain_routes(h->chain) : 0;
 
     snprintf(host, sizeof host, "%.*s", (int)(colon - hs), hs);
-    if (proxy == NULL)
+    if (nroutes == 1)
+        proxy = proxy_chain_url(h->chain, 0);
+    else if (proxy == NULL)
         proxy = env_proxy(https, host);
-    if (proxy != NULL && *proxy != '\0')
+    if (nroutes > 1) {
+        /* One entry for the chain (ic-proxy.h); with DIRECT, its
+         * reachability is also the origin host's. */
+        char m[HTTP_DISPLAY_MAX];
+        url_mask(h->proxy, m, sizeof m);
+        if (strcmp(proxy_chain_url(h->chain, nroutes - 1), "") == 0)
+            snprintf(key, sizeof key, "proxies %.500s for %.500s", m,
+                     url_key);
+        else
+            snprintf(key, sizeof key, "proxies %.1000s", m);
+    } else if (proxy != NULL && *proxy != '\0') {
         proxy_key(proxy, key, sizeof key);
-    else
+    } else {
         snprintf(key, sizeof key, "%s", url_key);
+    }
 
     struct http_probe *p = calloc(1, sizeof *p);
     if (p == NULL)
@@ -1014,8 +1132,12 @@ static struct health *url_health(const struct http_origin *h,
         p->url = NULL;
         goto nomem;
     }
-    if (dup_opt(&p->proxy, h->proxy) != 0 ||
-        dup_opt(&p->ca_file, h->ca_file) != 0)
+    for (size_t i = 0; i < nroutes; i++) {
+        if (dup_opt(&p->proxy[i], proxy_chain_url(h->chain, i)) != 0)
+            goto nomem;
+        p->nproxies++;
+    }
+    if (dup_opt(&p->ca_file, h->ca_file) != 0)
         goto nomem;
     return health_get(key, key, probe_run, p, probe_free);
 nomem:
@@ -1057,6 +1179,7 @@ static void http_origin_free(struct http_origin *h)
         curl_easy_cleanup(h->idle[i]);
     free(h->idle);
     free(h->proxy);
+    proxy_chain_free(h->chain);
     free(h->ca_file);
     free(h->netrc);
     pthread_mutex_destroy(&h->lock);
@@ -1177,6 +1300,13 @@ static struct http_origin *http_origin_new(const char *url,
         dup_opt(&h->netrc, net ? net->netrc : NULL) != 0) {
         snprintf(err, errlen, "out of memory");
         goto fail;
+    }
+    if (h->proxy != NULL) {
+        char why[256];
+        if (proxy_chain_new(h->proxy, &h->chain, why, sizeof why) != 0) {
+            snprintf(err, errlen, "proxy: %s", why);
+            goto fail;
+        }
     }
     if (add_url(h, url, limit, err, errlen) != 0)
         goto fail;
