@@ -216,7 +216,7 @@ note "the warm of d.img returned after $((T1 - T0)) ms"
 assert_le "the warm waited for its deadline (ms)" 9000 $((T1 - T0))
 assert_eq "d.img: one request after the mark, the read's (the warm got no slot)" \
 	$((D0 + 1)) "$(starts /lag/d.img)"
-# Not asserted: 2 runs of 5 on a loaded machine (load 5-7) saw one e.img
+# Not asserted: 2 runs of 4 on a loaded machine (load 5-7) saw one e.img
 # read fail with EIO (not understood yet; see the i14-ra2 report).
 [ -s "$T/e.fail" ] && note "e.img reads that failed (blocks):" \
 	"$(tr '\n' ' ' <"$T/e.fail")"
