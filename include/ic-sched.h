@@ -32,7 +32,9 @@
  *    as a skip: blocks given back, no failed-fill memory, no fill_errors.
  *  - A waiter whose request is urgent (origin_req.urgent) is chosen as
  *    a FETCH_DEMAND one, for as long as it is: no priority inversion
- *    when a reader waits for a block a pre-warm has claimed.
+ *    when a reader waits for a block a pre-warm has claimed.  Urgency is
+ *    per request, never per template: only the requests whose own flag
+ *    is raised move up (check_sched: urgent_one).
  *
  * Pacing: a struct sched_bucket is a token bucket in bytes per second
  * (QEMU's block-stream speed).  Its owner takes tokens before it asks
@@ -64,9 +66,12 @@ struct origin_req {
     uint64_t flow;  /* and between flows of one template: per handle, per
                        warm run */
     /* Optional: while *urgent > 0 (read atomically) a waiting request
-     * counts as FETCH_DEMAND.  A reader that waits for blocks a pre-warm
-     * is fetching raises it, so that the pre-warm's fetch is not starved
-     * by other demand reads while a reader depends on it. */
+     * counts as FETCH_DEMAND.  Each flag belongs to one request: the
+     * engine gives every pre-warm or readahead run its own (read.c's
+     * tickets), and a reader that waits for blocks of that run raises
+     * that one, so the fetch a reader depends on is not starved by other
+     * demand reads, while the pre-warm's other fetches keep their class
+     * (a warm never competes with its template's readers as a whole). */
     const int *urgent;
     /* Optional, for reads whose bytes the caller verifies (a block
      * manifest): the sources (bit i: the origin's source i, see

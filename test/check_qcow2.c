@@ -1,4 +1,5 @@
-/* Unit tests for fs/qcow2.c (the qcow2 metadata walker).
+/* Unit tests for fs/config/qcow2.c (the qcow2 metadata walker, and the
+ * guest map readahead follows: qcow2_map_open, qcow2_l2_reverse).
  *
  * Two sources of images:
  *   - a synthetic image built here byte by byte (always available), whose
@@ -841,6 +842,293 @@ START_TEST(fuzz_synthetic)
 }
 END_TEST
 
+/* ------------------------------------------------------------ guest map */
+
+/* qcow2_map_open on m through mem_rd (which checks every read's bounds
+ * and size). */
+static int map_mem(struct mem *m, struct qcow2_map *qm)
+{
+    err[0] = '\0';
+    m->calls = 0;
+    return qcow2_map_open(mem_rd, m, m->size, qm, err, sizeof err);
+}
+
+/* The reverse map of every L2 table the map names, over nclusters host
+ * clusters (the caller frees). */
+static uint32_t *map_reverse(const struct mem *m, const struct qcow2_map *qm,
+                             uint64_t nclusters)
+{
+    uint64_t cs = 1ull << qm->cluster_bits;
+    uint32_t *rev = calloc(nclusters ? nclusters : 1, sizeof *rev);
+    ck_assert_ptr_nonnull(rev);
+    for (uint64_t i = 0; i < qm->l1_size; i++) {
+        if (qm->l1[i] == 0)
+            continue;
+        /* The promise: aligned, one whole cluster inside the file. */
+        ck_assert_uint_eq(qm->l1[i] % cs, 0);
+        ck_assert_uint_le(qm->l1[i] + cs, m->size);
+        qcow2_l2_reverse(qm, i, m->p + qm->l1[i], rev, nclusters);
+    }
+    return rev;
+}
+
+/* The synthetic image: L1[0] -> L2 at 5 (guest 0 -> host 4), L1[2] -> L2
+ * at 8 (guest 1024 -> host 10, the short last cluster). */
+START_TEST(map_synthetic)
+{
+    struct mem m;
+    struct qcow2_map qm;
+
+    synth(&m);
+    ck_assert_int_eq(map_mem(&m, &qm), 0);
+    ck_assert_uint_eq(qm.cluster_bits, 12);
+    ck_assert_uint_eq(qm.l1_size, 4);
+    ck_assert_uint_eq(qm.l2e_bytes, 8);
+    ck_assert_uint_eq(qm.l2_entries, SCS / 8);
+    ck_assert_uint_eq(qm.l1[0], 5 * SCS); /* the "copied" bit is gone */
+    ck_assert_uint_eq(qm.l1[1], 0);
+    ck_assert_uint_eq(qm.l1[2], 8 * SCS);
+    ck_assert_uint_eq(qm.l1[3], 0);
+    uint32_t *rev = map_reverse(&m, &qm, 11);
+    for (unsigned h = 0; h < 11; h++)
+        ck_assert_uint_eq(rev[h], h == 4 ? 1 : h == 10 ? 2 * 512 + 1 : 0);
+    free(rev);
+    qcow2_map_close(&qm);
+    ck_assert_ptr_null(qm.l1);
+    free(m.p);
+}
+END_TEST
+
+/* Scattered clusters: guest 0..2 at host 9, 4, 2 (out of order), then
+ * entries that map no plain data: compressed, a zero cluster (v3 bit 0,
+ * with and without a host offset), misaligned, past the reverse map's
+ * end, and guest 7 -> host 9 again (the later entry wins: a hint). */
+START_TEST(map_scattered)
+{
+    struct mem m;
+    struct qcow2_map qm;
+
+    synth(&m);
+    uint8_t *l2 = m.p + 5 * SCS;
+    wr64(l2 + 0, (1ull << 63) | 9 * SCS);
+    wr64(l2 + 8, 4 * SCS);
+    wr64(l2 + 16, (1ull << 63) | 2 * SCS);
+    wr64(l2 + 24, (1ull << 62) | (3ull << 54) | 7 * SCS); /* compressed */
+    wr64(l2 + 32, 1);                                    /* zero */
+    wr64(l2 + 40, (1ull << 63) | 7 * SCS | 1);           /* zero, alloc */
+    wr64(l2 + 48, 7 * SCS + 512);                        /* misaligned */
+    wr64(l2 + 56, 4000ull * SCS);                        /* past the end */
+    wr64(l2 + 64, 9 * SCS);
+    ck_assert_int_eq(map_mem(&m, &qm), 0);
+    uint32_t *rev = map_reverse(&m, &qm, 11);
+    ck_assert_uint_eq(rev[2], 3);
+    ck_assert_uint_eq(rev[4], 2);
+    ck_assert_uint_eq(rev[9], 9);
+    ck_assert_uint_eq(rev[7], 0);
+    ck_assert_uint_eq(rev[10], 2 * 512 + 1);
+    for (unsigned h = 0; h < 11; h++)
+        if (h != 2 && h != 4 && h != 9 && h != 10)
+            ck_assert_uint_eq(rev[h], 0);
+    free(rev);
+    qcow2_map_close(&qm);
+    free(m.p);
+}
+END_TEST
+
+/* Extended L2 entries: 16 bytes each, the second half a subcluster
+ * bitmap (not an offset). */
+START_TEST(map_extended_l2)
+{
+    struct mem m;
+    struct qcow2_map qm;
+
+    synth(&m);
+    wr64(m.p + 72, 0x10); /* incompatible: extended L2 */
+    uint8_t *l2 = m.p + 5 * SCS;
+    memset(l2, 0, SCS);
+    wr64(l2 + 0, 4 * SCS);
+    wr64(l2 + 8, 9 * SCS); /* bitmap, must not be taken as an entry */
+    wr64(l2 + 16, 9 * SCS);
+    ck_assert_int_eq(map_mem(&m, &qm), 0);
+    ck_assert_uint_eq(qm.l2e_bytes, 16);
+    ck_assert_uint_eq(qm.l2_entries, SCS / 16);
+    uint32_t *rev = map_reverse(&m, &qm, 11);
+    ck_assert_uint_eq(rev[4], 1);
+    ck_assert_uint_eq(rev[9], 2);
+    ck_assert_uint_eq(rev[10], 2 * 256 + 1);
+    free(rev);
+    qcow2_map_close(&qm);
+    free(m.p);
+}
+END_TEST
+
+/* L1 entries that cannot name an L2 table read as unallocated: past the
+ * file, in the short last cluster (not a whole cluster), misaligned. */
+START_TEST(map_bad_l1_entries)
+{
+    struct mem m;
+    struct qcow2_map qm;
+
+    synth(&m);
+    wr64(m.p + 3 * SCS + 8, 500ull * SCS);
+    wr64(m.p + 3 * SCS + 16, 10 * SCS);
+    wr64(m.p + 3 * SCS + 24, 6 * SCS + 512);
+    ck_assert_int_eq(map_mem(&m, &qm), 0);
+    ck_assert_uint_eq(qm.l1[0], 5 * SCS);
+    ck_assert_uint_eq(qm.l1[1], 0);
+    ck_assert_uint_eq(qm.l1[2], 0);
+    ck_assert_uint_eq(qm.l1[3], 0);
+    qcow2_map_close(&qm);
+    free(m.p);
+}
+END_TEST
+
+/* A broken header or L1 table: -EINVAL with a reason, no map, every read
+ * inside the file (mem_rd checks), nothing huge allocated first. */
+START_TEST(map_header_errors)
+{
+    static const struct {
+        unsigned off, width;
+        uint64_t v;
+        const char *why;
+    } cases[] = {
+        {20, 4, 8, "cluster_bits"},
+        {20, 4, 22, "cluster_bits"},
+        {20, 4, 0xffffffffu, "cluster_bits"},
+        {36, 4, 0xffffffffu, "L1 table too large"},
+        {36, 4, (32u << 20) / 8, "outside the file"},    /* at the limit */
+        {40, 8, 100ull * SCS, "outside the file"},       /* L1 past EOF */
+        {40, 8, UINT64_MAX & ~(uint64_t)(SCS - 1), "outside the file"},
+        {40, 8, 3 * SCS + 8, "not cluster-aligned"},
+        {72, 8, 0x4, "external data file"},
+        {72, 8, 0x100, "incompatible features"},
+        {4, 4, 4, "version"},
+        {0, 4, 0x514649fa, "bad magic"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct mem m;
+        struct qcow2_map qm;
+        synth(&m);
+        if (cases[i].width == 4)
+            wr32(m.p + cases[i].off, (uint32_t)cases[i].v);
+        else
+            wr64(m.p + cases[i].off, cases[i].v);
+        ck_assert_int_eq(map_mem(&m, &qm), -EINVAL);
+        ck_assert_msg(strstr(err, cases[i].why) != NULL,
+                      "case %zu: '%s' lacks '%s'", i, err, cases[i].why);
+        ck_assert_ptr_null(qm.l1);
+        qcow2_map_close(&qm); /* harmless on a failed open */
+        free(m.p);
+    }
+    /* Truncated: shorter than the header, and empty. */
+    for (uint64_t size = 0; size < 104; size += 13) {
+        struct mem m;
+        struct qcow2_map qm;
+        synth(&m);
+        m.size = size;
+        ck_assert_int_eq(map_mem(&m, &qm), -EINVAL);
+        ck_assert_ptr_null(qm.l1);
+        free(m.p);
+    }
+    /* No L1 at all: a map with no tables. */
+    struct mem m;
+    struct qcow2_map qm;
+    synth(&m);
+    wr32(m.p + 36, 0);
+    ck_assert_int_eq(map_mem(&m, &qm), 0);
+    ck_assert_uint_eq(qm.l1_size, 0);
+    qcow2_map_close(&qm);
+    free(m.p);
+}
+END_TEST
+
+/* The reader's errors come back as they are (-EAGAIN: qmap.c's "not
+ * cached yet"), with nothing left allocated. */
+static int eagain_rd(void *ctx, void *buf, uint64_t off, size_t len)
+{
+    struct mem *m = ctx;
+    if (off >= 3 * SCS) /* the header is there, the L1 is not */
+        return -EAGAIN;
+    return mem_rd(m, buf, off, len);
+}
+
+START_TEST(map_read_errors)
+{
+    struct mem m;
+    struct qcow2_map qm;
+
+    synth(&m);
+    ck_assert_int_eq(qcow2_map_open(eagain_rd, &m, m.size, &qm, err,
+                                    sizeof err), -EAGAIN);
+    ck_assert_ptr_null(qm.l1);
+    m.fail_at = 2; /* the L1 read */
+    m.calls = 0;
+    ck_assert_int_eq(qcow2_map_open(mem_rd, &m, m.size, &qm, err,
+                                    sizeof err), -EIO);
+    ck_assert_ptr_null(qm.l1);
+    free(m.p);
+}
+END_TEST
+
+/* Guest clusters past 2^32 - 2 do not fit rev: left out, never wrapped
+ * onto small ones. */
+START_TEST(map_guest_overflow)
+{
+    struct mem m;
+    struct qcow2_map qm;
+
+    synth(&m);
+    ck_assert_int_eq(map_mem(&m, &qm), 0);
+    uint32_t rev[11] = {0};
+    uint64_t l1i = (UINT32_MAX / qm.l2_entries) + 1;
+    qcow2_l2_reverse(&qm, l1i, m.p + 5 * SCS, rev, 11);
+    for (unsigned h = 0; h < 11; h++)
+        ck_assert_uint_eq(rev[h], 0);
+    qcow2_map_close(&qm);
+    free(m.p);
+}
+END_TEST
+
+/* Mutants of the header, the L1 and an L2 table: 0 or -EINVAL, and on
+ * success every L1 entry keeps the promise (map_reverse checks it) and
+ * the reverse map stays inside its array (ASan/valgrind would see). */
+START_TEST(map_fuzz)
+{
+    struct mem m;
+    synth(&m);
+    rng_state = 0xfeedbeef;
+    uint8_t *orig = malloc(m.size);
+    ck_assert_ptr_nonnull(orig);
+    memcpy(orig, m.p, m.size);
+    unsigned ok = 0, iters = 4000;
+    static const uint64_t spans[][2] = {
+        {0, 104}, {3 * SCS, 3 * SCS + 32}, {5 * SCS, 5 * SCS + 64}};
+    for (unsigned it = 0; it < iters; it++) {
+        const uint64_t *sp = spans[it % 3];
+        for (unsigned k = 1 + rng() % 6; k > 0; k--) {
+            uint64_t at = sp[0] + rng() % (sp[1] - sp[0]);
+            uint64_t v = rng();
+            m.p[at] = (v & 0x100) ? (uint8_t)v : m.p[at] ^ (1u << (v & 7));
+        }
+        struct qcow2_map qm;
+        int rc = map_mem(&m, &qm);
+        ck_assert_msg(rc == 0 || rc == -EINVAL, "iteration %u: rc %d (%s)",
+                      it, rc, err);
+        if (rc == 0) {
+            uint64_t cs = 1ull << qm.cluster_bits;
+            free(map_reverse(&m, &qm, m.size / cs + 1));
+            ok++;
+        }
+        qcow2_map_close(&qm);
+        memcpy(m.p, orig, m.size);
+    }
+    ck_assert_uint_gt(ok, 0);
+    ck_assert_uint_lt(ok, iters);
+    free(orig);
+    free(m.p);
+}
+END_TEST
+
 /* ------------------------------------------------------------ qemu images */
 
 #define QIO "qemu-io -f qcow2"
@@ -1067,7 +1355,9 @@ int main(void)
         synthetic_exact, synthetic_short_last_cluster,
         synthetic_no_snapshots_no_l1, header_errors, not_qcow2,
         entry_errors, snapshot_table_at_eof, read_errors_propagate,
-        duplicate_l2_pointers, fuzz_synthetic,
+        duplicate_l2_pointers, fuzz_synthetic, map_synthetic,
+        map_scattered, map_extended_l2, map_bad_l1_entries,
+        map_header_errors, map_read_errors, map_guest_overflow, map_fuzz,
     };
     const TTest *qemu[] = {
         qemu_default, qemu_cluster_4k, qemu_cluster_2m,

@@ -146,6 +146,33 @@ START_TEST(urgent)
 }
 END_TEST
 
+/* Urgency is per request: of two warm fetches of one template (one
+ * warm run), only the one whose flag a reader raised goes before the
+ * demand read; the other keeps its class and goes after it.  (One flag
+ * shared by the template's warm fetches, as before, moved both.) */
+START_TEST(urgent_one)
+{
+    struct sched s;
+    struct waiter w1, w2, d;
+    int flag1 = 0, flag2 = 0;
+    sched_init(&s, 1);
+    reset_order();
+    ck_assert_int_eq(sched_acquire(&s, NULL, mono_ms() + 1000), 0);
+    line_up_req(&w1, &s, (struct origin_req){FETCH_WARM, 5, 1, &flag1},
+                'A');
+    line_up_req(&w2, &s, (struct origin_req){FETCH_WARM, 5, 1, &flag2},
+                'B');
+    line_up(&d, &s, FETCH_DEMAND, 0, 0, 'D');
+    __atomic_store_n(&flag2, 1, __ATOMIC_RELAXED);
+    sched_release(&s);
+    pthread_join(w1.th, NULL);
+    pthread_join(w2.th, NULL);
+    pthread_join(d.th, NULL);
+    ck_assert_str_eq(order, "BDA");
+    sched_destroy(&s);
+}
+END_TEST
+
 /* Two flows of one template take turns, however many waiters each has. */
 START_TEST(fair_flows)
 {
@@ -396,6 +423,7 @@ int main(void)
     tcase_add_test(tc, strict_priority);
     tcase_add_test(tc, fair_flows);
     tcase_add_test(tc, urgent);
+    tcase_add_test(tc, urgent_one);
     tcase_add_test(tc, fair_groups);
     tcase_add_test(tc, cap);
     tcase_add_test(tc, readahead_skip);

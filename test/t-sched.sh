@@ -18,6 +18,13 @@
 #  (c) imgcache-pin --rate 1M: the warm's requests, from the server's
 #      timestamps, come at no more than 1.5 MiB/s beyond its first 2 MiB
 #      (a second's burst and one chunk taken on credit).
+#  (e) a pre-warm that times out waiting for a slot is no origin failure:
+#      with origin_connections = 1, origin_timeout = 10 s and three readers
+#      of e.img keeping a demand read always waiting, a warm of d.img
+#      never gets the slot; once it has given up, a read of the same
+#      block goes to the origin and returns its bytes (no failed-fill
+#      memory turns it into EIO), and the index has no fill error of
+#      d.img (counters.fill_errors, events of kind error).
 # Bytes read through the mount are the origin's.  SKIP (77) without
 # python3 or FUSE.
 # shellcheck source=test/lib.sh
@@ -160,3 +167,64 @@ assert_same "c.img pre-warmed at a rate: the origin's bytes" \
 	"$T/c.want" "$T/c.got"
 
 stop_imgcache "$MNT"
+
+# ------------------------------------------------ (e) slot wait, no failure
+command -v sqlite3 >/dev/null 2>&1 || skip "sqlite3 not installed"
+{
+	printf '[global]\ncache_dir = %s\nblock_size = 64K\n' "$CACHE"
+	printf 'origin_timeout = 10s\nrevalidate = 1h\nreadahead = 0\n'
+	printf 'origin_connections = 1\n'
+	for n in d e; do
+		printf '\n[template %s.img]\norigin = %s/lag/%s.img\n' "$n" "$URL" "$n"
+	done
+} >"$T/conf.e"
+start_imgcache "$T/conf.e" "$MNT"
+bounded dd if="$MNT/d.img" of=/dev/null bs=64K skip=300 count=1 \
+	iflag=direct status=none
+# Three readers of distinct e.img blocks, one at a time each, until told
+# to stop: one of them always waits for the slot when it comes free.
+: >"$T/e.fail"
+for k in 0 1 2; do
+	(
+		b=$k
+		while [ ! -e "$T/e.stop" ] && [ "$b" -lt 500 ]; do
+			dd if="$MNT/e.img" of=/dev/null bs=64K skip="$b" count=1 \
+				iflag=direct status=none || echo "$b" >>"$T/e.fail"
+			b=$((b + 3))
+		done
+	) &
+	echo $! >>"$T/e.pids"
+done
+wait_for 20 sh -c "[ \$(awk '\$2 == \"start\" && \$6 == \"/lag/e.img\"' \
+	'$TRACE' | wc -l) -ge 3 ]" || fail "the readers of e.img sent no requests"
+D0=$(starts /lag/d.img)
+T0=$(now_ms)
+icpin d.img 0-64K || true
+T1=$(now_ms)
+# At once, before the failed-fill memory (500 ms) of the old code lapsed.
+if bounded dd if="$MNT/d.img" of="$T/d.out" bs=64K count=1 iflag=direct \
+	status=none 2>"$T/d.err"; then
+	extract "$T/data" 0 65536 "$T/d.want"
+	assert_same "d.img read after its warm gave up: the origin's bytes" \
+		"$T/d.want" "$T/d.out"
+else
+	not_ok "d.img read after its warm gave up failed: $(cat "$T/d.err")"
+fi
+: >"$T/e.stop"
+while read -r p; do wait "$p" || true; done <"$T/e.pids"
+note "the warm of d.img returned after $((T1 - T0)) ms"
+assert_le "the warm waited for its deadline (ms)" 9000 $((T1 - T0))
+assert_eq "d.img: one request after the mark, the read's (the warm got no slot)" \
+	$((D0 + 1)) "$(starts /lag/d.img)"
+# Not asserted: 2 runs of 4 on a loaded machine (load 5-7) saw one e.img
+# read fail with EIO (not understood yet; see the i14-ra2 report).
+[ -s "$T/e.fail" ] && note "e.img reads that failed (blocks):" \
+	"$(tr '\n' ' ' <"$T/e.fail")"
+stop_imgcache "$MNT"
+FE=$(sqlite3 -cmd '.timeout 5000' "$CACHE/index.db" "select c.fill_errors
+	from counters c join templates t on t.id = c.tid where t.name = 'd.img'")
+EV=$(sqlite3 -cmd '.timeout 5000' "$CACHE/index.db" "select count(*)
+	from events e join templates t on t.id = e.tid
+	where t.name = 'd.img' and e.kind = 'error'")
+assert_eq "d.img: no fill error counted" 0 "${FE:-0}"
+assert_eq "d.img: no error event" 0 "$EV"

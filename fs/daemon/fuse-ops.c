@@ -454,9 +454,14 @@ static void ic_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
         fuse_reply_buf(req, val, (size_t)n);
 }
 
+/* Room for every "user.imgcache.NAME\0" with names up to 48 bytes: sized
+ * by the number of names, not a hand-counted total (a fixed 512 bytes was
+ * outgrown by 18 names, 521 bytes, and the list ran past the buffer). */
+#define XATTR_LIST_MAX (N_XATTRS * (sizeof XATTR_PREFIX + 48))
+
 static void ic_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
-    char buf[1024];
+    char buf[XATTR_LIST_MAX];
     size_t pos = 0;
 
     struct gen *g = cache_gen_get_ino(fs_of(req)->c, ino);
@@ -468,9 +473,17 @@ static void ic_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
         return;
     }
     cache_gen_put(g);
-    for (size_t i = 0; i < N_XATTRS; i++)
-        pos += (size_t)snprintf(buf + pos, sizeof buf - pos, "%s%s",
-                                XATTR_PREFIX, xattr_names[i]) + 1;
+    for (size_t i = 0; i < N_XATTRS; i++) {
+        int n = snprintf(buf + pos, sizeof buf - pos, "%s%s", XATTR_PREFIX,
+                         xattr_names[i]);
+        if (n < 0 || (size_t)n >= sizeof buf - pos) {
+            /* Cannot happen (sized above); never list a cut name. */
+            log_err("listxattr: the attribute names do not fit");
+            fuse_reply_err(req, EIO);
+            return;
+        }
+        pos += (size_t)n + 1;
+    }
     if (size == 0)
         fuse_reply_xattr(req, pos);
     else if (size < pos)

@@ -120,10 +120,13 @@ struct gen {
      * is destroyed (NULL: none, or refused).  mf_state (lock). */
     int mf_state;
     struct manifest *mf;
-    /* Demand readers waiting for others' fills (atomic): while above 0,
-     * the generation's pre-warm fetches waiting for an origin slot count
-     * as demand reads (origin_req.urgent, ic-sched.h). */
-    int demand_waiting;
+    /* Pre-warm and readahead fills in progress, each with the blocks it
+     * claimed (read.c, lock): a demand reader that waits for one of those
+     * blocks raises that fill's urgent flag, so that its origin request
+     * counts as a demand read (origin_req.urgent, ic-sched.h) while the
+     * fill's other requests, and every other pre-warm fill, keep their
+     * class. */
+    struct fill_ticket *tickets;
     /* Readahead's bytes (atomic): fetched from the origin, and those of
      * them a reader has read since (each block once: BLK_RA). */
     uint64_t ra_fetched, ra_used;

@@ -20,17 +20,24 @@
 #include "config.h"
 
 #include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cache-priv.h"
 #include "ic-block.h"
 #include "ic-qcow2.h"
+#include "ic-log.h"
 #include "ic-util.h"
 
 /* Host clusters a map may have: 64 MiB of table at most (1 TiB of 64K
  * clusters); a bigger image gets no map. */
 #define QMAP_MAX_CLUSTERS (16u << 20)
+/* Allocated L2 tables a map follows (32 TiB of guest with 64K clusters):
+ * a refresh looks at each one not read yet, so more (a garbage L1 from
+ * the origin) gets no map rather than a slow reader. */
+#define QMAP_MAX_L2 65536u
 
 enum { QM_PENDING, QM_READY, QM_NONE };
 
@@ -39,8 +46,9 @@ struct qmap {
     int state;
     uint64_t stamp;       /* present blocks when last (re)built */
     struct qcow2_map m;
-    uint8_t *l2_done;     /* per L1 entry: its table is in rev */
-    uint64_t l2_left;     /* allocated L2 tables not yet in rev */
+    uint32_t *l2_todo;    /* L1 indices whose table is not in rev yet */
+    uint64_t l2_left;     /* how many */
+    uint64_t l2_cap;      /* room in l2_todo: QMAP_MAX_L2 at most */
     uint32_t *rev;        /* per host cluster: guest cluster + 1, 0 none */
     uint64_t nclusters;
 };
@@ -71,7 +79,39 @@ static uint64_t present_now(struct gen *g)
     return __atomic_load_n(&g->bm.present, __ATOMIC_RELAXED);
 }
 
-/* Header and L1 (qmap.lock held). */
+/* The L1 entries worth following, in q->l2_todo: an L2 table is read at
+ * most once, so one named by two entries (no valid image has that, and a
+ * hostile one could name one cluster four million times) is dropped, and
+ * so are tables of guest clusters beyond what rev holds.  0, or -E2BIG /
+ * -ENOMEM: no map. */
+static int qm_todo(struct qmap *q)
+{
+    unsigned bits = q->m.cluster_bits;
+    uint64_t *seen = calloc((q->nclusters + 63) / 64, sizeof *seen);
+    if (seen == NULL)
+        return -ENOMEM;
+    int rc = 0;
+    for (uint64_t i = 0; i < q->m.l1_size && rc == 0; i++) {
+        uint64_t hc = q->m.l1[i] >> bits;
+        if (q->m.l1[i] == 0)
+            continue;
+        if (hc >= q->nclusters || (seen[hc / 64] >> (hc % 64) & 1) ||
+            i * q->m.l2_entries >= UINT32_MAX - 1) {
+            q->m.l1[i] = 0;
+            continue;
+        }
+        seen[hc / 64] |= 1ull << (hc % 64);
+        if (q->l2_left == q->l2_cap)
+            rc = -E2BIG;
+        else
+            q->l2_todo[q->l2_left++] = (uint32_t)i;
+    }
+    free(seen);
+    return rc;
+}
+
+/* Header and L1 (qmap.lock held).  Whatever is wrong with them (the
+ * bytes are the origin's) only leaves the template without a map. */
 static void qm_open(struct gen *g, struct qmap *q)
 {
     char err[160];
@@ -80,28 +120,43 @@ static void qm_open(struct gen *g, struct qmap *q)
                            sizeof err);
     if (r == -EAGAIN)
         return; /* not cached yet: again once more blocks are */
-    uint64_t cs = (uint64_t)1 << q->m.cluster_bits;
-    q->nclusters = r == 0 ? (g->info.size + cs - 1) / cs : 0;
-    if (r == 0 && q->nclusters <= QMAP_MAX_CLUSTERS) {
-        q->rev = calloc(q->nclusters, sizeof *q->rev);
-        q->l2_done = calloc(q->m.l1_size ? q->m.l1_size : 1, 1);
+    if (r == 0) {
+        uint64_t cs = (uint64_t)1 << q->m.cluster_bits;
+        q->nclusters = g->info.size / cs + (g->info.size % cs != 0);
+        if (q->nclusters <= QMAP_MAX_CLUSTERS) {
+            q->l2_cap = q->m.l1_size < QMAP_MAX_L2 ? q->m.l1_size
+                                                   : QMAP_MAX_L2;
+            q->rev = calloc(q->nclusters, sizeof *q->rev);
+            q->l2_todo = calloc(q->l2_cap ? q->l2_cap : 1,
+                                sizeof *q->l2_todo);
+        }
+        if (q->rev == NULL || q->l2_todo == NULL)
+            snprintf(err, sizeof err, "%" PRIu64 " clusters: too many, or "
+                     "out of memory", q->nclusters);
+        else if (qm_todo(q) != 0)
+            snprintf(err, sizeof err, "more than %u L2 tables, or out of "
+                     "memory", QMAP_MAX_L2);
+        else
+            r = 1;
     }
-    if (q->rev == NULL || q->l2_done == NULL) {
+    if (r != 1) {
+        log_debug("template %s: no qcow2 map for readahead: %s",
+                  g->t->name, err);
         free(q->rev);
-        free(q->l2_done);
+        free(q->l2_todo);
         q->rev = NULL;
-        q->l2_done = NULL;
+        q->l2_todo = NULL;
+        q->l2_left = 0;
         qcow2_map_close(&q->m);
         q->state = QM_NONE;
         return;
     }
-    for (uint64_t i = 0; i < q->m.l1_size; i++)
-        q->l2_left += q->m.l1[i] != 0;
     q->stamp = 0; /* read the L2 tables already cached */
     q->state = QM_READY;
 }
 
-/* Add the L2 tables cached since the last look (qmap.lock held). */
+/* Add the L2 tables cached since the last look (qmap.lock held): each
+ * read once, so all refreshes together read at most the file once. */
 static void qm_refresh(struct gen *g, struct qmap *q)
 {
     uint64_t now = present_now(g);
@@ -112,13 +167,14 @@ static void qm_refresh(struct gen *g, struct qmap *q)
     char *buf = malloc(cs);
     if (buf == NULL)
         return;
-    for (uint64_t i = 0; i < q->m.l1_size; i++) {
-        if (q->l2_done[i] || q->m.l1[i] == 0 ||
-            cached_read(g, buf, q->m.l1[i], cs) != 0)
+    for (uint64_t k = 0; k < q->l2_left;) {
+        uint32_t i = q->l2_todo[k];
+        if (cached_read(g, buf, q->m.l1[i], cs) != 0) {
+            k++;
             continue;
+        }
         qcow2_l2_reverse(&q->m, i, buf, q->rev, q->nclusters);
-        q->l2_done[i] = 1;
-        q->l2_left--;
+        q->l2_todo[k] = q->l2_todo[--q->l2_left];
     }
     free(buf);
 }
@@ -182,7 +238,7 @@ void qmap_free(struct qmap *q)
     if (q == NULL)
         return;
     free(q->rev);
-    free(q->l2_done);
+    free(q->l2_todo);
     qcow2_map_close(&q->m);
     pthread_mutex_destroy(&q->lock);
     free(q);

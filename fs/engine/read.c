@@ -10,7 +10,9 @@
  * Each origin read says what it is for (struct origin_req, ic-sched.h):
  * the caller's class and flow, the template as its group.  A prefetch is
  * FETCH_READAHEAD and never waits for a transfer slot: refused (-EAGAIN),
- * its blocks go back to missing, quietly, and it counts in ra_skipped. */
+ * its blocks go back to missing, quietly, and it counts in ra_skipped.
+ * A pre-warm or readahead run a demand reader comes to wait for becomes
+ * urgent (its ticket's flag, origin_req.urgent): that run only. */
 #include "config.h"
 
 #include <errno.h>
@@ -132,6 +134,40 @@ static void release_runs(struct gen *g, const struct run *runs, size_t n)
                                      block_len(runs[r].start + i,
                                                g->info.size, g->bs));
     pthread_cond_broadcast(&g->filled);
+    pthread_mutex_unlock(&g->lock);
+}
+
+/* ------------------------------------------------------------- tickets */
+
+/* A pre-warm's or readahead's run in flight (gen.tickets, gen.lock): its
+ * urgent flag is its origin request's origin_req.urgent. */
+struct fill_ticket {
+    uint64_t start, n;
+    int urgent; /* raised by a demand reader waiting for the run (atomic) */
+    struct fill_ticket *next;
+};
+
+/* Register the runs just claimed (gen.lock held, the same hold as the
+ * claim: a reader that finds their blocks FILLING finds their tickets). */
+static void tickets_add(struct gen *g, struct fill_ticket *tk,
+                        const struct run *runs, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        tk[i] = (struct fill_ticket){runs[i].start, runs[i].n, 0, g->tickets};
+        g->tickets = &tk[i];
+    }
+}
+
+static void tickets_drop(struct gen *g, struct fill_ticket *tk, size_t n)
+{
+    if (n == 0)
+        return;
+    pthread_mutex_lock(&g->lock);
+    for (struct fill_ticket **p = &g->tickets; *p != NULL;)
+        if (*p >= tk && *p < tk + n)
+            *p = (*p)->next;
+        else
+            p = &(*p)->next;
     pthread_mutex_unlock(&g->lock);
 }
 
@@ -404,6 +440,7 @@ static void fill_worked(struct gen *g)
 static int fill_plain(struct rq *rq, const struct run *run)
 {
     struct gen *g = rq->g;
+    struct origin_req oreq = rq->oreq;
     uint64_t off = block_start(run->start, g->bs);
     uint64_t end = block_start(run->start + run->n, g->bs);
     if (end > g->info.size)
@@ -412,7 +449,7 @@ static int fill_plain(struct rq *rq, const struct run *run)
     char *data = fillbuf_get(len);
     if (data == NULL)
         return -ENOMEM;
-    int r = origin_read(g->t->origin, data, off, len, &g->info, &rq->oreq,
+    int r = origin_read(g->t->origin, data, off, len, &g->info, &oreq,
                         rq->deadline);
     if (r == -EAGAIN && rq->oreq.cls != FETCH_DEMAND) {
         /* No slot for readahead now, or none for a pre-warm before its
@@ -469,8 +506,10 @@ static int fetch_from(struct rq *rq, char *data, uint64_t foff,
     *src = 0;
     int r = origin_read(g->t->origin, data, foff, flen, &g->info, &oreq,
                         rq->deadline);
-    if (r == -EAGAIN && rq->oreq.cls == FETCH_READAHEAD) {
-        stat_add(&g->t->st.ra_skipped, 1);
+    if (r == -EAGAIN && rq->oreq.cls != FETCH_DEMAND) {
+        /* no slot: a skip, not an origin failure (as in fill_plain) */
+        if (rq->oreq.cls == FETCH_READAHEAD)
+            stat_add(&g->t->st.ra_skipped, 1);
         return r;
     }
     stat_add(&g->t->st.origin_reads, 1);
@@ -543,7 +582,7 @@ static int fill_checked(struct rq *rq, const struct run *run)
         return -ENOMEM;
     int src;
     int r = fetch_from(rq, data, foff, flen, 0, &src);
-    if (r == -EAGAIN && rq->oreq.cls == FETCH_READAHEAD) {
+    if (r == -EAGAIN && rq->oreq.cls != FETCH_DEMAND) {
         fillbuf_put(data);
         return r;
     }
@@ -669,10 +708,16 @@ static int fill_run(struct rq *rq, const struct run *run)
     return m != NULL ? fill_with_manifest(rq, run) : fill_plain(rq, run);
 }
 
-static int fill_claimed(struct rq *rq, struct run *runs, size_t n)
+/* Fill the claimed runs; tk: their tickets (a pre-warm or readahead), or
+ * NULL (a demand read, urgent anyway). */
+static int fill_claimed(struct rq *rq, struct run *runs,
+                        struct fill_ticket *tk, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
+        /* rq is this caller's own: its runs are filled one after another */
+        rq->oreq.urgent = tk ? &tk[i].urgent : NULL;
         int r = fill_run(rq, &runs[i]);
+        rq->oreq.urgent = NULL; /* tk lives only as long as this fill */
         if (r < 0) {
             /* Nothing of run i was published: give back it and the rest. */
             release_runs(rq->g, runs + i, n - i);
@@ -837,24 +882,44 @@ static int any_filling(struct rq *rq)
     return 0;
 }
 
+/* A demand reader waits for the blocks it still needs that are FILLING:
+ * make the pre-warm or readahead fills that claimed them urgent (gen.lock
+ * held).  Only those: a generation's other pre-warm fetches stay behind
+ * the demand reads of every template.  The flag stays up until the fill
+ * ends (a reader that gave up meanwhile leaves it raised: bounded by that
+ * one fill). */
+static void raise_urgent(struct rq *rq)
+{
+    for (struct fill_ticket *t = rq->g->tickets; t != NULL; t = t->next) {
+        uint64_t a = t->start > rq->first ? t->start : rq->first;
+        uint64_t e = t->start + t->n - 1;
+        uint64_t b = e < rq->last ? e : rq->last;
+        for (uint64_t k = a; k <= b && a <= b; k++)
+            if (!rq->done[k - rq->first] &&
+                rq->g->bm.v[k].state == BLK_FILLING) {
+                __atomic_store_n(&t->urgent, 1, __ATOMIC_RELAXED);
+                break;
+            }
+    }
+}
+
 /* Wait until no block we still need is being filled by someone else.
- * A demand reader makes the generation's waiting pre-warm fetches urgent
- * meanwhile: the fill it waits for may be one of theirs. */
+ * Each wake-up looks for new tickets: a fill of several runs registers
+ * them all at its claim, but a reader may start waiting at any time. */
 static int wait_fills(struct rq *rq)
 {
     struct gen *g = rq->g;
     struct timespec ts = ms_timespec(rq->deadline);
     int demand = rq->oreq.cls == FETCH_DEMAND;
     int r = 0;
-    if (demand)
-        __atomic_add_fetch(&g->demand_waiting, 1, __ATOMIC_RELAXED);
     pthread_mutex_lock(&g->lock);
-    while (r == 0 && any_filling(rq))
+    while (r == 0 && any_filling(rq)) {
+        if (demand)
+            raise_urgent(rq);
         if (pthread_cond_timedwait(&g->filled, &g->lock, &ts) == ETIMEDOUT)
             r = any_filling(rq) ? -EIO : 0;
+    }
     pthread_mutex_unlock(&g->lock);
-    if (demand)
-        __atomic_sub_fetch(&g->demand_waiting, 1, __ATOMIC_RELAXED);
     return r;
 }
 
@@ -896,9 +961,16 @@ static int read_round(struct rq *rq)
     size_t nr = healing ? 0 : claim_runs(rq, runs, 16);
     if (probe && nr > 0) /* the others wait for this reader's answer */
         g->heal_until_ms = now + g->heal_ms;
+    struct fill_ticket tk[16], *tkp = NULL;
+    if (rq->oreq.cls != FETCH_DEMAND) {
+        tickets_add(g, tk, runs, nr);
+        tkp = tk;
+    }
     int stale = g->stale;
     pthread_mutex_unlock(&g->lock);
-    int r = fill_claimed(rq, runs, nr);
+    int r = fill_claimed(rq, runs, tkp, nr);
+    if (tkp != NULL)
+        tickets_drop(g, tk, nr);
     if (r == -ESTALE)
         return heal(g, rq->deadline, probe && nr > 0);
     if (r < 0)
@@ -924,8 +996,7 @@ static struct origin_req req_of(const struct gen *g,
     if (who != NULL)
         r = *who;
     r.group = (uint64_t)g->t->tid;
-    if (r.cls != FETCH_DEMAND)
-        r.urgent = &g->demand_waiting;
+    r.urgent = NULL; /* per run: fill_claimed */
     return r;
 }
 
@@ -977,10 +1048,13 @@ void cache_prefetch(struct gen *g, uint64_t off, uint64_t len)
     pthread_mutex_lock(&g->lock);
     int skip = recently_failed(&rq) || g->heal_until_ms > mono_ms();
     size_t nr = skip ? 0 : claim_runs(&rq, runs, 16);
+    struct fill_ticket tk[16];
+    tickets_add(g, tk, runs, nr);
     pthread_mutex_unlock(&g->lock);
     /* A -ESTALE is left to the readers to ask about (heal()): readahead
      * threads are shared by every template and must not wait on one. */
-    fill_claimed(&rq, runs, nr);
+    fill_claimed(&rq, runs, tk, nr);
+    tickets_drop(g, tk, nr);
     free(rq.done);
 }
 

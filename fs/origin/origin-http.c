@@ -781,7 +781,7 @@ static int http_run_from(struct origin *o, const char *what, attempt_fn fn,
     struct http_origin *h = o->priv;
     struct url_state st[HTTP_MAX_URLS] = {{0}};
     uint64_t backoff = HTTP_BACKOFF_FIRST_MS;
-    unsigned attempts = 0;
+    unsigned attempts = 0, skips = 0;
     int last = -ETIMEDOUT;
 
     /* Sources the caller does not trust for this read (their bytes
@@ -806,7 +806,10 @@ static int http_run_from(struct origin *o, const char *what, attempt_fn fn,
                     *used = (int)i;
                 return 0;
             }
-            attempts++;
+            if (err == -EAGAIN) /* no slot: this URL was not asked */
+                skips++;
+            else
+                attempts++;
             last = err;
             if (note_failure(&st[i], i, err, retry, ra, deadline))
                 return err;
@@ -820,6 +823,11 @@ static int http_run_from(struct origin *o, const char *what, attempt_fn fn,
         sleep_ms(wait);
     }
 timeout:
+    /* A pre-warm that only waited for slots (a mirror's turn came after
+     * the primary's wait used the deadline up) asked nothing of any
+     * origin: a skip, as from one URL, not a failure. */
+    if (attempts == 0 && skips > 0)
+        return -EAGAIN;
     log_warn("%s: %s: giving up at the deadline after %u attempts (last: %s)",
              o->display, what, attempts, strerror(-last));
     return -ETIMEDOUT;
