@@ -47,6 +47,14 @@ GOOD=$URL
 start_faultsrv bad2 "$T/t.img"
 BAD2=$URL
 
+# both.img's manifest is of other bytes of the same size: no block of
+# t.img (verified and indexed once read) can stand in for one of its
+# blocks by a local copy, so both of its sources are judged.
+make_file_bytes "$T/other.img" "$SIZE"
+"$MANIFEST" -o "$T/other.imgcache-manifest" "$T/other.img" ||
+	fail "imgcache-manifest failed"
+cmp -s "$T/other.img" "$T/t.img" && fail "make_file_bytes made the same bytes"
+
 CACHE=$T/cache
 global_section >"$T/conf"
 cat >>"$T/conf" <<EOF
@@ -58,6 +66,7 @@ mirror = $GOOD/ok/t.img
 [template both.img]
 origin = $BAD/corrupt/t.img
 mirror = $BAD2/corrupt/t.img
+manifest = $T/other.imgcache-manifest
 EOF
 MNT=$T/mnt
 start_imgcache "$T/conf" "$MNT"
@@ -126,8 +135,13 @@ dd if=/dev/zero of="$T/z.img" bs=64K seek=8 count=32 conv=notrunc \
 "$MANIFEST" -o "$T/z.img.imgcache-manifest" "$T/z.img" ||
 	fail "imgcache-manifest failed"
 cp "$T/z.img.imgcache-manifest" "$T/bad.imgcache-manifest"
-printf '\377' | dd of="$T/bad.imgcache-manifest" bs=1 seek=200 \
-	conv=notrunc status=none
+# Invert one byte of block 4's hash (setting it to a fixed value would
+# leave the file unchanged once in 256 runs).
+B=$(od -An -tu1 -j200 -N1 "$T/bad.imgcache-manifest" | tr -d ' ')
+printf "\\$(printf '%03o' $((255 - B)))" |
+	dd of="$T/bad.imgcache-manifest" bs=1 seek=200 conv=notrunc status=none
+cmp -s "$T/z.img.imgcache-manifest" "$T/bad.imgcache-manifest" &&
+	fail "the manifest was not changed"
 start_faultsrv zsrv "$T/z.img" --manifest "$T/z.img.imgcache-manifest"
 ZURL=$URL
 start_faultsrv badm "$T/z.img" --manifest "$T/bad.imgcache-manifest"
