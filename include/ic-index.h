@@ -143,12 +143,14 @@ int index_counters_get(struct index *ix, int64_t tid,
 int index_counters_put(struct index *ix, int64_t tid,
                        const struct index_counters *c);
 
-/* Pinned byte ranges of a template with their classes (each class's
- * ranges a normalized set, the classes disjoint). */
+/* Pinned byte ranges of a template with their classes and sources (the
+ * source column: 'tool', 'config', '' for rows from before sources; per
+ * source, each class's ranges a normalized set, the classes disjoint;
+ * two sources may name the same range). */
 int index_pins_replace(struct index *ix, int64_t tid,
                        const struct class_range *r, size_t n);
 /* *out malloc'd (NULL when none), by class then offset; a row of an
- * unknown class is read as boot.  0, -ENOMEM or -EIO. */
+ * unknown class is read as boot, of an unknown source as legacy.  0, -ENOMEM or -EIO. */
 int index_pins_load(struct index *ix, int64_t tid, struct class_range **out,
                     size_t *n);
 

@@ -356,7 +356,8 @@ static void tmpl_free(struct tmpl *t)
     tmpl_net_free(t);
     for (int k = 0; k < PIN_NCLASS; k++) {
         free(t->pins[k]);
-        free(t->cfg_pins[k]);
+        for (int s = 0; s < PIN_NSRC; s++)
+            free(t->src_pins[s][k]);
     }
     free(t->rec);
     free(t->pin_spec);

@@ -112,55 +112,13 @@ int prewarm_resolve(struct tmpl *t, const char *spec, int dflt,
     return r;
 }
 
-/* The config's pins are the config's: ranges it named before (in this
- * run) and names no more are unpinned, so editing "pin =" and reloading
- * does what it says.  cfgpin_lock keeps cfg_pins and cfg_applied together
- * (only the housekeeping thread applies config pins today, one template
- * at a time; the lock makes that a rule rather than a habit). */
-/* All classes of a set of sets as one normalized set (*out malloc'd). */
-static int sets_union(struct byte_range *const *sets, const size_t *n,
-                      struct byte_range **out, size_t *nout)
-{
-    *out = NULL;
-    *nout = 0;
-    for (int k = PIN_LOW; k < PIN_NCLASS; k++) {
-        struct byte_range *u;
-        size_t nu;
-        if (pin_set_union(*out, *nout, sets[k], n[k], &u, &nu) < 0) {
-            free(*out);
-            return -ENOMEM;
-        }
-        free(*out);
-        *out = u;
-        *nout = nu;
-    }
-    return 0;
-}
-
-/* Ranges in the config's previous sets and in none of the new ones are
- * unpinned (whatever their class now); a range that only changed class
- * is moved by pin_change below. */
-static void unpin_gone(struct tmpl *t, struct byte_range *const *r,
-                       const size_t *n)
-{
-    struct byte_range *was, *now, *gone;
-    size_t nwas, nnow, ngone;
-    char err[512];
-    if (sets_union(t->cfg_pins, t->ncfg_pins, &was, &nwas) < 0)
-        return;
-    if (nwas > 0 && sets_union(r, n, &now, &nnow) == 0) {
-        if (pin_set_subtract(was, nwas, now, nnow, &gone, &ngone) == 0) {
-            if (ngone > 0 &&
-                pin_change(t, gone, ngone, PIN_NONE, 1, err, sizeof err) < 0)
-                log_err("[%s] unpinning ranges no longer in pin =: %s",
-                        t->name, err);
-            free(gone);
-        }
-        free(now);
-    }
-    free(was);
-}
-
+/* The config's pins are the config's source (ic-pin.h): each load
+ * replaces them whole, so a range it named before and names no more loses
+ * its config pin (a pin the tool made of it stays), and editing "pin ="
+ * and reloading does what it says.  cfgpin_lock keeps the config source
+ * and cfg_applied together (only the housekeeping thread applies config
+ * pins today, one template at a time; the lock makes that a rule rather
+ * than a habit). */
 int prewarm_config(struct tmpl *t, const char *spec, uint64_t seq)
 {
     struct byte_range *r[PIN_NCLASS] = {0};
@@ -179,23 +137,12 @@ int prewarm_config(struct tmpl *t, const char *spec, uint64_t seq)
         log_err("%s: [%s] pin: %s", cache_conf(t->c)->path, t->name, err);
         goto out; /* keep the pins we have rather than guess */
     }
-    unpin_gone(t, r, n);
-    /* Weakest first: a range the config names in two classes ends in the
-     * stronger (each pin_change moves its ranges out of the others). */
-    for (int k = PIN_LOW; k < PIN_NCLASS; k++) {
-        int e = n[k] > 0 ? pin_change(t, r[k], n[k], k, 0, err, sizeof err)
-                         : 0;
-        if (e < 0) {
-            log_err("%s: [%s] pin: %s", cache_conf(t->c)->path, t->name,
-                    err);
-            rc = e;
-        }
-    }
-    for (int k = 0; k < PIN_NCLASS; k++) {
-        free(t->cfg_pins[k]);
-        t->cfg_pins[k] = r[k];
-        t->ncfg_pins[k] = n[k];
-    }
+    /* All or nothing: boot ranges over the quota leave the config's pins
+     * as they were, every class of them. */
+    rc = pin_apply(t, PIN_SRC_CONFIG, PIN_OP_REPLACE, r, n, err, sizeof err);
+    if (rc < 0)
+        log_err("%s: [%s] pin: %s", cache_conf(t->c)->path, t->name, err);
+    prewarm_sets_free(r, n);
     rc = rc < 0 ? rc : 1;
 out:
     pthread_mutex_unlock(&t->cfgpin_lock);

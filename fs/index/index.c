@@ -1011,13 +1011,29 @@ static int exec_tid(struct index *ix, const char *sql, int64_t tid)
     return ret;
 }
 
+/* The pins table's source column: 'tool', 'config', or, for rows from
+ * before sources were told apart, '' (legacy). */
+static const char *pin_source_col(int src)
+{
+    return src == PIN_SRC_TOOL ? "tool" : src == PIN_SRC_CONFIG ? "config"
+                                                                : "";
+}
+
+static int pin_source_of(const char *s)
+{
+    return s == NULL ? PIN_SRC_LEGACY
+           : strcmp(s, "tool") == 0 ? PIN_SRC_TOOL
+           : strcmp(s, "config") == 0 ? PIN_SRC_CONFIG
+                                      : PIN_SRC_LEGACY;
+}
+
 static int pins_insert(struct index *ix, int64_t tid,
                        const struct class_range *r, size_t n)
 {
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(ix->db,
                            "INSERT INTO pins (tid, start, len, source, class)"
-                           " VALUES (?1, ?2, ?3, '', ?4)",
+                           " VALUES (?1, ?2, ?3, ?5, ?4)",
                            -1, &st, NULL) != SQLITE_OK)
         return ix_db_fail(ix, "pins insert");
     int ret = 0;
@@ -1025,6 +1041,7 @@ static int pins_insert(struct index *ix, int64_t tid,
         if (ix_bind_i64(st, 1, tid) || ix_bind_u64(st, 2, r[i].off) ||
             ix_bind_u64(st, 3, r[i].len) ||
             ix_bind_cstr(st, 4, pin_class_name(r[i].cls)) ||
+            ix_bind_cstr(st, 5, pin_source_col(r[i].src)) ||
             sqlite3_step(st) != SQLITE_DONE)
             ret = ix_db_fail(ix, "pins insert");
         sqlite3_reset(st);
@@ -1061,9 +1078,9 @@ int index_pins_load(struct index *ix, int64_t tid, struct class_range **out,
     *n = 0;
     if (sqlite3_prepare_v2(ix->db,
                            ix->version == 1
-                               ? "SELECT start, len, 'boot' FROM pins"
+                               ? "SELECT start, len, 'boot', source FROM pins"
                                  " WHERE tid = ?1 ORDER BY start"
-                               : "SELECT start, len, class FROM pins"
+                               : "SELECT start, len, class, source FROM pins"
                                  " WHERE tid = ?1 ORDER BY class, start",
                            -1, &st, NULL) != SQLITE_OK ||
         ix_bind_i64(st, 1, tid)) {
@@ -1084,6 +1101,7 @@ int index_pins_load(struct index *ix, int64_t tid, struct class_range **out,
         int c = cls ? pin_class_parse(cls, strlen(cls)) : -EINVAL;
         v[cnt].off = ix_col_u64(st, 0);
         v[cnt].len = ix_col_u64(st, 1);
+        v[cnt].src = pin_source_of((const char *)sqlite3_column_text(st, 3));
         v[cnt++].cls = c < 0 ? PIN_BOOT : c;
     }
     sqlite3_finalize(st);

@@ -1,0 +1,98 @@
+#!/bin/sh
+# t-pin-policy: the pin classes' policy between sources and warms.
+#  1. Sources: a range pinned boot with imgcache-pin stays boot (and is
+#     not evicted by another template's boot fill) when the config names
+#     it "pin = low:..." and is reloaded; a range dropped from the config
+#     keeps the tool's pin; imgcache-pin --unpin removes only the tool's
+#     pin (the config's low pin stays); the sources survive a restart.
+# shellcheck source=test/lib.sh
+. "${top_srcdir:-$(dirname "$0")/..}/test/lib.sh"
+require_fuse
+
+MIB=1048576
+PIN=$top_builddir/tools/imgcache-pin
+[ -x "$PIN" ] || fail "$PIN is not built (run make)"
+command -v sqlite3 >/dev/null 2>&1 || skip "sqlite3 shell not installed"
+for n in a b; do make_file "$T/src/$n.img" 4; done
+OLOG=$T/origin.log
+start_originfs "$T/src" "$OLOG" "$T/omnt"
+MNT=$T/mnt
+
+tmpl() { # NAME [PIN-VALUE]
+	printf '\n[template %s]\norigin = %s\n' "$1" "$T/omnt/$1"
+	[ -z "${2:-}" ] || printf 'pin = %s\n' "$2"
+}
+
+# data NAME: bytes the cache's data file of template NAME holds.
+data() {
+	_f=$(ls "$CACHE"/data/"$1".* 2>/dev/null | head -n 1)
+	if [ -n "$_f" ]; then data_bytes "$_f"; else echo 0; fi
+}
+
+icpin() { # ARGS...: imgcache-pin on our cache; exit status in $rc
+	rc=0
+	bounded "$PIN" --cache-dir "$CACHE" "$@" >"$T/out" 2>&1 || rc=$?
+}
+
+# classes NAME: "CLASS START-END PCT" per pinned range (--list).
+classes() {
+	bounded "$PIN" --cache-dir "$CACHE" --list "$1" |
+		awk 'NR > 1 { print $3, $2, $NF }' | xargs
+}
+
+start_daemon() { # CONF
+	start_imgcache "$1" "$MNT"
+	wait_for 10 test -S "$CACHE/ctl.sock" || fail "no control socket"
+	wait_for 10 grep -q "config pins applied" "$IMGCACHE_LOG" ||
+		fail "the config pins were not applied"
+}
+
+# reconf CONF: make CONF the config and reload; wait for its pins.
+reconf() {
+	cp "$1" "$T/conf"
+	_n=$(grep -c "config pins applied" "$IMGCACHE_LOG" || true)
+	reload_imgcache
+	wait_for 10 sh -c "[ \$(grep -c 'config pins applied' '$IMGCACHE_LOG') -gt $_n ]" ||
+		fail "the config pins were not applied after the reload"
+}
+
+# --- 1. config pins and tool pins are separate sources
+conf() { # PIN-VALUE-OF-a.img
+	global_section
+	printf 'readahead = 0\nprewarm = no\ncache_max = 2M\n'
+	tmpl a.img "$1"
+	tmpl b.img
+}
+conf "" >"$T/conf.none"
+conf "low:0-1M" >"$T/conf.low"
+cp "$T/conf.none" "$T/conf"
+start_daemon "$T/conf"
+icpin a.img 0-1M
+assert_eq "the tool pins a.img 0-1M boot (and fetches it)" 0 "$rc"
+reconf "$T/conf.low"
+assert_eq "pin = low:SAME in the config and a reload: still boot" \
+	"boot 0-1048576 100%" "$(classes a.img)"
+icpin b.img 0-2M
+assert_eq "another template's boot pin past cache_max is fetched only partly" \
+	1 "$rc"
+assert_eq "... and evicts none of a.img's blocks: they are boot" "$MIB" \
+	"$(data a.img)"
+reconf "$T/conf.none"
+assert_eq "the range dropped from the config keeps the tool's pin" \
+	"boot 0-1048576 100%" "$(classes a.img)"
+reconf "$T/conf.low"
+icpin --unpin a.img 0-1M
+assert_eq "imgcache-pin --unpin removes the tool's pin only: the config's low pin stays" \
+	"low 0-1048576 100%" "$(classes a.img)"
+icpin a.img 1M-2M
+stop_imgcache "$MNT"
+assert_eq "the index keeps each pin's source" "config low 0|tool boot 1048576" \
+	"$(sqlite3 -separator ' ' "$CACHE/index.db" "SELECT source, class, start
+		FROM pins WHERE tid = (SELECT id FROM templates
+		WHERE name = 'a.img') ORDER BY start" | paste -sd'|')"
+start_daemon "$T/conf"
+assert_eq "after a restart: the config's low pin and the tool's boot pin" \
+	"boot 1048576-2097152 low 0-1048576" \
+	"$(classes a.img | awk '{ print $1, $2, $4, $5 }')"
+stop_imgcache "$MNT"
+rm -rf "$CACHE"
