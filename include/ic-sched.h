@@ -65,6 +65,10 @@ struct origin_req {
      * is fetching raises it, so that the pre-warm's fetch is not starved
      * by other demand reads while a reader depends on it. */
     const int *urgent;
+    /* Not the scheduler's: for the cache, a fill of the daemon's own
+     * background pre-warm, which takes only free room or blocks of pin
+     * classes weaker than its own (ic-evict.h, EVICT_BACKGROUND). */
+    int background;
 };
 
 #define SCHED_STAMPS 64

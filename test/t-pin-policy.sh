@@ -5,6 +5,11 @@
 #     it "pin = low:..." and is reloaded; a range dropped from the config
 #     keeps the tool's pin; imgcache-pin --unpin removes only the tool's
 #     pin (the config's low pin stays); the sources survive a restart.
+#  2. Background warms take only free room or weaker classes: two
+#     templates whose low pins (2 MiB each) do not fit cache_max (3M)
+#     together are warmed up to what fits; passes after reloads fetch
+#     nothing more (the origin's log), instead of each evicting the
+#     other's.
 # shellcheck source=test/lib.sh
 . "${top_srcdir:-$(dirname "$0")/..}/test/lib.sh"
 require_fuse
@@ -13,7 +18,7 @@ MIB=1048576
 PIN=$top_builddir/tools/imgcache-pin
 [ -x "$PIN" ] || fail "$PIN is not built (run make)"
 command -v sqlite3 >/dev/null 2>&1 || skip "sqlite3 shell not installed"
-for n in a b; do make_file "$T/src/$n.img" 4; done
+for n in a b c d; do make_file "$T/src/$n.img" 4; done
 OLOG=$T/origin.log
 start_originfs "$T/src" "$OLOG" "$T/omnt"
 MNT=$T/mnt
@@ -94,5 +99,36 @@ start_daemon "$T/conf"
 assert_eq "after a restart: the config's low pin and the tool's boot pin" \
 	"boot 1048576-2097152 low 0-1048576" \
 	"$(classes a.img | awk '{ print $1, $2, $4, $5 }')"
+stop_imgcache "$MNT"
+rm -rf "$CACHE"
+
+# --- 2. background warms do not evict their own class
+{
+	global_section
+	printf 'readahead = 0\ncache_max = 3M\n'
+	tmpl c.img low:0-2M
+	tmpl d.img low:0-2M
+} >"$T/conf.low2"
+cp "$T/conf.low2" "$T/conf"
+passes() { grep -c "pre-warm: pass done" "$IMGCACHE_LOG" || true; }
+start_daemon "$T/conf"
+wait_for 20 sh -c "[ \$(grep -c 'pre-warm: pass done' '$IMGCACHE_LOG') -ge 1 ]" ||
+	fail "the first pre-warm pass did not end"
+first=$(count_bytes "$OLOG")
+note "origin bytes after the first pass: $first"
+assert_le "the first pass fetched at most cache_max and a chunk" \
+	$(($(data c.img) + $(data d.img))) $((3 * MIB))
+for i in 1 2 3; do
+	n=$(passes)
+	reconf "$T/conf.low2"
+	wait_for 20 sh -c "[ \$(grep -c 'pre-warm: pass done' '$IMGCACHE_LOG') -gt $n ]" ||
+		fail "pre-warm pass $((i + 1)) did not end"
+done
+assert_le "three more passes (reloads) fetch nothing more from the origin" \
+	"$(count_bytes "$OLOG")" "$first"
+assert_eq "... and the cache still holds 3 MiB of low pins" $((3 * MIB)) \
+	$(($(data c.img) + $(data d.img)))
+check "... the warm says why it stops" grep -q "no room without evicting" \
+	"$IMGCACHE_LOG"
 stop_imgcache "$MNT"
 rm -rf "$CACHE"

@@ -244,10 +244,13 @@ static int store_span(struct gen *g, const struct run *run, const char *data,
  * succeeded.  Returns the room reserved for it, to give back once its
  * blocks are published. */
 static uint64_t store_run(struct gen *g, const struct run *run,
-                          const char *data, int *flags)
+                          const char *data, int *flags, int background)
 {
     uint64_t cost = punch_zeros(g, run, data, flags);
-    int room = cost ? evict_make_room(g, cost, run_class(g, run)) : 0;
+    int room = cost ? evict_make_room(g, cost,
+                                      run_class(g, run) |
+                                          (background ? EVICT_BACKGROUND : 0))
+                    : 0;
     for (uint64_t i = 0, j; i < run->n; i = j) {
         for (j = i; j < run->n && flags[j] == 0; j++)
             ;
@@ -349,7 +352,7 @@ static void publish_run(struct rq *rq, const struct run *run, const char *data)
 {
     struct gen *g = rq->g;
     int flags[FILL_MAX_BYTES / IC_BS_MIN];
-    uint64_t reserved = store_run(g, run, data, flags);
+    uint64_t reserved = store_run(g, run, data, flags, rq->oreq.background);
     for (uint64_t i = 0; i < run->n; i++) {
         uint64_t blk = run->start + i;
         uint32_t blen = block_len(blk, g->info.size, g->bs);
