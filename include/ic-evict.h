@@ -5,8 +5,9 @@
  * first, then those of pin class low, then high (ic-pinspec.h), least
  * recently used first within a tier (the global access counter in struct
  * blk.atime, as CVMFS orders by a counter rather than wall-clock time);
- * boot blocks never.  A fill takes from the tiers up to its own class (the
- * strongest class of its blocks; a boot fill up to high): a fill may
+ * boot blocks never.  A fill takes from the tiers up to its own class (a
+ * fetched run makes room per stretch of blocks of one class, the
+ * strongest first; a boot fill up to high): a fill may
  * displace blocks of a weaker class, never of a stronger one, and blocks
  * of its own class (LRU) only of other templates: a pinned set larger
  * than its room stays partly resident rather than churning.  Under

@@ -197,18 +197,12 @@ static uint64_t punch_zeros(struct gen *g, const struct run *run,
     return cost;
 }
 
-/* The strongest pin class of a run's blocks, the fill's class for
- * eviction (a racy peek at the flags is enough: a pin changing meanwhile
- * only changes how hard the fill tries and whom it may displace). */
-static int run_class(struct gen *g, const struct run *run)
+/* A block's pin class, the fill's class for eviction (a racy peek at
+ * the flags is enough: a pin changing meanwhile only changes how hard
+ * the fill tries and whom it may displace). */
+static int blk_class(struct gen *g, uint64_t blk)
 {
-    int cls = 0;
-    for (uint64_t i = 0; i < run->n; i++) {
-        int c = BLK_CLASS(__atomic_load_n(&g->bm.v[run->start + i].flags,
-                                          __ATOMIC_RELAXED));
-        cls = c > cls ? c : cls;
-    }
-    return cls;
+    return BLK_CLASS(__atomic_load_n(&g->bm.v[blk].flags, __ATOMIC_RELAXED));
 }
 
 /* Write blocks i..j-1 of a fetched run in one write; when the disk is
@@ -237,22 +231,15 @@ static int store_span(struct gen *g, const struct run *run, const char *data,
     return (int)w;
 }
 
-/* Store a fetched run in the data file, each span of data blocks in one
- * write.  flags[i] gets the BLK_ flags to record for block i, or -1 when
- * it could not be stored (its readers are still served from memory:
- * serve-through).  A block is never recorded present unless its write
- * succeeded.  Returns the room reserved for it, to give back once its
- * blocks are published. */
-static uint64_t store_run(struct gen *g, const struct run *run,
-                          const char *data, int *flags, int background)
+/* Store the blocks [i, j) of a fetched run whose flags are 0 (data to
+ * write), each span in one write, or give them up (flags -1) when there
+ * is no room. */
+static void store_segment(struct gen *g, const struct run *run,
+                          const char *data, int *flags, uint64_t i0,
+                          uint64_t j0, int room)
 {
-    uint64_t cost = punch_zeros(g, run, data, flags);
-    int room = cost ? evict_make_room(g, cost,
-                                      run_class(g, run) |
-                                          (background ? EVICT_BACKGROUND : 0))
-                    : 0;
-    for (uint64_t i = 0, j; i < run->n; i = j) {
-        for (j = i; j < run->n && flags[j] == 0; j++)
+    for (uint64_t i = i0, j; i < j0; i = j) {
+        for (j = i; j < j0 && flags[j] == 0; j++)
             ;
         if (j == i) {
             j++;
@@ -268,7 +255,44 @@ static uint64_t store_run(struct gen *g, const struct run *run,
         for (uint64_t k = i; k < j; k++)
             flags[k] = -1;
     }
-    return room == 0 ? cost : 0;
+}
+
+/* Store a fetched run in the data file, each span of data blocks in one
+ * write.  flags[i] gets the BLK_ flags to record for block i, or -1 when
+ * it could not be stored (its readers are still served from memory:
+ * serve-through).  A block is never recorded present unless its write
+ * succeeded.  Room is made per stretch of blocks of one pin class, the
+ * strongest first: the unpinned blocks of a run that touches one boot
+ * block displace only what an unpinned fill may.  Returns the room
+ * reserved, to give back once its blocks are published. */
+static uint64_t store_run(struct gen *g, const struct run *run,
+                          const char *data, int *flags, int background)
+{
+    uint64_t reserved = 0;
+    punch_zeros(g, run, data, flags);
+    int cls[FILL_MAX_BYTES / IC_BS_MIN];
+    for (uint64_t i = 0; i < run->n; i++)
+        cls[i] = blk_class(g, run->start + i);
+    for (int k = PIN_BOOT; k >= PIN_NONE; k--)
+        for (uint64_t i = 0, j; i < run->n; i = j) {
+            for (j = i; j < run->n && cls[j] == cls[i]; j++)
+                ;
+            if (cls[i] != k)
+                continue;
+            uint64_t cost = 0;
+            for (uint64_t m = i; m < j; m++)
+                if (flags[m] == 0)
+                    cost += (block_len(run->start + m, g->info.size, g->bs) +
+                             4095) & ~4095u;
+            int room = cost ? evict_make_room(g, cost,
+                                              k | (background
+                                                       ? EVICT_BACKGROUND
+                                                       : 0))
+                            : 0;
+            store_segment(g, run, data, flags, i, j, room);
+            reserved += room == 0 ? cost : 0;
+        }
+    return reserved;
 }
 
 static void publish_block(struct gen *g, uint64_t blk, const char *data,
