@@ -63,6 +63,8 @@ struct tmpl_stats { /* updated with __atomic builtins, no lock */
     uint64_t uncached;     /* blocks served without caching (no room) */
     uint64_t ra_skipped;   /* readahead fetches dropped: no free slot, or
                               demand reads waiting (not kept in the index) */
+    uint64_t last_used;    /* wall-clock seconds of the newest demand read
+                              (hits too; 0: never), kept in the index */
 };
 
 /* The templates (including removed ones); lock-free, see cache.c. */

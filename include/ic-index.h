@@ -136,6 +136,9 @@ struct index_counters {
     uint64_t evictions, evicted_bytes, uncached;
     uint64_t evicted_low, evicted_high; /* blocks of pin class low, high
                                            among the evictions */
+    uint64_t last_used; /* wall-clock seconds of the template's newest
+                           demand read, 0 never (column counters.last_used,
+                           added within schema 2) */
 };
 /* Zeros when the template has no row yet.  0 or -EIO. */
 int index_counters_get(struct index *ix, int64_t tid,

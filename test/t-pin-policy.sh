@@ -10,6 +10,9 @@
 #     together are warmed up to what fits; passes after reloads fetch
 #     nothing more (the origin's log), instead of each evicting the
 #     other's.
+#  3. Recency after a restart is the last use, hits included: a template
+#     filled first but read again (a hit) after another's fill is
+#     pre-warmed first after a restart (the origin's log).
 # shellcheck source=test/lib.sh
 . "${top_srcdir:-$(dirname "$0")/..}/test/lib.sh"
 require_fuse
@@ -130,5 +133,36 @@ assert_eq "... and the cache still holds 3 MiB of low pins" $((3 * MIB)) \
 	$(($(data c.img) + $(data d.img)))
 check "... the warm says why it stops" grep -q "no room without evicting" \
 	"$IMGCACHE_LOG"
+stop_imgcache "$MNT"
+rm -rf "$CACHE"
+
+# --- 3. the pre-warm order after a restart follows the last use (hits too)
+conf3() { # PREWARM
+	global_section
+	printf 'readahead = 0\nprewarm = %s\n' "$1"
+	tmpl a.img "low:2M+256K"
+	tmpl b.img "low:2M+256K"
+}
+conf3 no >"$T/conf"
+start_daemon "$T/conf"
+rd() { bounded dd if="$MNT/$1" of=/dev/null bs=64K count=1 iflag=direct status=none; }
+rd a.img
+rd b.img # the newest fill
+s=$(date +%s)
+wait_for 3 sh -c "[ \$(date +%s) -gt $s ]" || fail "the clock does not move"
+rd a.img # a hit: the newest use
+stop_imgcache "$MNT"
+from=$(($(count_reads "$OLOG") + 1))
+conf3 yes >"$T/conf"
+start_daemon "$T/conf"
+wait_for 20 sh -c "[ \"\$('$PIN' --cache-dir '$CACHE' --list | \
+	awk 'NR > 1 && \$NF == \"100%\"' | wc -l)\" = 2 ]" ||
+	fail "pre-warm after the restart did not finish"
+order=$(awk -v from="$from" 'NR >= from && $2 >= 2097152 {
+	if ($1 != last) printf "%s ", $1
+	last = $1
+}' "$OLOG")
+assert_eq "after a restart: the template used last (a hit) is pre-warmed first" \
+	"/a.img /b.img " "$order"
 stop_imgcache "$MNT"
 rm -rf "$CACHE"

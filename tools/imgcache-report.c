@@ -988,6 +988,8 @@ static void json_counters(json_object *o, const struct trow *w)
     jadd(o, "evicted_blocks", ju64(w->c.evictions));
     jadd(o, "evicted_bytes", ju64(w->c.evicted_bytes));
     jadd(o, "uncached_blocks", ju64(w->c.uncached));
+    /* Seconds since the epoch; null for a template never read. */
+    jadd(o, "last_used", w->c.last_used ? ju64(w->c.last_used) : NULL);
 }
 
 /* "classes": {"boot": {...}, "high": {...}, "low": {...}}, every class

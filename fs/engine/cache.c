@@ -495,6 +495,7 @@ void cache_tmpl_stats(const struct tmpl *t, struct tmpl_stats *out)
             __atomic_load_n(&st->evicted_class[k], __ATOMIC_RELAXED);
     out->uncached = __atomic_load_n(&st->uncached, __ATOMIC_RELAXED);
     out->ra_skipped = __atomic_load_n(&st->ra_skipped, __ATOMIC_RELAXED);
+    out->last_used = __atomic_load_n(&st->last_used, __ATOMIC_RELAXED);
 }
 
 struct tmpl *cache_gen_tmpl(const struct gen *g) { return g->t; }

@@ -168,7 +168,7 @@ static void stats_to_counters(struct tmpl *t, struct index_counters *c)
                                  st.origin_reads, st.fill_errors,
                                  st.evictions, st.evicted_bytes, st.uncached,
                                  st.evicted_class[PIN_LOW],
-                                 st.evicted_class[PIN_HIGH]};
+                                 st.evicted_class[PIN_HIGH], st.last_used};
 }
 
 /* The counters are cumulative across restarts: start from the index's. */
@@ -179,7 +179,8 @@ static void counters_load(struct tmpl *t, struct index *ix)
         return;
     t->st = (struct tmpl_stats){c.hits, c.misses, c.origin_bytes,
                                 c.origin_reads, c.fill_errors, c.evictions,
-                                {0}, c.evicted_bytes, c.uncached, 0};
+                                {0}, c.evicted_bytes, c.uncached, 0,
+                                c.last_used};
     t->st.evicted_class[PIN_LOW] = c.evicted_low;
     t->st.evicted_class[PIN_HIGH] = c.evicted_high;
     t->saved = c;

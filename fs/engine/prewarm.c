@@ -362,9 +362,9 @@ static int warm_run(struct warm *w0, int cls, unsigned parallel,
 
 /* ------------------------------------------------------ pending pins */
 
-/* When t was last used: the newest access count of its present blocks
- * (the LRU clock, which the index keeps across restarts). */
-static uint32_t last_used(struct tmpl *t)
+/* When t was last used, by its newest access count among its present
+ * blocks (the LRU clock; the index keeps each block's as of its fill). */
+static uint32_t newest_atime(struct tmpl *t)
 {
     uint32_t newest = 0;
     struct gen *g = cache_cur_gen(t);
@@ -395,13 +395,18 @@ static uint64_t class_missing(struct tmpl *t, int cls)
 
 struct pending_warm {
     struct tmpl *t;
-    uint32_t used;
+    uint64_t used;    /* tmpl_stats.last_used: the newest demand read,
+                         hits too, kept across restarts (seconds) */
+    uint32_t atime;   /* the newest fill or hit (the LRU clock), for
+                         templates used in the same second */
 };
 
 static int by_recency(const void *a, const void *b)
 {
     const struct pending_warm *x = a, *y = b;
-    return x->used > y->used ? -1 : x->used < y->used;
+    if (x->used != y->used)
+        return x->used > y->used ? -1 : 1;
+    return x->atime > y->atime ? -1 : x->atime < y->atime;
 }
 
 uint64_t prewarm_pending(struct cache *c, unsigned parallel, const int *stop)
@@ -419,7 +424,9 @@ uint64_t prewarm_pending(struct cache *c, unsigned parallel, const int *stop)
     for (size_t i = 0; i < nt; i++)
         if (!__atomic_load_n(&v[i]->removed, __ATOMIC_RELAXED) &&
             !__atomic_load_n(&v[i]->gone, __ATOMIC_RELAXED))
-            p[np++] = (struct pending_warm){v[i], last_used(v[i])};
+            p[np++] = (struct pending_warm){
+                v[i], __atomic_load_n(&v[i]->st.last_used, __ATOMIC_RELAXED),
+                newest_atime(v[i])};
     qsort(p, np, sizeof *p, by_recency);
     for (int cls = PIN_BOOT; cls >= PIN_LOW; cls--) {
         for (size_t i = 0; i < np; i++) {

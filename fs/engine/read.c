@@ -82,6 +82,16 @@ static void stat_add(uint64_t *counter, uint64_t v)
     __atomic_add_fetch(counter, v, __ATOMIC_RELAXED);
 }
 
+/* A reader used t now (tmpl_stats.last_used, which the index keeps: the
+ * pre-warm's order after a restart).  Pre-warm and readahead reads are
+ * not uses. */
+static void note_used(struct tmpl *t)
+{
+    uint64_t now = (uint64_t)time(NULL);
+    if (__atomic_load_n(&t->st.last_used, __ATOMIC_RELAXED) != now)
+        __atomic_store_n(&t->st.last_used, now, __ATOMIC_RELAXED);
+}
+
 /* ------------------------------------------------------------ claiming */
 
 /* Claim runs of MISSING blocks not yet done (gen.lock held).  Returns the
@@ -705,6 +715,8 @@ ssize_t cache_read(struct gen *g, char *buf, uint64_t off, size_t size,
     if (rq.len == 0)
         return 0;
     pin_record_note(g->t, off, rq.len);
+    if (rq.oreq.cls == FETCH_DEMAND)
+        note_used(g->t);
     rq.first = block_of(off, g->bs);
     rq.last = block_of(off + rq.len - 1, g->bs);
     rq.deadline = mono_ms() + __atomic_load_n(&g->t->timeout_ms,
@@ -776,6 +788,7 @@ int cache_read_fd_begin(struct gen *g, uint64_t off, size_t size,
     }
     stat_add(&g->t->st.hits, last - first + 1);
     pin_record_note(g->t, off, n);
+    note_used(g->t);
     *len = (size_t)n;
     return 1;
 }

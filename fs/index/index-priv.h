@@ -39,6 +39,7 @@ struct index {
     int wal; /* journal_mode=WAL (then synchronous is NORMAL by default) */
     int version; /* its schema version: INDEX_SCHEMA_VERSION, or 1 (from
                     before pin classes) in a read-only open */
+    int has_last_used; /* counters.last_used exists (added_columns) */
     int retry_busy; /* the caller retries -EBUSY: do not log it */
     char *moved_aside; /* path of the file index_open() moved aside */
 };

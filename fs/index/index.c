@@ -93,7 +93,8 @@ static const char schema_sql[] =
     " origin_reads INTEGER, fill_errors INTEGER, evictions INTEGER,"
     " evicted_bytes INTEGER, uncached INTEGER,"
     " evicted_low INTEGER NOT NULL DEFAULT 0,"
-    " evicted_high INTEGER NOT NULL DEFAULT 0);"
+    " evicted_high INTEGER NOT NULL DEFAULT 0,"
+    " last_used INTEGER NOT NULL DEFAULT 0);"
     "CREATE INDEX IF NOT EXISTS events_ts ON events (ts);"
     "CREATE INDEX IF NOT EXISTS pins_tid ON pins (tid);"
     /* OR IGNORE: a second process initialising the same empty file at the
@@ -340,6 +341,52 @@ static int migrate_v1(struct index *ix)
     return 0;
 }
 
+/* Whether table has column col (PRAGMA table_info): 1, 0, or -EIO. */
+static int has_column(struct index *ix, const char *table, const char *col)
+{
+    char sql[128];
+    sqlite3_stmt *st = NULL;
+    int found = 0, rc;
+    snprintf(sql, sizeof sql, "PRAGMA table_info(%s)", table);
+    if (sqlite3_prepare_v2(ix->db, sql, -1, &st, NULL) != SQLITE_OK) {
+        sqlite3_finalize(st);
+        return ix_db_fail(ix, "table_info");
+    }
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *name = (const char *)sqlite3_column_text(st, 1);
+        if (name != NULL && strcmp(name, col) == 0)
+            found = 1;
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? found : ix_db_fail(ix, "table_info step");
+}
+
+/* Columns added within schema version 2 (no version bump: they have
+ * defaults, so a binary that does not know them keeps working on the
+ * file): counters.last_used.  A read-write open adds what is missing; a
+ * read-only one notes what is there (ix->has_last_used). */
+static int added_columns(struct index *ix, int add)
+{
+    int r = has_column(ix, "counters", "last_used");
+    if (r == 0 && add) {
+        if (sqlite3_exec(ix->db,
+                         "ALTER TABLE counters ADD COLUMN last_used INTEGER"
+                         " NOT NULL DEFAULT 0",
+                         NULL, NULL, NULL) != SQLITE_OK) {
+            /* Another process may have added it meanwhile. */
+            r = has_column(ix, "counters", "last_used");
+            if (r == 0)
+                return ix_db_fail(ix, "adding counters.last_used");
+        } else {
+            r = 1;
+        }
+    }
+    if (r < 0)
+        return r;
+    ix->has_last_used = r;
+    return 0;
+}
+
 /* WAL lets the tools read while the writer commits.  synchronous=NORMAL
  * does not sync the WAL at each commit, so a power loss may drop the last
  * commits; it never makes the index claim a block whose data is not durable,
@@ -465,6 +512,8 @@ static int open_rw(struct index *ix, const char *path, int again, char *why,
     }
     if (ret == 0 && ix->version == 1)
         ret = migrate_v1(ix);
+    if (ret == 0)
+        ret = added_columns(ix, 1);
     if (ret == 0)
         ret = prepare_all(ix, why, whylen);
     return ret;
@@ -641,6 +690,8 @@ int index_open_ro(const char *cache_dir, struct index **out)
         snprintf(why, sizeof why, "no tables");
         rc = IX_UNUSABLE;
     }
+    if (rc == 0 && ix->version != 1)
+        rc = added_columns(ix, 0);
     if (rc == 0)
         rc = prepare_all(ix, why, sizeof why);
     if (rc == IX_UNUSABLE) {
@@ -934,21 +985,28 @@ int index_event(struct index *ix, int64_t tid, const char *kind,
  * Rare operations (once per flush or per pin change): statements are
  * prepared per call. */
 
-#define N_COUNTERS 10
+#define N_COUNTERS 11
 
 static const char counters_get_sql[] =
     "SELECT hits, misses, origin_bytes, origin_reads, fill_errors,"
-    " evictions, evicted_bytes, uncached, evicted_low, evicted_high"
+    " evictions, evicted_bytes, uncached, evicted_low, evicted_high,"
+    " last_used FROM counters WHERE tid = ?1";
+/* A version 2 index without last_used (a read-only open of a file no
+ * read-write open of ours has touched yet). */
+static const char counters_get_nolu_sql[] =
+    "SELECT hits, misses, origin_bytes, origin_reads, fill_errors,"
+    " evictions, evicted_bytes, uncached, evicted_low, evicted_high, 0"
     " FROM counters WHERE tid = ?1";
 /* A version 1 index read as it is (a read-only open). */
 static const char counters_get_v1_sql[] =
     "SELECT hits, misses, origin_bytes, origin_reads, fill_errors,"
-    " evictions, evicted_bytes, uncached, 0, 0 FROM counters WHERE tid = ?1";
+    " evictions, evicted_bytes, uncached, 0, 0, 0 FROM counters"
+    " WHERE tid = ?1";
 static const char counters_put_sql[] =
     "INSERT OR REPLACE INTO counters (tid, hits, misses, origin_bytes,"
     " origin_reads, fill_errors, evictions, evicted_bytes, uncached,"
-    " evicted_low, evicted_high)"
-    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
+    " evicted_low, evicted_high, last_used)"
+    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)";
 
 static uint64_t *counter_field(struct index_counters *c, int i)
 {
@@ -956,7 +1014,7 @@ static uint64_t *counter_field(struct index_counters *c, int i)
                                &c->origin_reads, &c->fill_errors,
                                &c->evictions, &c->evicted_bytes,
                                &c->uncached, &c->evicted_low,
-                               &c->evicted_high};
+                               &c->evicted_high, &c->last_used};
     return f[i];
 }
 
@@ -966,8 +1024,9 @@ int index_counters_get(struct index *ix, int64_t tid,
     sqlite3_stmt *st = NULL;
     memset(out, 0, sizeof *out);
     if (sqlite3_prepare_v2(ix->db,
-                           ix->version == 1 ? counters_get_v1_sql
-                                            : counters_get_sql,
+                           ix->version == 1   ? counters_get_v1_sql
+                           : ix->has_last_used ? counters_get_sql
+                                               : counters_get_nolu_sql,
                            -1, &st, NULL) !=
             SQLITE_OK ||
         ix_bind_i64(st, 1, tid)) {
