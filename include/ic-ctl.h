@@ -26,8 +26,10 @@
  *                       the ranges out of CLASS; without one, out of
  *                       every class -> ok\tunpinned\tPINNED_BYTES (what
  *                       remains)
- *   warm\tT\tPARALLEL[\tRATE]
- *                       fill every missing pinned block, PARALLEL (1..16)
+ *   warm\tT\tPARALLEL[\tRATE[\tCLASS]]
+ *                       fill every missing pinned block (of CLASS only,
+ *                       when given: the figures and the answer are then
+ *                       that class's), PARALLEL (1..16)
  *                       fetches at a time, at most RATE bytes a second
  *                       (0 or absent: unlimited; warm_rate, when lower,
  *                       still applies)

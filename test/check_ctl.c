@@ -195,13 +195,14 @@ START_TEST(test_malformed)
                   "a bad range: '%s'", got);
 #define WARM_USAGE                                                             \
     "error\tusage: warm TEMPLATE PARALLEL (1..16) [RATE (bytes/s, 0 or "      \
-    "from 64K to 1T)]"
+    "from 64K to 1T) [boot|high|low]]"
     ck_ask(&k, "warm\ta.img\t99", WARM_USAGE);
     ck_ask(&k, "warm\ta.img", WARM_USAGE);
     ck_ask(&k, "warm\ta.img\t4\t1000", WARM_USAGE);
     ck_ask(&k, "warm\ta.img\t4\t8E", WARM_USAGE); /* past 1T/s */
     ck_ask(&k, "warm\ta.img\t4\tfast", WARM_USAGE);
     ck_ask(&k, "warm\ta.img\t4\t1M\tx", WARM_USAGE);
+    ck_ask(&k, "warm\ta.img\t4\t0\tlow\textra", WARM_USAGE);
     ck_ask(&k, "record\ta.img\t0",
            "error\tusage: record TEMPLATE SECONDS (1..3600)");
     ck_ask(&k, "record\ta.img\t-5",
@@ -271,6 +272,34 @@ START_TEST(test_warm)
 }
 END_TEST
 
+/* warm with a class fills only that class's blocks, and its total is
+ * that class's: boot 0-8K, low 8K-16K; a boot warm leaves the low blocks
+ * missing and answers ok. */
+START_TEST(test_warm_class)
+{
+    struct server s;
+    struct client k;
+    char got[4096];
+    srv_start(&s);
+    cl_open(&s, &k);
+    ck_ask(&k, "pin\ta.img\t0-8192", "ok\tpinned\t8192");
+    ck_ask(&k, "pin\ta.img\t8192-16384\tlow", "ok\tpinned\t16384");
+    ask(&k, "warm\ta.img\t2\t0\tboot", got, sizeof got);
+    const char *last = strrchr(got, '|');
+    ck_assert_str_eq(last ? last + 1 : got, "ok\twarm\t8192");
+    struct gen *g = ck_gen(&s.e, "a.img");
+    ck_assert(ck_cached(g, 0) && ck_cached(g, 1));
+    ck_assert(!ck_cached(g, 2) && !ck_cached(g, 3));
+    ask(&k, "warm\ta.img\t2\t0\tlow", got, sizeof got);
+    last = strrchr(got, '|');
+    ck_assert_str_eq(last ? last + 1 : got, "ok\twarm\t8192");
+    ck_assert(ck_cached(g, 2) && ck_cached(g, 3));
+    cache_gen_put(g);
+    close(k.fd);
+    srv_stop(&s);
+}
+END_TEST
+
 /* record: the ranges read during the recording come back as range lines. */
 START_TEST(test_record)
 {
@@ -309,7 +338,7 @@ END_TEST
 static Suite *ctl_suite(void)
 {
     const TTest *tests[] = {test_verbs, test_malformed, test_long_line,
-                            test_warm, test_record};
+                            test_warm, test_warm_class, test_record};
     return ck_suite("ctl", tests, CK_NTESTS(tests), setup, teardown, 60);
 }
 

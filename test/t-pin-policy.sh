@@ -13,6 +13,8 @@
 #  3. Recency after a restart is the last use, hits included: a template
 #     filled first but read again (a hit) after another's fill is
 #     pre-warmed first after a restart (the origin's log).
+#  4. imgcache-pin warms, and judges its exit status on, only the class it
+#     pinned: a boot pin exits 0 beside low pins that do not fit.
 # shellcheck source=test/lib.sh
 . "${top_srcdir:-$(dirname "$0")/..}/test/lib.sh"
 require_fuse
@@ -164,5 +166,24 @@ order=$(awk -v from="$from" 'NR >= from && $2 >= 2097152 {
 }' "$OLOG")
 assert_eq "after a restart: the template used last (a hit) is pre-warmed first" \
 	"/a.img /b.img " "$order"
+stop_imgcache "$MNT"
+rm -rf "$CACHE"
+
+# --- 4. imgcache-pin warms only the class it pinned
+{
+	global_section
+	printf 'readahead = 0\nprewarm = no\ncache_max = 1M\n'
+	tmpl a.img "low:1M-3M"
+} >"$T/conf"
+start_daemon "$T/conf"
+icpin a.img 0-256K
+assert_eq "pinning a boot range exits 0 beside low pins that cannot fit" 0 "$rc"
+assert_eq "... its boot range is resident, the low pins untouched" \
+	"boot 0-262144 100% low 1048576-3145728 0%" "$(classes a.img)"
+icpin --class low a.img
+assert_eq "warming the low pins (--class low, no items) cannot complete: exit 1" \
+	1 "$rc"
+assert_eq "... and the boot range stays" "boot 0-262144 100%" \
+	"$(classes a.img | cut -d' ' -f1-3)"
 stop_imgcache "$MNT"
 rm -rf "$CACHE"

@@ -37,7 +37,7 @@
 #define REPLY_MAX 1024
 /* Progress lines: at most one per PROGRESS_MS. */
 #define PROGRESS_MS 200
-#define MAX_FIELDS 4
+#define MAX_FIELDS 5
 
 struct ctl {
     struct cache *c;
@@ -228,6 +228,7 @@ static int do_unpin(struct conn *k, char **f, int nf)
  * only stores figures, the worker sends them. */
 struct warm {
     struct tmpl *t;
+    int cls;                 /* the class to warm, PIN_NONE: every class */
     unsigned parallel;
     uint64_t rate;           /* bytes/s, 0: unlimited */
     pthread_mutex_t lock;    /* protects the fields below */
@@ -251,7 +252,7 @@ static void *warm_main(void *arg)
     struct warm *w = arg;
     uint64_t failed = 0;
 
-    int rc = prewarm_run(w->t, PIN_NONE, w->parallel, w->rate, warm_progress,
+    int rc = prewarm_run(w->t, w->cls, w->parallel, w->rate, warm_progress,
                          w, &failed);
     pthread_mutex_lock(&w->lock);
     w->rc = rc;
@@ -332,15 +333,17 @@ static void warm_run(struct conn *k, struct warm *w)
 
 static int do_warm(struct conn *k, char **f, int nf)
 {
-    struct warm w = {0};
+    struct warm w = {.cls = PIN_NONE};
 
-    if (nf < 3 || nf > 4 ||
+    if (nf < 3 || nf > 5 ||
         ctlproto_uint(f[2], 1, CTL_PARALLEL_MAX, &w.parallel) != 0 ||
-        (nf == 4 && (parse_size(f[3], &w.rate) != 0 ||
+        (nf >= 4 && (parse_size(f[3], &w.rate) != 0 ||
                      (w.rate != 0 && (w.rate < WARM_RATE_MIN ||
-                                      w.rate > WARM_RATE_MAX)))))
+                                      w.rate > WARM_RATE_MAX)))) ||
+        (nf == 5 && (w.cls = pin_class_parse(f[4], strlen(f[4]))) < 0))
         return reply(k, "error\tusage: warm TEMPLATE PARALLEL (1..%d) "
-                        "[RATE (bytes/s, 0 or from 64K to 1T)]",
+                        "[RATE (bytes/s, 0 or from 64K to 1T) "
+                        "[boot|high|low]]",
                      CTL_PARALLEL_MAX);
     w.t = find_tmpl(k, f[1]);
     if (w.t == NULL)

@@ -209,7 +209,8 @@ static int warm_chunks(struct warm *w, int cls)
     return 0;
 }
 
-static uint64_t chunk_missing(struct gen *g, const struct byte_range *c);
+static uint64_t chunk_missing(const struct warm *w,
+                              const struct byte_range *c);
 
 /* Read one chunk as this warm's, after taking the bytes it will fetch
  * from the bucket: the wait is over before the read starts, so it holds
@@ -219,7 +220,7 @@ static void warm_read(struct warm *w, char *buf, const struct byte_range *c)
     if (w->background) {
         /* Fetched bytes that no room can be made for would only be served
          * to nobody: a pass after a pass would fetch them again. */
-        uint64_t missing = chunk_missing(w->g, c);
+        uint64_t missing = chunk_missing(w, c);
         if (missing > 0 && !evict_may_fit(w->g, missing,
                                           w->cls | EVICT_BACKGROUND)) {
             __atomic_store_n(&w->no_room, 1, __ATOMIC_RELAXED);
@@ -227,7 +228,7 @@ static void warm_read(struct warm *w, char *buf, const struct byte_range *c)
         }
     }
     if (w->pace.rate != 0) {
-        uint64_t missing = chunk_missing(w->g, c);
+        uint64_t missing = chunk_missing(w, c);
         if (missing > 0)
             sched_bucket_take(&w->pace, missing);
     }
@@ -256,7 +257,7 @@ static void *warm_worker(void *arg)
         /* The background pre-warm reads only what is missing: a read of
          * present blocks would count as hits and refresh their LRU age
          * though nobody used them. */
-        if (!w->skip_present || chunk_missing(w->g, &w->chunks[i]) > 0)
+        if (!w->skip_present || chunk_missing(w, &w->chunks[i]) > 0)
             warm_read(w, buf, &w->chunks[i]);
         pthread_mutex_lock(&w->lock);
         w->done += w->chunks[i].len;
@@ -268,19 +269,22 @@ static void *warm_worker(void *arg)
     return NULL;
 }
 
-/* Bytes of the blocks of one chunk that are pinned and not present.  Only
- * this warm's chunks count: a pin added meanwhile by someone else is that
- * caller's to fetch. */
-static uint64_t chunk_missing(struct gen *g, const struct byte_range *c)
+/* Bytes of the blocks of one chunk that are pinned (of the warm's class,
+ * when it has one) and not present.  Only this warm's chunks count: a pin
+ * added meanwhile by someone else is that caller's to fetch. */
+static uint64_t chunk_missing(const struct warm *w, const struct byte_range *c)
 {
+    struct gen *g = w->g;
     uint64_t missing = 0;
     pthread_mutex_lock(&g->lock);
     for (uint64_t i = c->off / g->bs; i < g->bm.nblocks &&
                                       block_start(i, g->bs) < c->off + c->len;
-         i++)
-        if ((g->bm.v[i].flags & BLK_PINNED) &&
-            g->bm.v[i].state != BLK_PRESENT)
+         i++) {
+        uint8_t f = g->bm.v[i].flags;
+        if ((f & BLK_PINNED) && g->bm.v[i].state != BLK_PRESENT &&
+            (w->cls == PIN_NONE || (int)BLK_CLASS(f) == w->cls))
             missing += block_len(i, g->info.size, g->bs);
+    }
     pthread_mutex_unlock(&g->lock);
     return missing;
 }
@@ -293,10 +297,10 @@ static uint64_t warm_retry(struct warm *w)
     uint64_t missing = 0;
     char *buf = NULL;
     for (size_t i = 0; i < w->nchunks && !warm_stopped(w); i++) {
-        if (chunk_missing(w->g, &w->chunks[i]) == 0)
+        if (chunk_missing(w, &w->chunks[i]) == 0)
             continue;
         if (buf == NULL && (buf = malloc(WARM_CHUNK)) == NULL)
-            return chunk_missing(w->g, &w->chunks[i]);
+            return chunk_missing(w, &w->chunks[i]);
         warm_read(w, buf, &w->chunks[i]);
     }
     free(buf);
@@ -304,7 +308,7 @@ static uint64_t warm_retry(struct warm *w)
      * an earlier chunk's blocks (another template's stronger pins, or a
      * reader's fill). */
     for (size_t i = 0; i < w->nchunks; i++)
-        missing += chunk_missing(w->g, &w->chunks[i]);
+        missing += chunk_missing(w, &w->chunks[i]);
     return missing;
 }
 
