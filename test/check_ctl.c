@@ -300,6 +300,32 @@ START_TEST(test_warm_class)
 }
 END_TEST
 
+/* A request naming several classes is applied whole or not at all: with
+ * the boot part over the quota, its low part is not pinned either. */
+START_TEST(test_mixed_all_or_nothing)
+{
+    struct server s;
+    struct client k;
+    char got[1024];
+    srv_start(&s);
+    struct gen *g = ck_gen(&s.e, "a.img");
+    __atomic_store_n(&g->t->quota, 8192, __ATOMIC_RELAXED);
+    cache_gen_put(g);
+    cl_open(&s, &k);
+    ask(&k, "pin\ta.img\tlow:32768-40960,boot:0-16384", got, sizeof got);
+    ck_assert_msg(strncmp(got, "error\tpin of template a.img refused",
+                          strlen("error\tpin of template a.img refused")) ==
+                      0, "got '%s'", got);
+    ck_ask(&k, "list\ta.img", "ok");
+    ck_ask(&k, "pin\ta.img\tlow:32768-40960,boot:0-8192",
+           "ok\tpinned\t16384");
+    ck_ask(&k, "list\ta.img", "pin\ta.img\t0\t8192\t8192\t0|"
+                              "pin\ta.img\t32768\t8192\t8192\t0\tlow|ok");
+    close(k.fd);
+    srv_stop(&s);
+}
+END_TEST
+
 /* record: the ranges read during the recording come back as range lines. */
 START_TEST(test_record)
 {
@@ -338,7 +364,8 @@ END_TEST
 static Suite *ctl_suite(void)
 {
     const TTest *tests[] = {test_verbs, test_malformed, test_long_line,
-                            test_warm, test_warm_class, test_record};
+                            test_warm, test_warm_class, test_mixed_all_or_nothing,
+                            test_record};
     return ck_suite("ctl", tests, CK_NTESTS(tests), setup, teardown, 60);
 }
 

@@ -164,16 +164,15 @@ static int refuse_profiles(struct conn *k, const char *spec)
     return bad ? -EPERM : 0;
 }
 
-/* Apply resolved sets, weakest class first (a range named in two ends in
- * the stronger); an unpin's sets[PIN_NONE] comes out of every class. */
+/* Apply resolved sets as the tool's pins, every class in one change (a
+ * range named in two ends in the stronger): a request whose boot part is
+ * refused over the quota leaves nothing of it applied.  An unpin's
+ * sets[PIN_NONE] comes out of every class. */
 static int change_sets(struct tmpl *t, struct byte_range **sets, size_t *n,
                        int unpin, char *err, size_t errlen)
 {
-    int rc = 0;
-    for (int c = unpin ? PIN_NONE : PIN_LOW; c < PIN_NCLASS && rc == 0; c++)
-        if (n[c] > 0)
-            rc = pin_change(t, sets[c], n[c], c, unpin, err, errlen);
-    return rc;
+    return pin_apply(t, PIN_SRC_TOOL, unpin ? PIN_OP_REMOVE : PIN_OP_ADD,
+                     sets, n, err, errlen);
 }
 
 static int do_change(struct conn *k, char **f, int nf, int unpin)
