@@ -54,8 +54,15 @@ int prewarm_config(struct tmpl *t, const char *spec, uint64_t seq);
  * fetched (*failed = their bytes). */
 typedef void (*prewarm_progress_fn)(void *ctx, uint64_t done,
                                     uint64_t total);
+/* cancelled (may be NULL) is asked, from any thread and with no lock
+ * held, between chunks and every 100 ms while the warm waits for its
+ * rate: non-zero stops the warm before its next read (the reads in
+ * flight end, each bounded by origin_timeout), and prewarm_run then
+ * returns -ECANCELED if blocks are missing.  It must not block. */
+typedef int (*prewarm_cancel_fn)(void *ctx);
 int prewarm_run(struct tmpl *t, int cls, unsigned parallel, uint64_t rate,
-                prewarm_progress_fn progress, void *ctx, uint64_t *failed);
+                prewarm_progress_fn progress, prewarm_cancel_fn cancelled,
+                void *ctx, uint64_t *failed);
 
 struct cache;
 /* The daemon's own pre-warm (config "prewarm", after start-up and each
@@ -64,7 +71,8 @@ struct cache;
  * (the newest access count among its present blocks).  Each template and
  * class is one prewarm_run-like warm (FETCH_WARM, warm_rate) that reads
  * only chunks with something missing, so present blocks' hits and ages
- * are left alone.  Stops between chunks once *stop (atomic) is set.
+ * are left alone.  Stops between chunks, and within 100 ms of a wait for
+ * warm_rate, once *stop (atomic) is set.
  * Returns the bytes that could not be fetched (logged per template). */
 uint64_t prewarm_pending(struct cache *c, unsigned parallel, const int *stop);
 

@@ -180,7 +180,7 @@ START_TEST(test_run_fills_pins)
     const uint64_t pinned = 3 * CK_BS + (1 << 20) + CK_BS;
     struct progress p = {0};
     uint64_t failed = 99;
-    ck_assert_int_eq(prewarm_run(t, PIN_NONE, 4, 0, on_progress, &p, &failed), 0);
+    ck_assert_int_eq(prewarm_run(t, PIN_NONE, 4, 0, on_progress, NULL, &p, &failed), 0);
     ck_assert_uint_eq(failed, 0);
     ck_assert(!p.backwards);
     ck_assert_uint_ge(p.calls, 3); /* one per chunk: the 1M pin is two */
@@ -199,7 +199,7 @@ START_TEST(test_run_fills_pins)
     ck_read_blk(g, 300, 1); /* the bytes are the origin's */
     ck_assert_uint_eq(ck_stat(&t->st.origin_reads), reads);
     failed = 99;
-    ck_assert_int_eq(prewarm_run(t, PIN_NONE, 1, 0, NULL, NULL, &failed), 0);
+    ck_assert_int_eq(prewarm_run(t, PIN_NONE, 1, 0, NULL, NULL, NULL, &failed), 0);
     ck_assert_uint_eq(failed, 0);
     ck_assert_uint_eq(ck_stat(&t->st.origin_reads), reads);
     cache_gen_put(g);
@@ -221,7 +221,7 @@ START_TEST(test_run_origin_gone)
     snprintf(path, sizeof path, "%s/origin/a.img", tmpdir);
     ck_assert_int_eq(unlink(path), 0);
     uint64_t failed = 0;
-    ck_assert_int_eq(prewarm_run(t, PIN_NONE, 2, 0, NULL, NULL, &failed), -EIO);
+    ck_assert_int_eq(prewarm_run(t, PIN_NONE, 2, 0, NULL, NULL, NULL, &failed), -EIO);
     ck_assert_uint_eq(failed, 3 * CK_BS);
     ck_assert(ck_cached(g, 2));
     ck_assert(!ck_cached(g, 0) && !ck_cached(g, 1) && !ck_cached(g, 3));

@@ -15,6 +15,10 @@
 #     pre-warmed first after a restart (the origin's log).
 #  4. imgcache-pin warms, and judges its exit status on, only the class it
 #     pinned: a boot pin exits 0 beside low pins that do not fit.
+#  5. A paced warm stops when nobody waits for it: imgcache-pin --rate
+#     killed mid-warm, the daemon cancels the warm (the origin's log stops
+#     growing); a daemon stopped while its pre-warm waits for warm_rate
+#     (64K) exits within a few seconds.
 # shellcheck source=test/lib.sh
 . "${top_srcdir:-$(dirname "$0")/..}/test/lib.sh"
 require_fuse
@@ -186,4 +190,44 @@ assert_eq "warming the low pins (--class low, no items) cannot complete: exit 1"
 assert_eq "... and the boot range stays" "boot 0-262144 100%" \
 	"$(classes a.img | cut -d' ' -f1-3)"
 stop_imgcache "$MNT"
+rm -rf "$CACHE"
+
+# --- 5. paced warms stop: a client that goes away, a daemon that stops
+# grew N: the origin has served more than N bytes of a.img.
+grew() { [ "$(count_bytes "$OLOG" /a.img)" -gt "$1" ]; }
+{
+	global_section
+	printf 'readahead = 0\nprewarm = no\n'
+	tmpl a.img
+} >"$T/conf"
+start_daemon "$T/conf"
+b=$(count_bytes "$OLOG" /a.img)
+"$PIN" --cache-dir "$CACHE" --rate 256K a.img 0-4M >"$T/pin.out" 2>&1 &
+pinpid=$!
+wait_for 10 grew "$b" || fail "the paced warm did not start"
+kill "$pinpid"
+wait "$pinpid" 2>/dev/null || true
+check "the daemon cancels the warm of a client that went away" \
+	wait_for 5 grep -q "warm of a.img cancelled" "$IMGCACHE_LOG"
+b=$(count_bytes "$OLOG" /a.img)
+# A chunk is 1 MiB: at 256K/s the next one would be read within 4 s.
+if wait_for 6 grew "$b"; then
+	not_ok "the origin's log stops growing once the client is gone ($b, then $(count_bytes "$OLOG" /a.img))"
+else
+	ok "the origin's log stops growing once the client is gone"
+fi
+stop_imgcache "$MNT"
+rm -rf "$CACHE"
+{
+	global_section
+	printf 'readahead = 0\nwarm_rate = 64K\n'
+	tmpl a.img 0-4M
+} >"$T/conf"
+b=$(count_bytes "$OLOG" /a.img)
+start_daemon "$T/conf"
+wait_for 10 grew "$b" || fail "the paced pre-warm did not start"
+t0=$(now_ms)
+stop_imgcache "$MNT"
+assert_le "a daemon stopped while its pre-warm waits for warm_rate exits within 5 s (ms)" \
+	$(($(now_ms) - t0)) 5000
 rm -rf "$CACHE"

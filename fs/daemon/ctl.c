@@ -227,6 +227,7 @@ static int do_unpin(struct conn *k, char **f, int nf)
  * only stores figures, the worker sends them. */
 struct warm {
     struct tmpl *t;
+    int fd;                  /* the client's socket, watched for hang-ups */
     int cls;                 /* the class to warm, PIN_NONE: every class */
     unsigned parallel;
     uint64_t rate;           /* bytes/s, 0: unlimited */
@@ -246,13 +247,24 @@ static void warm_progress(void *ctx, uint64_t done, uint64_t total)
     pthread_mutex_unlock(&w->lock);
 }
 
+/* The client hung up (or ctl_stop shut its socket down): nobody waits for
+ * the warm any more, and it stops, so a killed imgcache-pin does not
+ * leave its pre-warm fetching. */
+static int warm_cancelled(void *ctx)
+{
+    const struct warm *w = ctx;
+    struct pollfd p = {.fd = w->fd, .events = POLLRDHUP};
+    return poll(&p, 1, 0) > 0 &&
+           (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL));
+}
+
 static void *warm_main(void *arg)
 {
     struct warm *w = arg;
     uint64_t failed = 0;
 
     int rc = prewarm_run(w->t, w->cls, w->parallel, w->rate, warm_progress,
-                         w, &failed);
+                         warm_cancelled, w, &failed);
     pthread_mutex_lock(&w->lock);
     w->rc = rc;
     w->failed = failed;
@@ -347,7 +359,13 @@ static int do_warm(struct conn *k, char **f, int nf)
     w.t = find_tmpl(k, f[1]);
     if (w.t == NULL)
         return 0;
+    w.fd = k->fd;
     warm_run(k, &w);
+    if (w.rc == -ECANCELED) {
+        log_info("ctl: uid %u: warm of %s cancelled: the client went away",
+                 (unsigned)k->uid, cache_tmpl_name(w.t));
+        return 0;
+    }
     if (w.rc == -EIO)
         return reply(k,
                      "error\t%" PRIu64 " bytes of pinned blocks could not "

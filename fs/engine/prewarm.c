@@ -174,7 +174,10 @@ struct warm {
     struct sched_bucket pace; /* warm_rate / the caller's rate */
     pthread_mutex_t lock; /* protects next, done, progress calls: held
                              across the callback (ic-prewarm.h) */
+    pthread_cond_t paced; /* waited on (timed, under lock) for the rate */
     prewarm_progress_fn progress;
+    prewarm_cancel_fn cancelled; /* may be NULL; asked between chunks and
+                                    while waiting for the rate */
     void *ctx;
 };
 
@@ -211,6 +214,30 @@ static int warm_chunks(struct warm *w, int cls)
 
 static uint64_t chunk_missing(const struct warm *w,
                               const struct byte_range *c);
+static int warm_stopped(const struct warm *w);
+
+/* How often a warm waiting for its rate looks at the stop flag and the
+ * caller's cancel: shutdown, or a client that went away, is not kept
+ * waiting for a bucket that refills at 64 KiB/s. */
+#define PACE_SLICE_MS 100
+
+/* Wait until `bytes` may be taken from the warm's bucket and take them:
+ * 0, or -ECANCELED when the warm was stopped meanwhile. */
+static int warm_pace(struct warm *w, uint64_t bytes)
+{
+    uint64_t wait;
+    while ((wait = sched_bucket_try(&w->pace, bytes, mono_ms())) != 0) {
+        if (warm_stopped(w))
+            return -ECANCELED;
+        struct timespec ts =
+            ms_timespec(mono_ms() + (wait < PACE_SLICE_MS ? wait
+                                                          : PACE_SLICE_MS));
+        pthread_mutex_lock(&w->lock);
+        pthread_cond_timedwait(&w->paced, &w->lock, &ts);
+        pthread_mutex_unlock(&w->lock);
+    }
+    return 0;
+}
 
 /* Read one chunk as this warm's, after taking the bytes it will fetch
  * from the bucket: the wait is over before the read starts, so it holds
@@ -229,8 +256,8 @@ static void warm_read(struct warm *w, char *buf, const struct byte_range *c)
     }
     if (w->pace.rate != 0) {
         uint64_t missing = chunk_missing(w, c);
-        if (missing > 0)
-            sched_bucket_take(&w->pace, missing);
+        if (missing > 0 && warm_pace(w, missing) < 0)
+            return; /* stopped: the read is not started */
     }
     /* A failure leaves the blocks missing; the final count says so. */
     (void)cache_read(w->g, buf, c->off, c->len, &w->who);
@@ -239,7 +266,8 @@ static void warm_read(struct warm *w, char *buf, const struct byte_range *c)
 static int warm_stopped(const struct warm *w)
 {
     return (w->stop != NULL && __atomic_load_n(w->stop, __ATOMIC_RELAXED)) ||
-           __atomic_load_n(&w->no_room, __ATOMIC_RELAXED);
+           __atomic_load_n(&w->no_room, __ATOMIC_RELAXED) ||
+           (w->cancelled != NULL && w->cancelled(w->ctx));
 }
 
 static void *warm_worker(void *arg)
@@ -316,9 +344,11 @@ static int warm_run(struct warm *w0, int cls, unsigned parallel,
                     uint64_t rate, uint64_t *failed);
 
 int prewarm_run(struct tmpl *t, int cls, unsigned parallel, uint64_t rate,
-                prewarm_progress_fn progress, void *ctx, uint64_t *failed)
+                prewarm_progress_fn progress, prewarm_cancel_fn cancelled,
+                void *ctx, uint64_t *failed)
 {
-    struct warm w = {.t = t, .progress = progress, .ctx = ctx};
+    struct warm w = {.t = t, .progress = progress, .cancelled = cancelled,
+                     .ctx = ctx};
     return warm_run(&w, cls, parallel, rate, failed);
 }
 
@@ -339,6 +369,7 @@ static int warm_run(struct warm *w0, int cls, unsigned parallel,
                       sched_rate_min(cache_conf(t->c)->warm_rate, rate),
                       mono_ms());
     pthread_mutex_init(&w.lock, NULL);
+    cond_init_mono(&w.paced);
     pthread_mutex_lock(&t->lock);
     r = warm_chunks(&w, cls);
     pthread_mutex_unlock(&t->lock);
@@ -355,12 +386,16 @@ static int warm_run(struct warm *w0, int cls, unsigned parallel,
         pthread_join(th[i], NULL);
     *failed = r == 0 ? warm_retry(&w) : 0;
     w0->no_room = w.no_room;
+    int stopped = warm_stopped(&w) && !w.no_room;
     cache_gen_put(w.g);
     free(w.chunks);
+    pthread_cond_destroy(&w.paced);
     pthread_mutex_destroy(&w.lock);
     sched_bucket_destroy(&w.pace);
     if (r < 0)
         return r;
+    if (*failed && stopped)
+        return -ECANCELED;
     return *failed ? -EIO : 0;
 }
 
@@ -444,6 +479,8 @@ uint64_t prewarm_pending(struct cache *c, unsigned parallel, const int *stop)
             log_info("template %s: pre-warming its %s pins", p[i].t->name,
                      pin_class_name(cls));
             int r = warm_run(&w, cls, parallel, 0, &failed);
+            if (r == -ECANCELED)
+                goto out; /* shutdown */
             if (r < 0 && r != -EIO)
                 log_warn("template %s: pre-warm of its %s pins: %s",
                          p[i].t->name, pin_class_name(cls), strerror(-r));
