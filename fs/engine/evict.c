@@ -403,7 +403,7 @@ static uint64_t evict_global(struct cache *c, const struct tmpl *t,
 
 static uint64_t fs_free_shortfall(struct cache *c, uint64_t need)
 {
-    const struct conf *cf = c->conf;
+    const struct conf *cf = cache_conf(c);
     struct statvfs sv;
     if (cf->min_free == 0 || statvfs(cf->cache_dir, &sv) < 0)
         return 0;
@@ -455,7 +455,7 @@ static int room_in_quota(struct gen *g, uint64_t need, int cls)
  * find its disk space above min_free. */
 static int room_in_cache(struct cache *c, const struct tmpl *t, int cls)
 {
-    uint64_t max = c->conf->cache_max;
+    uint64_t max = cache_conf(c)->cache_max;
     if (max != 0) {
         uint64_t used = evict_cache_used(c);
         if (used > max)
