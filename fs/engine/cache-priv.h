@@ -57,7 +57,8 @@
  * and a pre-warm for its rate with no engine lock held, but cfgpin_lock
  * for config pins' reads.
  * prewarm.c's warm.lock is held only around its caller's progress
- * callback, which must take nothing but a leaf of its own (ctl.c's).
+ * callback, which must take nothing but a leaf of its own (ctl.c's), and
+ * in the timed wait (100 ms at most) of a warm waiting for its rate.
  * Only cfg_lock and cfgpin_lock are held across origin I/O.
  * cache_gen_put() may take tmpl.lock: never call it with tmpl.lock held. */
 #ifndef IC_CACHE_PRIV_H
