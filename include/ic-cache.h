@@ -72,6 +72,8 @@ struct tmpl_stats { /* updated with __atomic builtins, no lock */
     uint64_t verified;     /* fetched blocks that matched the manifest */
     uint64_t verify_failed; /* fetched blocks that did not (any source) */
     uint64_t zero_skipped; /* zero blocks the manifest spared a fetch */
+    uint64_t last_used;    /* wall-clock seconds of the newest demand read
+                              (hits too; 0: never), kept in the index */
 };
 
 /* The templates (including removed ones); lock-free, see cache.c. */

@@ -20,14 +20,19 @@
  *                       client's behalf); CLASS (boot, high, low) is the
  *                       class of items without a prefix, boot when absent
  *                       (what a client from before classes means).  The
- *                       ranges move to that class from any other.
+ *                       ranges move to that class from any other of the
+ *                       tool's pins (the config's are apart, ic-pin.h).
+ *                       All classes are applied together or, when the
+ *                       boot ranges are refused over the quota, none.
  *                       -> ok\tpinned\tPINNED_BYTES (all classes)
  *   unpin\tT\tSPEC[\tCLASS]
- *                       the ranges out of CLASS; without one, out of
- *                       every class -> ok\tunpinned\tPINNED_BYTES (what
+ *                       the ranges out of CLASS of the tool's pins;
+ *                       without one, out of every class -> ok\tunpinned\tPINNED_BYTES (what
  *                       remains)
- *   warm\tT\tPARALLEL[\tRATE]
- *                       fill every missing pinned block, PARALLEL (1..16)
+ *   warm\tT\tPARALLEL[\tRATE[\tCLASS]]
+ *                       fill every missing pinned block (of CLASS only,
+ *                       when given: the figures and the answer are then
+ *                       that class's), PARALLEL (1..16)
  *                       fetches at a time, at most RATE bytes a second
  *                       (0 or absent: unlimited; warm_rate, when lower,
  *                       still applies)

@@ -5,8 +5,9 @@
  * first, then those of pin class low, then high (ic-pinspec.h), least
  * recently used first within a tier (the global access counter in struct
  * blk.atime, as CVMFS orders by a counter rather than wall-clock time);
- * boot blocks never.  A fill takes from the tiers up to its own class (the
- * strongest class of its blocks; a boot fill up to high): a fill may
+ * boot blocks never.  A fill takes from the tiers up to its own class (a
+ * fetched run makes room per stretch of blocks of one class, the
+ * strongest first; a boot fill up to high): a fill may
  * displace blocks of a weaker class, never of a stronger one, and blocks
  * of its own class (LRU) only of other templates: a pinned set larger
  * than its room stays partly resident rather than churning.  Under
@@ -41,6 +42,19 @@ struct cache;
  * many more eviction rounds (64, against 4), so concurrent fills of
  * unpinned blocks cannot starve it. */
 int evict_make_room(struct gen *g, uint64_t need, int cls);
+/* Or'd into cls: a background fill (the daemon's own pre-warm, struct
+ * origin_req.background).  It takes only free room and blocks of tiers
+ * strictly weaker than its class (an unpinned one only free room): two
+ * templates whose pins of one class do not fit together are warmed up to
+ * what fits, not in turns at every pass, each evicting the other's. */
+#define EVICT_BACKGROUND 0x10
+/* Whether `need` more bytes of class cls (EVICT_BACKGROUND allowed) in g's
+ * template could be given room now: free room under the quota, cache_max
+ * and min_free, or blocks a fill of that class may displace.  A hint for
+ * a background pre-warm, taken before it fetches anything (it would
+ * otherwise fetch bytes only to serve them uncached); scans the block
+ * tables.  Called with no engine lock held. */
+int evict_may_fit(struct gen *g, uint64_t need, int cls);
 void evict_unreserve(struct gen *g, uint64_t need);
 
 /* Evict up to `bytes` bytes from template generation g, the tiers a fill

@@ -32,9 +32,11 @@
  *          evicted_low, evicted_high,        -- evictions: blocks, any class
  *          ra_fetched, ra_used,              -- readahead bytes
  *          local_blocks, local_bytes, verified, verify_failed,
- *          zero_skipped)                     -- manifests
- *          -- (the last seven added in place when missing, with defaults
- *          -- 0: an older schema 2 binary keeps working on the file)
+ *          zero_skipped,                     -- manifests
+ *          last_used)                        -- newest demand read (s)
+ *          -- (the last eight, and blocks.sha, are added in place when
+ *          -- missing, with defaults: an older schema 2 binary keeps
+ *          -- working on the file; index.c added_cols)
  *          -- cumulative per template, saved by the daemon at each flush
  *
  * Errors: 0 or -errno; a failed statement is -EIO (logged), except one
@@ -165,6 +167,9 @@ struct index_counters {
      * fetched. */
     uint64_t local_blocks, local_bytes, verified, verify_failed;
     uint64_t zero_skipped;
+    uint64_t last_used; /* wall-clock seconds of the template's newest
+                           demand read, 0 never (column counters.last_used,
+                           added within schema 2) */
 };
 /* Zeros when the template has no row yet.  0 or -EIO. */
 int index_counters_get(struct index *ix, int64_t tid,
@@ -172,12 +177,14 @@ int index_counters_get(struct index *ix, int64_t tid,
 int index_counters_put(struct index *ix, int64_t tid,
                        const struct index_counters *c);
 
-/* Pinned byte ranges of a template with their classes (each class's
- * ranges a normalized set, the classes disjoint). */
+/* Pinned byte ranges of a template with their classes and sources (the
+ * source column: 'tool', 'config', '' for rows from before sources; per
+ * source, each class's ranges a normalized set, the classes disjoint;
+ * two sources may name the same range). */
 int index_pins_replace(struct index *ix, int64_t tid,
                        const struct class_range *r, size_t n);
 /* *out malloc'd (NULL when none), by class then offset; a row of an
- * unknown class is read as boot.  0, -ENOMEM or -EIO. */
+ * unknown class is read as boot, of an unknown source as legacy.  0, -ENOMEM or -EIO. */
 int index_pins_load(struct index *ix, int64_t tid, struct class_range **out,
                     size_t *n);
 

@@ -2,15 +2,22 @@
  * to others, by class, and boot-profile recording.  Resolving specs and
  * pre-warming, which read through the cache, are in ic-prewarm.h.
  *
- * Each template keeps one normalized set of byte ranges (sorted, merged)
- * per pin class (ic-pinspec.h: boot, high, low), the sets pairwise
- * disjoint: pinning a range with a class moves it out of the others, so
- * changing a range's class is one pin_change.  Applied, the ranges are
+ * Each template keeps, per pin source (ic-pinspec.h: the config, the tool,
+ * legacy), one normalized set of byte ranges (sorted, merged) per pin
+ * class (boot, high, low), a source's sets pairwise disjoint: pinning a
+ * range with a class moves it out of that source's other classes, so
+ * changing a range's class is one pin_change.  The sources together make
+ * the template's pin sets: a range in the strongest class any source
+ * gives it.  A source changes only its own pins: a reload replaces the
+ * config's (prewarm_config), imgcache-pin adds to and removes from the
+ * tool's, so a range the tool pinned boot stays boot whatever the config
+ * says of it, and unpinning it with the tool leaves the config's pin.
+ * Applied, the ranges are
  * rounded out to blocks: every block they touch gets its class in its
  * flags (BLK_CLASS, ic-blockmap.h) in the current generation (and in each
  * new one), the strongest class when ranges of two classes share a block.
- * The sets are persisted in the index (pins table, with their class) by
- * the writer.  Boot blocks are never evicted and count against the quota:
+ * The sets are persisted in the index (pins table, with their class and
+ * source) by the writer.  Boot blocks are never evicted and count against the quota:
  * a change that would put more than the quota under boot pins is refused.
  * High and low blocks are evicted after every unpinned block (ic-evict.h);
  * pinning them is never refused, and they may be partly resident.
@@ -33,12 +40,26 @@
 struct tmpl;
 struct gen;
 
-/* Add (unpin = 0) ranges to class cls (taking them out of the other
- * classes), or remove (unpin = 1) them from class cls, PIN_NONE: from
- * every class.  Adding boot ranges is refused with -EDQUOT and a message
- * "pin of template X refused: asks N bytes, M already pinned, quota Q"
- * when the boot blocks would exceed the quota (M: the boot bytes).
- * 0 or -errno. */
+enum pin_op { PIN_OP_ADD = 0, PIN_OP_REMOVE = 1, PIN_OP_REPLACE = 2 };
+
+/* One change of source src's pins, all classes at once: ADD puts sets[k]
+ * in class k (taking them out of the source's other classes; a range in
+ * two of sets ends in the stronger); REMOVE takes sets[k] out of class k
+ * and sets[PIN_NONE] out of every class; REPLACE makes the source's sets
+ * exactly sets.  The tool's ADD and REMOVE also take their ranges out of
+ * the legacy pins, and the config's REPLACE gives the legacy pins it does
+ * not name to the tool (ic-pinspec.h).  sets and n have PIN_NCLASS
+ * entries (sets[PIN_NONE] is read by REMOVE only).  A change that asks
+ * for boot ranges and would put more boot bytes than the quota (and than
+ * now) under boot pins is refused whole, with -EDQUOT and a message "pin
+ * of template X refused: asks N bytes, M already pinned, quota Q" (M: the
+ * boot bytes): none of its classes is applied.  0 or -errno. */
+int pin_apply(struct tmpl *t, int src, int op, struct byte_range *const *sets,
+              const size_t *n, char *err, size_t errlen);
+
+/* The tool's (imgcache-pin's) one-class change: add (unpin = 0) ranges to
+ * class cls, or remove (unpin = 1) them from class cls, PIN_NONE: from
+ * every class; pin_apply of PIN_SRC_TOOL.  0 or -errno. */
 int pin_change(struct tmpl *t, const struct byte_range *r, size_t n, int cls,
                int unpin, char *err, size_t errlen);
 

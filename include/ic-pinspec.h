@@ -63,10 +63,20 @@ const char *pin_class_name(int cls);
  * or -EINVAL. */
 int pin_class_parse(const char *s, size_t n);
 
+/* Who made a pin.  A block's class is the strongest any source gives it;
+ * each source changes only its own pins: a reload replaces the config's,
+ * imgcache-pin (the ctl verbs) adds and removes the tool's.  Legacy pins
+ * were persisted before sources were told apart (the index's empty
+ * source): the tool's to change, and at the first config load those the
+ * config does not name become the tool's (ic-pin.h). */
+enum pin_source { PIN_SRC_TOOL = 0, PIN_SRC_CONFIG = 1, PIN_SRC_LEGACY = 2 };
+#define PIN_NSRC 3
+
 /* A range of one class: how pin sets are persisted and listed. */
 struct class_range {
     uint64_t off, len;
     int cls; /* enum pin_class, never PIN_NONE */
+    int src; /* enum pin_source (ic-pin.h): who pinned it */
 };
 
 struct pin_item {

@@ -42,7 +42,8 @@ void prewarm_sets_free(struct byte_range **sets, size_t *n);
  * are as they were, and the next config load tries again). */
 int prewarm_config(struct tmpl *t, const char *spec, uint64_t seq);
 /* Fill every missing pinned block of class cls (PIN_NONE: of every
- * class, boot ranges first, then high, then low), `parallel` fetches at a
+ * class, boot ranges first, then high, then low; the figures and the
+ * result count that class's blocks only), `parallel` fetches at a
  * time (1..16),
  * as one flow of class FETCH_WARM (ic-sched.h: behind every demand read
  * of the same origin host), at most `rate` bytes per second or the
@@ -54,17 +55,30 @@ int prewarm_config(struct tmpl *t, const char *spec, uint64_t seq);
  * fetched (*failed = their bytes). */
 typedef void (*prewarm_progress_fn)(void *ctx, uint64_t done,
                                     uint64_t total);
+/* cancelled (may be NULL) is asked, from any thread and with no lock
+ * held, between chunks and every 100 ms while the warm waits for its
+ * rate: non-zero stops the warm before its next read (the reads in
+ * flight end, each bounded by origin_timeout), and prewarm_run then
+ * returns -ECANCELED if blocks are missing.  It must not block. */
+typedef int (*prewarm_cancel_fn)(void *ctx);
 int prewarm_run(struct tmpl *t, int cls, unsigned parallel, uint64_t rate,
-                prewarm_progress_fn progress, void *ctx, uint64_t *failed);
+                prewarm_progress_fn progress, prewarm_cancel_fn cancelled,
+                void *ctx, uint64_t *failed);
 
 struct cache;
 /* The daemon's own pre-warm (config "prewarm", after start-up and each
  * reload): every template's missing boot blocks, then every template's
  * high, then low; within a class the most recently used template first
- * (the newest access count among its present blocks).  Each template and
+ * (below).  Each template and
  * class is one prewarm_run-like warm (FETCH_WARM, warm_rate) that reads
  * only chunks with something missing, so present blocks' hits and ages
- * are left alone.  Stops between chunks once *stop (atomic) is set.
+ * are left alone.  Its fills are background fills (EVICT_BACKGROUND,
+ * ic-evict.h): free room or weaker classes' blocks only, and a template's
+ * warm of a class stops, before fetching, at the first chunk that would
+ * not fit (evict_may_fit).  "Most recently used" is tmpl_stats.last_used
+ * (demand reads, hits included; kept in the index), then the newest
+ * access count.  Stops between chunks, and within 100 ms of a wait for
+ * warm_rate, once *stop (atomic) is set.
  * Returns the bytes that could not be fetched (logged per template). */
 uint64_t prewarm_pending(struct cache *c, unsigned parallel, const int *stop);
 

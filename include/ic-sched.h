@@ -79,6 +79,10 @@ struct origin_req {
      * left, and where the index of the source that answered is stored. */
     uint32_t avoid;
     int *source;
+    /* Not the scheduler's: for the cache, a fill of the daemon's own
+     * background pre-warm, which takes only free room or blocks of pin
+     * classes weaker than its own (ic-evict.h, EVICT_BACKGROUND). */
+    int background;
 };
 
 #define SCHED_STAMPS 64

@@ -197,13 +197,14 @@ START_TEST(test_malformed)
                   "a bad range: '%s'", got);
 #define WARM_USAGE                                                             \
     "error\tusage: warm TEMPLATE PARALLEL (1..16) [RATE (bytes/s, 0 or "      \
-    "from 64K to 1T)]"
+    "from 64K to 1T) [boot|high|low]]"
     ck_ask(&k, "warm\ta.img\t99", WARM_USAGE);
     ck_ask(&k, "warm\ta.img", WARM_USAGE);
     ck_ask(&k, "warm\ta.img\t4\t1000", WARM_USAGE);
     ck_ask(&k, "warm\ta.img\t4\t8E", WARM_USAGE); /* past 1T/s */
     ck_ask(&k, "warm\ta.img\t4\tfast", WARM_USAGE);
     ck_ask(&k, "warm\ta.img\t4\t1M\tx", WARM_USAGE);
+    ck_ask(&k, "warm\ta.img\t4\t0\tlow\textra", WARM_USAGE);
     ck_ask(&k, "record\ta.img\t0",
            "error\tusage: record TEMPLATE SECONDS (1..3600) [trace]");
     ck_ask(&k, "record\ta.img\t-5",
@@ -268,6 +269,60 @@ START_TEST(test_warm)
         ck_assert(ck_cached(g, b));
     ck_assert(!ck_cached(g, 4));
     cache_gen_put(g);
+    close(k.fd);
+    srv_stop(&s);
+}
+END_TEST
+
+/* warm with a class fills only that class's blocks, and its total is
+ * that class's: boot 0-8K, low 8K-16K; a boot warm leaves the low blocks
+ * missing and answers ok. */
+START_TEST(test_warm_class)
+{
+    struct server s;
+    struct client k;
+    char got[4096];
+    srv_start(&s);
+    cl_open(&s, &k);
+    ck_ask(&k, "pin\ta.img\t0-8192", "ok\tpinned\t8192");
+    ck_ask(&k, "pin\ta.img\t8192-16384\tlow", "ok\tpinned\t16384");
+    ask(&k, "warm\ta.img\t2\t0\tboot", got, sizeof got);
+    const char *last = strrchr(got, '|');
+    ck_assert_str_eq(last ? last + 1 : got, "ok\twarm\t8192");
+    struct gen *g = ck_gen(&s.e, "a.img");
+    ck_assert(ck_cached(g, 0) && ck_cached(g, 1));
+    ck_assert(!ck_cached(g, 2) && !ck_cached(g, 3));
+    ask(&k, "warm\ta.img\t2\t0\tlow", got, sizeof got);
+    last = strrchr(got, '|');
+    ck_assert_str_eq(last ? last + 1 : got, "ok\twarm\t8192");
+    ck_assert(ck_cached(g, 2) && ck_cached(g, 3));
+    cache_gen_put(g);
+    close(k.fd);
+    srv_stop(&s);
+}
+END_TEST
+
+/* A request naming several classes is applied whole or not at all: with
+ * the boot part over the quota, its low part is not pinned either. */
+START_TEST(test_mixed_all_or_nothing)
+{
+    struct server s;
+    struct client k;
+    char got[1024];
+    srv_start(&s);
+    struct gen *g = ck_gen(&s.e, "a.img");
+    __atomic_store_n(&g->t->quota, 8192, __ATOMIC_RELAXED);
+    cache_gen_put(g);
+    cl_open(&s, &k);
+    ask(&k, "pin\ta.img\tlow:32768-40960,boot:0-16384", got, sizeof got);
+    ck_assert_msg(strncmp(got, "error\tpin of template a.img refused",
+                          strlen("error\tpin of template a.img refused")) ==
+                      0, "got '%s'", got);
+    ck_ask(&k, "list\ta.img", "ok");
+    ck_ask(&k, "pin\ta.img\tlow:32768-40960,boot:0-8192",
+           "ok\tpinned\t16384");
+    ck_ask(&k, "list\ta.img", "pin\ta.img\t0\t8192\t8192\t0|"
+                              "pin\ta.img\t32768\t8192\t8192\t0\tlow|ok");
     close(k.fd);
     srv_stop(&s);
 }
@@ -359,8 +414,8 @@ END_TEST
 static Suite *ctl_suite(void)
 {
     const TTest *tests[] = {test_verbs, test_malformed, test_long_line,
-                            test_warm, test_record,
-                            test_record_trace};
+                            test_warm, test_warm_class, test_mixed_all_or_nothing,
+                            test_record, test_record_trace};
     return ck_suite("ctl", tests, CK_NTESTS(tests), setup, teardown, 60);
 }
 

@@ -408,6 +408,36 @@ START_TEST(test_class_global)
 }
 END_TEST
 
+/* A fill run is split at class boundaries: one read of blocks 4 (boot),
+ * 5 and 6 (unpinned) under a quota holding a low block 0 and a high
+ * block 1 with room for one more block.  The boot block takes the free
+ * room; the unpinned blocks may displace only unpinned ones, so they are
+ * served uncached and the low and high blocks stay (a run counted whole
+ * as boot would have evicted them). */
+START_TEST(test_run_split_by_class)
+{
+    struct ck_engine e;
+    char buf[3 * CK_BS];
+    start_one(&e, "readahead = 0\n", 8, "quota = 16K");
+    struct gen *g = ck_gen(&e, "a.img");
+    pin_cls(g->t, 0, PIN_LOW);
+    pin_cls(g->t, 1, PIN_HIGH);
+    pin_cls(g->t, 4, PIN_BOOT);
+    ck_read_blk(g, 0, 1);
+    ck_read_blk(g, 1, 1);
+    ck_assert_int_eq(cache_read(g, buf, 4 * CK_BS, sizeof buf, NULL),
+                     (ssize_t)sizeof buf);
+    ck_assert(ck_cached(g, 4));
+    ck_assert(ck_cached(g, 0) && ck_cached(g, 1));
+    ck_assert(!ck_cached(g, 5) && !ck_cached(g, 6));
+    ck_assert_uint_eq(ck_stat(&g->t->st.evictions), 0);
+    ck_assert_uint_eq(ck_stat(&g->t->st.evicted_class[PIN_LOW]), 0);
+    ck_assert_uint_eq(g->reserved, 0);
+    cache_gen_put(g);
+    ck_engine_stop(&e);
+}
+END_TEST
+
 static Suite *evict_suite(void)
 {
     const TTest *tests[] = {test_quota_lru,        test_pinned_not_chosen,
@@ -415,7 +445,7 @@ static Suite *evict_suite(void)
                             test_reserve_quota,    test_reserve_cache_max,
                             test_from_gen,         test_min_free,
                             test_class_tiers,      test_class_no_reverse,
-                            test_class_global};
+                            test_class_global,     test_run_split_by_class};
     return ck_suite("evict", tests, CK_NTESTS(tests), setup, teardown, 60);
 }
 

@@ -917,6 +917,66 @@ START_TEST(v1_index_migrated)
 }
 END_TEST
 
+/* Schema 2 as the session before counters.last_used and pin sources
+ * wrote it: the v1 tables with the classes' columns. */
+static const char v2_alters[] =
+    "ALTER TABLE pins ADD COLUMN class TEXT NOT NULL DEFAULT 'boot';"
+    "ALTER TABLE counters ADD COLUMN evicted_low INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE counters ADD COLUMN evicted_high INTEGER NOT NULL DEFAULT 0;"
+    "UPDATE meta SET value = '2' WHERE key = 'schema_version';";
+
+/* Columns added within schema 2 (rule: no version bump): a read-only
+ * open of an index without counters.last_used reads it as 0; a
+ * read-write one adds it (the version stays 2) and keeps it; pins keep
+ * their source, an empty one (from before sources) reading as legacy. */
+START_TEST(v2_columns_added)
+{
+    const char *db = tpath(INDEX_FILE);
+    sql_exec(db, v1_schema);
+    sql_exec(db, v2_alters);
+    struct index *ix = NULL;
+    struct index_counters c;
+    ck_assert_int_eq(index_open_ro(tmpdir, &ix), 0);
+    ck_assert_int_eq(index_counters_get(ix, 1, &c), 0);
+    ck_assert_uint_eq(c.evictions, 9);
+    ck_assert_uint_eq(c.last_used, 0);
+    index_close(ix);
+
+    ix = open_ok();
+    ck_assert_ptr_null(index_moved_aside(ix));
+    ck_assert_int_eq(sql_int(db, "SELECT value FROM meta "
+                                 "WHERE key = 'schema_version'"), 2);
+    ck_assert_int_eq(sql_int(db, "SELECT count(*) FROM pragma_table_info("
+                                 "'counters') WHERE name = 'last_used'"), 1);
+    struct class_range *r;
+    size_t n;
+    ck_assert_int_eq(index_pins_load(ix, 1, &r, &n), 0);
+    ck_assert_uint_eq(n, 2);
+    ck_assert_int_eq(r[0].src, PIN_SRC_LEGACY);
+    free(r);
+    c.last_used = 1700000000;
+    ck_assert_int_eq(index_counters_put(ix, 1, &c), 0);
+    struct class_range w[2] = {{0, 4096, PIN_LOW, PIN_SRC_CONFIG},
+                               {0, 4096, PIN_BOOT, PIN_SRC_TOOL}};
+    ck_assert_int_eq(index_pins_replace(ix, 1, w, 2), 0);
+    index_close(ix);
+
+    ck_assert_int_eq(index_open_ro(tmpdir, &ix), 0);
+    ck_assert_int_eq(index_counters_get(ix, 1, &c), 0);
+    ck_assert_uint_eq(c.last_used, 1700000000);
+    ck_assert_uint_eq(c.evictions, 9);
+    ck_assert_int_eq(index_pins_load(ix, 1, &r, &n), 0);
+    ck_assert_uint_eq(n, 2);
+    for (size_t i = 0; i < n; i++)
+        ck_assert_int_eq(r[i].src, r[i].cls == PIN_LOW ? PIN_SRC_CONFIG
+                                                       : PIN_SRC_TOOL);
+    free(r);
+    index_close(ix);
+    ck_assert_int_eq(sql_int(db, "SELECT count(*) FROM pins "
+                                 "WHERE source = 'config'"), 1);
+}
+END_TEST
+
 static Suite *index_suite(void)
 {
     Suite *s = suite_create("index");
@@ -938,7 +998,7 @@ static Suite *index_suite(void)
                     unknown_version_moved_aside, tampered_schema_moved_aside,
                     empty_file_initialised, garbage_wal_and_shm_ignored}},
         {"readonly", {ro_missing, ro_sees_rw_rows, ro_never_moves_aside}},
-        {"migration", {v1_index_migrated}},
+        {"migration", {v1_index_migrated, v2_columns_added}},
     };
 
     for (size_t g = 0; g < sizeof groups / sizeof groups[0]; g++) {

@@ -180,7 +180,7 @@ START_TEST(test_run_fills_pins)
     const uint64_t pinned = 3 * CK_BS + (1 << 20) + CK_BS;
     struct progress p = {0};
     uint64_t failed = 99;
-    ck_assert_int_eq(prewarm_run(t, PIN_NONE, 4, 0, on_progress, &p, &failed), 0);
+    ck_assert_int_eq(prewarm_run(t, PIN_NONE, 4, 0, on_progress, NULL, &p, &failed), 0);
     ck_assert_uint_eq(failed, 0);
     ck_assert(!p.backwards);
     ck_assert_uint_ge(p.calls, 3); /* one per chunk: the 1M pin is two */
@@ -199,7 +199,7 @@ START_TEST(test_run_fills_pins)
     ck_read_blk(g, 300, 1); /* the bytes are the origin's */
     ck_assert_uint_eq(ck_stat(&t->st.origin_reads), reads);
     failed = 99;
-    ck_assert_int_eq(prewarm_run(t, PIN_NONE, 1, 0, NULL, NULL, &failed), 0);
+    ck_assert_int_eq(prewarm_run(t, PIN_NONE, 1, 0, NULL, NULL, NULL, &failed), 0);
     ck_assert_uint_eq(failed, 0);
     ck_assert_uint_eq(ck_stat(&t->st.origin_reads), reads);
     cache_gen_put(g);
@@ -221,7 +221,7 @@ START_TEST(test_run_origin_gone)
     snprintf(path, sizeof path, "%s/origin/a.img", tmpdir);
     ck_assert_int_eq(unlink(path), 0);
     uint64_t failed = 0;
-    ck_assert_int_eq(prewarm_run(t, PIN_NONE, 2, 0, NULL, NULL, &failed), -EIO);
+    ck_assert_int_eq(prewarm_run(t, PIN_NONE, 2, 0, NULL, NULL, NULL, &failed), -EIO);
     ck_assert_uint_eq(failed, 3 * CK_BS);
     ck_assert(ck_cached(g, 2));
     ck_assert(!ck_cached(g, 0) && !ck_cached(g, 1) && !ck_cached(g, 3));
@@ -284,11 +284,69 @@ START_TEST(test_config)
 }
 END_TEST
 
+/* BLK_CLASS of a block. */
+static int blk_cls(struct gen *g, uint64_t blk)
+{
+    pthread_mutex_lock(&g->lock);
+    int c = BLK_CLASS(g->bm.v[blk].flags);
+    pthread_mutex_unlock(&g->lock);
+    return c;
+}
+
+/* The config's pins and the tool's are separate sources, a block in the
+ * strongest class of either: the tool's boot 0-8K stays boot under a
+ * config "low:0-16K" (8K-16K low); the tool's unpin leaves the config's
+ * low pin; a config load without the range leaves the tool's pin; a
+ * legacy pin (from before sources) the config does not name becomes the
+ * tool's at the config's next load. */
+START_TEST(test_config_sources)
+{
+    struct ck_engine e;
+    char err[256];
+    start_one(&e, 16);
+    struct tmpl *t = ck_tmpl(&e, "a.img");
+    struct gen *g = ck_gen(&e, "a.img");
+    pin_range(t, 0, 2 * CK_BS); /* the tool's, boot */
+    prewarm_config(t, "low:0-16K", 1);
+    ck_assert_int_eq(blk_cls(g, 0), PIN_BOOT);
+    ck_assert_int_eq(blk_cls(g, 1), PIN_BOOT);
+    ck_assert_int_eq(blk_cls(g, 2), PIN_LOW);
+    struct byte_range r = {0, 2 * CK_BS};
+    ck_assert_int_eq(pin_change(t, &r, 1, PIN_NONE, 1, err, sizeof err), 0);
+    ck_assert_int_eq(blk_cls(g, 0), PIN_LOW);
+    ck_assert_int_eq(pin_change(t, &r, 1, PIN_HIGH, 0, err, sizeof err), 0);
+    prewarm_config(t, NULL, 2);
+    ck_assert_int_eq(blk_cls(g, 0), PIN_HIGH);
+    ck_assert_int_eq(blk_cls(g, 2), PIN_NONE);
+    /* A legacy range (the index's empty source) as pin_load leaves it. */
+    struct byte_range lr = {8 * CK_BS, CK_BS}, cr = {12 * CK_BS, CK_BS};
+    struct byte_range *sets[PIN_NCLASS] = {0};
+    size_t n[PIN_NCLASS] = {0};
+    sets[PIN_BOOT] = &lr;
+    n[PIN_BOOT] = 1;
+    ck_assert_int_eq(pin_apply(t, PIN_SRC_LEGACY, PIN_OP_ADD, sets, n, err,
+                               sizeof err), 0);
+    sets[PIN_BOOT] = &cr;
+    ck_assert_int_eq(pin_apply(t, PIN_SRC_LEGACY, PIN_OP_ADD, sets, n, err,
+                               sizeof err), 0);
+    prewarm_config(t, "low:48K+4K", 3); /* names the second one */
+    pthread_mutex_lock(&t->lock);
+    ck_assert_uint_eq(t->nsrc_pins[PIN_SRC_LEGACY][PIN_BOOT], 0);
+    ck_assert_uint_eq(t->nsrc_pins[PIN_SRC_TOOL][PIN_BOOT], 1);
+    ck_assert_uint_eq(t->src_pins[PIN_SRC_TOOL][PIN_BOOT][0].off, 8 * CK_BS);
+    pthread_mutex_unlock(&t->lock);
+    ck_assert_int_eq(blk_cls(g, 8), PIN_BOOT);
+    ck_assert_int_eq(blk_cls(g, 12), PIN_LOW);
+    cache_gen_put(g);
+    ck_engine_stop(&e);
+}
+END_TEST
+
 static Suite *prewarm_suite(void)
 {
     const TTest *tests[] = {test_resolve, test_resolve_errors,
                             test_run_fills_pins, test_run_origin_gone,
-                            test_config};
+                            test_config, test_config_sources};
     return ck_suite("prewarm", tests, CK_NTESTS(tests), setup, teardown, 60);
 }
 

@@ -67,3 +67,16 @@ if awk '{ print $1, $2 }' "$T/calls" | tsort >/dev/null 2>"$T/tsort"; then
 else
 	not_ok "cycle: $(cat "$T/tsort")"
 fi
+
+# The config pointer is replaced by a reload (a release store): outside
+# the config loads of engine.c (cfg_lock) it is read with cache_conf()
+# (an acquire load), never as a plain c->conf.
+src=${top_srcdir:-$(dirname "$0")/..}/fs/engine
+plain=$(grep -nE -- '->conf([^_a-zA-Z]|$)' "$src"/*.c |
+	grep -vE '^[^:]*/engine\.c:|__atomic_load_n\(&c->conf' || true)
+if [ -n "$plain" ]; then
+	not_ok "plain loads of the config pointer (use cache_conf()):
+$plain"
+else
+	ok "the engine reads the config pointer through cache_conf()"
+fi

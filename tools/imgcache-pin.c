@@ -408,14 +408,18 @@ static int on_progress(void *ctx, char **f, int nf)
 }
 
 static int warm(struct client *cl, const char *name, unsigned parallel,
-                uint64_t rate)
+                uint64_t rate, int cls)
 {
     struct progress p = {.tty = isatty(STDERR_FILENO), .t0 = mono_ms()};
     char req[512], *ok[2];
     char a[32];
 
-    /* The rate only when given: a daemon that predates it still warms. */
-    if (rate != 0)
+    /* The rate and class only when given: a daemon that predates them
+     * still warms. */
+    if (cls != PIN_NONE)
+        snprintf(req, sizeof req, "warm\t%s\t%u\t%" PRIu64 "\t%s\n", name,
+                 parallel, rate, pin_class_name(cls));
+    else if (rate != 0)
         snprintf(req, sizeof req, "warm\t%s\t%u\t%" PRIu64 "\n", name,
                  parallel, rate);
     else
@@ -633,8 +637,12 @@ static int do_pin(const struct opts *o, const char *dir)
     }
     if (have)
         rc = change(&cl, o, &ps, cls);
+    /* What was pinned is what is warmed, and judged: pinning a boot range
+     * does not fail for low pins that do not fit.  Without items, the
+     * --class given, else every class. */
+    int warm_cls = have ? (cls == PIN_NONE ? PIN_BOOT : cls) : o->cls;
     if (rc == 0 && !o->unpin && !o->no_fetch)
-        rc = warm(&cl, o->args[0], o->parallel, o->rate);
+        rc = warm(&cl, o->args[0], o->parallel, o->rate, warm_cls);
     client_close(&cl);
     free(ps.r);
     return rc;

@@ -1051,6 +1051,8 @@ static void json_counters(json_object *o, const struct trow *w)
     for (size_t i = 0; i < w->ev.nverify; i++)
         jadd(src, w->ev.verify[i].source, ju64(w->ev.verify[i].count));
     jadd(o, "verify_failures_by_source", src);
+    /* Seconds since the epoch; null for a template never read. */
+    jadd(o, "last_used", w->c.last_used ? ju64(w->c.last_used) : NULL);
 }
 
 /* "classes": {"boot": {...}, "high": {...}, "low": {...}}, every class

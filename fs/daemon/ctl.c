@@ -38,7 +38,7 @@
 #define REPLY_MAX 1024
 /* Progress lines: at most one per PROGRESS_MS. */
 #define PROGRESS_MS 200
-#define MAX_FIELDS 4
+#define MAX_FIELDS 5
 
 struct ctl {
     struct cache *c;
@@ -165,16 +165,15 @@ static int refuse_profiles(struct conn *k, const char *spec)
     return bad ? -EPERM : 0;
 }
 
-/* Apply resolved sets, weakest class first (a range named in two ends in
- * the stronger); an unpin's sets[PIN_NONE] comes out of every class. */
+/* Apply resolved sets as the tool's pins, every class in one change (a
+ * range named in two ends in the stronger): a request whose boot part is
+ * refused over the quota leaves nothing of it applied.  An unpin's
+ * sets[PIN_NONE] comes out of every class. */
 static int change_sets(struct tmpl *t, struct byte_range **sets, size_t *n,
                        int unpin, char *err, size_t errlen)
 {
-    int rc = 0;
-    for (int c = unpin ? PIN_NONE : PIN_LOW; c < PIN_NCLASS && rc == 0; c++)
-        if (n[c] > 0)
-            rc = pin_change(t, sets[c], n[c], c, unpin, err, errlen);
-    return rc;
+    return pin_apply(t, PIN_SRC_TOOL, unpin ? PIN_OP_REMOVE : PIN_OP_ADD,
+                     sets, n, err, errlen);
 }
 
 static int do_change(struct conn *k, char **f, int nf, int unpin)
@@ -229,6 +228,8 @@ static int do_unpin(struct conn *k, char **f, int nf)
  * only stores figures, the worker sends them. */
 struct warm {
     struct tmpl *t;
+    int fd;                  /* the client's socket, watched for hang-ups */
+    int cls;                 /* the class to warm, PIN_NONE: every class */
     unsigned parallel;
     uint64_t rate;           /* bytes/s, 0: unlimited */
     pthread_mutex_t lock;    /* protects the fields below */
@@ -247,13 +248,24 @@ static void warm_progress(void *ctx, uint64_t done, uint64_t total)
     pthread_mutex_unlock(&w->lock);
 }
 
+/* The client hung up (or ctl_stop shut its socket down): nobody waits for
+ * the warm any more, and it stops, so a killed imgcache-pin does not
+ * leave its pre-warm fetching. */
+static int warm_cancelled(void *ctx)
+{
+    const struct warm *w = ctx;
+    struct pollfd p = {.fd = w->fd, .events = POLLRDHUP};
+    return poll(&p, 1, 0) > 0 &&
+           (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL));
+}
+
 static void *warm_main(void *arg)
 {
     struct warm *w = arg;
     uint64_t failed = 0;
 
-    int rc = prewarm_run(w->t, PIN_NONE, w->parallel, w->rate, warm_progress,
-                         w, &failed);
+    int rc = prewarm_run(w->t, w->cls, w->parallel, w->rate, warm_progress,
+                         warm_cancelled, w, &failed);
     pthread_mutex_lock(&w->lock);
     w->rc = rc;
     w->failed = failed;
@@ -333,20 +345,28 @@ static void warm_run(struct conn *k, struct warm *w)
 
 static int do_warm(struct conn *k, char **f, int nf)
 {
-    struct warm w = {0};
+    struct warm w = {.cls = PIN_NONE};
 
-    if (nf < 3 || nf > 4 ||
+    if (nf < 3 || nf > 5 ||
         ctlproto_uint(f[2], 1, CTL_PARALLEL_MAX, &w.parallel) != 0 ||
-        (nf == 4 && (parse_size(f[3], &w.rate) != 0 ||
+        (nf >= 4 && (parse_size(f[3], &w.rate) != 0 ||
                      (w.rate != 0 && (w.rate < WARM_RATE_MIN ||
-                                      w.rate > WARM_RATE_MAX)))))
+                                      w.rate > WARM_RATE_MAX)))) ||
+        (nf == 5 && (w.cls = pin_class_parse(f[4], strlen(f[4]))) < 0))
         return reply(k, "error\tusage: warm TEMPLATE PARALLEL (1..%d) "
-                        "[RATE (bytes/s, 0 or from 64K to 1T)]",
+                        "[RATE (bytes/s, 0 or from 64K to 1T) "
+                        "[boot|high|low]]",
                      CTL_PARALLEL_MAX);
     w.t = find_tmpl(k, f[1]);
     if (w.t == NULL)
         return 0;
+    w.fd = k->fd;
     warm_run(k, &w);
+    if (w.rc == -ECANCELED) {
+        log_info("ctl: uid %u: warm of %s cancelled: the client went away",
+                 (unsigned)k->uid, cache_tmpl_name(w.t));
+        return 0;
+    }
     if (w.rc == -EIO)
         return reply(k,
                      "error\t%" PRIu64 " bytes of pinned blocks could not "

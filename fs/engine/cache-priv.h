@@ -61,7 +61,8 @@
  * and a pre-warm for its rate with no engine lock held, but cfgpin_lock
  * for config pins' reads.
  * prewarm.c's warm.lock is held only around its caller's progress
- * callback, which must take nothing but a leaf of its own (ctl.c's).
+ * callback, which must take nothing but a leaf of its own (ctl.c's), and
+ * in the timed wait (100 ms at most) of a warm waiting for its rate.
  * Only cfg_lock and cfgpin_lock are held across origin I/O.
  * cache_gen_put() may take tmpl.lock: never call it with tmpl.lock held. */
 #ifndef IC_CACHE_PRIV_H
@@ -139,11 +140,9 @@ struct tmpl {
     char *location;          /* origin path or URL (may hold secrets) */
     char *pin_spec;          /* the config's "pin =" value (cfg_lock) */
     uint64_t pin_seq;        /* config loads that set pin_spec (cfg_lock) */
-    pthread_mutex_t cfgpin_lock; /* protects cfg_pins, cfg_applied */
-    struct byte_range *cfg_pins[PIN_NCLASS]; /* what pin_spec last resolved
-                                                to, per class */
-    size_t ncfg_pins[PIN_NCLASS];
-    uint64_t cfg_applied;    /* the pin_seq whose pins cfg_pins are */
+    pthread_mutex_t cfgpin_lock; /* protects cfg_applied */
+    uint64_t cfg_applied;    /* the pin_seq whose pins the config source
+                                holds (src_pins[PIN_SRC_CONFIG]) */
     struct conf_net net;     /* src's settings, mirrors resolved for us;
                                 fixed but require_strong_etag (atomic,
                                 written under cfg_lock by a reload) */
@@ -179,8 +178,13 @@ struct tmpl {
     char *manifest_loc;      /* CONF_MANIFEST_URL's (may hold secrets) */
     int refuse_logged;       /* require_strong_etag's refusal said (ditto) */
     uint64_t uncached_log_ms; /* last serve-through log line (atomic) */
-    /* Pin sets per class (ic-pin.h), [PIN_LOW..PIN_BOOT]: each normalized,
-     * pairwise disjoint (tmpl.lock). */
+    /* Pin sets per source and class (ic-pin.h), [PIN_LOW..PIN_BOOT]:
+     * within a source each normalized, pairwise disjoint (tmpl.lock). */
+    struct byte_range *src_pins[PIN_NSRC][PIN_NCLASS];
+    size_t nsrc_pins[PIN_NSRC][PIN_NCLASS];
+    /* What they make together, a range in the strongest class any source
+     * gives it: each normalized, pairwise disjoint (tmpl.lock).  What
+     * blocks are marked with, warmed and listed from. */
     struct byte_range *pins[PIN_NCLASS];
     size_t npins[PIN_NCLASS];
     /* Bytes of the blocks whose strongest pin is of each class, [PIN_NONE]

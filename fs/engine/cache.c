@@ -36,7 +36,7 @@ int cache_fills_direct(const struct conf *conf)
  * without O_DIRECT, or fills that do not bypass it). */
 static int open_direct_fd(const struct tmpl *t, uint64_t number)
 {
-    const struct conf *conf = t->c->conf;
+    const struct conf *conf = cache_conf(t->c);
     if (!cache_fills_direct(conf))
         return -1;
     int fd = store_open_direct(conf->cache_dir, t->name, number);
@@ -60,7 +60,7 @@ struct gen *cache_gen_new(struct tmpl *t, uint64_t number,
     g->refs = 1;
     static uint64_t next_uid;
     g->uid = __atomic_add_fetch(&next_uid, 1, __ATOMIC_RELAXED);
-    int fd = store_open(t->c->conf->cache_dir, t->name, number, info->size);
+    int fd = store_open(cache_conf(t->c)->cache_dir, t->name, number, info->size);
     if (fd < 0 || blockmap_init(&g->bm, block_count(info->size, g->bs)) < 0) {
         if (fd >= 0)
             close(fd);
@@ -69,7 +69,7 @@ struct gen *cache_gen_new(struct tmpl *t, uint64_t number,
     }
     g->fd = fd;
     g->dfd = open_direct_fd(t, number);
-    g->direct_reads = g->dfd >= 0 && t->c->conf->data_direct_io;
+    g->direct_reads = g->dfd >= 0 && cache_conf(t->c)->data_direct_io;
     pthread_mutex_init(&g->lock, NULL);
     cond_init_mono(&g->filled);
     pthread_rwlock_init(&g->evict_rw, NULL);
@@ -113,7 +113,7 @@ static void gen_destroy(struct gen *g)
         close(g->dfd);
     /* A superseded generation's bytes are of no further use. */
     if (superseded && t->c->w != NULL)
-        store_unlink(t->c->conf->cache_dir, t->name, g->number);
+        store_unlink(cache_conf(t->c)->cache_dir, t->name, g->number);
     blockmap_free(&g->bm);
     qmap_free(g->qmap);
     pthread_mutex_destroy(&g->lock);
@@ -582,6 +582,7 @@ void cache_tmpl_stats(const struct tmpl *t, struct tmpl_stats *out)
     out->verify_failed =
         __atomic_load_n(&st->verify_failed, __ATOMIC_RELAXED);
     out->zero_skipped = __atomic_load_n(&st->zero_skipped, __ATOMIC_RELAXED);
+    out->last_used = __atomic_load_n(&st->last_used, __ATOMIC_RELAXED);
 }
 
 void cache_gen_readahead(const struct gen *g, uint64_t *fetched,

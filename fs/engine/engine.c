@@ -179,7 +179,8 @@ static void stats_to_counters(struct tmpl *t, struct index_counters *c)
                                  .local_bytes = st.local_bytes,
                                  .verified = st.verified,
                                  .verify_failed = st.verify_failed,
-                                 .zero_skipped = st.zero_skipped};
+                                 .zero_skipped = st.zero_skipped,
+                                 .last_used = st.last_used};
 }
 
 /* The counters are cumulative across restarts: start from the index's. */
@@ -196,7 +197,8 @@ static void counters_load(struct tmpl *t, struct index *ix)
                                 .evicted_bytes = c.evicted_bytes,
                                 .uncached = c.uncached,
                                 .ra_fetched = c.ra_fetched,
-                                .ra_used = c.ra_used};
+                                .ra_used = c.ra_used,
+                                .last_used = c.last_used};
     t->st.evicted_class[PIN_LOW] = c.evicted_low;
     t->st.evicted_class[PIN_HIGH] = c.evicted_high;
     t->st.local_blocks = c.local_blocks;
@@ -386,7 +388,8 @@ static void tmpl_free(struct tmpl *t)
     tmpl_net_free(t);
     for (int k = 0; k < PIN_NCLASS; k++) {
         free(t->pins[k]);
-        free(t->cfg_pins[k]);
+        for (int s = 0; s < PIN_NSRC; s++)
+            free(t->src_pins[s][k]);
     }
     free(t->rec);
     free(t->trace);

@@ -258,6 +258,18 @@ static int self_tier_max(int cls)
     return may_take(NULL, cls, NULL, max) ? max : max - 1;
 }
 
+/* A fill's strongest tier: from its own template (self) or from every
+ * template.  A background fill's is strictly weaker than its class
+ * (PIN_NONE - 1 for an unpinned one: free room only). */
+static int fill_tier_max(int cls, int self)
+{
+    if (cls & EVICT_BACKGROUND) {
+        cls &= ~EVICT_BACKGROUND;
+        return cls >= PIN_BOOT ? PIN_HIGH : cls - 1;
+    }
+    return self ? self_tier_max(cls) : tier_max(cls);
+}
+
 uint64_t evict_from_gen(struct gen *g, uint64_t bytes, int cls)
 {
     return evict_tiers(g, bytes, bytes, self_tier_max(cls));
@@ -394,7 +406,9 @@ static uint64_t evict_global(struct cache *c, const struct tmpl *t,
                              uint64_t need, uint64_t want, int cls)
 {
     uint64_t freed = 0;
-    for (int k = PIN_NONE; k <= tier_max(cls) && freed < need; k++)
+    int max = fill_tier_max(cls, 0);
+    cls &= ~EVICT_BACKGROUND; /* below max: may_take is true */
+    for (int k = PIN_NONE; k <= max && freed < need; k++)
         freed += evict_global_tier(c, want - freed, k,
                                    may_take(t, cls, t, k) ? NULL : t);
     return freed;
@@ -402,7 +416,7 @@ static uint64_t evict_global(struct cache *c, const struct tmpl *t,
 
 static uint64_t fs_free_shortfall(struct cache *c, uint64_t need)
 {
-    const struct conf *cf = c->conf;
+    const struct conf *cf = cache_conf(c);
     struct statvfs sv;
     if (cf->min_free == 0 || statvfs(cf->cache_dir, &sv) < 0)
         return 0;
@@ -437,7 +451,8 @@ static int room_in_quota(struct gen *g, uint64_t need, int cls)
         cache_drop_prev(g->t);
     /* Concurrent fills may take the room we free, and victims used again
      * since they were chosen are kept: try again while eviction helps. */
-    for (int tries = 0; tries < (cls != PIN_NONE ? 64 : 4); tries++) {
+    for (int tries = 0; tries < ((cls & ~EVICT_BACKGROUND) != PIN_NONE ? 64 : 4);
+         tries++) {
         if (reserve_in_quota(g, need, quota))
             return 0;
         uint64_t used = gen_used(g, 1);
@@ -445,7 +460,7 @@ static int room_in_quota(struct gen *g, uint64_t need, int cls)
             continue; /* freed meanwhile */
         uint64_t over = used + need - quota;
         if (evict_tiers(g, over, over + quota / EVICT_SLACK_DIV,
-                        self_tier_max(cls)) == 0 &&
+                        fill_tier_max(cls, 1)) == 0 &&
             !wait_evictions(g))
             break;
     }
@@ -457,7 +472,7 @@ static int room_in_quota(struct gen *g, uint64_t need, int cls)
  * find its disk space above min_free. */
 static int room_in_cache(struct cache *c, const struct tmpl *t, int cls)
 {
-    uint64_t max = c->conf->cache_max;
+    uint64_t max = cache_conf(c)->cache_max;
     if (max != 0) {
         uint64_t used = evict_cache_used(c);
         while (used > max && drop_one_prev(c))
@@ -478,6 +493,71 @@ static int room_in_cache(struct cache *c, const struct tmpl *t, int cls)
             return -ENOSPC;
     }
     return 0;
+}
+
+/* Bytes of g's blocks a fill of class cls of template t may displace:
+ * tiers up to max, its own class only from other templates. */
+static uint64_t displaceable(struct gen *g, const struct tmpl *t, int cls,
+                             int max)
+{
+    uint64_t bytes = 0;
+    pthread_mutex_lock(&g->lock);
+    for (uint64_t i = 0; i < g->bm.nblocks; i++)
+        for (int k = PIN_NONE; k <= max; k++)
+            if (evictable(&g->bm.v[i], k) && may_take(t, cls, g->t, k))
+                bytes += block_len(i, g->info.size, g->bs);
+    pthread_mutex_unlock(&g->lock);
+    return bytes;
+}
+
+/* The same over every template's current generation. */
+static uint64_t displaceable_all(struct cache *c, const struct tmpl *t,
+                                 int cls, int max)
+{
+    uint64_t bytes = 0;
+    struct tmpl **v;
+    size_t nt = cache_snapshot(c, &v);
+    for (size_t i = 0; i < nt; i++) {
+        struct gen *g = cache_cur_gen(v[i]);
+        bytes += displaceable(g, t, cls, max);
+        cache_gen_put(g);
+    }
+    return bytes;
+}
+
+int evict_may_fit(struct gen *g, uint64_t need, int cls)
+{
+    struct cache *c = g->t->c;
+    const struct conf *cf = cache_conf(c);
+    int plain = cls & ~EVICT_BACKGROUND;
+    uint64_t quota = __atomic_load_n(&g->t->quota, __ATOMIC_RELAXED);
+    if (quota != 0) {
+        uint64_t used = gen_used(g, 1);
+        if (used + need > quota &&
+            used + need - quota >
+                displaceable(g, g->t, plain, fill_tier_max(cls, 1)))
+            return 0;
+    }
+    uint64_t all = 0; /* computed once, for cache_max and min_free */
+    int have_all = 0;
+    if (cf->cache_max != 0) {
+        uint64_t used = evict_cache_used(c);
+        if (used + need > cf->cache_max) {
+            all = displaceable_all(c, g->t, plain, fill_tier_max(cls, 0));
+            have_all = 1;
+            if (used + need - cf->cache_max > all)
+                return 0;
+        }
+    }
+    uint64_t pending = __atomic_load_n(&c->reserved, __ATOMIC_RELAXED);
+    uint64_t short_by = fs_free_shortfall(c, pending + need);
+    if (short_by) {
+        if (!have_all)
+            all = displaceable_all(c, g->t, plain, fill_tier_max(cls, 0));
+        if (short_by > all)
+            return 0;
+    }
+    return 1;
 }
 
 int evict_make_room(struct gen *g, uint64_t need, int cls)

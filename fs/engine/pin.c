@@ -151,40 +151,11 @@ static void class_bytes(struct byte_range *const *sets, const size_t *ns,
     out[PIN_NONE] = below;
 }
 
-/* Install new pin sets (t->lock held); takes ownership of v[1..]. */
-static void set_install(struct tmpl *t, struct byte_range **v, size_t *n)
-{
-    for (int k = PIN_LOW; k < PIN_NCLASS; k++) {
-        free(t->pins[k]);
-        t->pins[k] = v[k];
-        t->npins[k] = n[k];
-    }
-    pin_retarget(t);
-}
-
 void pin_retarget(struct tmpl *t)
 {
     class_bytes(t->pins, t->npins, t->cur->info.size, t->bs,
                 t->pinned_bytes);
     pin_mark_gen(t, t->cur);
-}
-
-/* The sets as one list of class ranges for the index (*out malloc'd). */
-static int flatten(struct byte_range *const *v, const size_t *n,
-                   struct class_range **out, size_t *nout)
-{
-    size_t total = 0, k = 0;
-    for (int c = PIN_LOW; c < PIN_NCLASS; c++)
-        total += n[c];
-    struct class_range *r = malloc((total + 1) * sizeof *r);
-    if (r == NULL)
-        return -ENOMEM;
-    for (int c = PIN_BOOT; c >= PIN_LOW; c--)
-        for (size_t i = 0; i < n[c]; i++)
-            r[k++] = (struct class_range){v[c][i].off, v[c][i].len, c};
-    *out = r;
-    *nout = k;
-    return 0;
 }
 
 /* Make the sets disjoint, a range kept in the strongest class naming it
@@ -206,36 +177,152 @@ static int make_disjoint(struct byte_range **v, size_t *n)
     return 0;
 }
 
+/* Every source's sets: a template's, or a change being prepared. */
+struct pin_state {
+    struct byte_range *v[PIN_NSRC][PIN_NCLASS];
+    size_t n[PIN_NSRC][PIN_NCLASS];
+};
+
+static void state_free(struct pin_state *p)
+{
+    for (int s = 0; s < PIN_NSRC; s++)
+        for (int k = 0; k < PIN_NCLASS; k++) {
+            free(p->v[s][k]);
+            p->v[s][k] = NULL;
+            p->n[s][k] = 0;
+        }
+}
+
+/* Replace *a by *a op b (op: union, or subtract when sub). */
+static int set_op(struct byte_range **a, size_t *na,
+                  const struct byte_range *b, size_t nb, int sub)
+{
+    struct byte_range *r;
+    size_t nr;
+    if (nb == 0)
+        return 0;
+    int e = sub ? pin_set_subtract(*a, *na, b, nb, &r, &nr)
+                : pin_set_union(*a, *na, b, nb, &r, &nr);
+    if (e < 0)
+        return e;
+    free(*a);
+    *a = r;
+    *na = nr;
+    return 0;
+}
+
+/* A copy of t's sources (t->lock held). */
+static int state_copy(struct tmpl *t, struct pin_state *p)
+{
+    memset(p, 0, sizeof *p);
+    for (int s = 0; s < PIN_NSRC; s++)
+        for (int k = PIN_LOW; k < PIN_NCLASS; k++)
+            if (pin_set_union(t->src_pins[s][k], t->nsrc_pins[s][k], NULL,
+                              0, &p->v[s][k], &p->n[s][k]) < 0) {
+                state_free(p);
+                return -ENOMEM;
+            }
+    return 0;
+}
+
+/* What the sources make together: per class the union of every source's,
+ * then each range in the strongest class naming it.  v[1..] malloc'd. */
+static int state_effective(const struct pin_state *p, struct byte_range **v,
+                           size_t *n)
+{
+    memset(v, 0, PIN_NCLASS * sizeof *v);
+    memset(n, 0, PIN_NCLASS * sizeof *n);
+    int e = 0;
+    for (int k = PIN_LOW; k < PIN_NCLASS && e == 0; k++) {
+        e = pin_set_union(NULL, 0, NULL, 0, &v[k], &n[k]);
+        for (int s = 0; s < PIN_NSRC && e == 0; s++)
+            e = set_op(&v[k], &n[k], p->v[s][k], p->n[s][k], 0);
+    }
+    if (e == 0)
+        e = make_disjoint(v, n);
+    if (e < 0)
+        for (int k = PIN_LOW; k < PIN_NCLASS; k++)
+            free(v[k]);
+    return e;
+}
+
+/* The sources as one list of class ranges for the index (*out malloc'd). */
+static int flatten(const struct pin_state *p, struct class_range **out,
+                   size_t *nout)
+{
+    size_t total = 0, k = 0;
+    for (int s = 0; s < PIN_NSRC; s++)
+        for (int c = PIN_LOW; c < PIN_NCLASS; c++)
+            total += p->n[s][c];
+    struct class_range *r = malloc((total + 1) * sizeof *r);
+    if (r == NULL)
+        return -ENOMEM;
+    for (int s = 0; s < PIN_NSRC; s++)
+        for (int c = PIN_BOOT; c >= PIN_LOW; c--)
+            for (size_t i = 0; i < p->n[s][c]; i++)
+                r[k++] = (struct class_range){p->v[s][c][i].off,
+                                              p->v[s][c][i].len, c, s};
+    *out = r;
+    *nout = k;
+    return 0;
+}
+
+/* Install new sources and the sets they make (t->lock held); takes
+ * ownership of both. */
+static void state_install(struct tmpl *t, struct pin_state *p,
+                          struct byte_range **eff, size_t *neff)
+{
+    for (int s = 0; s < PIN_NSRC; s++)
+        for (int k = PIN_LOW; k < PIN_NCLASS; k++) {
+            free(t->src_pins[s][k]);
+            t->src_pins[s][k] = p->v[s][k];
+            t->nsrc_pins[s][k] = p->n[s][k];
+            p->v[s][k] = NULL;
+            p->n[s][k] = 0;
+        }
+    for (int k = PIN_LOW; k < PIN_NCLASS; k++) {
+        free(t->pins[k]);
+        t->pins[k] = eff[k];
+        t->npins[k] = neff[k];
+    }
+    pin_retarget(t);
+}
+
 void pin_load(struct tmpl *t, struct index *ix)
 {
     struct class_range *r;
     size_t nr;
-    struct byte_range *v[PIN_NCLASS] = {0};
-    size_t n[PIN_NCLASS] = {0};
+    struct pin_state p = {0};
+    struct byte_range *eff[PIN_NCLASS];
+    size_t neff[PIN_NCLASS];
     if (index_pins_load(ix, t->tid, &r, &nr) < 0) {
         log_err("template %s: cannot load its pins from the index", t->name);
         return;
     }
-    for (int k = PIN_LOW; k < PIN_NCLASS; k++) {
-        v[k] = malloc((nr + 1) * sizeof *v[k]);
-        if (v[k] == NULL)
+    for (int s = 0; s < PIN_NSRC; s++)
+        for (int k = PIN_LOW; k < PIN_NCLASS; k++) {
+            p.v[s][k] = malloc((nr + 1) * sizeof *p.v[s][k]);
+            if (p.v[s][k] == NULL)
+                goto oom;
+            for (size_t i = 0; i < nr; i++)
+                if (r[i].cls == k && r[i].src == s)
+                    p.v[s][k][p.n[s][k]++] =
+                        (struct byte_range){r[i].off, r[i].len};
+            ranges_normalize(p.v[s][k], &p.n[s][k]);
+        }
+    for (int s = 0; s < PIN_NSRC; s++)
+        if (make_disjoint(p.v[s], p.n[s]) < 0)
             goto oom;
-        for (size_t i = 0; i < nr; i++)
-            if (r[i].cls == k)
-                v[k][n[k]++] = (struct byte_range){r[i].off, r[i].len};
-        ranges_normalize(v[k], &n[k]);
-    }
-    if (make_disjoint(v, n) < 0)
+    if (state_effective(&p, eff, neff) < 0)
         goto oom;
     free(r);
     pthread_mutex_lock(&t->lock);
-    set_install(t, v, n);
+    state_install(t, &p, eff, neff);
     pthread_mutex_unlock(&t->lock);
     return;
 oom:
     log_err("template %s: out of memory loading its pins", t->name);
-    for (int k = PIN_LOW; k < PIN_NCLASS; k++)
-        free(v[k]);
+    state_free(&p);
     free(r);
 }
 
@@ -247,77 +334,167 @@ static uint64_t ranges_bytes(const struct byte_range *r, size_t n)
     return b;
 }
 
-/* The sets after the change (each normalized, disjoint), in v[1..]. */
-static int sets_after(struct tmpl *t, const struct byte_range *r, size_t n,
-                      int cls, int unpin, struct byte_range **v, size_t *nv)
+/* Add sets[k] to class k of source src, each moved out of the source's
+ * other classes, weakest class first (a range named in two ends in the
+ * stronger).  The tool owns the legacy pins: what it names leaves them. */
+static int state_add(struct pin_state *p, int src,
+                     struct byte_range *const *sets, const size_t *n)
 {
-    for (int k = PIN_LOW; k < PIN_NCLASS; k++) {
-        int rc;
-        if (unpin && cls != PIN_NONE && k != cls)
-            rc = pin_set_union(t->pins[k], t->npins[k], NULL, 0, &v[k],
-                               &nv[k]); /* a copy */
-        else if (!unpin && k == cls)
-            rc = pin_set_union(t->pins[k], t->npins[k], r, n, &v[k], &nv[k]);
-        else /* unpinned here, or moved to cls */
-            rc = pin_set_subtract(t->pins[k], t->npins[k], r, n, &v[k],
-                                  &nv[k]);
-        if (rc < 0) {
-            while (--k >= PIN_LOW)
-                free(v[k]);
-            return rc;
+    int e = 0;
+    for (int k = PIN_LOW; k < PIN_NCLASS && e == 0; k++) {
+        if (n[k] == 0)
+            continue;
+        for (int j = PIN_LOW; j < PIN_NCLASS && e == 0; j++) {
+            e = set_op(&p->v[src][j], &p->n[src][j], sets[k], n[k], j != k);
+            if (e == 0 && src == PIN_SRC_TOOL)
+                e = set_op(&p->v[PIN_SRC_LEGACY][j],
+                           &p->n[PIN_SRC_LEGACY][j], sets[k], n[k], 1);
+        }
+    }
+    return e;
+}
+
+/* Take sets[k] out of class k of source src, sets[PIN_NONE] out of every
+ * class (and, for the tool, out of the legacy pins too). */
+static int state_remove(struct pin_state *p, int src,
+                        struct byte_range *const *sets, const size_t *n)
+{
+    int e = 0;
+    for (int k = PIN_NONE; k < PIN_NCLASS && e == 0; k++)
+        for (int j = PIN_LOW; j < PIN_NCLASS && e == 0; j++) {
+            if (k != PIN_NONE && k != j)
+                continue;
+            e = set_op(&p->v[src][j], &p->n[src][j], sets[k], n[k], 1);
+            if (e == 0 && src == PIN_SRC_TOOL)
+                e = set_op(&p->v[PIN_SRC_LEGACY][j],
+                           &p->n[PIN_SRC_LEGACY][j], sets[k], n[k], 1);
+        }
+    return e;
+}
+
+/* Make source src's sets exactly sets (a range in two classes kept in the
+ * stronger).  Replacing the config's also settles the legacy pins: those
+ * it names are its own from now on, the others become the tool's. */
+static int state_replace(struct pin_state *p, int src,
+                         struct byte_range *const *sets, const size_t *n)
+{
+    int e = 0;
+    for (int k = PIN_LOW; k < PIN_NCLASS && e == 0; k++) {
+        free(p->v[src][k]);
+        p->v[src][k] = NULL;
+        p->n[src][k] = 0;
+        e = pin_set_union(sets[k], n[k], NULL, 0, &p->v[src][k],
+                          &p->n[src][k]);
+    }
+    if (e == 0)
+        e = make_disjoint(p->v[src], p->n[src]);
+    if (e < 0 || src != PIN_SRC_CONFIG)
+        return e;
+    struct byte_range *named = NULL;
+    size_t nnamed = 0;
+    for (int k = PIN_LOW; k < PIN_NCLASS && e == 0; k++)
+        e = set_op(&named, &nnamed, p->v[src][k], p->n[src][k], 0);
+    for (int k = PIN_LOW; k < PIN_NCLASS && e == 0; k++) {
+        struct byte_range **lv = &p->v[PIN_SRC_LEGACY][k];
+        size_t *ln = &p->n[PIN_SRC_LEGACY][k];
+        e = set_op(lv, ln, named, nnamed, 1);
+        if (e == 0)
+            e = set_op(&p->v[PIN_SRC_TOOL][k], &p->n[PIN_SRC_TOOL][k], *lv,
+                       *ln, 0);
+        if (e == 0) {
+            free(*lv);
+            *lv = NULL;
+            *ln = 0;
+        }
+    }
+    free(named);
+    if (e == 0)
+        e = make_disjoint(p->v[PIN_SRC_TOOL], p->n[PIN_SRC_TOOL]);
+    return e;
+}
+
+/* p's sets made normalized copies of the caller's (the set algebra needs
+ * it): in[k] for class k. */
+static int sets_normalized(struct byte_range *const *sets, const size_t *n,
+                           struct byte_range **in, size_t *nin)
+{
+    for (int k = 0; k < PIN_NCLASS; k++) {
+        in[k] = NULL;
+        nin[k] = 0;
+        if (n[k] > 0 && pin_set_union(sets[k], n[k], NULL, 0, &in[k],
+                                      &nin[k]) < 0) {
+            while (--k >= 0)
+                free(in[k]);
+            return -ENOMEM;
         }
     }
     return 0;
 }
 
-int pin_change(struct tmpl *t, const struct byte_range *r, size_t n, int cls,
-               int unpin, char *err, size_t errlen)
+int pin_apply(struct tmpl *t, int src, int op, struct byte_range *const *sets,
+              const size_t *n, char *err, size_t errlen)
 {
-    struct byte_range *v[PIN_NCLASS] = {0};
-    size_t nv[PIN_NCLASS] = {0};
-    struct byte_range *in = NULL;
-    size_t nin = 0;
+    struct byte_range *in[PIN_NCLASS], *eff[PIN_NCLASS] = {0};
+    size_t nin[PIN_NCLASS], neff[PIN_NCLASS] = {0};
+    struct pin_state p;
     uint64_t after[PIN_NCLASS];
 
-    if (cls < PIN_NONE || cls >= PIN_NCLASS || (!unpin && cls == PIN_NONE)) {
-        snprintf(err, errlen, "bad pin class %d", cls);
+    if (src < 0 || src >= PIN_NSRC || op < PIN_OP_ADD ||
+        op > PIN_OP_REPLACE) {
+        snprintf(err, errlen, "bad pin source %d or operation %d", src, op);
         return -EINVAL;
     }
-    /* The caller's ranges normalized: the set algebra needs it. */
-    if (pin_set_union(r, n, NULL, 0, &in, &nin) < 0) {
+    if (sets_normalized(sets, n, in, nin) < 0) {
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;
     }
     pthread_mutex_lock(&t->lock);
-    int rc = sets_after(t, in, nin, cls, unpin, v, nv);
+    int rc = state_copy(t, &p);
+    if (rc == 0) {
+        rc = op == PIN_OP_ADD      ? state_add(&p, src, in, nin)
+             : op == PIN_OP_REMOVE ? state_remove(&p, src, in, nin)
+                                   : state_replace(&p, src, in, nin);
+        if (rc == 0)
+            rc = state_effective(&p, eff, neff);
+        if (rc < 0)
+            state_free(&p);
+    }
     if (rc < 0) {
         pthread_mutex_unlock(&t->lock);
-        free(in);
+        for (int k = 0; k < PIN_NCLASS; k++)
+            free(in[k]);
         snprintf(err, errlen, "out of memory");
         return rc;
     }
-    class_bytes(v, nv, t->cur->info.size, t->bs, after);
+    class_bytes(eff, neff, t->cur->info.size, t->bs, after);
     uint64_t quota = __atomic_load_n(&t->quota, __ATOMIC_RELAXED);
     /* Only boot blocks are reserved inside the quota: softer classes
-     * compete for it (and for cache_max) by eviction order instead. */
-    if (!unpin && cls == PIN_BOOT && quota != 0 && after[PIN_BOOT] > quota) {
+     * compete for it (and for cache_max) by eviction order instead.  A
+     * change asking for boot pins that would not fit is refused whole,
+     * every class of it. */
+    if (op != PIN_OP_REMOVE && nin[PIN_BOOT] > 0 && quota != 0 &&
+        after[PIN_BOOT] > quota && after[PIN_BOOT] > t->pinned_bytes[PIN_BOOT]) {
         snprintf(err, errlen,
                  "pin of template %s refused: asks %llu bytes, %llu already "
                  "pinned, quota %llu", t->name,
-                 (unsigned long long)ranges_bytes(in, nin),
+                 (unsigned long long)ranges_bytes(in[PIN_BOOT],
+                                                  nin[PIN_BOOT]),
                  (unsigned long long)t->pinned_bytes[PIN_BOOT],
                  (unsigned long long)quota);
         pthread_mutex_unlock(&t->lock);
-        for (int k = PIN_LOW; k < PIN_NCLASS; k++)
-            free(v[k]);
-        free(in);
+        state_free(&p);
+        for (int k = 0; k < PIN_NCLASS; k++) {
+            free(eff[k]);
+            free(in[k]);
+        }
         return -EDQUOT;
     }
-    free(in);
-    set_install(t, v, nv);
+    for (int k = 0; k < PIN_NCLASS; k++)
+        free(in[k]);
     struct class_range *flat;
     size_t nflat;
-    rc = flatten(t->pins, t->npins, &flat, &nflat);
+    rc = flatten(&p, &flat, &nflat);
+    state_install(t, &p, eff, neff);
     if (rc == 0) {
         rc = writer_pins(t->c->w, t->tid, flat, nflat);
         free(flat);
@@ -326,6 +503,22 @@ int pin_change(struct tmpl *t, const struct byte_range *r, size_t n, int cls,
     if (rc < 0)
         snprintf(err, errlen, "out of memory");
     return rc;
+}
+
+int pin_change(struct tmpl *t, const struct byte_range *r, size_t n, int cls,
+               int unpin, char *err, size_t errlen)
+{
+    struct byte_range *sets[PIN_NCLASS] = {0};
+    size_t ns[PIN_NCLASS] = {0};
+
+    if (cls < PIN_NONE || cls >= PIN_NCLASS || (!unpin && cls == PIN_NONE)) {
+        snprintf(err, errlen, "bad pin class %d", cls);
+        return -EINVAL;
+    }
+    sets[cls] = (struct byte_range *)r;
+    ns[cls] = n;
+    return pin_apply(t, PIN_SRC_TOOL, unpin ? PIN_OP_REMOVE : PIN_OP_ADD,
+                     sets, ns, err, errlen);
 }
 
 uint64_t pin_bytes(struct tmpl *t)

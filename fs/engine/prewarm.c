@@ -12,6 +12,7 @@
 
 #include "cache-priv.h"
 #include "ic-block.h"
+#include "ic-evict.h"
 #include "ic-log.h"
 #include "ic-pin.h"
 #include "ic-prewarm.h"
@@ -112,55 +113,13 @@ int prewarm_resolve(struct tmpl *t, const char *spec, int dflt,
     return r;
 }
 
-/* The config's pins are the config's: ranges it named before (in this
- * run) and names no more are unpinned, so editing "pin =" and reloading
- * does what it says.  cfgpin_lock keeps cfg_pins and cfg_applied together
- * (only the housekeeping thread applies config pins today, one template
- * at a time; the lock makes that a rule rather than a habit). */
-/* All classes of a set of sets as one normalized set (*out malloc'd). */
-static int sets_union(struct byte_range *const *sets, const size_t *n,
-                      struct byte_range **out, size_t *nout)
-{
-    *out = NULL;
-    *nout = 0;
-    for (int k = PIN_LOW; k < PIN_NCLASS; k++) {
-        struct byte_range *u;
-        size_t nu;
-        if (pin_set_union(*out, *nout, sets[k], n[k], &u, &nu) < 0) {
-            free(*out);
-            return -ENOMEM;
-        }
-        free(*out);
-        *out = u;
-        *nout = nu;
-    }
-    return 0;
-}
-
-/* Ranges in the config's previous sets and in none of the new ones are
- * unpinned (whatever their class now); a range that only changed class
- * is moved by pin_change below. */
-static void unpin_gone(struct tmpl *t, struct byte_range *const *r,
-                       const size_t *n)
-{
-    struct byte_range *was, *now, *gone;
-    size_t nwas, nnow, ngone;
-    char err[512];
-    if (sets_union(t->cfg_pins, t->ncfg_pins, &was, &nwas) < 0)
-        return;
-    if (nwas > 0 && sets_union(r, n, &now, &nnow) == 0) {
-        if (pin_set_subtract(was, nwas, now, nnow, &gone, &ngone) == 0) {
-            if (ngone > 0 &&
-                pin_change(t, gone, ngone, PIN_NONE, 1, err, sizeof err) < 0)
-                log_err("[%s] unpinning ranges no longer in pin =: %s",
-                        t->name, err);
-            free(gone);
-        }
-        free(now);
-    }
-    free(was);
-}
-
+/* The config's pins are the config's source (ic-pin.h): each load
+ * replaces them whole, so a range it named before and names no more loses
+ * its config pin (a pin the tool made of it stays), and editing "pin ="
+ * and reloading does what it says.  cfgpin_lock keeps the config source
+ * and cfg_applied together (only the housekeeping thread applies config
+ * pins today, one template at a time; the lock makes that a rule rather
+ * than a habit). */
 int prewarm_config(struct tmpl *t, const char *spec, uint64_t seq)
 {
     struct byte_range *r[PIN_NCLASS] = {0};
@@ -179,23 +138,12 @@ int prewarm_config(struct tmpl *t, const char *spec, uint64_t seq)
         log_err("%s: [%s] pin: %s", cache_conf(t->c)->path, t->name, err);
         goto out; /* keep the pins we have rather than guess */
     }
-    unpin_gone(t, r, n);
-    /* Weakest first: a range the config names in two classes ends in the
-     * stronger (each pin_change moves its ranges out of the others). */
-    for (int k = PIN_LOW; k < PIN_NCLASS; k++) {
-        int e = n[k] > 0 ? pin_change(t, r[k], n[k], k, 0, err, sizeof err)
-                         : 0;
-        if (e < 0) {
-            log_err("%s: [%s] pin: %s", cache_conf(t->c)->path, t->name,
-                    err);
-            rc = e;
-        }
-    }
-    for (int k = 0; k < PIN_NCLASS; k++) {
-        free(t->cfg_pins[k]);
-        t->cfg_pins[k] = r[k];
-        t->ncfg_pins[k] = n[k];
-    }
+    /* All or nothing: boot ranges over the quota leave the config's pins
+     * as they were, every class of them. */
+    rc = pin_apply(t, PIN_SRC_CONFIG, PIN_OP_REPLACE, r, n, err, sizeof err);
+    if (rc < 0)
+        log_err("%s: [%s] pin: %s", cache_conf(t->c)->path, t->name, err);
+    prewarm_sets_free(r, n);
     rc = rc < 0 ? rc : 1;
 out:
     pthread_mutex_unlock(&t->cfgpin_lock);
@@ -217,10 +165,19 @@ struct warm {
     struct origin_req who;   /* FETCH_WARM, this run's own flow */
     const int *stop;         /* atomic, may be NULL: stop taking chunks */
     int skip_present;        /* chunks with nothing missing are not read */
+    int background;          /* the daemon's own pre-warm: its fills take
+                                only free room or weaker classes' blocks
+                                (EVICT_BACKGROUND), and it stops at the
+                                first chunk that would not fit */
+    int cls;                 /* the class warmed (PIN_NONE: every class) */
+    int no_room;             /* a chunk did not fit: stop (atomic) */
     struct sched_bucket pace; /* warm_rate / the caller's rate */
     pthread_mutex_t lock; /* protects next, done, progress calls: held
                              across the callback (ic-prewarm.h) */
+    pthread_cond_t paced; /* waited on (timed, under lock) for the rate */
     prewarm_progress_fn progress;
+    prewarm_cancel_fn cancelled; /* may be NULL; asked between chunks and
+                                    while waiting for the rate */
     void *ctx;
 };
 
@@ -255,17 +212,52 @@ static int warm_chunks(struct warm *w, int cls)
     return 0;
 }
 
-static uint64_t chunk_missing(struct gen *g, const struct byte_range *c);
+static uint64_t chunk_missing(const struct warm *w,
+                              const struct byte_range *c);
+static int warm_stopped(const struct warm *w);
+
+/* How often a warm waiting for its rate looks at the stop flag and the
+ * caller's cancel: shutdown, or a client that went away, is not kept
+ * waiting for a bucket that refills at 64 KiB/s. */
+#define PACE_SLICE_MS 100
+
+/* Wait until `bytes` may be taken from the warm's bucket and take them:
+ * 0, or -ECANCELED when the warm was stopped meanwhile. */
+static int warm_pace(struct warm *w, uint64_t bytes)
+{
+    uint64_t wait;
+    while ((wait = sched_bucket_try(&w->pace, bytes, mono_ms())) != 0) {
+        if (warm_stopped(w))
+            return -ECANCELED;
+        struct timespec ts =
+            ms_timespec(mono_ms() + (wait < PACE_SLICE_MS ? wait
+                                                          : PACE_SLICE_MS));
+        pthread_mutex_lock(&w->lock);
+        pthread_cond_timedwait(&w->paced, &w->lock, &ts);
+        pthread_mutex_unlock(&w->lock);
+    }
+    return 0;
+}
 
 /* Read one chunk as this warm's, after taking the bytes it will fetch
  * from the bucket: the wait is over before the read starts, so it holds
  * no transfer slot and eats none of the read's origin_timeout. */
 static void warm_read(struct warm *w, char *buf, const struct byte_range *c)
 {
+    if (w->background) {
+        /* Fetched bytes that no room can be made for would only be served
+         * to nobody: a pass after a pass would fetch them again. */
+        uint64_t missing = chunk_missing(w, c);
+        if (missing > 0 && !evict_may_fit(w->g, missing,
+                                          w->cls | EVICT_BACKGROUND)) {
+            __atomic_store_n(&w->no_room, 1, __ATOMIC_RELAXED);
+            return;
+        }
+    }
     if (w->pace.rate != 0) {
-        uint64_t missing = chunk_missing(w->g, c);
-        if (missing > 0)
-            sched_bucket_take(&w->pace, missing);
+        uint64_t missing = chunk_missing(w, c);
+        if (missing > 0 && warm_pace(w, missing) < 0)
+            return; /* stopped: the read is not started */
     }
     /* A failure leaves the blocks missing; the final count says so. */
     (void)cache_read(w->g, buf, c->off, c->len, &w->who);
@@ -273,7 +265,9 @@ static void warm_read(struct warm *w, char *buf, const struct byte_range *c)
 
 static int warm_stopped(const struct warm *w)
 {
-    return w->stop != NULL && __atomic_load_n(w->stop, __ATOMIC_RELAXED);
+    return (w->stop != NULL && __atomic_load_n(w->stop, __ATOMIC_RELAXED)) ||
+           __atomic_load_n(&w->no_room, __ATOMIC_RELAXED) ||
+           (w->cancelled != NULL && w->cancelled(w->ctx));
 }
 
 static void *warm_worker(void *arg)
@@ -291,7 +285,7 @@ static void *warm_worker(void *arg)
         /* The background pre-warm reads only what is missing: a read of
          * present blocks would count as hits and refresh their LRU age
          * though nobody used them. */
-        if (!w->skip_present || chunk_missing(w->g, &w->chunks[i]) > 0)
+        if (!w->skip_present || chunk_missing(w, &w->chunks[i]) > 0)
             warm_read(w, buf, &w->chunks[i]);
         pthread_mutex_lock(&w->lock);
         w->done += w->chunks[i].len;
@@ -303,19 +297,22 @@ static void *warm_worker(void *arg)
     return NULL;
 }
 
-/* Bytes of the blocks of one chunk that are pinned and not present.  Only
- * this warm's chunks count: a pin added meanwhile by someone else is that
- * caller's to fetch. */
-static uint64_t chunk_missing(struct gen *g, const struct byte_range *c)
+/* Bytes of the blocks of one chunk that are pinned (of the warm's class,
+ * when it has one) and not present.  Only this warm's chunks count: a pin
+ * added meanwhile by someone else is that caller's to fetch. */
+static uint64_t chunk_missing(const struct warm *w, const struct byte_range *c)
 {
+    struct gen *g = w->g;
     uint64_t missing = 0;
     pthread_mutex_lock(&g->lock);
     for (uint64_t i = c->off / g->bs; i < g->bm.nblocks &&
                                       block_start(i, g->bs) < c->off + c->len;
-         i++)
-        if ((g->bm.v[i].flags & BLK_PINNED) &&
-            g->bm.v[i].state != BLK_PRESENT)
+         i++) {
+        uint8_t f = g->bm.v[i].flags;
+        if ((f & BLK_PINNED) && g->bm.v[i].state != BLK_PRESENT &&
+            (w->cls == PIN_NONE || (int)BLK_CLASS(f) == w->cls))
             missing += block_len(i, g->info.size, g->bs);
+    }
     pthread_mutex_unlock(&g->lock);
     return missing;
 }
@@ -328,10 +325,10 @@ static uint64_t warm_retry(struct warm *w)
     uint64_t missing = 0;
     char *buf = NULL;
     for (size_t i = 0; i < w->nchunks && !warm_stopped(w); i++) {
-        if (chunk_missing(w->g, &w->chunks[i]) == 0)
+        if (chunk_missing(w, &w->chunks[i]) == 0)
             continue;
         if (buf == NULL && (buf = malloc(WARM_CHUNK)) == NULL)
-            return chunk_missing(w->g, &w->chunks[i]);
+            return chunk_missing(w, &w->chunks[i]);
         warm_read(w, buf, &w->chunks[i]);
     }
     free(buf);
@@ -339,7 +336,7 @@ static uint64_t warm_retry(struct warm *w)
      * an earlier chunk's blocks (another template's stronger pins, or a
      * reader's fill). */
     for (size_t i = 0; i < w->nchunks; i++)
-        missing += chunk_missing(w->g, &w->chunks[i]);
+        missing += chunk_missing(w, &w->chunks[i]);
     return missing;
 }
 
@@ -347,9 +344,11 @@ static int warm_run(struct warm *w0, int cls, unsigned parallel,
                     uint64_t rate, uint64_t *failed);
 
 int prewarm_run(struct tmpl *t, int cls, unsigned parallel, uint64_t rate,
-                prewarm_progress_fn progress, void *ctx, uint64_t *failed)
+                prewarm_progress_fn progress, prewarm_cancel_fn cancelled,
+                void *ctx, uint64_t *failed)
 {
-    struct warm w = {.t = t, .progress = progress, .ctx = ctx};
+    struct warm w = {.t = t, .progress = progress, .cancelled = cancelled,
+                     .ctx = ctx};
     return warm_run(&w, cls, parallel, rate, failed);
 }
 
@@ -363,11 +362,14 @@ static int warm_run(struct warm *w0, int cls, unsigned parallel,
     if (r < 0)
         return r;
     w.who = (struct origin_req){.cls = FETCH_WARM,
-                                .flow = (uint64_t)(uintptr_t)&w};
+                                .flow = (uint64_t)(uintptr_t)&w,
+                                .background = w.background};
+    w.cls = cls;
     sched_bucket_init(&w.pace,
                       sched_rate_min(cache_conf(t->c)->warm_rate, rate),
                       mono_ms());
     pthread_mutex_init(&w.lock, NULL);
+    cond_init_mono(&w.paced);
     pthread_mutex_lock(&t->lock);
     r = warm_chunks(&w, cls);
     pthread_mutex_unlock(&t->lock);
@@ -383,20 +385,25 @@ static int warm_run(struct warm *w0, int cls, unsigned parallel,
     for (unsigned i = 0; i < started; i++)
         pthread_join(th[i], NULL);
     *failed = r == 0 ? warm_retry(&w) : 0;
+    w0->no_room = w.no_room;
+    int stopped = warm_stopped(&w) && !w.no_room;
     cache_gen_put(w.g);
     free(w.chunks);
+    pthread_cond_destroy(&w.paced);
     pthread_mutex_destroy(&w.lock);
     sched_bucket_destroy(&w.pace);
     if (r < 0)
         return r;
+    if (*failed && stopped)
+        return -ECANCELED;
     return *failed ? -EIO : 0;
 }
 
 /* ------------------------------------------------------ pending pins */
 
-/* When t was last used: the newest access count of its present blocks
- * (the LRU clock, which the index keeps across restarts). */
-static uint32_t last_used(struct tmpl *t)
+/* When t was last used, by its newest access count among its present
+ * blocks (the LRU clock; the index keeps each block's as of its fill). */
+static uint32_t newest_atime(struct tmpl *t)
 {
     uint32_t newest = 0;
     struct gen *g = cache_cur_gen(t);
@@ -427,13 +434,18 @@ static uint64_t class_missing(struct tmpl *t, int cls)
 
 struct pending_warm {
     struct tmpl *t;
-    uint32_t used;
+    uint64_t used;    /* tmpl_stats.last_used: the newest demand read,
+                         hits too, kept across restarts (seconds) */
+    uint32_t atime;   /* the newest fill or hit (the LRU clock), for
+                         templates used in the same second */
 };
 
 static int by_recency(const void *a, const void *b)
 {
     const struct pending_warm *x = a, *y = b;
-    return x->used > y->used ? -1 : x->used < y->used;
+    if (x->used != y->used)
+        return x->used > y->used ? -1 : 1;
+    return x->atime > y->atime ? -1 : x->atime < y->atime;
 }
 
 uint64_t prewarm_pending(struct cache *c, unsigned parallel, const int *stop)
@@ -441,6 +453,7 @@ uint64_t prewarm_pending(struct cache *c, unsigned parallel, const int *stop)
     struct tmpl **v;
     size_t nt = cache_snapshot(c, &v);
     uint64_t failed_all = 0;
+    size_t warmed = 0;
     struct pending_warm *p = calloc(nt + 1, sizeof *p);
     if (p == NULL)
         return 0;
@@ -450,7 +463,9 @@ uint64_t prewarm_pending(struct cache *c, unsigned parallel, const int *stop)
     for (size_t i = 0; i < nt; i++)
         if (!__atomic_load_n(&v[i]->removed, __ATOMIC_RELAXED) &&
             !__atomic_load_n(&v[i]->gone, __ATOMIC_RELAXED))
-            p[np++] = (struct pending_warm){v[i], last_used(v[i])};
+            p[np++] = (struct pending_warm){
+                v[i], __atomic_load_n(&v[i]->st.last_used, __ATOMIC_RELAXED),
+                newest_atime(v[i])};
     qsort(p, np, sizeof *p, by_recency);
     for (int cls = PIN_BOOT; cls >= PIN_LOW; cls--) {
         for (size_t i = 0; i < np; i++) {
@@ -458,22 +473,32 @@ uint64_t prewarm_pending(struct cache *c, unsigned parallel, const int *stop)
                 continue;
             if (stop && __atomic_load_n(stop, __ATOMIC_RELAXED))
                 goto out;
-            struct warm w = {.t = p[i].t, .stop = stop, .skip_present = 1};
+            struct warm w = {.t = p[i].t, .stop = stop, .skip_present = 1,
+                             .background = 1};
             uint64_t failed = 0;
             log_info("template %s: pre-warming its %s pins", p[i].t->name,
                      pin_class_name(cls));
             int r = warm_run(&w, cls, parallel, 0, &failed);
+            if (r == -ECANCELED)
+                goto out; /* shutdown */
             if (r < 0 && r != -EIO)
                 log_warn("template %s: pre-warm of its %s pins: %s",
                          p[i].t->name, pin_class_name(cls), strerror(-r));
             else if (failed)
                 log_warn("template %s: pre-warm of its %s pins: %llu bytes "
-                         "not fetched", p[i].t->name, pin_class_name(cls),
-                         (unsigned long long)failed);
+                         "not fetched%s", p[i].t->name, pin_class_name(cls),
+                         (unsigned long long)failed,
+                         w.no_room ? " (no room without evicting pins of "
+                                     "this class or a stronger one)"
+                                   : "");
             failed_all += failed;
+            warmed++;
         }
     }
 out:
+    /* What a test (or an operator) waits for after a reload. */
+    if (warmed)
+        log_info("pre-warm: pass done, %zu template warms", warmed);
     free(p);
     return failed_all;
 }

@@ -98,6 +98,16 @@ static void note_ra_used(struct gen *g, struct blk *b, uint64_t blk)
     stat_add(&g->t->st.ra_used, len);
 }
 
+/* A reader used t now (tmpl_stats.last_used, which the index keeps: the
+ * pre-warm's order after a restart).  Pre-warm and readahead reads are
+ * not uses. */
+static void note_used(struct tmpl *t)
+{
+    uint64_t now = (uint64_t)time(NULL);
+    if (__atomic_load_n(&t->st.last_used, __ATOMIC_RELAXED) != now)
+        __atomic_store_n(&t->st.last_used, now, __ATOMIC_RELAXED);
+}
+
 /* ------------------------------------------------------------ claiming */
 
 /* Claim runs of MISSING blocks not yet done (gen.lock held).  Returns the
@@ -247,18 +257,12 @@ static uint64_t punch_zeros(struct gen *g, const struct run *run,
     return cost;
 }
 
-/* The strongest pin class of a run's blocks, the fill's class for
- * eviction (a racy peek at the flags is enough: a pin changing meanwhile
- * only changes how hard the fill tries and whom it may displace). */
-static int run_class(struct gen *g, const struct run *run)
+/* A block's pin class, the fill's class for eviction (a racy peek at
+ * the flags is enough: a pin changing meanwhile only changes how hard
+ * the fill tries and whom it may displace). */
+static int blk_class(struct gen *g, uint64_t blk)
 {
-    int cls = 0;
-    for (uint64_t i = 0; i < run->n; i++) {
-        int c = BLK_CLASS(__atomic_load_n(&g->bm.v[run->start + i].flags,
-                                          __ATOMIC_RELAXED));
-        cls = c > cls ? c : cls;
-    }
-    return cls;
+    return BLK_CLASS(__atomic_load_n(&g->bm.v[blk].flags, __ATOMIC_RELAXED));
 }
 
 /* Write blocks i..j-1 of a fetched run in one write; when the disk is
@@ -287,19 +291,15 @@ static int store_span(struct gen *g, const struct run *run, const char *data,
     return (int)w;
 }
 
-/* Store a fetched run in the data file, each span of data blocks in one
- * write.  flags[i] gets the BLK_ flags to record for block i, or -1 when
- * it could not be stored (its readers are still served from memory:
- * serve-through).  A block is never recorded present unless its write
- * succeeded.  Returns the room reserved for it, to give back once its
- * blocks are published. */
-static uint64_t store_run(struct gen *g, const struct run *run,
-                          const char *data, int *flags)
+/* Store the blocks [i, j) of a fetched run whose flags are 0 (data to
+ * write), each span in one write, or give them up (flags -1) when there
+ * is no room. */
+static void store_segment(struct gen *g, const struct run *run,
+                          const char *data, int *flags, uint64_t i0,
+                          uint64_t j0, int room)
 {
-    uint64_t cost = punch_zeros(g, run, data, flags);
-    int room = cost ? evict_make_room(g, cost, run_class(g, run)) : 0;
-    for (uint64_t i = 0, j; i < run->n; i = j) {
-        for (j = i; j < run->n && flags[j] == 0; j++)
+    for (uint64_t i = i0, j; i < j0; i = j) {
+        for (j = i; j < j0 && flags[j] == 0; j++)
             ;
         if (j == i) {
             j++;
@@ -315,7 +315,44 @@ static uint64_t store_run(struct gen *g, const struct run *run,
         for (uint64_t k = i; k < j; k++)
             flags[k] = -1;
     }
-    return room == 0 ? cost : 0;
+}
+
+/* Store a fetched run in the data file, each span of data blocks in one
+ * write.  flags[i] gets the BLK_ flags to record for block i, or -1 when
+ * it could not be stored (its readers are still served from memory:
+ * serve-through).  A block is never recorded present unless its write
+ * succeeded.  Room is made per stretch of blocks of one pin class, the
+ * strongest first: the unpinned blocks of a run that touches one boot
+ * block displace only what an unpinned fill may.  Returns the room
+ * reserved, to give back once its blocks are published. */
+static uint64_t store_run(struct gen *g, const struct run *run,
+                          const char *data, int *flags, int background)
+{
+    uint64_t reserved = 0;
+    punch_zeros(g, run, data, flags);
+    int cls[FILL_MAX_BYTES / IC_BS_MIN];
+    for (uint64_t i = 0; i < run->n; i++)
+        cls[i] = blk_class(g, run->start + i);
+    for (int k = PIN_BOOT; k >= PIN_NONE; k--)
+        for (uint64_t i = 0, j; i < run->n; i = j) {
+            for (j = i; j < run->n && cls[j] == cls[i]; j++)
+                ;
+            if (cls[i] != k)
+                continue;
+            uint64_t cost = 0;
+            for (uint64_t m = i; m < j; m++)
+                if (flags[m] == 0)
+                    cost += (block_len(run->start + m, g->info.size, g->bs) +
+                             4095) & ~4095u;
+            int room = cost ? evict_make_room(g, cost,
+                                              k | (background
+                                                       ? EVICT_BACKGROUND
+                                                       : 0))
+                            : 0;
+            store_segment(g, run, data, flags, i, j, room);
+            reserved += room == 0 ? cost : 0;
+        }
+    return reserved;
 }
 
 static void publish_block(struct gen *g, uint64_t blk, const char *data,
@@ -406,7 +443,7 @@ static void publish_run(struct rq *rq, const struct run *run, const char *data)
 {
     struct gen *g = rq->g;
     int flags[FILL_MAX_BYTES / IC_BS_MIN];
-    uint64_t reserved = store_run(g, run, data, flags);
+    uint64_t reserved = store_run(g, run, data, flags, rq->oreq.background);
     int ra = rq->oreq.cls == FETCH_READAHEAD ? BLK_RA : 0;
     for (uint64_t i = 0; i < run->n; i++) {
         uint64_t blk = run->start + i;
@@ -1009,9 +1046,11 @@ ssize_t cache_read(struct gen *g, char *buf, uint64_t off, size_t size,
     if (rq.len == 0)
         return 0;
     /* A recording is of what readers asked for; a pre-warm or a qcow2
-     * walk reading through here is the cache's own work. */
-    if (rq.oreq.cls == FETCH_DEMAND)
+     * walk reading through here is the cache's own work (and no use). */
+    if (rq.oreq.cls == FETCH_DEMAND) {
         pin_record_note(g->t, off, rq.len);
+        note_used(g->t);
+    }
     rq.first = block_of(off, g->bs);
     rq.last = block_of(off + rq.len - 1, g->bs);
     rq.deadline = mono_ms() + __atomic_load_n(&g->t->timeout_ms,
@@ -1088,6 +1127,7 @@ int cache_read_fd_begin(struct gen *g, uint64_t off, size_t size,
     }
     stat_add(&g->t->st.hits, last - first + 1);
     pin_record_note(g->t, off, n);
+    note_used(g->t);
     *len = (size_t)n;
     return 1;
 }

@@ -163,7 +163,7 @@ void ra_note(struct readahead *ra, struct ra_state *s, struct gen *g,
              uint64_t off, uint64_t len)
 {
     uint64_t q_off = 0, q_len = 0, end = off + len;
-    uint64_t max = g->t->c->conf->readahead, bs = g->bs;
+    uint64_t max = cache_conf(g->t->c)->readahead, bs = g->bs;
     if (ra == NULL || ra->nthreads == 0 || max == 0 || len == 0)
         return;
     pthread_mutex_lock(&s->lock);

@@ -40,10 +40,13 @@ struct index {
     int wal; /* journal_mode=WAL (then synchronous is NORMAL by default) */
     int version; /* its schema version: INDEX_SCHEMA_VERSION, or 1 (from
                     before pin classes) in a read-only open */
-    int has_ra;  /* counters has ra_fetched, ra_used (added to a schema 2
-                    index that lacks them by a read-write open) */
     int retry_busy; /* the caller retries -EBUSY: do not log it */
     int has_sha;    /* blocks.sha exists (added by a read-write open) */
+    /* The counters statements for the columns this file has (index.c,
+     * added_columns: a read-only open of an older file reads 0 for the
+     * missing ones). */
+    char counters_get_sql[640];
+    char counters_put_sql[640];
     char *moved_aside; /* path of the file index_open() moved aside */
 };
 

@@ -87,24 +87,74 @@ static const char add_sha_sql[] =
     "WHEN blocks.csum = excluded.csum THEN blocks.sha END";
 
 /* Columns added to schema 2 in place (ALTER TABLE ... ADD COLUMN, with
- * defaults: a binary that does not know them keeps working on the file):
- *   blocks.sha BLOB  the SHA-256 of a present block, when the daemon knew
- *                    it (a manifest verified it): delta fills look blocks
- *                    up by it, through the partial index blocks_sha;
+ * defaults: a binary that does not know them keeps working on the file,
+ * and one that replaces a counters row leaves them at their defaults).
+ * A read-write open adds the missing ones (added_columns); a read-only
+ * open uses what is there and reads the rest as 0.
+ *   counters.ra_fetched, ra_used      readahead bytes fetched, and read
+ *   blocks.sha BLOB                   the SHA-256 of a present block, when
+ *                                     the daemon knew it (a manifest
+ *                                     verified it): delta fills look
+ *                                     blocks up by it (index blocks_sha)
  *   counters.local_blocks, local_bytes, verified, verify_failed,
- *   zero_skipped     the manifest figures (INTEGER NOT NULL DEFAULT 0).
- * All are added together: blocks.sha stands for them (has_sha). */
-static const char add_sha_col_sql[] =
-    "ALTER TABLE blocks ADD COLUMN sha BLOB DEFAULT NULL;"
-    "ALTER TABLE counters ADD COLUMN local_blocks INTEGER NOT NULL DEFAULT 0;"
-    "ALTER TABLE counters ADD COLUMN local_bytes INTEGER NOT NULL DEFAULT 0;"
-    "ALTER TABLE counters ADD COLUMN verified INTEGER NOT NULL DEFAULT 0;"
-    "ALTER TABLE counters ADD COLUMN verify_failed INTEGER NOT NULL "
-    "DEFAULT 0;"
-    "ALTER TABLE counters ADD COLUMN zero_skipped INTEGER NOT NULL "
-    "DEFAULT 0;"
+ *   zero_skipped                      the manifest figures
+ *   counters.last_used                wall-clock seconds of the newest
+ *                                     demand read (pre-warm order) */
+struct added_col {
+    const char *table, *col, *decl;
+};
+static const struct added_col added_cols[] = {
+    {"counters", "ra_fetched", "INTEGER NOT NULL DEFAULT 0"},
+    {"counters", "ra_used", "INTEGER NOT NULL DEFAULT 0"},
+    {"blocks", "sha", "BLOB DEFAULT NULL"},
+    {"counters", "local_blocks", "INTEGER NOT NULL DEFAULT 0"},
+    {"counters", "local_bytes", "INTEGER NOT NULL DEFAULT 0"},
+    {"counters", "verified", "INTEGER NOT NULL DEFAULT 0"},
+    {"counters", "verify_failed", "INTEGER NOT NULL DEFAULT 0"},
+    {"counters", "zero_skipped", "INTEGER NOT NULL DEFAULT 0"},
+    {"counters", "last_used", "INTEGER NOT NULL DEFAULT 0"},
+};
+static const char sha_index_sql[] =
     "CREATE INDEX IF NOT EXISTS blocks_sha ON blocks (sha) "
-    "WHERE sha IS NOT NULL;";
+    "WHERE sha IS NOT NULL";
+
+/* The counters columns, in struct index_counters' order (counter_field);
+ * evicted_low and evicted_high are missing only from a version 1 index. */
+static const char *const counter_cols[] = {
+    "hits", "misses", "origin_bytes", "origin_reads", "fill_errors",
+    "evictions", "evicted_bytes", "uncached", "evicted_low", "evicted_high",
+    "ra_fetched", "ra_used", "local_blocks", "local_bytes", "verified",
+    "verify_failed", "zero_skipped", "last_used"};
+#define N_COUNTERS (sizeof counter_cols / sizeof counter_cols[0])
+
+static int has_column(struct index *ix, const char *table, const char *col);
+
+/* The counters statements for the columns this file has: a missing one
+ * reads as 0 (a read-only open of an older file).  0 or -EIO. */
+static int counters_sql_build(struct index *ix)
+{
+    char *get = ix->counters_get_sql, *put = ix->counters_put_sql;
+    size_t gl = 0, pl = 0, gz = sizeof ix->counters_get_sql,
+           pz = sizeof ix->counters_put_sql;
+    gl += (size_t)snprintf(get + gl, gz - gl, "SELECT");
+    pl += (size_t)snprintf(put + pl, pz - pl,
+                           "INSERT OR REPLACE INTO counters (tid");
+    for (size_t i = 0; i < N_COUNTERS; i++) {
+        int r = has_column(ix, "counters", counter_cols[i]);
+        if (r < 0)
+            return r;
+        gl += (size_t)snprintf(get + gl, gz - gl, "%s %s", i ? "," : "",
+                               r ? counter_cols[i] : "0");
+        pl += (size_t)snprintf(put + pl, pz - pl, ", %s", counter_cols[i]);
+    }
+    gl += (size_t)snprintf(get + gl, gz - gl,
+                           " FROM counters WHERE tid = ?1");
+    pl += (size_t)snprintf(put + pl, pz - pl, ") VALUES (?1");
+    for (size_t i = 0; i < N_COUNTERS; i++)
+        pl += (size_t)snprintf(put + pl, pz - pl, ", ?%zu", i + 2);
+    pl += (size_t)snprintf(put + pl, pz - pl, ")");
+    return gl < gz && pl < pz ? 0 : -EIO; /* the buffers are sized for it */
+}
 
 /* Created in one transaction so a crash never leaves half a schema (which
  * would later look like a foreign database). */
@@ -127,9 +177,7 @@ static const char schema_sql[] =
     " origin_reads INTEGER, fill_errors INTEGER, evictions INTEGER,"
     " evicted_bytes INTEGER, uncached INTEGER,"
     " evicted_low INTEGER NOT NULL DEFAULT 0,"
-    " evicted_high INTEGER NOT NULL DEFAULT 0,"
-    " ra_fetched INTEGER NOT NULL DEFAULT 0,"
-    " ra_used INTEGER NOT NULL DEFAULT 0);"
+    " evicted_high INTEGER NOT NULL DEFAULT 0);"
     "CREATE INDEX IF NOT EXISTS events_ts ON events (ts);"
     "CREATE INDEX IF NOT EXISTS pins_tid ON pins (tid);"
     /* OR IGNORE: a second process initialising the same empty file at the
@@ -376,104 +424,65 @@ static int migrate_v1(struct index *ix)
     return 0;
 }
 
-/* Whether counters has the readahead columns (schema 2 got them later,
- * without a version bump). */
-static int has_ra_columns(struct index *ix)
+/* Whether table has column col (PRAGMA table_info): 1, 0 (also when
+ * there is no such table), or -EIO. */
+static int has_column(struct index *ix, const char *table, const char *col)
 {
-    char res[32];
-    return ix_query_text(ix->db,
-                         "SELECT COUNT(*) FROM pragma_table_info('counters')"
-                         " WHERE name = 'ra_used'",
-                         res, sizeof res) == SQLITE_OK &&
-           strcmp(res, "1") == 0;
-}
-
-/* Add them, with defaults (an older binary of schema 2 ignores them, and
- * one that replaces a row leaves them 0).  Under BEGIN IMMEDIATE, looked
- * for again inside: two processes may open the index at once. */
-static int add_ra_columns(struct index *ix)
-{
-    if ((ix->has_ra = has_ra_columns(ix)))
-        return 0;
-    if (sqlite3_exec(ix->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) !=
-        SQLITE_OK)
-        return ix_db_fail(ix, "counters columns begin");
-    int rc = SQLITE_OK;
-    if (!has_ra_columns(ix))
-        rc = sqlite3_exec(ix->db,
-                          "ALTER TABLE counters ADD COLUMN ra_fetched "
-                          "INTEGER NOT NULL DEFAULT 0;"
-                          "ALTER TABLE counters ADD COLUMN ra_used "
-                          "INTEGER NOT NULL DEFAULT 0;",
-                          NULL, NULL, NULL);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_exec(ix->db, "COMMIT", NULL, NULL, NULL);
-    if (rc != SQLITE_OK) {
-        int ret = ix_db_fail(ix, "adding the readahead counters");
-        if (!sqlite3_get_autocommit(ix->db))
-            sqlite3_exec(ix->db, "ROLLBACK", NULL, NULL, NULL);
-        return ret;
+    char sql[128];
+    sqlite3_stmt *st = NULL;
+    int found = 0, rc;
+    snprintf(sql, sizeof sql, "PRAGMA table_info(%s)", table);
+    if (sqlite3_prepare_v2(ix->db, sql, -1, &st, NULL) != SQLITE_OK) {
+        sqlite3_finalize(st);
+        return ix_db_fail(ix, "table_info");
     }
-    ix->has_ra = 1;
-    return 0;
-}
-
-/* Whether blocks has the column (-1: there is no table blocks).  An
- * SQLite code. */
-static int probe_sha_col(struct index *ix, int *has)
-{
-    sqlite3_stmt *st;
-    int ncols = 0;
-    *has = 0;
-    int rc = sqlite3_prepare_v2(ix->db, "PRAGMA table_info(blocks)", -1,
-                                &st, NULL);
-    if (rc != SQLITE_OK)
-        return rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        const unsigned char *name = sqlite3_column_text(st, 1);
-        if (name != NULL && strcmp((const char *)name, "sha") == 0)
-            *has = 1;
-        ncols++;
+        const char *name = (const char *)sqlite3_column_text(st, 1);
+        if (name != NULL && strcmp(name, col) == 0)
+            found = 1;
     }
     sqlite3_finalize(st);
-    if (ncols == 0)
-        *has = -1;
-    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+    return rc == SQLITE_DONE ? found : ix_db_fail(ix, "table_info step");
 }
 
-/* Add the columns schema 2 gained in place (rule: no version bump),
- * under BEGIN IMMEDIATE with the check repeated inside: of two processes
- * opening the index at once, the second finds them there. */
-static int add_columns(struct index *ix)
+/* Add the missing added_cols (add: a read-write open), under BEGIN
+ * IMMEDIATE with the check inside: of two processes opening the index at
+ * once, the second finds them there.  Then note which exist (has_sha,
+ * counters_sql). */
+static int added_columns(struct index *ix, int add)
 {
-    int has;
-    int rc = probe_sha_col(ix, &has);
-    if (rc == SQLITE_OK && has >= 0) {
-        int ret = add_ra_columns(ix);
-        if (ret < 0)
-            return ret;
-    }
-    if (rc == SQLITE_OK && has < 0)
-        return 0; /* not our schema: prepare_all says so */
-    if (rc == SQLITE_OK && has) {
-        ix->has_sha = 1;
-        return 0;
-    }
-    if (rc == SQLITE_OK)
+    int rc = SQLITE_OK;
+    if (add) {
         rc = sqlite3_exec(ix->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
-    if (rc == SQLITE_OK)
-        rc = probe_sha_col(ix, &has);
-    if (rc == SQLITE_OK && !has)
-        rc = sqlite3_exec(ix->db, add_sha_col_sql, NULL, NULL, NULL);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_exec(ix->db, "COMMIT", NULL, NULL, NULL);
-    if (rc != SQLITE_OK) {
-        int ret = ix_db_fail(ix, "adding blocks.sha");
-        if (!sqlite3_get_autocommit(ix->db))
-            sqlite3_exec(ix->db, "ROLLBACK", NULL, NULL, NULL);
-        return ret;
+        for (size_t i = 0; rc == SQLITE_OK && i < sizeof added_cols / sizeof added_cols[0];
+             i++) {
+            const struct added_col *a = &added_cols[i];
+            int r = has_column(ix, a->table, a->col);
+            if (r < 0) {
+                rc = SQLITE_ERROR;
+            } else if (r == 0) {
+                char sql[192];
+                snprintf(sql, sizeof sql, "ALTER TABLE %s ADD COLUMN %s %s",
+                         a->table, a->col, a->decl);
+                rc = sqlite3_exec(ix->db, sql, NULL, NULL, NULL);
+            }
+        }
+        if (rc == SQLITE_OK)
+            rc = sqlite3_exec(ix->db, sha_index_sql, NULL, NULL, NULL);
+        if (rc == SQLITE_OK)
+            rc = sqlite3_exec(ix->db, "COMMIT", NULL, NULL, NULL);
+        if (rc != SQLITE_OK) {
+            int ret = ix_db_fail(ix, "adding columns");
+            if (!sqlite3_get_autocommit(ix->db))
+                sqlite3_exec(ix->db, "ROLLBACK", NULL, NULL, NULL);
+            return ret;
+        }
     }
-    ix->has_sha = 1;
+    int r = has_column(ix, "blocks", "sha");
+    if (r < 0)
+        return r;
+    ix->has_sha = r;
+    return counters_sql_build(ix);
     return 0;
 }
 
@@ -519,9 +528,6 @@ static int create_schema(struct index *ix)
  * table/column): unusable.  Other failures are environmental. */
 static int prepare_all(struct index *ix, char *why, size_t whylen)
 {
-    if (!ix->has_sha && (probe_sha_col(ix, &ix->has_sha) != SQLITE_OK ||
-                         ix->has_sha < 0))
-        ix->has_sha = 0; /* a read-only open of an older file */
     for (int i = 0; i < ST_COUNT; i++) {
         const char *sql = stmt_sql[i];
         if (i == ST_ADD && ix->has_sha)
@@ -611,7 +617,7 @@ static int open_rw(struct index *ix, const char *path, int again, char *why,
     if (ret == 0 && ix->version == 1)
         ret = migrate_v1(ix);
     if (ret == 0)
-        ret = add_columns(ix);
+        ret = added_columns(ix, 1);
     if (ret == 0)
         ret = prepare_all(ix, why, whylen);
     return ret;
@@ -788,10 +794,10 @@ int index_open_ro(const char *cache_dir, struct index **out)
         snprintf(why, sizeof why, "no tables");
         rc = IX_UNUSABLE;
     }
-    if (rc == 0) {
-        ix->has_ra = has_ra_columns(ix);
+    if (rc == 0)
+        rc = added_columns(ix, 0);
+    if (rc == 0)
         rc = prepare_all(ix, why, sizeof why);
-    }
     if (rc == IX_UNUSABLE) {
         log_err("index: %s is unreadable (%s)", path, why);
         rc = -EIO;
@@ -1119,34 +1125,6 @@ int index_event(struct index *ix, int64_t tid, const char *kind,
  * Rare operations (once per flush or per pin change): statements are
  * prepared per call. */
 
-#define N_COUNTERS 17
-
-/* The columns added in place come last, as two groups (readahead, then
- * manifests); a read-only open of an index lacking a group reads zeros. */
-#define COUNTERS_BASE                                                       \
-    "SELECT hits, misses, origin_bytes, origin_reads, fill_errors,"         \
-    " evictions, evicted_bytes, uncached, "
-#define COUNTERS_RA " ra_fetched, ra_used,"
-#define COUNTERS_NORA " 0, 0,"
-#define COUNTERS_MF " local_blocks, local_bytes, verified, verify_failed,"    \
-                    " zero_skipped FROM counters WHERE tid = ?1"
-#define COUNTERS_NOMF " 0, 0, 0, 0, 0 FROM counters WHERE tid = ?1"
-static const char *const counters_get_sql[2][2] = {
-    {COUNTERS_BASE "evicted_low, evicted_high," COUNTERS_NORA COUNTERS_NOMF,
-     COUNTERS_BASE "evicted_low, evicted_high," COUNTERS_NORA COUNTERS_MF},
-    {COUNTERS_BASE "evicted_low, evicted_high," COUNTERS_RA COUNTERS_NOMF,
-     COUNTERS_BASE "evicted_low, evicted_high," COUNTERS_RA COUNTERS_MF}};
-/* A version 1 index read as it is (a read-only open). */
-static const char counters_get_v1_sql[] =
-    COUNTERS_BASE "0, 0," COUNTERS_NORA COUNTERS_NOMF;
-static const char counters_put_sql[] =
-    "INSERT OR REPLACE INTO counters (tid, hits, misses, origin_bytes,"
-    " origin_reads, fill_errors, evictions, evicted_bytes, uncached,"
-    " evicted_low, evicted_high, ra_fetched, ra_used, local_blocks,"
-    " local_bytes, verified, verify_failed, zero_skipped)"
-    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,"
-    " ?15, ?16, ?17, ?18)";
-
 static uint64_t *counter_field(struct index_counters *c, int i)
 {
     uint64_t *f[N_COUNTERS] = {&c->hits, &c->misses, &c->origin_bytes,
@@ -1156,7 +1134,8 @@ static uint64_t *counter_field(struct index_counters *c, int i)
                                &c->evicted_high, &c->ra_fetched,
                                &c->ra_used, &c->local_blocks,
                                &c->local_bytes, &c->verified,
-                               &c->verify_failed, &c->zero_skipped};
+                               &c->verify_failed, &c->zero_skipped,
+                               &c->last_used};
     return f[i];
 }
 
@@ -1166,9 +1145,7 @@ int index_counters_get(struct index *ix, int64_t tid,
     sqlite3_stmt *st = NULL;
     memset(out, 0, sizeof *out);
     if (sqlite3_prepare_v2(ix->db,
-                           ix->version == 1 ? counters_get_v1_sql
-                           : counters_get_sql[ix->has_ra != 0]
-                                             [ix->has_sha > 0],
+                           ix->counters_get_sql,
                            -1, &st, NULL) !=
             SQLITE_OK ||
         ix_bind_i64(st, 1, tid)) {
@@ -1177,7 +1154,7 @@ int index_counters_get(struct index *ix, int64_t tid,
         return ret;
     }
     int rc = sqlite3_step(st);
-    for (int i = 0; rc == SQLITE_ROW && i < N_COUNTERS; i++)
+    for (int i = 0; rc == SQLITE_ROW && i < (int)N_COUNTERS; i++)
         *counter_field(out, i) = ix_col_u64(st, i);
     int ret = rc == SQLITE_ROW || rc == SQLITE_DONE
                   ? 0 : ix_db_fail(ix, "counters_get step");
@@ -1190,9 +1167,9 @@ int index_counters_put(struct index *ix, int64_t tid,
 {
     struct index_counters c = *in;
     sqlite3_stmt *st = NULL;
-    int bad = sqlite3_prepare_v2(ix->db, counters_put_sql, -1, &st, NULL) !=
+    int bad = sqlite3_prepare_v2(ix->db, ix->counters_put_sql, -1, &st, NULL) !=
                   SQLITE_OK || ix_bind_i64(st, 1, tid);
-    for (int i = 0; !bad && i < N_COUNTERS; i++)
+    for (int i = 0; !bad && i < (int)N_COUNTERS; i++)
         bad = ix_bind_u64(st, i + 2, *counter_field(&c, i));
     int ret = 0;
     if (bad || sqlite3_step(st) != SQLITE_DONE)
@@ -1212,13 +1189,29 @@ static int exec_tid(struct index *ix, const char *sql, int64_t tid)
     return ret;
 }
 
+/* The pins table's source column: 'tool', 'config', or, for rows from
+ * before sources were told apart, '' (legacy). */
+static const char *pin_source_col(int src)
+{
+    return src == PIN_SRC_TOOL ? "tool" : src == PIN_SRC_CONFIG ? "config"
+                                                                : "";
+}
+
+static int pin_source_of(const char *s)
+{
+    return s == NULL ? PIN_SRC_LEGACY
+           : strcmp(s, "tool") == 0 ? PIN_SRC_TOOL
+           : strcmp(s, "config") == 0 ? PIN_SRC_CONFIG
+                                      : PIN_SRC_LEGACY;
+}
+
 static int pins_insert(struct index *ix, int64_t tid,
                        const struct class_range *r, size_t n)
 {
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(ix->db,
                            "INSERT INTO pins (tid, start, len, source, class)"
-                           " VALUES (?1, ?2, ?3, '', ?4)",
+                           " VALUES (?1, ?2, ?3, ?5, ?4)",
                            -1, &st, NULL) != SQLITE_OK)
         return ix_db_fail(ix, "pins insert");
     int ret = 0;
@@ -1226,6 +1219,7 @@ static int pins_insert(struct index *ix, int64_t tid,
         if (ix_bind_i64(st, 1, tid) || ix_bind_u64(st, 2, r[i].off) ||
             ix_bind_u64(st, 3, r[i].len) ||
             ix_bind_cstr(st, 4, pin_class_name(r[i].cls)) ||
+            ix_bind_cstr(st, 5, pin_source_col(r[i].src)) ||
             sqlite3_step(st) != SQLITE_DONE)
             ret = ix_db_fail(ix, "pins insert");
         sqlite3_reset(st);
@@ -1262,9 +1256,9 @@ int index_pins_load(struct index *ix, int64_t tid, struct class_range **out,
     *n = 0;
     if (sqlite3_prepare_v2(ix->db,
                            ix->version == 1
-                               ? "SELECT start, len, 'boot' FROM pins"
+                               ? "SELECT start, len, 'boot', source FROM pins"
                                  " WHERE tid = ?1 ORDER BY start"
-                               : "SELECT start, len, class FROM pins"
+                               : "SELECT start, len, class, source FROM pins"
                                  " WHERE tid = ?1 ORDER BY class, start",
                            -1, &st, NULL) != SQLITE_OK ||
         ix_bind_i64(st, 1, tid)) {
@@ -1285,6 +1279,7 @@ int index_pins_load(struct index *ix, int64_t tid, struct class_range **out,
         int c = cls ? pin_class_parse(cls, strlen(cls)) : -EINVAL;
         v[cnt].off = ix_col_u64(st, 0);
         v[cnt].len = ix_col_u64(st, 1);
+        v[cnt].src = pin_source_of((const char *)sqlite3_column_text(st, 3));
         v[cnt++].cls = c < 0 ? PIN_BOOT : c;
     }
     sqlite3_finalize(st);
