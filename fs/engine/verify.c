@@ -146,7 +146,7 @@ static struct manifest *find_manifest(struct gen *g, uint64_t deadline)
     struct tmpl *t = g->t;
     char path[PATH_MAX], err[256];
     if (t->manifest_mode == CONF_MANIFEST_NONE ||
-        store_manifest_path(path, sizeof path, t->c->conf->cache_dir,
+        store_manifest_path(path, sizeof path, cache_conf(t->c)->cache_dir,
                             t->name, g->number) < 0)
         return NULL;
     struct manifest *m = NULL;

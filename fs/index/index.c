@@ -424,8 +424,9 @@ static int migrate_v1(struct index *ix)
     return 0;
 }
 
-/* Whether table has column col (PRAGMA table_info): 1, 0 (also when
- * there is no such table), or -EIO. */
+/* Whether table has column col (PRAGMA table_info), or any column (col
+ * NULL: whether the table exists): 1, 0 (also when there is no such
+ * table), or -EIO. */
 static int has_column(struct index *ix, const char *table, const char *col)
 {
     char sql[128];
@@ -438,7 +439,7 @@ static int has_column(struct index *ix, const char *table, const char *col)
     }
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         const char *name = (const char *)sqlite3_column_text(st, 1);
-        if (name != NULL && strcmp(name, col) == 0)
+        if (name != NULL && (col == NULL || strcmp(name, col) == 0))
             found = 1;
     }
     sqlite3_finalize(st);
@@ -457,17 +458,18 @@ static int added_columns(struct index *ix, int add)
         for (size_t i = 0; rc == SQLITE_OK && i < sizeof added_cols / sizeof added_cols[0];
              i++) {
             const struct added_col *a = &added_cols[i];
-            int r = has_column(ix, a->table, a->col);
+            int t = has_column(ix, a->table, NULL);
+            int r = t > 0 ? has_column(ix, a->table, a->col) : t;
             if (r < 0) {
                 rc = SQLITE_ERROR;
-            } else if (r == 0) {
+            } else if (t > 0 && r == 0) { /* no table: prepare_all says so */
                 char sql[192];
                 snprintf(sql, sizeof sql, "ALTER TABLE %s ADD COLUMN %s %s",
                          a->table, a->col, a->decl);
                 rc = sqlite3_exec(ix->db, sql, NULL, NULL, NULL);
             }
         }
-        if (rc == SQLITE_OK)
+        if (rc == SQLITE_OK && has_column(ix, "blocks", "sha") > 0)
             rc = sqlite3_exec(ix->db, sha_index_sql, NULL, NULL, NULL);
         if (rc == SQLITE_OK)
             rc = sqlite3_exec(ix->db, "COMMIT", NULL, NULL, NULL);
