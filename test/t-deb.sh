@@ -48,7 +48,9 @@ tar -C "$T/src" -xzf "$top_builddir/$PKG-$VERSION.tar.gz"
 (cd "$T/src" && dpkg-source -b "$PKG-$VERSION" >"$T/source.log" 2>&1) ||
 	fail "dpkg-source -b: $(tail -n 3 "$T/source.log")"
 # lintian takes half a minute: it runs while the package is tried out.
-bounded lintian --fail-on error,warning --display-info \
+# A simple command, not a function: $! is timeout's pid, so that the exit
+# trap's TERM reaches lintian at once.
+timeout -k 5 "$T_TIMEOUT" lintian --fail-on error,warning --display-info \
 	"$T/src/${PKG}_$VERSION.dsc" "$DEB" >"$T/lintian.log" 2>&1 &
 LINTIAN_PID=$!
 _register "$LINTIAN_PID" -
@@ -82,9 +84,12 @@ dpkg_retry() {
 	_dr_n=120
 	while :; do
 		_dr_rc=0
-		timeout -k 5 300 dpkg "$@" >"$T/dpkg.log" 2>&1 || _dr_rc=$?
-		[ "$_dr_rc" != 0 ] && grep -q 'lock' "$T/dpkg.log" &&
-			[ "$_dr_n" -gt 0 ] || break
+		LC_ALL=C timeout -k 5 300 dpkg "$@" >"$T/dpkg.log" 2>&1 ||
+			_dr_rc=$?
+		if [ "$_dr_rc" = 0 ] || [ "$_dr_n" -le 0 ] ||
+			! grep -q 'lock was locked by another process' "$T/dpkg.log"; then
+			break
+		fi
 		_dr_n=$((_dr_n - 1))
 		sleep 1
 	done
@@ -92,11 +97,14 @@ dpkg_retry() {
 	return "$_dr_rc"
 }
 
-purge() {
+# The exit trap's undo: purge the package if it is (even half) installed.
+purge_ours() {
+	dpkg-query -W -f='${Status}' "$PKG" 2>/dev/null | grep -qv not-installed ||
+		return 0
 	dpkg_retry --purge "$PKG" ||
 		echo "# t-deb: dpkg --purge $PKG failed: $(tail -n 3 "$T/dpkg.log")" >&2
 }
-at_cleanup 'dpkg-query -W -f="\${Status}" imgcache 2>/dev/null | grep -qv not-installed && purge'
+at_cleanup purge_ours
 dpkg_retry -i "$DEB" || fail "dpkg -i: $(tail -n 5 "$T/dpkg.log")"
 ok "dpkg -i $(basename "$DEB")"
 dpkg -L "$PKG" >"$T/listed"
