@@ -26,7 +26,8 @@ for _c in dpkg-buildpackage dh lintian; do
 done
 require_fuse
 PKG=imgcache
-VERSION=$(dpkg-parsechangelog -l "$top_srcdir/debian/changelog" -S Version)
+VERSION=$(dpkg-parsechangelog -l "$top_srcdir/debian/changelog" -S Version) ||
+	fail "no version in $top_srcdir/debian/changelog"
 
 # ---------------------------------------------------------------- a. build
 # A make of its own: not make check's jobserver, variables or TESTS, nor
