@@ -123,6 +123,8 @@ _cleanup() {
 	tac "$T/.tmpfs" 2>/dev/null | while read -r _mnt; do
 		umount -l "$_mnt" 2>/dev/null
 	done
+	# The test's own undo steps (at_cleanup), now that nothing is mounted.
+	eval "${_at_cleanup:-:}"
 	if [ "$_failed" != 0 ] && [ "$_rc" = 0 ]; then
 		_rc=1
 	fi
@@ -137,6 +139,10 @@ _cleanup() {
 	exit "$_rc"
 }
 trap _cleanup EXIT
+
+# at_cleanup CMD: run CMD (a shell command line) on exit, after every mount
+# of the test is gone and before $T is removed, however the test ends.
+at_cleanup() { _at_cleanup="${_at_cleanup:-}$1;"; }
 trap 'exit 130' INT
 trap 'exit 143' TERM
 trap 'exit 129' HUP

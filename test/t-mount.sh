@@ -14,7 +14,7 @@ make_file "$T/src/disk.img" 4
 MNT=$T/mnt
 mkdir -p "$MNT"
 # mount -t fuse.imgcache CONF MNT -o ro,allow_other runs exactly this
-# (mount(8) finds imgcache on its own PATH, e.g. /usr/local/bin after
+# (mount(8) finds imgcache on its own PATH, e.g. /usr/local/sbin after
 # make install; the test puts the build directory first instead).
 PATH="$top_builddir/fs:$PATH" bounded "$MOUNT_FUSE" "$T/conf" "$MNT" \
 	-t imgcache -o ro,allow_other
@@ -36,15 +36,15 @@ fi
 _unregister -
 _unregister "$PID"
 
-# The unit names the installed daemon, $bindir/imgcache (bindir as
+# The unit names the installed daemon, $sbindir/imgcache (sbindir as
 # configured: make check passes it); verify it with the built one there.
 UNIT=$top_builddir/dist/imgcache.service
-if [ -z "${bindir:-}" ]; then
-	note "bindir unknown (run through make check): unit not verified"
+if [ -z "${sbindir:-}" ]; then
+	note "sbindir unknown (run through make check): unit not verified"
 elif command -v systemd-analyze >/dev/null 2>&1 && [ -f "$UNIT" ]; then
-	grep -q "^ExecStart=$bindir/imgcache " "$UNIT" ||
-		not_ok "the unit starts $bindir/imgcache: $(grep ^ExecStart= "$UNIT")"
-	sed "s|^ExecStart=$bindir/imgcache |ExecStart=$top_builddir/fs/imgcache |" \
+	grep -q "^ExecStart=$sbindir/imgcache " "$UNIT" ||
+		not_ok "the unit starts $sbindir/imgcache: $(grep ^ExecStart= "$UNIT")"
+	sed "s|^ExecStart=$sbindir/imgcache |ExecStart=$top_builddir/fs/imgcache |" \
 		"$UNIT" >"$T/imgcache.service"
 	if systemd-analyze verify --man=no "$T/imgcache.service" >"$T/v" 2>&1; then
 		ok "systemd unit verifies"
