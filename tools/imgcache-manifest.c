@@ -1,5 +1,5 @@
 /* imgcache-manifest: write, check or show the block manifest of a template
- * file (format in include/ic-manifest.h).  See imgcache-manifest(8).
+ * file (format in include/ic-manifest.h).  See imgcache-manifest(1).
  *
  *   imgcache-manifest [-o OUT] [-b SIZE] [-j N] FILE
  *   imgcache-manifest --verify MANIFEST FILE [-j N]
