@@ -26,6 +26,7 @@ SQUID=$(command -v squid 2>/dev/null || echo /usr/sbin/squid)
 [ -x "$SQUID" ] || skip "squid not installed"
 command -v curl >/dev/null 2>&1 || skip "curl not installed"
 REPORT=$top_builddir/tools/imgcache-report
+MANIFEST=$top_builddir/tools/imgcache-manifest
 
 K=3
 OT=3000 # origin_timeout (ms)
@@ -40,7 +41,8 @@ make_file "$T/www/fo.img" 16
 make_file "$T/www/fo2.img" 16
 make_file "$T/www/sq.img" 4
 make_file "$T/www/sq2.img" 16
-for f in fleet chg fo fo2 sq sq2; do cp "$T/www/$f.img" "$T/$f.orig"; done
+make_file "$T/www/mf.img" 2
+for f in fleet chg fo fo2 sq sq2 mf; do cp "$T/www/$f.img" "$T/$f.orig"; done
 echo probe >"$T/www/probe" # what the start-up checks fetch
 
 # start_nginx NAME: nginx -c $T/NAME/nginx.conf in the foreground; sets
@@ -180,6 +182,9 @@ origin = $CA/fleet.img
 mirror = $CB/fleet.img
 [template chg.img]
 origin = $CA/chg.img
+[template mf.img]
+origin = $CA/mf.img
+manifest = auto
 [template fo.img]
 origin = $CA/fo.img
 mirror = $CB/fo.img
@@ -309,6 +314,35 @@ for h in 1 3; do
 	assert_same "host $h: a new open reads the new version" \
 		"$T/chg.new" "$T/h$h/chg.got"
 done
+
+# A change with a block manifest: the tier holds the old manifest (the
+# same size as the new one), and a host's new generation must not take it
+# from there (it would refuse every block of the new version: EIO).
+"$MANIFEST" -o "$T/www/mf.img.imgcache-manifest" "$T/www/mf.img" \
+	>/dev/null || fail "imgcache-manifest failed"
+bounded dd if="$T/h1/mnt/mf.img" of="$T/h1/mf.got" bs=1M status=none ||
+	not_ok "host 1: read of mf.img failed"
+assert_same "host 1: mf.img exact, checked against its manifest" \
+	"$T/mf.orig" "$T/h1/mf.got"
+check "host 1 verified mf.img against its manifest" \
+	grep -q "template mf.img: generation .* verified against" "$LOG_1"
+make_file "$T/mf.new" 2
+touch -d @$(($(stat -c %Y "$T/mf.orig") + 100)) "$T/mf.new"
+"$MANIFEST" -o "$T/www/mf.img.imgcache-manifest.tmp" "$T/mf.new" \
+	>/dev/null || fail "imgcache-manifest failed"
+cp -p "$T/mf.new" "$T/www/mf.img.tmp"
+mv "$T/www/mf.img.tmp" "$T/www/mf.img"
+mv "$T/www/mf.img.imgcache-manifest.tmp" "$T/www/mf.img.imgcache-manifest"
+for h in 2 1; do
+	bounded dd if="$T/h$h/mnt/mf.img" of="$T/h$h/mf.got" bs=1M \
+		status=none || not_ok "host $h: read of the new mf.img failed"
+	assert_same "host $h: mf.img after the change: the new version, its new manifest" \
+		"$T/mf.new" "$T/h$h/mf.got"
+done
+N=$(awk '$1 == "GET" && $2 == "/mf.img.imgcache-manifest"' "$ORIGIN_LOG" |
+	wc -l)
+check "each generation's manifest came from the origin ($N GETs: 1 + 2)" \
+	[ "$N" -ge 3 ]
 
 # ------------------------------------------------------------ 3. Squid
 

@@ -524,12 +524,17 @@ static int set_request(CURL *c, struct xfer *x, struct curl_slist **hdrs)
         return -EIO;
     if (w->kind == HTTPC_HEAD)
         SETOPT(c, CURLOPT_NOBODY, 1L);
-    /* A stat decides the generation: a cache between us and the origin
-     * (Squid, nginx: README "Fleets") must ask the origin, not answer
-     * from a copy that may predate a change (max-age=0 lets it
-     * revalidate with a 304 instead of refetching).  A range is taken
-     * from the cache unless refresh says that copy just failed us. */
-    if ((w->kind == HTTPC_HEAD || w->kind == HTTPC_PROBE) &&
+    /* What has no validator to check it by must come from the origin
+     * (max-age=0 lets a cache on the way, Squid or nginx: README
+     * "Fleets", revalidate with a 304 instead of refetching), not from a
+     * copy that may predate a change: a stat decides the generation, a
+     * directory's name list which templates exist, and a block manifest
+     * (WHOLE too) checks every block of the generation it is fetched
+     * for, so an older one of the same size would refuse all the new
+     * blocks.  A range is taken from the cache (its validator guards
+     * it) unless refresh says that copy just failed us. */
+    if ((w->kind == HTTPC_HEAD || w->kind == HTTPC_PROBE ||
+         w->kind == HTTPC_WHOLE) &&
         slist_add(hdrs, "Cache-Control: max-age=0") != 0)
         return -EIO;
     if (x->refresh && (slist_add(hdrs, "Cache-Control: no-cache") != 0 ||
