@@ -11,7 +11,9 @@
  *     a group spreads the load over its proxies;
  *   - a failed attempt (no connection, a timeout, a 5xx: the caller
  *     decides) backs its route off for PROXY_BACKOFF_FIRST_MS, doubling
- *     with each failure in a row up to PROXY_BACKOFF_MAX_MS; the next
+ *     with each failure in a row (of attempts begun since the last one:
+ *     transfers failing together count once) up to
+ *     PROXY_BACKOFF_MAX_MS; the next
  *     pick therefore goes to the group's other proxies, then to the next
  *     group, then DIRECT;
  *   - when a route's backoff has run out, the next pick that reaches its
@@ -62,11 +64,20 @@ const char *proxy_chain_url(const struct proxy_chain *c, size_t i);
 /* Route i's display form (credentials masked), "DIRECT" for direct. */
 const char *proxy_chain_display(const struct proxy_chain *c, size_t i);
 
+/* The whole chain in the `proxy` syntax, each proxy in its display form
+ * (user:password@ shown as ***@), then ";DIRECT" when allowed; truncated
+ * to len - 1 bytes. */
+void proxy_chain_describe(const struct proxy_chain *c, char *out,
+                          size_t len);
+
 /* The route of one attempt starting at now_ms (mono_ms time). */
 size_t proxy_pick(struct proxy_chain *c, uint64_t now_ms);
-/* The outcome of an attempt through route i. */
+/* The outcome at now_ms of an attempt through route i picked at
+ * start_ms.  An attempt begun before the route's current backoff (or
+ * trial) began changes nothing but the error count: the transfers in
+ * flight when a proxy dies fail together, and count as one failure. */
 void proxy_done(struct proxy_chain *c, size_t i, int failed,
-                uint64_t now_ms);
+                uint64_t start_ms, uint64_t now_ms);
 /* Whether every route is backed off at now_ms: what the host health
  * (ic-health.h) then hears about is the whole chain's failure. */
 int proxy_chain_all_failed(const struct proxy_chain *c, uint64_t now_ms);

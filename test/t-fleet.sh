@@ -42,7 +42,8 @@ make_file "$T/www/fo2.img" 16
 make_file "$T/www/sq.img" 4
 make_file "$T/www/sq2.img" 16
 make_file "$T/www/mf.img" 2
-for f in fleet chg fo fo2 sq sq2 mf; do cp "$T/www/$f.img" "$T/$f.orig"; done
+make_file "$T/www/cred.img" 2
+for f in fleet chg fo fo2 sq sq2 mf cred; do cp "$T/www/$f.img" "$T/$f.orig"; done
 echo probe >"$T/www/probe" # what the start-up checks fetch
 
 # start_nginx NAME: nginx -c $T/NAME/nginx.conf in the foreground; sets
@@ -197,8 +198,13 @@ proxy = http://127.0.0.1:$PS;DIRECT
 [template sq2.img]
 origin = http://127.0.0.1:$PO/sq2.img
 proxy = http://127.0.0.1:$PS;DIRECT
+[template cred.img]
+origin = http://127.0.0.1:$PO/cred.img
+proxy = http://u:secret1@127.0.0.1:$PD1 | http://u:secret2@127.0.0.1:$PD2;DIRECT
 EOF
 }
+PD1=$(free_port) # nothing listens there: dead proxies
+PD2=$(free_port)
 
 for h in $(seq 1 $K); do
 	mkdir -p "$T/h$h"
@@ -356,6 +362,22 @@ assert_le "origin bytes for $K hosts through Squid <= 1.05x the file" \
 	"$(origin_bytes /sq.img)" $((4 * MIB * 105 / 100))
 N=$(grep -c "sq.img" "$T/squid/access.log" || true)
 check "Squid carried the hosts' requests ($N)" [ "$N" -ge $K ]
+
+# A list of two dead proxies (with credentials) and DIRECT: the reads go
+# direct, and no log line, health entry or report shows a password.
+bounded dd if="$T/h1/mnt/cred.img" of="$T/h1/cred.got" bs=1M status=none ||
+	not_ok "host 1: read of cred.img (dead proxies;DIRECT) failed"
+assert_same "host 1: cred.img exact past two dead proxies" "$T/cred.orig" \
+	"$T/h1/cred.got"
+bounded "$REPORT" --cache-dir "$T/h1/cache" --no-advance >"$T/cred.report" \
+	2>&1 || true
+bounded "$REPORT" --cache-dir "$T/h1/cache" --json --no-advance \
+	>>"$T/cred.report" 2>&1 || true
+check "imgcache-report names the proxy list's health entry" \
+	grep -q "proxies http://\*\*\*@127.0.0.1:$PD1|http://\*\*\*@127.0.0.1:$PD2;DIRECT" \
+	"$T/cred.report"
+check "no password in imgcache-report or the log" \
+	sh -c "! grep -l secret '$T/cred.report' '$LOG_1'"
 
 # ------------------------------------------------------------ 4. failures
 

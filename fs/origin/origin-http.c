@@ -618,13 +618,13 @@ static int route_failed(CURLcode rc, long status, int clamped)
  * off: one dead proxy of a group is the policy's business, not a reason
  * to mark the origin down. */
 static void note_route(struct http_origin *h, struct http_url *u, CURL *c,
-                       CURLcode rc, long status, size_t route, uint64_t start,
-                       int clamped)
+                       CURLcode rc, long status, size_t route,
+                       uint64_t picked, uint64_t start, int clamped)
 {
     uint64_t now = mono_ms();
     int failed = route_failed(rc, status, clamped);
 
-    proxy_done(h->chain, route, failed, now);
+    proxy_done(h->chain, route, failed, picked, now);
     if (failed && status == 0)
         log_debug("%s: through %s: %s", u->display,
                   proxy_chain_display(h->chain, route),
@@ -670,8 +670,9 @@ static int http_perform(struct origin *o, size_t ui, struct xfer *x,
     err = set_common(c, h, u);
     int clamped = 0;
     size_t route = 0;
+    uint64_t picked = mono_ms();
     if (err == 0 && h->chain != NULL) {
-        route = proxy_pick(h->chain, mono_ms());
+        route = proxy_pick(h->chain, picked);
         if (curl_easy_setopt(c, CURLOPT_PROXY,
                              proxy_chain_url(h->chain, route)) != CURLE_OK)
             err = -EIO;
@@ -684,7 +685,8 @@ static int http_perform(struct origin *o, size_t ui, struct xfer *x,
         uint64_t start = mono_ms();
         CURLcode rc = curl_easy_perform(c);
         if (h->chain != NULL)
-            note_route(h, u, c, rc, x->resp.status, route, start, clamped);
+            note_route(h, u, c, rc, x->resp.status, route, picked, start,
+                       clamped);
         else
             note_health(u->health, c, rc, x->resp.status, start, clamped);
         curl_off_t ft = -1;
@@ -1117,7 +1119,7 @@ static struct health *url_health(const struct http_origin *h,
         /* One entry for the chain (ic-proxy.h); with DIRECT, its
          * reachability is also the origin host's. */
         char m[HTTP_DISPLAY_MAX];
-        url_mask(h->proxy, m, sizeof m);
+        proxy_chain_describe(h->chain, m, sizeof m);
         if (strcmp(proxy_chain_url(h->chain, nroutes - 1), "") == 0)
             snprintf(key, sizeof key, "proxies %.500s for %.500s", m,
                      url_key);

@@ -18,6 +18,7 @@ struct route {
     unsigned refs;
     unsigned fails;           /* failures in a row */
     uint64_t until_ms;        /* backed off (or a trial runs) until */
+    uint64_t since_ms;        /* when that backoff or trial began */
     uint64_t requests, errors;
     unsigned in_use;          /* chains whose current route this is */
 };
@@ -141,6 +142,25 @@ const char *proxy_chain_display(const struct proxy_chain *c, size_t i)
     return c->r[i]->display;
 }
 
+void proxy_chain_describe(const struct proxy_chain *c, char *out,
+                          size_t len)
+{
+    size_t pos = 0;
+
+    if (len == 0)
+        return;
+    out[0] = '\0';
+    for (size_t i = 0; i < c->n && pos < len; i++) {
+        const char *sep = i == 0 ? ""
+                          : c->group[i] == c->group[i - 1] ? "|" : ";";
+        int k = snprintf(out + pos, len - pos, "%s%s", sep,
+                         c->r[i]->display);
+        if (k < 0)
+            break;
+        pos += (size_t)k;
+    }
+}
+
 static uint64_t backoff_of(unsigned fails)
 {
     uint64_t ms = PROXY_BACKOFF_FIRST_MS;
@@ -177,20 +197,31 @@ size_t proxy_pick(struct proxy_chain *c, uint64_t now_ms)
                 pick = i;
     }
     struct route *r = c->r[pick];
-    if (r->fails > 0 && r->until_ms <= now_ms)
+    if (r->fails > 0 && r->until_ms <= now_ms) {
         r->until_ms = now_ms + backoff_of(r->fails); /* the trial's lease */
+        r->since_ms = now_ms;
+    }
     r->requests++;
     pthread_mutex_unlock(&proxy_lock);
     return pick;
 }
 
-void proxy_done(struct proxy_chain *c, size_t i, int failed, uint64_t now_ms)
+void proxy_done(struct proxy_chain *c, size_t i, int failed,
+                uint64_t start_ms, uint64_t now_ms)
 {
     pthread_mutex_lock(&proxy_lock);
     struct route *r = c->r[i];
-    if (failed) {
+    if (failed)
         r->errors++;
+    if (r->fails > 0 && start_ms < r->since_ms) {
+        /* Under way when the route was backed off: a failure is the one
+         * already counted (a proxy dying fails every transfer through it
+         * at once, which must not double its backoff once per transfer),
+         * a success does not end a backoff that began after it started.
+         * Only the trial and attempts begun since decide. */
+    } else if (failed) {
         r->fails++;
+        r->since_ms = now_ms;
         r->until_ms = now_ms + backoff_of(r->fails);
     } else {
         r->fails = 0;
