@@ -12,6 +12,13 @@
 #    of the old version: a host opening it afterwards reads the new version
 #    exactly, and handles opened before the change never see a byte of the
 #    new one (each block is old or EIO), on every host;
+#  - the same with a block manifest (changed beside the template, same
+#    size): each new generation takes its manifest from the origin, not
+#    the tier's old copy (which would refuse every new block);
+#  - a list of two dead proxies with passwords, then DIRECT: exact bytes,
+#    no password in the log or imgcache-report; a group of a proxy that
+#    drops SYNs and Squid with connect_timeout above origin_timeout: the
+#    hung connect leaves the read time for Squid (every read < deadline);
 #  - the site cache is killed (SIGKILL) while the hosts read: they go on
 #    with the second site cache (mirror), and, for the Squid template, go
 #    DIRECT; bytes exact, no read waits origin_timeout; imgcache-report
@@ -43,7 +50,8 @@ make_file "$T/www/sq.img" 4
 make_file "$T/www/sq2.img" 16
 make_file "$T/www/mf.img" 2
 make_file "$T/www/cred.img" 2
-for f in fleet chg fo fo2 sq sq2 mf cred; do cp "$T/www/$f.img" "$T/$f.orig"; done
+make_file "$T/www/bh.img" 4
+for f in fleet chg fo fo2 sq sq2 mf cred bh; do cp "$T/www/$f.img" "$T/$f.orig"; done
 echo probe >"$T/www/probe" # what the start-up checks fetch
 
 # start_nginx NAME: nginx -c $T/NAME/nginx.conf in the foreground; sets
@@ -171,6 +179,38 @@ union_read() {
 		     END { printf "%d\n", u }'
 }
 
+# A proxy on a host that drops SYNs (its accept queue full): a connect to
+# it hangs until its timeout.
+cat >"$T/blackhole.py" <<'EOF'
+import os, socket, sys, time
+l = socket.socket()
+l.bind(("127.0.0.1", 0))
+l.listen(0)
+port = l.getsockname()[1]
+fill = []
+for _ in range(8):
+    c = socket.socket()
+    c.setblocking(False)
+    try:
+        c.connect(("127.0.0.1", port))
+    except BlockingIOError:
+        pass
+    fill.append(c)
+time.sleep(0.5)
+open(sys.argv[1] + ".tmp", "w").write("%d\n" % port)
+os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+while True:
+    time.sleep(60)
+EOF
+python3 "$T/blackhole.py" "$T/bh.port" &
+_register $! -
+wait_for 10 test -s "$T/bh.port" || fail "blackhole proxy did not start"
+PBH=$(cat "$T/bh.port")
+if bounded curl -s -o /dev/null --connect-timeout 1 -x "http://127.0.0.1:$PBH" \
+	"http://127.0.0.1:$PO/probe"; then
+	fail "the blackhole proxy accepted a connection"
+fi
+
 # ------------------------------------------------------------ hosts
 
 host_conf() {
@@ -198,6 +238,10 @@ proxy = http://127.0.0.1:$PS;DIRECT
 [template sq2.img]
 origin = http://127.0.0.1:$PO/sq2.img
 proxy = http://127.0.0.1:$PS;DIRECT
+[template bh.img]
+origin = http://127.0.0.1:$PO/bh.img
+proxy = http://127.0.0.1:$PBH|http://127.0.0.1:$PS
+revalidate = 1h
 [template cred.img]
 origin = http://127.0.0.1:$PO/cred.img
 proxy = http://u:secret1@127.0.0.1:$PD1 | http://u:secret2@127.0.0.1:$PD2;DIRECT
@@ -419,6 +463,21 @@ kill_mid() {
 			"$(cat "$T/h$h/$1.ms")" $((OT - 1))
 	done
 }
+# A group of a proxy that drops SYNs and Squid, connect_timeout (5 s)
+# above origin_timeout (3 s): a connect that hangs must leave the read
+# time for Squid (before: the hung connect took the whole deadline, EIO).
+# The start-up check backed the dead proxy off long ago, and no open
+# checks again (revalidate 1h): the group's turns give a read to it.
+for h in $(seq 1 $K); do
+	python3 "$T/timed.py" "$T/h$h/mnt/bh.img" "$T/h$h/bh.got" \
+		>"$T/h$h/bh.ms" 2>"$T/h$h/bh.err" ||
+		not_ok "host $h: read of bh.img failed: $(tail -n 1 "$T/h$h/bh.err")"
+	assert_same "host $h: bh.img exact past a proxy that drops SYNs" \
+		"$T/bh.orig" "$T/h$h/bh.got"
+	assert_le "host $h: bh.img: slowest 1 MiB read (ms) < origin_timeout" \
+		"$(cat "$T/h$h/bh.ms")" $((OT - 1))
+done
+
 # Reverse proxy: site cache A dies, the mirror (site cache B) serves.
 # shellcheck disable=SC2154 # set by start_nginx
 kill_mid fo2.img "$PID_cacheA" "$T/fo2.orig" "site cache A"

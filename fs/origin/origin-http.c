@@ -467,18 +467,25 @@ static int set_common(CURL *c, const struct http_origin *h,
 
 /* Bound this attempt by what is left of the call's deadline; *clamped
  * says whether that cut its connect phase to under a second (a slot got
- * late in a read's life: its timing out says little of the host). */
+ * late in a read's life: its timing out says little of the host).
+ * others: another URL or proxy route could serve the call.  Then a
+ * connect that hangs (a proxy or host dropping SYNs) gets at most half of
+ * what is left, so that the next one has its turn before the deadline
+ * instead of the reader failing with a live route unused (connect_timeout
+ * above origin_timeout / 2).  Only the connect phase: a slow transfer
+ * keeps the whole deadline (ic-proxy.h). */
 static int set_timeouts(CURL *c, uint64_t connect_ms, uint64_t deadline,
-                        int *clamped)
+                        int others, int *clamped)
 {
     uint64_t now = mono_ms();
     *clamped = 0;
     if (now >= deadline)
         return -ETIMEDOUT;
     uint64_t left = deadline - now;
-    if (connect_ms == 0 || connect_ms > left) {
-        *clamped = connect_ms != 0 && left < 1000;
-        connect_ms = left;
+    uint64_t room = others && left > 1 ? left / 2 : left;
+    if (connect_ms == 0 || connect_ms > room) {
+        *clamped = connect_ms != 0 && room < 1000;
+        connect_ms = room;
     }
     SETOPT(c, CURLOPT_TIMEOUT_MS, (long)left);
     SETOPT(c, CURLOPT_CONNECTTIMEOUT_MS, (long)connect_ms);
@@ -678,7 +685,10 @@ static int http_perform(struct origin *o, size_t ui, struct xfer *x,
             err = -EIO;
     }
     if (err == 0)
-        err = set_timeouts(c, o->connect_timeout_ms, deadline, &clamped);
+        err = set_timeouts(c, o->connect_timeout_ms, deadline,
+                           h->nurls > 1 || (h->chain != NULL &&
+                                            proxy_chain_routes(h->chain) > 1),
+                           &clamped);
     if (err == 0)
         err = set_request(c, x, &hdrs);
     if (err == 0) {
