@@ -27,9 +27,9 @@
  * No deadline here is tighter than the caller's (origin_timeout): a slow
  * proxy that delivers is not failed over (CernVM-FS issue 4445).
  *
- * Route entries are process-wide, keyed by URL and reference counted by
- * the chains that name them, so one template's failures steer every
- * template's requests.  "In use" is, per chain, the route of its last
+ * Route entries are process-wide, keyed by URL (DIRECT: by the host it
+ * goes to) and reference counted by the chains that name them, so one
+ * template's failures through a proxy steer every template's requests.  "In use" is, per chain, the route of its last
  * successful attempt; an entry is in use while some chain says so and
  * it is not backed off.
  *
@@ -50,10 +50,13 @@
 
 struct proxy_chain;
 
-/* Build the chain of a `proxy` value.  0; -EINVAL with the reason in err
- * (the config parser has already said so with file:line); -ENOMEM. */
-int proxy_chain_new(const char *spec, struct proxy_chain **out, char *err,
-                    size_t errlen);
+/* Build the chain of a `proxy` value for requests to direct_key (the
+ * origin URL's scheme://host:port, no credentials; NULL: unnamed): its
+ * DIRECT entry is that host's, so one origin host that fails does not
+ * back DIRECT off for the others.  0; -EINVAL with the reason in err (the
+ * config parser has already said so with file:line); -ENOMEM. */
+int proxy_chain_new(const char *spec, const char *direct_key,
+                    struct proxy_chain **out, char *err, size_t errlen);
 void proxy_chain_free(struct proxy_chain *c);
 
 /* Routes (proxies, then DIRECT when allowed), at least 1. */
@@ -61,7 +64,8 @@ size_t proxy_chain_routes(const struct proxy_chain *c);
 /* Route i's URL for CURLOPT_PROXY: "" is DIRECT (and disables the proxy
  * environment); may hold credentials. */
 const char *proxy_chain_url(const struct proxy_chain *c, size_t i);
-/* Route i's display form (credentials masked), "DIRECT" for direct. */
+/* Route i's display form (credentials masked); for direct "DIRECT" and
+ * its direct_key. */
 const char *proxy_chain_display(const struct proxy_chain *c, size_t i);
 
 /* The whole chain in the `proxy` syntax, each proxy in its display form

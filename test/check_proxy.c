@@ -18,7 +18,7 @@ static struct proxy_chain *chain(const char *spec)
 {
     struct proxy_chain *c;
     char err[256];
-    ck_assert_msg(proxy_chain_new(spec, &c, err, sizeof err) == 0, "%s: %s",
+    ck_assert_msg(proxy_chain_new(spec, NULL, &c, err, sizeof err) == 0, "%s: %s",
                   spec, err);
     return c;
 }
@@ -239,6 +239,31 @@ START_TEST(test_together)
 }
 END_TEST
 
+/* DIRECT is per origin host: one host's failures going direct do not
+ * back DIRECT off for the chain of a template on another host. */
+START_TEST(test_direct_per_host)
+{
+    struct proxy_chain *a, *b;
+    char err[256];
+    uint64_t t = 70000;
+
+    ck_assert_int_eq(proxy_chain_new("http://dh1:1;DIRECT", "http://ha:80",
+                                     &a, err, sizeof err), 0);
+    ck_assert_int_eq(proxy_chain_new("http://dh1:1;DIRECT", "http://hb:80",
+                                     &b, err, sizeof err), 0);
+    ck_assert_str_eq(use(a, t, 1), "http://dh1:1");
+    ck_assert_str_eq(use(a, t + 1, 1), "DIRECT http://ha:80");
+    ck_assert(proxy_chain_all_failed(a, t + 2));
+    ck_assert(!proxy_chain_all_failed(b, t + 2));
+    ck_assert_str_eq(pick(b, t + 2), "DIRECT http://hb:80");
+    char d[128];
+    proxy_chain_describe(b, d, sizeof d);
+    ck_assert_str_eq(d, "http://dh1:1;DIRECT");
+    proxy_chain_free(a);
+    proxy_chain_free(b);
+}
+END_TEST
+
 /* Credentials never show in the chain's description either. */
 START_TEST(test_describe)
 {
@@ -314,7 +339,8 @@ int main(void)
     const TTest *const tests[] = {test_syntax, test_spread,
                                          test_failover_backoff,
                                          test_no_direct, test_shared,
-                                         test_together, test_describe};
+                                         test_together, test_describe,
+                                         test_direct_per_host};
     Suite *s = suite_create("proxy");
     for (size_t i = 0; i < CK_NTESTS(tests); i++) {
         TCase *tc = tcase_create("proxy");

@@ -500,8 +500,8 @@ for p in d["proxies"]:
 EOF
 check "imgcache-report: the dead proxy is backed off with errors" \
 	grep -q "^http://127.0.0.1:$PS backoff False [1-9]" "$T/proxies"
-check "imgcache-report: DIRECT is in use" grep -q "^DIRECT ok True" \
-	"$T/proxies"
+check "imgcache-report: DIRECT (to the origin host) is in use" \
+	grep -q "^DIRECT http://127.0.0.1:$PO ok True" "$T/proxies"
 if [ "$_failed" != 0 ]; then
 	show_log "$T/proxies"
 	show_log "$T/report.err"

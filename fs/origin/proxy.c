@@ -13,6 +13,8 @@
 
 struct route {
     struct route *next;       /* the table: protected by proxy_lock */
+    char *key;                /* fixed: the URL; for DIRECT, "DIRECT "
+                                 and what it connects to */
     char *url;                /* fixed; "" for DIRECT */
     char display[512];        /* fixed */
     unsigned refs;
@@ -34,21 +36,36 @@ struct proxy_chain {
 static pthread_mutex_t proxy_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct route *routes; /* protected by proxy_lock */
 
-/* Find or create the entry of url (proxy_lock held).  NULL: no memory. */
-static struct route *route_get(const char *url)
+/* Find or create the entry of a proxy url, or with url NULL of DIRECT
+ * to direct_key (NULL: unnamed) (proxy_lock held).  NULL: no memory. */
+static struct route *route_get(const char *url, const char *direct_key)
 {
     struct route *r;
+    char *key;
+    if (url != NULL)
+        key = strdup(url);
+    else if (asprintf(&key, "%s %s", PROXY_DIRECT_DISPLAY,
+                      direct_key ? direct_key : "") < 0)
+        key = NULL;
+    if (key == NULL)
+        return NULL;
     for (r = routes; r != NULL; r = r->next)
-        if (strcmp(r->url, url) == 0) {
+        if (strcmp(r->key, key) == 0) {
             r->refs++;
+            free(key);
             return r;
         }
     r = calloc(1, sizeof *r);
-    if (r == NULL || (r->url = strdup(url)) == NULL) {
+    if (r == NULL || (r->url = strdup(url ? url : "")) == NULL) {
         free(r);
+        free(key);
         return NULL;
     }
-    if (url[0] == '\0')
+    r->key = key;
+    if (url == NULL && direct_key != NULL)
+        snprintf(r->display, sizeof r->display, "%s %s",
+                 PROXY_DIRECT_DISPLAY, direct_key);
+    else if (url == NULL)
         snprintf(r->display, sizeof r->display, "%s", PROXY_DIRECT_DISPLAY);
     else
         url_mask(url, r->display, sizeof r->display);
@@ -66,12 +83,13 @@ static void route_put(struct route *r)
     while (*pp != r)
         pp = &(*pp)->next;
     *pp = r->next;
+    free(r->key);
     free(r->url);
     free(r);
 }
 
-int proxy_chain_new(const char *spec, struct proxy_chain **out, char *err,
-                    size_t errlen)
+int proxy_chain_new(const char *spec, const char *direct_key,
+                    struct proxy_chain **out, char *err, size_t errlen)
 {
     struct proxyspec ps;
     int rc = proxyspec_parse(spec, &ps, err, errlen);
@@ -90,14 +108,14 @@ int proxy_chain_new(const char *spec, struct proxy_chain **out, char *err,
     pthread_mutex_lock(&proxy_lock);
     for (size_t i = 0; i < ps.n && rc == 0; i++) {
         c->group[c->n] = ps.group[i];
-        if ((c->r[c->n] = route_get(ps.url[i])) == NULL)
+        if ((c->r[c->n] = route_get(ps.url[i], NULL)) == NULL)
             rc = -ENOMEM;
         else
             c->n++;
     }
     if (rc == 0 && ps.direct) {
         c->group[c->n] = ps.ngroups;
-        if ((c->r[c->n] = route_get("")) == NULL)
+        if ((c->r[c->n] = route_get(NULL, direct_key)) == NULL)
             rc = -ENOMEM;
         else
             c->n++;
@@ -154,7 +172,8 @@ void proxy_chain_describe(const struct proxy_chain *c, char *out,
         const char *sep = i == 0 ? ""
                           : c->group[i] == c->group[i - 1] ? "|" : ";";
         int k = snprintf(out + pos, len - pos, "%s%s", sep,
-                         c->r[i]->display);
+                         c->r[i]->url[0] == '\0' ? PROXY_DIRECT_DISPLAY
+                                                 : c->r[i]->display);
         if (k < 0)
             break;
         pos += (size_t)k;
