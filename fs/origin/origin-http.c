@@ -625,9 +625,9 @@ static int route_failed(CURLcode rc, long status, int clamped)
  * one route) and hears "unreachable" only once every route is backed
  * off: one dead proxy of a group is the policy's business, not a reason
  * to mark the origin down. */
-static void note_route(struct http_origin *h, struct http_url *u, CURL *c,
-                       CURLcode rc, long status, size_t route,
-                       uint64_t picked, uint64_t start, int clamped)
+static void note_route(struct http_url *u, CURL *c, CURLcode rc,
+                       long status, size_t route, uint64_t picked,
+                       uint64_t start, int clamped)
 {
     uint64_t now = mono_ms();
     int failed = route_failed(rc, status, clamped);
@@ -696,7 +696,7 @@ static int http_perform(struct origin *o, size_t ui, struct xfer *x,
         uint64_t start = mono_ms();
         CURLcode rc = curl_easy_perform(c);
         if (u->chain != NULL)
-            note_route(h, u, c, rc, x->resp.status, route, picked, start,
+            note_route(u, c, rc, x->resp.status, route, picked, start,
                        clamped);
         else
             note_health(u->health, c, rc, x->resp.status, start, clamped);
