@@ -11,7 +11,9 @@
  *     a group spreads the load over its proxies;
  *   - a failed attempt (no connection, a timeout, a 5xx: the caller
  *     decides) backs its route off for PROXY_BACKOFF_FIRST_MS, doubling
- *     with each failure in a row up to PROXY_BACKOFF_MAX_MS; the next
+ *     with each failure in a row (of attempts begun since the last one:
+ *     transfers failing together count once) up to
+ *     PROXY_BACKOFF_MAX_MS; the next
  *     pick therefore goes to the group's other proxies, then to the next
  *     group, then DIRECT;
  *   - when a route's backoff has run out, the next pick that reaches its
@@ -25,9 +27,9 @@
  * No deadline here is tighter than the caller's (origin_timeout): a slow
  * proxy that delivers is not failed over (CernVM-FS issue 4445).
  *
- * Route entries are process-wide, keyed by URL and reference counted by
- * the chains that name them, so one template's failures steer every
- * template's requests.  "In use" is, per chain, the route of its last
+ * Route entries are process-wide, keyed by URL (DIRECT: by the host it
+ * goes to) and reference counted by the chains that name them, so one
+ * template's failures through a proxy steer every template's requests.  "In use" is, per chain, the route of its last
  * successful attempt; an entry is in use while some chain says so and
  * it is not backed off.
  *
@@ -48,10 +50,13 @@
 
 struct proxy_chain;
 
-/* Build the chain of a `proxy` value.  0; -EINVAL with the reason in err
- * (the config parser has already said so with file:line); -ENOMEM. */
-int proxy_chain_new(const char *spec, struct proxy_chain **out, char *err,
-                    size_t errlen);
+/* Build the chain of a `proxy` value for requests to direct_key (the
+ * origin URL's scheme://host:port, no credentials; NULL: unnamed): its
+ * DIRECT entry is that host's, so one origin host that fails does not
+ * back DIRECT off for the others.  0; -EINVAL with the reason in err (the
+ * config parser has already said so with file:line); -ENOMEM. */
+int proxy_chain_new(const char *spec, const char *direct_key,
+                    struct proxy_chain **out, char *err, size_t errlen);
 void proxy_chain_free(struct proxy_chain *c);
 
 /* Routes (proxies, then DIRECT when allowed), at least 1. */
@@ -59,14 +64,24 @@ size_t proxy_chain_routes(const struct proxy_chain *c);
 /* Route i's URL for CURLOPT_PROXY: "" is DIRECT (and disables the proxy
  * environment); may hold credentials. */
 const char *proxy_chain_url(const struct proxy_chain *c, size_t i);
-/* Route i's display form (credentials masked), "DIRECT" for direct. */
+/* Route i's display form (credentials masked); for direct "DIRECT" and
+ * its direct_key. */
 const char *proxy_chain_display(const struct proxy_chain *c, size_t i);
+
+/* The whole chain in the `proxy` syntax, each proxy in its display form
+ * (user:password@ shown as ***@), then ";DIRECT" when allowed; truncated
+ * to len - 1 bytes. */
+void proxy_chain_describe(const struct proxy_chain *c, char *out,
+                          size_t len);
 
 /* The route of one attempt starting at now_ms (mono_ms time). */
 size_t proxy_pick(struct proxy_chain *c, uint64_t now_ms);
-/* The outcome of an attempt through route i. */
+/* The outcome at now_ms of an attempt through route i picked at
+ * start_ms.  An attempt begun before the route's current backoff (or
+ * trial) began changes nothing but the error count: the transfers in
+ * flight when a proxy dies fail together, and count as one failure. */
 void proxy_done(struct proxy_chain *c, size_t i, int failed,
-                uint64_t now_ms);
+                uint64_t start_ms, uint64_t now_ms);
 /* Whether every route is backed off at now_ms: what the host health
  * (ic-health.h) then hears about is the whole chain's failure. */
 int proxy_chain_all_failed(const struct proxy_chain *c, uint64_t now_ms);

@@ -18,7 +18,7 @@ static struct proxy_chain *chain(const char *spec)
 {
     struct proxy_chain *c;
     char err[256];
-    ck_assert_msg(proxy_chain_new(spec, &c, err, sizeof err) == 0, "%s: %s",
+    ck_assert_msg(proxy_chain_new(spec, NULL, &c, err, sizeof err) == 0, "%s: %s",
                   spec, err);
     return c;
 }
@@ -32,7 +32,7 @@ static const char *pick(struct proxy_chain *c, uint64_t now)
 static const char *use(struct proxy_chain *c, uint64_t now, int failed)
 {
     size_t i = proxy_pick(c, now);
-    proxy_done(c, i, failed, now);
+    proxy_done(c, i, failed, now, now);
     return proxy_chain_display(c, i);
 }
 
@@ -72,6 +72,13 @@ START_TEST(test_syntax)
         {"a:1;;b:1", "empty proxy name in group 2"},
         {"|a:1", "empty proxy name in group 1"},
         {"a:1|", "empty proxy name in group 1"},
+        {"a:1||b:1", "empty proxy name in group 1"},
+        {"a:1;", "empty proxy name in group 2"},
+        {"a:1; ;b:1", "empty proxy name in group 2"},
+        {";", "empty proxy name in group 1"},
+        {"a:1;DIRECT;", "DIRECT must be the last group"},
+        {"http://a b:1", "proxy 'http://a b:1' contains a blank or a "
+                         "control character"},
         {"DIRECT;a:1", "DIRECT must be the last group"},
         {"a:1|DIRECT", "DIRECT cannot be part of a '|' group (group 1)"},
         {"DIRECT|a:1", "DIRECT cannot be part of a '|' group (group 1)"},
@@ -156,14 +163,14 @@ START_TEST(test_failover_backoff)
     ck_assert_uint_lt(b, 2);
     ck_assert_str_eq(pick(c, t), "http://f3:1");
     /* Both trials fail: twice the backoff. */
-    proxy_done(c, a, 1, t);
-    proxy_done(c, b, 1, t);
+    proxy_done(c, a, 1, t, t);
+    proxy_done(c, b, 1, t, t);
     ck_assert_str_eq(pick(c, t + 2 * PROXY_BACKOFF_FIRST_MS - 1),
                      "http://f3:1");
     t += 2 * PROXY_BACKOFF_FIRST_MS;
     size_t k = proxy_pick(c, t);
     ck_assert_uint_lt(k, 2);
-    proxy_done(c, k, 0, t);          /* back: group 1 has the traffic */
+    proxy_done(c, k, 0, t, t);          /* back: group 1 has the traffic */
     for (int i = 0; i < 4; i++)
         ck_assert_uint_lt(proxy_pick(c, t), 2);
 
@@ -171,7 +178,7 @@ START_TEST(test_failover_backoff)
     for (int i = 0; i < 20; i++) {
         t += PROXY_BACKOFF_MAX_MS;
         size_t j = proxy_pick(c, t);
-        proxy_done(c, j, 1, t);
+        proxy_done(c, j, 1, t, t);
     }
     n = proxy_list(&v, t);
     for (int i = 0; i < n; i++)
@@ -179,6 +186,108 @@ START_TEST(test_failover_backoff)
             ck_assert_uint_le(v[i].retry_in_ms, PROXY_BACKOFF_MAX_MS);
     free(v);
     proxy_chain_free(c);
+}
+END_TEST
+
+/* Transfers in flight through a proxy when it dies all fail together:
+ * one failure (one backoff period, not one doubling per transfer), and
+ * none of them moves the backoff that the first one started; the trial
+ * that follows decides alone. */
+START_TEST(test_together)
+{
+    struct proxy_chain *c = chain("http://tg1:1;http://tg2:1");
+    uint64_t t = 50000;
+    size_t in_flight[8];
+
+    for (int i = 0; i < 8; i++) {
+        in_flight[i] = proxy_pick(c, t + (uint64_t)i);
+        ck_assert_str_eq(proxy_chain_display(c, in_flight[i]),
+                         "http://tg1:1");
+    }
+    for (int i = 0; i < 8; i++)
+        proxy_done(c, in_flight[i], 1, t + (uint64_t)i, t + 100 + (uint64_t)i);
+    struct proxy_info *v;
+    int n = proxy_list(&v, t + 200);
+    int seen = 0;
+    for (int i = 0; i < n; i++)
+        if (strcmp(v[i].display, "http://tg1:1") == 0) {
+            seen = 1;
+            ck_assert_uint_eq(v[i].errors, 8);
+            ck_assert_uint_eq(v[i].fails, 1);
+            ck_assert_uint_eq(v[i].retry_in_ms,
+                              PROXY_BACKOFF_FIRST_MS - 100);
+        }
+    ck_assert(seen);
+    free(v);
+    ck_assert_str_eq(pick(c, t + 200), "http://tg2:1");
+    /* The trial fails: now twice; a late success of an attempt begun
+     * before does not end that. */
+    uint64_t t2 = t + 100 + PROXY_BACKOFF_FIRST_MS;
+    size_t k = proxy_pick(c, t2);
+    ck_assert_str_eq(proxy_chain_display(c, k), "http://tg1:1");
+    proxy_done(c, k, 1, t2, t2 + 10);
+    proxy_done(c, 0, 0, t2 - 1, t2 + 20);
+    ck_assert_str_eq(pick(c, t2 + 20), "http://tg2:1");
+    n = proxy_list(&v, t2 + 10);
+    for (int i = 0; i < n; i++)
+        if (strcmp(v[i].display, "http://tg1:1") == 0) {
+            ck_assert_uint_eq(v[i].fails, 2);
+            ck_assert_uint_eq(v[i].retry_in_ms, 2 * PROXY_BACKOFF_FIRST_MS);
+        }
+    free(v);
+    proxy_chain_free(c);
+}
+END_TEST
+
+/* DIRECT is per origin host: one host's failures going direct do not
+ * back DIRECT off for the chain of a template on another host. */
+START_TEST(test_direct_per_host)
+{
+    struct proxy_chain *a, *b;
+    char err[256];
+    uint64_t t = 70000;
+
+    ck_assert_int_eq(proxy_chain_new("http://dh1:1;DIRECT", "http://ha:80",
+                                     &a, err, sizeof err), 0);
+    ck_assert_int_eq(proxy_chain_new("http://dh1:1;DIRECT", "http://hb:80",
+                                     &b, err, sizeof err), 0);
+    ck_assert_str_eq(use(a, t, 1), "http://dh1:1");
+    ck_assert_str_eq(use(a, t + 1, 1), "DIRECT http://ha:80");
+    ck_assert(proxy_chain_all_failed(a, t + 2));
+    ck_assert(!proxy_chain_all_failed(b, t + 2));
+    ck_assert_str_eq(pick(b, t + 2), "DIRECT http://hb:80");
+    char d[128];
+    proxy_chain_describe(b, d, sizeof d);
+    ck_assert_str_eq(d, "http://dh1:1;DIRECT");
+    proxy_chain_free(a);
+    proxy_chain_free(b);
+}
+END_TEST
+
+/* Credentials never show in the chain's description either. */
+START_TEST(test_describe)
+{
+    struct proxy_chain *c =
+        chain("http://u:pw1@ds1:1 | http://u:pw2@ds2:1;ds3:1;DIRECT");
+    char d[256];
+
+    proxy_chain_describe(c, d, sizeof d);
+    ck_assert_str_eq(d, "http://***@ds1:1|http://***@ds2:1;ds3:1;DIRECT");
+    proxy_chain_describe(c, d, 10);
+    ck_assert_str_eq(d, "http://**");
+    proxy_chain_free(c);
+
+    struct proxyspec ps;
+    char err[256];
+    ck_assert_int_eq(proxyspec_parse("a:1;ftp://u:secret@h:1", &ps, err,
+                                     sizeof err), -EINVAL);
+    ck_assert_str_eq(err, "proxy 'ftp://***@h:1' has a scheme other than "
+                          "http, https, socks4(a) or socks5(h)");
+    proxyspec_free(&ps);
+    ck_assert_int_eq(proxyspec_parse("a:1;ftp://u:s@cr@t@h:1/x", &ps, err,
+                                     sizeof err), -EINVAL);
+    ck_assert(strstr(err, "cr") == NULL);
+    proxyspec_free(&ps);
 }
 END_TEST
 
@@ -229,7 +338,9 @@ int main(void)
 {
     const TTest *const tests[] = {test_syntax, test_spread,
                                          test_failover_backoff,
-                                         test_no_direct, test_shared};
+                                         test_no_direct, test_shared,
+                                         test_together, test_describe,
+                                         test_direct_per_host};
     Suite *s = suite_create("proxy");
     for (size_t i = 0; i < CK_NTESTS(tests); i++) {
         TCase *tc = tcase_create("proxy");

@@ -12,6 +12,13 @@
 #    of the old version: a host opening it afterwards reads the new version
 #    exactly, and handles opened before the change never see a byte of the
 #    new one (each block is old or EIO), on every host;
+#  - the same with a block manifest (changed beside the template, same
+#    size): each new generation takes its manifest from the origin, not
+#    the tier's old copy (which would refuse every new block);
+#  - a list of two dead proxies with passwords, then DIRECT: exact bytes,
+#    no password in the log or imgcache-report; a group of a proxy that
+#    drops SYNs and Squid with connect_timeout above origin_timeout: the
+#    hung connect leaves the read time for Squid (every read < deadline);
 #  - the site cache is killed (SIGKILL) while the hosts read: they go on
 #    with the second site cache (mirror), and, for the Squid template, go
 #    DIRECT; bytes exact, no read waits origin_timeout; imgcache-report
@@ -26,6 +33,7 @@ SQUID=$(command -v squid 2>/dev/null || echo /usr/sbin/squid)
 [ -x "$SQUID" ] || skip "squid not installed"
 command -v curl >/dev/null 2>&1 || skip "curl not installed"
 REPORT=$top_builddir/tools/imgcache-report
+MANIFEST=$top_builddir/tools/imgcache-manifest
 
 K=3
 OT=3000 # origin_timeout (ms)
@@ -40,7 +48,10 @@ make_file "$T/www/fo.img" 16
 make_file "$T/www/fo2.img" 16
 make_file "$T/www/sq.img" 4
 make_file "$T/www/sq2.img" 16
-for f in fleet chg fo fo2 sq sq2; do cp "$T/www/$f.img" "$T/$f.orig"; done
+make_file "$T/www/mf.img" 2
+make_file "$T/www/cred.img" 2
+make_file "$T/www/bh.img" 4
+for f in fleet chg fo fo2 sq sq2 mf cred bh; do cp "$T/www/$f.img" "$T/$f.orig"; done
 echo probe >"$T/www/probe" # what the start-up checks fetch
 
 # start_nginx NAME: nginx -c $T/NAME/nginx.conf in the foreground; sets
@@ -168,6 +179,38 @@ union_read() {
 		     END { printf "%d\n", u }'
 }
 
+# A proxy on a host that drops SYNs (its accept queue full): a connect to
+# it hangs until its timeout.
+cat >"$T/blackhole.py" <<'EOF'
+import os, socket, sys, time
+l = socket.socket()
+l.bind(("127.0.0.1", 0))
+l.listen(0)
+port = l.getsockname()[1]
+fill = []
+for _ in range(8):
+    c = socket.socket()
+    c.setblocking(False)
+    try:
+        c.connect(("127.0.0.1", port))
+    except BlockingIOError:
+        pass
+    fill.append(c)
+time.sleep(0.5)
+open(sys.argv[1] + ".tmp", "w").write("%d\n" % port)
+os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+while True:
+    time.sleep(60)
+EOF
+python3 "$T/blackhole.py" "$T/bh.port" &
+_register $! -
+wait_for 10 test -s "$T/bh.port" || fail "blackhole proxy did not start"
+PBH=$(cat "$T/bh.port")
+if bounded curl -s -o /dev/null --connect-timeout 1 -x "http://127.0.0.1:$PBH" \
+	"http://127.0.0.1:$PO/probe"; then
+	fail "the blackhole proxy accepted a connection"
+fi
+
 # ------------------------------------------------------------ hosts
 
 host_conf() {
@@ -180,6 +223,9 @@ origin = $CA/fleet.img
 mirror = $CB/fleet.img
 [template chg.img]
 origin = $CA/chg.img
+[template mf.img]
+origin = $CA/mf.img
+manifest = auto
 [template fo.img]
 origin = $CA/fo.img
 mirror = $CB/fo.img
@@ -192,8 +238,17 @@ proxy = http://127.0.0.1:$PS;DIRECT
 [template sq2.img]
 origin = http://127.0.0.1:$PO/sq2.img
 proxy = http://127.0.0.1:$PS;DIRECT
+[template bh.img]
+origin = http://127.0.0.1:$PO/bh.img
+proxy = http://127.0.0.1:$PBH|http://127.0.0.1:$PS
+revalidate = 1h
+[template cred.img]
+origin = http://127.0.0.1:$PO/cred.img
+proxy = http://u:secret1@127.0.0.1:$PD1 | http://u:secret2@127.0.0.1:$PD2;DIRECT
 EOF
 }
+PD1=$(free_port) # nothing listens there: dead proxies
+PD2=$(free_port)
 
 for h in $(seq 1 $K); do
 	mkdir -p "$T/h$h"
@@ -310,6 +365,35 @@ for h in 1 3; do
 		"$T/chg.new" "$T/h$h/chg.got"
 done
 
+# A change with a block manifest: the tier holds the old manifest (the
+# same size as the new one), and a host's new generation must not take it
+# from there (it would refuse every block of the new version: EIO).
+"$MANIFEST" -o "$T/www/mf.img.imgcache-manifest" "$T/www/mf.img" \
+	>/dev/null || fail "imgcache-manifest failed"
+bounded dd if="$T/h1/mnt/mf.img" of="$T/h1/mf.got" bs=1M status=none ||
+	not_ok "host 1: read of mf.img failed"
+assert_same "host 1: mf.img exact, checked against its manifest" \
+	"$T/mf.orig" "$T/h1/mf.got"
+check "host 1 verified mf.img against its manifest" \
+	grep -q "template mf.img: generation .* verified against" "$LOG_1"
+make_file "$T/mf.new" 2
+touch -d @$(($(stat -c %Y "$T/mf.orig") + 100)) "$T/mf.new"
+"$MANIFEST" -o "$T/www/mf.img.imgcache-manifest.tmp" "$T/mf.new" \
+	>/dev/null || fail "imgcache-manifest failed"
+cp -p "$T/mf.new" "$T/www/mf.img.tmp"
+mv "$T/www/mf.img.tmp" "$T/www/mf.img"
+mv "$T/www/mf.img.imgcache-manifest.tmp" "$T/www/mf.img.imgcache-manifest"
+for h in 2 1; do
+	bounded dd if="$T/h$h/mnt/mf.img" of="$T/h$h/mf.got" bs=1M \
+		status=none || not_ok "host $h: read of the new mf.img failed"
+	assert_same "host $h: mf.img after the change: the new version, its new manifest" \
+		"$T/mf.new" "$T/h$h/mf.got"
+done
+N=$(awk '$1 == "GET" && $2 == "/mf.img.imgcache-manifest"' "$ORIGIN_LOG" |
+	wc -l)
+check "each generation's manifest came from the origin ($N GETs: 1 + 2)" \
+	[ "$N" -ge 3 ]
+
 # ------------------------------------------------------------ 3. Squid
 
 on_all 'bounded dd if="$T/h$h/mnt/sq.img" of="$T/h$h/sq.got" bs=1M status=none' ||
@@ -322,6 +406,22 @@ assert_le "origin bytes for $K hosts through Squid <= 1.05x the file" \
 	"$(origin_bytes /sq.img)" $((4 * MIB * 105 / 100))
 N=$(grep -c "sq.img" "$T/squid/access.log" || true)
 check "Squid carried the hosts' requests ($N)" [ "$N" -ge $K ]
+
+# A list of two dead proxies (with credentials) and DIRECT: the reads go
+# direct, and no log line, health entry or report shows a password.
+bounded dd if="$T/h1/mnt/cred.img" of="$T/h1/cred.got" bs=1M status=none ||
+	not_ok "host 1: read of cred.img (dead proxies;DIRECT) failed"
+assert_same "host 1: cred.img exact past two dead proxies" "$T/cred.orig" \
+	"$T/h1/cred.got"
+bounded "$REPORT" --cache-dir "$T/h1/cache" --no-advance >"$T/cred.report" \
+	2>&1 || true
+bounded "$REPORT" --cache-dir "$T/h1/cache" --json --no-advance \
+	>>"$T/cred.report" 2>&1 || true
+check "imgcache-report names the proxy list's health entry" \
+	grep -q "proxies http://\*\*\*@127.0.0.1:$PD1|http://\*\*\*@127.0.0.1:$PD2;DIRECT" \
+	"$T/cred.report"
+check "no password in imgcache-report or the log" \
+	sh -c "! grep -l secret '$T/cred.report' '$LOG_1'"
 
 # ------------------------------------------------------------ 4. failures
 
@@ -363,6 +463,21 @@ kill_mid() {
 			"$(cat "$T/h$h/$1.ms")" $((OT - 1))
 	done
 }
+# A group of a proxy that drops SYNs and Squid, connect_timeout (5 s)
+# above origin_timeout (3 s): a connect that hangs must leave the read
+# time for Squid (before: the hung connect took the whole deadline, EIO).
+# The start-up check backed the dead proxy off long ago, and no open
+# checks again (revalidate 1h): the group's turns give a read to it.
+for h in $(seq 1 $K); do
+	python3 "$T/timed.py" "$T/h$h/mnt/bh.img" "$T/h$h/bh.got" \
+		>"$T/h$h/bh.ms" 2>"$T/h$h/bh.err" ||
+		not_ok "host $h: read of bh.img failed: $(tail -n 1 "$T/h$h/bh.err")"
+	assert_same "host $h: bh.img exact past a proxy that drops SYNs" \
+		"$T/bh.orig" "$T/h$h/bh.got"
+	assert_le "host $h: bh.img: slowest 1 MiB read (ms) < origin_timeout" \
+		"$(cat "$T/h$h/bh.ms")" $((OT - 1))
+done
+
 # Reverse proxy: site cache A dies, the mirror (site cache B) serves.
 # shellcheck disable=SC2154 # set by start_nginx
 kill_mid fo2.img "$PID_cacheA" "$T/fo2.orig" "site cache A"
@@ -385,8 +500,8 @@ for p in d["proxies"]:
 EOF
 check "imgcache-report: the dead proxy is backed off with errors" \
 	grep -q "^http://127.0.0.1:$PS backoff False [1-9]" "$T/proxies"
-check "imgcache-report: DIRECT is in use" grep -q "^DIRECT ok True" \
-	"$T/proxies"
+check "imgcache-report: DIRECT (to the origin host) is in use" \
+	grep -q "^DIRECT http://127.0.0.1:$PO ok True" "$T/proxies"
 if [ "$_failed" != 0 ]; then
 	show_log "$T/proxies"
 	show_log "$T/report.err"

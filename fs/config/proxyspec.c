@@ -46,6 +46,23 @@ static const char *bad_name(const char *s, size_t n)
     return "has a scheme other than http, https, socks4(a) or socks5(h)";
 }
 
+/* A name as an error may show it: user:password@ as "***@" (the config
+ * parser's messages are logged; url_mask is a layer above). */
+static void shown(const char *s, size_t n, char *out, size_t outlen)
+{
+    const char *sep = memmem(s, n, "://", 3);
+    size_t host = sep != NULL ? (size_t)(sep - s) + 3 : 0, at = n;
+
+    for (size_t i = host; i < n && s[i] != '/'; i++)
+        if (s[i] == '@')
+            at = i;
+    if (at < n)
+        snprintf(out, outlen, "%.*s***%.*s", (int)host, s,
+                 (int)(n - at > 200 ? 200 : n - at), s + at);
+    else
+        snprintf(out, outlen, "%.*s", (int)(n > 200 ? 200 : n), s);
+}
+
 int proxyspec_parse(const char *s, struct proxyspec *out, char *err,
                     size_t errlen)
 {
@@ -88,9 +105,9 @@ int proxyspec_parse(const char *s, struct proxyspec *out, char *err,
             }
             const char *why = bad_name(name, n);
             if (why != NULL) {
-                snprintf(err, errlen, "proxy '%.*s' %s", (int)(n > 200 ? 200
-                                                                       : n),
-                         name, why);
+                char masked[256];
+                shown(name, n, masked, sizeof masked);
+                snprintf(err, errlen, "proxy '%s' %s", masked, why);
                 return -EINVAL;
             }
             if (out->n == PROXYSPEC_MAX) {

@@ -177,14 +177,15 @@ struct http_url {
     int https;                /* https URL: redirects may not leave TLS */
     struct http_host *host;
     struct health *health;    /* what its requests connect to */
+    struct proxy_chain *chain; /* the routes of the origin's proxy
+                                  (ic-proxy.h), DIRECT to this URL's
+                                  host; NULL without a proxy value */
 };
 
 struct http_origin {
     struct http_url urls[HTTP_MAX_URLS]; /* [0] primary, then mirrors */
     size_t nurls;
     char *proxy;              /* NULL: libcurl reads the proxy environment */
-    struct proxy_chain *chain; /* the routes of proxy (ic-proxy.h), or NULL
-                                  with it */
     char *ca_file;
     char *netrc;
     uint64_t connect_ms;      /* connect_timeout, for probes */
@@ -467,18 +468,25 @@ static int set_common(CURL *c, const struct http_origin *h,
 
 /* Bound this attempt by what is left of the call's deadline; *clamped
  * says whether that cut its connect phase to under a second (a slot got
- * late in a read's life: its timing out says little of the host). */
+ * late in a read's life: its timing out says little of the host).
+ * others: another URL or proxy route could serve the call.  Then a
+ * connect that hangs (a proxy or host dropping SYNs) gets at most half of
+ * what is left, so that the next one has its turn before the deadline
+ * instead of the reader failing with a live route unused (connect_timeout
+ * above origin_timeout / 2).  Only the connect phase: a slow transfer
+ * keeps the whole deadline (ic-proxy.h). */
 static int set_timeouts(CURL *c, uint64_t connect_ms, uint64_t deadline,
-                        int *clamped)
+                        int others, int *clamped)
 {
     uint64_t now = mono_ms();
     *clamped = 0;
     if (now >= deadline)
         return -ETIMEDOUT;
     uint64_t left = deadline - now;
-    if (connect_ms == 0 || connect_ms > left) {
-        *clamped = connect_ms != 0 && left < 1000;
-        connect_ms = left;
+    uint64_t room = others && left > 1 ? left / 2 : left;
+    if (connect_ms == 0 || connect_ms > room) {
+        *clamped = connect_ms != 0 && room < 1000;
+        connect_ms = room;
     }
     SETOPT(c, CURLOPT_TIMEOUT_MS, (long)left);
     SETOPT(c, CURLOPT_CONNECTTIMEOUT_MS, (long)connect_ms);
@@ -524,12 +532,17 @@ static int set_request(CURL *c, struct xfer *x, struct curl_slist **hdrs)
         return -EIO;
     if (w->kind == HTTPC_HEAD)
         SETOPT(c, CURLOPT_NOBODY, 1L);
-    /* A stat decides the generation: a cache between us and the origin
-     * (Squid, nginx: README "Fleets") must ask the origin, not answer
-     * from a copy that may predate a change (max-age=0 lets it
-     * revalidate with a 304 instead of refetching).  A range is taken
-     * from the cache unless refresh says that copy just failed us. */
-    if ((w->kind == HTTPC_HEAD || w->kind == HTTPC_PROBE) &&
+    /* What has no validator to check it by must come from the origin
+     * (max-age=0 lets a cache on the way, Squid or nginx: README
+     * "Fleets", revalidate with a 304 instead of refetching), not from a
+     * copy that may predate a change: a stat decides the generation, a
+     * directory's name list which templates exist, and a block manifest
+     * (WHOLE too) checks every block of the generation it is fetched
+     * for, so an older one of the same size would refuse all the new
+     * blocks.  A range is taken from the cache (its validator guards
+     * it) unless refresh says that copy just failed us. */
+    if ((w->kind == HTTPC_HEAD || w->kind == HTTPC_PROBE ||
+         w->kind == HTTPC_WHOLE) &&
         slist_add(hdrs, "Cache-Control: max-age=0") != 0)
         return -EIO;
     if (x->refresh && (slist_add(hdrs, "Cache-Control: no-cache") != 0 ||
@@ -612,20 +625,20 @@ static int route_failed(CURLcode rc, long status, int clamped)
  * one route) and hears "unreachable" only once every route is backed
  * off: one dead proxy of a group is the policy's business, not a reason
  * to mark the origin down. */
-static void note_route(struct http_origin *h, struct http_url *u, CURL *c,
-                       CURLcode rc, long status, size_t route, uint64_t start,
-                       int clamped)
+static void note_route(struct http_url *u, CURL *c, CURLcode rc,
+                       long status, size_t route, uint64_t picked,
+                       uint64_t start, int clamped)
 {
     uint64_t now = mono_ms();
     int failed = route_failed(rc, status, clamped);
 
-    proxy_done(h->chain, route, failed, now);
+    proxy_done(u->chain, route, failed, picked, now);
     if (failed && status == 0)
         log_debug("%s: through %s: %s", u->display,
-                  proxy_chain_display(h->chain, route),
+                  proxy_chain_display(u->chain, route),
                   curl_easy_strerror(rc));
-    if (proxy_chain_routes(h->chain) == 1 ||
-        proxy_chain_all_failed(h->chain, now))
+    if (proxy_chain_routes(u->chain) == 1 ||
+        proxy_chain_all_failed(u->chain, now))
         note_health(u->health, c, rc, status, start, clamped);
     else
         health_answered(u->health);
@@ -665,21 +678,26 @@ static int http_perform(struct origin *o, size_t ui, struct xfer *x,
     err = set_common(c, h, u);
     int clamped = 0;
     size_t route = 0;
-    if (err == 0 && h->chain != NULL) {
-        route = proxy_pick(h->chain, mono_ms());
+    uint64_t picked = mono_ms();
+    if (err == 0 && u->chain != NULL) {
+        route = proxy_pick(u->chain, picked);
         if (curl_easy_setopt(c, CURLOPT_PROXY,
-                             proxy_chain_url(h->chain, route)) != CURLE_OK)
+                             proxy_chain_url(u->chain, route)) != CURLE_OK)
             err = -EIO;
     }
     if (err == 0)
-        err = set_timeouts(c, o->connect_timeout_ms, deadline, &clamped);
+        err = set_timeouts(c, o->connect_timeout_ms, deadline,
+                           h->nurls > 1 || (u->chain != NULL &&
+                                            proxy_chain_routes(u->chain) > 1),
+                           &clamped);
     if (err == 0)
         err = set_request(c, x, &hdrs);
     if (err == 0) {
         uint64_t start = mono_ms();
         CURLcode rc = curl_easy_perform(c);
-        if (h->chain != NULL)
-            note_route(h, u, c, rc, x->resp.status, route, start, clamped);
+        if (u->chain != NULL)
+            note_route(u, c, rc, x->resp.status, route, picked, start,
+                       clamped);
         else
             note_health(u->health, c, rc, x->resp.status, start, clamped);
         curl_off_t ft = -1;
@@ -1103,25 +1121,26 @@ static void proxy_key(const char *proxy, char *key, size_t len)
 /* The health entry of what a URL's requests connect to.  url_key is its
  * "scheme://host:port". */
 static struct health *url_health(const struct http_origin *h,
+                                 const struct proxy_chain *chain,
                                  const char *url_key, int https)
 {
     const char *hs = strstr(url_key, "://") + 3;
     const char *colon = strrchr(hs, ':');
     char host[512], key[1100];
     const char *proxy = h->proxy;
-    size_t nroutes = h->chain != NULL ? proxy_chain_routes(h->chain) : 0;
+    size_t nroutes = chain != NULL ? proxy_chain_routes(chain) : 0;
 
     snprintf(host, sizeof host, "%.*s", (int)(colon - hs), hs);
     if (nroutes == 1)
-        proxy = proxy_chain_url(h->chain, 0);
+        proxy = proxy_chain_url(chain, 0);
     else if (proxy == NULL)
         proxy = env_proxy(https, host);
     if (nroutes > 1) {
         /* One entry for the chain (ic-proxy.h); with DIRECT, its
          * reachability is also the origin host's. */
         char m[HTTP_DISPLAY_MAX];
-        url_mask(h->proxy, m, sizeof m);
-        if (strcmp(proxy_chain_url(h->chain, nroutes - 1), "") == 0)
+        proxy_chain_describe(chain, m, sizeof m);
+        if (strcmp(proxy_chain_url(chain, nroutes - 1), "") == 0)
             snprintf(key, sizeof key, "proxies %.500s for %.500s", m,
                      url_key);
         else
@@ -1141,7 +1160,7 @@ static struct health *url_health(const struct http_origin *h,
         goto nomem;
     }
     for (size_t i = 0; i < nroutes; i++) {
-        if (dup_opt(&p->proxy[i], proxy_chain_url(h->chain, i)) != 0)
+        if (dup_opt(&p->proxy[i], proxy_chain_url(chain, i)) != 0)
             goto nomem;
         p->nproxies++;
     }
@@ -1182,12 +1201,12 @@ static void http_origin_free(struct http_origin *h)
         free(h->urls[i].display);
         host_put(h->urls[i].host);
         health_put(h->urls[i].health);
+        proxy_chain_free(h->urls[i].chain);
     }
     for (size_t i = 0; h->idle != NULL && i < h->nidle; i++)
         curl_easy_cleanup(h->idle[i]);
     free(h->idle);
     free(h->proxy);
-    proxy_chain_free(h->chain);
     free(h->ca_file);
     free(h->netrc);
     pthread_mutex_destroy(&h->lock);
@@ -1267,9 +1286,18 @@ static int add_url(struct http_origin *h, const char *url, unsigned limit,
         free(u->display);
         return rc;
     }
+    if (h->proxy != NULL) {
+        char why[256];
+        rc = proxy_chain_new(h->proxy, key, &u->chain, why, sizeof why);
+        if (rc < 0) {
+            snprintf(err, errlen, "proxy: %s", why);
+            free(u->display);
+            return rc;
+        }
+    }
     u->url = strdup(url);
     u->host = host_get(key, limit);
-    u->health = url_health(h, key, u->https);
+    u->health = url_health(h, u->chain, key, u->https);
     h->nurls++; /* from here http_origin_free owns u */
     if (u->url == NULL || u->host == NULL || u->health == NULL)
         goto nomem;
@@ -1308,13 +1336,6 @@ static struct http_origin *http_origin_new(const char *url,
         dup_opt(&h->netrc, net ? net->netrc : NULL) != 0) {
         snprintf(err, errlen, "out of memory");
         goto fail;
-    }
-    if (h->proxy != NULL) {
-        char why[256];
-        if (proxy_chain_new(h->proxy, &h->chain, why, sizeof why) != 0) {
-            snprintf(err, errlen, "proxy: %s", why);
-            goto fail;
-        }
     }
     if (add_url(h, url, limit, err, errlen) != 0)
         goto fail;

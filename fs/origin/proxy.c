@@ -13,11 +13,14 @@
 
 struct route {
     struct route *next;       /* the table: protected by proxy_lock */
+    char *key;                /* fixed: the URL; for DIRECT, "DIRECT "
+                                 and what it connects to */
     char *url;                /* fixed; "" for DIRECT */
     char display[512];        /* fixed */
     unsigned refs;
     unsigned fails;           /* failures in a row */
     uint64_t until_ms;        /* backed off (or a trial runs) until */
+    uint64_t since_ms;        /* when that backoff or trial began */
     uint64_t requests, errors;
     unsigned in_use;          /* chains whose current route this is */
 };
@@ -33,21 +36,36 @@ struct proxy_chain {
 static pthread_mutex_t proxy_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct route *routes; /* protected by proxy_lock */
 
-/* Find or create the entry of url (proxy_lock held).  NULL: no memory. */
-static struct route *route_get(const char *url)
+/* Find or create the entry of a proxy url, or with url NULL of DIRECT
+ * to direct_key (NULL: unnamed) (proxy_lock held).  NULL: no memory. */
+static struct route *route_get(const char *url, const char *direct_key)
 {
     struct route *r;
+    char *key;
+    if (url != NULL)
+        key = strdup(url);
+    else if (asprintf(&key, "%s %s", PROXY_DIRECT_DISPLAY,
+                      direct_key ? direct_key : "") < 0)
+        key = NULL;
+    if (key == NULL)
+        return NULL;
     for (r = routes; r != NULL; r = r->next)
-        if (strcmp(r->url, url) == 0) {
+        if (strcmp(r->key, key) == 0) {
             r->refs++;
+            free(key);
             return r;
         }
     r = calloc(1, sizeof *r);
-    if (r == NULL || (r->url = strdup(url)) == NULL) {
+    if (r == NULL || (r->url = strdup(url ? url : "")) == NULL) {
         free(r);
+        free(key);
         return NULL;
     }
-    if (url[0] == '\0')
+    r->key = key;
+    if (url == NULL && direct_key != NULL)
+        snprintf(r->display, sizeof r->display, "%s %s",
+                 PROXY_DIRECT_DISPLAY, direct_key);
+    else if (url == NULL)
         snprintf(r->display, sizeof r->display, "%s", PROXY_DIRECT_DISPLAY);
     else
         url_mask(url, r->display, sizeof r->display);
@@ -65,12 +83,13 @@ static void route_put(struct route *r)
     while (*pp != r)
         pp = &(*pp)->next;
     *pp = r->next;
+    free(r->key);
     free(r->url);
     free(r);
 }
 
-int proxy_chain_new(const char *spec, struct proxy_chain **out, char *err,
-                    size_t errlen)
+int proxy_chain_new(const char *spec, const char *direct_key,
+                    struct proxy_chain **out, char *err, size_t errlen)
 {
     struct proxyspec ps;
     int rc = proxyspec_parse(spec, &ps, err, errlen);
@@ -89,14 +108,14 @@ int proxy_chain_new(const char *spec, struct proxy_chain **out, char *err,
     pthread_mutex_lock(&proxy_lock);
     for (size_t i = 0; i < ps.n && rc == 0; i++) {
         c->group[c->n] = ps.group[i];
-        if ((c->r[c->n] = route_get(ps.url[i])) == NULL)
+        if ((c->r[c->n] = route_get(ps.url[i], NULL)) == NULL)
             rc = -ENOMEM;
         else
             c->n++;
     }
     if (rc == 0 && ps.direct) {
         c->group[c->n] = ps.ngroups;
-        if ((c->r[c->n] = route_get("")) == NULL)
+        if ((c->r[c->n] = route_get(NULL, direct_key)) == NULL)
             rc = -ENOMEM;
         else
             c->n++;
@@ -141,6 +160,26 @@ const char *proxy_chain_display(const struct proxy_chain *c, size_t i)
     return c->r[i]->display;
 }
 
+void proxy_chain_describe(const struct proxy_chain *c, char *out,
+                          size_t len)
+{
+    size_t pos = 0;
+
+    if (len == 0)
+        return;
+    out[0] = '\0';
+    for (size_t i = 0; i < c->n && pos < len; i++) {
+        const char *sep = i == 0 ? ""
+                          : c->group[i] == c->group[i - 1] ? "|" : ";";
+        int k = snprintf(out + pos, len - pos, "%s%s", sep,
+                         c->r[i]->url[0] == '\0' ? PROXY_DIRECT_DISPLAY
+                                                 : c->r[i]->display);
+        if (k < 0)
+            break;
+        pos += (size_t)k;
+    }
+}
+
 static uint64_t backoff_of(unsigned fails)
 {
     uint64_t ms = PROXY_BACKOFF_FIRST_MS;
@@ -177,20 +216,31 @@ size_t proxy_pick(struct proxy_chain *c, uint64_t now_ms)
                 pick = i;
     }
     struct route *r = c->r[pick];
-    if (r->fails > 0 && r->until_ms <= now_ms)
+    if (r->fails > 0 && r->until_ms <= now_ms) {
         r->until_ms = now_ms + backoff_of(r->fails); /* the trial's lease */
+        r->since_ms = now_ms;
+    }
     r->requests++;
     pthread_mutex_unlock(&proxy_lock);
     return pick;
 }
 
-void proxy_done(struct proxy_chain *c, size_t i, int failed, uint64_t now_ms)
+void proxy_done(struct proxy_chain *c, size_t i, int failed,
+                uint64_t start_ms, uint64_t now_ms)
 {
     pthread_mutex_lock(&proxy_lock);
     struct route *r = c->r[i];
-    if (failed) {
+    if (failed)
         r->errors++;
+    if (r->fails > 0 && start_ms < r->since_ms) {
+        /* Under way when the route was backed off: a failure is the one
+         * already counted (a proxy dying fails every transfer through it
+         * at once, which must not double its backoff once per transfer),
+         * a success does not end a backoff that began after it started.
+         * Only the trial and attempts begun since decide. */
+    } else if (failed) {
         r->fails++;
+        r->since_ms = now_ms;
         r->until_ms = now_ms + backoff_of(r->fails);
     } else {
         r->fails = 0;
