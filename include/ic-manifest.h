@@ -11,15 +11,26 @@
  *       12     4  hash_alg   1 = SHA-256
  *       16     8  file_size  the template's size in bytes
  *       24     4  block_size a power of two, 4 KiB .. 16 MiB
- *       28     4  flags      0 (any other value is refused)
+ *       28     4  flags      bit 0 MANIFEST_F_MTIME: template_mtime is
+ *                            set; every other bit 0 (else refused)
  *       32     8  nblocks    ceil(file_size / block_size)
- *       40    24  reserved   all zero
+ *       40     8  template_mtime  the template's st_mtim when it was
+ *                            hashed, ns since the epoch (signed); 0
+ *                            without MANIFEST_F_MTIME (else refused)
+ *       48    16  reserved   all zero
  *       64  32*n  entries    entry i = SHA-256 of block i (the last block:
  *                            its real, short length); a block of only zero
  *                            bytes has an entry of 32 zero bytes instead
  *                            (no SHA-256 output is all zeros in practice,
  *                            so the marker cannot be confused with a hash)
  *   64+32n   32  trailer    SHA-256 of the 64 + 32*n bytes before it
+ *
+ * template_mtime binds the manifest to one version of the template: the
+ * bytes of a template rewritten in place at the same size are another
+ * version with another mtime, and the daemon trusts a manifest for bytes
+ * the origin did not send (zero blocks, local copies) only when its
+ * template_mtime is the origin's (ic-verify.h).  manifest_build records
+ * the mtime it saw before and after hashing (it fails when they differ).
  *
  * The file's length must be exactly 64 + 32*nblocks + 32.  A manifest is
  * refused unless every field above holds; the message says which did not
@@ -56,6 +67,7 @@
 #define MANIFEST_HEADER_LEN 64
 #define MANIFEST_MIN_BLOCK (4u << 10)
 #define MANIFEST_MAX_BLOCK (16u << 20)
+#define MANIFEST_F_MTIME 1u             /* flags: template_mtime is set */
 
 struct manifest;                          /* opened + validated; mmap'd read-only, never copied into RAM */
 
@@ -72,6 +84,9 @@ void manifest_close(struct manifest *m);
 uint64_t manifest_file_size(const struct manifest *m);   /* the template's size in bytes */
 uint32_t manifest_block_size(const struct manifest *m);  /* power of two, 4 KiB .. 16 MiB */
 uint64_t manifest_nblocks(const struct manifest *m);     /* ceil(size / block size) */
+/* Whether the manifest records the template's mtime (MANIFEST_F_MTIME);
+ * if so, *ns = it (ns since the epoch; ns may be NULL). */
+bool manifest_template_mtime(const struct manifest *m, int64_t *ns);
 
 /* 1: block idx is all zeros (hash not copied); 0: hash copied to out; -ERANGE: idx out of range */
 int  manifest_entry(const struct manifest *m, uint64_t idx, uint8_t out[MANIFEST_HASH_LEN]);
@@ -79,10 +94,12 @@ int  manifest_entry(const struct manifest *m, uint64_t idx, uint8_t out[MANIFEST
 void manifest_hash(const void *buf, size_t len, uint8_t out[MANIFEST_HASH_LEN]);  /* SHA-256 of a block (the last block: its real, short length) */
 bool manifest_is_zero(const void *buf, size_t len);
 
-/* Hash the file on fd (size from fstat) with `threads` workers and write a
- * manifest to out_path via out_path.tmp.PID + fsync + rename: out_path is
- * either the old file or the whole new one, never half of one.  threads
- * < 1 means 1.  -EINVAL for a block size the format refuses. */
+/* Hash the file on fd (size and mtime from fstat) with `threads` workers
+ * and write a manifest to out_path via out_path.tmp.PID + fsync + rename:
+ * out_path is either the old file or the whole new one, never half of
+ * one.  The manifest records the file's mtime (MANIFEST_F_MTIME).
+ * threads < 1 means 1.  -EINVAL for a block size the format refuses,
+ * -ESTALE when the file's size or mtime changed while it was hashed. */
 int  manifest_build(int fd, uint32_t block_size, int threads, const char *out_path, char *err, size_t errlen);
 
 /* Hash every block of the file on fd with `threads` workers and compare

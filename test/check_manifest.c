@@ -106,6 +106,13 @@ START_TEST(round_trip)
 
     ck_assert_int_eq(manifest_open(out, &m, err, sizeof err), 0);
     ck_assert_uint_eq(manifest_file_size(m), FSIZE);
+    /* Bound to the version hashed: its mtime to the nanosecond. */
+    struct stat st;
+    int64_t ns = 0;
+    ck_assert_int_eq(stat(file, &st), 0);
+    ck_assert(manifest_template_mtime(m, &ns));
+    ck_assert_int_eq(ns, (int64_t)st.st_mtim.tv_sec * 1000000000 +
+                             st.st_mtim.tv_nsec);
     ck_assert_uint_eq(manifest_block_size(m), BS);
     uint64_t n = manifest_nblocks(m);
     ck_assert_uint_eq(n, FSIZE / BS + 1);
@@ -304,12 +311,39 @@ START_TEST(refusals)
     refused(b, len, "wrong nblocks");
 
     FRESH();
-    put32(b + 28, 1);
+    put32(b + 28, 3);
     resign(b, len);
-    refused(b, len, "unknown flags 0x1");
+    refused(b, len, "unknown flags 0x2");
+    put32(b + 28, 0x80000001u);
+    resign(b, len);
+    refused(b, len, "unknown flags 0x80000000");
+
+    /* Without its flag the mtime must be 0; with it, any value. */
+    FRESH();
+    put32(b + 28, 0);
+    resign(b, len);
+    refused(b, len, "template mtime set without its flag");
+    put64(b + 40, 0);
+    resign(b, len);
+    ck_assert_int_eq(manifest_open_mem(b, len, &m, err, sizeof err), 0);
+    int64_t ns = 5;
+    ck_assert(!manifest_template_mtime(m, &ns));
+    ck_assert_int_eq(ns, 5);
+    manifest_close(m);
+    put32(b + 28, 1);
+    put64(b + 40, (uint64_t)-1500000000LL); /* before the epoch */
+    resign(b, len);
+    ck_assert_int_eq(manifest_open_mem(b, len, &m, err, sizeof err), 0);
+    ck_assert(manifest_template_mtime(m, &ns));
+    ck_assert_int_eq(ns, -1500000000LL);
+    manifest_close(m);
 
     FRESH();
     b[63] = 1;
+    resign(b, len);
+    refused(b, len, "reserved header bytes are not zero");
+    FRESH();
+    b[48] = 1;
     resign(b, len);
     refused(b, len, "reserved header bytes are not zero");
 

@@ -2,7 +2,9 @@
 # t-manifest: imgcache-manifest writes a manifest that holds, for a ~40 MiB
 # template with zero regions and a short last block, exactly the SHA-256 of
 # every block (python3's hashlib as the oracle) with the zero blocks
-# marked, the same whatever the thread count; --verify passes on the file,
+# marked, and the template's mtime to the nanosecond (a copy with another
+# mtime verifies with a note that the daemon will only check with it),
+# the same whatever the thread count; --verify passes on the file,
 # and after one byte is flipped fails naming that block (several: the
 # first ones in order, and how many); corrupted manifests (bad header,
 # truncated, wrong block size, checksum mismatch, extra bytes) are refused
@@ -77,6 +79,9 @@ assert_eq "--dump: block_size" "block_size $BS" "$(grep '^block_size' "$T/out")"
 assert_eq "--dump: nblocks" "nblocks $NBLOCKS" "$(grep '^nblocks' "$T/out")"
 assert_eq "--dump: zero blocks" "zero_blocks $NZERO" \
 	"$(grep '^zero_blocks' "$T/out")"
+assert_eq "--dump: the template's mtime, to the nanosecond" \
+	"$(python3 -c 'import os, sys; print(os.stat(sys.argv[1]).st_mtime_ns)' "$F")" \
+	"$(sed -n 's/^template_mtime \([-0-9]*\) .*/\1/p' "$T/out")"
 grep '^[0-9]' "$T/out" >"$T/dump.blocks"
 oracle "$F" "$BS" >"$T/oracle.blocks"
 assert_same "every entry is the block's SHA-256, zero blocks marked" \
@@ -86,6 +91,15 @@ assert_eq "the short last block is hashed at its length" \
 	"$(tail -n 1 "$T/dump.blocks" | cut -d' ' -f1-3)"
 expect "--verify of the file" 0 "all $NBLOCKS blocks match" \
 	--verify "$M" "$F"
+check "  ... and says nothing of its mtime" sh -c "! grep -q note: '$T/out'"
+cp -p "$F" "$T/touched.img"
+touch -d "2020-01-02 03:04:05 UTC" "$T/touched.img"
+expect "--verify of a copy with another mtime: the bytes match" 0 \
+	"all $NBLOCKS blocks match" --verify "$M" "$T/touched.img"
+check "  ... with a note that the daemon will only check" grep -q \
+	"note: its mtime 2020-01-02T03:04:05.000000000Z is not the manifest's" \
+	"$T/out"
+rm -f "$T/touched.img"
 
 expect "build with 1 thread" 0 "1 thread," -j 1 -o "$T/m1" "$F"
 expect "build with 3 threads" 0 "3 threads," --threads 3 -o "$T/m3" "$F"
@@ -151,6 +165,9 @@ expect "bad magic refused" 2 "$B: bad magic" --verify "$B" "$F"
 B=$(bad version)
 patch "$B" 8 02000000
 expect "bad version refused" 2 "unsupported version 2" --dump "$B"
+B=$(bad flags)
+patch "$B" 28 03000000
+expect "unknown flag refused" 2 "unknown flags 0x2" --dump "$B"
 B=$(bad trunc)
 truncate -s 1000 "$B"
 expect "truncated manifest refused" 2 \

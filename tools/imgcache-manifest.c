@@ -211,6 +211,24 @@ static uint64_t count_zero(const struct manifest *m)
     return z;
 }
 
+/* mtime (ns since the epoch) as UTC with nanoseconds. */
+static void fmt_mtime(int64_t ns, char *out, size_t len)
+{
+    int64_t sec = ns / 1000000000, frac = ns % 1000000000;
+    if (frac < 0) {
+        sec--;
+        frac += 1000000000;
+    }
+    time_t t = (time_t)sec;
+    struct tm tm;
+    char d[32];
+    if (gmtime_r(&t, &tm) == NULL || strftime(d, sizeof d, "%Y-%m-%dT%H:%M:%S",
+                                              &tm) == 0)
+        snprintf(out, len, "%" PRId64 " ns", ns);
+    else
+        snprintf(out, len, "%s.%09" PRId64 "Z", d, frac);
+}
+
 /* -------------------------------------------------------------- build */
 
 static int build(const struct opts *o)
@@ -290,6 +308,24 @@ static int verify(const struct opts *o)
     }
     uint32_t bs = manifest_block_size(m);
     uint64_t size = manifest_file_size(m), n = manifest_nblocks(m);
+    /* The bytes may match while the daemon still will not copy blocks or
+     * skip zeros on this manifest's word: it binds it to the mtime. */
+    int64_t mt;
+    struct stat fst;
+    if (!manifest_template_mtime(m, &mt)) {
+        printf("%s: note: %s records no template mtime: the daemon uses it "
+               "to check fetched blocks only\n", o->file, o->manifest);
+    } else if (stat(o->file, &fst) == 0 &&
+               (int64_t)fst.st_mtim.tv_sec * 1000000000 + fst.st_mtim.tv_nsec !=
+                   mt) {
+        char a[64], b[64];
+        fmt_mtime(mt, a, sizeof a);
+        fmt_mtime((int64_t)fst.st_mtim.tv_sec * 1000000000 +
+                      fst.st_mtim.tv_nsec, b, sizeof b);
+        printf("%s: note: its mtime %s is not the manifest's %s: the daemon "
+               "uses the manifest to check fetched blocks only (build it "
+               "again)\n", o->file, b, a);
+    }
     for (uint64_t i = 0; i < nbad && i < SHOW_BAD; i++)
         printf("%s: block %" PRIu64 " at offset %" PRIu64 " (%" PRIu32
                " bytes) differs\n", o->file, bad[i], block_start(bad[i], bs),
@@ -320,10 +356,18 @@ static int dump(const struct opts *o)
         return EXIT_TROUBLE;
     uint32_t bs = manifest_block_size(m);
     uint64_t size = manifest_file_size(m), n = manifest_nblocks(m);
+    int64_t mt;
+    char when[64] = "none";
+    if (manifest_template_mtime(m, &mt)) {
+        char d[48];
+        fmt_mtime(mt, d, sizeof d);
+        snprintf(when, sizeof when, "%" PRId64 " %s", mt, d);
+    }
     printf("# imgcache manifest version %d, SHA-256\n"
            "file_size %" PRIu64 "\nblock_size %" PRIu32 "\nnblocks %" PRIu64
-           "\nzero_blocks %" PRIu64 "\n# block offset length sha256|zero\n",
-           MANIFEST_VERSION, size, bs, n, count_zero(m));
+           "\nzero_blocks %" PRIu64 "\ntemplate_mtime %s\n"
+           "# block offset length sha256|zero\n",
+           MANIFEST_VERSION, size, bs, n, count_zero(m), when);
     for (uint64_t i = 0; i < n; i++) {
         printf("%" PRIu64 " %" PRIu64 " %" PRIu32 " ", i, block_start(i, bs),
                block_len(i, size, bs));

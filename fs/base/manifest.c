@@ -43,6 +43,8 @@ struct manifest {
     uint64_t file_size;
     uint64_t nblocks;
     uint32_t block_size;
+    int has_mtime;        /* MANIFEST_F_MTIME */
+    int64_t mtime_ns;
 };
 
 static void set_err(char *err, size_t errlen, const char *fmt, ...)
@@ -172,11 +174,17 @@ static int validate(const uint8_t *buf, size_t len, struct manifest *m,
     int rc = block_size_ok(bs, err, errlen);
     if (rc < 0)
         return rc;
-    if (flags != 0) {
-        set_err(err, errlen, "unknown flags 0x%" PRIx32, flags);
+    if ((flags & ~MANIFEST_F_MTIME) != 0) {
+        set_err(err, errlen, "unknown flags 0x%" PRIx32,
+                flags & ~MANIFEST_F_MTIME);
         return -EINVAL;
     }
-    if (!buf_is_zero(buf + 40, MANIFEST_HEADER_LEN - 40)) {
+    uint64_t mtime = le64(buf + 40);
+    if (!(flags & MANIFEST_F_MTIME) && mtime != 0) {
+        set_err(err, errlen, "template mtime set without its flag");
+        return -EINVAL;
+    }
+    if (!buf_is_zero(buf + 48, MANIFEST_HEADER_LEN - 48)) {
         set_err(err, errlen, "reserved header bytes are not zero");
         return -EINVAL;
     }
@@ -222,6 +230,8 @@ static int validate(const uint8_t *buf, size_t len, struct manifest *m,
     m->file_size = size;
     m->block_size = bs;
     m->nblocks = nblocks;
+    m->has_mtime = (flags & MANIFEST_F_MTIME) != 0;
+    m->mtime_ns = (int64_t)mtime; /* two's complement, as written */
     return 0;
 }
 
@@ -303,6 +313,13 @@ void manifest_close(struct manifest *m)
 uint64_t manifest_file_size(const struct manifest *m) { return m->file_size; }
 uint32_t manifest_block_size(const struct manifest *m) { return m->block_size; }
 uint64_t manifest_nblocks(const struct manifest *m) { return m->nblocks; }
+
+bool manifest_template_mtime(const struct manifest *m, int64_t *ns)
+{
+    if (m->has_mtime && ns != NULL)
+        *ns = m->mtime_ns;
+    return m->has_mtime;
+}
 
 static const uint8_t *entry_at(const struct manifest *m, uint64_t idx)
 {
@@ -587,8 +604,12 @@ int manifest_build(int fd, uint32_t block_size, int threads,
     put_le32(hdr + 12, MANIFEST_HASH_SHA256);
     put_le64(hdr + 16, size);
     put_le32(hdr + 24, block_size);
-    put_le32(hdr + 28, 0);
+    /* The version hashed: checked unchanged after the scan below. */
+    int64_t mtime = (int64_t)st.st_mtim.tv_sec * 1000000000 +
+                    st.st_mtim.tv_nsec;
+    put_le32(hdr + 28, MANIFEST_F_MTIME);
     put_le64(hdr + 32, nblocks);
+    put_le64(hdr + 40, (uint64_t)mtime);
     ssize_t w = pwrite_full(out, hdr, sizeof hdr, 0);
     if (w < 0) {
         rc = (int)w;
@@ -604,10 +625,14 @@ int manifest_build(int fd, uint32_t block_size, int threads,
         goto fail;
     }
     /* A file rewritten while we read it would give a manifest of no
-     * version of it. */
-    if (fstat(fd, &st2) == 0 &&
-        (st2.st_size != st.st_size || st2.st_mtim.tv_sec != st.st_mtim.tv_sec ||
-         st2.st_mtim.tv_nsec != st.st_mtim.tv_nsec)) {
+     * version of it, under the mtime of one. */
+    if (fstat(fd, &st2) < 0) {
+        rc = -errno;
+        set_err(err, errlen, "fstat: %s", strerror(-rc));
+        goto fail;
+    }
+    if (st2.st_size != st.st_size || st2.st_mtim.tv_sec != st.st_mtim.tv_sec ||
+        st2.st_mtim.tv_nsec != st.st_mtim.tv_nsec) {
         set_err(err, errlen, "the file changed while being read");
         rc = -ESTALE;
         goto fail;

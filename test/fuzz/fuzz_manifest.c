@@ -15,7 +15,9 @@
  *      exactly nblocks entries) and a correct trailer: the accessors run on
  *      accepted manifests of every shape the other header fields allow.
  * Promises checked: an accepted manifest's fields obey the format (block
- * size a power of two in range, nblocks = ceil(size / bs), length exact),
+ * size a power of two in range, nblocks = ceil(size / bs), length exact,
+ * no flag but MANIFEST_F_MTIME, the template mtime read back as written
+ * and only with its flag),
  * every entry reads back as the bytes at its place with zero entries
  * reported as such, indexes past the end give -ERANGE; a refused one gives
  * -EINVAL, no manifest, and a one-line message. */
@@ -65,8 +67,18 @@ static void check_accepted(const struct manifest *m, const uint8_t *buf,
     FUZZ_CHECK(memcmp(buf, MANIFEST_MAGIC, 8) == 0);
     FUZZ_CHECK(rd32(buf + 8) == MANIFEST_VERSION);
     FUZZ_CHECK(rd32(buf + 12) == MANIFEST_HASH_SHA256);
-    FUZZ_CHECK(rd32(buf + 28) == 0);
-    FUZZ_CHECK(all_zero(buf + 40, 24));
+    uint32_t flags = rd32(buf + 28);
+    FUZZ_CHECK((flags & ~MANIFEST_F_MTIME) == 0);
+    FUZZ_CHECK(all_zero(buf + 48, 16));
+    int64_t mt = 7;
+    FUZZ_CHECK(manifest_template_mtime(m, &mt) ==
+               ((flags & MANIFEST_F_MTIME) != 0));
+    if (flags & MANIFEST_F_MTIME)
+        FUZZ_CHECK((uint64_t)mt == rd64(buf + 40));
+    else
+        FUZZ_CHECK(mt == 7 && all_zero(buf + 40, 8));
+    FUZZ_CHECK(manifest_template_mtime(m, NULL) ==
+               ((flags & MANIFEST_F_MTIME) != 0));
     FUZZ_CHECK(size == rd64(buf + 16) && bs == rd32(buf + 24) &&
                n == rd64(buf + 32));
     FUZZ_CHECK(bs >= MANIFEST_MIN_BLOCK && bs <= MANIFEST_MAX_BLOCK &&
