@@ -16,7 +16,21 @@
  *
  * Bytes never trusted: every fetched byte is checked against the manifest
  * before it is stored or served, a local copy after it is made.  A wrong
- * manifest can only cost refetches and EIO.
+ * manifest checking fetched bytes can only cost refetches and EIO.
+ *
+ * Binding: a manifest that stands in for bytes the origin does not send
+ * (a zero block never fetched, a local copy checked against its hash) is
+ * believed, so it must be of this generation's version of the template:
+ * it records the template's mtime when it was made (ic-manifest.h), and
+ * only when that is the origin's mtime for the generation (a file origin's
+ * st_mtim; HTTP: Last-Modified, whole seconds) is it bound (gen.mf_bound).
+ * An unbound one (another version's, published the image first; without
+ * an mtime; an origin that gives none) only checks fetched blocks, said
+ * once per generation.  Every manifest that becomes a generation's is
+ * judged so, whether opened from the stored copy or fetched (a stored
+ * unbound one is fetched again first: the origin may have the version's
+ * own by now); a later fetch of it for the same generation (healing a
+ * stale one) must pass the same rule before copies are trusted.
  *
  * Locking: verify_settle waits on gen.filled under gen.lock (bounded by
  * the caller's deadline) and fetches with no lock held.  A local copy
@@ -41,7 +55,8 @@ struct tmpl;
  * by the deadline.  After it, g->mf is fixed (NULL: none). */
 void verify_settle(struct gen *g, uint64_t deadline);
 
-/* With a settled manifest: whether block blk is known to be all zeros. */
+/* With a settled, bound manifest: whether block blk is known to be all
+ * zeros (0 when the manifest is not bound). */
 int verify_zero(const struct gen *g, uint64_t blk);
 /* The manifest's hash of block blk when it is one manifest block (the
  * sizes agree) and not a zero block: 1 with sha set, else 0. */
@@ -60,7 +75,8 @@ uint64_t verify_check(const struct gen *g, const char *data, uint64_t off,
                       uint8_t *bad);
 
 /* Fill block blk of g (claimed FILLING by the caller) from a present
- * block with the same SHA-256, anywhere in the cache (one indexed query):
+ * block with the same SHA-256, anywhere in the cache (one indexed query;
+ * never with an unbound manifest):
  * copy into g's data file, read back, check.  1 when done: the block's
  * bytes are in buf (its whole length) and on disk, for the caller to
  * publish, and *reserved is the room taken for it (evict_unreserve once

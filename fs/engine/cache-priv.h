@@ -118,9 +118,14 @@ struct gen {
     /* Its block manifest (verify.c): mf_state MF_UNSET until a fill first
      * needs it, MF_FETCHING while one fetches or opens it (the others wait
      * on filled), MF_SETTLED after; mf is then fixed until the generation
-     * is destroyed (NULL: none, or refused).  mf_state (lock). */
+     * is destroyed (NULL: none, or refused).  mf_state (lock).  mf_bound:
+     * mf was made from this generation's version of the template (its
+     * mtime is the origin's, verify.c), so that it may stand in for the
+     * origin's bytes (zero blocks, local copies); else it only checks
+     * fetched bytes.  Set and fixed with mf. */
     int mf_state;
     struct manifest *mf;
+    int mf_bound;
     /* Pre-warm and readahead fills in progress, each with the blocks it
      * claimed (read.c, lock): a demand reader that waits for one of those
      * blocks raises that fill's urgent flag, so that its origin request

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cache-priv.h"
@@ -74,13 +75,71 @@ static int manifest_fits(const struct gen *g, const struct manifest *m,
     return 1;
 }
 
+/* Whole seconds of ns, rounded down (before the epoch too). */
+static int64_t secs_of(int64_t ns)
+{
+    return ns >= 0 ? ns / 1000000000 : -((-(ns + 1)) / 1000000000) - 1;
+}
+
+/* ns as UTC, with the nanoseconds when whole is 0. */
+static void fmt_mtime(int64_t ns, int whole, char *out, size_t len)
+{
+    time_t t = (time_t)secs_of(ns);
+    struct tm tm;
+    char d[32];
+    if (gmtime_r(&t, &tm) == NULL ||
+        strftime(d, sizeof d, "%Y-%m-%d %H:%M:%S", &tm) == 0)
+        snprintf(out, len, "%lld ns", (long long)ns);
+    else if (whole)
+        snprintf(out, len, "%s UTC", d);
+    else
+        snprintf(out, len, "%s.%09lld UTC", d,
+                 (long long)(ns - secs_of(ns) * 1000000000));
+}
+
+/* Whether m was made from generation g's version of the template: the
+ * mtime imgcache-manifest saw is the origin's for g (st_mtim for a file
+ * origin; Last-Modified, whole seconds, for HTTP).  The size alone binds
+ * nothing: an image published again at the same size before its manifest
+ * (the usual order) would take the old version's, and its hashes would
+ * let the old version's cached blocks stand in for the new one's.  With
+ * loud, says why not (once per generation: at settle). */
+static int manifest_bound(const struct gen *g, const struct manifest *m,
+                          int loud)
+{
+    int64_t mt = 0, ot = g->info.mtime_ns;
+    int http = conf_origin_is_http(g->t->location);
+    char why[200], a[64], b[64];
+    if (!manifest_template_mtime(m, &mt)) {
+        snprintf(why, sizeof why, "manifest records no template mtime "
+                 "(written by an older imgcache-manifest)");
+    } else if (ot == 0) {
+        snprintf(why, sizeof why, "the origin gives no modification time "
+                 "to bind the manifest to");
+    } else if (http ? secs_of(mt) == secs_of(ot) : mt == ot) {
+        return 1;
+    } else {
+        fmt_mtime(mt, http, a, sizeof a);
+        fmt_mtime(ot, http, b, sizeof b);
+        snprintf(why, sizeof why, "manifest of another version of the "
+                 "template (mtime %s, origin's %s)", a, b);
+    }
+    if (loud)
+        log_warn("template %s: generation %llu: %s: verifying fetched blocks "
+                 "only (no local copies, no zero blocks skipped)",
+                 g->t->name, (unsigned long long)g->number, why);
+    return 0;
+}
+
 /* Fetch the manifest to path (via path.tmp, renamed: a crash leaves no
- * half manifest under the real name) and open it.  NULL when none. */
+ * half manifest under the real name) and open it.  NULL when none;
+ * *got: the fetch's 0 or -errno (-ENOENT: the origin has none). */
 static struct manifest *fetch_manifest(struct gen *g, const char *path,
-                                       uint64_t deadline)
+                                       uint64_t deadline, int *got)
 {
     struct tmpl *t = g->t;
     char *loc = manifest_location(t);
+    *got = -ENOENT;
     if (loc == NULL)
         return NULL;
     char shown[1024], why[256] = "", tmp[PATH_MAX];
@@ -95,8 +154,9 @@ static struct manifest *fetch_manifest(struct gen *g, const char *path,
                                  O_CLOEXEC, 0600)
                  : -1;
     if (fd < 0) {
+        *got = -errno;
         log_warn("template %s: cannot store manifest %s: %s", t->name, shown,
-                 strerror(errno));
+                 strerror(-*got));
         free(loc);
         return NULL;
     }
@@ -105,6 +165,7 @@ static struct manifest *fetch_manifest(struct gen *g, const char *path,
     if (r >= 0 && fdatasync(fd) < 0)
         r = -errno;
     close(fd);
+    *got = r < 0 ? (int)r : 0;
     if (r == -ENOENT) {
         log_debug("template %s: no manifest at %s", t->name, shown);
     } else if (r < 0) {
@@ -140,28 +201,45 @@ static struct manifest *fetch_manifest(struct gen *g, const char *path,
     return m;
 }
 
-/* The stored manifest of g, or the fetched one. */
-static struct manifest *find_manifest(struct gen *g, uint64_t deadline)
+/* The stored manifest of g, or the fetched one; *bound: manifest_bound's
+ * answer (said once). */
+static struct manifest *find_manifest(struct gen *g, uint64_t deadline,
+                                      int *bound)
 {
     struct tmpl *t = g->t;
     char path[PATH_MAX], err[256];
+    int got;
+    *bound = 0;
     if (t->manifest_mode == CONF_MANIFEST_NONE ||
         store_manifest_path(path, sizeof path, cache_conf(t->c)->cache_dir,
                             t->name, g->number) < 0)
         return NULL;
     struct manifest *m = NULL;
     if (manifest_open(path, &m, err, sizeof err) == 0) {
-        if (manifest_fits(g, m, path))
-            return m;
-        manifest_close(m);
-        return NULL; /* fetched for this generation already */
+        if (!manifest_fits(g, m, path)) {
+            manifest_close(m);
+            return NULL; /* fetched for this generation already */
+        }
+        if (!manifest_bound(g, m, 0)) {
+            /* Stored before the origin had this version's (a restart
+             * since): ask again.  A fetch that fails keeps the stored one
+             * for checking; an origin with none now has none. */
+            struct manifest *f = fetch_manifest(g, path, deadline, &got);
+            if (f != NULL || got == -ENOENT) {
+                manifest_close(m);
+                m = f;
+            }
+        }
+    } else {
+        if (access(path, F_OK) == 0) {
+            log_warn("template %s: stored manifest %s refused (%s); fetching "
+                     "it again", t->name, path, err);
+            unlink(path);
+        }
+        m = fetch_manifest(g, path, deadline, &got);
     }
-    if (access(path, F_OK) == 0) {
-        log_warn("template %s: stored manifest %s refused (%s); fetching "
-                 "it again", t->name, path, err);
-        unlink(path);
-    }
-    return fetch_manifest(g, path, deadline);
+    *bound = m != NULL && manifest_bound(g, m, 1);
+    return m;
 }
 
 void verify_settle(struct gen *g, uint64_t deadline)
@@ -181,9 +259,12 @@ void verify_settle(struct gen *g, uint64_t deadline)
      * first reader's deadline alone (the others wait for it). */
     uint64_t lim = mono_ms() + __atomic_load_n(&g->t->timeout_ms,
                                                __ATOMIC_RELAXED);
-    struct manifest *m = find_manifest(g, lim > deadline ? lim : deadline);
+    int bound;
+    struct manifest *m = find_manifest(g, lim > deadline ? lim : deadline,
+                                       &bound);
     pthread_mutex_lock(&g->lock);
     g->mf = m;
+    g->mf_bound = bound;
     g->mf_state = MF_SETTLED;
     pthread_cond_broadcast(&g->filled);
     pthread_mutex_unlock(&g->lock);
@@ -204,7 +285,7 @@ static void entries_of(const struct gen *g, uint64_t blk, uint64_t *a,
 
 int verify_zero(const struct gen *g, uint64_t blk)
 {
-    if (g->mf == NULL)
+    if (g->mf == NULL || !g->mf_bound)
         return 0;
     uint64_t a, b;
     uint8_t h[MANIFEST_HASH_LEN];
@@ -357,7 +438,8 @@ int verify_copy_local(struct gen *g, uint64_t blk, char *buf,
     uint8_t want[MANIFEST_HASH_LEN];
     struct index_rec cand[4];
     *reserved = 0;
-    if (c->lookup_ix == NULL || !verify_block_sha(g, blk, want))
+    if (c->lookup_ix == NULL || !g->mf_bound ||
+        !verify_block_sha(g, blk, want))
         return 0;
     pthread_mutex_lock(&c->lookup_lock);
     int n = index_sha_find(c->lookup_ix, want, cand, 4);
