@@ -7,7 +7,9 @@
 # refused with a warning and the template served without it; zero blocks
 # are never fetched; a new generation, and another template with common
 # blocks at other offsets, copy those blocks from the cache instead of
-# fetching them (origin bytes counted from the servers' logs).
+# fetching them (origin bytes counted from the servers' logs); a reader
+# waiting for a block that another thread copies locally is woken when
+# it lands, not at its deadline.
 # shellcheck source=test/lib.sh
 . "${top_srcdir:-$(dirname "$0")/..}/test/lib.sh"
 require_fuse
@@ -263,5 +265,36 @@ else
 fi
 assert_le "it pulled only its own blocks from the origin" \
 	"$(count_bytes "$T/originfs.log" /o.img)" $((1048576 + 1048576 / 20))
+stop_imgcache "$MNT"
+stop_originfs "$ORIG"
+
+# --- a template whose every block is cached already: readers that wait
+# for a block another thread copies locally (readahead claimed it) are
+# woken when it lands, not at their deadline.
+make_file_bytes "$T/src/l1.img" $((32 * 1048576))
+"$MANIFEST" "$T/src/l1.img" || fail "imgcache-manifest failed"
+cp "$T/src/l1.img" "$T/src/l2.img"
+cp "$T/src/l1.img.imgcache-manifest" "$T/src/l2.img.imgcache-manifest"
+rm -rf "$CACHE"
+start_originfs "$T/src" "$T/originfs2.log" "$ORIG"
+global_section | sed 's/^origin_timeout = .*/origin_timeout = 10s/' >"$T/conf"
+cat >>"$T/conf" <<EOC
+
+[template l1.img]
+origin = $ORIG/l1.img
+
+[template l2.img]
+origin = $ORIG/l2.img
+EOC
+start_imgcache "$T/conf" "$MNT"
+assert_same "l1 reads back" "$MNT/l1.img" "$T/src/l1.img"
+wait_hashed l1.img 512
+t0=$(now_ms)
+assert_same "l2 (every block also l1's) reads back" "$MNT/l2.img" "$T/src/l2.img"
+t1=$(now_ms)
+assert_le "l2 read within origin_timeout: no reader slept to its deadline (ms)" \
+	$((t1 - t0)) 10000
+assert_eq "l2 pulled no block from the origin" 0 \
+	"$(count_bytes "$T/originfs2.log" /l2.img)"
 stop_imgcache "$MNT"
 stop_originfs "$ORIG"

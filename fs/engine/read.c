@@ -705,9 +705,21 @@ static int fill_with_manifest(struct rq *rq, const struct run *run)
     char *tmp = fillbuf_get(g->bs);
     if (tmp == NULL)
         return -ENOMEM;
-    for (uint64_t i = 0; i < run->n; i++)
+    int known = 0;
+    for (uint64_t i = 0; i < run->n; i++) {
         need[i] = !fill_known(rq, run->start + i, tmp);
+        known += !need[i];
+    }
     fillbuf_put(tmp);
+    if (known) {
+        /* Readers waiting for these blocks (a readahead claimed them, or
+         * another reader) are woken by this, as fill_worked() wakes them
+         * for fetched ones: without it they slept until another fill's
+         * wake-up, or their deadline. */
+        pthread_mutex_lock(&g->lock);
+        pthread_cond_broadcast(&g->filled);
+        pthread_mutex_unlock(&g->lock);
+    }
     int err = 0;
     for (uint64_t i = 0, j; i < run->n; i = j) {
         for (j = i; j < run->n && need[j] == need[i]; j++)
