@@ -298,6 +298,9 @@ uint64_t cache_prev_bytes(struct tmpl *t);
 /* A reference to generation `number` of the template whose index row is
  * tid, if it is that template's current or previous one; else NULL. */
 struct gen *cache_gen_find(struct cache *c, int64_t tid, uint64_t number);
+/* Have the warmer (prewarm = yes) fetch the pinned blocks that are
+ * missing, e.g. in a new generation (no engine lock held). */
+void cache_warm_due(struct cache *c);
 /* Find a template by name, removed ones included. */
 struct tmpl *cache_find_any(struct cache *c, const char *name);
 
