@@ -44,7 +44,8 @@ Serves one data file at /MODE/NAME; MODE picks the behaviour, NAME is free
              mirror or site cache serving wrong bytes under the right ETag
   Any NAME ending in .imgcache-manifest (in any mode) is answered as ok/
   would with the bytes of --manifest FILE (read at each request), or 404
-  without it or while FILE does not exist.
+  without it or while FILE does not exist; an If-None-Match naming its
+  ETag gets 304.
   A ranged GET of sw/ or swlm/ while --fault-file exists consumes it
   (the file is removed) and gets the one bad answer it names: "412",
   "416", "total" (a 206 whose total size is one byte more), "etag" (a 206
@@ -344,6 +345,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         except OSError:
             return self.send(404, [], b"no manifest\n", head)
         etag = '"m%s"' % hashlib.sha1(data).hexdigest()[:16]
+        inm = self.headers.get("If-None-Match")
+        if inm and etag in [t.strip() for t in inm.split(",")]:
+            return self.send(304, [("ETag", etag)], head=True)
         self.serve(data, etag, self.server.state.lm, head)
 
     def m_corrupt(self, head, name, key):

@@ -116,10 +116,13 @@ struct gen {
     uint64_t reserved; /* room taken by fills not yet published (lock) */
     /* Its block manifest (verify.c): mf_state MF_UNSET until a fill first
      * needs it, MF_FETCHING while one fetches or opens it (the others wait
-     * on filled), MF_SETTLED after; mf is then fixed until the generation
-     * is destroyed (NULL: none, or refused).  mf_state (lock). */
+     * on filled), MF_SETTLED after; mf then holds it with a reference
+     * (NULL: none, or refused), replaced only by a fresher one
+     * (verify_refresh, mf_refreshing while one fetches).  mf_state, mf,
+     * mf_refreshing (lock). */
     int mf_state;
-    struct manifest *mf;
+    int mf_refreshing;
+    struct vmf *mf;
     /* Demand readers waiting for others' fills (atomic): while above 0,
      * the generation's pre-warm fetches waiting for an origin slot count
      * as demand reads (origin_req.urgent, ic-sched.h). */
@@ -173,6 +176,7 @@ struct tmpl {
     pthread_cond_t checked;  /* broadcast when a recheck ends */
     int weak_warned;         /* "no strong ETag" said (tmpl.lock) */
     int manifest_mode;       /* CONF_MANIFEST_*, and its location: fixed */
+    uint64_t mf_refresh_ms;  /* last verify_refresh fetch (atomic) */
     char *manifest_loc;      /* CONF_MANIFEST_URL's (may hold secrets) */
     int refuse_logged;       /* require_strong_etag's refusal said (ditto) */
     uint64_t uncached_log_ms; /* last serve-through log line (atomic) */

@@ -15,6 +15,7 @@
 #include "ic-http-check.h"
 #include "ic-log.h"
 #include "ic-manifest.h"
+#include "ic-verify.h"
 #include "ic-pin.h"
 #include "ic-stage.h"
 #include "ic-store.h"
@@ -107,7 +108,7 @@ static void gen_destroy(struct gen *g)
     pthread_mutex_unlock(&t->lock);
     if (t->c->stage)
         stage_forget(t->c->stage, g->uid);
-    manifest_close(g->mf);
+    vmf_release(g->mf); /* the generation's reference: the last */
     close(g->fd);
     if (g->dfd >= 0)
         close(g->dfd);
