@@ -153,6 +153,16 @@ assert_eq "its zero blocks were not fetched" $((ZSIZE - 2097152)) \
 assert_eq "user.imgcache.zero_blocks_skipped" 32 \
 	"$(getfattr --only-values -n user.imgcache.zero_blocks_skipped \
 		"$MNT/z.img")"
+# Readahead's checked fills count what they fetched, as plain ones do.
+ra_used=$(getfattr --only-values -n user.imgcache.readahead_used "$MNT/z.img")
+ra_fetched=$(getfattr --only-values -n user.imgcache.readahead_fetched \
+	"$MNT/z.img")
+if [ "$ra_used" -gt 0 ]; then
+	assert_le "readahead_used <= readahead_fetched with a manifest" \
+		"$ra_used" "$ra_fetched"
+else
+	ok "# SKIP no readahead ran on z.img"
+fi
 if bounded cmp "$MNT/badm.img" "$T/z.img"; then
 	ok "a template with a corrupted manifest is served without it"
 else

@@ -478,6 +478,10 @@ static int fetch_from(struct rq *rq, char *data, uint64_t foff,
     stat_add(&g->t->st.origin_reads, 1);
     if (r == 0)
         stat_add(&g->t->st.origin_bytes, flen);
+    if (r == 0 && rq->oreq.cls == FETCH_READAHEAD) {
+        stat_add(&g->ra_fetched, flen);
+        stat_add(&g->t->st.ra_fetched, flen);
+    }
     return r;
 }
 
