@@ -132,6 +132,12 @@ start_faultsrv zsrv "$T/z.img" --manifest "$T/z.img.imgcache-manifest"
 ZURL=$URL
 start_faultsrv badm "$T/z.img" --manifest "$T/bad.imgcache-manifest"
 BADM=$URL
+# Manifest blocks of 256K, four of ours each.
+make_file_bytes "$T/w.img" $((2 * 1048576))
+"$MANIFEST" --block-size 256K -o "$T/w.imgcache-manifest" "$T/w.img" ||
+	fail "imgcache-manifest failed"
+start_faultsrv wsrv "$T/w.img" --manifest "$T/w.imgcache-manifest"
+WURL=$URL
 rm -rf "$CACHE"
 global_section >"$T/conf"
 cat >>"$T/conf" <<EOF
@@ -141,6 +147,9 @@ origin = $ZURL/ok/z.img
 
 [template badm.img]
 origin = $BADM/ok/z.img
+
+[template w.img]
+origin = $WURL/ok/w.img
 EOF
 start_imgcache "$T/conf" "$MNT"
 if bounded cmp "$MNT/z.img" "$T/z.img"; then
@@ -163,6 +172,21 @@ if [ "$ra_used" -gt 0 ]; then
 else
 	ok "# SKIP no readahead ran on z.img"
 fi
+# Larger manifest blocks: a fill fetches the whole manifest block and
+# keeps all of it, so the other three blocks in it cost no fetch.
+for b in 2 0 3 1; do
+	bounded dd if="$MNT/w.img" of=/dev/null bs=64K skip=$b count=1 \
+		iflag=direct status=none || not_ok "w.img block $b failed"
+done
+assert_eq "four blocks of one 256K manifest block: one 256K fetch" 262144 \
+	"$(range_bytes "$T/wsrv.log")"
+if bounded cmp "$MNT/w.img" "$T/w.img"; then
+	ok "a template with 256K manifest blocks reads back"
+else
+	not_ok "a template with 256K manifest blocks reads back wrong"
+fi
+assert_le "... each byte fetched once" "$(range_bytes "$T/wsrv.log")" \
+	$((2 * 1048576))
 if bounded cmp "$MNT/badm.img" "$T/z.img"; then
 	ok "a template with a corrupted manifest is served without it"
 else

@@ -75,6 +75,8 @@ static void rq_copy(struct rq *rq, const char *data, uint64_t data_off,
 
 static void rq_mark_done(struct rq *rq, uint64_t blk)
 {
+    if (blk < rq->first || blk > rq->last)
+        return; /* a block a widened fill published beside the request */
     if (!rq->done[blk - rq->first]) {
         rq->done[blk - rq->first] = 1;
         rq->ndone++;
@@ -534,6 +536,56 @@ static uint64_t refetch_bad(struct rq *rq, const struct run *run, char *data,
     return left;
 }
 
+/* A fetch widened to whole manifest blocks (larger than ours) brings
+ * checked bytes of blocks beside the run: claim those still missing
+ * before the fetch (a reader of one waits for it instead of fetching the
+ * same manifest block again), publish them after it (else the next read
+ * of each fetches the whole manifest block again), or give them back.
+ * mine[i] for block foff/bs + i; NULL when there is nothing to claim. */
+static uint8_t *claim_widened(struct gen *g, uint64_t foff, uint64_t flen,
+                              const struct run *run)
+{
+    uint64_t first = foff / g->bs, last = (foff + flen - 1) / g->bs;
+    if (first == run->start && last + 1 == run->start + run->n)
+        return NULL;
+    uint8_t *mine = calloc(last + 1 - first, 1);
+    if (mine == NULL)
+        return NULL; /* only a saving lost */
+    pthread_mutex_lock(&g->lock);
+    for (uint64_t b = first; !g->stale && b <= last; b++) {
+        if (b >= run->start && b < run->start + run->n)
+            continue; /* the run's own */
+        if (g->bm.v[b].state == BLK_MISSING) {
+            g->bm.v[b].state = BLK_FILLING;
+            mine[b - first] = 1;
+        }
+    }
+    pthread_mutex_unlock(&g->lock);
+    return mine;
+}
+
+static void end_widened(struct rq *rq, uint8_t *mine, const char *data,
+                        uint64_t foff, uint64_t flen, int publish)
+{
+    struct gen *g = rq->g;
+    if (mine == NULL)
+        return;
+    uint64_t first = foff / g->bs, n = (foff + flen - 1) / g->bs + 1 - first;
+    /* In runs publish_run can take (FILL_MAX_BYTES at most, as fills). */
+    uint64_t max = FILL_MAX_BYTES / g->bs ? FILL_MAX_BYTES / g->bs : 1;
+    for (uint64_t i = 0, j; i < n; i = j) {
+        for (j = i; j < n && j - i < max && mine[j] == mine[i]; j++)
+            ;
+        struct run part = {first + i, j - i};
+        if (mine[i] && publish)
+            publish_run(rq, &part, data + (block_start(part.start, g->bs) -
+                                           foff));
+        else if (mine[i])
+            release_runs(g, &part, 1);
+    }
+    free(mine);
+}
+
 /* Fetch a run of blocks the manifest has hashes for, check every block
  * before anything is stored or served, and publish the good ones.  The
  * blocks no source gives right have the manifest fetched again (once per
@@ -550,8 +602,11 @@ static int fill_checked(struct rq *rq, const struct run *run, int may_refresh)
     char *data = fillbuf_get(flen);
     if (data == NULL)
         return -ENOMEM;
+    uint8_t *mine = claim_widened(g, foff, flen, run);
     int src;
     int r = fetch_from(rq, data, foff, flen, 0, &src);
+    if (r < 0)
+        end_widened(rq, mine, data, foff, flen, 0);
     if (r == -EAGAIN && rq->oreq.cls == FETCH_READAHEAD) {
         fillbuf_put(data);
         return r;
@@ -583,6 +638,7 @@ static int fill_checked(struct rq *rq, const struct run *run, int may_refresh)
         if (!bad[i])
             publish_run(rq, &part, base + i * g->bs);
     }
+    end_widened(rq, mine, data, foff, flen, nbad == 0);
     if (ref)
         stage_unref(st, ref);
     else
