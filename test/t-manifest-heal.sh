@@ -219,3 +219,43 @@ assert_eq "reading it fetched nothing more" "$pulled" \
 	$(($(count_bytes "$T/originfs.log" /p.img) - before))
 stop_imgcache "$MNT"
 stop_originfs "$ORIG"
+
+# --- a manifest of unknown age (no Last-Modified) spares no fetch, also
+# after a restart reopened our copy of it (whose own mtime is our fetch's).
+make_file_bytes "$T/u.img" $((1048576))
+dd if=/dev/zero of="$T/u.img" bs=64K seek=4 count=1 conv=notrunc \
+	status=none
+"$MANIFEST" -o "$T/u.imgcache-manifest" "$T/u.img" ||
+	fail "imgcache-manifest failed"
+start_faultsrv usrv "$T/u.img" --manifest "$T/u.imgcache-manifest" \
+	--manifest-no-lm
+global_section >"$T/conf"
+cat >>"$T/conf" <<EOF
+
+[template u.img]
+origin = $URL/ok/u.img
+EOF
+start_imgcache "$T/conf" "$MNT"
+bounded dd if="$MNT/u.img" of=/dev/null bs=64K skip=1 count=1 iflag=direct \
+	status=none || not_ok "u.img block 1 failed"
+stop_imgcache "$MNT"
+n0=$(wc -l <"$T/usrv.log")
+start_imgcache "$T/conf" "$MNT"
+if bounded dd if="$MNT/u.img" of="$T/blk" bs=64K skip=4 count=1 \
+	iflag=direct status=none && extract "$T/u.img" $((4 * BS)) $BS \
+	"$T/want" && cmp -s "$T/blk" "$T/want"; then
+	ok "u.img's zero block reads back"
+else
+	not_ok "u.img's zero block reads back wrong"
+fi
+# A ranged GET after the restart covering the zero block (at 256K).
+if awk -v n0="$n0" 'NR > n0 && $1 == "GET" && $2 == "/ok/u.img" &&
+	$3 ~ /^bytes=/ { split(substr($3, 7), r, "-")
+		if (r[1] + 0 <= 262144 && r[2] + 0 >= 262144) n++ }
+	END { exit n ? 0 : 1 }' "$T/usrv.log"; then
+	ok "a manifest of unknown age spares no fetch, also after a restart"
+else
+	cat "$T/usrv.log" >&2
+	not_ok "its zero block was not fetched: the restart believed it"
+fi
+stop_imgcache "$MNT"

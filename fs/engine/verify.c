@@ -138,13 +138,16 @@ static struct vmf *fetch_manifest(struct gen *g, const char *path,
                              deadline, meta, why, sizeof why);
     if (r >= 0 && fdatasync(fd) < 0)
         r = -errno;
-    /* The origin's mtime on our copy: what a restart judges it by. */
-    if (r >= 0 && meta->mtime_ns != 0) {
+    /* The origin's mtime on our copy: what a restart judges it by (the
+     * epoch for an unknown one, which a restart reads as unknown again,
+     * not as the time of our fetch). */
+    if (r >= 0) {
         struct timespec ts[2] = {
             {.tv_nsec = UTIME_OMIT},
             {.tv_sec = meta->mtime_ns / 1000000000,
              .tv_nsec = meta->mtime_ns % 1000000000}};
-        (void)futimens(fd, ts);
+        if (futimens(fd, ts) < 0)
+            r = -errno; /* a restart would believe our fetch's time */
     }
     close(fd);
     struct vmf *v = NULL;
@@ -200,8 +203,9 @@ static struct vmf *find_manifest(struct gen *g, uint64_t deadline)
             manifest_close(m);
             return NULL; /* fetched for this generation already */
         }
-        /* Its validator is not kept: a refresh asks unconditionally. */
-        if (stat(path, &sb) == 0)
+        /* Its validator is not kept: a refresh asks unconditionally.  Its
+         * mtime is the origin's (0: unknown), see fetch_manifest. */
+        if (stat(path, &sb) == 0 && sb.st_mtim.tv_sec > 0)
             meta.mtime_ns = (int64_t)sb.st_mtim.tv_sec * 1000000000 +
                             sb.st_mtim.tv_nsec;
         return vmf_new(g, m, &meta, path);
