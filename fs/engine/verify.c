@@ -300,7 +300,7 @@ struct vmf *verify_refresh(struct gen *g, struct vmf *old, uint64_t deadline)
     if ((last != 0 && now - last < VERIFY_REFRESH_MS) || now >= deadline ||
         !__atomic_compare_exchange_n(&t->mf_refresh_ms, &last, now, 0,
                                      __ATOMIC_RELAXED, __ATOMIC_RELAXED) ||
-        store_manifest_path(path, sizeof path, t->c->conf->cache_dir,
+        store_manifest_path(path, sizeof path, cache_conf(t->c)->cache_dir,
                             t->name, g->number) < 0) {
         pthread_mutex_unlock(&g->lock);
         return NULL;
