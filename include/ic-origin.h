@@ -122,17 +122,27 @@ static inline const char *origin_source_name(struct origin *o, int i)
                : o->display;
 }
 
+/* What origin_fetch learnt of the file it copied; validator is also an
+ * input: non-empty, the copy is made only if the file changed since. */
+struct origin_fetched {
+    int64_t mtime_ns;                     /* 0 when unknown */
+    char validator[ORIGIN_VALIDATOR_MAX]; /* "" when none */
+};
+
 /* Copy the whole file at location (an absolute path, or an http(s) URL
  * fetched with one GET, through net's proxy and TLS settings but not its
  * mirrors) into fd from offset 0, by the deadline.  Returns its length, or
  * -ENOENT when there is no such file (ENOENT, 404, 410), -EFBIG when it is
- * longer than max, another -errno otherwise (why says what, masked).
- * Block manifests (fs/engine/manifest-fill.c). */
+ * longer than max, -EALREADY when meta->validator was given and the file
+ * still has it (HTTP: If-None-Match answered 304; fd untouched), another
+ * -errno otherwise (why says what, masked).  meta (may be NULL) gets the
+ * file's mtime and validator.  Block manifests (fs/engine/verify.c). */
 int64_t origin_fetch(const char *location, const struct conf_net *net,
-                     int fd, uint64_t max, uint64_t deadline, char *why,
-                     size_t whylen);
+                     int fd, uint64_t max, uint64_t deadline,
+                     struct origin_fetched *meta, char *why, size_t whylen);
 int64_t origin_http_fetch(const char *url, const struct conf_net *net,
-                          int fd, uint64_t max, uint64_t deadline, char *why,
+                          int fd, uint64_t max, uint64_t deadline,
+                          struct origin_fetched *meta, char *why,
                           size_t whylen);
 
 /* Flags for the [directory] functions below. */

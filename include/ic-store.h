@@ -28,7 +28,9 @@ int store_open_direct(const char *cache_dir, const char *name, uint64_t gen);
 /* Remove a generation's data file and manifest (missing is not an error).  0 or
  * -errno. */
 int store_unlink(const char *cache_dir, const char *name, uint64_t gen);
-/* Remove every data file of `name` except generation keep_gen; best
+/* Remove every data file of `name` except generation keep_gen, with its
+ * manifest, and every manifest left half fetched (NAME.GEN.imgcache-
+ * manifest.tmp: called at a template's start, when none is fetched); best
  * effort (a file that cannot be removed is left, not reported). */
 void store_unlink_others(const char *cache_dir, const char *name,
                          uint64_t keep_gen);

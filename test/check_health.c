@@ -300,9 +300,10 @@ START_TEST(test_http_backend)
     ck_assert(listed(key, &hi));
     ck_assert_int_eq(hi.down, 1);
     ck_assert_uint_eq(hi.fails, HEALTH_DOWN_FAILS);
-    uint64_t t0 = mono_ms();
+    /* Down: refused without an attempt (the failure count, not a time: a
+     * refused connect to a closed port is as quick as no attempt, and
+     * valgrind on a loaded machine makes any bound a guess). */
     ck_assert_int_eq(origin_stat(o, &info, mono_ms() + 10000), -EHOSTDOWN);
-    ck_assert_uint_lt(mono_ms() - t0, 1000);
     ck_assert(listed(key, &hi));
     ck_assert_uint_eq(hi.fails, HEALTH_DOWN_FAILS); /* no attempt made */
 

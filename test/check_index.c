@@ -569,6 +569,104 @@ START_TEST(drop_other_gens)
 }
 END_TEST
 
+/* An ADD with a hash: every byte of sha is `fill`. */
+static struct index_rec sha_rec(int64_t tid, uint64_t gen, uint64_t blk,
+                                uint8_t fill)
+{
+    struct index_rec r = add_rec(tid, gen, blk);
+    memset(r.sha, fill, sizeof r.sha);
+    r.has_sha = 1;
+    return r;
+}
+
+/* Whether (tid, gen, blk) is among the n found. */
+static int found(const struct index_rec *f, int n, int64_t tid, uint64_t gen,
+                 uint64_t blk)
+{
+    for (int i = 0; i < n; i++)
+        if (f[i].tid == tid && f[i].gen == gen && f[i].blk == blk)
+            return 1;
+    return 0;
+}
+
+START_TEST(sha_find)
+{
+    struct index *ix = open_ok();
+    struct index_rec r[6] = {
+        sha_rec(1, 1, 3, 0xaa), sha_rec(2, 5, 7, 0xaa), sha_rec(1, 1, 4, 0xbb),
+        sha_rec(1, 2, 3, 0xcc), add_rec(1, 1, 5), sha_rec(3, 1, 0, 0xaa),
+    };
+    ck_assert_int_eq(index_apply(ix, r, 6), 0);
+    struct index_rec f[4];
+    uint8_t sha[INDEX_SHA_LEN];
+
+    /* Every template and generation; the hash comes back with each. */
+    memset(sha, 0xaa, sizeof sha);
+    ck_assert_int_eq(index_sha_find(ix, sha, f, 4), 3);
+    ck_assert(found(f, 3, 1, 1, 3) && found(f, 3, 2, 5, 7) &&
+              found(f, 3, 3, 1, 0));
+    ck_assert(f[0].has_sha && memcmp(f[0].sha, sha, sizeof sha) == 0);
+    /* At most max. */
+    ck_assert_int_eq(index_sha_find(ix, sha, f, 2), 2);
+    memset(sha, 0xdd, sizeof sha);
+    ck_assert_int_eq(index_sha_find(ix, sha, f, 4), 0);
+
+    /* The same block again without a hash (an eviction that kept it): the
+     * hash stays while the checksum says the same bytes, goes with other
+     * bytes (a fill without a manifest). */
+    struct index_rec same = add_rec(1, 1, 4), other = add_rec(1, 2, 3);
+    other.csum ^= 1;
+    ck_assert_int_eq(index_apply(ix, &same, 1), 0);
+    ck_assert_int_eq(index_apply(ix, &other, 1), 0);
+    memset(sha, 0xbb, sizeof sha);
+    ck_assert_int_eq(index_sha_find(ix, sha, f, 4), 1);
+    memset(sha, 0xcc, sizeof sha);
+    ck_assert_int_eq(index_sha_find(ix, sha, f, 4), 0);
+
+    /* A deleted block, a dropped generation are found no more; the kept
+     * previous generation (keep_also) is. */
+    struct index_rec del = {.op = INDEX_DEL, .tid = 2, .gen = 5, .blk = 7};
+    ck_assert_int_eq(index_apply(ix, &del, 1), 0);
+    struct index_rec g2 = sha_rec(1, 2, 9, 0xaa), g3 = sha_rec(1, 3, 1, 0xaa);
+    ck_assert_int_eq(index_apply(ix, &g2, 1), 0);
+    ck_assert_int_eq(index_apply(ix, &g3, 1), 0);
+    ck_assert_int_eq(index_drop_other_gens(ix, 1, 3, 2), 0);
+    memset(sha, 0xaa, sizeof sha);
+    int n = index_sha_find(ix, sha, f, 4);
+    ck_assert_int_eq(n, 3);
+    ck_assert(found(f, n, 1, 2, 9) && found(f, n, 1, 3, 1) &&
+              found(f, n, 3, 1, 0));
+
+    /* One query on the partial index, not a scan. */
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    ck_assert_int_eq(sqlite3_open(tpath("index.db"), &db), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_prepare_v2(db, "EXPLAIN QUERY PLAN SELECT tid, "
+                                            "gen, blk FROM blocks WHERE "
+                                            "sha = ?1 LIMIT 4",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    int indexed = 0;
+    while (sqlite3_step(st) == SQLITE_ROW)
+        indexed |= strstr((const char *)sqlite3_column_text(st, 3),
+                          "blocks_sha") != NULL;
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    ck_assert_msg(indexed, "the lookup does not use blocks_sha");
+
+    /* A second connection (the daemon's lookups) sees committed rows. */
+    struct index *look = NULL;
+    ck_assert_int_eq(index_reopen(tmpdir, &look), 0);
+    index_retry_busy(look, 20);
+    ck_assert_int_eq(index_sha_find(look, sha, f, 4), 3);
+    struct index_rec late = sha_rec(4, 1, 2, 0xaa);
+    ck_assert_int_eq(index_apply(ix, &late, 1), 0);
+    ck_assert_int_eq(index_sha_find(look, sha, f, 4), 4);
+    index_close(look);
+    index_close(ix);
+}
+END_TEST
+
 START_TEST(event_row)
 {
     struct index *ix = open_ok();
@@ -991,7 +1089,7 @@ static Suite *index_suite(void)
         {"blocks", {apply_and_load_in_order, apply_empty_batch,
                     apply_del_and_replace, load_cb_stops_walk,
                     apply_atomic_bad_record, apply_atomic_sqlite_failure,
-                    apply_100k, drop_other_gens, event_row}},
+                    apply_100k, drop_other_gens, sha_find, event_row}},
         {"damage", {corrupt_garbage_moved_aside,
                     corrupt_truncated_moved_aside, foreign_schema_moved_aside,
                     meta_without_version_moved_aside,

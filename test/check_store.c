@@ -136,14 +136,21 @@ START_TEST(test_open_refuses)
 END_TEST
 
 /* store_unlink: a missing file is no error.  store_unlink_others removes
- * exactly NAME.<digits> other than the kept generation. */
+ * exactly NAME.<digits> other than the kept generation, with their
+ * manifests, and every manifest a crash left half fetched (.tmp). */
 START_TEST(test_unlink)
 {
     const char *cache = cache_on_tmpfs(1 << 20);
     static const char *const keep[] = {"a.img.2", "a.img.x", "a.img.5x",
                                        "a.img.", "a.imgb.1", "b.img.1",
-                                       "xa.img.1"};
-    static const char *const gone[] = {"a.img.1", "a.img.3", "a.img.10"};
+                                       "xa.img.1",
+                                       "a.img.2.imgcache-manifest",
+                                       "a.img.2.imgcache-manifest.x",
+                                       "b.img.1.imgcache-manifest.tmp"};
+    static const char *const gone[] = {"a.img.1", "a.img.3", "a.img.10",
+                                       "a.img.1.imgcache-manifest",
+                                       "a.img.1.imgcache-manifest.tmp",
+                                       "a.img.2.imgcache-manifest.tmp"};
     ck_assert_int_eq(store_unlink(cache, "a.img", 99), 0);
     for (size_t i = 0; i < sizeof keep / sizeof keep[0]; i++)
         close(open(data_path(cache, keep[i]), O_CREAT | O_WRONLY, 0600));

@@ -44,7 +44,8 @@ Serves one data file at /MODE/NAME; MODE picks the behaviour, NAME is free
              mirror or site cache serving wrong bytes under the right ETag
   Any NAME ending in .imgcache-manifest (in any mode) is answered as ok/
   would with the bytes of --manifest FILE (read at each request), or 404
-  without it or while FILE does not exist.
+  without it or while FILE does not exist; an If-None-Match naming its
+  ETag gets 304; with --manifest-no-lm, without Last-Modified.
   A ranged GET of sw/ or swlm/ while --fault-file exists consumes it
   (the file is removed) and gets the one bad answer it names: "412",
   "416", "total" (a 206 whose total size is one byte more), "etag" (a 206
@@ -105,6 +106,7 @@ class State:
         self.switch_file = args.switch_file
         self.fault_file = args.fault_file
         self.manifest = args.manifest
+        self.manifest_no_lm = args.manifest_no_lm
         self.logf = open(args.log, "a", buffering=1) if args.log else None
         self.tracef = open(args.trace, "a", buffering=1) if args.trace \
             else None
@@ -344,7 +346,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
         except OSError:
             return self.send(404, [], b"no manifest\n", head)
         etag = '"m%s"' % hashlib.sha1(data).hexdigest()[:16]
-        self.serve(data, etag, self.server.state.lm, head)
+        inm = self.headers.get("If-None-Match")
+        if inm and etag in [t.strip() for t in inm.split(",")]:
+            return self.send(304, [("ETag", etag)], head=True)
+        lm = None if self.server.state.manifest_no_lm else \
+            self.server.state.lm
+        self.serve(data, etag, lm, head)
 
     def m_corrupt(self, head, name, key):
         st = self.server.state
@@ -597,6 +604,8 @@ def main():
     p.add_argument("--switch-file", help="version of sw/: 1 or 2")
     p.add_argument("--fault-file", help="one-shot fault for sw/, swlm/")
     p.add_argument("--manifest", help="served for NAME.imgcache-manifest")
+    p.add_argument("--manifest-no-lm", action="store_true",
+                   help="serve the manifest without Last-Modified")
     p.add_argument("--delay", type=float, default=1.5,
                    help="seconds before slow/ answers")
     p.add_argument("--tls-cert")

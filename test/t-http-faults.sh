@@ -206,7 +206,9 @@ if command -v openssl >/dev/null 2>&1 &&
 	read_ok "https with ca_file" "$C/ok/t.img" --ca-file "$T/cert.pem"
 	read_fails "https, unknown CA: refused" "Input/output error" \
 		"$C/ok/t.img"
-	assert_le "unknown CA: not retried (ms)" "$MS" 1000
+	# A retry would run to the deadline (DL); start-up under ASan on a loaded
+	# machine alone took 1.3 s.
+	assert_le "unknown CA: not retried, returned before the deadline (ms)" "$MS" $((DL - 500))
 	: >"$T/B.log"
 	read_fails "https origin redirected to http: refused" \
 		"Input/output error" "$C/redirect/t.img" --ca-file "$T/cert.pem"

@@ -7,7 +7,9 @@
 # refused with a warning and the template served without it; zero blocks
 # are never fetched; a new generation, and another template with common
 # blocks at other offsets, copy those blocks from the cache instead of
-# fetching them (origin bytes counted from the servers' logs).
+# fetching them (origin bytes counted from the servers' logs); a reader
+# waiting for a block that another thread copies locally is woken when
+# it lands, not at its deadline.
 # shellcheck source=test/lib.sh
 . "${top_srcdir:-$(dirname "$0")/..}/test/lib.sh"
 require_fuse
@@ -146,6 +148,12 @@ start_faultsrv zsrv "$T/z.img" --manifest "$T/z.img.imgcache-manifest"
 ZURL=$URL
 start_faultsrv badm "$T/z.img" --manifest "$T/bad.imgcache-manifest"
 BADM=$URL
+# Manifest blocks of 256K, four of ours each.
+make_file_bytes "$T/w.img" $((2 * 1048576))
+"$MANIFEST" --block-size 256K -o "$T/w.imgcache-manifest" "$T/w.img" ||
+	fail "imgcache-manifest failed"
+start_faultsrv wsrv "$T/w.img" --manifest "$T/w.imgcache-manifest"
+WURL=$URL
 rm -rf "$CACHE"
 global_section >"$T/conf"
 cat >>"$T/conf" <<EOF
@@ -155,6 +163,9 @@ origin = $ZURL/ok/z.img
 
 [template badm.img]
 origin = $BADM/ok/z.img
+
+[template w.img]
+origin = $WURL/ok/w.img
 EOF
 start_imgcache "$T/conf" "$MNT"
 if bounded cmp "$MNT/z.img" "$T/z.img"; then
@@ -167,6 +178,31 @@ assert_eq "its zero blocks were not fetched" $((ZSIZE - 2097152)) \
 assert_eq "user.imgcache.zero_blocks_skipped" 32 \
 	"$(getfattr --only-values -n user.imgcache.zero_blocks_skipped \
 		"$MNT/z.img")"
+# Readahead's checked fills count what they fetched, as plain ones do.
+ra_used=$(getfattr --only-values -n user.imgcache.readahead_used "$MNT/z.img")
+ra_fetched=$(getfattr --only-values -n user.imgcache.readahead_fetched \
+	"$MNT/z.img")
+if [ "$ra_used" -gt 0 ]; then
+	assert_le "readahead_used <= readahead_fetched with a manifest" \
+		"$ra_used" "$ra_fetched"
+else
+	ok "# SKIP no readahead ran on z.img"
+fi
+# Larger manifest blocks: a fill fetches the whole manifest block and
+# keeps all of it, so the other three blocks in it cost no fetch.
+for b in 2 0 3 1; do
+	bounded dd if="$MNT/w.img" of=/dev/null bs=64K skip=$b count=1 \
+		iflag=direct status=none || not_ok "w.img block $b failed"
+done
+assert_eq "four blocks of one 256K manifest block: one 256K fetch" 262144 \
+	"$(range_bytes "$T/wsrv.log")"
+if bounded cmp "$MNT/w.img" "$T/w.img"; then
+	ok "a template with 256K manifest blocks reads back"
+else
+	not_ok "a template with 256K manifest blocks reads back wrong"
+fi
+assert_le "... each byte fetched once" "$(range_bytes "$T/wsrv.log")" \
+	$((2 * 1048576))
 if bounded cmp "$MNT/badm.img" "$T/z.img"; then
 	ok "a template with a corrupted manifest is served without it"
 else
@@ -223,14 +259,16 @@ fi
 wait_hashed v.img 128
 before=$(count_bytes "$T/originfs.log" /v.img)
 # v2: 4 blocks rewritten in place, 1 MiB appended; published with a new
-# manifest (a new file: a new inode, hence a new generation), copied
-# with its mtime, to which the manifest is bound.
+# manifest (a new file: a new inode, hence a new generation), built from
+# the image before it is renamed into place (mv keeps its mtime, to which
+# the manifest is bound).
 cp "$T/v1.img" "$T/v2.img"
 for b in 5 17 60 99; do write_at "$T/v2.img" $((b * BS)) $BS; done
 head -c 1048576 /dev/urandom >>"$T/v2.img"
-"$MANIFEST" -o "$T/src/v.img.imgcache-manifest" "$T/v2.img" ||
+cp "$T/v2.img" "$T/src/v.img.new"
+"$MANIFEST" -o "$T/src/v.img.imgcache-manifest" "$T/src/v.img.new" ||
 	fail "imgcache-manifest failed"
-cp -p "$T/v2.img" "$T/src/v.img.new" && mv "$T/src/v.img.new" "$T/src/v.img"
+mv "$T/src/v.img.new" "$T/src/v.img"
 if bounded cmp "$MNT/v.img" "$T/v2.img"; then
 	ok "v2 reads back"
 else
@@ -248,9 +286,8 @@ wait_hashed v.img 144
 # of its own.
 head -c 1048576 /dev/urandom >"$T/o.img"
 head -c $((3 * 1048576)) "$T/v2.img" >>"$T/o.img"
-"$MANIFEST" -o "$T/src/o.img.imgcache-manifest" "$T/o.img" ||
-	fail "imgcache-manifest failed"
-cp -p "$T/o.img" "$T/src/o.img"
+cp "$T/o.img" "$T/src/o.img"
+"$MANIFEST" "$T/src/o.img" || fail "imgcache-manifest failed"
 cat >>"$T/conf" <<EOF
 
 [template o.img]
@@ -264,5 +301,36 @@ else
 fi
 assert_le "it pulled only its own blocks from the origin" \
 	"$(count_bytes "$T/originfs.log" /o.img)" $((1048576 + 1048576 / 20))
+stop_imgcache "$MNT"
+stop_originfs "$ORIG"
+
+# --- a template whose every block is cached already: readers that wait
+# for a block another thread copies locally (readahead claimed it) are
+# woken when it lands, not at their deadline.
+make_file_bytes "$T/src/l1.img" $((32 * 1048576))
+"$MANIFEST" "$T/src/l1.img" || fail "imgcache-manifest failed"
+cp "$T/src/l1.img" "$T/src/l2.img"
+cp "$T/src/l1.img.imgcache-manifest" "$T/src/l2.img.imgcache-manifest"
+rm -rf "$CACHE"
+start_originfs "$T/src" "$T/originfs2.log" "$ORIG"
+global_section | sed 's/^origin_timeout = .*/origin_timeout = 10s/' >"$T/conf"
+cat >>"$T/conf" <<EOC
+
+[template l1.img]
+origin = $ORIG/l1.img
+
+[template l2.img]
+origin = $ORIG/l2.img
+EOC
+start_imgcache "$T/conf" "$MNT"
+assert_same "l1 reads back" "$MNT/l1.img" "$T/src/l1.img"
+wait_hashed l1.img 512
+t0=$(now_ms)
+assert_same "l2 (every block also l1's) reads back" "$MNT/l2.img" "$T/src/l2.img"
+t1=$(now_ms)
+assert_le "l2 read within origin_timeout: no reader slept to its deadline (ms)" \
+	$((t1 - t0)) 10000
+assert_eq "l2 pulled no block from the origin" 0 \
+	"$(count_bytes "$T/originfs2.log" /l2.img)"
 stop_imgcache "$MNT"
 stop_originfs "$ORIG"

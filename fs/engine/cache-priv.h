@@ -117,15 +117,13 @@ struct gen {
     uint64_t reserved; /* room taken by fills not yet published (lock) */
     /* Its block manifest (verify.c): mf_state MF_UNSET until a fill first
      * needs it, MF_FETCHING while one fetches or opens it (the others wait
-     * on filled), MF_SETTLED after; mf is then fixed until the generation
-     * is destroyed (NULL: none, or refused).  mf_state (lock).  mf_bound:
-     * mf was made from this generation's version of the template (its
-     * mtime is the origin's, verify.c), so that it may stand in for the
-     * origin's bytes (zero blocks, local copies); else it only checks
-     * fetched bytes.  Set and fixed with mf. */
+     * on filled), MF_SETTLED after; mf then holds it with a reference
+     * (NULL: none, or refused), replaced only by a fresher one
+     * (verify_refresh, mf_refreshing while one fetches).  mf_state, mf,
+     * mf_refreshing (lock). */
     int mf_state;
-    struct manifest *mf;
-    int mf_bound;
+    int mf_refreshing;
+    struct vmf *mf;
     /* Pre-warm and readahead fills in progress, each with the blocks it
      * claimed (read.c, lock): a demand reader that waits for one of those
      * blocks raises that fill's urgent flag, so that its origin request
@@ -180,6 +178,7 @@ struct tmpl {
     pthread_cond_t checked;  /* broadcast when a recheck ends */
     int weak_warned;         /* "no strong ETag" said (tmpl.lock) */
     int manifest_mode;       /* CONF_MANIFEST_*, and its location: fixed */
+    uint64_t mf_refresh_ms;  /* last verify_refresh fetch (atomic) */
     char *manifest_loc;      /* CONF_MANIFEST_URL's (may hold secrets) */
     int refuse_logged;       /* require_strong_etag's refusal said (ditto) */
     uint64_t uncached_log_ms; /* last serve-through log line (atomic) */
@@ -310,6 +309,9 @@ uint64_t cache_prev_bytes(struct tmpl *t);
 /* A reference to generation `number` of the template whose index row is
  * tid, if it is that template's current or previous one; else NULL. */
 struct gen *cache_gen_find(struct cache *c, int64_t tid, uint64_t number);
+/* Have the warmer (prewarm = yes) fetch the pinned blocks that are
+ * missing, e.g. in a new generation (no engine lock held). */
+void cache_warm_due(struct cache *c);
 /* Find a template by name, removed ones included. */
 struct tmpl *cache_find_any(struct cache *c, const char *name);
 

@@ -15,6 +15,7 @@
 #include "ic-http-check.h"
 #include "ic-log.h"
 #include "ic-manifest.h"
+#include "ic-verify.h"
 #include "ic-pin.h"
 #include "ic-stage.h"
 #include "ic-store.h"
@@ -107,7 +108,7 @@ static void gen_destroy(struct gen *g)
     pthread_mutex_unlock(&t->lock);
     if (t->c->stage)
         stage_forget(t->c->stage, g->uid);
-    manifest_close(g->mf);
+    vmf_release(g->mf); /* the generation's reference: the last */
     close(g->fd);
     if (g->dfd >= 0)
         close(g->dfd);
@@ -344,6 +345,7 @@ static int tmpl_revalidate(struct tmpl *t, uint64_t deadline)
         __atomic_store_n(&t->gone, r == -ENOENT, __ATOMIC_RELAXED);
     }
     struct gen *old = NULL;
+    int made = 0;
     pthread_mutex_lock(&t->lock);
     int newest = seq > t->check_applied;
     if (newest && (r == 0 || r == -ENOENT)) {
@@ -366,6 +368,8 @@ static int tmpl_revalidate(struct tmpl *t, uint64_t deadline)
             pthread_mutex_unlock(&t->cur->lock);
         } else {
             old = tmpl_new_gen(t, &info);
+            made = t->cur != NULL && t->cur->info.size == info.size &&
+                   strcmp(t->cur->info.validator, info.validator) == 0;
         }
     } else if (r != 0 && r != -ENOENT) {
         log_debug("template %s: cannot revalidate origin: %s", t->name,
@@ -374,6 +378,11 @@ static int tmpl_revalidate(struct tmpl *t, uint64_t deadline)
     pthread_mutex_unlock(&t->lock);
     if (old != NULL)
         cache_gen_put(old);
+    /* The pins moved to the new generation (pin_retarget): warm them
+     * there, mostly from local copies of the previous one (prewarm = yes,
+     * imgcache.conf(5)). */
+    if (made)
+        cache_warm_due(t->c);
     return r;
 }
 
@@ -471,6 +480,17 @@ int cache_gen_recheck(struct gen *g, uint64_t deadline)
     if (stale)
         return -ESTALE;
     return __atomic_load_n(&t->gone, __ATOMIC_RELAXED) ? -ENOENT : 0;
+}
+
+void cache_warm_due(struct cache *c)
+{
+    /* The warmer's flags (engine.c's warm_due_locked, hk_lock a leaf). */
+    pthread_mutex_lock(&c->hk_lock);
+    if (c->warm_running) {
+        c->warm_due = 1;
+        pthread_cond_signal(&c->warm_wake);
+    }
+    pthread_mutex_unlock(&c->hk_lock);
 }
 
 /* ------------------------------------------------------- previous gen */

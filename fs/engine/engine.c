@@ -967,6 +967,10 @@ int engine_open(struct conf *conf, struct cache **out)
                  "blocks are fetched instead of copied");
         c->lookup_ix = NULL;
     }
+    /* A lookup runs on the fill path: an index locked by someone else
+     * (a backup, an sqlite3 shell) means fetch, not wait 5 s per block. */
+    if (c->lookup_ix != NULL)
+        index_retry_busy(c->lookup_ix, 20);
     c->epoch = 1;
     if (r == 0)
         r = add_sources(c, c->ix, conf);

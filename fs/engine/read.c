@@ -54,6 +54,8 @@ struct rq {
     uint64_t ndone;
     uint64_t deadline;
     struct origin_req oreq; /* what its origin reads are for */
+    struct vmf *mf;         /* during a fill with a manifest: the one it
+                               checks against (a reference) */
 };
 
 struct run {
@@ -75,6 +77,8 @@ static void rq_copy(struct rq *rq, const char *data, uint64_t data_off,
 
 static void rq_mark_done(struct rq *rq, uint64_t blk)
 {
+    if (blk < rq->first || blk > rq->last)
+        return; /* a block a widened fill published beside the request */
     if (!rq->done[blk - rq->first]) {
         rq->done[blk - rq->first] = 1;
         rq->ndone++;
@@ -450,7 +454,7 @@ static void publish_run(struct rq *rq, const struct run *run, const char *data)
         uint32_t blen = block_len(blk, g->info.size, g->bs);
         const char *p = data + i * g->bs;
         uint8_t sha[MANIFEST_HASH_LEN];
-        int have = g->mf != NULL && verify_block_sha(g, blk, sha);
+        int have = verify_block_sha(g, rq->mf, blk, sha);
         publish_block(g, blk, p, blen, flags[i] < 0 ? flags[i]
                                                     : flags[i] | ra,
                       have ? sha : NULL);
@@ -552,6 +556,10 @@ static int fetch_from(struct rq *rq, char *data, uint64_t foff,
     stat_add(&g->t->st.origin_reads, 1);
     if (r == 0)
         stat_add(&g->t->st.origin_bytes, flen);
+    if (r == 0 && rq->oreq.cls == FETCH_READAHEAD) {
+        stat_add(&g->ra_fetched, flen);
+        stat_add(&g->t->st.ra_fetched, flen);
+    }
     return r;
 }
 
@@ -575,14 +583,14 @@ static uint64_t refetch_bad(struct rq *rq, const struct run *run, char *data,
         uint64_t end = block_start(sub.start + sub.n, g->bs);
         end = end < g->info.size ? end : g->info.size;
         uint64_t soff = off, slen = end - off;
-        verify_span(g, &soff, &slen);
+        verify_span(g, rq->mf, &soff, &slen);
         char *again = fillbuf_get(slen);
         uint8_t sbad[FILL_MAX_BYTES / IC_BS_MIN];
         int src2 = src;
         int r = again ? fetch_from(rq, again, soff, slen, 1u << src, &src2)
                       : -ENOMEM;
-        uint64_t nb = r == 0 ? verify_check(g, again, soff, slen, sub.start,
-                                            sub.n, sbad)
+        uint64_t nb = r == 0 ? verify_check(g, rq->mf, again, soff, slen,
+                                            sub.start, sub.n, sbad)
                              : sub.n;
         for (uint64_t k = 0; k < sub.n; k++) {
             if (r == 0 && !sbad[k]) {
@@ -604,21 +612,77 @@ static uint64_t refetch_bad(struct rq *rq, const struct run *run, char *data,
     return left;
 }
 
+/* A fetch widened to whole manifest blocks (larger than ours) brings
+ * checked bytes of blocks beside the run: claim those still missing
+ * before the fetch (a reader of one waits for it instead of fetching the
+ * same manifest block again), publish them after it (else the next read
+ * of each fetches the whole manifest block again), or give them back.
+ * mine[i] for block foff/bs + i; NULL when there is nothing to claim. */
+static uint8_t *claim_widened(struct gen *g, uint64_t foff, uint64_t flen,
+                              const struct run *run)
+{
+    uint64_t first = foff / g->bs, last = (foff + flen - 1) / g->bs;
+    if (first == run->start && last + 1 == run->start + run->n)
+        return NULL;
+    uint8_t *mine = calloc(last + 1 - first, 1);
+    if (mine == NULL)
+        return NULL; /* only a saving lost */
+    pthread_mutex_lock(&g->lock);
+    for (uint64_t b = first; !g->stale && b <= last; b++) {
+        if (b >= run->start && b < run->start + run->n)
+            continue; /* the run's own */
+        if (g->bm.v[b].state == BLK_MISSING) {
+            g->bm.v[b].state = BLK_FILLING;
+            mine[b - first] = 1;
+        }
+    }
+    pthread_mutex_unlock(&g->lock);
+    return mine;
+}
+
+static void end_widened(struct rq *rq, uint8_t *mine, const char *data,
+                        uint64_t foff, uint64_t flen, int publish)
+{
+    struct gen *g = rq->g;
+    if (mine == NULL)
+        return;
+    uint64_t first = foff / g->bs, n = (foff + flen - 1) / g->bs + 1 - first;
+    /* In runs publish_run can take (FILL_MAX_BYTES at most, as fills). */
+    uint64_t max = FILL_MAX_BYTES / g->bs ? FILL_MAX_BYTES / g->bs : 1;
+    for (uint64_t i = 0, j; i < n; i = j) {
+        for (j = i; j < n && j - i < max && mine[j] == mine[i]; j++)
+            ;
+        struct run part = {first + i, j - i};
+        if (mine[i] && publish)
+            publish_run(rq, &part, data + (block_start(part.start, g->bs) -
+                                           foff));
+        else if (mine[i])
+            release_runs(g, &part, 1);
+    }
+    free(mine);
+}
+
 /* Fetch a run of blocks the manifest has hashes for, check every block
- * before anything is stored or served, and publish the good ones. */
-static int fill_checked(struct rq *rq, const struct run *run)
+ * before anything is stored or served, and publish the good ones.  The
+ * blocks no source gives right have the manifest fetched again (once per
+ * fill, may_refresh) and, if a newer one came, are fetched and checked
+ * against it: a stale manifest heals without a restart. */
+static int fill_checked(struct rq *rq, const struct run *run, int may_refresh)
 {
     struct gen *g = rq->g;
     uint64_t off = block_start(run->start, g->bs);
     uint64_t end = block_start(run->start + run->n, g->bs);
     end = end < g->info.size ? end : g->info.size;
     uint64_t foff = off, flen = end - off;
-    verify_span(g, &foff, &flen);
+    verify_span(g, rq->mf, &foff, &flen);
     char *data = fillbuf_get(flen);
     if (data == NULL)
         return -ENOMEM;
+    uint8_t *mine = claim_widened(g, foff, flen, run);
     int src;
     int r = fetch_from(rq, data, foff, flen, 0, &src);
+    if (r < 0)
+        end_widened(rq, mine, data, foff, flen, 0);
     if (r == -EAGAIN && rq->oreq.cls != FETCH_DEMAND) {
         fillbuf_put(data);
         return r;
@@ -629,8 +693,8 @@ static int fill_checked(struct rq *rq, const struct run *run)
     }
     stat_add(&g->t->st.misses, run->n);
     uint8_t bad[FILL_MAX_BYTES / IC_BS_MIN];
-    uint64_t nbad = verify_check(g, data, foff, flen, run->start, run->n,
-                                 bad);
+    uint64_t nbad = verify_check(g, rq->mf, data, foff, flen, run->start,
+                                 run->n, bad);
     stat_add(&g->t->st.verified, run->n - nbad);
     for (uint64_t i = 0; i < run->n; i++)
         if (bad[i])
@@ -650,6 +714,7 @@ static int fill_checked(struct rq *rq, const struct run *run)
         if (!bad[i])
             publish_run(rq, &part, base + i * g->bs);
     }
+    end_widened(rq, mine, data, foff, flen, nbad == 0);
     if (ref)
         stage_unref(st, ref);
     else
@@ -658,15 +723,27 @@ static int fill_checked(struct rq *rq, const struct run *run)
         fill_worked(g);
         return 0;
     }
+    /* Published with the hashes they were checked against: now a newer
+     * manifest may replace rq->mf for the rest. */
+    struct vmf *fresh = may_refresh ? verify_refresh(g, rq->mf, rq->deadline)
+                                    : NULL;
+    if (fresh != NULL) {
+        verify_put(g, rq->mf);
+        rq->mf = fresh;
+    }
     /* The blocks no source could give right: their readers get EIO. */
+    int err = 0;
     for (uint64_t i = 0, j; i < run->n; i = j) {
         for (j = i; j < run->n && bad[j] == bad[i]; j++)
             ;
         struct run part = {run->start + i, j - i};
-        if (bad[i])
-            fill_failed(rq, &part, -EIO);
+        if (!bad[i])
+            continue;
+        int e = fresh != NULL ? fill_checked(rq, &part, 0)
+                              : fill_failed(rq, &part, -EIO);
+        err = e < 0 && err == 0 ? e : err;
     }
-    return -EIO;
+    return err;
 }
 
 /* A block the manifest knows: all zeros (never fetched: a hole), or one
@@ -676,7 +753,7 @@ static int fill_known(struct rq *rq, uint64_t blk, char *tmp)
     struct gen *g = rq->g;
     uint32_t len = block_len(blk, g->info.size, g->bs);
     uint64_t reserved = 0;
-    if (verify_zero(g, blk)) {
+    if (verify_zero(g, rq->mf, blk)) {
         memset(tmp, 0, len);
         int flags = store_punch(g->fd, block_start(blk, g->bs), len) == 0
                         ? BLK_ZERO : 0;
@@ -685,9 +762,9 @@ static int fill_known(struct rq *rq, uint64_t blk, char *tmp)
                             (ssize_t)len ? 0 : -1;
         publish_block(g, blk, tmp, len, flags, NULL);
         stat_add(&g->t->st.zero_skipped, 1);
-    } else if (verify_copy_local(g, blk, tmp, &reserved)) {
+    } else if (verify_copy_local(g, rq->mf, blk, tmp, &reserved)) {
         uint8_t sha[MANIFEST_HASH_LEN];
-        verify_block_sha(g, blk, sha);
+        verify_block_sha(g, rq->mf, blk, sha);
         publish_block(g, blk, tmp, len, 0, sha);
         evict_unreserve(g, reserved);
     } else {
@@ -705,15 +782,31 @@ static int fill_with_manifest(struct rq *rq, const struct run *run)
     char *tmp = fillbuf_get(g->bs);
     if (tmp == NULL)
         return -ENOMEM;
-    for (uint64_t i = 0; i < run->n; i++)
+    int known = 0;
+    for (uint64_t i = 0; i < run->n; i++) {
         need[i] = !fill_known(rq, run->start + i, tmp);
+        known += !need[i];
+    }
     fillbuf_put(tmp);
+    if (known) {
+        /* Readers waiting for these blocks (a readahead claimed them, or
+         * another reader) are woken by this, as fill_worked() wakes them
+         * for fetched ones: without it they slept until another fill's
+         * wake-up, or their deadline. */
+        pthread_mutex_lock(&g->lock);
+        pthread_cond_broadcast(&g->filled);
+        pthread_mutex_unlock(&g->lock);
+    }
     int err = 0;
     for (uint64_t i = 0, j; i < run->n; i = j) {
         for (j = i; j < run->n && need[j] == need[i]; j++)
             ;
         struct run part = {run->start + i, j - i};
-        int r = need[i] ? fill_checked(rq, &part) : 0;
+        /* A readahead does not wait on a manifest refetch (as it does not
+         * settle one, gen_manifest): its reader will. */
+        int r = need[i] ? fill_checked(rq, &part,
+                                       rq->oreq.cls != FETCH_READAHEAD)
+                        : 0;
         if (r < 0 && err == 0)
             err = r;
         if (r < 0) /* give back what this run has not filled */
@@ -722,27 +815,40 @@ static int fill_with_manifest(struct rq *rq, const struct run *run)
     return err;
 }
 
-/* g's manifest, settled first (NULL: none).  -EIO when it could not be
- * settled by the read's deadline: never fill unchecked then. */
-static int gen_manifest(struct rq *rq, struct manifest **out)
+/* g's manifest, settled first, a reference in rq->mf (NULL: none).
+ * -EIO when it could not be settled by the read's deadline: never fill
+ * unchecked then.  A readahead does not settle it (-EAGAIN: skipped):
+ * the fetch may take up to origin_timeout, and readahead threads serve
+ * every template; the reader it runs ahead of will. */
+static int gen_manifest(struct rq *rq)
 {
     struct gen *g = rq->g;
-    if (__atomic_load_n(&g->mf_state, __ATOMIC_ACQUIRE) != MF_SETTLED)
+    if (__atomic_load_n(&g->mf_state, __ATOMIC_ACQUIRE) != MF_SETTLED) {
+        if (rq->oreq.cls == FETCH_READAHEAD) {
+            stat_add(&g->t->st.ra_skipped, 1);
+            return -EAGAIN;
+        }
         verify_settle(g, rq->deadline);
-    pthread_mutex_lock(&g->lock);
-    int settled = g->mf_state == MF_SETTLED;
-    *out = g->mf;
-    pthread_mutex_unlock(&g->lock);
-    return settled ? 0 : -EIO;
+    }
+    if (__atomic_load_n(&g->mf_state, __ATOMIC_ACQUIRE) != MF_SETTLED)
+        return -EIO;
+    rq->mf = verify_get(g);
+    return 0;
 }
 
 static int fill_run(struct rq *rq, const struct run *run)
 {
-    struct manifest *m;
-    int r = gen_manifest(rq, &m);
+    int r = gen_manifest(rq);
+    if (r == -EAGAIN)
+        return r; /* the caller gives the blocks back */
     if (r < 0)
         return fill_failed(rq, run, r);
-    return m != NULL ? fill_with_manifest(rq, run) : fill_plain(rq, run);
+    if (rq->mf == NULL)
+        return fill_plain(rq, run);
+    r = fill_with_manifest(rq, run);
+    verify_put(rq->g, rq->mf);
+    rq->mf = NULL;
+    return r;
 }
 
 /* Fill the claimed runs; tk: their tickets (a pre-warm or readahead), or

@@ -99,9 +99,10 @@ int store_unlink(const char *cache_dir, const char *name, uint64_t gen)
     return 0;
 }
 
-/* Whether d_name is "<name>.<digits>" and, if so, which generation. */
+/* Whether d_name is "<name>.<digits>" (or its manifest, or a manifest
+ * being fetched: *tmp) and, if so, which generation. */
 static int parse_data_name(const char *d_name, const char *name,
-                           uint64_t *gen)
+                           uint64_t *gen, int *tmp)
 {
     size_t n = strlen(name);
     if (strncmp(d_name, name, n) != 0 || d_name[n] != '.' ||
@@ -109,7 +110,8 @@ static int parse_data_name(const char *d_name, const char *name,
         return 0;
     char *end;
     unsigned long long g = strtoull(d_name + n + 1, &end, 10);
-    if (*end != '\0' && strcmp(end, MANIFEST_SUFFIX) != 0)
+    *tmp = strcmp(end, MANIFEST_SUFFIX ".tmp") == 0;
+    if (*end != '\0' && strcmp(end, MANIFEST_SUFFIX) != 0 && !*tmp)
         return 0;
     *gen = g;
     return 1;
@@ -120,6 +122,7 @@ void store_unlink_others(const char *cache_dir, const char *name,
 {
     char path[PATH_MAX];
     uint64_t gen;
+    int tmp;
 
     snprintf(path, sizeof path, "%s/data", cache_dir);
     DIR *d = opendir(path);
@@ -127,7 +130,14 @@ void store_unlink_others(const char *cache_dir, const char *name,
         return;
     struct dirent *de;
     while ((de = readdir(d)) != NULL) {
-        if (parse_data_name(de->d_name, name, &gen) && gen != keep_gen)
+        if (!parse_data_name(de->d_name, name, &gen, &tmp))
+            continue;
+        /* At start no manifest is being fetched: a .tmp is a crash's. */
+        int n = snprintf(path, sizeof path, "%s/data/%s", cache_dir,
+                         de->d_name);
+        if (tmp && n > 0 && (size_t)n < sizeof path)
+            unlink(path);
+        else if (!tmp && gen != keep_gen)
             store_unlink(cache_dir, name, gen);
     }
     closedir(d);

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -131,15 +132,38 @@ static int manifest_bound(const struct gen *g, const struct manifest *m,
     return 0;
 }
 
-/* Fetch the manifest to path (via path.tmp, renamed: a crash leaves no
- * half manifest under the real name) and open it.  NULL when none;
- * *got: the fetch's 0 or -errno (-ENOENT: the origin has none). */
-static struct manifest *fetch_manifest(struct gen *g, const char *path,
-                                       uint64_t deadline, int *got)
+/* A manifest reference of refs references around m. */
+static struct vmf *vmf_new(const struct gen *g, struct manifest *m,
+                           const struct origin_fetched *meta,
+                           const char *where)
+{
+    struct vmf *v = calloc(1, sizeof *v);
+    if (v == NULL) {
+        manifest_close(m);
+        return NULL;
+    }
+    v->m = m;
+    v->refs = 1;
+    v->meta = *meta;
+    /* Believed for bytes the origin does not send (zero blocks, local
+     * copies) only when made from this generation's version: the size
+     * binds nothing (manifest_bound).  Said once per manifest taken. */
+    (void)where;
+    v->spare = manifest_bound(g, m, 1);
+    return v;
+}
+
+/* Fetch the manifest to path via path.tmp: opened and checked there, then
+ * renamed (a crash leaves no half manifest under the real name, and a
+ * manifest already mapped from path keeps its bytes: never truncated in
+ * place).  meta: in, a validator for a conditional fetch ("" none); out,
+ * the new one's.  NULL when none, unchanged (-EALREADY) or unfit. */
+static struct vmf *fetch_manifest(struct gen *g, const char *path,
+                                  uint64_t deadline,
+                                  struct origin_fetched *meta)
 {
     struct tmpl *t = g->t;
     char *loc = manifest_location(t);
-    *got = -ENOENT;
     if (loc == NULL)
         return NULL;
     char shown[1024], why[256] = "", tmp[PATH_MAX];
@@ -154,92 +178,104 @@ static struct manifest *fetch_manifest(struct gen *g, const char *path,
                                  O_CLOEXEC, 0600)
                  : -1;
     if (fd < 0) {
-        *got = -errno;
         log_warn("template %s: cannot store manifest %s: %s", t->name, shown,
-                 strerror(-*got));
+                 strerror(errno));
         free(loc);
         return NULL;
     }
     int64_t r = origin_fetch(loc, &t->net, fd, manifest_max(g->info.size),
-                             deadline, why, sizeof why);
+                             deadline, meta, why, sizeof why);
     if (r >= 0 && fdatasync(fd) < 0)
         r = -errno;
+    /* The origin's mtime on our copy: what a restart judges it by (the
+     * epoch for an unknown one, which a restart reads as unknown again,
+     * not as the time of our fetch). */
+    if (r >= 0) {
+        struct timespec ts[2] = {
+            {.tv_nsec = UTIME_OMIT},
+            {.tv_sec = meta->mtime_ns / 1000000000,
+             .tv_nsec = meta->mtime_ns % 1000000000}};
+        if (futimens(fd, ts) < 0)
+            r = -errno; /* a restart would believe our fetch's time */
+    }
     close(fd);
-    *got = r < 0 ? (int)r : 0;
+    struct vmf *v = NULL;
     if (r == -ENOENT) {
         log_debug("template %s: no manifest at %s", t->name, shown);
+    } else if (r == -EALREADY) {
+        log_info("template %s: manifest %s unchanged", t->name, shown);
     } else if (r < 0) {
         log_warn("template %s: manifest %s: %s; verifying nothing for "
                  "generation %llu", t->name, shown,
                  why[0] ? why : strerror((int)-r),
                  (unsigned long long)g->number);
-    } else if (rename(tmp, path) < 0) {
-        log_warn("template %s: cannot store manifest %s: %s", t->name,
-                 shown, strerror(errno));
     } else {
         char err[256];
-        int o = manifest_open(path, &m, err, sizeof err);
+        int o = manifest_open(tmp, &m, err, sizeof err);
         if (o < 0) {
             log_warn("template %s: manifest %s refused: %s; the template "
                      "is served without it", t->name, shown, err);
-            m = NULL;
         } else if (!manifest_fits(g, m, shown)) {
             manifest_close(m);
-            m = NULL;
+        } else if (rename(tmp, path) < 0) {
+            log_warn("template %s: cannot store manifest %s: %s", t->name,
+                     shown, strerror(errno));
+            manifest_close(m);
         } else {
             log_info("template %s: generation %llu verified against "
                      "manifest %s (%llu blocks of %u bytes)", t->name,
                      (unsigned long long)g->number, shown,
                      (unsigned long long)manifest_nblocks(m),
                      manifest_block_size(m));
+            v = vmf_new(g, m, meta, shown);
         }
-        if (m == NULL)
-            unlink(path);
     }
     unlink(tmp);
     free(loc);
-    return m;
+    return v;
 }
 
-/* The stored manifest of g, or the fetched one; *bound: manifest_bound's
- * answer (said once). */
-static struct manifest *find_manifest(struct gen *g, uint64_t deadline,
-                                      int *bound)
+/* The stored manifest of g, or the fetched one. */
+static struct vmf *find_manifest(struct gen *g, uint64_t deadline)
 {
     struct tmpl *t = g->t;
     char path[PATH_MAX], err[256];
-    int got;
-    *bound = 0;
+    struct origin_fetched meta = {0};
     if (t->manifest_mode == CONF_MANIFEST_NONE ||
         store_manifest_path(path, sizeof path, cache_conf(t->c)->cache_dir,
                             t->name, g->number) < 0)
         return NULL;
     struct manifest *m = NULL;
+    struct stat sb;
     if (manifest_open(path, &m, err, sizeof err) == 0) {
         if (!manifest_fits(g, m, path)) {
             manifest_close(m);
             return NULL; /* fetched for this generation already */
         }
+        /* Its validator is not kept: a refresh asks unconditionally.  Its
+         * mtime is the origin's (0: unknown), see fetch_manifest. */
+        if (stat(path, &sb) == 0 && sb.st_mtim.tv_sec > 0)
+            meta.mtime_ns = (int64_t)sb.st_mtim.tv_sec * 1000000000 +
+                            sb.st_mtim.tv_nsec;
         if (!manifest_bound(g, m, 0)) {
             /* Stored before the origin had this version's (a restart
              * since): ask again.  A fetch that fails keeps the stored one
              * for checking; an origin with none now has none. */
-            struct manifest *f = fetch_manifest(g, path, deadline, &got);
-            if (f != NULL || got == -ENOENT) {
+            struct origin_fetched fm = {0};
+            struct vmf *f = fetch_manifest(g, path, deadline, &fm);
+            if (f != NULL) {
                 manifest_close(m);
-                m = f;
+                return f;
             }
         }
-    } else {
-        if (access(path, F_OK) == 0) {
-            log_warn("template %s: stored manifest %s refused (%s); fetching "
-                     "it again", t->name, path, err);
-            unlink(path);
-        }
-        m = fetch_manifest(g, path, deadline, &got);
+        return vmf_new(g, m, &meta, path);
     }
-    *bound = m != NULL && manifest_bound(g, m, 1);
-    return m;
+    if (access(path, F_OK) == 0) {
+        log_warn("template %s: stored manifest %s refused (%s); fetching "
+                 "it again", t->name, path, err);
+        unlink(path);
+    }
+    return fetch_manifest(g, path, deadline, &meta);
 }
 
 void verify_settle(struct gen *g, uint64_t deadline)
@@ -259,56 +295,139 @@ void verify_settle(struct gen *g, uint64_t deadline)
      * first reader's deadline alone (the others wait for it). */
     uint64_t lim = mono_ms() + __atomic_load_n(&g->t->timeout_ms,
                                                __ATOMIC_RELAXED);
-    int bound;
-    struct manifest *m = find_manifest(g, lim > deadline ? lim : deadline,
-                                       &bound);
+    struct vmf *v = find_manifest(g, lim > deadline ? lim : deadline);
     pthread_mutex_lock(&g->lock);
-    g->mf = m;
-    g->mf_bound = bound;
-    g->mf_state = MF_SETTLED;
+    g->mf = v;
+    __atomic_store_n(&g->mf_state, MF_SETTLED, __ATOMIC_RELEASE);
     pthread_cond_broadcast(&g->filled);
     pthread_mutex_unlock(&g->lock);
+}
+
+struct vmf *verify_get(struct gen *g)
+{
+    pthread_mutex_lock(&g->lock);
+    struct vmf *v = g->mf;
+    if (v != NULL)
+        v->refs++;
+    pthread_mutex_unlock(&g->lock);
+    return v;
+}
+
+/* gen.lock held; whether v is to be freed (after the lock). */
+static int vmf_unref(struct vmf *v)
+{
+    return v != NULL && --v->refs == 0;
+}
+
+static void vmf_free(struct vmf *v)
+{
+    manifest_close(v->m);
+    free(v);
+}
+
+void verify_put(struct gen *g, struct vmf *v)
+{
+    pthread_mutex_lock(&g->lock);
+    int last = vmf_unref(v);
+    pthread_mutex_unlock(&g->lock);
+    if (last)
+        vmf_free(v);
+}
+
+struct vmf *verify_refresh(struct gen *g, struct vmf *old, uint64_t deadline)
+{
+    struct tmpl *t = g->t;
+    char path[PATH_MAX];
+    struct timespec ts = ms_timespec(deadline);
+    struct vmf *v = NULL;
+    pthread_mutex_lock(&g->lock);
+    for (;;) {
+        if (g->mf != NULL && g->mf != old) { /* a fresher one came */
+            v = g->mf;
+            v->refs++;
+            pthread_mutex_unlock(&g->lock);
+            return v;
+        }
+        if (!g->mf_refreshing)
+            break;
+        if (pthread_cond_timedwait(&g->filled, &g->lock, &ts) == ETIMEDOUT) {
+            pthread_mutex_unlock(&g->lock);
+            return NULL;
+        }
+    }
+    uint64_t now = mono_ms();
+    uint64_t last = __atomic_load_n(&t->mf_refresh_ms, __ATOMIC_RELAXED);
+    if ((last != 0 && now - last < VERIFY_REFRESH_MS) || now >= deadline ||
+        !__atomic_compare_exchange_n(&t->mf_refresh_ms, &last, now, 0,
+                                     __ATOMIC_RELAXED, __ATOMIC_RELAXED) ||
+        store_manifest_path(path, sizeof path, cache_conf(t->c)->cache_dir,
+                            t->name, g->number) < 0) {
+        pthread_mutex_unlock(&g->lock);
+        return NULL;
+    }
+    g->mf_refreshing = 1;
+    struct origin_fetched meta = old != NULL ? old->meta
+                                             : (struct origin_fetched){0};
+    pthread_mutex_unlock(&g->lock);
+    log_info("template %s: a block of generation %llu failed its check on "
+             "every source; fetching its manifest again", t->name,
+             (unsigned long long)g->number);
+    v = fetch_manifest(g, path, deadline, &meta);
+    pthread_mutex_lock(&g->lock);
+    struct vmf *drop = NULL;
+    if (v != NULL) {
+        drop = vmf_unref(g->mf) ? g->mf : NULL;
+        g->mf = v;
+        v->refs++; /* the generation's, and the caller's */
+    }
+    g->mf_refreshing = 0;
+    pthread_cond_broadcast(&g->filled);
+    pthread_mutex_unlock(&g->lock);
+    if (drop != NULL)
+        vmf_free(drop);
+    return v;
 }
 
 /* ------------------------------------------------------------ checking */
 
 /* Manifest entries [*a, *b) covering template block blk. */
-static void entries_of(const struct gen *g, uint64_t blk, uint64_t *a,
-                       uint64_t *b)
+static void entries_of(const struct gen *g, const struct manifest *m,
+                       uint64_t blk, uint64_t *a, uint64_t *b)
 {
-    uint32_t mb = manifest_block_size(g->mf);
+    uint32_t mb = manifest_block_size(m);
     uint64_t off = block_start(blk, g->bs);
     uint64_t end = off + block_len(blk, g->info.size, g->bs);
     *a = off / mb;
     *b = (end + mb - 1) / mb;
 }
 
-int verify_zero(const struct gen *g, uint64_t blk)
+int verify_zero(const struct gen *g, const struct vmf *v, uint64_t blk)
 {
-    if (g->mf == NULL || !g->mf_bound)
+    if (v == NULL || !v->spare)
         return 0;
     uint64_t a, b;
     uint8_t h[MANIFEST_HASH_LEN];
-    entries_of(g, blk, &a, &b);
+    entries_of(g, v->m, blk, &a, &b);
     for (uint64_t e = a; e < b; e++)
-        if (manifest_entry(g->mf, e, h) != 1)
+        if (manifest_entry(v->m, e, h) != 1)
             return 0;
     return 1;
 }
 
-int verify_block_sha(const struct gen *g, uint64_t blk,
+int verify_block_sha(const struct gen *g, const struct vmf *v, uint64_t blk,
                      uint8_t sha[MANIFEST_HASH_LEN])
 {
-    if (g->mf == NULL || manifest_block_size(g->mf) != g->bs)
+    if (v == NULL || manifest_block_size(v->m) != g->bs)
         return 0;
-    return manifest_entry(g->mf, blk, sha) == 0;
+    return manifest_entry(v->m, blk, sha) == 0;
 }
 
-void verify_span(const struct gen *g, uint64_t *off, uint64_t *len)
+void verify_span(const struct gen *g, const struct vmf *v, uint64_t *off,
+                 uint64_t *len)
 {
-    if (g->mf == NULL || manifest_block_size(g->mf) <= g->bs)
+    if (v == NULL || manifest_block_size(v->m) <= g->bs)
         return;
-    uint32_t mb = manifest_block_size(g->mf);
+    uint32_t mb = manifest_block_size(v->m);
     uint64_t s = *off / mb * mb;
     uint64_t e = (*off + *len + mb - 1) / mb * mb;
     if (e > g->info.size)
@@ -317,11 +436,11 @@ void verify_span(const struct gen *g, uint64_t *off, uint64_t *len)
     *len = e - s;
 }
 
-uint64_t verify_check(const struct gen *g, const char *data, uint64_t off,
-                      uint64_t len, uint64_t first, uint64_t n,
-                      uint8_t *bad)
+uint64_t verify_check(const struct gen *g, const struct vmf *v,
+                      const char *data, uint64_t off, uint64_t len,
+                      uint64_t first, uint64_t n, uint8_t *bad)
 {
-    uint32_t mb = manifest_block_size(g->mf);
+    uint32_t mb = manifest_block_size(v->m);
     uint8_t want[MANIFEST_HASH_LEN], got[MANIFEST_HASH_LEN];
     uint64_t nbad = 0;
     memset(bad, 0, n);
@@ -332,7 +451,7 @@ uint64_t verify_check(const struct gen *g, const char *data, uint64_t off,
         uint64_t l = g->info.size - s < mb ? g->info.size - s : mb;
         if (s + l > off + len)
             break;
-        int z = manifest_entry(g->mf, e, want);
+        int z = manifest_entry(v->m, e, want);
         const char *p = data + (s - off);
         int ok = z == 1 ? buf_is_zero(p, l)
                  : z == 0 ? (manifest_hash(p, l, got),
@@ -431,15 +550,15 @@ static int copy_from(struct gen *g, uint64_t blk, struct gen *sg,
     return r;
 }
 
-int verify_copy_local(struct gen *g, uint64_t blk, char *buf,
-                      uint64_t *reserved)
+int verify_copy_local(struct gen *g, const struct vmf *v, uint64_t blk,
+                      char *buf, uint64_t *reserved)
 {
     struct cache *c = g->t->c;
     uint8_t want[MANIFEST_HASH_LEN];
     struct index_rec cand[4];
     *reserved = 0;
-    if (c->lookup_ix == NULL || !g->mf_bound ||
-        !verify_block_sha(g, blk, want))
+    if (c->lookup_ix == NULL || v == NULL || !v->spare ||
+        !verify_block_sha(g, v, blk, want))
         return 0;
     pthread_mutex_lock(&c->lookup_lock);
     int n = index_sha_find(c->lookup_ix, want, cand, 4);

@@ -275,6 +275,7 @@ struct xfer {
     size_t got;                /* body bytes stored */
     int sink, sink_fd;         /* WHOLE with sink: the body goes to
                                   sink_fd (from offset 0), not to buf */
+    const char *if_none_match; /* WHOLE: a strong ETag, or NULL */
     struct http_resp resp;     /* reset at every status line (redirects, 1xx) */
     int64_t filetime;          /* from CURLINFO_FILETIME_T, -1 unknown */
     int refresh;               /* RANGE: ask caches on the way for a copy
@@ -557,6 +558,12 @@ static int set_request(CURL *c, struct xfer *x, struct curl_slist **hdrs)
         return -EIO;
     if (w->kind == HTTPC_WHOLE)
         SETOPT(c, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)w->len);
+    if (w->kind == HTTPC_WHOLE && x->if_none_match != NULL) {
+        char line[HTTPC_ETAG_MAX + 32];
+        snprintf(line, sizeof line, "If-None-Match: %s", x->if_none_match);
+        if (slist_add(hdrs, line) != 0)
+            return -EIO;
+    }
     SETOPT(c, CURLOPT_HTTPHEADER, *hdrs);
     return 0;
 }
@@ -1503,30 +1510,46 @@ struct fetch_req {
     uint64_t max;
     size_t got;
     int big;
+    struct origin_fetched *meta;
 };
 
 static int fetch_attempt(struct origin *o, size_t ui, void *arg,
                          uint64_t deadline, int *retry, long *retry_after)
 {
     struct fetch_req *r = arg;
+    const char *v = r->meta->validator;
     /* One byte over the limit tells "too large" from "exactly max". */
     struct xfer x = {.want = {.kind = HTTPC_WHOLE, .len = r->max + 1},
-                     .sink = 1, .sink_fd = r->fd};
+                     .sink = 1, .sink_fd = r->fd,
+                     .if_none_match = strncmp(v, "etag:", 5) == 0 ? v + 5
+                                                                 : NULL};
 
     if (ftruncate(r->fd, 0) < 0)
         return -errno;
     int err = http_perform(o, ui, &x, NULL, deadline, retry, retry_after);
+    if (x.resp.status == 304 && x.if_none_match != NULL) {
+        *retry = 0;
+        return -EALREADY; /* our copy is still the file */
+    }
     if (err == 0 && x.got > r->max) {
         r->big = 1;
         *retry = 0;
         return -EFBIG;
     }
     r->got = x.got;
+    if (err == 0) {
+        /* A strong ETag only: a weak one does not promise these bytes. */
+        int strong = x.resp.etag[0] == '"' && !x.resp.etag_too_long;
+        snprintf(r->meta->validator, sizeof r->meta->validator, "%s%s",
+                 strong ? "etag:" : "", strong ? x.resp.etag : "");
+        r->meta->mtime_ns = x.filetime > 0 ? x.filetime * 1000000000LL : 0;
+    }
     return err;
 }
 
 int64_t origin_http_fetch(const char *url, const struct conf_net *net,
-                          int fd, uint64_t max, uint64_t deadline, char *why,
+                          int fd, uint64_t max, uint64_t deadline,
+                          struct origin_fetched *meta, char *why,
                           size_t whylen)
 {
     struct conf_net one = {0};
@@ -1540,12 +1563,12 @@ int64_t origin_http_fetch(const char *url, const struct conf_net *net,
         snprintf(why, whylen, "%s", err);
         return -EINVAL;
     }
-    struct fetch_req r = {.fd = fd, .max = max};
+    struct fetch_req r = {.fd = fd, .max = max, .meta = meta};
     int rc = http_run(o, "fetch", fetch_attempt, &r, deadline);
     if (rc == -EFBIG || r.big)
         snprintf(why, whylen, "larger than %llu bytes",
                  (unsigned long long)max);
-    else if (rc < 0)
+    else if (rc < 0 && rc != -EALREADY)
         snprintf(why, whylen, "%s", rc == -ENOENT ? "not found"
                                                   : strerror(-rc));
     http_destroy(o);

@@ -310,7 +310,8 @@ struct origin *origin_new_in_dir(const char *dir, const char *name,
  * hung share holds a worker, not the caller), in chunks; the file must
  * keep its validator throughout. */
 static int64_t fetch_path(const char *path, int fd, uint64_t max,
-                          uint64_t deadline, char *why, size_t whylen)
+                          uint64_t deadline, struct origin_fetched *meta,
+                          char *why, size_t whylen)
 {
     char err[256];
     struct origin *o = origin_file_new(path, err, sizeof err);
@@ -320,6 +321,16 @@ static int64_t fetch_path(const char *path, int fd, uint64_t max,
     }
     struct origin_info info;
     int64_t r = origin_stat(o, &info, deadline);
+    if (r == 0 && meta->validator[0] != '\0' &&
+        origin_file_validator_eq(meta->validator, info.validator)) {
+        origin_free(o);
+        return -EALREADY; /* unchanged since the last copy */
+    }
+    if (r == 0) {
+        meta->mtime_ns = info.mtime_ns;
+        snprintf(meta->validator, sizeof meta->validator, "%s",
+                 info.validator);
+    }
     if (r == 0 && info.size > max) {
         snprintf(why, whylen, "larger than %llu bytes",
                  (unsigned long long)max);
@@ -350,12 +361,15 @@ static int64_t fetch_path(const char *path, int fd, uint64_t max,
 }
 
 int64_t origin_fetch(const char *location, const struct conf_net *net,
-                     int fd, uint64_t max, uint64_t deadline, char *why,
-                     size_t whylen)
+                     int fd, uint64_t max, uint64_t deadline,
+                     struct origin_fetched *meta, char *why, size_t whylen)
 {
+    struct origin_fetched none = {0};
     why[0] = '\0';
+    if (meta == NULL)
+        meta = &none;
     if (conf_origin_is_http(location))
-        return origin_http_fetch(location, net, fd, max, deadline, why,
+        return origin_http_fetch(location, net, fd, max, deadline, meta, why,
                                  whylen);
-    return fetch_path(location, fd, max, deadline, why, whylen);
+    return fetch_path(location, fd, max, deadline, meta, why, whylen);
 }
