@@ -309,7 +309,7 @@ stop_originfs "$ORIG"
 # woken when it lands, not at their deadline.
 make_file_bytes "$T/src/l1.img" $((32 * 1048576))
 "$MANIFEST" "$T/src/l1.img" || fail "imgcache-manifest failed"
-cp "$T/src/l1.img" "$T/src/l2.img"
+cp -p "$T/src/l1.img" "$T/src/l2.img" # -p: the manifest is bound to the mtime
 cp "$T/src/l1.img.imgcache-manifest" "$T/src/l2.img.imgcache-manifest"
 rm -rf "$CACHE"
 start_originfs "$T/src" "$T/originfs2.log" "$ORIG"
