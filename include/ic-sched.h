@@ -21,7 +21,14 @@
  *    warm run) served least recently, and within a flow to the oldest.
  *    "Served" is remembered for the last SCHED_STAMPS groups and flows;
  *    one forgotten counts as never served (it had not been served for
- *    longer than any remembered one anyway).
+ *    longer than any remembered one anyway).  A flow counts as served no
+ *    earlier than its waiter arrived: within a template, a waiter is
+ *    passed only by waiters queued before it, or by others once its own
+ *    flow has been served meanwhile (a flow's other requests).  Flows
+ *    come and go and their keys are reused (a handle's address), so a
+ *    new, forgotten or reused one must not pass a waiter that has been
+ *    queued longer (check_sched: no_overtaking); groups are templates,
+ *    few, and a quiet one goes first.
  *  - FETCH_READAHEAD never waits: it gets a slot only when one is free
  *    (then nobody is waiting, since freed slots are handed over), else
  *    -EAGAIN at once, and the caller drops the prefetch.  So readahead

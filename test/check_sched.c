@@ -69,7 +69,9 @@ static void line_up_req(struct waiter *w, struct sched *s,
 static void line_up(struct waiter *w, struct sched *s, enum fetch_class cls,
                     uint64_t group, uint64_t flow, char name)
 {
-    line_up_req(w, s, (struct origin_req){cls, group, flow, NULL, 0, NULL}, name);
+    line_up_req(w, s,
+                (struct origin_req){.cls = cls, .group = group, .flow = flow},
+                name);
 }
 
 static void reset_order(void)
@@ -132,7 +134,9 @@ START_TEST(urgent)
         sched_init(&s, 1);
         reset_order();
         ck_assert_int_eq(sched_acquire(&s, NULL, mono_ms() + 1000), 0);
-        line_up_req(&w, &s, (struct origin_req){FETCH_WARM, 5, 1, &flag, 0, NULL},
+        line_up_req(&w, &s,
+                    (struct origin_req){.cls = FETCH_WARM, .group = 5,
+                                        .flow = 1, .urgent = &flag},
                     'W');
         line_up(&d, &s, FETCH_DEMAND, 0, 0, 'D');
         /* Raised while both wait: read at each pick. */
@@ -158,9 +162,13 @@ START_TEST(urgent_one)
     sched_init(&s, 1);
     reset_order();
     ck_assert_int_eq(sched_acquire(&s, NULL, mono_ms() + 1000), 0);
-    line_up_req(&w1, &s, (struct origin_req){FETCH_WARM, 5, 1, &flag1},
+    line_up_req(&w1, &s,
+                (struct origin_req){.cls = FETCH_WARM, .group = 5, .flow = 1,
+                                    .urgent = &flag1},
                 'A');
-    line_up_req(&w2, &s, (struct origin_req){FETCH_WARM, 5, 1, &flag2},
+    line_up_req(&w2, &s,
+                (struct origin_req){.cls = FETCH_WARM, .group = 5, .flow = 1,
+                                    .urgent = &flag2},
                 'B');
     line_up(&d, &s, FETCH_DEMAND, 0, 0, 'D');
     __atomic_store_n(&flag2, 1, __ATOMIC_RELAXED);
@@ -182,6 +190,41 @@ START_TEST(fair_flows)
         {FETCH_DEMAND, 1, 11, 'B'}, {FETCH_DEMAND, 1, 11, 'B'},
     };
     ck_assert_str_eq(run_order(sp, 6), "ABABAA");
+}
+END_TEST
+
+/* A waiter is not passed by flows that came after it, whatever their
+ * stamps: flow 5 was served last, then X of flow 5 queued, then Y and
+ * Z of flows 1 and 2 (served before 5, as handles whose addresses come
+ * back are).  Before, least recently served first handed the slot to Y
+ * and Z, and to every such newcomer after them: three readers of one
+ * template, each opening a handle per read, kept one of them waiting
+ * past origin_timeout (t-sched (e)). */
+START_TEST(no_overtaking)
+{
+    struct sched s;
+    struct waiter w[3];
+    sched_init(&s, 1);
+    reset_order();
+    const uint64_t served[] = {1, 2, 5};
+    for (size_t i = 0; i < 3; i++) {
+        struct origin_req rq = {.cls = FETCH_DEMAND, .group = 1,
+                                .flow = served[i]};
+        ck_assert_int_eq(sched_acquire(&s, &rq, mono_ms() + 1000), 0);
+        sched_release(&s);
+    }
+    struct origin_req hold = {.cls = FETCH_DEMAND, .group = 1, .flow = 9};
+    ck_assert_int_eq(sched_acquire(&s, &hold, mono_ms() + 1000), 0);
+    line_up(&w[0], &s, FETCH_DEMAND, 1, 5, 'X');
+    line_up(&w[1], &s, FETCH_DEMAND, 1, 1, 'Y');
+    line_up(&w[2], &s, FETCH_DEMAND, 1, 2, 'Z');
+    sched_release(&s);
+    for (size_t i = 0; i < 3; i++) {
+        pthread_join(w[i].th, NULL);
+        ck_assert_int_eq(w[i].rc, 0);
+    }
+    ck_assert_str_eq(order, "XYZ");
+    sched_destroy(&s);
 }
 END_TEST
 
@@ -210,7 +253,8 @@ static void *busy_main(void *arg)
 {
     struct busy *b = arg;
     for (int i = 0; i < 5; i++) {
-        struct origin_req rq = {FETCH_DEMAND, (uint64_t)i % 2, 0, NULL, 0, NULL};
+        struct origin_req rq = {.cls = FETCH_DEMAND,
+                                .group = (uint64_t)i % 2};
         ck_assert_int_eq(sched_acquire(b->s, &rq, mono_ms() + 10000), 0);
         pthread_mutex_lock(&b->lock);
         if (++b->now > b->max)
@@ -263,7 +307,8 @@ START_TEST(readahead_skip)
 {
     struct sched s;
     struct waiter d, wm;
-    const struct origin_req ra = {FETCH_READAHEAD, 1, 1, NULL, 0, NULL};
+    const struct origin_req ra = {.cls = FETCH_READAHEAD, .group = 1,
+                                  .flow = 1};
     sched_init(&s, 2);
     reset_order();
     ck_assert_int_eq(sched_acquire(&s, NULL, mono_ms() + 1000), 0);
@@ -422,6 +467,7 @@ int main(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, strict_priority);
     tcase_add_test(tc, fair_flows);
+    tcase_add_test(tc, no_overtaking);
     tcase_add_test(tc, urgent);
     tcase_add_test(tc, urgent_one);
     tcase_add_test(tc, fair_groups);

@@ -667,7 +667,24 @@ static int http_perform(struct origin *o, size_t ui, struct xfer *x,
     x->display = u->display;
     httpc_resp_reset(&x->resp);
     x->filetime = -1;
+    struct timespec asked, got;
+    int trace = log_debug_enabled() && x->want.kind == HTTPC_RANGE;
+    if (trace)
+        clock_gettime(CLOCK_MONOTONIC, &asked);
     err = sched_acquire(&u->host->slots, rq, deadline);
+    /* When a range waited for its slot, on the clock a server on this
+     * host traces with (t-sched: what a demand read waited behind is
+     * counted over that wait, not from when its reader started). */
+    if (trace) {
+        clock_gettime(CLOCK_MONOTONIC, &got);
+        log_debug("%s: range bytes=%" PRIu64 "-%" PRIu64 " (class %d): slot "
+                  "asked at %lld.%06ld, %s at %lld.%06ld (CLOCK_MONOTONIC)",
+                  u->display, x->want.off, x->want.off + x->want.len - 1,
+                  rq != NULL ? (int)rq->cls : FETCH_DEMAND,
+                  (long long)asked.tv_sec, asked.tv_nsec / 1000,
+                  err ? strerror(-err) : "granted", (long long)got.tv_sec,
+                  got.tv_nsec / 1000);
+    }
     /* A pre-warm or readahead that only waited for a slot asked nothing
      * of the origin: not its failure (-EAGAIN, the caller gives the
      * blocks back). */

@@ -17,6 +17,7 @@
 
 struct sched_waiter {
     struct origin_req rq;
+    uint64_t since;           /* the grant counter when it was queued */
     int granted;              /* (sched.lock) the slot is ours */
     pthread_cond_t wake;
     struct sched_waiter *prev, *next;
@@ -124,13 +125,20 @@ struct choice {
 };
 
 /* Keep w if it was served less recently than the choice so far; arrival
- * order breaks ties (each queue is in that order). */
+ * order breaks ties (each queue is in that order).  A flow's stamp counts
+ * from no earlier than its waiter's arrival: flows are short-lived
+ * (handles, warm runs) and their keys come back (a handle's address), so
+ * a flow served long ago, forgotten, new or reusing a key is no older
+ * than the waiters queued before it, and never passes them.  Groups
+ * (templates) are few and lasting: a quiet one goes first. */
 static void consider(const struct sched *s, struct sched_waiter *w,
                      struct choice *ch)
 {
     uint64_t flow = w->rq.flow == GROUP_FLOW ? 0 : w->rq.flow;
     uint64_t g = stamp_of(s, w->rq.group, GROUP_FLOW);
     uint64_t f = stamp_of(s, w->rq.group, flow);
+    if (f < w->since)
+        f = w->since;
     if (ch->best == NULL || g < ch->group_stamp ||
         (g == ch->group_stamp && f < ch->flow_stamp))
         *ch = (struct choice){w, g, f};
@@ -199,6 +207,7 @@ int sched_acquire(struct sched *s, const struct origin_req *rq,
         return -EAGAIN;
     }
     cond_init_mono(&w.wake);
+    w.since = s->grants;
     enqueue(s, &w);
     /* A cap raised under the waiters (never today) or a race with a
      * release that found nobody: hand out what is free. */
