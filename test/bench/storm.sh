@@ -443,8 +443,10 @@ replay_phase() {
 	local perf=
 	if [ -n "${STORM_PERF:-}" ] && [ "$n" = "${NS##* }" ]; then
 		mkdir -p "$STORM_PERF"
+		# Until its sleep is killed: a signal to perf itself, started in
+		# the background, left its data unfinished.
 		perf record -q -g -o "$STORM_PERF/perf.$tag.data" -p "$IC_PID" \
-			>/dev/null 2>&1 &
+			-- sleep "$T_TIMEOUT" >"$STORM_PERF/perf.$tag.log" 2>&1 &
 		perf=$!
 		wait_for 5 test -s "$STORM_PERF/perf.$tag.data"
 	fi
@@ -461,7 +463,7 @@ replay_phase() {
 	n1=$(kids_cpu "$NGINX_PID")
 	c1=$(proc_cpu "$IC_PID")
 	if [ -n "$perf" ]; then
-		kill -INT "$perf"
+		kill "$(pgrep -P "$perf" -x sleep)"
 		wait "$perf"
 	fi
 	SPLIT=$(cpu_split "$s0" "$s1")
