@@ -1050,3 +1050,8 @@ void cache_stage_unref(struct gen *g, void *ref)
 {
     stage_unref(g->t->c->stage, ref);
 }
+
+int cache_splice_fd(struct gen *g)
+{
+    return stage_empty(g->t->c->stage) ? g->fd : -1;
+}
