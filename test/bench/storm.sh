@@ -45,6 +45,7 @@
 #                         N's cold and warm replays, into DIR/perf.TAG.data
 #   STORM_TMPL_CONF=LINES  added to every nginx template's section (e.g.
 #                         "origin_connections = 8"), for experiments
+#   STORM_GLOBAL_CONF=LINES  added to [global] (e.g. "direct_fill = no")
 set -u -o pipefail
 export LC_ALL=C
 
@@ -367,6 +368,7 @@ CONF=$T/imgcache.conf
 {
 	printf '[global]\ncache_dir = %s\nblock_size = 64K\n' "$CACHE"
 	printf 'origin_timeout = %ss\nrevalidate = 1h\n' "$OT"
+	[ -z "${STORM_GLOBAL_CONF:-}" ] || printf '%s\n' "$STORM_GLOBAL_CONF"
 	for nm in $NAMES; do
 		printf '\n[template %s.img]\norigin = %s/%s.img\n' "$nm" "$NURL" "$nm"
 		[ -z "${STORM_TMPL_CONF:-}" ] || printf '%s\n' "$STORM_TMPL_CONF"
