@@ -32,7 +32,8 @@
  * Locking: callers outside the engine hold none of its locks, with one
  * exception: a successful cache_read_fd_begin() returns with g's
  * evict_rw held shared until cache_read_fd_end(); in between call only
- * cache_pread_present(), cache_stage_peek() and cache_stage_unref() on g,
+ * cache_pread_present(), cache_stage_peek(), cache_stage_unref() and
+ * cache_splice_fd() on g (and a reply reading that fd),
  * and fillbuf: nothing that fills or evicts (an eviction from g takes
  * evict_rw exclusively: it would wait on the caller itself).
  */
@@ -143,6 +144,11 @@ int cache_pread_present(struct gen *g, char *buf, uint64_t off, size_t len);
 int cache_stage_peek(struct gen *g, uint64_t off, size_t len,
                      const char **data, void **ref);
 void cache_stage_unref(struct gen *g, void *ref);
+/* Between cache_read_fd_begin and _end: g's data file, for a reply that
+ * splices the range from it, when the stage holds nothing (what it holds
+ * is on disk too, but reading it there would cost a disk read); else -1
+ * (use cache_pread_present). */
+int cache_splice_fd(struct gen *g);
 
 void cache_gen_ref(struct gen *g);
 

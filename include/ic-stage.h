@@ -59,6 +59,9 @@ int64_t stage_read(struct stage *s, uint64_t key, char *dst, uint64_t off,
 int stage_peek(struct stage *s, uint64_t key, uint64_t off, uint64_t len,
                const char **data, void **ref);
 void stage_unref(struct stage *s, void *ref);
+/* Whether the stage holds nothing at all (a racy hint: what it means for
+ * a caller is in ic-cache.h, cache_splice_fd). */
+int stage_empty(struct stage *s);
 
 /* Drop every entry of key (its generation is going away). */
 void stage_forget(struct stage *s, uint64_t key);

@@ -96,6 +96,21 @@ if [ -n "$HAVE_FINCORE" ] && res=$(resident_bytes "$F") && [ -n "$res" ]; then
 	check "plain opens keep the kernel page cache ($res bytes resident)" \
 		test "$res" -gt 0
 fi
+
+# --- a data file cut short behind the daemon's back: reads of present
+# blocks (64K and 128K ones are spliced from the data file) must not come
+# back short or wrong; the checked path refetches what the file lost.
+DATA=$(ls "$CACHE"/data/disk.img.* | head -n 1)
+truncate -s $((8 * 1048576 + 4096)) "$DATA"
+for bs in 64K 128K; do
+	if bounded dd if="$F" of="$T/out" bs="$bs" iflag=direct status=none \
+		2>"$T/dd.err"; then
+		assert_same "data file cut short: dd iflag=direct bs=$bs equals origin" \
+			"$T/out" "$T/src/disk.img"
+	else
+		not_ok "data file cut short: dd iflag=direct bs=$bs failed: $(head -n 1 "$T/dd.err")"
+	fi
+done
 stop_imgcache "$MNT"
 
 # --- -o direct_io: every open bypasses the page cache

@@ -235,6 +235,11 @@ int64_t stage_read(struct stage *s, uint64_t key, char *dst, uint64_t off,
     return copied;
 }
 
+int stage_empty(struct stage *s)
+{
+    return __atomic_load_n(&s->listed, __ATOMIC_RELAXED) == 0;
+}
+
 int stage_peek(struct stage *s, uint64_t key, uint64_t off, uint64_t len,
                const char **data, void **ref)
 {

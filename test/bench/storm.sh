@@ -41,6 +41,11 @@
 #   STORM_SMOKE=1         tiny: 16 MiB image, ~1 MiB synthetic trace, N "1 4",
 #                         8 first-touch reads, 4 hung readers, 2 s timeout
 #   STORM_KEEP=1          keep the temporary directory
+#   STORM_PERF=DIR        perf record -g of the daemon during the largest
+#                         N's cold and warm replays, into DIR/perf.TAG.data
+#   STORM_TMPL_CONF=LINES  added to every nginx template's section (e.g.
+#                         "origin_connections = 8"), for experiments
+#   STORM_GLOBAL_CONF=LINES  added to [global] (e.g. "direct_fill = no")
 set -u -o pipefail
 export LC_ALL=C
 
@@ -87,11 +92,13 @@ T_TIMEOUT=${STORM_TIMEOUT:-600}
 if [ -n "$SMOKE" ]; then
 	NS=${STORM_N:-1 4}
 	FT_N=8
+	FT_ROUNDS=${STORM_FT_ROUNDS:-1}
 	HUNG_READERS=${STORM_HUNG_READERS:-4}
 	OT=${STORM_ORIGIN_TIMEOUT:-2}
 else
 	NS=${STORM_N:-1 8 32}
 	FT_N=64
+	FT_ROUNDS=${STORM_FT_ROUNDS:-3}
 	HUNG_READERS=${STORM_HUNG_READERS:-32}
 	OT=${STORM_ORIGIN_TIMEOUT:-4}
 fi
@@ -313,9 +320,10 @@ mib() { fmt "$(awk -v b="$1" 'BEGIN { print b / 1048576 }')" 1; }
 # cache for nginx), each with an empty cache.
 NAMES=""
 for n in $NS; do NAMES="$NAMES s$n"; done
-NAMES="$NAMES ft-idle ft-warm ft-hung pw"
+for i in $(seq "$FT_ROUNDS"); do NAMES="$NAMES ft-idle$i ft-warm$i pw$i"; done
+NAMES="$NAMES ft-hung"
 for nm in $NAMES; do
-	[ "$nm" = pw ] && [ -n "$SMOKE" ] && continue
+	[ "${nm#pw}" != "$nm" ] && [ -n "$SMOKE" ] && continue
 	ln "$IMG" "$T/www/$nm.img" 2>/dev/null || ln -s "$IMG" "$T/www/$nm.img"
 done
 # Smoke: the image is too small for a pre-warm to outlast 8 reads; a
@@ -323,7 +331,7 @@ done
 PW_SIZE=$ISZ
 if [ -n "$SMOKE" ]; then
 	PW_SIZE=$((256 * 1048576))
-	truncate -s "$PW_SIZE" "$T/www/pw.img"
+	for i in $(seq "$FT_ROUNDS"); do truncate -s "$PW_SIZE" "$T/www/pw$i.img"; done
 fi
 PORT=
 for _try in 1 2 3; do
@@ -333,7 +341,7 @@ for _try in 1 2 3; do
 	"$NGINX" -p "$T/nginx/" -c "$T/nginx/nginx.conf" >"$T/nginx/stderr" 2>&1 &
 	NGINX_PID=$!
 	_register "$NGINX_PID" -
-	wait_for 10 curl -sf -r 0-0 -o /dev/null "http://127.0.0.1:$PORT/pw.img" && break
+	wait_for 10 curl -sf -r 0-0 -o /dev/null "http://127.0.0.1:$PORT/pw1.img" && break
 	stop_pid "$NGINX_PID"
 	PORT=
 done
@@ -360,8 +368,10 @@ CONF=$T/imgcache.conf
 {
 	printf '[global]\ncache_dir = %s\nblock_size = 64K\n' "$CACHE"
 	printf 'origin_timeout = %ss\nrevalidate = 1h\n' "$OT"
+	[ -z "${STORM_GLOBAL_CONF:-}" ] || printf '%s\n' "$STORM_GLOBAL_CONF"
 	for nm in $NAMES; do
 		printf '\n[template %s.img]\norigin = %s/%s.img\n' "$nm" "$NURL" "$nm"
+		[ -z "${STORM_TMPL_CONF:-}" ] || printf '%s\n' "$STORM_TMPL_CONF"
 	done
 	printf '\n[template hung.img]\norigin = %s/sw/hung.img\n' "$HURL"
 } >"$CONF"
@@ -397,14 +407,85 @@ exact_failed() {
 
 # ------------------------------------------------------------ 1. storm
 
-MED1="" BYTES1=""
+# sys_cpu: the machine's CPU time so far, "BUSY IOWAIT IDLE" in ticks
+# (/proc/stat: busy = user nice system irq softirq steal), as bench.sh's.
+sys_cpu() {
+	awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9, $6, $5; exit }' /proc/stat
+}
+# cpu_split BEFORE AFTER: the deltas in CPU-seconds, "BUSY IOWAIT IDLE".
+cpu_split() {
+	awk -v a="$1" -v b="$2" -v hz="$(getconf CLK_TCK)" 'BEGIN {
+		split(a, x, " "); split(b, y, " ")
+		printf "%.2f %.2f %.2f\n", (y[1] - x[1]) / hz, (y[2] - x[2]) / hz, (y[3] - x[3]) / hz }'
+}
+# proc_cpu PID: utime + stime in seconds.
+proc_cpu() {
+	sed 's/^.*) //' "/proc/$1/stat" |
+		awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($12 + $13) / hz }'
+}
+# kids_cpu PID: utime + stime of PID's children (nginx's workers), seconds.
+kids_cpu() {
+	awk -v p="$1" -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, "") }
+		$2 == p { s += $12 + $13 } END { printf "%.2f", s / hz }' /proc/[0-9]*/stat 2>/dev/null
+}
+# self_kids_cpu VAR: CPU seconds of this shell's waited-for children
+# (bash's times, the replayers through timeout) into VAR; not in a
+# subshell, whose own times start at zero.
+self_kids_cpu() {
+	times >"$T/times"
+	printf -v "$1" '%s' "$(awk 'NR == 2 { split($1, u, "m"); split($2, s, "m")
+		printf "%.2f", u[1] * 60 + u[2] + s[1] * 60 + s[2] }' "$T/times")"
+}
+# replay_phase TAG N FILE: N replayers of the trace on FILE; the machine's
+# busy/iowait/idle split and the daemon's CPU seconds meanwhile in the
+# remarks, as "TAG: ...".  Sets RC, SPLIT ("BUSY IOWAIT IDLE") and DCPU.
+replay_phase() {
+	local tag=$1 n=$2 f=$3 s0 s1 c0 c1 wall0 wall1 r0 r1 n0 n1
+	RC=0
+	local perf=
+	if [ -n "${STORM_PERF:-}" ] && [ "$n" = "${NS##* }" ]; then
+		mkdir -p "$STORM_PERF"
+		# Until its sleep is killed: a signal to perf itself, started in
+		# the background, left its data unfinished.
+		perf record -q -g -o "$STORM_PERF/perf.$tag.data" -p "$IC_PID" \
+			-- sleep "$T_TIMEOUT" >"$STORM_PERF/perf.$tag.log" 2>&1 &
+		perf=$!
+		wait_for 5 test -s "$STORM_PERF/perf.$tag.data"
+	fi
+	c0=$(proc_cpu "$IC_PID")
+	n0=$(kids_cpu "$NGINX_PID")
+	self_kids_cpu r0
+	s0=$(sys_cpu)
+	wall0=$EPOCHREALTIME
+	bounded "$REPLAY" -j "$n" -l "$T/lat.$tag" -c "$IMG" "$f" "$TRACE" \
+		>"$T/replay.$tag" 2>"$T/replay.$tag.err" || RC=$?
+	wall1=$EPOCHREALTIME
+	s1=$(sys_cpu)
+	self_kids_cpu r1
+	n1=$(kids_cpu "$NGINX_PID")
+	c1=$(proc_cpu "$IC_PID")
+	if [ -n "$perf" ]; then
+		kill "$(pgrep -P "$perf" -x sleep)"
+		wait "$perf"
+	fi
+	SPLIT=$(cpu_split "$s0" "$s1")
+	DCPU=$(awk -v a="$c0" -v b="$c1" 'BEGIN { printf "%.2f", b - a }')
+	RCPU=$(awk -v a="$r0" -v b="$r1" 'BEGIN { printf "%.2f", b - a }')
+	NCPU=$(awk -v a="$n0" -v b="$n1" 'BEGIN { printf "%.2f", b - a }')
+	local busy iow idle
+	read -r busy iow idle <<<"$SPLIT"
+	OCPU=$(awk -v b="$busy" -v d="$DCPU" -v r="$RCPU" -v x="$NCPU" 'BEGIN { o = b - d - r - x; printf "%.2f", (o > 0 ? o : 0) }')
+	remark "$tag (N=$n): $(awk -v a="$wall0" -v b="$wall1" 'BEGIN { printf "%.2f", b - a }') s wall; the machine's $(nproc) CPUs busy $busy, iowait $iow, idle $idle CPU-s (/proc/stat): the daemon $DCPU, the replayers $RCPU, nginx $NCPU, everything else (other work on the machine) $OCPU."
+}
+
+MED1="" BYTES1="" MEDCOLD=""
 for n in $NS; do
 	log "storm: N = $n concurrent replays of the trace"
 	fresh_origin
 	from=$(($(loglines) + 1))
-	rc=0
-	bounded "$REPLAY" -j "$n" -l "$T/lat.s$n" -c "$IMG" "$M/s$n.img" "$TRACE" \
-		>"$T/replay.s$n" 2>"$T/replay.s$n.err" || rc=$?
+	replay_phase "s$n" "$n" "$M/s$n.img"
+	rc=$RC
+	MEDCOLD=""
 	fig="storm N=$n replay time"
 	if [ "$rc" != 0 ]; then
 		why="replay exited $rc: $(head -n 1 "$T/replay.s$n.err")"
@@ -418,6 +499,12 @@ for n in $NS; do
 	read -r med p99 <<<"$(awk '/^median_us/ { print $2, $4 }' "$T/replay.s$n")"
 	med=$(fmt "$(awk -v v="$med" 'BEGIN { print v / 1000 }')" 1)
 	p99=$(fmt "$(awk -v v="$p99" 'BEGIN { print v / 1000 }')" 1)
+	MEDCOLD=$med
+	read -r busy iow idle <<<"$SPLIT"
+	row "storm N=$n: machine busy / CPU-s available" "$busy" CPU-s "busy+iowait+idle" \
+		"$(awk -v a="$busy" -v b="$iow" -v c="$idle" 'BEGIN { printf "%.2f", a + b + c }')" -
+	row "storm N=$n: machine iowait" "$iow" CPU-s - - -
+	row "storm N=$n: daemon CPU" "$DCPU" CPU-s "machine busy" "$busy" -
 	read -r obytes oreqs <<<"$(served "$from" "s$n.img")"
 	if [ -z "$MED1" ]; then
 		MED1=$med BYTES1=$obytes
@@ -451,57 +538,119 @@ for n in $NS; do
 	fi
 done
 
+# Warm: the last storm's template replayed again, every block now
+# cached (one replay first, so that the data file is in the page cache):
+# the floor set by copying the bytes through FUSE on this machine's CPUs.
+# A cold storm near its warm one costs nothing beyond that.
+NL=${NS##* }
+if [ -n "$MEDCOLD" ]; then
+	log "storm: warm N = 1 and N = $NL replays (everything cached)"
+	replay_phase "warm-prime" 1 "$M/s$NL.img"
+	WMED1=""
+	for n in 1 "$NL"; do
+		replay_phase "warm$n" "$n" "$M/s$NL.img"
+		if [ "$RC" != 0 ]; then
+			na "storm N=$n warm replay time, median" ms - - - \
+				"replay exited $RC: $(head -n 1 "$T/replay.warm$n.err")"
+			grep -q "differ" "$T/replay.warm$n.err" && exact_failed "warm N=$n"
+			BAD=1
+			continue
+		fi
+		wmed=$(fmt "$(awk '/^median_us/ { print $2 / 1000 }' "$T/replay.warm$n")" 1)
+		read -r busy iow idle <<<"$SPLIT"
+		if [ "$n" = 1 ]; then
+			WMED1=$wmed
+			row "storm N=1 warm replay time, median" "$wmed" ms "N=1 cold median" "$MED1" -
+		else
+			row "storm N=$n warm replay time, median" "$wmed" ms "N=1 warm median" "${WMED1:-n/a}" -
+			row "storm N=$n cold / warm median" "$MEDCOLD" ms "N=$n warm median" "$wmed" -
+		fi
+		row "storm N=$n warm: machine busy / CPU-s available" "$busy" CPU-s "busy+iowait+idle" \
+			"$(awk -v a="$busy" -v b="$iow" -v c="$idle" 'BEGIN { printf "%.2f", a + b + c }')" -
+		row "storm N=$n warm: daemon CPU" "$DCPU" CPU-s "machine busy" "$busy" -
+	done
+fi
+
 # ------------------------------------------------------------ 2. pre-warm
 
-# ft NAME TAG: first-touch latency of FT_N reads on NAME; sets FT_P50,
-# FT_P99 (us) or returns 1 with WHY.
+# ft NAME: first-touch latency of FT_N reads on NAME, every latency (us)
+# in $T/ft.NAME; sets FT_P50, FT_P99 (us) or returns 1 with WHY.
 ft() {
 	local out
-	if ! out=$(bounded "$LAT" -n "$FT_N" -s 7 "$M/$1.img" 2>&1); then
-		WHY="lat failed: $(tail -n 1 <<<"$out")"
+	if ! out=$(bounded "$LAT" -v -n "$FT_N" -s "${FT_SEED:-7}" "$M/$1.img" 2>"$T/ft.$1"); then
+		WHY="lat failed: $(tail -n 1 "$T/ft.$1")"
 		return 1
 	fi
 	FT_P50=$(sed -n 's/.*median_us=\([0-9]*\).*/\1/p' <<<"$out")
 	FT_P99=$(sed -n 's/.*p99_us=\([0-9]*\).*/\1/p' <<<"$out")
 }
+# pooled FILE...: "P50 P99" (nearest rank) of the latencies in FILEs.
+pooled() {
+	cat "$@" | sort -n | awk '{ v[NR] = $1 } END {
+		i = int(NR * 0.99 + 0.999); if (i < 1) i = 1
+		printf "%d %d\n", v[int((NR + 1) / 2)], v[i] }'
+}
 
-log "first touch: idle"
-fresh_origin
-IDLE50="" IDLE99=""
-if ft ft-idle; then
-	IDLE50=$FT_P50 IDLE99=$FT_P99
-	row "first-touch 4K, idle, p50 of $FT_N" "$IDLE50" us - - -
-	row "first-touch 4K, idle, p99 of $FT_N" "$IDLE99" us - - -
-else
-	na "first-touch 4K, idle, p50 of $FT_N" us - - - "$WHY"
-	BAD=1
-fi
-
-log "first touch while pre-warming another template"
-from=$(($(loglines) + 1))
-"$PIN" --cache-dir "$CACHE" --wait pw.img "0+$PW_SIZE" >"$T/pw.out" 2>&1 &
-PW=$!
-# The pre-warm is under way once nginx has answered some of it.
-pw_started() { [ "$(served "$from" pw.img | cut -d' ' -f2)" -ge 4 ]; }
-wait_for 30 pw_started ||
-	remark "the pre-warm had not reached nginx within 30 s."
-if ft ft-warm; then
-	if kill -0 "$PW" 2>/dev/null; then
-		row "first-touch 4K, during pre-warm, p50" "$FT_P50" us "idle p50" "${IDLE50:-n/a}" -
-		row "first-touch 4K, during pre-warm, p99" "$FT_P99" us "idle p99" "${IDLE99:-n/a}" "<=1.5"
-	else
-		why="the pre-warm ended before the latency run did (origin not saturated throughout)"
-		na "first-touch 4K, during pre-warm, p50" us "idle p50" "${IDLE50:-n/a}" - "$why"
-		na "first-touch 4K, during pre-warm, p99" us "idle p99" "${IDLE99:-n/a}" "<=1.5" "$why"
-		[ -n "$SMOKE" ] || BAD=1
+# Rounds alternate idle and pre-warm (each on fresh templates, with a
+# pre-warm of its own), so that the machine's drift hits both alike; the
+# rows pool every round's reads, the notes give each round.
+IDLE_FILES="" WARM_FILES="" FT_OK=1 PW_BYTES=0 PW_GETS=0 ROUND_NOTES=""
+for i in $(seq "$FT_ROUNDS"); do
+	FT_SEED=$((6 + i))
+	log "first touch, round $i of $FT_ROUNDS: idle"
+	fresh_origin
+	if ! ft "ft-idle$i"; then
+		FT_OK=0
+		break
 	fi
+	r_idle="$FT_P50/$FT_P99"
+	IDLE_FILES="$IDLE_FILES $T/ft.ft-idle$i"
+	log "first touch, round $i: while pre-warming another template"
+	from=$(($(loglines) + 1))
+	"$PIN" --cache-dir "$CACHE" --wait "pw$i.img" "0+$PW_SIZE" >"$T/pw$i.out" 2>&1 &
+	PW=$!
+	# The pre-warm is under way once nginx has answered some of it.
+	pw_started() { [ "$(served "$from" "pw$i.img" | cut -d' ' -f2)" -ge 4 ]; }
+	wait_for 30 pw_started ||
+		remark "round $i: the pre-warm had not reached nginx within 30 s."
+	if ! ft "ft-warm$i"; then
+		FT_OK=0
+		wait "$PW"
+		break
+	fi
+	if ! kill -0 "$PW" 2>/dev/null; then
+		WHY="the pre-warm ended before the latency run did (origin not saturated throughout)"
+		[ -n "$SMOKE" ] || FT_OK=0
+	fi
+	WARM_FILES="$WARM_FILES $T/ft.ft-warm$i"
+	ROUND_NOTES="$ROUND_NOTES round $i idle $r_idle, pre-warm $FT_P50/$FT_P99 ($(awk -v a="${r_idle##*/}" -v b="$FT_P99" 'BEGIN { printf "%.2f", (a > 0 ? b / a : 0) }')x);"
+	wait "$PW" || remark "round $i: the pre-warm failed: $(tail -n 1 "$T/pw$i.out")"
+	read -r pwb pwn <<<"$(served "$from" "pw$i.img")"
+	PW_BYTES=$((PW_BYTES + pwb)) PW_GETS=$((PW_GETS + pwn))
+done
+NFT=$((FT_N * FT_ROUNDS))
+IDLE50="" IDLE99=""
+if [ -n "$IDLE_FILES" ]; then
+	# shellcheck disable=SC2086 # file lists
+	read -r IDLE50 IDLE99 <<<"$(pooled $IDLE_FILES)"
+	row "first-touch 4K, idle, p50 of $NFT" "$IDLE50" us - - -
+	row "first-touch 4K, idle, p99 of $NFT" "$IDLE99" us - - -
 else
-	na "first-touch 4K, during pre-warm, p99" us - - "<=1.5" "$WHY"
+	na "first-touch 4K, idle, p50 of $NFT" us - - - "$WHY"
 	BAD=1
 fi
-wait "$PW" || remark "the pre-warm failed: $(tail -n 1 "$T/pw.out")"
-read -r pwb pwn <<<"$(served "$from" pw.img)"
-remark "pre-warm of pw.img: $(mib "$pwb") MiB in $pwn GETs."
+if [ "$FT_OK" = 1 ] && [ -n "$WARM_FILES" ]; then
+	# shellcheck disable=SC2086 # file lists
+	read -r w50 w99 <<<"$(pooled $WARM_FILES)"
+	row "first-touch 4K, during pre-warm, p50" "$w50" us "idle p50" "${IDLE50:-n/a}" -
+	row "first-touch 4K, during pre-warm, p99" "$w99" us "idle p99" "${IDLE99:-n/a}" "<=1.5"
+else
+	na "first-touch 4K, during pre-warm, p50" us "idle p50" "${IDLE50:-n/a}" - "$WHY"
+	na "first-touch 4K, during pre-warm, p99" us "idle p99" "${IDLE99:-n/a}" "<=1.5" "$WHY"
+	BAD=1
+fi
+remark "first touch p50/p99 (us) per round:$ROUND_NOTES"
+remark "pre-warms: $(mib "$PW_BYTES") MiB in $PW_GETS GETs."
 
 # ------------------------------------------------------------ 3. hung origin
 
