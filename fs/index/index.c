@@ -453,9 +453,21 @@ static int has_column(struct index *ix, const char *table, const char *col)
 static int added_columns(struct index *ix, int add)
 {
     int rc = SQLITE_OK;
-    if (add) {
+    int missing = 0; /* looked for first: a write lock only when needed */
+    for (size_t i = 0; add && i < sizeof added_cols / sizeof added_cols[0];
+         i++) {
+        int t = has_column(ix, added_cols[i].table, NULL);
+        int r = t > 0 ? has_column(ix, added_cols[i].table,
+                                   added_cols[i].col)
+                      : t;
+        if (r < 0)
+            return r;
+        missing += t > 0 && r == 0;
+    }
+    if (add && missing) {
         rc = sqlite3_exec(ix->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
-        for (size_t i = 0; rc == SQLITE_OK && i < sizeof added_cols / sizeof added_cols[0];
+        for (size_t i = 0;
+             rc == SQLITE_OK && i < sizeof added_cols / sizeof added_cols[0];
              i++) {
             const struct added_col *a = &added_cols[i];
             int t = has_column(ix, a->table, NULL);
@@ -485,7 +497,6 @@ static int added_columns(struct index *ix, int add)
         return r;
     ix->has_sha = r;
     return counters_sql_build(ix);
-    return 0;
 }
 
 /* WAL lets the tools read while the writer commits.  synchronous=NORMAL
