@@ -831,7 +831,9 @@ static int gen_manifest(struct rq *rq)
 {
     struct gen *g = rq->g;
     if (__atomic_load_n(&g->mf_state, __ATOMIC_ACQUIRE) != MF_SETTLED) {
-        if (rq->oreq.cls == FETCH_READAHEAD) {
+        /* manifest = none settles at once, with no fetch */
+        if (rq->oreq.cls == FETCH_READAHEAD &&
+            g->t->manifest_mode != CONF_MANIFEST_NONE) {
             stat_add(&g->t->st.ra_skipped, 1);
             return -EAGAIN;
         }
