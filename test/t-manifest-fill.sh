@@ -201,8 +201,12 @@ if bounded cmp "$MNT/w.img" "$T/w.img"; then
 else
 	not_ok "a template with 256K manifest blocks reads back wrong"
 fi
-assert_le "... each byte fetched once" "$(range_bytes "$T/wsrv.log")" \
-	$((2 * 1048576))
+# About once: two of the kernel's concurrent readahead requests landing
+# in one manifest block each fetch all of it (its hash needs every byte),
+# so a neighbour's blocks may come twice; without keeping widened blocks
+# a whole read fetched 1.5x.
+assert_le "... each byte fetched about once (1.25x at most)" \
+	"$(range_bytes "$T/wsrv.log")" $((2 * 1048576 * 5 / 4))
 if bounded cmp "$MNT/badm.img" "$T/z.img"; then
 	ok "a template with a corrupted manifest is served without it"
 else
