@@ -31,6 +31,7 @@
 # could not be taken and why.  Progress goes to stderr.  Exits 0 when the
 # table was printed (rows that could not be measured say why), 1 when the
 # bench could not run at all.
+BENCH_HERE=$(cd "$(dirname "$0")" && pwd) # table.awk; before any cd
 set -u -o pipefail
 export LC_ALL=C
 unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY \
@@ -271,25 +272,7 @@ print_table() {
 	{
 		printf 'figure\tvalue\tunit\treference\tratio\ttarget\n'
 		cat "$ROWS"
-	} | awk -F'\t' '
-		{ for (i = 1; i <= NF; i++) { c[NR, i] = $i; if (length($i) > w[i]) w[i] = length($i) } n = NR }
-		END {
-			for (r = 1; r <= n; r++) {
-				line = ""
-				for (i = 1; i <= 6; i++) {
-					f = (i == 2 || i == 5) ? "%" w[i] "s" : "%-" w[i] "s"
-					line = line (i > 1 ? "  " : "") sprintf(f, c[r, i])
-				}
-				sub(/ +$/, "", line)
-				print line
-				if (r == 1) {
-					sep = ""
-					for (i = 1; i <= 6; i++) sep = sep (i > 1 ? "  " : "") sprintf("%" w[i] "s", "")
-					gsub(/ /, "-", sep)
-					print sep
-				}
-			}
-		}'
+	} | awk -F'\t' -f "$BENCH_HERE/table.awk"
 	if [ -s "$NOTES" ]; then
 		echo
 		echo "not measured:"

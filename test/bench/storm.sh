@@ -46,6 +46,7 @@
 #   STORM_TMPL_CONF=LINES  added to every nginx template's section (e.g.
 #                         "origin_connections = 8"), for experiments
 #   STORM_GLOBAL_CONF=LINES  added to [global] (e.g. "direct_fill = no")
+BENCH_HERE=$(cd "$(dirname "$0")" && pwd) # table.awk; before any cd
 set -u -o pipefail
 export LC_ALL=C
 
@@ -152,25 +153,7 @@ print_table() {
 	{
 		printf 'figure\tvalue\tunit\treference\tratio\ttarget\n'
 		cat "$ROWS"
-	} | awk -F'\t' '
-		{ for (i = 1; i <= NF; i++) { c[NR, i] = $i; if (length($i) > w[i]) w[i] = length($i) } n = NR }
-		END {
-			for (r = 1; r <= n; r++) {
-				line = ""
-				for (i = 1; i <= 6; i++) {
-					f = (i == 2 || i == 5) ? "%" w[i] "s" : "%-" w[i] "s"
-					line = line (i > 1 ? "  " : "") sprintf(f, c[r, i])
-				}
-				sub(/ +$/, "", line)
-				print line
-				if (r == 1) {
-					sep = ""
-					for (i = 1; i <= 6; i++) sep = sep (i > 1 ? "  " : "") sprintf("%" w[i] "s", "")
-					gsub(/ /, "-", sep)
-					print sep
-				}
-			}
-		}'
+	} | awk -F'\t' -f "$BENCH_HERE/table.awk"
 	if [ -s "$NOTES" ]; then
 		echo
 		echo "not measured:"

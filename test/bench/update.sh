@@ -56,6 +56,7 @@
 #   BENCH_UPDATE_MD=PATH     also write the table as markdown
 #   BENCH_UPDATE_KEEP=1      keep the temporary directory
 #   BENCH_UPDATE_SMOKE=1     tiny: 48M image, 1 round, a 2G sparse template
+BENCH_HERE=$(cd "$(dirname "$0")" && pwd) # table.awk; before any cd
 set -u -o pipefail
 export LC_ALL=C
 
@@ -175,25 +176,7 @@ print_table() {
 	{
 		printf 'figure\tvalue\tunit\treference\tratio\ttarget\n'
 		cat "$ROWS"
-	} | awk -F'\t' '
-		{ for (i = 1; i <= NF; i++) { c[NR, i] = $i; if (length($i) > w[i]) w[i] = length($i) } n = NR }
-		END {
-			for (r = 1; r <= n; r++) {
-				line = ""
-				for (i = 1; i <= 6; i++) {
-					f = (i == 2 || i == 5) ? "%" w[i] "s" : "%-" w[i] "s"
-					line = line (i > 1 ? "  " : "") sprintf(f, c[r, i])
-				}
-				sub(/ +$/, "", line)
-				print line
-				if (r == 1) {
-					sep = ""
-					for (i = 1; i <= 6; i++) sep = sep (i > 1 ? "  " : "") sprintf("%" w[i] "s", "")
-					gsub(/ /, "-", sep)
-					print sep
-				}
-			}
-		}'
+	} | awk -F'\t' -f "$BENCH_HERE/table.awk"
 	if [ -s "$NOTES" ]; then
 		echo
 		echo "not measured:"
