@@ -336,14 +336,14 @@ share v1.raw c.raw "blocks of c.raw also in v1.raw (guest)" || die "share raw"
 # ------------------------------------------------------------ origin
 
 for v in v1 b; do
-	ln "$I/$v.qcow2" "$W/$v.qcow2" 2>/dev/null || cp "$I/$v.qcow2" "$W/$v.qcow2"
+	ln "$I/$v.qcow2" "$W/$v.qcow2" 2>/dev/null || cp -p "$I/$v.qcow2" "$W/$v.qcow2"
 	cp "$I/$v.qcow2.imgcache-manifest" "$W/$v.qcow2.imgcache-manifest"
 done
 mv "$W/v1.qcow2" "$W/v.qcow2"
 mv "$W/v1.qcow2.imgcache-manifest" "$W/v.qcow2.imgcache-manifest"
 # The cost phase: the same bytes under two names, with and without a
 # manifest beside them.
-ln "$I/v1.qcow2" "$W/cm.qcow2" 2>/dev/null || cp "$I/v1.qcow2" "$W/cm.qcow2"
+ln "$I/v1.qcow2" "$W/cm.qcow2" 2>/dev/null || cp -p "$I/v1.qcow2" "$W/cm.qcow2"
 cp "$M1" "$W/cm.qcow2.imgcache-manifest"
 ln "$I/v1.qcow2" "$W/cn.qcow2" 2>/dev/null || cp "$I/v1.qcow2" "$W/cn.qcow2"
 PORT=
@@ -440,7 +440,7 @@ replay_ws() {
 update_pass() {
 	local sfx=$2
 	CACHE=$T/cache.upd$1
-	cp "$I/v1.qcow2" "$W/.v.qcow2.new" && mv "$W/.v.qcow2.new" "$W/v.qcow2"
+	cp -p "$I/v1.qcow2" "$W/.v.qcow2.new" && mv "$W/.v.qcow2.new" "$W/v.qcow2"
 	cp "$M1" "$W/v.qcow2.imgcache-manifest"
 	log "phase 1$sfx: v1's working set cold, then v2 published and read"
 	CONF=$T/imgcache.conf
@@ -464,8 +464,10 @@ update_pass() {
 	gen1=$(xattr "$M/v.qcow2" generation)
 
 	# Publish v2 as an operator does: the new manifest first, then the
-	# template renamed into place.
-	cp "$I/v2.qcow2" "$W/.v.qcow2.new"
+	# template renamed into place; copied with its mtime (cp -p), to which
+	# its manifest is bound (a plain cp would make it unbound: then it
+	# only checks, and no block is copied locally).
+	cp -p "$I/v2.qcow2" "$W/.v.qcow2.new"
 	cp "$M2" "$W/.v.m.new" && mv "$W/.v.m.new" "$W/v.qcow2.imgcache-manifest"
 	mv "$W/.v.qcow2.new" "$W/v.qcow2"
 	CH2=$(iv i2 changed_bytes)
