@@ -166,6 +166,10 @@ origin = $BADM/ok/z.img
 
 [template w.img]
 origin = $WURL/ok/w.img
+
+[template wc.img]
+origin = $WURL/corrupt/w.img
+mirror = $WURL/ok/w.img
 EOF
 start_imgcache "$T/conf" "$MNT"
 if bounded cmp "$MNT/z.img" "$T/z.img"; then
@@ -207,6 +211,25 @@ fi
 # a whole read fetched 1.5x.
 assert_le "... each byte fetched about once (1.25x at most)" \
 	"$(range_bytes "$T/wsrv.log")" $((2 * 1048576 * 5 / 4))
+# The same with a corrupting primary and a good mirror: block 1's fetch,
+# widened to its 256K manifest block, fails its check and is asked of the
+# mirror for block 1 only; the other three blocks of that manifest block
+# came from the corrupting source and must not be kept (they were, with
+# checksums of the wrong bytes, before the fix).
+bounded dd if="$MNT/wc.img" of=/dev/null bs=64K skip=1 count=1 \
+	iflag=direct status=none || not_ok "wc.img block 1 failed"
+wc_ok=1
+for b in 0 2 3 1; do
+	bounded dd if="$MNT/wc.img" of="$T/wc.blk" bs=64K skip=$b count=1 \
+		iflag=direct status=none || wc_ok=0
+	extract "$T/w.img" $((b * 65536)) 65536 "$T/wc.want"
+	cmp -s "$T/wc.blk" "$T/wc.want" || { wc_ok=0; note "wc.img block $b differs"; }
+done
+if [ "$wc_ok" = 1 ]; then
+	ok "a widened fill from a corrupting source keeps no unchecked neighbour"
+else
+	not_ok "a widened fill from a corrupting source served a neighbour's wrong bytes"
+fi
 if bounded cmp "$MNT/badm.img" "$T/z.img"; then
 	ok "a template with a corrupted manifest is served without it"
 else

@@ -574,10 +574,12 @@ static int fetch_from(struct rq *rq, char *data, uint64_t foff,
  * once for each run of them (the next mirror, or the origin), copying
  * what matches now into data.  Returns the blocks still bad. */
 static uint64_t refetch_bad(struct rq *rq, const struct run *run, char *data,
-                            uint64_t foff, uint8_t *bad, int src)
+                            uint64_t foff, uint8_t *bad, int src,
+                            int *skipped)
 {
     struct gen *g = rq->g;
     uint64_t left = 0;
+    *skipped = 0;
     for (uint64_t i = 0, j; i < run->n; i = j) {
         for (; i < run->n && !bad[i]; i++)
             ;
@@ -596,6 +598,8 @@ static uint64_t refetch_bad(struct rq *rq, const struct run *run, char *data,
         int src2 = src;
         int r = again ? fetch_from(rq, again, soff, slen, 1u << src, &src2)
                       : -ENOMEM;
+        if (r == -EAGAIN && rq->oreq.cls != FETCH_DEMAND)
+            *skipped = 1; /* no slot: not a verdict on these blocks */
         uint64_t nb = r == 0 ? verify_check(g, rq->mf, again, soff, slen,
                                             sub.start, sub.n, sbad)
                              : sub.n;
@@ -706,12 +710,17 @@ static int fill_checked(struct rq *rq, const struct run *run, int may_refresh)
     for (uint64_t i = 0; i < run->n; i++)
         if (bad[i])
             verify_note_failure(g, src, run->start + i, 0);
+    /* The widened blocks beside the run were checked by the first fetch
+     * only: a refetch repairs the run's own blocks, not them, so they are
+     * published (and the span staged) only when the first fetch was
+     * clean; else they are given back, to be fetched again. */
+    int first_clean = nbad == 0, skipped = 0;
     if (nbad)
-        nbad = refetch_bad(rq, run, data, foff, bad, src);
+        nbad = refetch_bad(rq, run, data, foff, bad, src, &skipped);
     /* Only checked bytes are staged, stored or served. */
     const char *base = data + (off - foff);
     struct stage *st = g->t->c->stage;
-    void *ref = nbad == 0 && foff == off && g->dfd >= 0 && rq->buf == NULL
+    void *ref = first_clean && foff == off && g->dfd >= 0 && rq->buf == NULL
                     ? stage_put(st, g->uid, off, data, flen)
                     : NULL;
     for (uint64_t i = 0, j; i < run->n; i = j) {
@@ -721,7 +730,7 @@ static int fill_checked(struct rq *rq, const struct run *run, int may_refresh)
         if (!bad[i])
             publish_run(rq, &part, base + i * g->bs);
     }
-    end_widened(rq, mine, data, foff, flen, nbad == 0);
+    end_widened(rq, mine, data, foff, flen, first_clean);
     if (ref)
         stage_unref(st, ref);
     else
@@ -729,6 +738,19 @@ static int fill_checked(struct rq *rq, const struct run *run, int may_refresh)
     if (nbad == 0) {
         fill_worked(g);
         return 0;
+    }
+    if (skipped) {
+        /* A pre-warm or readahead found no slot to ask another source:
+         * its bad blocks go back to missing, with no failed-fill memory
+         * (a reader asks again at once), as a first fetch's -EAGAIN. */
+        for (uint64_t i = 0, j; i < run->n; i = j) {
+            for (j = i; j < run->n && bad[j] == bad[i]; j++)
+                ;
+            struct run part = {run->start + i, j - i};
+            if (bad[i])
+                release_runs(g, &part, 1);
+        }
+        return -EAGAIN;
     }
     /* Published with the hashes they were checked against: now a newer
      * manifest may replace rq->mf for the rest. */
