@@ -185,10 +185,15 @@ else
 fi
 wait_hashed h.img 56
 
-# v3 (v2 and block 50) published, then its manifest, before it is read:
+# v3 (v2 and block 50) published with its own manifest, built from the
+# image before the image is renamed into place (the daemon's housekeeping
+# may look at the origin at any moment: a manifest written after the
+# image leaves a window in which the new generation takes the old one):
 # bound (Last-Modified, whole seconds); delta fill from v2's blocks.
-cp -p "$T/v3.img" "$T/www/h.img.new" && mv "$T/www/h.img.new" "$T/www/h.img"
-"$MANIFEST" "$T/www/h.img" >/dev/null || fail "imgcache-manifest failed"
+cp -p "$T/v3.img" "$T/www/h.img.new"
+"$MANIFEST" -o "$T/www/h.img.imgcache-manifest" "$T/www/h.img.new" \
+	>/dev/null || fail "imgcache-manifest failed"
+mv "$T/www/h.img.new" "$T/www/h.img"
 before=$(http_bytes)
 local1=$(xattr local_bytes "$MNT/h.img")
 if bounded cmp "$MNT/h.img" "$T/v3.img"; then
