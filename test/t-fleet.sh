@@ -425,11 +425,14 @@ check "no password in imgcache-report or the log" \
 
 # ------------------------------------------------------------ 4. failures
 
-# timed PATH OUT: read PATH in 1 MiB preads into OUT, touch OUT.half at
-# the middle (and go on), print the slowest read's ms.
+# timed PATH OUT [GO]: read PATH in 1 MiB preads into OUT, touch OUT.half
+# at the middle (with GO: then wait, 30 s at most, until the file GO
+# exists, so that no host has read past the middle when the test kills a
+# server), print the slowest read's ms.
 cat >"$T/timed.py" <<'EOF'
 import os, sys, time
 path, out = sys.argv[1], sys.argv[2]
+go = sys.argv[3] if len(sys.argv) > 3 else None
 fd = os.open(path, os.O_RDONLY)
 size = os.fstat(fd).st_size
 worst = 0
@@ -437,6 +440,9 @@ with open(out, "wb") as f:
     for o in range(0, size, 1 << 20):
         if o == size // 2:
             open(out + ".half", "w").close()
+            until = time.monotonic() + 30
+            while go and not os.path.exists(go) and time.monotonic() < until:
+                time.sleep(0.01)
         t = time.monotonic()
         f.write(os.pread(fd, 1 << 20, o))
         worst = max(worst, (time.monotonic() - t) * 1000)
@@ -450,10 +456,12 @@ all_half() {
 kill_mid() {
 	# shellcheck disable=SC2034 # used in on_all's command
 	KM=$1 # (on_all's own $1 is its command)
-	on_all 'python3 "$T/timed.py" "$T/h$h/mnt/$KM" "$T/h$h/$KM.got" >"$T/h$h/$KM.ms"' &
+	rm -f "$T/$KM.go"
+	on_all 'python3 "$T/timed.py" "$T/h$h/mnt/$KM" "$T/h$h/$KM.got" "$T/$KM.go" >"$T/h$h/$KM.ms"' &
 	_readers=$!
 	wait_for 30 all_half "$1" || not_ok "$1: the hosts did not get half way"
 	kill -KILL "$2"
+	: >"$T/$KM.go" # every host reads its second half after the kill
 	wait "$_readers" || not_ok "$1: a host's read failed after the kill"
 	_unregister "$2"
 	for h in $(seq 1 $K); do
