@@ -31,7 +31,9 @@
 # could not be taken and why.  Progress goes to stderr.  Exits 0 when the
 # table was printed (rows that could not be measured say why), 1 when the
 # bench could not run at all.
-BENCH_HERE=$(cd "$(dirname "$0")" && pwd) # table.awk; before any cd
+BENCH_HERE=$(cd "$(dirname "$0")" && pwd) # before any cd
+# shellcheck source=test/bench/figures.sh
+. "$BENCH_HERE/figures.sh"
 set -u -o pipefail
 export LC_ALL=C
 unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY \
@@ -91,6 +93,7 @@ W=$(mktemp -d "${BENCH_DIR:-/var/tmp}/imgcache-bench.XXXXXX") || exit 1
 W=$(cd "$W" && pwd -P) # canonical, as /proc/self/mountinfo shows it
 ROWS=$W/rows.tsv       # figure, value, unit, reference, ratio, target
 NOTES=$W/notes         # "figure: why it was not measured"
+REMARKS=$W/remarks     # free notes (remark)
 : >"$ROWS"
 : >"$NOTES"
 MOUNTS=() # mount points we mounted, in order
@@ -203,44 +206,9 @@ stop_fs() {
 
 # ------------------------------------------------------------ results
 
-# fmt FLOAT DECIMALS
-fmt() { awk -v v="$1" -v d="$2" 'BEGIN { printf "%.*f", d, v }'; }
 
-isnum() { [[ $1 =~ ^[0-9]+(\.[0-9]+)?$ ]]; }
 
-# row FIGURE VALUE UNIT REF_NAME REF_VALUE TARGET
-# TARGET is ">=X" or "<=X" on the ratio, or "-".  REF_VALUE "-": no
-# reference; "n/a": the reference could not be measured.
-row() {
-	local fig=$1 val=$2 unit=$3 rname=$4 rval=$5 tgt=$6 ref ratio=- t=-
-	if [ "$rname" = - ]; then
-		ref=-
-	else
-		ref="$rname ($rval)"
-	fi
-	if isnum "$val" && isnum "$rval" && awk -v r="$rval" 'BEGIN { exit !(r > 0) }'; then
-		ratio=$(awk -v a="$val" -v b="$rval" 'BEGIN { printf "%.2f", a / b }')
-	fi
-	if [ "$tgt" != - ]; then
-		t=$tgt
-		if [ "$ratio" != - ]; then
-			if awk -v r="$ratio" -v op="${tgt:0:2}" -v x="${tgt:2}" \
-				'BEGIN { exit !(op == ">=" ? r >= x : r <= x) }'; then
-				t="$tgt met"
-			else
-				t="$tgt MISSED"
-			fi
-		fi
-	fi
-	printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$fig" "$val" "$unit" "$ref" \
-		"$ratio" "$t" >>"$ROWS"
-}
 
-# na FIGURE UNIT REF_NAME REF_VALUE TARGET WHY: a figure not measured.
-na() {
-	row "$1" n/a "$2" "$3" "$4" "$5"
-	printf '%s: %s\n' "$1" "$6" >>"$NOTES"
-}
 
 # val_or_na FIGURE UNIT REF_NAME REF_VALUE TARGET: after a measurement
 # command: its $RESULT as a row if it succeeded ($? = 0), else n/a with $WHY.
@@ -269,20 +237,7 @@ print_table() {
 	echo "load average: $LOAD0 at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end (other work on the machine skews the figures)"
 	echo "MiB/s and IOPS: higher is better; us, MiB, s: lower is better; ratio = value / reference"
 	echo
-	{
-		printf 'figure\tvalue\tunit\treference\tratio\ttarget\n'
-		cat "$ROWS"
-	} | awk -F'\t' -f "$BENCH_HERE/table.awk"
-	if [ -s "$NOTES" ]; then
-		echo
-		echo "not measured:"
-		sed 's/^/  /' "$NOTES"
-	fi
-	if [ -s "$W/remarks" ]; then
-		echo
-		echo "notes:"
-		sed 's/^/  /' "$W/remarks"
-	fi
+	print_figures
 }
 
 write_md() {
@@ -305,7 +260,6 @@ write_md() {
 	} >"$1"
 }
 
-remark() { echo "$*" >>"$W/remarks"; }
 
 # ------------------------------------------------------------ machine
 

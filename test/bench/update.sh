@@ -56,7 +56,9 @@
 #   BENCH_UPDATE_MD=PATH     also write the table as markdown
 #   BENCH_UPDATE_KEEP=1      keep the temporary directory
 #   BENCH_UPDATE_SMOKE=1     tiny: 48M image, 1 round, a 2G sparse template
-BENCH_HERE=$(cd "$(dirname "$0")" && pwd) # table.awk; before any cd
+BENCH_HERE=$(cd "$(dirname "$0")" && pwd) # before any cd
+# shellcheck source=test/bench/figures.sh
+. "$BENCH_HERE/figures.sh"
 set -u -o pipefail
 export LC_ALL=C
 
@@ -122,6 +124,7 @@ BS=65536
 
 ROWS=$T/rows.tsv
 NOTES=$T/notes
+REMARKS=$T/remarks
 : >"$ROWS"
 : >"$NOTES"
 BAD=0 # bytes differed, or a figure is missing (smoke fails on it)
@@ -133,37 +136,8 @@ exact_failed() {
 
 # ------------------------------------------------------------ results
 
-isnum() { [[ $1 =~ ^[0-9]+(\.[0-9]+)?$ ]]; }
-fmt() { awk -v v="$1" -v d="$2" 'BEGIN { printf "%.*f", d, v }'; }
 mib() { fmt "$(awk -v b="$1" 'BEGIN { print b / 1048576 }')" 2; }
 
-# row FIGURE VALUE UNIT REF_NAME REF_VALUE TARGET (as bench.sh's)
-row() {
-	local fig=$1 val=$2 unit=$3 rname=$4 rval=$5 tgt=$6 ref=- ratio=- t=-
-	[ "$rname" = - ] || ref="$rname ($rval)"
-	if isnum "$val" && isnum "$rval" && awk -v r="$rval" 'BEGIN { exit !(r > 0) }'; then
-		ratio=$(awk -v a="$val" -v b="$rval" 'BEGIN { printf "%.2f", a / b }')
-	fi
-	if [ "$tgt" != - ]; then
-		t=$tgt
-		if [ "$ratio" != - ]; then
-			if awk -v r="$ratio" -v op="${tgt:0:2}" -v x="${tgt:2}" \
-				'BEGIN { exit !(op == ">=" ? r >= x : r <= x) }'; then
-				t="$tgt met"
-			else
-				t="$tgt MISSED"
-			fi
-		fi
-	fi
-	printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$fig" "$val" "$unit" "$ref" "$ratio" "$t" >>"$ROWS"
-}
-# na FIGURE UNIT REF_NAME REF_VALUE TARGET WHY
-na() {
-	row "$1" n/a "$2" "$3" "$4" "$5"
-	printf '%s: %s\n' "$1" "$6" >>"$NOTES"
-	BAD=1
-}
-remark() { echo "$*" >>"$T/remarks"; }
 
 print_table() {
 	echo "imgcache bench-update: $(date -u '+%Y-%m-%d %H:%M UTC')"
@@ -173,20 +147,7 @@ print_table() {
 	echo "load average: $LOAD0 at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end"
 	echo "bytes exact: $BYTES_EXACT"
 	echo
-	{
-		printf 'figure\tvalue\tunit\treference\tratio\ttarget\n'
-		cat "$ROWS"
-	} | awk -F'\t' -f "$BENCH_HERE/table.awk"
-	if [ -s "$NOTES" ]; then
-		echo
-		echo "not measured:"
-		sed 's/^/  /' "$NOTES"
-	fi
-	if [ -s "$T/remarks" ]; then
-		echo
-		echo "notes:"
-		sed 's/^/  /' "$T/remarks"
-	fi
+	print_figures
 }
 
 LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -661,7 +622,7 @@ if [ -n "${BENCH_UPDATE_MD:-}" ]; then
 		awk -F'\t' '{ printf "| %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5, $6 }' "$ROWS"
 	} >"$BENCH_UPDATE_MD"
 fi
-if [ -n "$SMOKE" ] && [ "$BAD" != 0 ]; then
+if [ -n "$SMOKE" ] && { [ "$BAD" != 0 ] || [ -n "${NA_SEEN:-}" ]; }; then
 	exit 1
 fi
 exit 0
