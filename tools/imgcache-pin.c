@@ -764,15 +764,17 @@ static int on_range(void *ctx, char **f, int nf)
 
 /* Write the profile to tmp (already open as fd), then rename it over
  * path: a reader never sees half a profile. */
-static int write_profile(int fd, const char *tmp, const char *path,
-                         const struct pinset *ps)
+/* End an output written to tmp through f (NULL: fdopen of fd failed,
+ * rc says why): synced, closed and renamed over path, so that a reader
+ * never sees half of one; else tmp removed and the error said.  0 or
+ * EXIT_FAIL. */
+static int finish_output(FILE *f, int fd, int rc, const char *tmp,
+                         const char *path)
 {
-    FILE *f = fdopen(fd, "w");
-    int rc = f ? profile_write(f, ps->r, ps->n) : -errno;
-
     if (f != NULL) {
-        if (rc == 0 && (fflush(f) != 0 || fsync(fileno(f)) != 0))
-            rc = -errno;
+        if (rc == 0 &&
+            (ferror(f) || fflush(f) != 0 || fsync(fileno(f)) != 0))
+            rc = -(errno ? errno : EIO);
         if (fclose(f) != 0 && rc == 0)
             rc = -errno;
     } else {
@@ -786,6 +788,15 @@ static int write_profile(int fd, const char *tmp, const char *path,
         return EXIT_FAIL;
     }
     return 0;
+}
+
+/* Write the profile to tmp (already open as fd), then over path. */
+static int write_profile(int fd, const char *tmp, const char *path,
+                         const struct pinset *ps)
+{
+    FILE *f = fdopen(fd, "w");
+    int rc = f ? profile_write(f, ps->r, ps->n) : -errno;
+    return finish_output(f, fd, rc, tmp, path);
 }
 
 /* The ordered trace (test/bench/replay reads it), as the daemon sends it:
@@ -847,21 +858,8 @@ static int write_trace(int fd, const char *tmp, const char *path,
         for (size_t i = 0; i < tr->n; i++)
             fprintf(f, "%" PRIu64 " %" PRIu64 " %" PRIu64 "\n", tr->v[i].t_us,
                     tr->v[i].off, tr->v[i].len);
-        if (ferror(f) || fflush(f) != 0 || fsync(fileno(f)) != 0)
-            rc = -(errno ? errno : EIO);
-        if (fclose(f) != 0 && rc == 0)
-            rc = -errno;
-    } else {
-        close(fd);
     }
-    if (rc == 0 && rename(tmp, path) != 0)
-        rc = -errno;
-    if (rc != 0) {
-        say("cannot write %s: %s", path, strerror(-rc));
-        unlink(tmp);
-        return EXIT_FAIL;
-    }
-    return 0;
+    return finish_output(f, fd, rc, tmp, path);
 }
 
 static int record_trace_to(struct client *cl, const struct opts *o, int fd,
