@@ -129,8 +129,18 @@ after=$(count_bytes "$T/originfs.log" /b.img)
 # Not cached: blocks 3, 11, 20, 40 (EIO before); 30 and 10..13 are zeros.
 assert_le "file origin: v2's own manifest: the origin sent only the blocks not cached" \
 	$((after - before)) $((4 * BS + 4 * BS / 20))
+local2=$(xattr local_bytes "$MNT/b.img")
 assert_le "file origin: ... and the rest came from local copies" \
-	$((56 * BS)) $(($(xattr local_bytes "$MNT/b.img") - local1))
+	$((56 * BS)) $((local2 - local1))
+if [ $((after - before)) -gt $((4 * BS + 4 * BS / 20)) ] ||
+	[ $((local2 - local1)) -lt $((56 * BS)) ]; then
+	# Seen once in CI (all 60 data blocks fetched, none copied), never
+	# reproduced: say what the daemon and the index knew.
+	show_log "$IMGCACHE_LOG" 60
+	sqlite3 "$CACHE/index.db" "SELECT t.generation, b.gen, count(*),
+		count(b.sha) FROM blocks b JOIN templates t ON b.tid = t.id
+		GROUP BY b.gen" | sed 's/^/# index: template gen, gen, rows, hashed: /' >&2
+fi
 stop_imgcache "$MNT"
 stop_originfs "$ORIG"
 

@@ -563,6 +563,19 @@ int verify_copy_local(struct gen *g, const struct vmf *v, uint64_t blk,
     pthread_mutex_lock(&c->lookup_lock);
     int n = index_sha_find(c->lookup_ix, want, cand, 4);
     pthread_mutex_unlock(&c->lookup_lock);
+    if (n < 0) {
+        /* The block is fetched instead: said, at most every 10 s (an
+         * sqlite3 shell holding the index would say it per block). */
+        static uint64_t said;
+        uint64_t now = mono_ms(), last = __atomic_load_n(&said,
+                                                         __ATOMIC_RELAXED);
+        if ((last == 0 || now - last >= 10000) &&
+            __atomic_compare_exchange_n(&said, &last, now, 0,
+                                        __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+            log_warn("template %s: looking up a local copy of block %llu "
+                     "failed (%s); fetching it from the origin", g->t->name,
+                     (unsigned long long)blk, strerror(-n));
+    }
     if (n <= 0)
         return 0;
     uint32_t len = block_len(blk, g->info.size, g->bs);
