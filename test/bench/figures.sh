@@ -62,3 +62,15 @@ print_figures() {
 		sed 's/^/  /' "$REMARKS"
 	fi
 }
+
+# sys_cpu: the machine's CPU time so far, "BUSY IOWAIT IDLE" in ticks
+# (/proc/stat: busy = user nice system irq softirq steal).
+sys_cpu() {
+	awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9, $6, $5; exit }' /proc/stat
+}
+# cpu_split BEFORE AFTER: the deltas in CPU-seconds, "BUSY IOWAIT IDLE".
+cpu_split() {
+	awk -v a="$1" -v b="$2" -v hz="$(getconf CLK_TCK)" 'BEGIN {
+		split(a, x, " "); split(b, y, " ")
+		printf "%.2f %.2f %.2f\n", (y[1] - x[1]) / hz, (y[2] - x[2]) / hz, (y[3] - x[3]) / hz }'
+}

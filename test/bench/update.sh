@@ -505,12 +505,14 @@ for r in $(seq 1 "$ROUNDS"); do
 		fresh_origin
 		start_imgcache "$T/cost.conf" "$M"
 		c0=$(cpu_of "$IMGCACHE_PID")
+		s0=$(sys_cpu)
 		t0=$EPOCHREALTIME
 		if ! bounded dd if="$M/c.qcow2" of=/dev/null bs=1M status=none; then
 			remark "cost round $r ($k): the read failed"
 			BAD=1
 		fi
 		t1=$EPOCHREALTIME
+		split=$(cpu_split "$s0" "$(sys_cpu)")
 		c1=$(cpu_of "$IMGCACHE_PID")
 		vb=$(xattr "$M/c.qcow2" verified_blocks)
 		if ! bounded cmp "$M/c.qcow2" "$I/v1.qcow2" >"$T/cmp.out" 2>&1; then
@@ -519,9 +521,11 @@ for r in $(seq 1 "$ROUNDS"); do
 		stop_imgcache "$M"
 		rm -rf "$CACHE"
 		awk -v k="$k" -v r="$r" -v a="$t0" -v b="$t1" -v c0="$c0" -v c1="$c1" \
-			-v sz="$VSZ" -v vb="${vb:-0}" 'BEGIN {
-			printf "%s %d %.1f %.2f %s\n", k, r, sz / 1048576 / (b - a),
-				(c1 - c0) / (sz / 1073741824), vb }' >>"$T/cost"
+			-v sz="$VSZ" -v vb="${vb:-0}" -v cs="$split" 'BEGIN {
+			split(cs, m, " ")
+			printf "%s %d %.1f %.2f %s %.2f %.2f %.2f\n", k, r,
+				sz / 1048576 / (b - a), (c1 - c0) / (sz / 1073741824),
+				vb, m[1], m[2], m[3] }' >>"$T/cost"
 	done
 done
 CACHE=$T/cache
@@ -538,6 +542,29 @@ if isnum "${rm_:-x}" && isnum "${rn_:-x}"; then
 	row "cold seq read, manifest = none (median of $ROUNDS)" "$rn_" MiB/s - - -
 	remark "cost rounds, MiB/s: with manifest $(spread m 3)/ without $(spread n 3)(alternated: m n, n m, ...)."
 	remark "cost rounds, daemon CPU s/GiB: with manifest $(spread m 4)/ without $(spread n 4); blocks verified per read: with $(spread m 5)/ without $(spread n 5)."
+	remark "cost rounds, the machine's $(nproc) CPUs (/proc/stat, CPU-s busy/iowait/idle): with manifest $(awk '$1 == "m" { printf "%s/%s/%s ", $6, $7, $8 }' "$T/cost")/ without $(awk '$1 == "n" { printf "%s/%s/%s ", $6, $7, $8 }' "$T/cost")."
+	# Where the machine is busy throughout, the read with a manifest takes
+	# as much longer as the hashing adds CPU work: the ratio can be no
+	# better than busy / (busy + the SHA-256 CPU-s of the read).  The rate
+	# is libcrypto's own (openssl speed, the EVP call the daemon makes, on
+	# 64 KiB blocks, one thread), beside the reads.
+	bn=$(med n 6) in_=$(med n 7) idn=$(med n 8)
+	shar=""
+	if command -v openssl >/dev/null 2>&1; then
+		shar=$(openssl speed -evp sha256 -bytes 65536 -seconds 3 2>/dev/null |
+			awk '$1 == "sha256" { printf "%.0f", $2 / 1024 / 1.024 / 1.024 }')
+		shar=${shar%k}
+	fi
+	if isnum "${bn:-x}"; then
+		row "cost: machine busy during the read without manifest" "$bn" CPU-s "busy+iowait+idle" "$(awk -v a="$bn" -v b="$in_" -v c="$idn" 'BEGIN { print a + b + c }')" -
+	fi
+	if isnum "${shar:-x}" && isnum "${bn:-x}"; then
+		hs=$(awk -v r="$shar" -v sz="$VSZ" 'BEGIN { printf "%.2f", sz / 1048576 / r }')
+		row "SHA-256 (libcrypto, 64 KiB blocks, one CPU)" "$shar" MiB/s - - -
+		row "cost: the CPU bound on the ratio, busy / (busy + SHA-256 CPU-s)" "$bn" CPU-s "busy + $hs CPU-s of hashing" "$(awk -v a="$bn" -v h="$hs" 'BEGIN { print a + h }')" -
+	else
+		na "SHA-256 (libcrypto, 64 KiB blocks, one CPU)" MiB/s - - - "openssl is not installed"
+	fi
 else
 	na "cold seq read, manifest (median of $ROUNDS)" MiB/s "manifest = none" - ">=0.9" "the cost reads gave no figure"
 fi
