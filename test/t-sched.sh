@@ -29,6 +29,14 @@
 #      e.img fails: each waits for the two others' requests, about 3 s,
 #      as each dd's new handle (a new flow, often at a reused address)
 #      never passes a reader queued before it.
+#  (f) a pre-warm's fill widened to a manifest block claims its neighbour
+#      blocks too, and a reader waiting for one of them makes that fill
+#      urgent, as for the run's own blocks: with origin_connections = 1,
+#      readers of another template keeping a demand read always waiting,
+#      and a manifest of 128 KiB blocks over 64 KiB ones, a warm of block 0
+#      of f.img (which claims block 1) never gets the slot; a read of
+#      block 1 gets its bytes once the warm's request turns urgent (before
+#      the fix it waited for the warm until its deadline: EIO).
 # Bytes read through the mount are the origin's.  SKIP (77) without
 # python3 or FUSE.
 # shellcheck source=test/lib.sh
@@ -253,3 +261,72 @@ EV=$(sqlite3 -cmd '.timeout 5000' "$CACHE/index.db" "select count(*)
 	where t.name = 'd.img' and e.kind = 'error'")
 assert_eq "d.img: no fill error counted" 0 "${FE:-0}"
 assert_eq "d.img: no error event" 0 "$EV"
+
+# ------------------------------------------------ (f) widened claims
+MANIFEST=$top_builddir/tools/imgcache-manifest
+"$MANIFEST" --block-size 128K -o "$T/data.mf" "$T/data" >/dev/null ||
+	fail "imgcache-manifest failed"
+TRACE2=$T/trace2
+start_faultsrv S2 "$T/data" --delay 1 --manifest "$T/data.mf" \
+	--trace "$TRACE2"
+rm -rf "$CACHE"
+{
+	printf '[global]\ncache_dir = %s\nblock_size = 64K\n' "$CACHE"
+	printf 'origin_timeout = 10s\nrevalidate = 1h\nreadahead = 0\n'
+	printf 'origin_connections = 1\n'
+	for n in f g; do
+		printf '\n[template %s.img]\norigin = %s/lag/%s.img\n' "$n" "$URL" "$n"
+	done
+} >"$T/conf.f"
+# -d: the warm's request, queued, is seen in the debug log.
+start_imgcache "$T/conf.f" "$MNT" -d
+# Both opened, their manifests settled (a block far from those below).
+for n in f g; do
+	bounded dd if="$MNT/$n.img" of=/dev/null bs=64K skip=300 count=1 \
+		iflag=direct status=none || fail "reading $n.img failed"
+done
+grep -q "template f.img: generation 1 verified against manifest" \
+	"$IMGCACHE_LOG" || {
+	show_log "$IMGCACHE_LOG"
+	fail "f.img took no manifest"
+}
+rm -f "$T/e.stop" "$T/e.pids"
+: >"$T/g.fail"
+for k in 0 1 2; do
+	(
+		b=$k
+		while [ ! -e "$T/e.stop" ] && [ "$b" -lt 280 ]; do
+			dd if="$MNT/g.img" of=/dev/null bs=64K skip="$b" count=1 \
+				iflag=direct status=none || echo "$b" >>"$T/g.fail"
+			b=$((b + 3))
+		done
+	) &
+	echo $! >>"$T/e.pids"
+done
+wait_for 20 sh -c "[ \$(awk '\$2 == \"start\" && \$6 == \"/lag/g.img\"' \
+	'$TRACE2' | wc -l) -ge 4 ]" || fail "the readers of g.img sent no requests"
+# The warm of block 0 (its fetch: manifest block 0, blocks 0 and 1) waits
+# for the slot behind the readers of g.img.
+icpin f.img 0-64K &
+PIN_PID=$!
+wait_for 20 grep -q "/lag/f.img: range bytes=0-131071 (class 1): asking for a slot" \
+	"$IMGCACHE_LOG" || {
+	show_log "$IMGCACHE_LOG"
+	fail "the warm of f.img never asked for a slot"
+}
+T0=$(now_ms)
+if bounded dd if="$MNT/f.img" of="$T/f.out" bs=64K skip=1 count=1 \
+	iflag=direct status=none 2>"$T/f.err"; then
+	extract "$T/data" 65536 65536 "$T/f.want"
+	assert_same "f.img block 1 (claimed by the warm's widened fill): the origin's bytes" \
+		"$T/f.want" "$T/f.out"
+else
+	not_ok "f.img block 1, claimed by the warm's widened fill, failed: $(cat "$T/f.err")"
+fi
+T1=$(now_ms)
+note "the read of f.img block 1 took $((T1 - T0)) ms (origin_timeout 10 s)"
+: >"$T/e.stop"
+while read -r p; do wait "$p" || true; done <"$T/e.pids"
+wait "$PIN_PID" || true
+assert_eq "g.img: no read failed (blocks)" "" "$(tr '\n' ' ' <"$T/g.fail")"
+stop_imgcache "$MNT"

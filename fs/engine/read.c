@@ -56,6 +56,8 @@ struct rq {
     struct origin_req oreq; /* what its origin reads are for */
     struct vmf *mf;         /* during a fill with a manifest: the one it
                                checks against (a reference) */
+    struct fill_ticket *tk; /* during a pre-warm's or readahead's fill: the
+                               run's ticket (NULL: a demand read's) */
 };
 
 struct run {
@@ -629,9 +631,10 @@ static uint64_t refetch_bad(struct rq *rq, const struct run *run, char *data,
  * same manifest block again), publish them after it (else the next read
  * of each fetches the whole manifest block again), or give them back.
  * mine[i] for block foff/bs + i; NULL when there is nothing to claim. */
-static uint8_t *claim_widened(struct gen *g, uint64_t foff, uint64_t flen,
+static uint8_t *claim_widened(struct rq *rq, uint64_t foff, uint64_t flen,
                               const struct run *run)
 {
+    struct gen *g = rq->g;
     uint64_t first = foff / g->bs, last = (foff + flen - 1) / g->bs;
     if (first == run->start && last + 1 == run->start + run->n)
         return NULL;
@@ -639,6 +642,20 @@ static uint8_t *claim_widened(struct gen *g, uint64_t foff, uint64_t flen,
     if (mine == NULL)
         return NULL; /* only a saving lost */
     pthread_mutex_lock(&g->lock);
+    /* The run's ticket covers the neighbours too, in the same hold as
+     * their claim: a demand reader waiting for one of them makes this
+     * fill urgent, as for the run's own blocks (else a pre-warm's fetch
+     * queued behind demand reads held that reader until its deadline).
+     * Widened, never narrowed: the run's other parts may still be in
+     * flight (fill_with_manifest); a block between them claimed by
+     * another fill can only make this one urgent for nothing. */
+    if (rq->tk != NULL) {
+        uint64_t a = rq->tk->start < first ? rq->tk->start : first;
+        uint64_t e = rq->tk->start + rq->tk->n > last + 1
+                         ? rq->tk->start + rq->tk->n : last + 1;
+        rq->tk->start = a;
+        rq->tk->n = e - a;
+    }
     for (uint64_t b = first; !g->stale && b <= last; b++) {
         if (b >= run->start && b < run->start + run->n)
             continue; /* the run's own */
@@ -689,7 +706,7 @@ static int fill_checked(struct rq *rq, const struct run *run, int may_refresh)
     char *data = fillbuf_get(flen);
     if (data == NULL)
         return -ENOMEM;
-    uint8_t *mine = claim_widened(g, foff, flen, run);
+    uint8_t *mine = claim_widened(rq, foff, flen, run);
     int src;
     int r = fetch_from(rq, data, foff, flen, 0, &src);
     if (r < 0)
@@ -890,8 +907,10 @@ static int fill_claimed(struct rq *rq, struct run *runs,
     for (size_t i = 0; i < n; i++) {
         /* rq is this caller's own: its runs are filled one after another */
         rq->oreq.urgent = tk ? &tk[i].urgent : NULL;
+        rq->tk = tk ? &tk[i] : NULL;
         int r = fill_run(rq, &runs[i]);
         rq->oreq.urgent = NULL; /* tk lives only as long as this fill */
+        rq->tk = NULL;
         if (r < 0) {
             /* Nothing of run i was published: give back it and the rest. */
             release_runs(rq->g, runs + i, n - i);

@@ -669,8 +669,14 @@ static int http_perform(struct origin *o, size_t ui, struct xfer *x,
     x->filetime = -1;
     struct timespec asked, got;
     int trace = log_debug_enabled() && x->want.kind == HTTPC_RANGE;
-    if (trace)
+    if (trace) {
         clock_gettime(CLOCK_MONOTONIC, &asked);
+        /* t-sched (f) waits for a pre-warm's request to be queued. */
+        log_debug("%s: range bytes=%" PRIu64 "-%" PRIu64 " (class %d): "
+                  "asking for a slot", u->display, x->want.off,
+                  x->want.off + x->want.len - 1,
+                  rq != NULL ? (int)rq->cls : FETCH_DEMAND);
+    }
     err = sched_acquire(&u->host->slots, rq, deadline);
     /* When a range waited for its slot, on the clock a server on this
      * host traces with (t-sched: what a demand read waited behind is
