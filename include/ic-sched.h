@@ -29,10 +29,21 @@
  *    new, forgotten or reused one must not pass a waiter that has been
  *    queued longer (check_sched: no_overtaking); groups are templates,
  *    few, and a quiet one goes first.
+ *  - A pre-warm yields the host to its readers: while a FETCH_DEMAND
+ *    transfer is in flight on the host, and for SCHED_DEMAND_QUIET_MS
+ *    after the last one ended, no FETCH_WARM transfer starts (an urgent
+ *    one does: it is chosen as demand).  A pre-warm's transfers already in
+ *    flight finish, and a lower class still delays a reader by at most
+ *    those; but a boot's burst of misses no longer shares the origin, the
+ *    link and the host's CPUs with a pre-warm's next requests.  Readahead
+ *    is not held back (it needs a free slot, below): it is the reader's
+ *    own stream running ahead, and holding it while that reader's misses
+ *    are in flight would turn a sequential read into demand misses.
  *  - FETCH_READAHEAD never waits: it gets a slot only when one is free
- *    (then nobody is waiting, since freed slots are handed over), else
- *    -EAGAIN at once, and the caller drops the prefetch.  So readahead
- *    stops as soon as demand reads (or a warm) wait for the host.
+ *    and owed to nobody (freed slots are handed over; a warm held back by
+ *    the readers is owed none yet), else -EAGAIN at once, and the caller
+ *    drops the prefetch.  So readahead stops as soon as demand reads (or
+ *    a warm free to start) wait for the host.
  *  - A waiter whose deadline passes leaves the queue with -ETIMEDOUT.
  *    The origins turn that into -EAGAIN for a pre-warm or readahead
  *    request (it asked nothing of the origin), which the engine treats
@@ -109,9 +120,17 @@ struct sched_stats {
     uint64_t timeouts;               /* waiters that hit their deadline */
 };
 
+/* How long after the host's last demand transfer a pre-warm may start
+ * one: longer than the gap between a reader's back-to-back misses, so
+ * that a burst of them keeps the host to itself; short beside a boot's
+ * pauses, in which pre-warms go on. */
+#define SCHED_DEMAND_QUIET_MS 20
+
 struct sched {
     pthread_mutex_t lock;  /* protects everything below */
     unsigned cap, active;
+    unsigned demand_active;   /* slots held by FETCH_DEMAND requests */
+    uint64_t demand_quiet_ms; /* mono_ms() from which a warm may start */
     struct sched_waiter *head[FETCH_CLASSES], *tail[FETCH_CLASSES];
     uint64_t grants;       /* the stamps' clock */
     struct sched_stamp stamps[SCHED_STAMPS];
@@ -132,7 +151,8 @@ void sched_lower_cap(struct sched *s, unsigned cap);
  * that found no free slot (immediately). */
 int sched_acquire(struct sched *s, const struct origin_req *rq,
                   uint64_t deadline);
-void sched_release(struct sched *s);
+/* Give back the slot sched_acquire gave for rq (the same rq, or NULL). */
+void sched_release(struct sched *s, const struct origin_req *rq);
 void sched_get_stats(struct sched *s, struct sched_stats *out);
 
 /* ------------------------------------------------------------ pacing */

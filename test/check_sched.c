@@ -40,7 +40,7 @@ static void *waiter_main(void *arg)
         pthread_mutex_lock(&order_lock);
         order[norder++] = w->name;
         pthread_mutex_unlock(&order_lock);
-        sched_release(w->s);
+        sched_release(w->s, &w->rq);
     }
     return NULL;
 }
@@ -97,7 +97,7 @@ static const char *run_order(const struct spec *sp, size_t n)
     ck_assert_int_eq(sched_acquire(&s, NULL, mono_ms() + 1000), 0);
     for (size_t i = 0; i < n; i++)
         line_up(&w[i], &s, sp[i].cls, sp[i].group, sp[i].flow, sp[i].name);
-    sched_release(&s);
+    sched_release(&s, NULL);
     for (size_t i = 0; i < n; i++) {
         pthread_join(w[i].th, NULL);
         ck_assert_int_eq(w[i].rc, 0);
@@ -141,7 +141,7 @@ START_TEST(urgent)
         line_up(&d, &s, FETCH_DEMAND, 0, 0, 'D');
         /* Raised while both wait: read at each pick. */
         __atomic_store_n(&flag, up, __ATOMIC_RELAXED);
-        sched_release(&s);
+        sched_release(&s, NULL);
         pthread_join(w.th, NULL);
         pthread_join(d.th, NULL);
         ck_assert_str_eq(order, up ? "WD" : "DW");
@@ -172,7 +172,7 @@ START_TEST(urgent_one)
                 'B');
     line_up(&d, &s, FETCH_DEMAND, 0, 0, 'D');
     __atomic_store_n(&flag2, 1, __ATOMIC_RELAXED);
-    sched_release(&s);
+    sched_release(&s, NULL);
     pthread_join(w1.th, NULL);
     pthread_join(w2.th, NULL);
     pthread_join(d.th, NULL);
@@ -211,14 +211,14 @@ START_TEST(no_overtaking)
         struct origin_req rq = {.cls = FETCH_DEMAND, .group = 1,
                                 .flow = served[i]};
         ck_assert_int_eq(sched_acquire(&s, &rq, mono_ms() + 1000), 0);
-        sched_release(&s);
+        sched_release(&s, &rq);
     }
     struct origin_req hold = {.cls = FETCH_DEMAND, .group = 1, .flow = 9};
     ck_assert_int_eq(sched_acquire(&s, &hold, mono_ms() + 1000), 0);
     line_up(&w[0], &s, FETCH_DEMAND, 1, 5, 'X');
     line_up(&w[1], &s, FETCH_DEMAND, 1, 1, 'Y');
     line_up(&w[2], &s, FETCH_DEMAND, 1, 2, 'Z');
-    sched_release(&s);
+    sched_release(&s, &hold);
     for (size_t i = 0; i < 3; i++) {
         pthread_join(w[i].th, NULL);
         ck_assert_int_eq(w[i].rc, 0);
@@ -264,7 +264,7 @@ static void *busy_main(void *arg)
         pthread_mutex_lock(&b->lock);
         b->now--;
         pthread_mutex_unlock(&b->lock);
-        sched_release(b->s);
+        sched_release(b->s, &rq);
     }
     return NULL;
 }
@@ -322,16 +322,16 @@ START_TEST(readahead_skip)
     ck_assert_int_eq(sched_acquire(&s, &ra, mono_ms() + 5000), -EAGAIN);
     /* The readahead's slot goes to the demand read, not back to
      * readahead; the next to the warm. */
-    sched_release(&s);
+    sched_release(&s, &ra);
     pthread_join(d.th, NULL);
     ck_assert_int_eq(d.rc, 0);
-    sched_release(&s);
+    sched_release(&s, NULL);
     pthread_join(wm.th, NULL);
     ck_assert_int_eq(wm.rc, 0);
     ck_assert_str_eq(order, "DW");
     /* Nobody waits and a slot is free: readahead goes. */
     ck_assert_int_eq(sched_acquire(&s, &ra, mono_ms() + 1000), 0);
-    sched_release(&s);
+    sched_release(&s, &ra);
     struct sched_stats st;
     sched_get_stats(&s, &st);
     ck_assert_uint_eq(st.skipped, 2);
@@ -346,9 +346,65 @@ static void *short_main(void *arg)
     struct waiter *w = arg;
     w->rc = sched_acquire(w->s, &w->rq, w->deadline);
     if (w->rc == 0)
-        sched_release(w->s);
+        sched_release(w->s, &w->rq);
     return NULL;
 }
+
+/* A warm does not start while a demand transfer is in flight, even with
+ * a slot free, nor until SCHED_DEMAND_QUIET_MS after the last one ended;
+ * an urgent one does; readahead does not pass the held warm. */
+static uint64_t granted_at;
+static void *stamp_main(void *arg)
+{
+    struct waiter *w = arg;
+    w->rc = sched_acquire(w->s, &w->rq, w->deadline);
+    __atomic_store_n(&granted_at, mono_ms(), __ATOMIC_RELAXED);
+    if (w->rc == 0)
+        sched_release(w->s, &w->rq);
+    return NULL;
+}
+
+START_TEST(warm_yields)
+{
+    struct sched s;
+    sched_init(&s, 2);
+    ck_assert_int_eq(sched_acquire(&s, NULL, mono_ms() + 1000), 0);
+    struct waiter w = {.s = &s,
+                       .rq = {.cls = FETCH_WARM, .group = 2, .flow = 1},
+                       .deadline = mono_ms() + 10000};
+    ck_assert_int_eq(pthread_create(&w.th, NULL, stamp_main, &w), 0);
+    uint64_t end = mono_ms() + 5000;
+    while (waiting(&s) == 0 && mono_ms() < end)
+        usleep(1000);
+    ck_assert_uint_eq(waiting(&s), 1); /* queued, though a slot is free */
+    struct sched_stats st;
+    sched_get_stats(&s, &st);
+    ck_assert_uint_eq(st.active, 1);
+    ck_assert_uint_eq(st.granted[FETCH_WARM], 0);
+    /* Readahead never passes a waiting warm, held back or not. */
+    const struct origin_req ra = {.cls = FETCH_READAHEAD, .group = 3};
+    ck_assert_int_eq(sched_acquire(&s, &ra, mono_ms() + 1000), -EAGAIN);
+    /* An urgent warm is chosen as demand: it starts at once. */
+    int flag = 1;
+    const struct origin_req uw = {.cls = FETCH_WARM, .group = 4,
+                                  .urgent = &flag};
+    ck_assert_int_eq(sched_acquire(&s, &uw, mono_ms() + 1000), 0);
+    sched_release(&s, &uw);
+    ck_assert_uint_eq(waiting(&s), 1);
+    uint64_t t0 = mono_ms();
+    sched_release(&s, NULL); /* the last demand transfer ends */
+    pthread_join(w.th, NULL);
+    ck_assert_int_eq(w.rc, 0);
+    ck_assert_uint_ge(__atomic_load_n(&granted_at, __ATOMIC_RELAXED) - t0,
+                      SCHED_DEMAND_QUIET_MS - 1);
+    /* Quiet since: a warm starts at once. */
+    ck_assert_int_eq(sched_acquire(&s, &w.rq, mono_ms() + 1000), 0);
+    sched_release(&s, &w.rq);
+    sched_get_stats(&s, &st);
+    ck_assert_uint_eq(st.active, 0);
+    sched_destroy(&s);
+}
+END_TEST
 
 /* A waiter leaves at its deadline with -ETIMEDOUT; the slot then goes to
  * the next waiter, not to the one that left. */
@@ -374,7 +430,7 @@ START_TEST(deadline_leaves_queue)
     pthread_join(quick.th, NULL);
     ck_assert_int_eq(quick.rc, -ETIMEDOUT);
     ck_assert_uint_eq(waiting(&s), 1);
-    sched_release(&s);
+    sched_release(&s, NULL);
     pthread_join(late.th, NULL);
     ck_assert_int_eq(late.rc, 0);
     ck_assert_str_eq(order, "W");
@@ -470,6 +526,7 @@ int main(void)
     tcase_add_test(tc, no_overtaking);
     tcase_add_test(tc, urgent);
     tcase_add_test(tc, urgent_one);
+    tcase_add_test(tc, warm_yields);
     tcase_add_test(tc, fair_groups);
     tcase_add_test(tc, cap);
     tcase_add_test(tc, readahead_skip);

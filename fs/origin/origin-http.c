@@ -700,7 +700,7 @@ static int http_perform(struct origin *o, size_t ui, struct xfer *x,
         return err;
     CURL *c = pool_get(h);
     if (c == NULL) {
-        sched_release(&u->host->slots);
+        sched_release(&u->host->slots, rq);
         *retry = 1;
         return -EIO;
     }
@@ -742,7 +742,7 @@ static int http_perform(struct origin *o, size_t ui, struct xfer *x,
     }
     curl_slist_free_all(hdrs);
     pool_put(h, c);
-    sched_release(&u->host->slots);
+    sched_release(&u->host->slots, rq);
     return err;
 }
 

@@ -144,13 +144,31 @@ static void consider(const struct sched *s, struct sched_waiter *w,
         *ch = (struct choice){w, g, f};
 }
 
+/* Whether a pre-warm's transfer may start now (lock held). */
+static int warm_may_start(const struct sched *s, uint64_t now)
+{
+    return s->demand_active == 0 && now >= s->demand_quiet_ms;
+}
+
+static void note_granted(struct sched *s, const struct origin_req *rq)
+{
+    s->active++;
+    s->st.granted[rq->cls]++;
+    if (rq->cls == FETCH_DEMAND)
+        s->demand_active++;
+    note_served(s, rq);
+}
+
 /* The next owner of a slot: the highest class's least recently served
  * group, its least recently served flow, its oldest waiter; or NULL.
  * Urgent waiters are in their own class's queue but count as demand, so
  * a class is looked for in its own queue and those below it. */
 static struct sched_waiter *pick(const struct sched *s)
 {
+    int warm_ok = warm_may_start(s, mono_ms());
     for (unsigned c = 0; c < FETCH_CLASSES; c++) {
+        if (c == FETCH_WARM && !warm_ok)
+            continue; /* its waiters wait for the readers to pause */
         struct choice ch = {NULL, 0, 0};
         for (unsigned q = c; q < FETCH_CLASSES; q++)
             for (struct sched_waiter *w = s->head[q]; w; w = w->next)
@@ -171,9 +189,7 @@ static void hand_over(struct sched *s)
             return;
         dequeue(s, w);
         w->granted = 1;
-        s->active++;
-        s->st.granted[w->rq.cls]++;
-        note_served(s, &w->rq);
+        note_granted(s, &w->rq);
         pthread_cond_signal(&w->wake);
     }
 }
@@ -194,10 +210,13 @@ int sched_acquire(struct sched *s, const struct origin_req *rq,
         w.rq.cls = FETCH_DEMAND;
 
     pthread_mutex_lock(&s->lock);
-    if (s->active < s->cap && !any_waiting(s)) {
-        s->active++;
-        s->st.granted[w.rq.cls]++;
-        note_served(s, &w.rq);
+    /* Free, and owed to nobody: a warm held back by the readers is owed
+     * nothing yet, except that readahead never passes a waiting warm
+     * (the classes are strict). */
+    if (s->active < s->cap &&
+        (w.rq.cls == FETCH_READAHEAD ? !any_waiting(s) : pick(s) == NULL) &&
+        (class_now(&w) != FETCH_WARM || warm_may_start(s, mono_ms()))) {
+        note_granted(s, &w.rq);
         pthread_mutex_unlock(&s->lock);
         return 0;
     }
@@ -212,27 +231,48 @@ int sched_acquire(struct sched *s, const struct origin_req *rq,
     /* A cap raised under the waiters (never today) or a race with a
      * release that found nobody: hand out what is free. */
     hand_over(s);
-    struct timespec ts = ms_timespec(deadline);
     int err = 0;
     while (!w.granted) {
-        if (pthread_cond_timedwait(&w.wake, &s->lock, &ts) == ETIMEDOUT &&
-            !w.granted) {
+        uint64_t now = mono_ms();
+        if (now >= deadline) {
             dequeue(s, &w);
             s->st.timeouts++;
             err = -ETIMEDOUT;
             break;
         }
+        /* A warm held back by the readers wakes when they have paused
+         * (sched_release wakes it to look again when the last one ends):
+         * nobody else calls hand_over then. */
+        uint64_t until = deadline;
+        if (w.rq.cls == FETCH_WARM && s->demand_active == 0 &&
+            s->demand_quiet_ms > now && s->demand_quiet_ms < until)
+            until = s->demand_quiet_ms;
+        struct timespec ts = ms_timespec(until);
+        pthread_cond_timedwait(&w.wake, &s->lock, &ts);
+        if (!w.granted && warm_may_start(s, mono_ms()))
+            hand_over(s);
     }
     pthread_mutex_unlock(&s->lock);
     pthread_cond_destroy(&w.wake);
     return err;
 }
 
-void sched_release(struct sched *s)
+void sched_release(struct sched *s, const struct origin_req *rq)
 {
+    const struct origin_req *r = rq ? rq : &default_req;
+    /* As sched_acquire counted it: an unknown class is demand. */
+    unsigned cls = (unsigned)r->cls < FETCH_CLASSES ? (unsigned)r->cls
+                                                    : FETCH_DEMAND;
     pthread_mutex_lock(&s->lock);
     if (s->active > 0)
         s->active--;
+    if (cls == FETCH_DEMAND && s->demand_active > 0 &&
+        --s->demand_active == 0) {
+        s->demand_quiet_ms = mono_ms() + SCHED_DEMAND_QUIET_MS;
+        /* Its waiters time their wait by demand_quiet_ms now. */
+        for (struct sched_waiter *w = s->head[FETCH_WARM]; w; w = w->next)
+            pthread_cond_signal(&w->wake);
+    }
     hand_over(s);
     pthread_mutex_unlock(&s->lock);
 }
