@@ -216,20 +216,26 @@ command -v sqlite3 >/dev/null 2>&1 || skip "sqlite3 not installed"
 start_imgcache "$T/conf.e" "$MNT"
 bounded dd if="$MNT/d.img" of=/dev/null bs=64K skip=300 count=1 \
 	iflag=direct status=none
-# Three readers of distinct e.img blocks, one at a time each, until told
-# to stop: one of them always waits for the slot when it comes free.
-: >"$T/e.fail"
-for k in 0 1 2; do
-	(
-		b=$k
-		while [ ! -e "$T/e.stop" ] && [ "$b" -lt 500 ]; do
-			dd if="$MNT/e.img" of=/dev/null bs=64K skip="$b" count=1 \
-				iflag=direct status=none || echo "$b" >>"$T/e.fail"
-			b=$((b + 3))
-		done
-	) &
-	echo $! >>"$T/e.pids"
-done
+# keep_busy NAME LIMIT: three readers of distinct blocks of NAME below
+# LIMIT, one at a time each, until $T/e.stop exists: one of them always
+# waits for the slot when it comes free.  Their pids in $T/e.pids, the
+# blocks that failed in $T/NAME.fail.
+keep_busy() {
+	rm -f "$T/e.stop" "$T/e.pids"
+	: >"$T/$1.fail"
+	for k in 0 1 2; do
+		(
+			b=$k
+			while [ ! -e "$T/e.stop" ] && [ "$b" -lt "$2" ]; do
+				dd if="$MNT/$1" of=/dev/null bs=64K skip="$b" count=1 \
+					iflag=direct status=none || echo "$b" >>"$T/$1.fail"
+				b=$((b + 3))
+			done
+		) &
+		echo $! >>"$T/e.pids"
+	done
+}
+keep_busy e.img 500
 wait_for 20 sh -c "[ \$(awk '\$2 == \"start\" && \$6 == \"/lag/e.img\"' \
 	'$TRACE' | wc -l) -ge 3 ]" || fail "the readers of e.img sent no requests"
 D0=$(starts /lag/d.img)
@@ -252,7 +258,7 @@ assert_le "the warm waited for its deadline (ms)" 9000 $((T1 - T0))
 assert_eq "d.img: one request after the mark, the read's (the warm got no slot)" \
 	$((D0 + 1)) "$(starts /lag/d.img)"
 assert_eq "e.img: no read of the healthy origin failed (blocks)" "" \
-	"$(tr '\n' ' ' <"$T/e.fail")"
+	"$(tr '\n' ' ' <"$T/e.img.fail")"
 stop_imgcache "$MNT"
 FE=$(sqlite3 -cmd '.timeout 5000' "$CACHE/index.db" "select c.fill_errors
 	from counters c join templates t on t.id = c.tid where t.name = 'd.img'")
@@ -290,19 +296,7 @@ grep -q "template f.img: generation 1 verified against manifest" \
 	show_log "$IMGCACHE_LOG"
 	fail "f.img took no manifest"
 }
-rm -f "$T/e.stop" "$T/e.pids"
-: >"$T/g.fail"
-for k in 0 1 2; do
-	(
-		b=$k
-		while [ ! -e "$T/e.stop" ] && [ "$b" -lt 280 ]; do
-			dd if="$MNT/g.img" of=/dev/null bs=64K skip="$b" count=1 \
-				iflag=direct status=none || echo "$b" >>"$T/g.fail"
-			b=$((b + 3))
-		done
-	) &
-	echo $! >>"$T/e.pids"
-done
+keep_busy g.img 280
 wait_for 20 sh -c "[ \$(awk '\$2 == \"start\" && \$6 == \"/lag/g.img\"' \
 	'$TRACE2' | wc -l) -ge 4 ]" || fail "the readers of g.img sent no requests"
 # The warm of block 0 (its fetch: manifest block 0, blocks 0 and 1) waits
@@ -328,5 +322,5 @@ note "the read of f.img block 1 took $((T1 - T0)) ms (origin_timeout 10 s)"
 : >"$T/e.stop"
 while read -r p; do wait "$p" || true; done <"$T/e.pids"
 wait "$PIN_PID" || true
-assert_eq "g.img: no read failed (blocks)" "" "$(tr '\n' ' ' <"$T/g.fail")"
+assert_eq "g.img: no read failed (blocks)" "" "$(tr '\n' ' ' <"$T/g.img.fail")"
 stop_imgcache "$MNT"
