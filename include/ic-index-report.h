@@ -45,10 +45,12 @@ struct index_event_sum {
     uint64_t generations;  /* "generation" events: origin changed */
     int64_t last_error_ts; /* newest "error" event in the window, 0 = none */
     char last_error[256];  /* ... and its detail text */
-    /* "verify" events (a fetched block failed its manifest check), per
-     * source (the event's detail: a masked URL), the most frequent
-     * first, at most INDEX_VERIFY_SOURCES of them. */
-    uint64_t verify_events;
+    /* "verify" events: fetched blocks that failed their manifest check,
+     * one row per source and save interval with the count in blocks
+     * (older daemons: one row per block, blocks = 1).  Summed per source
+     * (the event's detail: a masked URL), the most failures first, at
+     * most INDEX_VERIFY_SOURCES of them. */
+    uint64_t verify_events, verify_blocks;
     size_t nverify;
     struct {
         char source[256];

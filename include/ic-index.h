@@ -5,8 +5,12 @@
  * The index is derived data: at run time the in-memory block tables are
  * authoritative; the index is written in batches by the writer thread
  * (data fdatasync'd first, then the rows committed), so it never claims a
- * block whose bytes are not durable.  A corrupt or unreadable index is moved
- * aside (index.db.bad-<unix time>, with -wal/-shm) and a fresh one created.
+ * block whose bytes are not durable.  A corrupt or unreadable index, or one
+ * of our version without a table of the schema or a column a statement
+ * needs (dropped by hand: no table is added to an older file, only the
+ * columns index.c's added_cols lists), is moved aside (index.db.bad-<unix
+ * time>, with -wal/-shm) and a fresh one created; a read-only open of
+ * such an index fails with -EIO.
  *
  * Schema (version 2, meta.schema_version; version 1, from before pin
  * classes, lacked pins.class and counters.evicted_low/high: a read-write

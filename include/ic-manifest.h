@@ -99,14 +99,21 @@ bool manifest_is_zero(const void *buf, size_t len);
  * out_path is either the old file or the whole new one, never half of
  * one.  The manifest records the file's mtime (MANIFEST_F_MTIME).
  * threads < 1 means 1.  -EINVAL for a block size the format refuses,
- * -ESTALE when the file's size or mtime changed while it was hashed. */
-int  manifest_build(int fd, uint32_t block_size, int threads, const char *out_path, char *err, size_t errlen);
+ * -ESTALE when the file's size or mtime changed while it was hashed.
+ * Blocks wholly inside holes (lseek SEEK_DATA/SEEK_HOLE) are zero blocks
+ * and are not read; the manifest is the one a dense copy of the same
+ * bytes gives.  Without SEEK_DATA (EINVAL) every block is read.  The
+ * scan moves fd's file offset (lseek) and reads with pread only.  If
+ * bytes_read is not NULL it gets the bytes the scan read. */
+int  manifest_build(int fd, uint32_t block_size, int threads, const char *out_path,
+                    uint64_t *bytes_read, char *err, size_t errlen);
 
 /* Hash every block of the file on fd with `threads` workers and compare
  * with m.  0 when the whole file was read: *nbad blocks differ, and the
  * smallest min(*nbad, max_first) of their indexes are in first_bad,
- * ascending.  -ESTALE when the file's size is not the manifest's (err
- * gives both), other -errno when it cannot be read.  (An addition to the
+ * ascending.  Holes are skipped as by manifest_build.  -ESTALE when the
+ * file's size is not the manifest's (err gives both) or changed during
+ * the scan, other -errno when it cannot be read.  (An addition to the
  * lead's contract (C), for imgcache-manifest --verify.) */
 int  manifest_verify(const struct manifest *m, int fd, int threads,
                      uint64_t *first_bad, size_t max_first, uint64_t *nbad,

@@ -73,7 +73,7 @@ static void build(const char *file, const char *out, uint32_t bs, int threads)
     int fd = open(file, O_RDONLY);
 
     ck_assert_int_ge(fd, 0);
-    int rc = manifest_build(fd, bs, threads, out, err, sizeof err);
+    int rc = manifest_build(fd, bs, threads, out, NULL, err, sizeof err);
     ck_assert_msg(rc == 0, "build: %d %s", rc, err);
     close(fd);
 }
@@ -441,21 +441,21 @@ START_TEST(build_edges)
     /* A refused block size leaves nothing behind. */
     int before = dir_entries();
     int fd = open(file, O_RDONLY);
-    ck_assert_int_eq(manifest_build(fd, 3000, 1, out, err, sizeof err),
+    ck_assert_int_eq(manifest_build(fd, 3000, 1, out, NULL, err, sizeof err),
                      -EINVAL);
     ck_assert_msg(strstr(err, "not a power of two") != NULL, "%s", err);
-    ck_assert_int_eq(manifest_build(fd, 1u << 25, 1, out, err, sizeof err),
+    ck_assert_int_eq(manifest_build(fd, 1u << 25, 1, out, NULL, err, sizeof err),
                      -EINVAL);
     close(fd);
     /* Not a regular file. */
     fd = open(tmpdir, O_RDONLY | O_DIRECTORY);
-    ck_assert_int_eq(manifest_build(fd, BS, 1, out, err, sizeof err), -EINVAL);
+    ck_assert_int_eq(manifest_build(fd, BS, 1, out, NULL, err, sizeof err), -EINVAL);
     close(fd);
     /* The output's directory does not exist: no .tmp, no output. */
     char bad_out[160];
     snprintf(bad_out, sizeof bad_out, "%s/no/such/dir/m", tmpdir);
     fd = open(file, O_RDONLY);
-    ck_assert_int_eq(manifest_build(fd, BS, 1, bad_out, err, sizeof err),
+    ck_assert_int_eq(manifest_build(fd, BS, 1, bad_out, NULL, err, sizeof err),
                      -ENOENT);
     close(fd);
     ck_assert_int_eq(dir_entries(), before);

@@ -1,6 +1,6 @@
 #!/bin/sh
-# t-corrupt-index: a corrupt index.db (garbage, or truncated) is moved aside
-# with a log line; the cache starts empty, the mount succeeds and reads are
+# t-corrupt-index: a corrupt index.db (garbage, truncated, or without a
+# table the daemon needs) is moved aside with a log line; the cache starts empty, the mount succeeds and reads are
 # still correct; the new index is sound.
 # shellcheck source=test/lib.sh
 . "${top_srcdir:-$(dirname "$0")/..}/test/lib.sh"
@@ -71,7 +71,22 @@ dd if="$DB" of="$DB.cut" bs=1024 count=2 status=none
 mv "$DB.cut" "$DB"
 corrupt_then_mount "truncated index.db"
 
-# 3. and the recovered cache works across a restart like any other
+# 3. a table the daemon needs only later dropped (an sqlite3 shell's
+# DROP TABLE): pages and schema version sound, yet unusable
+if command -v sqlite3 >/dev/null 2>&1; then
+	for table in counters pins; do
+		sqlite3 "$DB" "DROP TABLE $table" ||
+			fail "sqlite3 could not drop $table"
+		corrupt_then_mount "index.db without its $table table"
+		check "  ... the log names the missing table" grep -q \
+			"unreadable (schema: no table $table); moved aside" \
+			"$IMGCACHE_LOG"
+	done
+else
+	note "sqlite3 not installed: the dropped-table cases are skipped"
+fi
+
+# 4. and the recovered cache works across a restart like any other
 nbad0=$(nbad)
 start_imgcache "$T/conf" "$MNT"
 assert_eq "after recovery, a sound index is not moved aside" "$nbad0" "$(nbad)"

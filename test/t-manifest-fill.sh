@@ -4,7 +4,9 @@
 # serves wrong bytes under the right ETag is caught and the bytes come from
 # the other one (both wrong: EIO, never a wrong byte); a stale manifest
 # costs EIO on the changed blocks, never a wrong byte; a corrupted one is
-# refused with a warning and the template served without it; zero blocks
+# refused with a warning and the template served without it; the failures
+# make a few event rows in the index (one per source and 2 s interval with
+# their count), which imgcache-report sums per source; zero blocks
 # are never fetched; a new generation, and another template with common
 # blocks at other offsets, copy those blocks from the cache instead of
 # fetching them (origin bytes counted from the servers' logs); a reader
@@ -104,6 +106,18 @@ else
 	ok "a block no source serves right fails (EIO)"
 fi
 stop_imgcache "$MNT"
+# One "verify" row per source and save interval (2 s) carrying its count,
+# not one per failed block: the 64 failures above take a few rows.
+if command -v sqlite3 >/dev/null; then
+	rows=$(sqlite3 "$CACHE/index.db" "SELECT count(*) || ' ' ||
+		coalesce(sum(e.blocks), 0) FROM events e JOIN templates t ON
+		e.tid = t.id WHERE t.name = 't.img' AND e.kind = 'verify'")
+	assert_le "a few verify event rows, not one per failed block" \
+		"${rows% *}" 10
+	assert_eq "  ... carrying every failure" $((SIZE / BS)) "${rows#* }"
+else
+	note "sqlite3 not installed: the verify event rows are not counted"
+fi
 # imgcache-report --json: the figures, and the failures per source.
 "$top_builddir/tools/imgcache-report" --cache-dir "$CACHE" --json \
 	>"$T/report.json" || true

@@ -10,7 +10,10 @@
 # truncated, wrong block size, checksum mismatch, extra bytes) are refused
 # with a message naming what is wrong; a build that fails (the output's
 # filesystem full) leaves neither a half-written OUT nor its .tmp, and an
-# older OUT stays whole.  Usage errors exit 2.
+# older OUT stays whole.  A sparse file gives the manifest of its dense
+# copy, byte for byte, while its holes are not read (the build's "bytes
+# read": a 64 GiB file with five data blocks reads at most those five).
+# Usage errors exit 2.
 # shellcheck source=test/lib.sh
 . "${top_srcdir:-$(dirname "$0")/..}/test/lib.sh"
 MANIFEST=$top_builddir/tools/imgcache-manifest
@@ -198,6 +201,86 @@ printf 'x' >>"$B"
 expect "extra byte refused" 2 "1 extra bytes after the checksum" --dump "$B"
 expect "a manifest that is not there" 2 "No such file or directory" \
 	--verify "$T/nothing" "$F"
+
+# --- sparse templates: holes are zero blocks, found without reading them
+# put FILE OFFSET LEN: LEN random bytes written at OFFSET, in place.
+put() {
+	head -c "$3" /dev/urandom |
+		dd of="$1" bs=4096 seek="$2" oflag=seek_bytes conv=notrunc \
+			status=none
+}
+# nread: the "N bytes read" of the build summary in $T/out.
+nread() { sed -n 's/.* \([0-9]*\) bytes read, .*/\1/p' "$T/out"; }
+S=$T/sparse.img
+SSIZE=$((20 * 1048576 + 777))
+truncate -s "$SSIZE" "$S"
+put "$S" $((3 * BS)) "$BS"                  # one whole data block
+put "$S" $((10 * BS + 1000)) 5000           # data in a block partly hole
+dd if=/dev/zero of="$S" bs="$BS" seek=20 count=1 conv=notrunc status=none
+put "$S" $((41 * BS - 3000)) 6000           # across blocks 40 and 41
+put "$S" $((60 * BS)) $((100 * BS))         # 6.25 MiB across a 4 MiB chunk
+put "$S" $((SSIZE - 500)) 500               # the short last block
+if [ $(($(stat -c %b "$S") * 512)) -lt $((8 * 1048576)) ]; then
+	cp --sparse=never "$S" "$T/dense.img"
+	touch -r "$S" "$T/dense.img" # the manifest records the mtime
+	check "the dense copy has no holes" test \
+		$(($(stat -c %b "$T/dense.img") * 512)) -ge "$SSIZE"
+	expect "build of a sparse file" 0 "wrote $T/sparse.m" -o "$T/sparse.m" "$S"
+	assert_le "  ... reads less than the file" "$(nread)" $((8 * 1048576))
+	expect "build of its dense copy" 0 "wrote $T/dense.m" -o "$T/dense.m" \
+		"$T/dense.img"
+	assert_eq "  ... reads the whole file" "$SSIZE" "$(nread)"
+	assert_same "sparse or dense: the same manifest, byte for byte" \
+		"$T/dense.m" "$T/sparse.m"
+	run --dump "$T/sparse.m"
+	grep '^[0-9]' "$T/out" >"$T/sparse.blocks"
+	oracle "$S" "$BS" >"$T/sparse.oracle"
+	assert_same "sparse: every entry is the block's SHA-256 or zero" \
+		"$T/sparse.oracle" "$T/sparse.blocks"
+	expect "sparse, 4 threads, 4K blocks: the dense copy's manifest" 0 \
+		"wrote $T/sparse4k.m" -j 4 -b 4K -o "$T/sparse4k.m" "$S"
+	expect "  ... and of the dense copy" 0 "wrote $T/dense4k.m" -b 4K -o "$T/dense4k.m" "$T/dense.img"
+	assert_same "  ... byte for byte" "$T/dense4k.m" "$T/sparse4k.m"
+	expect "--verify of the sparse file" 0 "blocks match" \
+		--verify "$T/dense.m" "$S"
+	rm -f "$T/dense.img" "$T/dense.m" "$T/dense4k.m" "$T/sparse4k.m"
+
+	# 64 GiB with five data blocks: read, the holes would be 64 GiB of
+	# zeros; skipped, the build reads the five blocks only.
+	HUGE=$T/huge.img
+	HBS=1048576
+	truncate -s 64G "$HUGE"
+	for b in 0 1 4097 40000 65535; do
+		put "$HUGE" $((b * HBS + 12345)) 777
+	done
+	expect "build of a 64 GiB sparse file" 0 "wrote $T/huge.m" -b 1M \
+		-o "$T/huge.m" "$HUGE"
+	assert_le "  ... reads at most the five blocks with data" "$(nread)" \
+		$((5 * HBS))
+	run --dump "$T/huge.m"
+	assert_eq "  ... 65531 zero blocks" "zero_blocks 65531" \
+		"$(grep '^zero_blocks' "$T/out")"
+	grep '^[0-9]' "$T/out" >"$T/huge.blocks"
+	python3 - "$HUGE" "$HBS" 0 1 4097 40000 65535 >"$T/huge.oracle" <<'PYEOF'
+import hashlib, os, sys
+path, bs = sys.argv[1], int(sys.argv[2])
+data = set(int(b) for b in sys.argv[3:])
+n = (os.stat(path).st_size + bs - 1) // bs
+with open(path, "rb") as f:
+    for i in range(n):
+        h = "zero"
+        if i in data:
+            f.seek(i * bs)
+            h = hashlib.sha256(f.read(bs)).hexdigest()
+        print(i, i * bs, bs, h)
+PYEOF
+	assert_same "  ... the five data blocks hashed, every other one zero" \
+		"$T/huge.oracle" "$T/huge.blocks"
+	rm -f "$HUGE" "$T/huge.m" "$T/huge.blocks" "$T/huge.oracle"
+else
+	note "$T keeps no holes: sparse cases skipped"
+fi
+rm -f "$S" "$T/sparse.m" "$T/sparse.blocks" "$T/sparse.oracle"
 
 # --- never a half-written OUT
 if mount_tmpfs "$T/small" 64k; then

@@ -255,7 +255,8 @@ static int build(const struct opts *o)
         return EXIT_TROUBLE;
     }
     double t0 = now_s(), c0 = cpu_s();
-    int rc = manifest_build(fd, o->block_size, o->threads, out, err,
+    uint64_t nread = 0;
+    int rc = manifest_build(fd, o->block_size, o->threads, out, &nread, err,
                             sizeof err);
     double secs = now_s() - t0, cpu = cpu_s() - c0;
     close(fd);
@@ -266,11 +267,12 @@ static int build(const struct opts *o)
     struct manifest *m = open_manifest(out);
     if (m == NULL)
         return EXIT_TROUBLE;
+    /* The bytes read: less than the size by the holes skipped. */
     printf("%s: %" PRIu64 " bytes, %" PRIu64 " blocks of %" PRIu32 " (%" PRIu64
-           " all-zero), %d thread%s, %.2f s (%.2f s CPU), %.0f MiB/s: wrote "
-           "%s\n", o->file, manifest_file_size(m), manifest_nblocks(m),
-           manifest_block_size(m), count_zero(m), o->threads,
-           o->threads == 1 ? "" : "s", secs, cpu,
+           " all-zero), %" PRIu64 " bytes read, %d thread%s, %.2f s (%.2f s "
+           "CPU), %.0f MiB/s: wrote %s\n", o->file, manifest_file_size(m),
+           manifest_nblocks(m), manifest_block_size(m), count_zero(m), nread,
+           o->threads, o->threads == 1 ? "" : "s", secs, cpu,
            mib_per_s(manifest_file_size(m), secs), out);
     manifest_close(m);
     return fflush(stdout) == 0 ? 0 : EXIT_TROUBLE;

@@ -211,6 +211,8 @@ struct tmpl {
     struct tmpl_stats st;
     uint64_t vfail[VERIFY_MAX_SOURCES]; /* verification failures per source
                                            (origin_source_name; atomic) */
+    uint64_t vfail_noted[VERIFY_MAX_SOURCES]; /* ... of them in "verify"
+                                    events (the savers of saved, below) */
     struct index_counters saved; /* figures last queued for the index
                                     (the housekeeping thread's, then
                                     engine_close's) */

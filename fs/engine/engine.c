@@ -209,10 +209,31 @@ static void counters_load(struct tmpl *t, struct index *ix)
     t->saved = c;
 }
 
+/* Verification failures since the last save make one "verify" event per
+ * source, with their count in blocks: as evictions, one row per interval,
+ * not one per failed block (a mirror serving a wrong image fails every
+ * block it sends).  The failures counted by vfail stay exact; a row the
+ * writer did not queue is tried again at the next save. */
+static void verify_events_save(struct tmpl *t)
+{
+    uint64_t n[VERIFY_MAX_SOURCES];
+    int ns = cache_tmpl_verify_failures(t, n, VERIFY_MAX_SOURCES);
+
+    for (int i = 0; i < ns; i++) {
+        if (n[i] <= t->vfail_noted[i])
+            continue;
+        uint64_t d = n[i] - t->vfail_noted[i];
+        if (writer_event(t->c->w, t->tid, "verify", d, d * t->bs,
+                         origin_source_name(t->origin, i)) == 0)
+            t->vfail_noted[i] = n[i];
+    }
+}
+
 /* Queue a save of the counters if they moved since the last one. */
 static void counters_save(struct tmpl *t)
 {
     struct index_counters c;
+    verify_events_save(t);
     stats_to_counters(t, &c);
     if (memcmp(&c, &t->saved, sizeof c) == 0)
         return;

@@ -482,8 +482,14 @@ void verify_note_failure(struct gen *g, int src, uint64_t blk, int retried)
              (unsigned long long)g->number, name,
              retried ? "no source left to ask: EIO"
                      : "asking another source");
-    /* The report's per-source figures (imgcache-report(8)). */
-    (void)writer_event(t->c->w, t->tid, "verify", 1, g->bs, name);
+    /* The index's "verify" event rows (the report's per-source figures,
+     * imgcache-report(8)) come from vfail at each counters save, one row
+     * per source with the failures since the last: one row per block
+     * would flood the index when a mirror serves a wrong 100 GiB image.
+     * No origin has more sources than vfail has slots (HTTP_MAX_URLS);
+     * should one, its failures keep a row each. */
+    if (src < 0 || src >= VERIFY_MAX_SOURCES)
+        (void)writer_event(t->c->w, t->tid, "verify", 1, g->bs, name);
 }
 
 /* ------------------------------------------------------------ copies */

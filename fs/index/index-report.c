@@ -256,6 +256,7 @@ static int events_kinds(struct index *ix, sqlite3_stmt *st,
             s->generations = cnt;
         } else if (strcmp(kind, "verify") == 0) {
             s->verify_events = cnt;
+            s->verify_blocks = blk;
         }
     }
     return rc == SQLITE_DONE ? 0 : ix_db_fail(ix, "events sum");
@@ -298,9 +299,9 @@ static int events_verify(struct index *ix, int64_t tid,
                          struct index_event_sum *s)
 {
     sqlite3_stmt *st = ix_prepare(
-        ix, "SELECT coalesce(detail, '?'), count(*) FROM events WHERE "
+        ix, "SELECT coalesce(detail, '?'), sum(blocks) FROM events WHERE "
             RP_WINDOW " AND kind = 'verify' GROUP BY detail"
-            " ORDER BY count(*) DESC LIMIT 8");
+            " ORDER BY sum(blocks) DESC LIMIT 8");
     int rc;
 
     if (st == NULL)

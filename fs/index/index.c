@@ -156,6 +156,25 @@ static int counters_sql_build(struct index *ix)
     return gl < gz && pl < pz ? 0 : -EIO; /* the buffers are sized for it */
 }
 
+/* Every table of schema_sql: an index carrying our version without one of
+ * them was tampered with (an sqlite3 shell's DROP TABLE), and would open
+ * only to fail at the first statement that needs it, perhaps hours later.
+ * No table is added to an existing file (only columns, added_cols), so
+ * every one is required of a file of either version. */
+static const char *const required_tables[] = {"meta", "templates", "blocks",
+                                              "pins", "events", "counters"};
+
+/* The statements prepared per call (index_pins_*); prepare_all compiles
+ * them once at open to find a table without their columns. */
+#define PINS_INSERT_SQL                                                   \
+    "INSERT INTO pins (tid, start, len, source, class)"                  \
+    " VALUES (?1, ?2, ?3, ?5, ?4)"
+#define PINS_LOAD_V1_SQL                                                  \
+    "SELECT start, len, 'boot', source FROM pins WHERE tid = ?1 ORDER BY start"
+#define PINS_LOAD_SQL                                                     \
+    "SELECT start, len, class, source FROM pins WHERE tid = ?1"          \
+    " ORDER BY class, start"
+
 /* Created in one transaction so a crash never leaves half a schema (which
  * would later look like a foreign database). */
 static const char schema_sql[] =
@@ -379,13 +398,22 @@ static int check_schema(struct index *ix, int *empty, char *why,
         return open_fail(ix, rc, "reading schema version", why, whylen);
     if (strcmp(res, "1") == 0) {
         ix->version = 1; /* before pin classes: migrate_v1() */
-        return 0;
-    }
-    if (strcmp(res, IX_VERSION) != 0) {
+    } else if (strcmp(res, IX_VERSION) == 0) {
+        ix->version = INDEX_SCHEMA_VERSION;
+    } else {
         snprintf(why, whylen, "unknown schema version %s", res);
         return IX_UNUSABLE;
     }
-    ix->version = INDEX_SCHEMA_VERSION;
+    for (size_t i = 0;
+         i < sizeof required_tables / sizeof required_tables[0]; i++) {
+        int r = has_column(ix, required_tables[i], NULL);
+        if (r < 0)
+            return r;
+        if (r == 0) {
+            snprintf(why, whylen, "schema: no table %s", required_tables[i]);
+            return IX_UNUSABLE;
+        }
+    }
     return 0;
 }
 
@@ -536,10 +564,28 @@ static int create_schema(struct index *ix)
     return ret;
 }
 
+/* Compile sql and throw it away: 0, or prepare_all's verdict. */
+static int compiles(struct index *ix, const char *sql, char *why,
+                    size_t whylen)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(ix->db, sql, -1, &st, NULL);
+    sqlite3_finalize(st);
+    if (rc == SQLITE_OK)
+        return 0;
+    if ((rc & 0xff) == SQLITE_ERROR) {
+        snprintf(why, whylen, "schema: %s", sqlite3_errmsg(ix->db));
+        return IX_UNUSABLE;
+    }
+    return open_fail(ix, rc, "prepare", why, whylen);
+}
+
 /* A statement that does not compile against a database carrying our
  * schema version means the schema was tampered with (SQLITE_ERROR: no such
- * table/column): unusable.  Other failures are environmental. */
-static int prepare_all(struct index *ix, char *why, size_t whylen)
+ * table/column): unusable.  Other failures are environmental.  rw: also
+ * the writes prepared per call (a read-only open of an older file lacks
+ * columns only a read-write open adds). */
+static int prepare_all(struct index *ix, int rw, char *why, size_t whylen)
 {
     for (int i = 0; i < ST_COUNT; i++) {
         const char *sql = stmt_sql[i];
@@ -558,7 +604,15 @@ static int prepare_all(struct index *ix, char *why, size_t whylen)
         }
         return open_fail(ix, rc, "prepare", why, whylen);
     }
-    return 0;
+    int ret = compiles(ix, ix->counters_get_sql, why, whylen);
+    if (ret == 0)
+        ret = compiles(ix, ix->version == 1 ? PINS_LOAD_V1_SQL : PINS_LOAD_SQL,
+                       why, whylen);
+    if (ret == 0 && rw)
+        ret = compiles(ix, ix->counters_put_sql, why, whylen);
+    if (ret == 0 && rw)
+        ret = compiles(ix, PINS_INSERT_SQL, why, whylen);
+    return ret;
 }
 
 /* sqlite3_open_v2 reports the OS error of a failed open; pass it up when
@@ -632,7 +686,7 @@ static int open_rw(struct index *ix, const char *path, int again, char *why,
     if (ret == 0)
         ret = added_columns(ix, 1);
     if (ret == 0)
-        ret = prepare_all(ix, why, whylen);
+        ret = prepare_all(ix, 1, why, whylen);
     return ret;
 }
 
@@ -810,7 +864,7 @@ int index_open_ro(const char *cache_dir, struct index **out)
     if (rc == 0)
         rc = added_columns(ix, 0);
     if (rc == 0)
-        rc = prepare_all(ix, why, sizeof why);
+        rc = prepare_all(ix, 0, why, sizeof why);
     if (rc == IX_UNUSABLE) {
         log_err("index: %s is unreadable (%s)", path, why);
         rc = -EIO;
@@ -1222,10 +1276,8 @@ static int pins_insert(struct index *ix, int64_t tid,
                        const struct class_range *r, size_t n)
 {
     sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(ix->db,
-                           "INSERT INTO pins (tid, start, len, source, class)"
-                           " VALUES (?1, ?2, ?3, ?5, ?4)",
-                           -1, &st, NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v2(ix->db, PINS_INSERT_SQL, -1, &st, NULL) !=
+        SQLITE_OK)
         return ix_db_fail(ix, "pins insert");
     int ret = 0;
     for (size_t i = 0; i < n && ret == 0; i++) {
@@ -1268,11 +1320,8 @@ int index_pins_load(struct index *ix, int64_t tid, struct class_range **out,
     *out = NULL;
     *n = 0;
     if (sqlite3_prepare_v2(ix->db,
-                           ix->version == 1
-                               ? "SELECT start, len, 'boot', source FROM pins"
-                                 " WHERE tid = ?1 ORDER BY start"
-                               : "SELECT start, len, class, source FROM pins"
-                                 " WHERE tid = ?1 ORDER BY class, start",
+                           ix->version == 1 ? PINS_LOAD_V1_SQL
+                                            : PINS_LOAD_SQL,
                            -1, &st, NULL) != SQLITE_OK ||
         ix_bind_i64(st, 1, tid)) {
         sqlite3_finalize(st);
