@@ -33,8 +33,10 @@
  *
  * Healing: a block that fails on every source has the manifest fetched
  * again (verify_refresh: conditional, If-None-Match or the file's
- * validator; at most once per VERIFY_REFRESH_MS per template, by the
- * reader's deadline) and, when a newer one came, fetched and checked
+ * validator, kept with the stored copy as its user.imgcache.validator
+ * xattr, set before the rename, so that a restart asks conditionally too;
+ * at most once per VERIFY_REFRESH_MS per template, by the reader's
+ * deadline) and, when a newer one came, fetched and checked
  * against that.  The fresh manifest replaces the generation's (gen.mf) for
  * the fills that start after; a fill keeps the reference it started with
  * (struct vmf), so nothing it reads is unmapped under it.  An origin that

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -153,6 +154,19 @@ static struct vmf *vmf_new(const struct gen *g, struct manifest *m,
     return v;
 }
 
+/* The origin's validator of a stored manifest, on the file itself: set
+ * before the rename, so the name never holds a manifest with another's
+ * validator (a sidecar file could be left behind by a crash). */
+#define VALIDATOR_XATTR "user.imgcache.validator"
+
+/* The stored validator of the manifest at path into out ("" when none:
+ * the refresh is unconditional). */
+static void stored_validator(const char *path, char *out, size_t len)
+{
+    ssize_t n = getxattr(path, VALIDATOR_XATTR, out, len - 1);
+    out[n > 0 ? n : 0] = '\0';
+}
+
 /* Fetch the manifest to path via path.tmp: opened and checked there, then
  * renamed (a crash leaves no half manifest under the real name, and a
  * manifest already mapped from path keeps its bytes: never truncated in
@@ -204,6 +218,13 @@ static int fetch_manifest(struct gen *g, const char *path, uint64_t deadline,
         if (futimens(fd, ts) < 0)
             r = -errno; /* a restart would believe our fetch's time */
     }
+    /* Without it (a filesystem with no user xattrs) the first refresh
+     * after a restart asks unconditionally: one GET more, nothing wrong. */
+    if (r >= 0 && meta->validator[0] != '\0' &&
+        fsetxattr(fd, VALIDATOR_XATTR, meta->validator,
+                  strlen(meta->validator), 0) < 0)
+        log_debug("template %s: cannot keep the validator of manifest %s: "
+                  "%s", t->name, shown, strerror(errno));
     close(fd);
     int rc = r < 0 ? (int)r : 0;
     if (r == -ENOENT) {
@@ -265,18 +286,20 @@ static struct vmf *find_manifest(struct gen *g, uint64_t deadline)
             manifest_close(m);
             return NULL; /* fetched for this generation already */
         }
-        /* Its validator is not kept: a refresh asks unconditionally.  Its
-         * mtime is the origin's (0: unknown), see fetch_manifest. */
+        /* Its mtime and validator are the origin's (0, "": unknown), see
+         * fetch_manifest: a refresh asks conditionally after a restart. */
         if (stat(path, &sb) == 0 && sb.st_mtim.tv_sec > 0)
             meta.mtime_ns = (int64_t)sb.st_mtim.tv_sec * 1000000000 +
                             sb.st_mtim.tv_nsec;
+        stored_validator(path, meta.validator, sizeof meta.validator);
         if (!manifest_bound(g, m, 0)) {
             /* Stored before the origin had this version's (a restart
              * since): ask again.  A fetch that fails keeps the stored one
              * for checking; an origin that has none now, or one that is
              * not g's, is believed: the stored one goes (kept, it would
-             * fail every block it does not describe, for good). */
-            struct origin_fetched fm = {0};
+             * fail every block it does not describe, for good).  Asked
+             * conditionally: an unchanged one (-EALREADY) is kept. */
+            struct origin_fetched fm = meta;
             int r = fetch_manifest(g, path, deadline, &fm, &f);
             if (r == 0) {
                 manifest_close(m);
