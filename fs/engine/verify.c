@@ -268,6 +268,15 @@ static int fetch_manifest(struct gen *g, const char *path, uint64_t deadline,
     return rc;
 }
 
+/* What g's stored manifest takes on disk now, for evict.c. */
+static void account_manifest(struct gen *g)
+{
+    __atomic_store_n(&g->mf_bytes,
+                     store_manifest_bytes(cache_conf(g->t->c)->cache_dir,
+                                          g->t->name, g->number),
+                     __ATOMIC_RELAXED);
+}
+
 /* The stored manifest of g, or the fetched one. */
 static struct vmf *find_manifest(struct gen *g, uint64_t deadline)
 {
@@ -348,6 +357,7 @@ void verify_settle(struct gen *g, uint64_t deadline)
     uint64_t lim = mono_ms() + __atomic_load_n(&g->t->timeout_ms,
                                                __ATOMIC_RELAXED);
     struct vmf *v = find_manifest(g, lim > deadline ? lim : deadline);
+    account_manifest(g);
     pthread_mutex_lock(&g->lock);
     g->mf = v;
     __atomic_store_n(&g->mf_state, MF_SETTLED, __ATOMIC_RELEASE);
@@ -430,8 +440,13 @@ int verify_refresh(struct gen *g, struct vmf *old, uint64_t deadline,
              (unsigned long long)g->number);
     int r = fetch_manifest(g, path, deadline, &meta, &v);
     /* The origin has no manifest of g now: the generation's goes, or it
-     * would fail every block it does not describe until a restart. */
+     * would fail every block it does not describe until a restart; our
+     * copy too (a mapping of it keeps its bytes), or a restart would take
+     * it up again. */
     int gone = r == -ENOENT || r == -EBADMSG;
+    if (gone)
+        unlink(path);
+    account_manifest(g);
     pthread_mutex_lock(&g->lock);
     struct vmf *drop = NULL;
     if (v != NULL || gone) {
@@ -448,9 +463,6 @@ int verify_refresh(struct gen *g, struct vmf *old, uint64_t deadline,
     if (drop != NULL)
         vmf_free(drop);
     if (gone) {
-        /* Our copy too (a mapping of it keeps its bytes): a restart would
-         * otherwise take it up again. */
-        unlink(path);
         log_info("template %s: the origin has %s; generation %llu is "
                  "served without a manifest from now on", t->name,
                  r == -ENOENT ? "no manifest now"
