@@ -62,7 +62,9 @@ void evict_unreserve(struct gen *g, uint64_t need);
  * weakest tier first, LRU first within one.  Returns the bytes freed. */
 uint64_t evict_from_gen(struct gen *g, uint64_t bytes, int cls);
 
-/* Bytes of cached data over all templates' current generations, and the
+/* Bytes of cached data over all templates' current and previous
+ * generations, their stored manifests included (gen.mf_bytes: they count
+ * under cache_max and each template's quota like its blocks), and the
  * room fills have reserved (any generation). */
 uint64_t evict_cache_used(struct cache *c);
 

@@ -39,5 +39,8 @@ void store_unlink_others(const char *cache_dir, const char *name,
 int store_punch(int fd, uint64_t off, uint64_t len);
 /* Bytes of disk the file occupies (st_blocks * 512), or -errno. */
 int64_t store_allocated(int fd);
+/* The same of a generation's stored manifest; 0 when it has none. */
+uint64_t store_manifest_bytes(const char *cache_dir, const char *name,
+                              uint64_t gen);
 
 #endif

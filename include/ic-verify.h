@@ -33,11 +33,19 @@
  *
  * Healing: a block that fails on every source has the manifest fetched
  * again (verify_refresh: conditional, If-None-Match or the file's
- * validator; at most once per VERIFY_REFRESH_MS per template, by the
- * reader's deadline) and, when a newer one came, fetched and checked
+ * validator, kept with the stored copy as its user.imgcache.validator
+ * xattr, set before the rename, so that a restart asks conditionally too;
+ * at most once per VERIFY_REFRESH_MS per template, by the reader's
+ * deadline) and, when a newer one came, fetched and checked
  * against that.  The fresh manifest replaces the generation's (gen.mf) for
  * the fills that start after; a fill keeps the reference it started with
- * (struct vmf), so nothing it reads is unmapped under it.
+ * (struct vmf), so nothing it reads is unmapped under it.  An origin that
+ * answers it has no manifest (ENOENT, 404, 410), or one refused or not of
+ * the generation's size, is believed: gen.mf becomes NULL (fills after
+ * it check nothing; those holding a reference keep it) and the stored
+ * copy is removed.  So is a stored one not bound to the generation that
+ * a restart asks for again (a transient failure keeps it, for checking
+ * only).
  *
  * Locking: verify_settle waits on gen.filled under gen.lock (bounded by
  * the caller's deadline) and fetches with no lock held; so does
@@ -90,9 +98,13 @@ static inline void vmf_release(struct vmf *v)
     }
 }
 /* A manifest newer than old for g: the one another fill fetched since,
- * or the one fetched now (see Healing); a reference, or NULL when none
- * came (old is left to the caller either way). */
-struct vmf *verify_refresh(struct gen *g, struct vmf *old, uint64_t deadline);
+ * or the one fetched now (see Healing).  0 with *fresh a reference to
+ * it; -ENOENT when g has none any more (the origin answered that it has
+ * none, or one that is not g's: gen.mf was dropped, the stored copy
+ * removed); -EAGAIN when none came (too soon, unchanged, unreachable, the
+ * deadline).  old stays the caller's reference to put either way. */
+int verify_refresh(struct gen *g, struct vmf *old, uint64_t deadline,
+                   struct vmf **fresh);
 
 /* Whether block blk is known to be all zeros (only where v may spare). */
 int verify_zero(const struct gen *g, const struct vmf *v, uint64_t blk);

@@ -19,7 +19,9 @@
 #include "ic-engine.h"
 #include "ic-evict.h"
 #include "ic-log.h"
+#include "ic-manifest.h"
 #include "ic-pin.h"
+#include "ic-store.h"
 
 #include "ck-tmpdir.h"
 
@@ -438,6 +440,86 @@ START_TEST(test_run_split_by_class)
 }
 END_TEST
 
+/* "a.img" of 8 blocks with its manifest (4K blocks: 352 bytes, a page or
+ * two on disk with its validator xattr) beside it at the origin, written
+ * first unless again (a restart: the same version). */
+static void start_with_manifest(struct ck_engine *e, const char *global,
+                                const char *extra, int again)
+{
+    char path[PATH_MAX], mpath[PATH_MAX + 32], err[256] = "";
+    snprintf(path, sizeof path, "%s/origin/a.img", tmpdir);
+    if (!again) {
+        ck_origin_write("a.img", 8 * CK_BS, 1, path, sizeof path);
+        snprintf(mpath, sizeof mpath, "%s" MANIFEST_SUFFIX, path);
+        int fd = open(path, O_RDONLY);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_msg(manifest_build(fd, CK_BS, 1, mpath, err,
+                                     sizeof err) == 0, "manifest: %s", err);
+        close(fd);
+    }
+    ck_engine_start(e, global, "[template a.img]\norigin = %s\n%s\n", path,
+                    extra);
+}
+
+/* Disk the stored manifest of g takes (asserted there). */
+static uint64_t stored_manifest(struct ck_engine *e, struct gen *g)
+{
+    char p[PATH_MAX];
+    struct stat st;
+    ck_assert_int_eq(store_manifest_path(p, sizeof p, e->cache_dir, "a.img",
+                                         g->number), 0);
+    ck_assert_msg(stat(p, &st) == 0, "no stored manifest %s", p);
+    ck_assert_int_gt(st.st_blocks, 0);
+    return (uint64_t)st.st_blocks * 512;
+}
+
+/* A stored manifest takes disk like blocks: evict_cache_used counts it,
+ * so cache_max 16K does not hold four blocks beside it (without it, they
+ * fit exactly: nothing would be evicted); a restart counts the stored one
+ * before any read. */
+START_TEST(test_manifest_cache_max)
+{
+    struct ck_engine e;
+    start_with_manifest(&e, "readahead = 0\ncache_max = 16K\n", "", 0);
+    struct gen *g = ck_gen(&e, "a.img");
+    ck_read_blk(g, 0, 1);
+    uint64_t mf = stored_manifest(&e, g);
+    ck_assert_uint_eq(evict_cache_used(e.c), CK_BS + mf);
+    for (uint64_t b = 1; b < 4; b++)
+        ck_read_blk(g, b, 1);
+    ck_assert(ck_cached(g, 3));
+    ck_assert_uint_gt(ck_stat(&g->t->st.evictions), 0);
+    uint64_t used = g->bm.present_bytes + mf;
+    ck_assert_uint_eq(evict_cache_used(e.c), used);
+    ck_assert_uint_le(used, 16 * 1024);
+    cache_gen_put(g);
+    ck_engine_stop(&e);
+    start_with_manifest(&e, "readahead = 0\ncache_max = 16K\n", "", 1);
+    g = ck_gen(&e, "a.img");
+    ck_assert_uint_eq(stored_manifest(&e, g), mf);
+    ck_assert_uint_eq(evict_cache_used(e.c), used);
+    cache_gen_put(g);
+    ck_engine_stop(&e);
+}
+END_TEST
+
+/* The same under a template's quota: 8K does not hold two blocks beside
+ * the manifest. */
+START_TEST(test_manifest_quota)
+{
+    struct ck_engine e;
+    start_with_manifest(&e, NULL, "quota = 8K", 0);
+    struct gen *g = ck_gen(&e, "a.img");
+    ck_read_blk(g, 0, 1);
+    ck_read_blk(g, 1, 1);
+    uint64_t mf = stored_manifest(&e, g);
+    ck_assert(!(ck_cached(g, 0) && ck_cached(g, 1)));
+    ck_assert_uint_le(g->bm.present_bytes + mf, 8 * 1024);
+    cache_gen_put(g);
+    ck_engine_stop(&e);
+}
+END_TEST
+
 static Suite *evict_suite(void)
 {
     const TTest *tests[] = {test_quota_lru,        test_pinned_not_chosen,
@@ -445,7 +527,8 @@ static Suite *evict_suite(void)
                             test_reserve_quota,    test_reserve_cache_max,
                             test_from_gen,         test_min_free,
                             test_class_tiers,      test_class_no_reverse,
-                            test_class_global,     test_run_split_by_class};
+                            test_class_global,     test_run_split_by_class,
+                            test_manifest_cache_max, test_manifest_quota};
     return ck_suite("evict", tests, CK_NTESTS(tests), setup, teardown, 60);
 }
 

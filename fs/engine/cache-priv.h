@@ -124,6 +124,11 @@ struct gen {
     int mf_state;
     int mf_refreshing;
     struct vmf *mf;
+    /* Disk its stored manifest takes (atomic; 0: none): counted with its
+     * blocks under the quota and cache_max (evict.c).  Set when the
+     * generation is made (a copy stored by an earlier run) and whenever
+     * verify.c stores or removes one. */
+    uint64_t mf_bytes;
     /* Pre-warm and readahead fills in progress, each with the blocks it
      * claimed (read.c, lock): a demand reader that waits for one of those
      * blocks raises that fill's urgent flag, so that its origin request
@@ -306,7 +311,8 @@ int cache_validator_refused(struct tmpl *t, const char *validator);
  * and, once nothing references it, its data file.  Its bytes, 0 when
  * there was none.  No engine lock held. */
 uint64_t cache_drop_prev(struct tmpl *t);
-/* Bytes of t's previous generation's present blocks (0: none). */
+/* Bytes of t's previous generation's present blocks and stored manifest
+ * (0: none); cache_drop_prev's count them the same way. */
 uint64_t cache_prev_bytes(struct tmpl *t);
 /* A reference to generation `number` of the template whose index row is
  * tid, if it is that template's current or previous one; else NULL. */

@@ -69,6 +69,8 @@ struct gen *cache_gen_new(struct tmpl *t, uint64_t number,
         return NULL;
     }
     g->fd = fd;
+    g->mf_bytes = store_manifest_bytes(cache_conf(t->c)->cache_dir, t->name,
+                                       number);
     g->dfd = open_direct_fd(t, number);
     g->direct_reads = g->dfd >= 0 && cache_conf(t->c)->data_direct_io;
     pthread_mutex_init(&g->lock, NULL);
@@ -504,7 +506,8 @@ uint64_t cache_drop_prev(struct tmpl *t)
     pthread_mutex_unlock(&t->lock);
     if (p == NULL)
         return 0;
-    uint64_t bytes = cache_gen_cached_bytes(p);
+    uint64_t bytes = cache_gen_cached_bytes(p) +
+                     __atomic_load_n(&p->mf_bytes, __ATOMIC_RELAXED);
     log_info("template %s: dropping generation %llu (%llu bytes), kept for "
              "delta fills: its room is needed", t->name,
              (unsigned long long)p->number, (unsigned long long)bytes);
@@ -523,7 +526,8 @@ uint64_t cache_prev_bytes(struct tmpl *t)
     pthread_mutex_unlock(&t->lock);
     if (p == NULL)
         return 0;
-    uint64_t bytes = cache_gen_cached_bytes(p);
+    uint64_t bytes = cache_gen_cached_bytes(p) +
+                     __atomic_load_n(&p->mf_bytes, __ATOMIC_RELAXED);
     cache_gen_put(p);
     return bytes;
 }

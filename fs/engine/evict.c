@@ -275,11 +275,13 @@ uint64_t evict_from_gen(struct gen *g, uint64_t bytes, int cls)
     return evict_tiers(g, bytes, bytes, self_tier_max(cls));
 }
 
-/* Disk the generation's blocks take, a short last block a whole 4K page
- * (gen.lock held). */
+/* Disk the generation's blocks take, a short last block a whole 4K page,
+ * and its stored manifest (a 100 GiB template's is ~50 MB; it cannot be
+ * evicted, but it takes room like the blocks) (gen.lock held). */
 static uint64_t used_locked(struct gen *g)
 {
-    uint64_t u = g->bm.present_bytes;
+    uint64_t u = g->bm.present_bytes +
+                 __atomic_load_n(&g->mf_bytes, __ATOMIC_RELAXED);
     uint64_t nb = g->bm.nblocks;
     uint32_t tail = nb ? block_len(nb - 1, g->info.size, g->bs) : 0;
     const struct blk *t = nb ? &g->bm.v[nb - 1] : NULL;

@@ -771,9 +771,10 @@ static int fill_checked(struct rq *rq, const struct run *run, int may_refresh)
     }
     /* Published with the hashes they were checked against: now a newer
      * manifest may replace rq->mf for the rest. */
-    struct vmf *fresh = may_refresh ? verify_refresh(g, rq->mf, rq->deadline)
-                                    : NULL;
-    if (fresh != NULL) {
+    struct vmf *fresh = NULL;
+    int rr = may_refresh ? verify_refresh(g, rq->mf, rq->deadline, &fresh)
+                         : -EAGAIN;
+    if (rr == 0 || rr == -ENOENT) { /* -ENOENT: withdrawn, rq->mf NULL */
         verify_put(g, rq->mf);
         rq->mf = fresh;
     }
@@ -785,8 +786,9 @@ static int fill_checked(struct rq *rq, const struct run *run, int may_refresh)
         struct run part = {run->start + i, j - i};
         if (!bad[i])
             continue;
-        int e = fresh != NULL ? fill_checked(rq, &part, 0)
-                              : fill_failed(rq, &part, -EIO);
+        int e = rr == 0 ? fill_checked(rq, &part, 0)
+                : rr == -ENOENT ? fill_plain(rq, &part)
+                                : fill_failed(rq, &part, -EIO);
         err = e < 0 && err == 0 ? e : err;
     }
     return err;
@@ -850,9 +852,11 @@ static int fill_with_manifest(struct rq *rq, const struct run *run)
         struct run part = {run->start + i, j - i};
         /* A readahead does not wait on a manifest refetch (as it does not
          * settle one, gen_manifest): its reader will. */
-        int r = need[i] ? fill_checked(rq, &part,
-                                       rq->oreq.cls != FETCH_READAHEAD)
-                        : 0;
+        /* rq->mf is NULL once a refresh found the manifest withdrawn. */
+        int r = !need[i] ? 0
+                : rq->mf == NULL ? fill_plain(rq, &part)
+                                 : fill_checked(rq, &part,
+                                                rq->oreq.cls != FETCH_READAHEAD);
         if (r < 0 && err == 0)
             err = r;
         if (r < 0) /* give back what this run has not filled */

@@ -162,3 +162,14 @@ int64_t store_allocated(int fd)
         return -errno;
     return (int64_t)st.st_blocks * 512;
 }
+
+uint64_t store_manifest_bytes(const char *cache_dir, const char *name,
+                              uint64_t gen)
+{
+    char path[PATH_MAX];
+    struct stat st;
+    if (store_manifest_path(path, sizeof path, cache_dir, name, gen) < 0 ||
+        lstat(path, &st) < 0 || !S_ISREG(st.st_mode))
+        return 0;
+    return (uint64_t)st.st_blocks * 512;
+}

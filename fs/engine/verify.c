@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -153,19 +154,37 @@ static struct vmf *vmf_new(const struct gen *g, struct manifest *m,
     return v;
 }
 
+/* The origin's validator of a stored manifest, on the file itself: set
+ * before the rename, so the name never holds a manifest with another's
+ * validator (a sidecar file could be left behind by a crash). */
+#define VALIDATOR_XATTR "user.imgcache.validator"
+
+/* The stored validator of the manifest at path into out ("" when none:
+ * the refresh is unconditional). */
+static void stored_validator(const char *path, char *out, size_t len)
+{
+    ssize_t n = getxattr(path, VALIDATOR_XATTR, out, len - 1);
+    out[n > 0 ? n : 0] = '\0';
+}
+
 /* Fetch the manifest to path via path.tmp: opened and checked there, then
  * renamed (a crash leaves no half manifest under the real name, and a
  * manifest already mapped from path keeps its bytes: never truncated in
  * place).  meta: in, a validator for a conditional fetch ("" none); out,
- * the new one's.  NULL when none, unchanged (-EALREADY) or unfit. */
-static struct vmf *fetch_manifest(struct gen *g, const char *path,
-                                  uint64_t deadline,
-                                  struct origin_fetched *meta)
+ * the new one's.  0 with *out a reference to the new manifest; -ENOENT
+ * when the origin has none, -EBADMSG when the one it has is refused or
+ * does not fit g (both the origin's answer: what it publishes now is no
+ * manifest of g); -EALREADY when it is unchanged (meta's validator);
+ * another -errno when it could not be fetched or stored (a timeout, 5xx,
+ * EIO, ENOSPC: nothing known of the origin's manifest). */
+static int fetch_manifest(struct gen *g, const char *path, uint64_t deadline,
+                          struct origin_fetched *meta, struct vmf **out)
 {
     struct tmpl *t = g->t;
+    *out = NULL;
     char *loc = manifest_location(t);
     if (loc == NULL)
-        return NULL;
+        return -ENOMEM; /* manifest = none never comes here */
     char shown[1024], why[256] = "", tmp[PATH_MAX];
     if (conf_origin_is_http(loc))
         url_mask(loc, shown, sizeof shown);
@@ -178,10 +197,11 @@ static struct vmf *fetch_manifest(struct gen *g, const char *path,
                                  O_CLOEXEC, 0600)
                  : -1;
     if (fd < 0) {
+        int e = n > 0 && (size_t)n < sizeof tmp ? errno : ENAMETOOLONG;
         log_warn("template %s: cannot store manifest %s: %s", t->name, shown,
-                 strerror(errno));
+                 strerror(e));
         free(loc);
-        return NULL;
+        return -e;
     }
     int64_t r = origin_fetch(loc, &t->net, fd, manifest_max(g->info.size),
                              deadline, meta, why, sizeof why);
@@ -198,8 +218,15 @@ static struct vmf *fetch_manifest(struct gen *g, const char *path,
         if (futimens(fd, ts) < 0)
             r = -errno; /* a restart would believe our fetch's time */
     }
+    /* Without it (a filesystem with no user xattrs) the first refresh
+     * after a restart asks unconditionally: one GET more, nothing wrong. */
+    if (r >= 0 && meta->validator[0] != '\0' &&
+        fsetxattr(fd, VALIDATOR_XATTR, meta->validator,
+                  strlen(meta->validator), 0) < 0)
+        log_debug("template %s: cannot keep the validator of manifest %s: "
+                  "%s", t->name, shown, strerror(errno));
     close(fd);
-    struct vmf *v = NULL;
+    int rc = r < 0 ? (int)r : 0;
     if (r == -ENOENT) {
         log_debug("template %s: no manifest at %s", t->name, shown);
     } else if (r == -EALREADY) {
@@ -209,17 +236,22 @@ static struct vmf *fetch_manifest(struct gen *g, const char *path,
                  "generation %llu", t->name, shown,
                  why[0] ? why : strerror((int)-r),
                  (unsigned long long)g->number);
+        if (r == -EFBIG)
+            rc = -EBADMSG; /* no manifest of g's size can be that long */
     } else {
         char err[256];
         int o = manifest_open(tmp, &m, err, sizeof err);
         if (o < 0) {
             log_warn("template %s: manifest %s refused: %s; the template "
                      "is served without it", t->name, shown, err);
+            rc = o == -EINVAL ? -EBADMSG : o;
         } else if (!manifest_fits(g, m, shown)) {
             manifest_close(m);
+            rc = -EBADMSG;
         } else if (rename(tmp, path) < 0) {
+            rc = -errno;
             log_warn("template %s: cannot store manifest %s: %s", t->name,
-                     shown, strerror(errno));
+                     shown, strerror(-rc));
             manifest_close(m);
         } else {
             log_info("template %s: generation %llu verified against "
@@ -227,12 +259,22 @@ static struct vmf *fetch_manifest(struct gen *g, const char *path,
                      (unsigned long long)g->number, shown,
                      (unsigned long long)manifest_nblocks(m),
                      manifest_block_size(m));
-            v = vmf_new(g, m, meta, shown);
+            *out = vmf_new(g, m, meta, shown);
+            rc = *out != NULL ? 0 : -ENOMEM;
         }
     }
     unlink(tmp);
     free(loc);
-    return v;
+    return rc;
+}
+
+/* What g's stored manifest takes on disk now, for evict.c. */
+static void account_manifest(struct gen *g)
+{
+    __atomic_store_n(&g->mf_bytes,
+                     store_manifest_bytes(cache_conf(g->t->c)->cache_dir,
+                                          g->t->name, g->number),
+                     __ATOMIC_RELAXED);
 }
 
 /* The stored manifest of g, or the fetched one. */
@@ -246,26 +288,44 @@ static struct vmf *find_manifest(struct gen *g, uint64_t deadline)
                             t->name, g->number) < 0)
         return NULL;
     struct manifest *m = NULL;
+    struct vmf *f = NULL;
     struct stat sb;
     if (manifest_open(path, &m, err, sizeof err) == 0) {
         if (!manifest_fits(g, m, path)) {
             manifest_close(m);
             return NULL; /* fetched for this generation already */
         }
-        /* Its validator is not kept: a refresh asks unconditionally.  Its
-         * mtime is the origin's (0: unknown), see fetch_manifest. */
+        /* Its mtime and validator are the origin's (0, "": unknown), see
+         * fetch_manifest: a refresh asks conditionally after a restart. */
         if (stat(path, &sb) == 0 && sb.st_mtim.tv_sec > 0)
             meta.mtime_ns = (int64_t)sb.st_mtim.tv_sec * 1000000000 +
                             sb.st_mtim.tv_nsec;
+        stored_validator(path, meta.validator, sizeof meta.validator);
         if (!manifest_bound(g, m, 0)) {
             /* Stored before the origin had this version's (a restart
              * since): ask again.  A fetch that fails keeps the stored one
-             * for checking; an origin with none now has none. */
-            struct origin_fetched fm = {0};
-            struct vmf *f = fetch_manifest(g, path, deadline, &fm);
-            if (f != NULL) {
+             * for checking; an origin that has none now, or one that is
+             * not g's, is believed: the stored one goes (kept, it would
+             * fail every block it does not describe, for good).  Asked
+             * conditionally: an unchanged one (-EALREADY) is kept. */
+            struct origin_fetched fm = meta;
+            int r = fetch_manifest(g, path, deadline, &fm, &f);
+            if (r == 0) {
                 manifest_close(m);
                 return f;
+            }
+            if (r == -ENOENT || r == -EBADMSG) {
+                log_info("template %s: generation %llu: the origin has %s; "
+                         "removing the stored manifest %s, not bound to "
+                         "this version, and serving the generation "
+                         "without one", t->name,
+                         (unsigned long long)g->number,
+                         r == -ENOENT ? "no manifest now"
+                                      : "no usable manifest of it now",
+                         path);
+                manifest_close(m);
+                unlink(path);
+                return NULL;
             }
         }
         return vmf_new(g, m, &meta, path);
@@ -275,7 +335,8 @@ static struct vmf *find_manifest(struct gen *g, uint64_t deadline)
                  "it again", t->name, path, err);
         unlink(path);
     }
-    return fetch_manifest(g, path, deadline, &meta);
+    (void)fetch_manifest(g, path, deadline, &meta, &f);
+    return f;
 }
 
 void verify_settle(struct gen *g, uint64_t deadline)
@@ -296,6 +357,7 @@ void verify_settle(struct gen *g, uint64_t deadline)
     uint64_t lim = mono_ms() + __atomic_load_n(&g->t->timeout_ms,
                                                __ATOMIC_RELAXED);
     struct vmf *v = find_manifest(g, lim > deadline ? lim : deadline);
+    account_manifest(g);
     pthread_mutex_lock(&g->lock);
     g->mf = v;
     __atomic_store_n(&g->mf_state, MF_SETTLED, __ATOMIC_RELEASE);
@@ -334,25 +396,29 @@ void verify_put(struct gen *g, struct vmf *v)
         vmf_free(v);
 }
 
-struct vmf *verify_refresh(struct gen *g, struct vmf *old, uint64_t deadline)
+int verify_refresh(struct gen *g, struct vmf *old, uint64_t deadline,
+                   struct vmf **fresh)
 {
     struct tmpl *t = g->t;
     char path[PATH_MAX];
     struct timespec ts = ms_timespec(deadline);
     struct vmf *v = NULL;
+    *fresh = NULL;
     pthread_mutex_lock(&g->lock);
     for (;;) {
-        if (g->mf != NULL && g->mf != old) { /* a fresher one came */
+        if (g->mf != old) { /* a fresher one came, or it was withdrawn */
             v = g->mf;
-            v->refs++;
+            if (v != NULL)
+                v->refs++;
             pthread_mutex_unlock(&g->lock);
-            return v;
+            *fresh = v;
+            return v != NULL ? 0 : -ENOENT;
         }
         if (!g->mf_refreshing)
             break;
         if (pthread_cond_timedwait(&g->filled, &g->lock, &ts) == ETIMEDOUT) {
             pthread_mutex_unlock(&g->lock);
-            return NULL;
+            return -EAGAIN;
         }
     }
     uint64_t now = mono_ms();
@@ -363,7 +429,7 @@ struct vmf *verify_refresh(struct gen *g, struct vmf *old, uint64_t deadline)
         store_manifest_path(path, sizeof path, cache_conf(t->c)->cache_dir,
                             t->name, g->number) < 0) {
         pthread_mutex_unlock(&g->lock);
-        return NULL;
+        return -EAGAIN;
     }
     g->mf_refreshing = 1;
     struct origin_fetched meta = old != NULL ? old->meta
@@ -372,20 +438,40 @@ struct vmf *verify_refresh(struct gen *g, struct vmf *old, uint64_t deadline)
     log_info("template %s: a block of generation %llu failed its check on "
              "every source; fetching its manifest again", t->name,
              (unsigned long long)g->number);
-    v = fetch_manifest(g, path, deadline, &meta);
+    int r = fetch_manifest(g, path, deadline, &meta, &v);
+    /* The origin has no manifest of g now: the generation's goes, or it
+     * would fail every block it does not describe until a restart; our
+     * copy too (a mapping of it keeps its bytes), or a restart would take
+     * it up again. */
+    int gone = r == -ENOENT || r == -EBADMSG;
+    if (gone)
+        unlink(path);
+    account_manifest(g);
     pthread_mutex_lock(&g->lock);
     struct vmf *drop = NULL;
-    if (v != NULL) {
+    if (v != NULL || gone) {
+        /* Only the generation's reference goes: a fill holding old (or
+         * any earlier one) keeps its own, and the last put frees it. */
         drop = vmf_unref(g->mf) ? g->mf : NULL;
         g->mf = v;
-        v->refs++; /* the generation's, and the caller's */
+        if (v != NULL)
+            v->refs++; /* the generation's, and the caller's */
     }
     g->mf_refreshing = 0;
     pthread_cond_broadcast(&g->filled);
     pthread_mutex_unlock(&g->lock);
     if (drop != NULL)
         vmf_free(drop);
-    return v;
+    if (gone) {
+        log_info("template %s: the origin has %s; generation %llu is "
+                 "served without a manifest from now on", t->name,
+                 r == -ENOENT ? "no manifest now"
+                              : "no usable manifest of it now",
+                 (unsigned long long)g->number);
+        return -ENOENT;
+    }
+    *fresh = v;
+    return v != NULL ? 0 : -EAGAIN;
 }
 
 /* ------------------------------------------------------------ checking */
