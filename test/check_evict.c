@@ -453,7 +453,7 @@ static void start_with_manifest(struct ck_engine *e, const char *global,
         snprintf(mpath, sizeof mpath, "%s" MANIFEST_SUFFIX, path);
         int fd = open(path, O_RDONLY);
         ck_assert_int_ge(fd, 0);
-        ck_assert_msg(manifest_build(fd, CK_BS, 1, mpath, err,
+        ck_assert_msg(manifest_build(fd, CK_BS, 1, mpath, NULL, err,
                                      sizeof err) == 0, "manifest: %s", err);
         close(fd);
     }
