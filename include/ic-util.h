@@ -36,4 +36,18 @@ ssize_t pwrite_full(int fd, const void *buf, size_t len, uint64_t off);
 /* Whether all len bytes are zero. */
 int buf_is_zero(const void *buf, size_t len);
 
+/* A log line that can repeat per block (a mirror serving a wrong image
+ * fails every block it sends) is said at most `burst` times per window of
+ * `window_ms`.  Zero-initialised; any thread (atomics, no lock).  Whether
+ * to log now; *dropped: the lines held back since the last window that
+ * logged, to say once (0 mostly).  Counts are approximate at the edges of
+ * a window, which only moves a line from one window to the next. */
+struct ratelimit {
+    uint64_t window;  /* mono_ms() / window_ms of the current window */
+    uint32_t n;       /* lines asked for in it */
+    uint64_t dropped; /* held back and not said yet */
+};
+int ratelimit_allow(struct ratelimit *rl, uint32_t burst, uint64_t window_ms,
+                    uint64_t *dropped);
+
 #endif

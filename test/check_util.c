@@ -86,6 +86,27 @@ START_TEST(durations)
 }
 END_TEST
 
+/* At most burst lines per window; the lines held back are handed to the
+ * first one allowed in a later window, once. */
+START_TEST(ratelimit)
+{
+    struct ratelimit rl = {0};
+    uint64_t held = 99;
+    for (int i = 0; i < 3; i++) {
+        ck_assert_int_eq(ratelimit_allow(&rl, 3, 60000, &held), 1);
+        ck_assert_uint_eq(held, 0);
+    }
+    for (int i = 0; i < 5; i++)
+        ck_assert_int_eq(ratelimit_allow(&rl, 3, 60000, &held), 0);
+    /* The next window (forced: as if a minute had passed). */
+    rl.window--;
+    ck_assert_int_eq(ratelimit_allow(&rl, 3, 60000, &held), 1);
+    ck_assert_uint_eq(held, 5);
+    ck_assert_int_eq(ratelimit_allow(&rl, 3, 60000, &held), 1);
+    ck_assert_uint_eq(held, 0);
+}
+END_TEST
+
 START_TEST(zeros)
 {
     char a[4096];
@@ -105,6 +126,7 @@ int main(void)
     tcase_add_test(tc, sizes);
     tcase_add_test(tc, durations);
     tcase_add_test(tc, zeros);
+    tcase_add_test(tc, ratelimit);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

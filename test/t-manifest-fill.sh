@@ -97,6 +97,13 @@ assert_eq "failures are counted for the corrupting source only" \
 	"$BAD/corrupt/t.img $((SIZE / BS))" "$fails"
 assert_eq "every block was verified" $((SIZE / BS)) \
 	"$(getfattr --only-values -n user.imgcache.verified_blocks "$MNT/t.img")"
+# The log says the first 8 failures per 10 s, not one line per block (a
+# mirror serving a wrong image would flood it): the counters above are
+# exact, the log only names the source.
+nlines=$(grep -c "t.img: block .* from $BAD/corrupt/t.img does not match" \
+	"$IMGCACHE_LOG")
+assert_le "the log holds back repeated failures ($((SIZE / BS)) failed)" \
+	"$nlines" 24
 
 # Both sources wrong: EIO, never a byte.
 if bounded dd if="$MNT/both.img" of="$T/both.out" bs=64K count=1 \

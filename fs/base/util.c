@@ -168,3 +168,21 @@ int buf_is_zero(const void *buf, size_t len)
     /* Compare the buffer with itself shifted by one: fast memcmp path. */
     return p[0] == 0 && memcmp(p, p + 1, len - 1) == 0;
 }
+
+int ratelimit_allow(struct ratelimit *rl, uint32_t burst, uint64_t window_ms,
+                    uint64_t *dropped)
+{
+    uint64_t w = mono_ms() / (window_ms ? window_ms : 1);
+    uint64_t cur = __atomic_load_n(&rl->window, __ATOMIC_RELAXED);
+    *dropped = 0;
+    if (cur != w && __atomic_compare_exchange_n(&rl->window, &cur, w, 0,
+                                                __ATOMIC_RELAXED,
+                                                __ATOMIC_RELAXED))
+        __atomic_store_n(&rl->n, 0, __ATOMIC_RELAXED);
+    if (__atomic_add_fetch(&rl->n, 1, __ATOMIC_RELAXED) > burst) {
+        __atomic_add_fetch(&rl->dropped, 1, __ATOMIC_RELAXED);
+        return 0;
+    }
+    *dropped = __atomic_exchange_n(&rl->dropped, 0, __ATOMIC_RELAXED);
+    return 1;
+}

@@ -78,6 +78,7 @@
 #include "ic-index.h"
 #include "ic-origin.h"
 #include "ic-pinspec.h"
+#include "ic-util.h"
 #include "ic-verify.h"
 
 struct conf_source;
@@ -216,6 +217,7 @@ struct tmpl {
     struct tmpl_stats st;
     uint64_t vfail[VERIFY_MAX_SOURCES]; /* verification failures per source
                                            (origin_source_name; atomic) */
+    struct ratelimit vfail_log; /* verify_note_failure's lines */
     uint64_t vfail_noted[VERIFY_MAX_SOURCES]; /* ... of them in "verify"
                                     events (the savers of saved, below) */
     struct index_counters saved; /* figures last queued for the index

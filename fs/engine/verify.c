@@ -563,11 +563,20 @@ void verify_note_failure(struct gen *g, int src, uint64_t blk, int retried)
     __atomic_add_fetch(&t->st.verify_failed, 1, __ATOMIC_RELAXED);
     if (src >= 0 && src < VERIFY_MAX_SOURCES)
         __atomic_add_fetch(&t->vfail[src], 1, __ATOMIC_RELAXED);
-    log_warn("template %s: block %llu of generation %llu from %s does not "
-             "match the manifest; %s", t->name, (unsigned long long)blk,
-             (unsigned long long)g->number, name,
-             retried ? "no source left to ask: EIO"
-                     : "asking another source");
+    /* Every failure is counted (above: the report, the xattrs); the log
+     * says the first few per 10 s and how many it held back. */
+    uint64_t held;
+    if (ratelimit_allow(&t->vfail_log, 8, 10000, &held)) {
+        char more[80] = "";
+        if (held)
+            snprintf(more, sizeof more, " (and %llu failures before it not "
+                     "logged)", (unsigned long long)held);
+        log_warn("template %s: block %llu of generation %llu from %s does "
+                 "not match the manifest; %s%s", t->name,
+                 (unsigned long long)blk, (unsigned long long)g->number,
+                 name, retried ? "no source left to ask: EIO"
+                               : "asking another source", more);
+    }
     /* The index's "verify" event rows (the report's per-source figures,
      * imgcache-report(8)) come from vfail at each counters save, one row
      * per source with the failures since the last: one row per block
@@ -656,14 +665,11 @@ int verify_copy_local(struct gen *g, const struct vmf *v, uint64_t blk,
     int n = index_sha_find(c->lookup_ix, want, cand, 4);
     pthread_mutex_unlock(&c->lookup_lock);
     if (n < 0) {
-        /* The block is fetched instead: said, at most every 10 s (an
-         * sqlite3 shell holding the index would say it per block). */
-        static uint64_t said;
-        uint64_t now = mono_ms(), last = __atomic_load_n(&said,
-                                                         __ATOMIC_RELAXED);
-        if ((last == 0 || now - last >= 10000) &&
-            __atomic_compare_exchange_n(&said, &last, now, 0,
-                                        __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+        /* The block is fetched instead: said once per 10 s (an sqlite3
+         * shell holding the index would say it per block). */
+        static struct ratelimit said;
+        uint64_t held;
+        if (ratelimit_allow(&said, 1, 10000, &held))
             log_warn("template %s: looking up a local copy of block %llu "
                      "failed (%s); fetching it from the origin", g->t->name,
                      (unsigned long long)blk, strerror(-n));
