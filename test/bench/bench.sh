@@ -977,7 +977,9 @@ startup_figure() {
 	start_fs imgcache "$smnt" "$W/startup.log" "$IMGCACHE" -f "$sconf" "$smnt" ||
 		{ na "$F_START" s - - "<=1" "$WHY"; return; }
 	stop_fs "$smnt" "$FS_PID"
+	# The columns named: the daemon adds columns in place (blocks.sha).
 	sqlite3 "$sc/cache/index.db" "INSERT INTO blocks
+		(tid, gen, blk, csum, atime, flags)
 		WITH RECURSIVE c(x) AS (SELECT 0 UNION ALL SELECT x + 1 FROM c
 			WHERE x < 1048575)
 		SELECT t.id, t.generation, c.x, abs(random()), c.x, 0
