@@ -40,12 +40,13 @@
  * against that.  The fresh manifest replaces the generation's (gen.mf) for
  * the fills that start after; a fill keeps the reference it started with
  * (struct vmf), so nothing it reads is unmapped under it.  An origin that
- * answers it has no manifest (ENOENT, 404, 410), or one refused or not of
- * the generation's size, is believed: gen.mf becomes NULL (fills after
- * it check nothing; those holding a reference keep it) and the stored
- * copy is removed.  So is a stored one not bound to the generation that
- * a restart asks for again (a transient failure keeps it, for checking
- * only).
+ * answers it has no manifest (ENOENT, 404, 410) is believed: gen.mf
+ * becomes NULL (fills after it check nothing; those holding a reference
+ * keep it) and the stored copy is removed.  So is a stored one not bound
+ * to the generation that a restart asks for again.  A failure, or a
+ * manifest refused or not of the generation's size (it may have been
+ * damaged on the way: a proxy's cut reply), keeps the one there is, for
+ * checking: never is checking turned off but by the origin's word.
  *
  * Locking: verify_settle waits on gen.filled under gen.lock (bounded by
  * the caller's deadline) and fetches with no lock held; so does

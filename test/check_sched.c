@@ -406,6 +406,39 @@ START_TEST(warm_yields)
 }
 END_TEST
 
+/* A warm held back by a demand transfer in flight, with a slot free,
+ * starts once a reader makes it urgent, without waiting for that
+ * transfer to end (nobody's release comes to hand it the slot). */
+START_TEST(held_warm_urgent)
+{
+    struct sched s;
+    sched_init(&s, 2);
+    ck_assert_int_eq(sched_acquire(&s, NULL, mono_ms() + 1000), 0);
+    int flag = 0;
+    struct waiter w = {.s = &s,
+                       .rq = {.cls = FETCH_WARM, .group = 2, .flow = 1,
+                              .urgent = &flag},
+                       .deadline = mono_ms() + 10000};
+    __atomic_store_n(&granted_at, 0, __ATOMIC_RELAXED);
+    ck_assert_int_eq(pthread_create(&w.th, NULL, stamp_main, &w), 0);
+    uint64_t end = mono_ms() + 5000;
+    while (waiting(&s) == 0 && mono_ms() < end)
+        usleep(1000);
+    ck_assert_uint_eq(waiting(&s), 1);
+    __atomic_store_n(&flag, 1, __ATOMIC_RELAXED);
+    /* Until it is granted, or 5 s: the demand slot is still held. */
+    end = mono_ms() + 5000;
+    while (__atomic_load_n(&granted_at, __ATOMIC_RELAXED) == 0 &&
+           mono_ms() < end)
+        usleep(1000);
+    ck_assert_uint_ne(__atomic_load_n(&granted_at, __ATOMIC_RELAXED), 0);
+    pthread_join(w.th, NULL);
+    ck_assert_int_eq(w.rc, 0);
+    sched_release(&s, NULL);
+    sched_destroy(&s);
+}
+END_TEST
+
 /* A waiter leaves at its deadline with -ETIMEDOUT; the slot then goes to
  * the next waiter, not to the one that left. */
 START_TEST(deadline_leaves_queue)
@@ -527,6 +560,7 @@ int main(void)
     tcase_add_test(tc, urgent);
     tcase_add_test(tc, urgent_one);
     tcase_add_test(tc, warm_yields);
+    tcase_add_test(tc, held_warm_urgent);
     tcase_add_test(tc, fair_groups);
     tcase_add_test(tc, cap);
     tcase_add_test(tc, readahead_skip);

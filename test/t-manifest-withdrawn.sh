@@ -52,6 +52,7 @@ stale() {
 mkdir -p "$T/src"
 stale w.img
 stale r.img
+stale d.img
 global_section >"$T/conf"
 cat >>"$T/conf" <<EOF
 
@@ -60,6 +61,9 @@ origin = $T/src/w.img
 
 [template r.img]
 origin = $T/src/r.img
+
+[template d.img]
+origin = $T/src/d.img
 EOF
 
 # --- at a restart: w.img's stale manifest is stored, then withdrawn while
@@ -108,6 +112,26 @@ fi
 grep -q "template r.img: the origin has no manifest now; generation .* is served without a manifest" \
 	"$IMGCACHE_LOG" && ok "the log says so" ||
 	{ show_log "$IMGCACHE_LOG"; not_ok "no log line for the drop"; }
+# --- not withdrawn but damaged: d.img's manifest is taken (block 0), then
+# replaced at the origin by bytes that are no manifest (a reply cut or
+# mangled on the way looks the same).  The refetch block 5 makes is
+# refused: that is no word from the origin that it has none, so checking
+# goes on: block 5 (not the manifest's version) fails, the stored copy
+# stays, the other blocks read right.
+read_block "$MNT/d.img" 0 || not_ok "d.img block 0 failed"
+set -- "$CACHE"/data/d.img.*.imgcache-manifest
+[ -f "$1" ] || fail "no stored manifest of d.img in $CACHE/data"
+DSTORED=$1
+head -c 1000 /dev/urandom >"$T/src/d.img.imgcache-manifest"
+if read_block "$MNT/d.img" 5; then
+	not_ok "a damaged manifest turned checking off: block 5 was served unchecked"
+else
+	ok "a damaged manifest keeps the checking: block 5 fails (EIO)"
+fi
+[ -f "$DSTORED" ] && ok "... and the stored manifest is kept" ||
+	not_ok "the stored manifest $DSTORED was removed"
+read_blocks "$MNT/d.img" "$T/src/d.img" 5
+assert_eq "d.img: blocks 0-4 read the origin's bytes" "0 0" "$EIO $WRONG"
 pid=$IMGCACHE_PID
 if bounded cmp "$MNT/r.img" "$T/src/r.img" &&
 	bounded cmp "$MNT/w.img" "$T/src/w.img"; then

@@ -393,6 +393,7 @@ struct scan {
     atomic_uint_fast64_t next; /* the next chunk to take */
     atomic_int stop;          /* set with the first error */
     atomic_int no_holes;      /* SEEK_DATA failed: read every block */
+    int read_all;             /* read every block, holes too (--verify) */
     atomic_uint_fast64_t bytes_read;
     pthread_mutex_t mu;       /* protects rc and err */
     int rc;
@@ -560,7 +561,7 @@ static int scan_run(struct scan *s, int threads)
         threads = nchunks > 0 ? (int)nchunks : 1;
     atomic_init(&s->next, 0);
     atomic_init(&s->stop, 0);
-    atomic_init(&s->no_holes, 0);
+    atomic_init(&s->no_holes, s->read_all);
     atomic_init(&s->bytes_read, 0);
     pthread_mutex_init(&s->mu, NULL);
     s->rc = 0;
@@ -857,6 +858,10 @@ int manifest_verify(const struct manifest *m, int fd, int threads,
     pthread_mutex_init(&v.mu, NULL);
     struct scan s = {.fd = fd, .size = m->file_size, .bs = m->block_size,
                      .nblocks = m->nblocks, .done = verify_chunk, .ctx = &v};
+    /* The check reads every block, holes too: it must not trust the
+     * hole search the build trusted (a filesystem that reports a hole over
+     * data would make both agree on zeros). */
+    s.read_all = 1;
     rc = scan_run(&s, threads);
     pthread_mutex_destroy(&v.mu);
     if (rc < 0) {

@@ -175,9 +175,11 @@ int ratelimit_allow(struct ratelimit *rl, uint32_t burst, uint64_t window_ms,
     uint64_t w = mono_ms() / (window_ms ? window_ms : 1);
     uint64_t cur = __atomic_load_n(&rl->window, __ATOMIC_RELAXED);
     *dropped = 0;
-    if (cur != w && __atomic_compare_exchange_n(&rl->window, &cur, w, 0,
-                                                __ATOMIC_RELAXED,
-                                                __ATOMIC_RELAXED))
+    /* Only forward: a thread that read the clock before another moved
+     * the window on must not move it back (and reset its count). */
+    if (w > cur && __atomic_compare_exchange_n(&rl->window, &cur, w, 0,
+                                               __ATOMIC_RELAXED,
+                                               __ATOMIC_RELAXED))
         __atomic_store_n(&rl->n, 0, __ATOMIC_RELAXED);
     if (__atomic_add_fetch(&rl->n, 1, __ATOMIC_RELAXED) > burst) {
         __atomic_add_fetch(&rl->dropped, 1, __ATOMIC_RELAXED);

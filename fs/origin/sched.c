@@ -240,16 +240,23 @@ int sched_acquire(struct sched *s, const struct origin_req *rq,
             err = -ETIMEDOUT;
             break;
         }
-        /* A warm held back by the readers wakes when they have paused
-         * (sched_release wakes it to look again when the last one ends):
-         * nobody else calls hand_over then. */
+        /* A warm held back by the readers may wait with slots free, so
+         * nobody's release need come to hand it one: it looks again when
+         * they have paused (sched_release wakes it when the last one
+         * ends), and every SCHED_DEMAND_QUIET_MS meanwhile, for a reader
+         * may have made it urgent (read.c raises the flag and waits: a
+         * demand waiter then, which passes the hold). */
         uint64_t until = deadline;
-        if (w.rq.cls == FETCH_WARM && s->demand_active == 0 &&
-            s->demand_quiet_ms > now && s->demand_quiet_ms < until)
-            until = s->demand_quiet_ms;
+        if (w.rq.cls == FETCH_WARM && !warm_may_start(s, now)) {
+            uint64_t look = s->demand_active == 0 ? s->demand_quiet_ms
+                                                  : now + SCHED_DEMAND_QUIET_MS;
+            if (look < until)
+                until = look;
+        }
         struct timespec ts = ms_timespec(until);
         pthread_cond_timedwait(&w.wake, &s->lock, &ts);
-        if (!w.granted && warm_may_start(s, mono_ms()))
+        if (!w.granted && (class_now(&w) == FETCH_DEMAND ||
+                           warm_may_start(s, mono_ms())))
             hand_over(s);
     }
     pthread_mutex_unlock(&s->lock);
