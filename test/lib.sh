@@ -360,6 +360,22 @@ global_section() {
 		"$CACHE"
 }
 
+# read_blocks FILE WANT N: read blocks 0..N-1 of FILE one by one, of BS
+# bytes (64K; O_DIRECT); sets WRONG (blocks served unlike WANT's) and EIO
+# (failed).
+read_blocks() {
+	WRONG=0 EIO=0
+	for b in $(seq 0 $(($3 - 1))); do
+		if bounded dd if="$1" of="$T/blk" bs=64K skip="$b" count=1 \
+			iflag=direct status=none 2>/dev/null; then
+			extract "$2" $((b * BS)) $BS "$T/want"
+			cmp -s "$T/blk" "$T/want" || WRONG=$((WRONG + 1))
+		else
+			EIO=$((EIO + 1))
+		fi
+	done
+}
+
 # data_bytes FILE: bytes of FILE's data extents (SEEK_DATA/SEEK_HOLE):
 # what the cache stored, without the filesystem's own metadata (an ext4
 # extent tree block counts in st_blocks once a file has many extents).

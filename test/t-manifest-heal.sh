@@ -31,21 +31,6 @@ wait_hashed() {
 		fail "the index never listed $2 hashed blocks of $1"
 }
 
-# read_blocks FILE WANT N: read blocks 0..N-1 of FILE one by one
-# (O_DIRECT); sets WRONG (blocks served unlike WANT's) and EIO (failed).
-read_blocks() {
-	WRONG=0 EIO=0
-	for b in $(seq 0 $(($3 - 1))); do
-		if bounded dd if="$1" of="$T/blk" bs=64K skip="$b" count=1 \
-			iflag=direct status=none 2>/dev/null; then
-			extract "$2" $((b * BS)) $BS "$T/want"
-			cmp -s "$T/blk" "$T/want" || WRONG=$((WRONG + 1))
-		else
-			EIO=$((EIO + 1))
-		fi
-	done
-}
-
 # block_ok FILE WANT B: block B of FILE reads back as WANT's.
 block_ok() {
 	dd if="$1" of="$T/blk.$3" bs=64K skip="$3" count=1 iflag=direct \

@@ -18,21 +18,6 @@ NB=16
 CACHE=$T/cache
 MNT=$T/mnt
 
-# read_blocks FILE WANT N: read blocks 0..N-1 of FILE one by one
-# (O_DIRECT); sets WRONG (blocks served unlike WANT's) and EIO (failed).
-read_blocks() {
-	WRONG=0 EIO=0
-	for b in $(seq 0 $(($3 - 1))); do
-		if bounded dd if="$1" of="$T/blk" bs=64K skip="$b" count=1 \
-			iflag=direct status=none 2>/dev/null; then
-			extract "$2" $((b * BS)) $BS "$T/want"
-			cmp -s "$T/blk" "$T/want" || WRONG=$((WRONG + 1))
-		else
-			EIO=$((EIO + 1))
-		fi
-	done
-}
-
 # read_block FILE B: block B of FILE reads (O_DIRECT).
 read_block() {
 	bounded dd if="$1" of=/dev/null bs=64K skip="$2" count=1 iflag=direct \
