@@ -24,6 +24,20 @@ read_block() {
 		status=none 2>/dev/null
 }
 
+# withdrawn WHEN LOGLINE: after reading the blocks (read_blocks), none
+# failed nor read wrong, $STORED is gone, and the log has LOGLINE.
+withdrawn() {
+	assert_eq "$1: no block fails" 0 "$EIO"
+	assert_eq "... and none reads wrong" 0 "$WRONG"
+	if [ -e "$STORED" ]; then
+		not_ok "the stored manifest $STORED was kept"
+	else
+		ok "the stored manifest was removed"
+	fi
+	grep -q "$2" "$IMGCACHE_LOG" && ok "the log says so" ||
+		{ show_log "$IMGCACHE_LOG"; not_ok "no log line: $2"; }
+}
+
 # stale NAME: $T/src/NAME with the manifest of its previous version: v1
 # hashed, then block 5 rewritten in place (a later mtime, the same size).
 stale() {
@@ -67,16 +81,8 @@ STORED=$1
 rm "$T/src/w.img.imgcache-manifest"
 start_imgcache "$T/conf" "$MNT"
 read_blocks "$MNT/w.img" "$T/src/w.img" $NB
-assert_eq "after a restart, a withdrawn manifest: no block fails" 0 "$EIO"
-assert_eq "... and none reads wrong" 0 "$WRONG"
-if [ -e "$STORED" ]; then
-	not_ok "the stored manifest $STORED was kept"
-else
-	ok "the stored manifest was removed"
-fi
-grep -q "template w.img: generation .*: the origin has no manifest now; removing the stored manifest" \
-	"$IMGCACHE_LOG" && ok "the log says why" ||
-	{ show_log "$IMGCACHE_LOG"; not_ok "no log line for the removal"; }
+withdrawn "after a restart, a withdrawn manifest" \
+	"template w.img: generation .*: the origin has no manifest now; removing the stored manifest"
 
 # --- while it runs: r.img's manifest is taken (block 0), then withdrawn
 # before any block failed; the first failure fetches it again (no 30 s
@@ -87,16 +93,8 @@ set -- "$CACHE"/data/r.img.*.imgcache-manifest
 STORED=$1
 rm "$T/src/r.img.imgcache-manifest"
 read_blocks "$MNT/r.img" "$T/src/r.img" $NB
-assert_eq "a manifest withdrawn while running: no block fails" 0 "$EIO"
-assert_eq "... and none reads wrong" 0 "$WRONG"
-if [ -e "$STORED" ]; then
-	not_ok "the stored manifest $STORED was kept"
-else
-	ok "the stored manifest was removed"
-fi
-grep -q "template r.img: the origin has no manifest now; generation .* is served without a manifest" \
-	"$IMGCACHE_LOG" && ok "the log says so" ||
-	{ show_log "$IMGCACHE_LOG"; not_ok "no log line for the drop"; }
+withdrawn "a manifest withdrawn while running" \
+	"template r.img: the origin has no manifest now; generation .* is served without a manifest"
 # --- not withdrawn but damaged: d.img's manifest is taken (block 0), then
 # replaced at the origin by bytes that are no manifest (a reply cut or
 # mangled on the way looks the same).  The refetch block 5 makes is

@@ -497,6 +497,14 @@ void cache_warm_due(struct cache *c)
 
 /* ------------------------------------------------------- previous gen */
 
+/* What a kept previous generation takes on disk: its blocks and its
+ * stored manifest. */
+static uint64_t prev_disk_bytes(struct gen *p)
+{
+    return cache_gen_cached_bytes(p) +
+           __atomic_load_n(&p->mf_bytes, __ATOMIC_RELAXED);
+}
+
 uint64_t cache_drop_prev(struct tmpl *t)
 {
     pthread_mutex_lock(&t->lock);
@@ -506,8 +514,7 @@ uint64_t cache_drop_prev(struct tmpl *t)
     pthread_mutex_unlock(&t->lock);
     if (p == NULL)
         return 0;
-    uint64_t bytes = cache_gen_cached_bytes(p) +
-                     __atomic_load_n(&p->mf_bytes, __ATOMIC_RELAXED);
+    uint64_t bytes = prev_disk_bytes(p);
     log_info("template %s: dropping generation %llu (%llu bytes), kept for "
              "delta fills: its room is needed", t->name,
              (unsigned long long)p->number, (unsigned long long)bytes);
@@ -526,8 +533,7 @@ uint64_t cache_prev_bytes(struct tmpl *t)
     pthread_mutex_unlock(&t->lock);
     if (p == NULL)
         return 0;
-    uint64_t bytes = cache_gen_cached_bytes(p) +
-                     __atomic_load_n(&p->mf_bytes, __ATOMIC_RELAXED);
+    uint64_t bytes = prev_disk_bytes(p);
     cache_gen_put(p);
     return bytes;
 }
