@@ -64,6 +64,9 @@ struct tmpl_stats { /* updated with __atomic builtins, no lock */
     uint64_t uncached;     /* blocks served without caching (no room) */
     uint64_t ra_skipped;   /* readahead fetches dropped: no free slot, or
                               demand reads waiting (not kept in the index) */
+    uint64_t joined;       /* reads that waited for blocks another read
+                              was filling, then served as hits
+                              (single-flight; not kept in the index) */
     uint64_t ra_fetched;   /* bytes readahead fetched from the origin */
     uint64_t ra_used;      /* ... of them, bytes a reader read since (a
                               block counted at its first read) */
@@ -128,6 +131,22 @@ struct gen *cache_cur_gen(struct tmpl *t);
  * template), NULL for a demand read of flow 0. */
 ssize_t cache_read(struct gen *g, char *buf, uint64_t off, size_t len,
                    const struct origin_req *who);
+/* The same, bounded by deadline (a mono_ms() time; 0: origin_timeout from
+ * now), for a read that already waited with cache_wait_filling: one bound
+ * for the whole read. */
+ssize_t cache_read_until(struct gen *g, char *buf, uint64_t off, size_t len,
+                         const struct origin_req *who, uint64_t deadline);
+/* origin_timeout from now: the deadline of a read of g starting now. */
+uint64_t cache_read_deadline(const struct gen *g);
+/* Wait, as a demand read of [off, off+len) would (the fills it waits for
+ * made urgent), until none of its blocks is being filled by another
+ * caller, or until deadline.  1 when it waited and every block is now
+ * present and verified: serve the read on the zero-copy path (the many
+ * readers of one cold block, VMs booting from one template, each get it
+ * spliced from the data file instead of copied three times); 0 otherwise
+ * (read it with cache_read_until, same deadline); -EIO at the deadline. */
+int cache_wait_filling(struct gen *g, uint64_t off, size_t len,
+                       uint64_t deadline);
 
 /* Zero-copy reads: if every block of the read is present and verified,
  * returns 1 with *len set (clamped to the file) and eviction held off

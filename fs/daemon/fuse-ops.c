@@ -363,6 +363,17 @@ static void ic_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
         ra_note(cache_readahead(fs_of(req)->c), &h->ra, g, (uint64_t)off, size);
     if (off >= 0 && read_direct(req, g, size, off))
         return;
+    /* Blocks another reader is filling: wait for them here, then serve
+     * them as hits (one deadline for both waits). */
+    uint64_t deadline = cache_read_deadline(g);
+    int w = off >= 0 ? cache_wait_filling(g, (uint64_t)off, size, deadline)
+                     : 0;
+    if (w < 0) {
+        fuse_reply_err(req, EIO);
+        return;
+    }
+    if (w == 1 && read_direct(req, g, size, off))
+        return;
     char *buf = fillbuf_get(size);
     if (buf == NULL) {
         fuse_reply_err(req, ENOMEM);
@@ -372,7 +383,8 @@ static void ic_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
     const struct origin_req who = {.cls = FETCH_DEMAND,
                                    .flow = (uint64_t)(uintptr_t)h};
     ssize_t n = off < 0 ? -EINVAL
-                        : cache_read(g, buf, (uint64_t)off, size, &who);
+                        : cache_read_until(g, buf, (uint64_t)off, size, &who,
+                                           deadline);
     if (n < 0)
         fuse_reply_err(req, (int)-n);
     else
@@ -424,7 +436,7 @@ static void ic_statfs(fuse_req_t req, fuse_ino_t ino)
 static const char *const xattr_names[] = {
     "origin", "generation", "cached_bytes", "pinned_bytes", "quota",
     "hits", "misses", "origin_bytes", "origin_state", "readahead_skipped",
-    "readahead_fetched", "readahead_used",
+    "readahead_fetched", "readahead_used", "joined_reads",
     "pinned_bytes.boot", "pinned_bytes.high", "pinned_bytes.low",
     "pinned_present_bytes.boot", "pinned_present_bytes.high",
     "pinned_present_bytes.low",
@@ -496,6 +508,8 @@ static int xattr_value(struct tmpl *t, struct gen *g, const char *key,
         return snprintf(out, len, "%" PRIu64, st.origin_bytes);
     if (strcmp(key, "readahead_skipped") == 0)
         return snprintf(out, len, "%" PRIu64, st.ra_skipped);
+    if (strcmp(key, "joined_reads") == 0)
+        return snprintf(out, len, "%" PRIu64, st.joined);
     if (strcmp(key, "local_bytes") == 0)
         return snprintf(out, len, "%" PRIu64, st.local_bytes);
     if (strcmp(key, "verified_blocks") == 0)

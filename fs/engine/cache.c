@@ -604,6 +604,7 @@ void cache_tmpl_stats(const struct tmpl *t, struct tmpl_stats *out)
             __atomic_load_n(&st->evicted_class[k], __ATOMIC_RELAXED);
     out->uncached = __atomic_load_n(&st->uncached, __ATOMIC_RELAXED);
     out->ra_skipped = __atomic_load_n(&st->ra_skipped, __ATOMIC_RELAXED);
+    out->joined = __atomic_load_n(&st->joined, __ATOMIC_RELAXED);
     out->ra_fetched = __atomic_load_n(&st->ra_fetched, __ATOMIC_RELAXED);
     out->ra_used = __atomic_load_n(&st->ra_used, __ATOMIC_RELAXED);
     out->local_blocks = __atomic_load_n(&st->local_blocks, __ATOMIC_RELAXED);

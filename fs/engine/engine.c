@@ -159,7 +159,8 @@ static int tmpl_pick_gen(struct tmpl *t, struct index *ix)
 }
 
 /* tmpl_stats and index_counters hold the same figures, but ra_skipped
- * (a run-time figure of the scheduler's: not kept). */
+ * and joined (run-time figures of the scheduler's and the read path's:
+ * not kept). */
 static void stats_to_counters(struct tmpl *t, struct index_counters *c)
 {
     struct tmpl_stats st;

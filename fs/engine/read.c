@@ -1197,8 +1197,17 @@ static struct origin_req req_of(const struct gen *g,
     return r;
 }
 
-ssize_t cache_read(struct gen *g, char *buf, uint64_t off, size_t size,
-                   const struct origin_req *who)
+uint64_t cache_read_deadline(const struct gen *g)
+{
+    return mono_ms() + __atomic_load_n(&g->t->timeout_ms, __ATOMIC_RELAXED);
+}
+
+/* Blocks of a request up to this many have their done flags on the
+ * stack (one FUSE request of 1 MiB in 16K blocks), more on the heap. */
+#define DONE_ON_STACK 64
+
+ssize_t cache_read_until(struct gen *g, char *buf, uint64_t off, size_t size,
+                         const struct origin_req *who, uint64_t deadline)
 {
     struct rq rq = {.g = g, .buf = buf, .off = off, .oreq = req_of(g, who)};
 
@@ -1213,16 +1222,59 @@ ssize_t cache_read(struct gen *g, char *buf, uint64_t off, size_t size,
     }
     rq.first = block_of(off, g->bs);
     rq.last = block_of(off + rq.len - 1, g->bs);
-    rq.deadline = mono_ms() + __atomic_load_n(&g->t->timeout_ms,
-                                              __ATOMIC_RELAXED);
-    rq.done = calloc(rq.last - rq.first + 1, 1);
+    rq.deadline = deadline ? deadline : cache_read_deadline(g);
+    uint8_t done[DONE_ON_STACK] = {0};
+    uint64_t nb = rq.last - rq.first + 1;
+    rq.done = nb <= DONE_ON_STACK ? done : calloc(nb, 1);
     if (rq.done == NULL)
         return -ENOMEM;
     int r = 0;
-    while (r == 0 && rq.ndone < rq.last - rq.first + 1)
+    while (r == 0 && rq.ndone < nb)
         r = read_round(&rq);
-    free(rq.done);
+    if (rq.done != done)
+        free(rq.done);
     return r < 0 ? r : (ssize_t)rq.len;
+}
+
+ssize_t cache_read(struct gen *g, char *buf, uint64_t off, size_t size,
+                   const struct origin_req *who)
+{
+    return cache_read_until(g, buf, off, size, who, 0);
+}
+
+int cache_wait_filling(struct gen *g, uint64_t off, size_t size,
+                       uint64_t deadline)
+{
+    struct rq rq = {.g = g, .off = off, .oreq = req_of(g, NULL),
+                    .deadline = deadline};
+    rq.len = block_clamp(off, size, g->info.size);
+    if (rq.len == 0)
+        return 0;
+    rq.first = block_of(off, g->bs);
+    rq.last = block_of(off + rq.len - 1, g->bs);
+    uint8_t done[DONE_ON_STACK] = {0};
+    uint64_t nb = rq.last - rq.first + 1;
+    rq.done = nb <= DONE_ON_STACK ? done : calloc(nb, 1);
+    if (rq.done == NULL)
+        return 0; /* the caller's read path waits instead */
+    pthread_mutex_lock(&g->lock);
+    int filling = any_filling(&rq);
+    pthread_mutex_unlock(&g->lock);
+    int r = filling ? wait_fills(&rq) : 0;
+    int ready = 0;
+    if (filling && r == 0) {
+        pthread_mutex_lock(&g->lock);
+        ready = 1;
+        for (uint64_t b = rq.first; ready && b <= rq.last; b++)
+            ready = g->bm.v[b].state == BLK_PRESENT &&
+                    (g->bm.v[b].flags & BLK_VERIFIED);
+        pthread_mutex_unlock(&g->lock);
+        if (ready)
+            stat_add(&g->t->st.joined, 1);
+    }
+    if (rq.done != done)
+        free(rq.done);
+    return r < 0 ? r : ready;
 }
 
 /* ------------------------------------------------------------ prefetch */

@@ -357,10 +357,12 @@ proc_cpu() {
 	sed 's/^.*) //' "/proc/$1/stat" |
 		awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($12 + $13) / hz }'
 }
-# kids_cpu PID: utime + stime of PID's children (nginx's workers), seconds.
-kids_cpu() {
-	awk -v p="$1" -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, "") }
-		$2 == p { s += $12 + $13 } END { printf "%.2f", s / hz }' /proc/[0-9]*/stat 2>/dev/null
+# tree_cpu PID: utime + stime of PID and its children, seconds (nginx:
+# with master_process off, as lib.sh's nginx_config runs it, it has no
+# workers and serves in PID itself).
+tree_cpu() {
+	awk -v p="$1" -v hz="$(getconf CLK_TCK)" '{ pid = $1; sub(/^.*\) /, "") }
+		pid == p || $2 == p { s += $12 + $13 } END { printf "%.2f", s / hz }' /proc/[0-9]*/stat 2>/dev/null
 }
 # self_kids_cpu VAR: CPU seconds of this shell's waited-for children
 # (bash's times, the replayers through timeout) into VAR; not in a
@@ -387,7 +389,7 @@ replay_phase() {
 		wait_for 5 test -s "$STORM_PERF/perf.$tag.data"
 	fi
 	c0=$(proc_cpu "$IC_PID")
-	n0=$(kids_cpu "$NGINX_PID")
+	n0=$(tree_cpu "$NGINX_PID")
 	self_kids_cpu r0
 	s0=$(sys_cpu)
 	wall0=$EPOCHREALTIME
@@ -396,7 +398,7 @@ replay_phase() {
 	wall1=$EPOCHREALTIME
 	s1=$(sys_cpu)
 	self_kids_cpu r1
-	n1=$(kids_cpu "$NGINX_PID")
+	n1=$(tree_cpu "$NGINX_PID")
 	c1=$(proc_cpu "$IC_PID")
 	if [ -n "$perf" ]; then
 		kill "$(pgrep -P "$perf" -x sleep)"
