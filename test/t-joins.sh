@@ -3,9 +3,8 @@
 # cost the origin one fetch: the reader that claims it fetches it, the
 # others wait for that fetch and are then served from the cache
 # (user.imgcache.joined_reads counts them), every one with the origin's
-# bytes.  When the origin hangs instead, every waiter gets EIO within its
-# own origin_timeout + 1 s (not after the fetch it waited for gave up
-# plus a fetch of its own).
+# bytes.  When the origin hangs instead, the waiters are bounded as
+# every reader is: EIO within origin_timeout + 1 s.
 # shellcheck source=test/lib.sh
 . "${top_srcdir:-$(dirname "$0")/..}/test/lib.sh"
 require_fuse
@@ -16,10 +15,12 @@ READERS=8
 BLK=5 # the block every reader reads
 make_file "$T/src/j.img" 2
 dd if="$T/src/j.img" of="$T/want" bs="$BS" skip="$BLK" count=1 status=none
-# lag/: each ranged GET is answered after 2 s: the readers started after
-# the first one find its fetch in flight.
+# lag/: each ranged GET is answered after 2 s; the readers after the
+# first start once its GET has reached the server (--trace): they find
+# its fetch in flight.
 # sw/ serves h.img; while $T/fault says "hang!", its ranged GETs hang.
-start_faultsrv fs "$T/src/j.img" --delay 2 --fault-file "$T/fault"
+start_faultsrv fs "$T/src/j.img" --delay 2 --fault-file "$T/fault" \
+	--trace "$T/trace"
 {
 	global_section # origin_timeout = 3s
 	printf 'readahead = 0\n'
@@ -43,8 +44,11 @@ read_one() {
 
 [ "$(xattr "$MNT/j.img" joined_reads)" = 0 ] ||
 	not_ok "joined_reads before any read: $(xattr "$MNT/j.img" joined_reads)"
-pids=
-for i in $(seq "$READERS"); do
+read_one 1 j.img &
+pids=$!
+wait_for 10 grep -q "start .* GET /lag/j.img bytes=$((BLK * BS))-" "$T/trace" ||
+	not_ok "the first reader's GET did not reach the origin"
+for i in $(seq 2 "$READERS"); do
 	read_one "$i" j.img &
 	pids="$pids $!"
 done
@@ -66,6 +70,34 @@ gets=$(awk -v r="bytes=$((BLK * BS))-" '$1 == "GET" && index($3, r) == 1' \
 assert_eq "the block was fetched once (ranged GETs of it)" 1 "$gets"
 assert_eq "the other readers joined that fetch (joined_reads)" \
 	$((READERS - 1)) "$(xattr "$MNT/j.img" joined_reads)"
+
+# --- a read of a block being filled and of a missing one beside it
+# fetches the missing one at once, beside the fill it then waits for (not
+# after it): from the origin's side, the second GET starts before the
+# first one ends.
+BLK=10
+read_one a j.img &
+pa=$!
+wait_for 10 grep -q "start .* GET /lag/j.img bytes=$((BLK * BS))-" "$T/trace" ||
+	not_ok "the first reader's GET did not reach the origin"
+na=$(awk -v r="bytes=$((BLK * BS))-" '$2 == "start" && index($7, r) == 1 {
+	print $3 }' "$T/trace" | tail -n 1)
+_rc=0
+bounded dd if="$MNT/j.img" of="$T/out.b" bs=$((2 * BS)) skip=5 count=1 \
+	iflag=direct status=none 2>"$T/err.b" || _rc=$?
+wait "$pa"
+dd if="$T/src/j.img" of="$T/want.b" bs=$((2 * BS)) skip=5 count=1 status=none
+if [ "$_rc" = 0 ] && cmp -s "$T/out.b" "$T/want.b"; then
+	ok "a read of blocks 10-11 (10 being filled) gets the origin's bytes"
+else
+	not_ok "the read of blocks 10-11: status $_rc, $(head -n 1 "$T/err.b")"
+fi
+order=$(awk -v n="$na" -v r="bytes=$((11 * BS))-" '
+	$2 == "end" && $3 == n && !e { e = NR }
+	$2 == "start" && index($7, r) == 1 && !s { s = NR }
+	END { print (s && (!e || s < e)) ? "beside" : "after" }' "$T/trace")
+assert_eq "block 11 was fetched beside block 10's fill, not after it" \
+	beside "$order"
 
 # --- a hung origin: every waiter bounded by its own origin_timeout
 # (2 s here) + 1 s

@@ -12,7 +12,7 @@ command -v nm >/dev/null || skip "nm (binutils) not installed"
 
 # Bottom first; one line per folder (README, "Layout").
 LAYERS="
-base:   log util checksum fillbuf manifest
+base:   log util checksum fillbuf manifest offload
 config: proxyspec conf pinspec qcow2
 origin: url health http-check sched proxy origin-file origin-http origin
 index:  index index-report index-scrub writer

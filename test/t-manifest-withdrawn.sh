@@ -6,7 +6,8 @@
 # daemon believes it: at a restart, the stored copy it asks again for is
 # removed and the generation is served without one; while it runs, the
 # refetch a failing block makes drops the generation's manifest.  Either
-# way every block then reads the origin's bytes, none fails.
+# way every block then reads the origin's bytes, none fails.  So it does
+# once the operator sets manifest = none, and the stored copy goes.
 # shellcheck source=test/lib.sh
 . "${top_srcdir:-$(dirname "$0")/..}/test/lib.sh"
 require_fuse
@@ -123,4 +124,16 @@ else
 	not_ok "a template reads back wrong"
 fi
 assert_eq "... by the same daemon" "$pid" "$IMGCACHE_PID"
+stop_imgcache "$MNT"
+
+# --- the operator turns d.img's manifest off (manifest = none): at the
+# next start its stored copy goes (it would count in the disk use for
+# good, never used), and every block reads the origin's bytes, block 5
+# (which the manifest's version does not have) too.
+sed -i '/^\[template d.img\]/a manifest = none' "$T/conf"
+start_imgcache "$T/conf" "$MNT"
+read_blocks "$MNT/d.img" "$T/src/d.img" $NB
+STORED=$DSTORED
+withdrawn "manifest = none" \
+	"template d.img: manifest = none: removed the stored manifest"
 stop_imgcache "$MNT"

@@ -1146,10 +1146,13 @@ static int read_round(struct rq *rq)
     }
     uint64_t now = mono_ms();
     int healing = g->heal_until_ms > now;
-    if (healing && (g->heal_ms >= HEAL_MAX_MS ||
-                    g->heal_until_ms >= rq->deadline)) {
-        /* A lasting disagreement, or a wait longer than this read has:
-         * fail now rather than hold a thread for nothing. */
+    if (now >= rq->deadline || (healing && (g->heal_ms >= HEAL_MAX_MS ||
+                                            g->heal_until_ms >=
+                                                rq->deadline))) {
+        /* Out of time (a fill waited for gave its blocks back at the
+         * deadline: a fetch now would fail and mark them failed for the
+         * next readers), a lasting disagreement, or a wait longer than
+         * this read has: fail now rather than hold a thread for nothing. */
         pthread_mutex_unlock(&g->lock);
         return copy_present(rq) < 0 || rq->ndone < rq->last - rq->first + 1
                    ? -EIO : 0;
@@ -1257,8 +1260,21 @@ int cache_wait_filling(struct gen *g, uint64_t off, size_t size,
     rq.done = nb <= DONE_ON_STACK ? done : calloc(nb, 1);
     if (rq.done == NULL)
         return 0; /* the caller's read path waits instead */
+    /* Only a read whose blocks are all there or being filled joins: one
+     * with a missing block claims it at once on the read path (fetched
+     * beside the fills it then waits for, not after them), and a stale,
+     * failing or healing generation's readers get the read path's answer
+     * at once (read_round), not after the fills in flight. */
     pthread_mutex_lock(&g->lock);
-    int filling = any_filling(&rq);
+    int filling = 0, missing = 0;
+    for (uint64_t b = rq.first; !missing && b <= rq.last; b++) {
+        int st = g->bm.v[b].state;
+        filling |= st == BLK_FILLING;
+        missing = st != BLK_FILLING && st != BLK_PRESENT;
+    }
+    if (missing || g->stale || recently_failed(&rq) ||
+        g->heal_until_ms > mono_ms())
+        filling = 0;
     pthread_mutex_unlock(&g->lock);
     int r = filling ? wait_fills(&rq) : 0;
     int ready = 0;

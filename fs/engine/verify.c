@@ -285,10 +285,19 @@ static struct vmf *find_manifest(struct gen *g, uint64_t deadline)
     struct tmpl *t = g->t;
     char path[PATH_MAX], err[256];
     struct origin_fetched meta = {0};
-    if (t->manifest_mode == CONF_MANIFEST_NONE ||
-        store_manifest_path(path, sizeof path, cache_conf(t->c)->cache_dir,
+    if (store_manifest_path(path, sizeof path, cache_conf(t->c)->cache_dir,
                             t->name, g->number) < 0)
         return NULL;
+    if (t->manifest_mode == CONF_MANIFEST_NONE) {
+        /* One stored while the template had a manifest would count in
+         * the cache's disk use for good, and never be used. */
+        if (unlink(path) == 0) {
+            log_info("template %s: manifest = none: removed the stored "
+                     "manifest %s", t->name, path);
+            account_manifest(g);
+        }
+        return NULL;
+    }
     struct manifest *m = NULL;
     struct vmf *f = NULL;
     struct stat sb;
