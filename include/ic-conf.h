@@ -21,6 +21,10 @@
 #define CONF_DEFAULT_PATH SYSCONFDIR "/imgcache/imgcache.conf"
 #define CONF_DEFAULT_CACHE_DIR "/var/cache/imgcache"
 #define CONF_DEFAULT_READAHEAD (16u << 20)
+/* The kernel's readahead for buffered readers of the mount: one FUSE read
+ * request of 1 MiB (its largest) instead of eight of 128K. */
+#define CONF_DEFAULT_KERNEL_READAHEAD (1u << 20)
+#define CONF_KERNEL_READAHEAD_MAX (64u << 20)
 
 enum conf_kind { CONF_TEMPLATE, CONF_DIRECTORY };
 
@@ -75,6 +79,9 @@ struct conf {
     struct conf_source *src;
     size_t nsrc;
     uint64_t readahead;  /* "readahead": max sequential window, 0 = off */
+    uint64_t kernel_readahead; /* "kernel_readahead": the mount's
+                                  read_ahead_kb in bytes, 0 = the
+                                  kernel's (fs/daemon/bdi.c) */
     uint64_t warm_rate;  /* "warm_rate": pre-warm bytes/s, 0 = unlimited,
                             else >= WARM_RATE_MIN */
     int prewarm;         /* "prewarm" yes/no (default yes): the daemon

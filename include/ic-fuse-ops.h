@@ -23,6 +23,8 @@ struct ic_fs {
     unsigned mode;       /* permission bits of the files, e.g. 0444 */
     struct fuse_session *se; /* for invalidation notices */
     int busy;            /* control requests still running at exit */
+    char mnt[4096];      /* the mount point, absolute ("": unknown) */
+    int ra_tuned;        /* atomic: the kernel's readahead was set */
 };
 
 struct fuse_lowlevel_ops;

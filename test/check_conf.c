@@ -672,6 +672,31 @@ START_TEST(test_connections_and_warm_rate)
 }
 END_TEST
 
+/* kernel_readahead: [global] only, default 1M, 0 or 4K multiples to 64M. */
+START_TEST(test_kernel_readahead)
+{
+    struct conf *c = parse_ok("[template a]\norigin = /a\n");
+    ck_assert_uint_eq(c->kernel_readahead, 1u << 20);
+    conf_free(c);
+    c = parse_ok("[global]\nkernel_readahead = 0\n[template a]\norigin = /a\n");
+    ck_assert_uint_eq(c->kernel_readahead, 0);
+    conf_free(c);
+    c = parse_ok("[global]\nkernel_readahead = 256K\n"
+                 "[template a]\norigin = /a\n");
+    ck_assert_uint_eq(c->kernel_readahead, 256u << 10);
+    conf_free(c);
+    expect_err("[global]\nkernel_readahead = 5000\n",
+               "t.conf:2: kernel_readahead must be 0 (the kernel's) or a "
+               "multiple of 4K up to 64M");
+    expect_err("[global]\nkernel_readahead = 128M\n",
+               "t.conf:2: kernel_readahead must be 0 (the kernel's) or a "
+               "multiple of 4K up to 64M");
+    expect_err("[template a]\norigin = /a\nkernel_readahead = 1M\n",
+               "t.conf:3: key 'kernel_readahead' is not allowed in "
+               "[template a]");
+}
+END_TEST
+
 START_TEST(test_err_nul_byte)
 {
     static const char text[] = "[global]\ncache_max = 1G\nowner = a\0b\n";
@@ -810,6 +835,7 @@ static Suite *conf_suite(void)
     tcase_add_test(ok, test_load_file);
     tcase_add_test(ok, test_follow_symlinks);
     tcase_add_test(ok, test_connections_and_warm_rate);
+    tcase_add_test(ok, test_kernel_readahead);
     suite_add_tcase(s, ok);
 
     tcase_add_test(bad, test_err_unknown_section);

@@ -12,7 +12,7 @@ LAT=$top_builddir/test/bench/lat
 command -v bash >/dev/null 2>&1 || skip "bash not installed"
 
 rc=0
-BENCH_SIZE=16M BENCH_FIO_SECONDS=1 BENCH_TIMEOUT=30 BENCH_DIR=$T \
+BENCH_SIZE=16M BENCH_FIO_SECONDS=1 BENCH_TIMEOUT=30 BENCH_DIR=$T BENCH_TMPFS_ROUNDS=1 \
 	BENCH_MD=$T/bench.md BENCH_PEERS=0 \
 	timeout -k 5 100 bash "$top_srcdir/test/bench/bench.sh" "$top_builddir" \
 	>"$T/out" 2>"$T/err" || rc=$?
@@ -104,7 +104,8 @@ for fig in "O_DIRECT write to the cache filesystem, 64 KiB writes" \
 	"machine CPU during cold seq HTTP: busy" \
 	"machine CPU during cold seq HTTP: iowait" \
 	"machine CPU during cold seq HTTP: idle" \
-	"imgcache daemon CPU per GiB of cold seq HTTP"; do
+	"imgcache daemon CPU per GiB of cold seq HTTP" \
+	"imgcache daemon CPU per GiB, cold seq HTTP, cache on tmpfs"; do
 	v=$(value "$fig")
 	if isnum "$v" || { [ "$v" = n/a ] && [ -n "$(reason "$fig")" ]; }; then
 		ok "$fig: $v"

@@ -17,7 +17,7 @@ config: proxyspec conf pinspec qcow2
 origin: url health http-check sched proxy origin-file origin-http origin
 index:  index index-report index-scrub writer
 engine: blockmap store stage qmap pin cache evict verify read readahead prewarm engine
-daemon: ctlproto ctl fuse-ops main
+daemon: ctlproto ctl bdi fuse-ops main
 "
 
 objs=$(find "$top_builddir/fs" -name '*.o' ! -path '*/.libs/*' | sort)

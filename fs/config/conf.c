@@ -46,7 +46,7 @@ enum key_id {
     K_PROXY, K_CA_FILE, K_NETRC, K_ORIGIN_TIMEOUT, K_CONNECT_TIMEOUT,
     K_REVALIDATE, K_MAX_CONNECTIONS, K_REQUIRE_STRONG_ETAG, K_FOLLOW_SYMLINKS,
     K_MANIFEST,
-    K_ORIGIN_CONNECTIONS, K_WARM_RATE, K_PREWARM,
+    K_ORIGIN_CONNECTIONS, K_WARM_RATE, K_PREWARM, K_KERNEL_READAHEAD,
     K_COUNT
 };
 #define KBIT(k) (1u << (k))
@@ -535,6 +535,17 @@ static int set_warm_rate(struct parser *p, const char *key, const char *val)
     return rc;
 }
 
+static int set_kernel_readahead(struct parser *p, const char *key,
+                                const char *val)
+{
+    int rc = get_size(p, key, val, &p->c->kernel_readahead);
+    if (rc == 0 && (p->c->kernel_readahead % 4096 != 0 ||
+                    p->c->kernel_readahead > CONF_KERNEL_READAHEAD_MAX))
+        return fail(p, "kernel_readahead must be 0 (the kernel's) or a "
+                       "multiple of 4K up to 64M");
+    return rc;
+}
+
 static int set_follow_symlinks(struct parser *p, const char *key,
                                const char *val)
 {
@@ -567,6 +578,8 @@ static const struct key_def keys[K_COUNT] = {
     [K_ORIGIN_CONNECTIONS] = {"origin_connections", IN_ANY, 0, 0,
                               set_max_connections},
     [K_WARM_RATE] = {"warm_rate", IN_GLOBAL, 0, 0, set_warm_rate},
+    [K_KERNEL_READAHEAD] = {"kernel_readahead", IN_GLOBAL, 0, 0,
+                            set_kernel_readahead},
     [K_PREWARM] = {"prewarm", IN_GLOBAL, 0, 0, set_prewarm},
     [K_REQUIRE_STRONG_ETAG] = {"require_strong_etag", IN_ANY, 0, 0,
                                set_require_strong_etag},
@@ -862,6 +875,7 @@ static struct conf *conf_new(const char *name)
     }
     c->block_size = IC_BS_DEFAULT;
     c->readahead = CONF_DEFAULT_READAHEAD;
+    c->kernel_readahead = CONF_DEFAULT_KERNEL_READAHEAD;
     c->direct_fill = 1;
     c->prewarm = 1;
     c->file_mode = DEF_FILE_MODE;

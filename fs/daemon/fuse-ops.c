@@ -21,6 +21,8 @@
 #include "ic-health.h"
 #include "ic-origin.h"
 #include "ic-log.h"
+#include "ic-bdi.h"
+#include "ic-conf.h"
 #include "ic-pin.h"
 #include "ic-readahead.h"
 #include "ic-sched.h"
@@ -179,9 +181,33 @@ static void ic_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
     free(buf);
 }
 
+/* Raise the kernel's readahead for the mount to kernel_readahead
+ * (ic-bdi.h), once: from the first open, since INIT, done by then, can
+ * only lower it. */
+static void tune_readahead(struct ic_fs *fs)
+{
+    if (__atomic_exchange_n(&fs->ra_tuned, 1, __ATOMIC_ACQ_REL))
+        return;
+    uint64_t want = cache_conf(fs->c)->kernel_readahead;
+    if (want == 0 || fs->mnt[0] == '\0')
+        return;
+    char bdi[32];
+    int r = bdi_of_mount(fs->mnt, bdi, sizeof bdi);
+    if (r == 0)
+        r = bdi_set_readahead(bdi, want);
+    if (r == 0)
+        log_info("kernel readahead of %s: %" PRIu64 " KiB (bdi %s)", fs->mnt,
+                 want / 1024, bdi);
+    else
+        log_info("cannot set the kernel readahead of %s to %" PRIu64
+                 " KiB: %s; it stays the kernel's", fs->mnt, want / 1024,
+                 strerror(-r));
+}
+
 static void ic_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     struct ic_fs *fs = fs_of(req);
+    tune_readahead(fs);
     struct tmpl *t = cache_find_ino(fs->c, ino);
     struct gen *g;
 

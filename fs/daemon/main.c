@@ -338,6 +338,9 @@ static int start(struct opts *o, struct conf *conf, struct fuse_args *args)
     /* Read-only, and the kernel enforces the files' modes for us. */
     fuse_opt_add_arg(args, "-oro,default_permissions,fsname=imgcache,"
                            "subtype=imgcache");
+    /* Resolved now: once mounted, resolving it asks the mount itself. */
+    if (realpath(o->mountpoint, fs.mnt) == NULL)
+        fs.mnt[0] = '\0';
     int r = run_session(args, &fs, o->mountpoint, o->config, report_fd);
     if (r != 0)
         daemon_ready(report_fd, 1);

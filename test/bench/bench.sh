@@ -25,6 +25,7 @@
 #                         0: skip the peers (default: measure those installed)
 #   BENCH_TIMEOUT=300     limit for any one command reading through a mount
 #   BENCH_KEEP=1          keep the temporary directory (logs, configs)
+#   BENCH_TMPFS_ROUNDS=3  rounds of each kind of the cold read, cache on tmpfs
 #
 # Output: a header naming the machine, then one aligned table on stdout
 # (figure, value, unit, reference, ratio, target), then the figures that
@@ -1000,6 +1001,66 @@ if command -v sqlite3 >/dev/null 2>&1; then
 	startup_figure
 else
 	na "$F_START" s - - "<=1" "sqlite3 (the CLI) is not installed"
+fi
+
+# The daemon's CPU per GiB of a cold HTTP read with cache_dir on tmpfs
+# (no disk: what the daemon itself costs), with the default
+# kernel_readahead (1 MiB FUSE requests from the kernel's readahead) and
+# with kernel_readahead = 0 (the kernel's 128 KiB, as before it existed),
+# alternated, BENCH_TMPFS_ROUNDS rounds each, a new daemon and cache each.
+F_TMPFS="imgcache daemon CPU per GiB, cold seq HTTP, cache on tmpfs"
+F_TMPFS_RATE="imgcache cold seq HTTP, cache on tmpfs"
+tmpfs_figure() {
+	local tm=$W/tmpfs tmnt=$W/tmnt r k c0 c1 order dm zm drm zrm
+	mkdir -p "$tm"
+	if ! mount -t tmpfs -o "size=$((SIZE / 1048576 * 2 + 64))M,mode=0700" \
+		imgcache-bench "$tm" 2>/dev/null; then
+		na "$F_TMPFS" s/GiB "kernel_readahead = 0" - - "cannot mount a tmpfs (not root?)"
+		return
+	fi
+	MOUNTS+=("$tm")
+	: >"$W/tmpfs.cpu"
+	for ((r = 1; r <= ${BENCH_TMPFS_ROUNDS:-3}; r++)); do
+		if ((r % 2)); then order="d z"; else order="z d"; fi
+		for k in $order; do
+			{
+				printf '[global]\ncache_dir = %s\nblock_size = 64K\n' "$tm/cache"
+				[ "$k" = d ] || printf 'kernel_readahead = 0\n'
+				printf '\n[template http.img]\norigin = %s/t.img\n' "$URL"
+			} >"$W/tmpfs.conf"
+			fresh_origin
+			start_fs imgcache "$tmnt" "$W/tmpfs.log" "$IMGCACHE" -f \
+				"$W/tmpfs.conf" "$tmnt" ||
+				{ na "$F_TMPFS" s/GiB "kernel_readahead = 0" - - "$WHY"; unmount "$tm"; return; }
+			c0=$(proc_cpu "$FS_PID")
+			meas seq_read "$tmnt/http.img"
+			c1=$(proc_cpu "$FS_PID")
+			stop_fs "$tmnt" "$FS_PID"
+			rm -rf "$tm/cache"
+			if [ "$MEAS_RC" != 0 ]; then
+				na "$F_TMPFS" s/GiB "kernel_readahead = 0" - - "the read failed: $WHY"
+				unmount "$tm"
+				return
+			fi
+			awk -v k="$k" -v a="$c0" -v b="$c1" -v s="$SIZE" -v m="$RESULT" \
+				'BEGIN { printf "%s %.2f %s\n", k, (b - a) / (s / 1073741824), m }' \
+				>>"$W/tmpfs.cpu"
+		done
+	done
+	unmount "$tm"
+	med() { awk -v k="$1" -v f="$2" '$1 == k { print $f }' "$W/tmpfs.cpu" | sort -n |
+		awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+	spread() { awk -v k="$1" -v f="$2" '$1 == k { printf "%s ", $f }' "$W/tmpfs.cpu"; }
+	dm=$(med d 2) zm=$(med z 2) drm=$(med d 3) zrm=$(med z 3)
+	row "$F_TMPFS" "$dm" s/GiB "kernel_readahead = 0" "$zm" -
+	row "$F_TMPFS_RATE" "$drm" MiB/s "kernel_readahead = 0" "$zrm" -
+	remark "cache on tmpfs, medians of ${BENCH_TMPFS_ROUNDS:-3} alternated rounds: daemon CPU s/GiB $(spread d 2)(default kernel_readahead, 1M) against $(spread z 2)(kernel_readahead = 0: the kernel's 128K); MiB/s $(spread d 3)against $(spread z 3)."
+}
+if [ -n "$URL" ]; then
+	log "imgcache: cold sequential read, cache on tmpfs"
+	tmpfs_figure
+else
+	na "$F_TMPFS" s/GiB "kernel_readahead = 0" - - "$HTTP_WHY"
 fi
 
 # ------------------------------------------------------------ peers
