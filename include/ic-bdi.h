@@ -21,8 +21,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* The "MAJOR:MINOR" of the filesystem mounted on mnt (an absolute path,
- * as the kernel has it), from /proc/self/mountinfo: the last mount there.
+/* The "MAJOR:MINOR" of the imgcache filesystem (type fuse.imgcache)
+ * mounted on mnt (an absolute path, as the kernel has it), from
+ * /proc/self/mountinfo: the last such mount there.
  * 0, -ENOENT when nothing is mounted on mnt, -ENAMETOOLONG, -errno. */
 int bdi_of_mount(const char *mnt, char *out, size_t len);
 /* Set the readahead of bdi (a bdi_of_mount name) to bytes (a multiple of

@@ -1,8 +1,8 @@
 #!/bin/sh
 # t-kernel-readahead: the mount's kernel readahead (its bdi's
 # read_ahead_kb, 128 KiB for a FUSE mount) is raised to kernel_readahead
-# (default 1M) once the first file is opened; kernel_readahead = 0 leaves
-# the kernel's.  A buffered sequential read still reads the origin's bytes.
+# (default 1M) before the first file is opened (at the first lookup);
+# kernel_readahead = 0 leaves the kernel's.  A buffered sequential read still reads the origin's bytes.
 # shellcheck source=test/lib.sh
 . "${top_srcdir:-$(dirname "$0")/..}/test/lib.sh"
 require_fuse
@@ -20,7 +20,7 @@ for want in default 0 256K; do
 	} >"$T/conf"
 	start_imgcache "$T/conf" "$MNT"
 	before=$(ra_kb)
-	assert_same "kernel_readahead = $want: a cold buffered read" \
+	assert_same "kernel_readahead = $want: a buffered read" \
 		"$MNT/a.img" "$T/src/a.img"
 	case $want in
 	default) expect=1024 ;;

@@ -38,7 +38,13 @@ int bdi_of_mount(const char *mnt, char *out, size_t len)
     int found = 0;
     char dev[32] = "";
     while (getline(&line, &cap, f) > 0) {
-        /* "ID PARENT MAJOR:MINOR ROOT MOUNTPOINT ..." */
+        /* "ID PARENT MAJOR:MINOR ROOT MOUNTPOINT ... - FSTYPE ...": only
+         * an imgcache mount's line (something mounted over ours later
+         * is not ours to tune). */
+        char *sep = strstr(line, " - ");
+        if (sep == NULL || strncmp(sep + 3, "fuse.imgcache ", 14) != 0)
+            continue;
+        *sep = '\0';
         char *save = NULL, *tok[5];
         int n = 0;
         for (char *t = strtok_r(line, " ", &save); t != NULL && n < 5;

@@ -79,9 +79,43 @@ static void fill_attr(struct ic_fs *fs, const struct gen *g, struct stat *st)
     st->st_atim = st->st_mtim;
 }
 
+/* Raise the kernel's readahead for the mount to kernel_readahead
+ * (ic-bdi.h), once, before any file is opened: a file takes the bdi's
+ * readahead when it is opened, for good.  From the first lookup or open
+ * (every open of a path follows a lookup), since INIT, done by then, can
+ * only lower it; concurrent first callers wait for the write. */
+static pthread_mutex_t ra_lock = PTHREAD_MUTEX_INITIALIZER;
+static void tune_readahead(struct ic_fs *fs)
+{
+    if (__atomic_load_n(&fs->ra_tuned, __ATOMIC_ACQUIRE))
+        return;
+    pthread_mutex_lock(&ra_lock);
+    if (!fs->ra_tuned) {
+        uint64_t want = cache_conf(fs->c)->kernel_readahead;
+        char bdi[32];
+        int r = fs->mnt[0] == '\0' ? -ENOENT
+                : bdi_of_mount(fs->mnt, bdi, sizeof bdi);
+        if (r == 0 && want != 0)
+            r = bdi_set_readahead(bdi, want);
+        if (want == 0)
+            ; /* the kernel's stays, as asked */
+        else if (r == 0)
+            log_info("kernel readahead of %s: %" PRIu64 " KiB (bdi %s)",
+                     fs->mnt, want / 1024, bdi);
+        else
+            log_info("cannot set the kernel readahead of the mount %s to "
+                     "%" PRIu64 " KiB: %s; it stays the kernel's",
+                     fs->mnt[0] ? fs->mnt : "(its path unknown)",
+                     want / 1024, strerror(-r));
+        __atomic_store_n(&fs->ra_tuned, 1, __ATOMIC_RELEASE);
+    }
+    pthread_mutex_unlock(&ra_lock);
+}
+
 static void ic_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
     struct ic_fs *fs = fs_of(req);
+    tune_readahead(fs);
     struct fuse_entry_param e;
     struct tmpl *t;
 
@@ -179,29 +213,6 @@ static void ic_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
     }
     fuse_reply_buf(req, buf, pos);
     free(buf);
-}
-
-/* Raise the kernel's readahead for the mount to kernel_readahead
- * (ic-bdi.h), once: from the first open, since INIT, done by then, can
- * only lower it. */
-static void tune_readahead(struct ic_fs *fs)
-{
-    if (__atomic_exchange_n(&fs->ra_tuned, 1, __ATOMIC_ACQ_REL))
-        return;
-    uint64_t want = cache_conf(fs->c)->kernel_readahead;
-    if (want == 0 || fs->mnt[0] == '\0')
-        return;
-    char bdi[32];
-    int r = bdi_of_mount(fs->mnt, bdi, sizeof bdi);
-    if (r == 0)
-        r = bdi_set_readahead(bdi, want);
-    if (r == 0)
-        log_info("kernel readahead of %s: %" PRIu64 " KiB (bdi %s)", fs->mnt,
-                 want / 1024, bdi);
-    else
-        log_info("cannot set the kernel readahead of %s to %" PRIu64
-                 " KiB: %s; it stays the kernel's", fs->mnt, want / 1024,
-                 strerror(-r));
 }
 
 static void ic_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)

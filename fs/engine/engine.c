@@ -1367,9 +1367,11 @@ static int reload_locked(struct cache *c, const char *path, int *applied)
     }
     if (strcmp(nc->cache_dir, c->conf->cache_dir) != 0)
         log_warn("reload: cache_dir changes take effect at the next restart");
-    if (nc->kernel_readahead != c->conf->kernel_readahead)
+    if (nc->kernel_readahead != c->conf->kernel_readahead) {
         log_warn("reload: kernel_readahead changes take effect at the next "
                  "mount");
+        nc->kernel_readahead = c->conf->kernel_readahead; /* the mount's */
+    }
     int r = index_reopen(c->conf->cache_dir, &ix);
     if (r < 0) {
         log_err("reload: cannot apply %s now; keeping the running "

@@ -1010,17 +1010,30 @@ fi
 # alternated, BENCH_TMPFS_ROUNDS rounds each, a new daemon and cache each.
 F_TMPFS="imgcache daemon CPU per GiB, cold seq HTTP, cache on tmpfs"
 F_TMPFS_RATE="imgcache cold seq HTTP, cache on tmpfs"
+tmpfs_na() {
+	na "$F_TMPFS" s/GiB "kernel_readahead = 0" - - "$1"
+	na "$F_TMPFS_RATE" MiB/s "kernel_readahead = 0" - - "$1"
+}
 tmpfs_figure() {
-	local tm=$W/tmpfs tmnt=$W/tmnt r k c0 c1 order dm zm drm zrm
+	local tm=$W/tmpfs tmnt=$W/tmnt r k c0 c1 order dm zm drm zrm avail
+	local rounds=${BENCH_TMPFS_ROUNDS:-3}
+	[ "$rounds" -ge 1 ] 2>/dev/null || { tmpfs_na "BENCH_TMPFS_ROUNDS=$rounds"; return; }
+	# The tmpfs holds the whole template, beside the origin's and the
+	# mount's page cache: only where half the available memory takes it.
+	avail=$(awk '$1 == "MemAvailable:" { printf "%.0f\n", $2 * 1024 }' /proc/meminfo)
+	if [ -n "$avail" ] && [ "$SIZE" -gt $((avail / 2)) ]; then
+		tmpfs_na "SIZE is more than half of MemAvailable"
+		return
+	fi
 	mkdir -p "$tm"
 	if ! mount -t tmpfs -o "size=$((SIZE / 1048576 * 2 + 64))M,mode=0700" \
 		imgcache-bench "$tm" 2>/dev/null; then
-		na "$F_TMPFS" s/GiB "kernel_readahead = 0" - - "cannot mount a tmpfs (not root?)"
+		tmpfs_na "cannot mount a tmpfs (not root?)"
 		return
 	fi
 	MOUNTS+=("$tm")
 	: >"$W/tmpfs.cpu"
-	for ((r = 1; r <= ${BENCH_TMPFS_ROUNDS:-3}; r++)); do
+	for ((r = 1; r <= rounds; r++)); do
 		if ((r % 2)); then order="d z"; else order="z d"; fi
 		for k in $order; do
 			{
@@ -1031,14 +1044,14 @@ tmpfs_figure() {
 			fresh_origin
 			start_fs imgcache "$tmnt" "$W/tmpfs.log" "$IMGCACHE" -f \
 				"$W/tmpfs.conf" "$tmnt" ||
-				{ na "$F_TMPFS" s/GiB "kernel_readahead = 0" - - "$WHY"; unmount "$tm"; return; }
+				{ tmpfs_na "$WHY"; unmount "$tm"; return; }
 			c0=$(proc_cpu "$FS_PID")
 			meas seq_read "$tmnt/http.img"
 			c1=$(proc_cpu "$FS_PID")
 			stop_fs "$tmnt" "$FS_PID"
 			rm -rf "$tm/cache"
 			if [ "$MEAS_RC" != 0 ]; then
-				na "$F_TMPFS" s/GiB "kernel_readahead = 0" - - "the read failed: $WHY"
+				tmpfs_na "the read failed: $WHY"
 				unmount "$tm"
 				return
 			fi
@@ -1054,13 +1067,13 @@ tmpfs_figure() {
 	dm=$(med d 2) zm=$(med z 2) drm=$(med d 3) zrm=$(med z 3)
 	row "$F_TMPFS" "$dm" s/GiB "kernel_readahead = 0" "$zm" -
 	row "$F_TMPFS_RATE" "$drm" MiB/s "kernel_readahead = 0" "$zrm" -
-	remark "cache on tmpfs, medians of ${BENCH_TMPFS_ROUNDS:-3} alternated rounds: daemon CPU s/GiB $(spread d 2)(default kernel_readahead, 1M) against $(spread z 2)(kernel_readahead = 0: the kernel's 128K); MiB/s $(spread d 3)against $(spread z 3)."
+	remark "cache on tmpfs, medians of $rounds alternated rounds: daemon CPU s/GiB $(spread d 2)(default kernel_readahead, 1M) against $(spread z 2)(kernel_readahead = 0: the kernel's 128K); MiB/s $(spread d 3)against $(spread z 3)."
 }
 if [ -n "$URL" ]; then
 	log "imgcache: cold sequential read, cache on tmpfs"
 	tmpfs_figure
 else
-	na "$F_TMPFS" s/GiB "kernel_readahead = 0" - - "$HTTP_WHY"
+	tmpfs_na "$HTTP_WHY"
 fi
 
 # ------------------------------------------------------------ peers
