@@ -8,7 +8,8 @@
  * fewer (measured: the daemon's CPU per GiB of a cold read, cache on
  * tmpfs, 2.4-2.8 s against 3.1-3.8 at 128 KiB).  The kernel's readahead
  * starts small and grows only while a stream stays sequential, so random
- * readers do not read more.  FUSE's INIT can only lower the bdi's
+ * readers do not read more; but a stream that stops has had up to the
+ * window more fetched (ic-conf.h: hence off by default).  FUSE's INIT can only lower the bdi's
  * readahead, and it is set on mount to 128 KiB: it is raised through
  * sysfs once INIT is done, i.e. from the first request after it.
  *

@@ -21,9 +21,13 @@
 #define CONF_DEFAULT_PATH SYSCONFDIR "/imgcache/imgcache.conf"
 #define CONF_DEFAULT_CACHE_DIR "/var/cache/imgcache"
 #define CONF_DEFAULT_READAHEAD (16u << 20)
-/* The kernel's readahead for buffered readers of the mount: one FUSE read
- * request of 1 MiB (its largest) instead of eight of 128K. */
-#define CONF_DEFAULT_KERNEL_READAHEAD (1u << 20)
+/* The kernel's readahead for buffered readers of the mount: 0 leaves the
+ * kernel's (128K).  1M saves CPU (one FUSE request for eight) but its
+ * requests look like demand reads to us: a buffered reader that stops
+ * has had up to 1 MiB more fetched from the origin, outside readahead's
+ * accounting (t-fleet, t-dir-away saw it), so it is the operator's
+ * choice. */
+#define CONF_DEFAULT_KERNEL_READAHEAD 0
 #define CONF_KERNEL_READAHEAD_MAX (64u << 20)
 
 enum conf_kind { CONF_TEMPLATE, CONF_DIRECTORY };

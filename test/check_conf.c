@@ -672,11 +672,11 @@ START_TEST(test_connections_and_warm_rate)
 }
 END_TEST
 
-/* kernel_readahead: [global] only, default 1M, 0 or 4K multiples to 64M. */
+/* kernel_readahead: [global] only, default 0, 0 or 4K multiples to 64M. */
 START_TEST(test_kernel_readahead)
 {
     struct conf *c = parse_ok("[template a]\norigin = /a\n");
-    ck_assert_uint_eq(c->kernel_readahead, 1u << 20);
+    ck_assert_uint_eq(c->kernel_readahead, 0);
     conf_free(c);
     c = parse_ok("[global]\nkernel_readahead = 0\n[template a]\norigin = /a\n");
     ck_assert_uint_eq(c->kernel_readahead, 0);

@@ -105,7 +105,7 @@ for fig in "O_DIRECT write to the cache filesystem, 64 KiB writes" \
 	"machine CPU during cold seq HTTP: iowait" \
 	"machine CPU during cold seq HTTP: idle" \
 	"imgcache daemon CPU per GiB of cold seq HTTP" \
-	"imgcache daemon CPU per GiB, cold seq HTTP, cache on tmpfs"; do
+	"imgcache daemon CPU per GiB, cold seq HTTP, cache on tmpfs, kernel_readahead = 1M"; do
 	v=$(value "$fig")
 	if isnum "$v" || { [ "$v" = n/a ] && [ -n "$(reason "$fig")" ]; }; then
 		ok "$fig: $v"

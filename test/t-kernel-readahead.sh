@@ -1,8 +1,8 @@
 #!/bin/sh
 # t-kernel-readahead: the mount's kernel readahead (its bdi's
 # read_ahead_kb, 128 KiB for a FUSE mount) is raised to kernel_readahead
-# (default 1M) before the first file is opened (at the first lookup);
-# kernel_readahead = 0 leaves the kernel's.  A buffered sequential read still reads the origin's bytes.
+# before the first file is opened (at the first lookup); by default, and
+# with kernel_readahead = 0, the kernel's stays.  A buffered sequential read still reads the origin's bytes.
 # shellcheck source=test/lib.sh
 . "${top_srcdir:-$(dirname "$0")/..}/test/lib.sh"
 require_fuse
@@ -12,7 +12,7 @@ make_file "$T/src/a.img" 8
 MNT=$T/mnt
 # ra_kb: the mount's read_ahead_kb now.
 ra_kb() { cat "/sys/class/bdi/$(mountpoint -d "$MNT")/read_ahead_kb"; }
-for want in default 0 256K; do
+for want in default 0 1M 256K; do
 	{
 		global_section
 		[ "$want" = default ] || printf 'kernel_readahead = %s\n' "$want"
@@ -23,8 +23,8 @@ for want in default 0 256K; do
 	assert_same "kernel_readahead = $want: a buffered read" \
 		"$MNT/a.img" "$T/src/a.img"
 	case $want in
-	default) expect=1024 ;;
-	0) expect=$before ;;
+	default | 0) expect=$before ;;
+	1M) expect=1024 ;;
 	256K) expect=256 ;;
 	esac
 	assert_eq "kernel_readahead = $want: read_ahead_kb after the first open (was $before)" \
