@@ -140,11 +140,12 @@ ssize_t cache_read_until(struct gen *g, char *buf, uint64_t off, size_t len,
 uint64_t cache_read_deadline(const struct gen *g);
 /* Wait, as a demand read of [off, off+len) would (the fills it waits for
  * made urgent), until none of its blocks is being filled by another
- * caller, or until deadline.  1 when it waited and every block is now
- * present and verified: serve the read on the zero-copy path (the many
- * readers of one cold block, VMs booting from one template, each get it
- * spliced from the data file instead of copied three times); 0 otherwise
- * (read it with cache_read_until, same deadline); -EIO at the deadline. */
+ * caller, or until deadline.  1 when it waited and those fills ended:
+ * try the zero-copy path first (cache_read_fd_begin says whether every
+ * block is present and verified now), so that the many readers of one
+ * cold block, VMs booting from one template, each get it spliced from
+ * the data file instead of copied three times; then, or on 0, read it
+ * with cache_read_until, same deadline.  -EIO at the deadline. */
 int cache_wait_filling(struct gen *g, uint64_t off, size_t len,
                        uint64_t deadline);
 

@@ -93,12 +93,13 @@ static void tune_readahead(struct ic_fs *fs)
     if (!fs->ra_tuned) {
         uint64_t want = cache_conf(fs->c)->kernel_readahead;
         char bdi[32];
-        int r = fs->mnt[0] == '\0' ? -ENOENT
-                : bdi_of_mount(fs->mnt, bdi, sizeof bdi);
+        int r = want == 0         ? 0 /* the kernel's stays, as asked */
+                : fs->mnt[0] == '\0' ? -ENOENT
+                                    : bdi_of_mount(fs->mnt, bdi, sizeof bdi);
         if (r == 0 && want != 0)
             r = bdi_set_readahead(bdi, want);
         if (want == 0)
-            ; /* the kernel's stays, as asked */
+            ;
         else if (r == 0)
             log_info("kernel readahead of %s: %" PRIu64 " KiB (bdi %s)",
                      fs->mnt, want / 1024, bdi);

@@ -1277,20 +1277,11 @@ int cache_wait_filling(struct gen *g, uint64_t off, size_t size,
         filling = 0;
     pthread_mutex_unlock(&g->lock);
     int r = filling ? wait_fills(&rq) : 0;
-    int ready = 0;
-    if (filling && r == 0) {
-        pthread_mutex_lock(&g->lock);
-        ready = 1;
-        for (uint64_t b = rq.first; ready && b <= rq.last; b++)
-            ready = g->bm.v[b].state == BLK_PRESENT &&
-                    (g->bm.v[b].flags & BLK_VERIFIED);
-        pthread_mutex_unlock(&g->lock);
-        if (ready)
-            stat_add(&g->t->st.joined, 1);
-    }
+    if (filling && r == 0)
+        stat_add(&g->t->st.joined, 1);
     if (rq.done != done)
         free(rq.done);
-    return r < 0 ? r : ready;
+    return r < 0 ? r : filling;
 }
 
 /* ------------------------------------------------------------ prefetch */
@@ -1306,8 +1297,7 @@ void cache_prefetch(struct gen *g, uint64_t off, uint64_t len)
         return;
     rq.first = block_of(off, g->bs);
     rq.last = block_of(off + rq.len - 1, g->bs);
-    rq.deadline = mono_ms() + __atomic_load_n(&g->t->timeout_ms,
-                                              __ATOMIC_RELAXED);
+    rq.deadline = cache_read_deadline(g);
     rq.done = calloc(rq.last - rq.first + 1, 1);
     if (rq.done == NULL)
         return;
