@@ -500,6 +500,13 @@ if [ -n "$MEDCOLD" ]; then
 		else
 			row "storm N=$n warm replay time, median" "$wmed" ms "N=1 warm median" "${WMED1:-n/a}" -
 			row "storm N=$n cold / warm median" "$MEDCOLD" ms "N=$n warm median" "$wmed" -
+			# A cold storm cannot end before the same storm with nothing
+			# to fetch: warm N / cold N=1 is the floor of the <=1.5x
+			# target's ratio, measured in this run.
+			row "storm N=$n warm median / N=1 cold median (the target's floor)" "$wmed" ms "N=1 cold median" "${MED1:-n/a}" -
+			if isnum "${MED1:-}" && awk -v w="$wmed" -v c="$MED1" 'BEGIN { exit !(c > 0 && w / c > 1.5) }'; then
+				remark "N=$n's <=1.5x target is below this run's floor: with every block cached and nothing fetched, N=$n replays take $(awk -v w="$wmed" -v c="$MED1" 'BEGIN { printf "%.2f", w / c }')x N=1's cold replay, the machine busy $busy of $(awk -v a="$busy" -v b="$iow" -v c="$idle" 'BEGIN { printf "%.2f", a + b + c }') CPU-s."
+			fi
 		fi
 		row "storm N=$n warm: machine busy / CPU-s available" "$busy" CPU-s "busy+iowait+idle" \
 			"$(awk -v a="$busy" -v b="$iow" -v c="$idle" 'BEGIN { printf "%.2f", a + b + c }')" -
