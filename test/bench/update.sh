@@ -562,6 +562,17 @@ if isnum "${rm_:-x}" && isnum "${rn_:-x}"; then
 		hs=$(awk -v r="$shar" -v sz="$VSZ" 'BEGIN { printf "%.2f", sz / 1048576 / r }')
 		row "SHA-256 (libcrypto, 64 KiB blocks, one CPU)" "$shar" MiB/s - - -
 		row "cost: the CPU bound on the ratio, busy / (busy + SHA-256 CPU-s)" "$bn" CPU-s "busy + $hs CPU-s of hashing" "$(awk -v a="$bn" -v h="$hs" 'BEGIN { print a + h }')" -
+		# Whatever the overlap: the read with a manifest does the plain
+		# read's work and the hashing, on this machine's CPUs, so it
+		# cannot take less than (busy + hashing) / CPUs; against the
+		# plain read's time that caps the ratio at its CPU-s available
+		# (busy + iowait + idle) / (busy + hashing).
+		av=$(awk -v a="$bn" -v b="$in_" -v c="$idn" 'BEGIN { print a + b + c }')
+		need=$(awk -v a="$bn" -v h="$hs" 'BEGIN { print a + h }')
+		row "cost: the ceiling on the ratio, CPU-s available / (busy + SHA-256 CPU-s)" "$av" CPU-s "busy + $hs CPU-s of hashing" "$need" -
+		if awk -v a="$av" -v n="$need" 'BEGIN { exit !(n > 0 && a / n < 0.9) }'; then
+			remark "the cost target (>= 0.9) is above this run's ceiling: $av CPU-s available during the read without manifest, $need needed with one (its busy + the hashing)."
+		fi
 	else
 		na "SHA-256 (libcrypto, 64 KiB blocks, one CPU)" MiB/s - - - "openssl is not installed"
 	fi
